@@ -1,0 +1,143 @@
+package events
+
+import "time"
+
+// PrincipalRef names a principal: its domain and its name.
+type PrincipalRef struct {
+	Domain string `json:"domain"`
+	Name   string `json:"name"`
+}
+
+// ID is "domain/name".
+func (p PrincipalRef) ID() string { return p.Domain + "/" + p.Name }
+
+// Requested is the data of a request: one action on one resource.
+type Requested struct {
+	Prev       string            `json:"prev"`
+	Requester  PrincipalRef      `json:"requester"`
+	Identity   string            `json:"identity"` // the requester's user JWT
+	Action     string            `json:"action"`
+	Resource   string            `json:"resource"` // path within the target domain
+	Params     map[string]string `json:"params,omitempty"`
+	Urgency    string            `json:"urgency"`
+	Reason     string            `json:"reason,omitempty"`
+	Ticket     string            `json:"ticket,omitempty"`
+	TTLSeconds int64             `json:"ttl_seconds,omitempty"`
+	HolderXKey string            `json:"holder_xkey"` // curve25519 key the grant is sealed to
+}
+
+// Rejected is the data of a request refused before evaluation.
+type Rejected struct {
+	Prev      string `json:"prev"`
+	RefSeq    uint64 `json:"ref_seq"`
+	RefDigest string `json:"ref_digest,omitempty"`
+	Code      string `json:"code"`
+	Reason    string `json:"reason"`
+}
+
+// Refused is the data of an input event a component refused; it does not
+// change the request's state.
+type Refused struct {
+	Prev      string `json:"prev"`
+	RefSeq    uint64 `json:"ref_seq"`
+	RefKind   string `json:"ref_kind"`
+	RefSigner string `json:"ref_signer,omitempty"`
+	Code      string `json:"code"`
+	Reason    string `json:"reason"`
+}
+
+// EvaluatedPrincipal is the verified requester as the policy saw it.
+type EvaluatedPrincipal struct {
+	Domain string   `json:"domain"`
+	Name   string   `json:"name"`
+	Key    string   `json:"key"`
+	Groups []string `json:"groups,omitempty"`
+}
+
+// Stage is one stage of an approval flow, as recorded in the evaluation.
+type Stage struct {
+	Name            string   `json:"name"`
+	Groups          []string `json:"groups,omitempty"`
+	Principals      []string `json:"principals,omitempty"` // "domain/name"
+	Required        int      `json:"required"`
+	DeadlineSeconds int64    `json:"deadline_seconds"`
+}
+
+// Flow is an approval flow, recorded whole in the evaluation so that the
+// approval decision depends on the stream alone, not on today's config.
+type Flow struct {
+	Name       string  `json:"name"`
+	DenyQuorum int     `json:"deny_quorum,omitempty"` // denials that end the request; 0 means 1
+	Stages     []Stage `json:"stages"`
+}
+
+// Outcomes of an evaluation.
+const (
+	OutcomeAllow  = "allow"
+	OutcomeReview = "review"
+	OutcomeDeny   = "deny"
+)
+
+// Evaluated is the policy decision for a request.
+type Evaluated struct {
+	Prev          string             `json:"prev"`
+	Outcome       string             `json:"outcome"`
+	Reasons       []string           `json:"reasons"`
+	Errors        []string           `json:"errors,omitempty"`
+	PolicyDigest  string             `json:"policy_digest"`
+	FlowsDigest   string             `json:"flows_digest"`
+	Principal     EvaluatedPrincipal `json:"principal"`
+	Context       map[string]any     `json:"context,omitempty"`
+	MaxTTLSeconds int64              `json:"max_ttl_seconds,omitempty"`
+	BreakGlass    bool               `json:"break_glass,omitempty"`
+	Flows         []Flow             `json:"flows,omitempty"`
+	ExpiresAt     *time.Time         `json:"expires_at,omitempty"`
+}
+
+// Vote decisions.
+const (
+	DecisionApprove = "approve"
+	DecisionDeny    = "deny"
+)
+
+// Voted is an approver's answer.
+type Voted struct {
+	Prev          string       `json:"prev"`
+	Voter         PrincipalRef `json:"voter"`
+	Identity      string       `json:"identity"`
+	Decision      string       `json:"decision"`
+	Reason        string       `json:"reason,omitempty"`
+	RequestDigest string       `json:"request_digest"` // digest of the requested event shown to the approver
+}
+
+// Approved says a request's flows are satisfied.
+type Approved struct {
+	Prev      string         `json:"prev"`
+	Approvers []PrincipalRef `json:"approvers"`
+}
+
+// Denied says an eligible approver denied the request.
+type Denied struct {
+	Prev   string         `json:"prev"`
+	By     []PrincipalRef `json:"by"`
+	Reason string         `json:"reason,omitempty"`
+}
+
+// Expired says a pending request reached its deadline.
+type Expired struct {
+	Prev     string    `json:"prev"`
+	Deadline time.Time `json:"deadline"`
+}
+
+// Granted carries the grant sealed to the requester; only its hash is in clear.
+type Granted struct {
+	Prev       string    `json:"prev"`
+	TokenHash  string    `json:"token_hash"`
+	Sealed     string    `json:"sealed"`    // base64 NaCl box, from SealedBy to the holder's xkey
+	SealedBy   string    `json:"sealed_by"` // the issuer's curve25519 public key
+	Holder     string    `json:"holder"`    // the requester's user public key
+	NotBefore  time.Time `json:"not_before"`
+	ExpiresAt  time.Time `json:"expires_at"`
+	Evidence   string    `json:"evidence"` // digest of the last event before the grant
+	BreakGlass bool      `json:"break_glass,omitempty"`
+}

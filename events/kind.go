@@ -1,0 +1,89 @@
+package events
+
+import "fmt"
+
+// Kind is the kind of an event, the last token of its subject.
+type Kind uint8
+
+// The event kinds. The zero value means none.
+const (
+	KindNone Kind = iota
+	KindRequested
+	KindRejected
+	KindEvaluated
+	KindVoted
+	KindApproved
+	KindDenied
+	KindExpired
+	KindGranted
+	KindRefused
+)
+
+var kindNames = [...]string{
+	KindNone:      "",
+	KindRequested: "requested",
+	KindRejected:  "rejected",
+	KindEvaluated: "evaluated",
+	KindVoted:     "voted",
+	KindApproved:  "approved",
+	KindDenied:    "denied",
+	KindExpired:   "expired",
+	KindGranted:   "granted",
+	KindRefused:   "refused",
+}
+
+// The CloudEvents types, one per kind and version. These are the wire names;
+// never derive them from Go identifiers.
+const (
+	TypeRequested = "writ.request.requested.v1"
+	TypeRejected  = "writ.request.rejected.v1"
+	TypeEvaluated = "writ.request.evaluated.v1"
+	TypeVoted     = "writ.request.voted.v1"
+	TypeApproved  = "writ.request.approved.v1"
+	TypeDenied    = "writ.request.denied.v1"
+	TypeExpired   = "writ.request.expired.v1"
+	TypeGranted   = "writ.request.granted.v1"
+	TypeRefused   = "writ.request.refused.v1"
+)
+
+var kindTypes = [...]string{
+	KindRequested: TypeRequested,
+	KindRejected:  TypeRejected,
+	KindEvaluated: TypeEvaluated,
+	KindVoted:     TypeVoted,
+	KindApproved:  TypeApproved,
+	KindDenied:    TypeDenied,
+	KindExpired:   TypeExpired,
+	KindGranted:   TypeGranted,
+	KindRefused:   TypeRefused,
+}
+
+// String returns the subject token of the kind.
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("kind(%d)", k)
+}
+
+// Type returns the current CloudEvents type of the kind.
+func (k Kind) Type() string {
+	if k == KindNone || int(k) >= len(kindTypes) {
+		return ""
+	}
+	return kindTypes[k]
+}
+
+// ParseKind returns the kind named by a subject token.
+func ParseKind(s string) (Kind, error) {
+	for k, n := range kindNames {
+		if n == s && k != int(KindNone) {
+			return Kind(k), nil
+		}
+	}
+	return KindNone, fmt.Errorf("events: unknown kind %q", s)
+}
+
+// FromPrincipal reports whether events of this kind are signed by a
+// principal (requester or approver) rather than a pipeline component.
+func (k Kind) FromPrincipal() bool { return k == KindRequested || k == KindVoted }

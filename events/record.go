@@ -1,0 +1,222 @@
+package events
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/schemas"
+)
+
+// DefaultMaxBody is the largest event body a checker accepts by default.
+const DefaultMaxBody = 64 << 10
+
+// Message is a message as stored in the stream.
+type Message struct {
+	Subject string
+	Seq     uint64
+	Time    time.Time // when the stream stored it
+	Header  map[string][]string
+	Body    []byte
+}
+
+func (m Message) header(k string) string {
+	if v := m.Header[k]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// Record is a stored message with everything Inspect learned about it. Err
+// is nil only when the message is a well-formed event, signed by a key
+// entitled to emit its kind for its domain.
+type Record struct {
+	Message
+	Domain    string
+	RequestID string
+	Kind      Kind
+	Digest    string
+	Envelope  Envelope
+	Data      any // *Requested, *Evaluated, … matching Kind
+	Signer    string
+	Role      identity.Role       // for component events
+	Principal *identity.Principal // for principal events, verified
+	Err       error
+}
+
+// Valid reports whether the record can be trusted.
+func (r Record) Valid() bool { return r.Err == nil }
+
+// Checker inspects stored messages against a trust bundle.
+type Checker struct {
+	Bundle  *identity.Bundle
+	MaxBody int // 0 means DefaultMaxBody
+}
+
+// Inspect checks, in order: subject, size, JSON, schema, type against
+// subject, signature, and the signer's entitlement (a component key of the
+// subject's domain for component kinds; the identity's own key, chained to
+// its domain's account key, for requests and votes). The first failure is
+// recorded in Err; the fields learnt before it stay set.
+func (c Checker) Inspect(m Message, now time.Time) Record {
+	r := Record{Message: m, Digest: Digest(m.Body), Signer: m.header(HeaderSigner)}
+	var err error
+	r.Domain, r.RequestID, r.Kind, err = ParseSubject(m.Subject)
+	if err != nil {
+		r.Err = err
+		return r
+	}
+	limit := c.MaxBody
+	if limit <= 0 {
+		limit = DefaultMaxBody
+	}
+	if len(m.Body) > limit {
+		r.Err = fmt.Errorf("%w: %d bytes, limit %d", ErrOversized, len(m.Body), limit)
+		return r
+	}
+	if !json.Valid(m.Body) {
+		r.Err = ErrMalformed
+		return r
+	}
+	if err := json.Unmarshal(m.Body, &r.Envelope); err != nil {
+		r.Err = fmt.Errorf("%w: %v", ErrMalformed, err)
+		return r
+	}
+	if r.Envelope.Type != r.Kind.Type() {
+		r.Err = fmt.Errorf("%w: type %q on a %s subject", ErrTypeMismatch, r.Envelope.Type, r.Kind)
+		return r
+	}
+	if err := schemas.Validate(r.Envelope.Type, m.Body); err != nil {
+		r.Err = fmt.Errorf("%w: %v", ErrSchema, err)
+		return r
+	}
+	if r.Envelope.Subject != r.RequestID {
+		r.Err = fmt.Errorf("%w: event subject %q", ErrTypeMismatch, r.Envelope.Subject)
+		return r
+	}
+	if r.Data, err = decodeData(r.Kind, r.Envelope.Data); err != nil {
+		r.Err = fmt.Errorf("%w: %v", ErrSchema, err)
+		return r
+	}
+	if err := VerifySignature(r.Signer, m.header(HeaderSignature), m.Body); err != nil {
+		r.Err = err
+		return r
+	}
+	if r.Kind.FromPrincipal() {
+		r.Err = c.checkPrincipal(&r, now)
+		return r
+	}
+	role := RoleFor(r.Kind)
+	if r.Kind == KindRefused {
+		// Any of the domain's components may refuse an input it handles.
+		role, _ = c.Bundle.RoleOf(r.Domain, r.Signer)
+	}
+	if role == "" || !c.Bundle.Entitled(r.Domain, role, r.Signer) {
+		r.Err = fmt.Errorf("%w: %s for %q", ErrNotEntitled, r.Kind, r.Domain)
+		return r
+	}
+	r.Role = role
+	return r
+}
+
+func (c Checker) checkPrincipal(r *Record, now time.Time) error {
+	var token string
+	var claimed PrincipalRef
+	switch d := r.Data.(type) {
+	case *Requested:
+		token, claimed = d.Identity, d.Requester
+	case *Voted:
+		token, claimed = d.Identity, d.Voter
+	}
+	p, err := c.Bundle.VerifyUser(token, now)
+	if err != nil {
+		return err
+	}
+	if p.Key != r.Signer {
+		return ErrSignerMismatch
+	}
+	if p.Domain != claimed.Domain || p.Name != claimed.Name {
+		return fmt.Errorf("%w: claims %s, identity is %s", ErrClaimedIdentity, claimed.ID(), p.ID())
+	}
+	r.Principal = &p
+	return nil
+}
+
+// RoleFor returns the component role entitled to emit events of kind k, or
+// "" for principal kinds and for refusals, which any component may emit.
+func RoleFor(k Kind) identity.Role {
+	switch k {
+	case KindRejected, KindEvaluated:
+		return identity.RolePolicy
+	case KindApproved, KindDenied, KindExpired:
+		return identity.RoleApproval
+	case KindGranted:
+		return identity.RoleIssuer
+	}
+	return ""
+}
+
+func decodeData(k Kind, raw json.RawMessage) (any, error) {
+	var v any
+	switch k {
+	case KindRequested:
+		v = new(Requested)
+	case KindRejected:
+		v = new(Rejected)
+	case KindEvaluated:
+		v = new(Evaluated)
+	case KindVoted:
+		v = new(Voted)
+	case KindApproved:
+		v = new(Approved)
+	case KindDenied:
+		v = new(Denied)
+	case KindExpired:
+		v = new(Expired)
+	case KindGranted:
+		v = new(Granted)
+	case KindRefused:
+		v = new(Refused)
+	default:
+		return nil, fmt.Errorf("no data type for %v", k)
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+// Code returns the short, stable reason code for an error from Inspect or
+// from identity verification. It is what rejected and refused events carry.
+func Code(err error) string {
+	for _, c := range codes {
+		if errors.Is(err, c.err) {
+			return c.code
+		}
+	}
+	return "invalid"
+}
+
+var codes = []struct {
+	err  error
+	code string
+}{
+	{ErrSubject, "bad-subject"},
+	{ErrOversized, "oversized"},
+	{ErrMalformed, "malformed"},
+	{ErrSchema, "schema"},
+	{ErrTypeMismatch, "type-mismatch"},
+	{ErrUnsigned, "unsigned"},
+	{ErrBadSignature, "bad-signature"},
+	{ErrNotEntitled, "signer-not-entitled"},
+	{ErrSignerMismatch, "signer-mismatch"},
+	{ErrClaimedIdentity, "identity-mismatch"},
+	{identity.ErrIdentityMalformed, "identity-malformed"},
+	{identity.ErrNoDomain, "identity-no-domain"},
+	{identity.ErrUnknownDomain, "unknown-domain"},
+	{identity.ErrUntrustedKey, "untrusted-key"},
+	{identity.ErrIdentityExpired, "identity-expired"},
+	{identity.ErrNotYetValid, "identity-not-yet-valid"},
+}

@@ -1,0 +1,55 @@
+package events
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/google/uuid"
+)
+
+// Prefix is the first token of every audit subject.
+const Prefix = "writ"
+
+// ErrSubject is returned for a subject that is not writ.<domain>.<id>.<kind>.
+var ErrSubject = errors.New("events: bad subject")
+
+// Subject returns the subject of an event: writ.<domain>.<request-id>.<kind>.
+func Subject(domain, id string, k Kind) string {
+	return Prefix + "." + domain + "." + id + "." + k.String()
+}
+
+// RequestFilter returns the filter that matches a request's whole history.
+func RequestFilter(domain, id string) string {
+	return Prefix + "." + domain + "." + id + ".>"
+}
+
+// KindFilter returns the filter for one kind across every domain and request.
+func KindFilter(k Kind) string { return Prefix + ".*.*." + k.String() }
+
+// ParseSubject splits an audit subject. The request id must be a UUID.
+func ParseSubject(s string) (domain, id string, k Kind, err error) {
+	parts := strings.Split(s, ".")
+	if len(parts) != 4 || parts[0] != Prefix {
+		return "", "", KindNone, fmt.Errorf("%w %q", ErrSubject, s)
+	}
+	if _, err := uuid.Parse(parts[2]); err != nil || len(parts[2]) != 36 {
+		return "", "", KindNone, fmt.Errorf("%w %q: request id is not a UUID", ErrSubject, s)
+	}
+	k, err = ParseKind(parts[3])
+	if err != nil {
+		return "", "", KindNone, fmt.Errorf("%w %q: %v", ErrSubject, s, err)
+	}
+	return parts[1], parts[2], k, nil
+}
+
+// MsgID returns the deterministic Nats-Msg-Id of an event: the request id,
+// the kind and an ordinal that tells apart events of the same kind in one
+// request ("" for kinds that happen once). Retries of the same effect carry
+// the same id, so the stream keeps only the first.
+func MsgID(id string, k Kind, ordinal string) string {
+	if ordinal == "" {
+		return id + "." + k.String()
+	}
+	return id + "." + k.String() + "." + ordinal
+}

@@ -1,0 +1,115 @@
+package identity
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nkeys"
+)
+
+// Identity is a principal's credentials: its user JWT and its user key pair.
+// It is what a requester or approver signs with.
+type Identity struct {
+	JWT       string
+	Key       nkeys.KeyPair
+	Principal Principal // as the JWT describes it; verified by the receiver, not here
+}
+
+// LoadCreds reads a standard NATS .creds file.
+func LoadCreds(path string) (*Identity, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("identity: read creds: %w", err)
+	}
+	return ParseCreds(b)
+}
+
+// ParseCreds parses the contents of a .creds file.
+func ParseCreds(b []byte) (*Identity, error) {
+	token, err := jwt.ParseDecoratedJWT(b)
+	if err != nil {
+		return nil, fmt.Errorf("identity: creds: %w", err)
+	}
+	kp, err := jwt.ParseDecoratedUserNKey(b)
+	if err != nil {
+		return nil, fmt.Errorf("identity: creds: %w", err)
+	}
+	_, p, err := Claims(token)
+	if err != nil {
+		return nil, err
+	}
+	pub, err := kp.PublicKey()
+	if err != nil {
+		return nil, err
+	}
+	if pub != p.Key {
+		return nil, errors.New("identity: creds: the seed does not match the JWT's subject")
+	}
+	return &Identity{JWT: token, Key: kp, Principal: p}, nil
+}
+
+// UserSpec describes a principal to issue.
+type UserSpec struct {
+	Domain string
+	Name   string
+	Groups []string
+	TTL    time.Duration // zero: no expiry
+	Now    time.Time
+}
+
+// IssueUser creates a user key and a user JWT for it signed by account, and
+// returns the .creds file contents.
+func IssueUser(account nkeys.KeyPair, s UserSpec) ([]byte, error) {
+	if !ValidDomainName(s.Domain) {
+		return nil, fmt.Errorf("identity: invalid domain name %q", s.Domain)
+	}
+	if s.Name == "" {
+		return nil, errors.New("identity: a principal needs a name")
+	}
+	user, err := nkeys.CreateUser()
+	if err != nil {
+		return nil, err
+	}
+	pub, _ := user.PublicKey()
+	uc := jwt.NewUserClaims(pub)
+	uc.Name = s.Name
+	uc.Tags.Add(TagDomain + s.Domain)
+	groups := slices.Clone(s.Groups)
+	slices.Sort(groups)
+	for _, g := range groups {
+		uc.Tags.Add(TagGroup + g)
+	}
+	if s.TTL > 0 {
+		now := s.Now
+		if now.IsZero() {
+			now = time.Now()
+		}
+		uc.Expires = now.Add(s.TTL).Unix()
+	}
+	token, err := uc.Encode(account)
+	if err != nil {
+		return nil, fmt.Errorf("identity: sign user JWT: %w", err)
+	}
+	seed, err := user.Seed()
+	if err != nil {
+		return nil, err
+	}
+	return jwt.FormatUserConfig(token, seed)
+}
+
+// LoadSeed reads an nkey seed file (one seed, optional surrounding whitespace).
+func LoadSeed(path string) (nkeys.KeyPair, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("identity: read key: %w", err)
+	}
+	kp, err := nkeys.ParseDecoratedNKey(b)
+	if err != nil {
+		return nil, fmt.Errorf("identity: key %s: %w", path, err)
+	}
+	return kp, nil
+}

@@ -1,0 +1,102 @@
+package identity
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nkeys"
+)
+
+// Errors returned when an identity is refused. Each is a distinct reason.
+var (
+	ErrIdentityMalformed = errors.New("identity: malformed user JWT")
+	ErrNoDomain          = errors.New("identity: user JWT names no domain")
+	ErrUnknownDomain     = errors.New("identity: unknown domain")
+	ErrUntrustedKey      = errors.New("identity: signed by a key not trusted for its domain")
+	ErrIdentityExpired   = errors.New("identity: user JWT expired")
+	ErrNotYetValid       = errors.New("identity: user JWT not yet valid")
+)
+
+// Tag prefixes carried in a user JWT.
+const (
+	TagDomain = "domain:"
+	TagGroup  = "group:"
+)
+
+// Principal is a verified (or, from Claims, a self-described) identity.
+type Principal struct {
+	Domain  string    `json:"domain"`
+	Name    string    `json:"name"`
+	Key     string    `json:"key"`
+	Account string    `json:"account,omitempty"`
+	Groups  []string  `json:"groups,omitempty"`
+	Expires time.Time `json:"expires,omitzero"`
+}
+
+// ID is the principal's name qualified by its domain: "domain/name".
+func (p Principal) ID() string { return p.Domain + "/" + p.Name }
+
+// InGroup reports whether the principal belongs to group.
+func (p Principal) InGroup(group string) bool { return slices.Contains(p.Groups, group) }
+
+// Claims reads a user JWT without trusting it: the signature is checked
+// against the issuer named inside the token, nothing more.
+func Claims(token string) (*jwt.UserClaims, Principal, error) {
+	uc, err := jwt.DecodeUserClaims(token)
+	if err != nil {
+		return nil, Principal{}, fmt.Errorf("%w: %v", ErrIdentityMalformed, err)
+	}
+	p := Principal{Name: uc.Name, Key: uc.Subject, Account: uc.Issuer}
+	if uc.Expires > 0 {
+		p.Expires = time.Unix(uc.Expires, 0).UTC()
+	}
+	for _, t := range uc.Tags {
+		switch {
+		case strings.HasPrefix(t, TagDomain):
+			if p.Domain != "" && p.Domain != t[len(TagDomain):] {
+				return nil, Principal{}, fmt.Errorf("%w: two domain tags", ErrIdentityMalformed)
+			}
+			p.Domain = t[len(TagDomain):]
+		case strings.HasPrefix(t, TagGroup):
+			p.Groups = append(p.Groups, t[len(TagGroup):])
+		}
+	}
+	slices.Sort(p.Groups)
+	if p.Name == "" || !nkeys.IsValidPublicUserKey(p.Key) {
+		return nil, Principal{}, fmt.Errorf("%w: no name or no user key", ErrIdentityMalformed)
+	}
+	return uc, p, nil
+}
+
+// VerifyUser checks a user JWT against the bundle: the domain it claims must
+// be trusted, and the JWT must be signed by one of that domain's own account
+// keys, and be valid at now.
+func (b *Bundle) VerifyUser(token string, now time.Time) (Principal, error) {
+	uc, p, err := Claims(token)
+	if err != nil {
+		return Principal{}, err
+	}
+	if p.Domain == "" {
+		return Principal{}, ErrNoDomain
+	}
+	d := b.Domains[p.Domain]
+	if d == nil {
+		return Principal{}, fmt.Errorf("%w %q", ErrUnknownDomain, p.Domain)
+	}
+	// A signing key would put the account in IssuerAccount; Writ only trusts
+	// the account keys listed for the domain, so the issuer must be one of them.
+	if uc.IssuerAccount != "" || !slices.Contains(d.Accounts, uc.Issuer) {
+		return Principal{}, fmt.Errorf("%w: %s is not an account key of %q", ErrUntrustedKey, uc.Issuer, p.Domain)
+	}
+	if uc.Expires > 0 && now.Unix() >= uc.Expires {
+		return Principal{}, fmt.Errorf("%w at %s", ErrIdentityExpired, p.Expires.Format(time.RFC3339))
+	}
+	if uc.NotBefore > 0 && now.Unix() < uc.NotBefore {
+		return Principal{}, ErrNotYetValid
+	}
+	return p, nil
+}

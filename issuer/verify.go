@@ -1,0 +1,74 @@
+package issuer
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/writ-dev/writ/identity"
+)
+
+// Verification errors, one per reason a grant is refused.
+var (
+	ErrMalformed       = errors.New("grant: malformed or bad signature")
+	ErrWrongType       = errors.New("grant: not a writ grant")
+	ErrUntrustedIssuer = errors.New("grant: issuer not trusted for the audience domain")
+	ErrWrongAudience   = errors.New("grant: audience is not this domain")
+	ErrWrongAction     = errors.New("grant: action differs")
+	ErrWrongResource   = errors.New("grant: resource differs")
+	ErrNotYetValid     = errors.New("grant: not yet valid")
+	ErrExpired         = errors.New("grant: expired")
+)
+
+// DefaultLeeway is the clock skew tolerated on nbf and exp.
+const DefaultLeeway = 30 * time.Second
+
+// MaxLeeway bounds the configurable leeway.
+const MaxLeeway = 5 * time.Minute
+
+// VerifyOptions say what a grant must be valid for.
+type VerifyOptions struct {
+	Bundle   *identity.Bundle
+	Audience string // required domain; "" accepts any domain the bundle trusts
+	Action   string // "" skips the check
+	Resource string // "" skips the check
+	Now      time.Time
+	Leeway   time.Duration // 0 means DefaultLeeway
+}
+
+// Verify checks a grant's signature, type, issuer (trusted for its audience
+// domain), scope and validity window. It does not consume the grant.
+func Verify(token string, o VerifyOptions) (Claims, error) {
+	c, err := claimsOf(token)
+	if err != nil {
+		return Claims{}, err
+	}
+	if o.Audience != "" && c.Audience != o.Audience {
+		return c, fmt.Errorf("%w: %q", ErrWrongAudience, c.Audience)
+	}
+	if o.Bundle == nil || !o.Bundle.Entitled(c.Audience, identity.RoleIssuer, c.Issuer) {
+		return c, fmt.Errorf("%w: %s for %q", ErrUntrustedIssuer, c.Issuer, c.Audience)
+	}
+	if o.Action != "" && c.Action != o.Action {
+		return c, fmt.Errorf("%w: grant is for %q", ErrWrongAction, c.Action)
+	}
+	if o.Resource != "" && c.Resource != o.Resource {
+		return c, fmt.Errorf("%w: grant is for %q", ErrWrongResource, c.Resource)
+	}
+	leeway := o.Leeway
+	if leeway == 0 {
+		leeway = DefaultLeeway
+	}
+	leeway = min(max(leeway, 0), MaxLeeway)
+	now := o.Now
+	if now.IsZero() {
+		now = time.Now()
+	}
+	if now.Add(leeway).Before(c.NotBefore) {
+		return c, fmt.Errorf("%w until %s", ErrNotYetValid, c.NotBefore.Format(time.RFC3339))
+	}
+	if !now.Add(-leeway).Before(c.Expires) {
+		return c, fmt.Errorf("%w at %s", ErrExpired, c.Expires.Format(time.RFC3339))
+	}
+	return c, nil
+}

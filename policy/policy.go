@@ -1,0 +1,311 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/cedar-policy/cedar-go"
+
+	"github.com/writ-dev/writ/events"
+	"github.com/writ-dev/writ/identity"
+)
+
+// Outcome is the result of a decision. The zero value is deny.
+type Outcome uint8
+
+// The outcomes.
+const (
+	OutcomeDeny Outcome = iota
+	OutcomeAllow
+	OutcomeReview
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case OutcomeAllow:
+		return events.OutcomeAllow
+	case OutcomeReview:
+		return events.OutcomeReview
+	}
+	return events.OutcomeDeny
+}
+
+// Annotations that change what a permit means.
+const (
+	AnnotationID         = "id"          // the policy's id in decisions
+	AnnotationFlow       = "flow"        // approval flow(s) required, comma separated
+	AnnotationMaxTTL     = "max_ttl"     // cap on the grant's lifetime, a Go duration
+	AnnotationBreakGlass = "break_glass" // "true": allowed at once, reviewed after the fact
+)
+
+// ErrLoad wraps every policy load error.
+var ErrLoad = errors.New("policy: load")
+
+// Set is a compiled policy set.
+type Set struct {
+	ps     *cedar.PolicySet
+	digest string
+	source []byte // canonical concatenation, the input of the digest
+	meta   map[cedar.PolicyID]meta
+}
+
+type meta struct {
+	flows      []string
+	maxTTL     time.Duration
+	breakGlass bool
+}
+
+// LoadDir compiles every *.cedar file in dir.
+func LoadDir(dir string) (*Set, error) {
+	paths, err := filepath.Glob(filepath.Join(dir, "*.cedar"))
+	if err != nil {
+		return nil, err
+	}
+	files := make(map[string][]byte, len(paths))
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", ErrLoad, err)
+		}
+		files[filepath.Base(p)] = b
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("%w: no .cedar files in %s", ErrLoad, dir)
+	}
+	return Load(files)
+}
+
+// Load compiles policy documents, keyed by file name. Policy ids come from
+// an @id annotation, or "<file>#<n>".
+func Load(files map[string][]byte) (*Set, error) {
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	s := &Set{ps: cedar.NewPolicySet(), meta: map[cedar.PolicyID]meta{}}
+	var errs []error
+	for _, name := range names {
+		s.source = fmt.Appendf(s.source, "-- %s\n%s\n", name, files[name])
+		list, err := cedar.NewPolicyListFromBytes(name, files[name])
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			continue
+		}
+		for i, p := range list {
+			ann := p.Annotations()
+			id := cedar.PolicyID(fmt.Sprintf("%s#%d", name, i))
+			if v, ok := ann[AnnotationID]; ok && v != "" {
+				id = cedar.PolicyID(v)
+			}
+			m, err := parseMeta(ann)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: policy %s: %w", name, id, err))
+				continue
+			}
+			if p.Effect() == cedar.Forbid && (len(m.flows) > 0 || m.maxTTL > 0 || m.breakGlass) {
+				errs = append(errs, fmt.Errorf("%s: policy %s: @flow, @max_ttl and @break_glass only mean something on a permit", name, id))
+			}
+			if !s.ps.Add(id, p) {
+				errs = append(errs, fmt.Errorf("%s: duplicate policy id %q", name, id))
+			}
+			s.meta[id] = m
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrLoad, err)
+	}
+	s.digest = events.Digest(s.source)
+	return s, nil
+}
+
+func parseMeta(ann cedar.Annotations) (meta, error) {
+	var m meta
+	if v, ok := ann[AnnotationFlow]; ok {
+		for f := range strings.SplitSeq(string(v), ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				m.flows = append(m.flows, f)
+			}
+		}
+		if len(m.flows) == 0 {
+			return m, errors.New("@flow names no flow")
+		}
+	}
+	if v, ok := ann[AnnotationMaxTTL]; ok {
+		d, err := time.ParseDuration(string(v))
+		if err != nil || d <= 0 {
+			return m, fmt.Errorf("@max_ttl(%q) is not a positive duration", v)
+		}
+		m.maxTTL = d
+	}
+	if v, ok := ann[AnnotationBreakGlass]; ok {
+		if v != "true" && v != "false" {
+			return m, fmt.Errorf("@break_glass(%q) must be \"true\" or \"false\"", v)
+		}
+		m.breakGlass = v == "true"
+	}
+	return m, nil
+}
+
+// Digest identifies the policy set's exact text.
+func (s *Set) Digest() string { return s.digest }
+
+// Source returns the text the digest covers.
+func (s *Set) Source() []byte { return slices.Clone(s.source) }
+
+// FlowNames lists every flow any policy refers to.
+func (s *Set) FlowNames() []string {
+	var out []string
+	for _, m := range s.meta {
+		for _, f := range m.flows {
+			if !slices.Contains(out, f) {
+				out = append(out, f)
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Input is what a decision is made on.
+type Input struct {
+	Principal identity.Principal
+	Action    string
+	Domain    string // the target domain, which owns the resource
+	Resource  string // the resource's path within its domain
+	Context   Context
+}
+
+// Context is the request's context as Cedar sees it.
+type Context struct {
+	Urgency string
+	Reason  string
+	Ticket  string
+	Origin  string // the requester's domain
+	TTL     time.Duration
+	Params  map[string]string
+	Time    time.Time
+}
+
+// Record returns the context as recorded in the evaluated event.
+func (c Context) Record() map[string]any {
+	params := map[string]any{}
+	for k, v := range c.Params {
+		params[k] = v
+	}
+	return map[string]any{
+		"urgency":     c.Urgency,
+		"reason":      c.Reason,
+		"ticket":      c.Ticket,
+		"origin":      c.Origin,
+		"ttl_seconds": int64(c.TTL / time.Second),
+		"params":      params,
+		"now":         c.Time.UTC().Format(time.RFC3339),
+	}
+}
+
+func (c Context) cedar() cedar.Record {
+	params := cedar.RecordMap{}
+	for k, v := range c.Params {
+		params[cedar.String(k)] = cedar.String(v)
+	}
+	t := c.Time.UTC()
+	return cedar.NewRecord(cedar.RecordMap{
+		"urgency":     cedar.String(c.Urgency),
+		"reason":      cedar.String(c.Reason),
+		"ticket":      cedar.String(c.Ticket),
+		"origin":      cedar.String(c.Origin),
+		"ttl_seconds": cedar.Long(c.TTL / time.Second),
+		"params":      cedar.NewRecord(params),
+		"now":         cedar.NewDatetime(t),
+		"hour_utc":    cedar.Long(t.Hour()),
+	})
+}
+
+// Decision is the outcome of Decide. The zero value is a deny.
+type Decision struct {
+	Outcome    Outcome
+	Reasons    []string // ids of the determining policies
+	Errors     []string // evaluation errors; any error makes the outcome deny
+	Flows      []string // approval flows required (review)
+	MaxTTL     time.Duration
+	BreakGlass bool
+}
+
+// Entity ids as the policies see them.
+func principalUID(p identity.Principal) cedar.EntityUID {
+	return cedar.NewEntityUID("User", cedar.String(p.ID()))
+}
+
+func groupUID(domain, g string) cedar.EntityUID {
+	return cedar.NewEntityUID("Group", cedar.String(domain+"/"+g))
+}
+
+// Decide evaluates the input. It never fails: an evaluation error denies.
+func (s *Set) Decide(in Input) Decision {
+	principal := principalUID(in.Principal)
+	resource := cedar.NewEntityUID("Resource", cedar.String(in.Domain+"/"+in.Resource))
+	parents := make([]cedar.EntityUID, 0, len(in.Principal.Groups))
+	entities := cedar.EntityMap{}
+	for _, g := range in.Principal.Groups {
+		uid := groupUID(in.Principal.Domain, g)
+		parents = append(parents, uid)
+		entities[uid] = cedar.Entity{UID: uid}
+	}
+	entities[principal] = cedar.Entity{
+		UID:     principal,
+		Parents: cedar.NewEntityUIDSet(parents...),
+		Attributes: cedar.NewRecord(cedar.RecordMap{
+			"domain": cedar.String(in.Principal.Domain),
+			"name":   cedar.String(in.Principal.Name),
+		}),
+	}
+	entities[resource] = cedar.Entity{
+		UID: resource,
+		Attributes: cedar.NewRecord(cedar.RecordMap{
+			"domain": cedar.String(in.Domain),
+			"path":   cedar.String(in.Resource),
+		}),
+	}
+	ok, diag := s.ps.IsAuthorized(entities, cedar.Request{
+		Principal: principal,
+		Action:    cedar.NewEntityUID("Action", cedar.String(in.Action)),
+		Resource:  resource,
+		Context:   in.Context.cedar(),
+	})
+	var d Decision
+	for _, r := range diag.Reasons {
+		d.Reasons = append(d.Reasons, string(r.PolicyID))
+	}
+	for _, e := range diag.Errors {
+		d.Errors = append(d.Errors, e.String())
+	}
+	if ok != cedar.Allow || len(d.Errors) > 0 {
+		// Fail closed: a policy that could not be evaluated might have been a forbid.
+		return Decision{Reasons: d.Reasons, Errors: d.Errors}
+	}
+	d.Outcome = OutcomeAllow
+	for _, id := range d.Reasons {
+		m := s.meta[cedar.PolicyID(id)]
+		for _, f := range m.flows {
+			if !slices.Contains(d.Flows, f) {
+				d.Flows = append(d.Flows, f)
+			}
+		}
+		if m.maxTTL > 0 && (d.MaxTTL == 0 || m.maxTTL < d.MaxTTL) {
+			d.MaxTTL = m.maxTTL
+		}
+		d.BreakGlass = d.BreakGlass || m.breakGlass
+	}
+	sort.Strings(d.Flows)
+	if len(d.Flows) > 0 {
+		d.Outcome = OutcomeReview
+	}
+	return d
+}

@@ -1,0 +1,334 @@
+package request
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/writ-dev/writ/events"
+	"github.com/writ-dev/writ/identity"
+)
+
+// Errors returned by Apply when an event changes nothing.
+var (
+	ErrInvalid     = errors.New("request: event is not trustworthy")
+	ErrBrokenChain = errors.New("request: prev does not match the history")
+	ErrIllegal     = errors.New("request: event not allowed in this state")
+	ErrClosed      = errors.New("request: request is closed")
+	ErrUnjustified = errors.New("request: decision not supported by the history")
+
+	// Vote refusals.
+	ErrNotPending    = errors.New("request: request is not waiting for approvers")
+	ErrSelfApproval  = errors.New("request: requesters cannot answer their own request")
+	ErrNotEligible   = errors.New("request: voter is not an approver of this request's flows")
+	ErrDuplicateVote = errors.New("request: voter has already answered")
+	ErrStaleDigest   = errors.New("request: vote answers a different request event")
+)
+
+// Vote is a counted answer.
+type Vote struct {
+	Voter   identity.Principal
+	Approve bool
+	Reason  string
+	Seq     uint64
+}
+
+// State is a request folded from its history.
+type State struct {
+	Domain string
+	ID     string
+	Status Status
+
+	Request       *events.Requested
+	RequestSeq    uint64
+	RequestDigest string
+	RequestedAt   time.Time
+	Requester     identity.Principal
+
+	Evaluation *events.Evaluated
+	Votes      []Vote
+	Rejection  *events.Rejected
+	DecidedAt  time.Time
+	Grant      *events.Granted
+
+	// LastSeq and LastDigest describe the last message of the history,
+	// trustworthy or not: the next event chains to it and publishes with
+	// LastSeq as the expected last sequence.
+	LastSeq    uint64
+	LastDigest string
+}
+
+// Fold applies every record in order and returns the state together with
+// the error of each record that changed nothing, by sequence.
+func Fold(records []events.Record, now time.Time) (State, map[uint64]error) {
+	var s State
+	var errs map[uint64]error
+	for _, r := range records {
+		var err error
+		if s, err = Apply(s, r, now); err != nil {
+			if errs == nil {
+				errs = make(map[uint64]error)
+			}
+			errs[r.Seq] = err
+		}
+	}
+	return s, errs
+}
+
+func prevOf(data any) string {
+	switch d := data.(type) {
+	case *events.Requested:
+		return d.Prev
+	case *events.Rejected:
+		return d.Prev
+	case *events.Evaluated:
+		return d.Prev
+	case *events.Voted:
+		return d.Prev
+	case *events.Approved:
+		return d.Prev
+	case *events.Denied:
+		return d.Prev
+	case *events.Expired:
+		return d.Prev
+	case *events.Granted:
+		return d.Prev
+	case *events.Refused:
+		return d.Prev
+	}
+	return ""
+}
+
+// Apply folds one record into the state. Every record advances LastSeq and
+// LastDigest; only a trustworthy record that chains to its predecessor and
+// is legal in the current state changes anything else. The error says why
+// a record changed nothing.
+func Apply(s State, r events.Record, now time.Time) (State, error) {
+	prev := s.LastDigest
+	s.LastSeq, s.LastDigest = r.Seq, r.Digest
+	if s.ID == "" {
+		s.Domain, s.ID = r.Domain, r.RequestID
+	}
+	if !r.Valid() {
+		return s, fmt.Errorf("%w: %w", ErrInvalid, r.Err)
+	}
+	if prevOf(r.Data) != prev {
+		return s, ErrBrokenChain
+	}
+	if r.Kind == events.KindRefused {
+		return s, nil
+	}
+	if s.Status.IsTerminal() {
+		return s, fmt.Errorf("%w (%s)", ErrClosed, s.Status)
+	}
+	switch d := r.Data.(type) {
+	case *events.Requested:
+		if s.Status != StatusNone {
+			return s, fmt.Errorf("%w: second request on one id", ErrIllegal)
+		}
+		s.Status = StatusRequested
+		s.Request, s.RequestSeq, s.RequestDigest = d, r.Seq, r.Digest
+		s.RequestedAt = r.Envelope.Time
+		s.Requester = *r.Principal
+	case *events.Rejected:
+		if s.Status != StatusNone && s.Status != StatusRequested {
+			return s, fmt.Errorf("%w: rejected after evaluation", ErrIllegal)
+		}
+		s.Status, s.Rejection, s.DecidedAt = StatusRejected, d, r.Envelope.Time
+	case *events.Evaluated:
+		if s.Status != StatusRequested {
+			return s, fmt.Errorf("%w: evaluated in %s", ErrIllegal, s.Status)
+		}
+		s.Evaluation = d
+		switch d.Outcome {
+		case events.OutcomeAllow:
+			s.Status = StatusAllowed
+		case events.OutcomeReview:
+			if len(d.Flows) == 0 || d.ExpiresAt == nil {
+				return s, fmt.Errorf("%w: review without flows or deadline", ErrIllegal)
+			}
+			s.Status = StatusPending
+		default:
+			s.Status, s.DecidedAt = StatusDenied, r.Envelope.Time
+		}
+	case *events.Voted:
+		v, err := s.checkVote(d, r)
+		if err != nil {
+			return s, err
+		}
+		s.Votes = append(s.Votes, v)
+	case *events.Approved:
+		if s.Status != StatusPending {
+			return s, fmt.Errorf("%w: approved in %s", ErrIllegal, s.Status)
+		}
+		if !s.Tally().Satisfied {
+			return s, fmt.Errorf("%w: flows not satisfied", ErrUnjustified)
+		}
+		s.Status, s.DecidedAt = StatusApproved, r.Envelope.Time
+	case *events.Denied:
+		if s.Status != StatusPending {
+			return s, fmt.Errorf("%w: denied in %s", ErrIllegal, s.Status)
+		}
+		if !s.Tally().Denied {
+			return s, fmt.Errorf("%w: no counted denial", ErrUnjustified)
+		}
+		s.Status, s.DecidedAt = StatusDenied, r.Envelope.Time
+	case *events.Expired:
+		if s.Status != StatusPending {
+			return s, fmt.Errorf("%w: expired in %s", ErrIllegal, s.Status)
+		}
+		if r.Envelope.Time.Before(*s.Evaluation.ExpiresAt) {
+			return s, fmt.Errorf("%w: expired before the deadline", ErrUnjustified)
+		}
+		s.Status, s.DecidedAt = StatusExpired, r.Envelope.Time
+	case *events.Granted:
+		if !s.Status.AwaitsGrant() {
+			return s, fmt.Errorf("%w: granted in %s", ErrIllegal, s.Status)
+		}
+		if err := s.checkGrant(d); err != nil {
+			return s, err
+		}
+		s.Status, s.Grant = StatusGranted, d
+		if s.DecidedAt.IsZero() {
+			s.DecidedAt = r.Envelope.Time
+		}
+	default:
+		return s, fmt.Errorf("%w: %s", ErrIllegal, r.Kind)
+	}
+	return s, nil
+}
+
+func (s State) checkVote(d *events.Voted, r events.Record) (Vote, error) {
+	if s.Status != StatusPending {
+		return Vote{}, fmt.Errorf("%w (%s)", ErrNotPending, s.Status)
+	}
+	p := *r.Principal
+	if p.Key == s.Requester.Key || p.ID() == s.Requester.ID() {
+		return Vote{}, ErrSelfApproval
+	}
+	if d.RequestDigest != s.RequestDigest {
+		return Vote{}, ErrStaleDigest
+	}
+	for _, v := range s.Votes {
+		if v.Voter.ID() == p.ID() || v.Voter.Key == p.Key {
+			return Vote{}, ErrDuplicateVote
+		}
+	}
+	eligible := false
+	for _, f := range s.Evaluation.Flows {
+		if Eligible(f.Stages[0], p) {
+			eligible = true
+		}
+	}
+	if !eligible {
+		return Vote{}, ErrNotEligible
+	}
+	return Vote{Voter: p, Approve: d.Decision == events.DecisionApprove, Reason: d.Reason, Seq: r.Seq}, nil
+}
+
+func (s State) checkGrant(g *events.Granted) error {
+	if g.Holder != s.Requester.Key {
+		return fmt.Errorf("%w: grant holder is not the requester", ErrUnjustified)
+	}
+	ttl := g.ExpiresAt.Sub(g.NotBefore)
+	if ttl <= 0 {
+		return fmt.Errorf("%w: empty grant lifetime", ErrUnjustified)
+	}
+	if m := s.Evaluation.MaxTTLSeconds; m > 0 && ttl > time.Duration(m)*time.Second {
+		return fmt.Errorf("%w: grant lifetime %s above the policy's %ds", ErrUnjustified, ttl, m)
+	}
+	if m := s.Request.TTLSeconds; m > 0 && ttl > time.Duration(m)*time.Second {
+		return fmt.Errorf("%w: grant lifetime %s above the requested %ds", ErrUnjustified, ttl, m)
+	}
+	return nil
+}
+
+// Eligible reports whether p may answer stage: a member of one of its
+// groups, or one of its named principals.
+func Eligible(st events.Stage, p identity.Principal) bool {
+	return slices.ContainsFunc(st.Groups, p.InGroup) || slices.Contains(st.Principals, p.ID())
+}
+
+// Tally counts the votes against the flows.
+type Tally struct {
+	Approvers []identity.Principal // distinct approvers, in vote order
+	Deniers   []identity.Principal
+	Reason    string // the first denial's reason
+	Satisfied bool   // every flow has enough eligible approvals
+	Denied    bool   // some flow has enough eligible denials
+}
+
+// Tally counts the state's votes. A vote counts for every flow whose stage
+// the voter may answer.
+func (s State) Tally() Tally {
+	var t Tally
+	if s.Evaluation == nil || len(s.Evaluation.Flows) == 0 {
+		return t
+	}
+	t.Satisfied = true
+	for _, f := range s.Evaluation.Flows {
+		st := f.Stages[0]
+		approvals, denials := 0, 0
+		for _, v := range s.Votes {
+			if !Eligible(st, v.Voter) {
+				continue
+			}
+			if v.Approve {
+				approvals++
+			} else {
+				denials++
+			}
+		}
+		if approvals < st.Required {
+			t.Satisfied = false
+		}
+		quorum := max(f.DenyQuorum, 1)
+		if denials >= quorum {
+			t.Denied = true
+		}
+	}
+	for _, v := range s.Votes {
+		if v.Approve {
+			t.Approvers = append(t.Approvers, v.Voter)
+		} else {
+			t.Deniers = append(t.Deniers, v.Voter)
+			if t.Reason == "" {
+				t.Reason = v.Reason
+			}
+		}
+	}
+	return t
+}
+
+// Decision is what the approval flow decides next.
+type Decision struct {
+	Kind events.Kind // KindNone: nothing to decide yet
+	Data any         // *events.Approved, *events.Denied or *events.Expired, Prev set
+}
+
+// Next returns the approval decision for a pending request at now. A denial
+// wins over an approval; the deadline applies only when neither is reached.
+func Next(s State, now time.Time) Decision {
+	if s.Status != StatusPending {
+		return Decision{}
+	}
+	t := s.Tally()
+	switch {
+	case t.Denied:
+		return Decision{Kind: events.KindDenied, Data: &events.Denied{Prev: s.LastDigest, By: refs(t.Deniers), Reason: t.Reason}}
+	case t.Satisfied:
+		return Decision{Kind: events.KindApproved, Data: &events.Approved{Prev: s.LastDigest, Approvers: refs(t.Approvers)}}
+	case !now.Before(*s.Evaluation.ExpiresAt):
+		return Decision{Kind: events.KindExpired, Data: &events.Expired{Prev: s.LastDigest, Deadline: *s.Evaluation.ExpiresAt}}
+	}
+	return Decision{}
+}
+
+func refs(ps []identity.Principal) []events.PrincipalRef {
+	out := make([]events.PrincipalRef, len(ps))
+	for i, p := range ps {
+		out[i] = events.PrincipalRef{Domain: p.Domain, Name: p.Name}
+	}
+	return out
+}

@@ -1,0 +1,49 @@
+package request
+
+import "fmt"
+
+// Status is where a request stands. The zero value means no valid request.
+type Status uint8
+
+// The statuses of a request.
+const (
+	StatusNone      Status = iota
+	StatusRequested        // awaiting the policy decision
+	StatusPending          // awaiting approvers
+	StatusAllowed          // allowed by policy, awaiting the grant
+	StatusApproved         // approved by approvers, awaiting the grant
+	StatusGranted
+	StatusRejected
+	StatusDenied
+	StatusExpired
+)
+
+var statusNames = [...]string{"none", "requested", "pending", "allowed", "approved", "granted", "rejected", "denied", "expired"}
+
+func (s Status) String() string {
+	if int(s) < len(statusNames) {
+		return statusNames[s]
+	}
+	return fmt.Sprintf("status(%d)", s)
+}
+
+// ParseStatus returns the status named s.
+func ParseStatus(s string) (Status, error) {
+	for i, n := range statusNames {
+		if n == s {
+			return Status(i), nil
+		}
+	}
+	return StatusNone, fmt.Errorf("request: unknown status %q", s)
+}
+
+// IsTerminal reports whether nothing can change the request any more.
+func (s Status) IsTerminal() bool {
+	return s == StatusGranted || s == StatusRejected || s == StatusDenied || s == StatusExpired
+}
+
+// IsPending reports whether the request waits for approvers.
+func (s Status) IsPending() bool { return s == StatusPending }
+
+// AwaitsGrant reports whether the request is decided in favour and waits for its grant.
+func (s Status) AwaitsGrant() bool { return s == StatusAllowed || s == StatusApproved }
