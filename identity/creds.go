@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -107,7 +108,13 @@ func LoadSeed(path string) (nkeys.KeyPair, error) {
 	if err != nil {
 		return nil, fmt.Errorf("identity: read key: %w", err)
 	}
-	kp, err := nkeys.ParseDecoratedNKey(b)
+	seed := bytes.TrimSpace(b)
+	var kp nkeys.KeyPair
+	if bytes.HasPrefix(seed, []byte("SX")) {
+		kp, err = nkeys.FromCurveSeed(seed)
+	} else {
+		kp, err = nkeys.FromSeed(seed)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("identity: key %s: %w", path, err)
 	}

@@ -44,6 +44,9 @@ const (
 	AnnotationBreakGlass = "break_glass" // "true": allowed at once, reviewed after the fact
 )
 
+// MinGrantTTL is the shortest grant lifetime a policy may cap grants at.
+const MinGrantTTL = 10 * time.Second
+
 // ErrLoad wraps every policy load error.
 var ErrLoad = errors.New("policy: load")
 
@@ -139,8 +142,8 @@ func parseMeta(ann cedar.Annotations) (meta, error) {
 	}
 	if v, ok := ann[AnnotationMaxTTL]; ok {
 		d, err := time.ParseDuration(string(v))
-		if err != nil || d <= 0 {
-			return m, fmt.Errorf("@max_ttl(%q) is not a positive duration", v)
+		if err != nil || d < MinGrantTTL {
+			return m, fmt.Errorf("@max_ttl(%q) is not a duration of at least %s", v, MinGrantTTL)
 		}
 		m.maxTTL = d
 	}

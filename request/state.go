@@ -52,6 +52,10 @@ type State struct {
 	DecidedAt  time.Time
 	Grant      *events.Granted
 
+	// Answered maps the sequence of each message a component has already
+	// rejected or refused to the reason code, so it is answered once.
+	Answered map[uint64]string
+
 	// LastSeq and LastDigest describe the last message of the history,
 	// trustworthy or not: the next event chains to it and publishes with
 	// LastSeq as the expected last sequence.
@@ -116,7 +120,8 @@ func Apply(s State, r events.Record, now time.Time) (State, error) {
 	if prevOf(r.Data) != prev {
 		return s, ErrBrokenChain
 	}
-	if r.Kind == events.KindRefused {
+	if d, ok := r.Data.(*events.Refused); ok {
+		s.answer(d.RefSeq, d.Code)
 		return s, nil
 	}
 	if s.Status.IsTerminal() {
@@ -136,6 +141,7 @@ func Apply(s State, r events.Record, now time.Time) (State, error) {
 			return s, fmt.Errorf("%w: rejected after evaluation", ErrIllegal)
 		}
 		s.Status, s.Rejection, s.DecidedAt = StatusRejected, d, r.Envelope.Time
+		s.answer(d.RefSeq, d.Code)
 	case *events.Evaluated:
 		if s.Status != StatusRequested {
 			return s, fmt.Errorf("%w: evaluated in %s", ErrIllegal, s.Status)
@@ -199,32 +205,45 @@ func Apply(s State, r events.Record, now time.Time) (State, error) {
 	return s, nil
 }
 
-func (s State) checkVote(d *events.Voted, r events.Record) (Vote, error) {
-	if s.Status != StatusPending {
-		return Vote{}, fmt.Errorf("%w (%s)", ErrNotPending, s.Status)
+func (s *State) answer(seq uint64, code string) {
+	if s.Answered == nil {
+		s.Answered = make(map[uint64]string)
 	}
+	s.Answered[seq] = code
+}
+
+func (s State) checkVote(d *events.Voted, r events.Record) (Vote, error) {
 	p := *r.Principal
-	if p.Key == s.Requester.Key || p.ID() == s.Requester.ID() {
-		return Vote{}, ErrSelfApproval
+	if err := s.CanVote(p); err != nil {
+		return Vote{}, err
 	}
 	if d.RequestDigest != s.RequestDigest {
 		return Vote{}, ErrStaleDigest
 	}
+	return Vote{Voter: p, Approve: d.Decision == events.DecisionApprove, Reason: d.Reason, Seq: r.Seq}, nil
+}
+
+// CanVote says whether p may answer the request now: it must be pending,
+// p must not be the requester, must not have answered, and must be an
+// approver of one of its flows. It returns the refusal, or nil.
+func (s State) CanVote(p identity.Principal) error {
+	if s.Status != StatusPending {
+		return fmt.Errorf("%w (%s)", ErrNotPending, s.Status)
+	}
+	if p.Key == s.Requester.Key || p.ID() == s.Requester.ID() {
+		return ErrSelfApproval
+	}
 	for _, v := range s.Votes {
 		if v.Voter.ID() == p.ID() || v.Voter.Key == p.Key {
-			return Vote{}, ErrDuplicateVote
+			return ErrDuplicateVote
 		}
 	}
-	eligible := false
 	for _, f := range s.Evaluation.Flows {
 		if Eligible(f.Stages[0], p) {
-			eligible = true
+			return nil
 		}
 	}
-	if !eligible {
-		return Vote{}, ErrNotEligible
-	}
-	return Vote{Voter: p, Approve: d.Decision == events.DecisionApprove, Reason: d.Reason, Seq: r.Seq}, nil
+	return ErrNotEligible
 }
 
 func (s State) checkGrant(g *events.Granted) error {
@@ -331,4 +350,30 @@ func refs(ps []identity.Principal) []events.PrincipalRef {
 		out[i] = events.PrincipalRef{Domain: p.Domain, Name: p.Name}
 	}
 	return out
+}
+
+// Code returns the short reason code recorded when a component refuses an
+// event because of err (from Apply, or from events.Checker).
+func Code(err error) string {
+	for _, c := range codes {
+		if errors.Is(err, c.err) {
+			return c.code
+		}
+	}
+	return events.Code(err)
+}
+
+var codes = []struct {
+	err  error
+	code string
+}{
+	{ErrSelfApproval, "self-approval"},
+	{ErrNotEligible, "not-eligible"},
+	{ErrDuplicateVote, "duplicate-vote"},
+	{ErrStaleDigest, "stale-digest"},
+	{ErrNotPending, "not-pending"},
+	{ErrClosed, "closed"},
+	{ErrBrokenChain, "broken-chain"},
+	{ErrIllegal, "illegal"},
+	{ErrUnjustified, "unjustified"},
 }

@@ -1,0 +1,217 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/writ-dev/writ/events"
+	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/issuer"
+	"github.com/writ-dev/writ/request"
+	"github.com/writ-dev/writ/store"
+)
+
+// DefaultStream is the audit stream's default name.
+const DefaultStream = "WRIT"
+
+// Options configure a client.
+type Options struct {
+	Stream string           // default WRIT
+	Bundle *identity.Bundle // the keys the client trusts when it reads events
+	Clock  func() time.Time // default time.Now
+}
+
+// Client talks to a Writ pipeline through its audit stream.
+type Client struct {
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	stream  string
+	reader  store.Reader
+	checker events.Checker
+	clock   func() time.Time
+}
+
+// ErrNotFound is returned for a request id the stream does not hold.
+var ErrNotFound = errors.New("client: no such request")
+
+// New returns a client on an open connection.
+func New(nc *nats.Conn, o Options) (*Client, error) {
+	if o.Bundle == nil {
+		return nil, errors.New("client: a trust bundle is required to check what the pipeline says")
+	}
+	if o.Stream == "" {
+		o.Stream = DefaultStream
+	}
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	return &Client{
+		nc: nc, js: js, stream: o.Stream,
+		reader:  store.Reader{NC: nc, Stream: o.Stream},
+		checker: events.Checker{Bundle: o.Bundle},
+		clock:   o.Clock,
+	}, nil
+}
+
+// Urgencies a request may carry.
+var Urgencies = []string{"low", "normal", "high", "critical"}
+
+// Spec describes the action a requester asks to perform.
+type Spec struct {
+	Domain   string // the target domain, which owns the resource
+	Action   string
+	Resource string // path within the target domain
+	Params   map[string]string
+	Urgency  string // default "normal"
+	Reason   string
+	Ticket   string
+	TTL      time.Duration // 0: the issuer's default
+}
+
+// Request signs and publishes a request as who and returns its id.
+func (c *Client) Request(ctx context.Context, who *identity.Identity, s Spec) (string, error) {
+	if s.Urgency == "" {
+		s.Urgency = "normal"
+	}
+	uid, err := uuid.NewV7()
+	if err != nil {
+		return "", err
+	}
+	id := uid.String()
+	xkey, err := issuer.HolderXKey(who.Key, id)
+	if err != nil {
+		return "", err
+	}
+	xpub, _ := xkey.PublicKey()
+	data := &events.Requested{
+		Requester:  events.PrincipalRef{Domain: who.Principal.Domain, Name: who.Principal.Name},
+		Identity:   who.JWT,
+		Action:     s.Action,
+		Resource:   s.Resource,
+		Params:     s.Params,
+		Urgency:    s.Urgency,
+		Reason:     s.Reason,
+		Ticket:     s.Ticket,
+		TTLSeconds: int64(s.TTL / time.Second),
+		HolderXKey: xpub,
+	}
+	out, err := events.Seal(events.Draft{
+		Domain: s.Domain, RequestID: id, Kind: events.KindRequested,
+		Source: "writ://" + who.Principal.Domain + "/principals/" + who.Principal.Name,
+		Time:   c.clock(), Data: data,
+	}, who.Key)
+	if err != nil {
+		return "", err
+	}
+	// A new id has no history: expecting last sequence 0 makes sure of it.
+	if _, err := store.Append(ctx, c.js, c.stream, out, 0, events.RequestFilter(s.Domain, id)); err != nil {
+		return "", err
+	}
+	return id, nil
+}
+
+// Request is a request's history as the client sees it.
+type Request struct {
+	State   request.State
+	Records []events.Record
+	Errs    map[uint64]error // why each record changed nothing
+}
+
+// Load reads and folds a request's history.
+func (c *Client) Load(ctx context.Context, domain, id string) (*Request, error) {
+	msgs, err := c.reader.Load(ctx, events.RequestFilter(domain, id), 1)
+	if err != nil {
+		return nil, err
+	}
+	if len(msgs) == 0 {
+		return nil, fmt.Errorf("%w: %s in %s", ErrNotFound, id, domain)
+	}
+	now := c.clock()
+	r := &Request{Records: make([]events.Record, len(msgs))}
+	for i, m := range msgs {
+		r.Records[i] = c.checker.Inspect(m, now)
+	}
+	r.State, r.Errs = request.Fold(r.Records, now)
+	return r, nil
+}
+
+// Find returns the domain a request id belongs to.
+func (c *Client) Find(ctx context.Context, id string) (string, error) {
+	if _, err := uuid.Parse(id); err != nil {
+		return "", fmt.Errorf("client: %q is not a request id", id)
+	}
+	msgs, err := c.reader.Load(ctx, events.Prefix+".*."+id+"."+events.KindRequested.String(), 1)
+	if err != nil {
+		return "", err
+	}
+	if len(msgs) == 0 {
+		return "", fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	domain, _, _, err := events.ParseSubject(msgs[0].Subject)
+	return domain, err
+}
+
+// Wait follows a request until done(state) holds, or ctx ends. Use
+// Settled to wait for the outcome.
+func (c *Client) Wait(ctx context.Context, domain, id string, done func(request.State) bool) (*Request, error) {
+	ch := make(chan *nats.Msg, 64)
+	sub, err := c.nc.ChanSubscribe(events.RequestFilter(domain, id), ch)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	tick := time.NewTicker(2 * time.Second)
+	defer tick.Stop()
+	for {
+		r, err := c.Load(ctx, domain, id)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return nil, err
+		}
+		if err == nil && done(r.State) {
+			return r, nil
+		}
+		select {
+		case <-ctx.Done():
+			if r != nil {
+				return r, ctx.Err()
+			}
+			return nil, ctx.Err()
+		case <-ch:
+		case <-tick.C:
+		}
+	}
+}
+
+// Settled reports whether a request needs nothing more from the pipeline:
+// granted, rejected, denied or expired.
+func Settled(s request.State) bool { return s.Status.IsTerminal() }
+
+// OpenGrant decrypts the grant of a granted request with who's key, and
+// checks that the token is the one the event names.
+func OpenGrant(s request.State, who *identity.Identity) (string, error) {
+	if s.Grant == nil {
+		return "", fmt.Errorf("client: request %s has no grant (%s)", s.ID, s.Status)
+	}
+	xkey, err := issuer.HolderXKey(who.Key, s.ID)
+	if err != nil {
+		return "", err
+	}
+	token, err := issuer.Open(s.Grant.Sealed, s.Grant.SealedBy, xkey)
+	if err != nil {
+		return "", err
+	}
+	if issuer.TokenHash(token) != s.Grant.TokenHash {
+		return "", errors.New("client: the sealed grant does not match the hash in the granted event")
+	}
+	return token, nil
+}

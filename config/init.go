@@ -1,0 +1,221 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nkeys"
+
+	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/policy"
+)
+
+// ErrExists is returned by Init when the directory already holds a setup.
+var ErrExists = errors.New("config: a Writ setup already exists here")
+
+// SampleIdentity is a principal Init creates.
+type SampleIdentity struct {
+	Name   string
+	Groups []string
+}
+
+// SampleIdentities are the principals of a new setup: two SRE leads (the
+// approvers of the sample flow), a developer and a deploy bot.
+var SampleIdentities = []SampleIdentity{
+	{Name: "alice", Groups: []string{"sre-leads"}},
+	{Name: "bob", Groups: []string{"sre-leads"}},
+	{Name: "carol", Groups: []string{"developers"}},
+	{Name: "deploy-bot", Groups: []string{"bots"}},
+}
+
+// Init creates a complete local setup for domain in dir and returns its
+// configuration. It refuses to overwrite an existing one.
+func Init(dir, domain string) (*Config, error) {
+	if !identity.ValidDomainName(domain) {
+		return nil, fmt.Errorf("config: invalid domain name %q: lower case letters, digits and dashes", domain)
+	}
+	if _, err := os.Stat(filepath.Join(dir, FileName)); err == nil {
+		return nil, fmt.Errorf("%w: %s", ErrExists, dir)
+	}
+	for _, sub := range []string{"keys", "creds", "policies"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
+			return nil, err
+		}
+	}
+	c := Default(domain)
+	c.dir = dir
+
+	account, err := nkeys.CreateAccount()
+	if err != nil {
+		return nil, err
+	}
+	if err := writeSeed(filepath.Join(dir, "keys", "account.nk"), account); err != nil {
+		return nil, err
+	}
+	accountPub, _ := account.PublicKey()
+	d := &identity.Domain{Accounts: []string{accountPub}, Components: map[identity.Role][]string{}}
+	for role, path := range map[identity.Role]string{
+		identity.RolePolicy: c.Keys.Policy, identity.RoleApproval: c.Keys.Approval, identity.RoleIssuer: c.Keys.Issuer,
+	} {
+		kp, err := nkeys.CreateServer()
+		if err != nil {
+			return nil, err
+		}
+		if err := writeSeed(c.Path(path), kp); err != nil {
+			return nil, err
+		}
+		pub, _ := kp.PublicKey()
+		d.Components[role] = []string{pub}
+	}
+	xkey, err := nkeys.CreateCurveKeys()
+	if err != nil {
+		return nil, err
+	}
+	if err := writeSeed(c.Path(c.Keys.IssuerXKey), xkey); err != nil {
+		return nil, err
+	}
+	bundle := &identity.Bundle{Domains: map[string]*identity.Domain{domain: d}}
+	if err := bundle.Save(c.Path(c.Trust)); err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	for _, s := range SampleIdentities {
+		creds, err := identity.IssueUser(account, identity.UserSpec{
+			Domain: domain, Name: s.Name, Groups: s.Groups, TTL: 365 * 24 * time.Hour, Now: now,
+		})
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(filepath.Join(dir, "creds", s.Name+".creds"), creds, 0o600); err != nil {
+			return nil, err
+		}
+	}
+	policyText := strings.ReplaceAll(samplePolicy, "{{domain}}", domain)
+	if err := os.WriteFile(filepath.Join(dir, "policies", "main.cedar"), []byte(policyText), 0o644); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(c.Path(c.Flows), []byte(sampleFlows), 0o644); err != nil {
+		return nil, err
+	}
+	if err := c.Save(dir); err != nil {
+		return nil, err
+	}
+	// What Init wrote must load: check it the way serve will.
+	if _, err := c.Open(); err != nil {
+		return nil, fmt.Errorf("config: the new setup does not load: %w", err)
+	}
+	return &c, nil
+}
+
+func writeSeed(path string, kp nkeys.KeyPair) error {
+	seed, err := kp.Seed()
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(seed, '\n'), 0o600)
+}
+
+// Runtime is a configuration with everything it names loaded and checked.
+type Runtime struct {
+	Config      *Config
+	Bundle      *identity.Bundle
+	PolicyKey   nkeys.KeyPair
+	ApprovalKey nkeys.KeyPair
+	IssuerKey   nkeys.KeyPair
+	IssuerXKey  nkeys.KeyPair
+	Policies    *policy.Set
+	Flows       *policy.Flows
+}
+
+// Open loads the keys, trust bundle, policies and flows the configuration names.
+func (c *Config) Open() (*Runtime, error) {
+	r := &Runtime{Config: c}
+	var errs []error
+	var err error
+	if r.Bundle, err = identity.LoadBundle(c.Path(c.Trust)); err != nil {
+		errs = append(errs, err)
+	} else if r.Bundle.Domains[c.Domain] == nil {
+		errs = append(errs, fmt.Errorf("the trust bundle does not list this domain, %q", c.Domain))
+	}
+	for _, k := range []struct {
+		path string
+		dst  *nkeys.KeyPair
+	}{{c.Keys.Policy, &r.PolicyKey}, {c.Keys.Approval, &r.ApprovalKey}, {c.Keys.Issuer, &r.IssuerKey}, {c.Keys.IssuerXKey, &r.IssuerXKey}} {
+		if *k.dst, err = identity.LoadSeed(c.Path(k.path)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if r.Policies, err = policy.LoadDir(c.Path(c.Policies)); err != nil {
+		errs = append(errs, err)
+	}
+	if r.Flows, err = policy.LoadFlowsFile(c.Path(c.Flows)); err != nil {
+		errs = append(errs, err)
+	}
+	if r.Policies != nil && r.Flows != nil {
+		if err := r.Flows.Check(r.Policies); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Exists reports whether dir holds a configuration.
+func Exists(dir string) bool {
+	_, err := os.Stat(filepath.Join(dir, FileName))
+	return !errors.Is(err, fs.ErrNotExist)
+}
+
+const samplePolicy = `// Sample policies for domain {{domain}}, written by 'writ init'.
+// Principals are User::"<domain>/<name>" in Group::"<domain>/<group>";
+// resources are Resource::"<domain>/<path>" with attributes domain and path.
+// Context: urgency, reason, ticket, origin, ttl_seconds, params, now, hour_utc.
+// A permit with @flow("name") needs that approval flow; @max_ttl caps the grant.
+
+// Deploy bots ship to staging at once, for ten minutes at most.
+@id("bots-deploy-staging")
+@max_ttl("10m")
+permit (principal in Group::"{{domain}}/bots", action == Action::"deploy", resource)
+when { resource.path like "staging/*" };
+
+// Developers may do anything to dev resources.
+@id("developers-own-dev")
+permit (principal in Group::"{{domain}}/developers", action, resource)
+when { resource.path like "dev/*" };
+
+// Developers may restart production services once two SRE leads agree.
+@id("developers-restart-prod")
+@flow("two-sre-leads")
+@max_ttl("30m")
+permit (principal in Group::"{{domain}}/developers", action == Action::"restart", resource)
+when { resource.path like "prod/*" };
+
+// SRE leads may read production logs at once.
+@id("sre-leads-read-prod-logs")
+permit (principal in Group::"{{domain}}/sre-leads", action == Action::"read-logs", resource)
+when { resource.path like "prod/*" };
+
+// Nobody drops a production database through Writ, whatever else says.
+@id("no-prod-database-drop")
+forbid (principal, action == Action::"drop-database", resource)
+when { resource.path like "prod/*" };
+`
+
+const sampleFlows = `{
+  "flows": {
+    "two-sre-leads": {
+      "description": "Two distinct SRE leads approve; any one of them can deny.",
+      "stages": [
+        {"name": "leads", "groups": ["sre-leads"], "required": 2, "deadline": "30m"}
+      ]
+    }
+  }
+}
+`

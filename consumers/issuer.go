@@ -1,0 +1,133 @@
+package consumers
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+
+	"github.com/writ-dev/writ/events"
+	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/issuer"
+	"github.com/writ-dev/writ/request"
+)
+
+var errTimerEarly = errors.New("consumers: timer fired before the deadline")
+
+// GrantPolicy bounds the lifetime of grants.
+type GrantPolicy struct {
+	DefaultTTL time.Duration // when the request names none; default 15m
+	MaxTTL     time.Duration // hard cap whatever the policy says; default 1h
+}
+
+// Issuer mints a grant for every request that is allowed or approved:
+// evaluated(allow) | approved → granted.
+type Issuer struct {
+	c      *component
+	minter *issuer.Issuer
+	grants GrantPolicy
+}
+
+// NewIssuer returns the issuer consumer. key signs events and grants; xkey seals grants.
+func NewIssuer(env Env, key, xkey nkeys.KeyPair, grants GrantPolicy) (*Issuer, error) {
+	c, err := newComponent(env, identity.RoleIssuer, key)
+	if err != nil {
+		return nil, err
+	}
+	m, err := issuer.New(key, xkey)
+	if err != nil {
+		return nil, err
+	}
+	if grants.DefaultTTL == 0 {
+		grants.DefaultTTL = 15 * time.Minute
+	}
+	if grants.MaxTTL == 0 {
+		grants.MaxTTL = time.Hour
+	}
+	if grants.DefaultTTL < issuer.MinTTL || grants.MaxTTL > issuer.MaxTTL || grants.DefaultTTL > grants.MaxTTL {
+		return nil, errors.New("consumers: issuer: grant lifetimes must satisfy 10s <= default <= max <= 24h")
+	}
+	return &Issuer{c: c, minter: m, grants: grants}, nil
+}
+
+// Run consumes decisions until ctx ends.
+func (i *Issuer) Run(ctx context.Context) error {
+	d := i.c.env.Domain
+	cfg := durableConfig(DurableIssuer+d+i.c.env.DurableSuffix,
+		events.Prefix+"."+d+".*."+events.KindEvaluated.String(),
+		events.Prefix+"."+d+".*."+events.KindApproved.String())
+	return consume(ctx, i.c.js, i.c.env.Streams.Name, cfg, i.c.env.Workers, i.c.log, i.handle)
+}
+
+func (i *Issuer) handle(ctx context.Context, m jetstream.Msg) error {
+	return handleAudit(ctx, i.c, m, i.decide)
+}
+
+// decide re-checks the evidence by folding the whole history from
+// verified events (a forged or out-of-order decision changes nothing) and
+// mints only for a request the fold says is allowed or approved.
+func (i *Issuer) decide(_ context.Context, h *history, this events.Record) (*effect, error) {
+	if err := h.errs[this.Seq]; err != nil {
+		return refuse(h, this, err), nil
+	}
+	st := h.state
+	if !st.Status.AwaitsGrant() {
+		return nil, nil
+	}
+	g, err := i.grant(st, h.now)
+	if err != nil {
+		return nil, err
+	}
+	return &effect{kind: events.KindGranted, data: g}, nil
+}
+
+// TTL is the grant lifetime for a request: what it asked for (or the
+// default), capped by the policy and by the issuer's maximum.
+func (g GrantPolicy) TTL(st request.State) time.Duration {
+	ttl := g.DefaultTTL
+	if s := st.Request.TTLSeconds; s > 0 {
+		ttl = time.Duration(s) * time.Second
+	}
+	if m := time.Duration(st.Evaluation.MaxTTLSeconds) * time.Second; m > 0 && ttl > m {
+		ttl = m
+	}
+	return min(ttl, g.MaxTTL)
+}
+
+func (i *Issuer) grant(st request.State, now time.Time) (*events.Granted, error) {
+	req := st.Request
+	nbf := now.UTC().Truncate(time.Second)
+	ttl := i.grants.TTL(st)
+	token, claims, err := i.minter.Mint(issuer.Constraints{
+		RequestID:    st.ID,
+		Holder:       st.Requester.Key,
+		Audience:     st.Domain,
+		Action:       req.Action,
+		Resource:     req.Resource,
+		ParamsDigest: issuer.ParamsDigest(req.Params),
+		Evidence:     st.LastDigest,
+		BreakGlass:   st.Evaluation.BreakGlass,
+		NotBefore:    nbf,
+		TTL:          ttl,
+	})
+	if err != nil {
+		return nil, &terminate{reason: err.Error()}
+	}
+	sealed, err := i.minter.Seal(token, req.HolderXKey)
+	if err != nil {
+		return nil, &terminate{reason: err.Error()}
+	}
+	return &events.Granted{
+		Prev:       st.LastDigest,
+		TokenHash:  issuer.TokenHash(token),
+		Sealed:     sealed,
+		SealedBy:   i.minter.XKey(),
+		Holder:     claims.Holder,
+		NotBefore:  claims.NotBefore,
+		ExpiresAt:  claims.Expires,
+		Evidence:   st.LastDigest,
+		BreakGlass: claims.BreakGlass,
+	}, nil
+}

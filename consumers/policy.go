@@ -1,0 +1,135 @@
+package consumers
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+
+	"github.com/writ-dev/writ/events"
+	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/policy"
+	"github.com/writ-dev/writ/request"
+)
+
+// Policy validates requests and evaluates them against the Cedar policies:
+// requested → rejected | evaluated.
+type Policy struct {
+	c        *component
+	policies *policy.Set
+	flows    *policy.Flows
+}
+
+// NewPolicy returns the policy consumer. key must be a policy key of the
+// served domain in the trust bundle.
+func NewPolicy(env Env, key nkeys.KeyPair, policies *policy.Set, flows *policy.Flows) (*Policy, error) {
+	c, err := newComponent(env, identity.RolePolicy, key)
+	if err != nil {
+		return nil, err
+	}
+	if policies == nil || flows == nil {
+		return nil, errors.New("consumers: policy: policies and flows are required")
+	}
+	if err := flows.Check(policies); err != nil {
+		return nil, err
+	}
+	return &Policy{c: c, policies: policies, flows: flows}, nil
+}
+
+// Run consumes requests until ctx ends.
+func (p *Policy) Run(ctx context.Context) error {
+	cfg := durableConfig(DurablePolicy+p.c.env.Domain+p.c.env.DurableSuffix,
+		events.Prefix+"."+p.c.env.Domain+".*."+events.KindRequested.String())
+	return consume(ctx, p.c.js, p.c.env.Streams.Name, cfg, p.c.env.Workers, p.c.log, p.handle)
+}
+
+func (p *Policy) handle(ctx context.Context, m jetstream.Msg) error {
+	return handleAudit(ctx, p.c, m, p.decide)
+}
+
+func (p *Policy) decide(_ context.Context, h *history, this events.Record) (*effect, error) {
+	st := h.state
+	if _, done := st.Answered[this.Seq]; done {
+		return nil, nil
+	}
+	if err := h.errs[this.Seq]; err != nil {
+		if st.Status == request.StatusNone {
+			return &effect{kind: events.KindRejected, data: &events.Rejected{
+				Prev:      st.LastDigest,
+				RefSeq:    this.Seq,
+				RefDigest: this.Digest,
+				Code:      request.Code(err),
+				Reason:    reason(err),
+			}}, nil
+		}
+		// Another request holds this id: refuse this one, keep that one.
+		return refuse(h, this, err), nil
+	}
+	if st.Status != request.StatusRequested || st.RequestSeq != this.Seq {
+		return nil, nil
+	}
+	return &effect{kind: events.KindEvaluated, data: p.evaluate(st, h.now)}, nil
+}
+
+func (p *Policy) evaluate(st request.State, now time.Time) *events.Evaluated {
+	req := st.Request
+	in := policy.Input{
+		Principal: st.Requester,
+		Action:    req.Action,
+		Domain:    st.Domain,
+		Resource:  req.Resource,
+		Context: policy.Context{
+			Urgency: req.Urgency,
+			Reason:  req.Reason,
+			Ticket:  req.Ticket,
+			Origin:  st.Requester.Domain,
+			TTL:     time.Duration(req.TTLSeconds) * time.Second,
+			Params:  req.Params,
+			Time:    now,
+		},
+	}
+	d := p.policies.Decide(in)
+	ev := &events.Evaluated{
+		Prev:         st.LastDigest,
+		Reasons:      append([]string{}, d.Reasons...),
+		Errors:       d.Errors,
+		PolicyDigest: p.policies.Digest(),
+		FlowsDigest:  p.flows.Digest(),
+		Principal: events.EvaluatedPrincipal{
+			Domain: st.Requester.Domain, Name: st.Requester.Name,
+			Key: st.Requester.Key, Groups: st.Requester.Groups,
+		},
+		Context:       in.Context.Record(),
+		MaxTTLSeconds: int64(d.MaxTTL / time.Second),
+		BreakGlass:    d.BreakGlass,
+	}
+	if d.Outcome == policy.OutcomeReview {
+		flows, deadline, err := p.flows.Resolve(d.Flows, now)
+		if err != nil {
+			d.Outcome = policy.OutcomeDeny
+			ev.Errors = append(ev.Errors, err.Error())
+		} else {
+			ev.Flows, ev.ExpiresAt = flows, &deadline
+		}
+	}
+	ev.Outcome = d.Outcome.String()
+	return ev
+}
+
+// handleAudit handles a message of the audit stream with decide.
+func handleAudit(ctx context.Context, c *component, m jetstream.Msg, decide decideFunc) error {
+	domain, id, _, err := events.ParseSubject(m.Subject())
+	if err != nil {
+		// Not part of any request's history, so there is nowhere to record a
+		// refusal; the message itself stays in the stream for auditors.
+		c.log.Warn("ignored a message with a malformed subject", "subject", m.Subject(), "err", err)
+		return &terminate{reason: "malformed subject"}
+	}
+	md, err := m.Metadata()
+	if err != nil {
+		return &terminate{reason: "no metadata"}
+	}
+	return c.react(ctx, domain, id, md.Sequence.Stream, decide)
+}

@@ -1,0 +1,89 @@
+package consumers
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/writ-dev/writ/events"
+	"github.com/writ-dev/writ/request"
+	"github.com/writ-dev/writ/store"
+)
+
+// effect is an event a handler wants appended to a request's history.
+type effect struct {
+	kind    events.Kind
+	ordinal string
+	data    any
+}
+
+// decideFunc looks at a request's history (and, for messages of the audit
+// stream, the record being handled) and says what to append, if anything.
+type decideFunc func(ctx context.Context, h *history, this events.Record) (*effect, error)
+
+// maxConflicts bounds the re-reads when other writers keep appending first.
+const maxConflicts = 16
+
+// react loads a request's history, asks decide what to append, and appends
+// it; when another writer appended first, it reads the history again and
+// asks again. seq is the stream sequence of the message being handled, or 0
+// when the trigger is not in the audit stream (a timer).
+func (c *component) react(ctx context.Context, domain, id string, seq uint64, decide decideFunc) error {
+	for range maxConflicts {
+		h, err := c.load(ctx, domain, id)
+		if err != nil {
+			return err
+		}
+		var this events.Record
+		if seq != 0 {
+			var ok bool
+			if this, ok = h.record(seq); !ok {
+				// A replica that has not caught up with the message yet.
+				return &retryAfter{delay: 250 * time.Millisecond, cause: errors.New("history does not hold the message yet")}
+			}
+		}
+		eff, err := decide(ctx, h, this)
+		if err != nil || eff == nil {
+			return err
+		}
+		at, err := c.emit(ctx, h.state, eff.kind, eff.ordinal, eff.data)
+		if store.IsConflict(err) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		c.log.Info("appended", attrRequest, id, attrKind, eff.kind.String(), attrSeq, at)
+		return nil
+	}
+	return &retryAfter{delay: time.Second, cause: store.ErrConflict}
+}
+
+// refuse records that a component refused the message this, once.
+func refuse(h *history, this events.Record, err error) *effect {
+	if _, done := h.state.Answered[this.Seq]; done {
+		return nil
+	}
+	return &effect{
+		kind:    events.KindRefused,
+		ordinal: strconv.FormatUint(this.Seq, 10),
+		data: &events.Refused{
+			Prev:      h.state.LastDigest,
+			RefSeq:    this.Seq,
+			RefKind:   this.Kind.String(),
+			RefSigner: this.Signer,
+			Code:      request.Code(err),
+			Reason:    reason(err),
+		},
+	}
+}
+
+// reason keeps a refusal's text within the schema's bound.
+func reason(err error) string {
+	s := err.Error()
+	if len(s) > 2000 {
+		s = s[:2000] + "…"
+	}
+	return s
+}

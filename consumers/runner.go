@@ -1,0 +1,134 @@
+package consumers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// handleTimeout bounds one message's handling.
+const handleTimeout = 20 * time.Second
+
+// retryAfter asks for redelivery after a delay (a transient condition).
+type retryAfter struct {
+	delay time.Duration
+	cause error
+}
+
+func (r *retryAfter) Error() string { return fmt.Sprintf("retry after %s: %v", r.delay, r.cause) }
+func (r *retryAfter) Unwrap() error { return r.cause }
+
+// terminate stops redelivery of an input that can never succeed, after its
+// refusal has been recorded.
+type terminate struct{ reason string }
+
+func (t *terminate) Error() string { return "terminated: " + t.reason }
+
+type handlerFunc func(ctx context.Context, m jetstream.Msg) error
+
+// consume runs h over a durable pull consumer with up to workers messages
+// in flight, until ctx ends; then it stops fetching, finishes what it holds
+// and returns. A message is acked only after h returns nil.
+func consume(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.ConsumerConfig, workers int, log *slog.Logger, h handlerFunc) error {
+	cons, err := js.CreateOrUpdateConsumer(ctx, stream, cfg)
+	if err != nil {
+		return fmt.Errorf("consumers: create consumer %s: %w", cfg.Durable, err)
+	}
+	iter, err := cons.Messages(jetstream.PullMaxMessages(workers * 4))
+	if err != nil {
+		return fmt.Errorf("consumers: consume %s: %w", cfg.Durable, err)
+	}
+	stop := context.AfterFunc(ctx, iter.Drain)
+	defer stop()
+	log.Debug("consuming", "durable", cfg.Durable)
+
+	sem := make(chan struct{}, workers)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		m, err := iter.Next()
+		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+			return nil
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			log.Warn("fetch failed", "durable", cfg.Durable, "err", err)
+			continue
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			handle(ctx, m, log, h)
+		}()
+	}
+}
+
+func handle(ctx context.Context, m jetstream.Msg, log *slog.Logger, h handlerFunc) {
+	// Handling outlives shutdown by up to handleTimeout, so a message in
+	// hand is finished (or naked), never dropped half-way.
+	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), handleTimeout)
+	defer cancel()
+	var seq uint64
+	delivered := uint64(1)
+	if md, err := m.Metadata(); err == nil {
+		seq, delivered = md.Sequence.Stream, md.NumDelivered
+	}
+	err := func() (err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				err = fmt.Errorf("panic: %v", p)
+			}
+		}()
+		return h(hctx, m)
+	}()
+	var term *terminate
+	var retry *retryAfter
+	switch {
+	case err == nil:
+		if aerr := m.Ack(); aerr != nil {
+			log.Warn("ack failed; the message will be redelivered", attrSeq, seq, "err", aerr)
+		}
+	case errors.As(err, &term):
+		if aerr := m.TermWithReason(term.reason); aerr != nil {
+			log.Warn("term failed", attrSeq, seq, "err", aerr)
+		}
+	default:
+		delay := backoff(delivered)
+		if errors.As(err, &retry) {
+			delay = retry.delay
+		}
+		log.Warn("handling failed; will retry", attrSeq, seq, "subject", m.Subject(), "delivery", delivered, "retry_in", delay, "err", err)
+		if nerr := m.NakWithDelay(delay); nerr != nil {
+			log.Warn("nak failed", attrSeq, seq, "err", nerr)
+		}
+	}
+}
+
+// backoff grows with each redelivery, from 100ms to 10s.
+func backoff(delivered uint64) time.Duration {
+	d := 100 * time.Millisecond
+	for i := uint64(1); i < delivered && d < 10*time.Second; i++ {
+		d *= 2
+	}
+	return min(d, 10*time.Second)
+}
+
+func durableConfig(name string, filters ...string) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:        name,
+		FilterSubjects: filters,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        30 * time.Second,
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+		MaxDeliver:     -1,
+		MaxAckPending:  1024,
+	}
+}

@@ -1,0 +1,150 @@
+package consumers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/writ-dev/writ/events"
+)
+
+// Default stream names.
+const (
+	DefaultStream       = "WRIT"
+	DefaultTimersStream = "WRIT_TIMERS"
+)
+
+// Timer subjects, in the timers stream: a schedule per request, which the
+// server fires to the request's fire subject.
+const (
+	timerPrefix = "writ-timers"
+)
+
+func scheduleSubject(domain, id string) string { return timerPrefix + ".schedule." + domain + "." + id }
+func fireSubject(domain, id string) string     { return timerPrefix + ".fire." + domain + "." + id }
+
+// StreamConfig says how to create the streams.
+type StreamConfig struct {
+	Name       string        // audit stream; default WRIT
+	Timers     string        // timer stream; default WRIT_TIMERS
+	Replicas   int           // default 1
+	Duplicates time.Duration // duplicate window; default 24h
+	MaxAge     time.Duration // 0 keeps events forever
+	MaxMsgSize int32         // default 1 MiB
+}
+
+func (c *StreamConfig) defaults() {
+	if c.Name == "" {
+		c.Name = DefaultStream
+	}
+	if c.Timers == "" {
+		c.Timers = DefaultTimersStream
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.Duplicates == 0 {
+		c.Duplicates = 24 * time.Hour
+	}
+	if c.MaxMsgSize == 0 {
+		c.MaxMsgSize = 1 << 20
+	}
+}
+
+// ErrWeakened is returned when the audit stream, as the server reports it,
+// lacks a protection Writ relies on.
+var ErrWeakened = errors.New("consumers: audit stream is not append-only")
+
+// AuditStreamConfig is the audit stream's configuration.
+func AuditStreamConfig(c StreamConfig) jetstream.StreamConfig {
+	c.defaults()
+	return jetstream.StreamConfig{
+		Name:        c.Name,
+		Description: "Writ audit trail: every request, decision and grant, append-only",
+		Subjects:    []string{events.Prefix + ".*.*.*"},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardNew,
+		MaxAge:      c.MaxAge,
+		MaxMsgSize:  c.MaxMsgSize,
+		Duplicates:  c.Duplicates,
+		Replicas:    c.Replicas,
+		DenyDelete:  true,
+		DenyPurge:   true,
+		AllowDirect: true,
+	}
+}
+
+// TimersStreamConfig is the timer stream's configuration. Schedules live
+// here, not in the audit stream: a stream that allows schedules cannot deny
+// purges.
+func TimersStreamConfig(c StreamConfig) jetstream.StreamConfig {
+	c.defaults()
+	return jetstream.StreamConfig{
+		Name:              c.Timers,
+		Description:       "Writ durable timers (deadlines); fires into itself",
+		Subjects:          []string{timerPrefix + ".>"},
+		Storage:           jetstream.FileStorage,
+		Retention:         jetstream.LimitsPolicy,
+		Replicas:          c.Replicas,
+		Duplicates:        c.Duplicates,
+		AllowMsgSchedules: true,
+		MaxMsgsPerSubject: 1,
+	}
+}
+
+// EnsureStreams creates the audit and timer streams, or checks the ones
+// that exist, and refuses an audit stream that the server weakened.
+func EnsureStreams(ctx context.Context, js jetstream.JetStream, c StreamConfig) error {
+	c.defaults()
+	want := AuditStreamConfig(c)
+	s, err := js.CreateStream(ctx, want)
+	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		s, err = js.Stream(ctx, c.Name)
+	}
+	if err != nil {
+		return fmt.Errorf("consumers: audit stream %s: %w", c.Name, err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("consumers: audit stream %s: %w", c.Name, err)
+	}
+	if err := CheckAuditStream(info.Config, want); err != nil {
+		return err
+	}
+	if _, err := js.CreateStream(ctx, TimersStreamConfig(c)); err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		return fmt.Errorf("consumers: timer stream %s: %w", c.Timers, err)
+	}
+	return nil
+}
+
+// CheckAuditStream compares the configuration the server reports with the
+// protections Writ needs.
+func CheckAuditStream(got, want jetstream.StreamConfig) error {
+	var errs []error
+	check := func(ok bool, what string) {
+		if !ok {
+			errs = append(errs, errors.New(what))
+		}
+	}
+	check(got.DenyDelete, "deny_delete is off")
+	check(got.DenyPurge, "deny_purge is off")
+	check(!got.AllowRollup, "rollups are allowed")
+	check(!got.AllowMsgTTL, "per-message TTLs are allowed")
+	check(got.SubjectDeleteMarkerTTL == 0, "subject delete markers are on")
+	check(!got.AllowMsgSchedules, "message schedules are allowed")
+	check(got.Discard == jetstream.DiscardNew, "discard policy is not 'new'")
+	check(got.Storage == jetstream.FileStorage, "storage is not file")
+	check(got.Retention == jetstream.LimitsPolicy, "retention is not 'limits'")
+	check(got.AllowDirect, "direct get is off")
+	check(slices.Equal(got.Subjects, want.Subjects), fmt.Sprintf("subjects are %v, want %v", got.Subjects, want.Subjects))
+	check(got.MaxAge == want.MaxAge, fmt.Sprintf("max age is %s, configured %s", got.MaxAge, want.MaxAge))
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w: stream %s: %w", ErrWeakened, got.Name, err)
+	}
+	return nil
+}

@@ -1,0 +1,104 @@
+package embedded
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// Options configure the embedded server.
+type Options struct {
+	Host       string // default 127.0.0.1
+	Port       int    // -1 picks a free port; 0 means the NATS default, 4222
+	StoreDir   string // JetStream file store; required
+	SyncAlways bool   // fsync every write (production durability; slower)
+	Name       string
+	Logger     *slog.Logger // server log lines at debug level and above; nil: silent
+}
+
+// ErrPortInUse is returned when the listen address is taken.
+var ErrPortInUse = errors.New("embedded: address already in use")
+
+// Server is a running embedded nats-server.
+type Server struct {
+	ns *server.Server
+}
+
+// Start starts the server and waits until it accepts connections.
+func Start(o Options) (*Server, error) {
+	if o.StoreDir == "" {
+		return nil, errors.New("embedded: a JetStream store directory is required")
+	}
+	if o.Host == "" {
+		o.Host = "127.0.0.1"
+	}
+	if o.Port == 0 {
+		o.Port = server.DEFAULT_PORT
+	}
+	if o.Port > 0 {
+		// The server reports a taken port only in its log; say it plainly.
+		addr := net.JoinHostPort(o.Host, strconv.Itoa(o.Port))
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s (%v); pick another with --port, or stop what is listening there", ErrPortInUse, addr, err)
+		}
+		_ = l.Close()
+	}
+	opts := &server.Options{
+		ServerName: o.Name,
+		Host:       o.Host,
+		Port:       o.Port,
+		JetStream:  true,
+		StoreDir:   o.StoreDir,
+		SyncAlways: o.SyncAlways,
+		NoSigs:     true,
+		NoLog:      o.Logger == nil,
+		// Writ events are small; a larger body is refused by the checker,
+		// but must reach it to be recorded.
+		MaxPayload: 1 << 20,
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("embedded: %w", err)
+	}
+	if o.Logger != nil {
+		ns.SetLoggerV2(&logger{l: o.Logger}, false, false, false)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(15 * time.Second) {
+		ns.Shutdown()
+		return nil, fmt.Errorf("embedded: nats-server on %s:%d did not become ready", o.Host, o.Port)
+	}
+	return &Server{ns: ns}, nil
+}
+
+// ClientURL is the nats:// URL clients connect to.
+func (s *Server) ClientURL() string { return s.ns.ClientURL() }
+
+// Connect opens an in-process client connection.
+func (s *Server) Connect(opts ...nats.Option) (*nats.Conn, error) {
+	return nats.Connect(s.ClientURL(), append([]nats.Option{nats.InProcessServer(s.ns)}, opts...)...)
+}
+
+// Shutdown stops the server and waits until it is down.
+func (s *Server) Shutdown() {
+	s.ns.Shutdown()
+	s.ns.WaitForShutdown()
+}
+
+// logger adapts the server's logger to slog. Fatalf does not exit: the
+// embedding program decides what a fatal server error means.
+type logger struct{ l *slog.Logger }
+
+func (g *logger) Noticef(f string, v ...any) { g.l.Info(fmt.Sprintf(f, v...), "component", "nats") }
+func (g *logger) Warnf(f string, v ...any)   { g.l.Warn(fmt.Sprintf(f, v...), "component", "nats") }
+func (g *logger) Fatalf(f string, v ...any)  { g.l.Error(fmt.Sprintf(f, v...), "component", "nats") }
+func (g *logger) Errorf(f string, v ...any)  { g.l.Error(fmt.Sprintf(f, v...), "component", "nats") }
+func (g *logger) Debugf(f string, v ...any)  { g.l.Debug(fmt.Sprintf(f, v...), "component", "nats") }
+func (g *logger) Tracef(f string, v ...any)  { g.l.Debug(fmt.Sprintf(f, v...), "component", "nats") }

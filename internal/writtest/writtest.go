@@ -1,0 +1,217 @@
+package writtest
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/require"
+
+	"github.com/writ-dev/writ/client"
+	"github.com/writ-dev/writ/config"
+	"github.com/writ-dev/writ/embedded"
+	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/pipeline"
+	"github.com/writ-dev/writ/request"
+)
+
+// Domain is the domain of test setups.
+const Domain = "acme"
+
+// Options adjust a test installation.
+type Options struct {
+	Flows    string // flows.json contents replacing the sample
+	Policies string // main.cedar contents replacing the sample
+	NoServe  bool   // do not start the pipeline
+}
+
+// Env is a running test installation.
+type Env struct {
+	T       testing.TB
+	Dir     string
+	Store   string
+	Server  *embedded.Server
+	NC      *nats.Conn
+	Runtime *config.Runtime
+	Client  *client.Client
+	Logger  *slog.Logger
+
+	mu    sync.Mutex
+	stops []func()
+}
+
+// Start creates a setup and starts the server, streams and (unless
+// o.NoServe) one pipeline.
+func Start(t testing.TB, o Options) *Env {
+	t.Helper()
+	dir := t.TempDir()
+	_, err := config.Init(dir, Domain)
+	require.NoError(t, err)
+	if o.Flows != "" {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "flows.json"), []byte(o.Flows), 0o644))
+	}
+	if o.Policies != "" {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "policies", "main.cedar"), []byte(o.Policies), 0o644))
+	}
+	cfg, err := config.Load(dir)
+	require.NoError(t, err)
+	rt, err := cfg.Open()
+	require.NoError(t, err)
+	e := &Env{T: t, Dir: dir, Store: filepath.Join(dir, "jetstream"), Runtime: rt, Logger: logger(t)}
+	e.StartServer()
+	t.Cleanup(e.Close)
+	if !o.NoServe {
+		e.Serve("")
+	}
+	return e
+}
+
+func logger(t testing.TB) *slog.Logger {
+	if os.Getenv("WRIT_TEST_LOG") == "" {
+		return slog.New(slog.DiscardHandler)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// StartServer starts (or restarts) the embedded server on the same store.
+func (e *Env) StartServer() {
+	t := e.T
+	t.Helper()
+	s, err := embedded.Start(embedded.Options{Port: -1, StoreDir: e.Store})
+	require.NoError(t, err)
+	nc, err := s.Connect(nats.MaxReconnects(-1))
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, pipeline.Ensure(ctx, nc, e.Runtime))
+	c, err := client.New(nc, client.Options{Bundle: e.Runtime.Bundle})
+	require.NoError(t, err)
+	e.Server, e.NC, e.Client = s, nc, c
+}
+
+// Serve starts a pipeline; suffix "" shares the default durable consumers,
+// another suffix gives the pipeline its own copy of every message. It
+// returns a function that stops the pipeline and waits for it.
+func (e *Env) Serve(suffix string) func() {
+	t := e.T
+	t.Helper()
+	p, err := pipeline.Build(e.NC, e.Runtime, pipeline.Options{Logger: e.Logger, DurableSuffix: suffix})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil && !errors.Is(err, context.Canceled) {
+					t.Errorf("pipeline: %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Errorf("pipeline did not stop within 30s")
+			}
+		})
+	}
+	e.mu.Lock()
+	e.stops = append(e.stops, stop)
+	e.mu.Unlock()
+	return stop
+}
+
+// StopAll stops every pipeline and then the server.
+func (e *Env) StopAll() {
+	e.mu.Lock()
+	stops := e.stops
+	e.stops = nil
+	e.mu.Unlock()
+	for i := len(stops) - 1; i >= 0; i-- {
+		stops[i]()
+	}
+	if e.NC != nil {
+		e.NC.Close()
+		e.NC = nil
+	}
+	if e.Server != nil {
+		e.Server.Shutdown()
+		e.Server = nil
+	}
+}
+
+// Close is StopAll, for t.Cleanup.
+func (e *Env) Close() { e.StopAll() }
+
+// Identity loads a sample identity's creds.
+func (e *Env) Identity(name string) *identity.Identity {
+	e.T.Helper()
+	id, err := identity.LoadCreds(filepath.Join(e.Dir, "creds", name+".creds"))
+	require.NoError(e.T, err)
+	return id
+}
+
+// Request submits a request as name for the test domain.
+func (e *Env) Request(name string, s client.Spec) string {
+	e.T.Helper()
+	if s.Domain == "" {
+		s.Domain = Domain
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	id, err := e.Client.Request(ctx, e.Identity(name), s)
+	require.NoError(e.T, err)
+	return id
+}
+
+// Await waits until done holds for the request, or fails the test after timeout.
+func (e *Env) Await(id string, timeout time.Duration, done func(request.State) bool) *client.Request {
+	e.T.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	r, err := e.Client.Wait(ctx, Domain, id, done)
+	if err != nil {
+		status := "no history"
+		if r != nil {
+			status = r.State.Status.String()
+		}
+		require.NoError(e.T, err, "request %s still %s", id, status)
+	}
+	return r
+}
+
+// Settle waits until the request is settled.
+func (e *Env) Settle(id string) *client.Request {
+	e.T.Helper()
+	return e.Await(id, 20*time.Second, client.Settled)
+}
+
+// Pending waits until the request waits for approvers.
+func (e *Env) Pending(id string) *client.Request {
+	e.T.Helper()
+	return e.Await(id, 20*time.Second, func(s request.State) bool { return s.Status != request.StatusRequested && s.Status != request.StatusNone })
+}
+
+// Vote answers a request as name.
+func (e *Env) Vote(name, id string, approve bool, reason string) uint64 {
+	e.T.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	seq, err := e.Client.Vote(ctx, e.Identity(name), Domain, id, client.Vote{Approve: approve, Reason: reason})
+	require.NoError(e.T, err)
+	return seq
+}
+
+// Kinds lists the kinds of a request's history, in order.
+func Kinds(r *client.Request) []string {
+	out := make([]string, len(r.Records))
+	for i, rec := range r.Records {
+		out[i] = rec.Kind.String()
+	}
+	return out
+}

@@ -1,0 +1,105 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/writ-dev/writ/config"
+	"github.com/writ-dev/writ/consumers"
+	"github.com/writ-dev/writ/identity"
+)
+
+// Components lists every component, in pipeline order.
+var Components = []string{string(identity.RolePolicy), string(identity.RoleApproval), string(identity.RoleIssuer)}
+
+// Options adjust how the pipeline runs.
+type Options struct {
+	Components    []string // default: all
+	Clock         func() time.Time
+	Logger        *slog.Logger
+	DurableSuffix string // tests: a second, independent set of durable consumers
+}
+
+// Pipeline is a set of components ready to run.
+type Pipeline struct {
+	parts []runner
+	names []string
+}
+
+type runner interface{ Run(context.Context) error }
+
+// Streams returns the stream configuration a runtime asks for.
+func Streams(rt *config.Runtime) consumers.StreamConfig {
+	s := rt.Config.Stream
+	return consumers.StreamConfig{
+		Name: s.Name, Timers: s.Timers, Replicas: s.Replicas,
+		Duplicates: time.Duration(s.Duplicates), MaxAge: time.Duration(s.MaxAge),
+	}
+}
+
+// Ensure creates or checks the streams.
+func Ensure(ctx context.Context, nc *nats.Conn, rt *config.Runtime) error {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	return consumers.EnsureStreams(ctx, js, Streams(rt))
+}
+
+// Build creates the components named in o (all by default).
+func Build(nc *nats.Conn, rt *config.Runtime, o Options) (*Pipeline, error) {
+	names := o.Components
+	if len(names) == 0 {
+		names = Components
+	}
+	env := consumers.Env{
+		NC: nc, Streams: Streams(rt), Domain: rt.Config.Domain, Bundle: rt.Bundle,
+		Clock: o.Clock, Logger: o.Logger, Workers: rt.Config.Limits.Workers,
+		MaxBody: rt.Config.Limits.MaxEventBytes, DurableSuffix: o.DurableSuffix,
+	}
+	p := &Pipeline{}
+	for _, n := range names {
+		var r runner
+		var err error
+		switch n {
+		case string(identity.RolePolicy):
+			r, err = consumers.NewPolicy(env, rt.PolicyKey, rt.Policies, rt.Flows)
+		case string(identity.RoleApproval):
+			r, err = consumers.NewApproval(env, rt.ApprovalKey)
+		case string(identity.RoleIssuer):
+			r, err = consumers.NewIssuer(env, rt.IssuerKey, rt.IssuerXKey, consumers.GrantPolicy{
+				DefaultTTL: time.Duration(rt.Config.Grants.DefaultTTL), MaxTTL: time.Duration(rt.Config.Grants.MaxTTL),
+			})
+		default:
+			return nil, fmt.Errorf("pipeline: unknown component %q; known: %v", n, Components)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if slices.Contains(p.names, n) {
+			return nil, fmt.Errorf("pipeline: component %q named twice", n)
+		}
+		p.parts, p.names = append(p.parts, r), append(p.names, n)
+	}
+	return p, nil
+}
+
+// Names lists the components that will run.
+func (p *Pipeline) Names() []string { return slices.Clone(p.names) }
+
+// Run runs every component until ctx ends or one fails; it returns when all
+// have stopped, each having finished the messages it held.
+func (p *Pipeline) Run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	for _, r := range p.parts {
+		g.Go(func() error { return r.Run(ctx) })
+	}
+	return g.Wait()
+}
