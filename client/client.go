@@ -170,8 +170,12 @@ func (c *Client) Wait(ctx context.Context, domain, id string, done func(request.
 		return nil, err
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	tick := time.NewTicker(2 * time.Second)
-	defer tick.Stop()
+	// A message fanned out just before the subscription took effect, and
+	// stored just after the read, would be missed by both: poll as well,
+	// quickly at first.
+	poll := 50 * time.Millisecond
+	timer := time.NewTimer(poll)
+	defer timer.Stop()
 	for {
 		r, err := c.Load(ctx, domain, id)
 		if err != nil && !errors.Is(err, ErrNotFound) {
@@ -187,8 +191,10 @@ func (c *Client) Wait(ctx context.Context, domain, id string, done func(request.
 			}
 			return nil, ctx.Err()
 		case <-ch:
-		case <-tick.C:
+		case <-timer.C:
+			poll = min(2*poll, time.Second)
 		}
+		timer.Reset(poll)
 	}
 }
 
