@@ -92,11 +92,12 @@ func (s *Server) Shutdown() {
 	s.ns.WaitForShutdown()
 }
 
-// logger adapts the server's logger to slog. Fatalf does not exit: the
-// embedding program decides what a fatal server error means.
+// logger adapts the server's logger to slog. Its notices (start-up banner
+// and the like) are debug lines; Fatalf does not exit: the embedding program
+// decides what a fatal server error means.
 type logger struct{ l *slog.Logger }
 
-func (g *logger) Noticef(f string, v ...any) { g.l.Info(fmt.Sprintf(f, v...), "component", "nats") }
+func (g *logger) Noticef(f string, v ...any) { g.l.Debug(fmt.Sprintf(f, v...), "component", "nats") }
 func (g *logger) Warnf(f string, v ...any)   { g.l.Warn(fmt.Sprintf(f, v...), "component", "nats") }
 func (g *logger) Fatalf(f string, v ...any)  { g.l.Error(fmt.Sprintf(f, v...), "component", "nats") }
 func (g *logger) Errorf(f string, v ...any)  { g.l.Error(fmt.Sprintf(f, v...), "component", "nats") }

@@ -1,0 +1,147 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/writ-dev/writ/events"
+	"github.com/writ-dev/writ/identity"
+)
+
+// Replay streams every message matching filter, oldest first, inspected,
+// to fn, and returns once it has caught up with the stream as it was when
+// Replay started. It holds one message at a time.
+func (c *Client) Replay(ctx context.Context, filter string, fn func(events.Record) error) error {
+	s, err := c.js.Stream(ctx, c.stream)
+	if err != nil {
+		return fmt.Errorf("client: stream %s: %w", c.stream, err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return err
+	}
+	last := info.State.LastSeq
+	if info.State.Msgs == 0 {
+		return nil
+	}
+	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
+	if err != nil {
+		return err
+	}
+	for {
+		batch, err := cons.Fetch(256, jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			return err
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			md, err := m.Metadata()
+			if err != nil {
+				return err
+			}
+			rec := c.checker.Inspect(events.Message{
+				Subject: m.Subject(), Seq: md.Sequence.Stream, Time: md.Timestamp,
+				Header: m.Headers(), Body: m.Data(),
+			}, c.clock())
+			if err := fn(rec); err != nil {
+				return err
+			}
+			if md.Sequence.Stream >= last || md.NumPending == 0 {
+				return nil
+			}
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+			return err
+		}
+		if n == 0 {
+			return nil // nothing more matches the filter
+		}
+	}
+}
+
+// Pending lists the requests of domain ("" for all) that wait for
+// approvers and that who may answer, oldest first.
+func (c *Client) Pending(ctx context.Context, domain string, who identity.Principal) ([]*Request, error) {
+	if domain == "" {
+		domain = "*"
+	}
+	now := c.clock()
+	var ids [][2]string
+	err := c.Replay(ctx, events.Prefix+"."+domain+".*."+events.KindEvaluated.String(), func(r events.Record) error {
+		if ev, ok := r.Data.(*events.Evaluated); ok && r.Valid() && ev.Outcome == events.OutcomeReview && ev.ExpiresAt != nil && ev.ExpiresAt.After(now) {
+			ids = append(ids, [2]string{r.Domain, r.RequestID})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	var out []*Request
+	for _, id := range ids {
+		r, err := c.Load(ctx, id[0], id[1])
+		if err != nil {
+			return nil, err
+		}
+		if r.State.CanVote(who) == nil {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// Watch calls fn with a request's state each time an event is appended to
+// it, for every request of domain ("" for all), until ctx ends.
+func (c *Client) Watch(ctx context.Context, domain string, fn func(*Request)) error {
+	if domain == "" {
+		domain = "*"
+	}
+	sub, err := c.nc.SubscribeSync(events.Prefix + "." + domain + ".*.*")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	for {
+		m, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		d, id, _, err := events.ParseSubject(m.Subject)
+		if err != nil {
+			continue
+		}
+		r, err := c.Load(ctx, d, id)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		fn(r)
+	}
+}
+
+// Requests streams the ids of the requests of domain ("" for all) in the
+// order they were made, loading each one's history for fn.
+func (c *Client) Requests(ctx context.Context, domain string, fn func(*Request) error) error {
+	if domain == "" {
+		domain = "*"
+	}
+	return c.Replay(ctx, events.Prefix+"."+domain+".*."+events.KindRequested.String(), func(rec events.Record) error {
+		r, err := c.Load(ctx, rec.Domain, rec.RequestID)
+		if err != nil {
+			return err
+		}
+		if r.Records[0].Seq != rec.Seq {
+			return nil // a second request message on one id: shown in the first's history
+		}
+		return fn(r)
+	})
+}

@@ -1,0 +1,199 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/writ-dev/writ/client"
+	"github.com/writ-dev/writ/events"
+	"github.com/writ-dev/writ/request"
+)
+
+func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "replay" {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+			fmt.Fprintln(stderr, "Usage: writ audit replay [--request ID] [--domain D] [--json]")
+			return nil
+		}
+		return usageError("usage: writ audit replay [--request ID] [--domain D] [--json]")
+	}
+	fs := newFlags("audit replay", "audit replay [--request ID] [--domain D] [--json]", stderr)
+	var c conn
+	c.register(fs, "credentials to connect to NATS, if it needs them")
+	id := fs.String("request", "", "only this request")
+	domain := fs.String("domain", "", "only this domain's requests")
+	asJSON := fs.Bool("json", false, "JSON lines, one per event, for machines")
+	if _, err := parse(fs, args[1:]); err != nil {
+		return err
+	}
+	nc, cl, err := c.open()
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	show := func(r *client.Request) error {
+		if *asJSON {
+			return replayJSON(stdout, r)
+		}
+		replayText(stdout, r)
+		return nil
+	}
+	if *id != "" {
+		d := *domain
+		if d == "" {
+			if d, err = cl.Find(ctx, *id); err != nil {
+				return err
+			}
+		}
+		r, err := cl.Load(ctx, d, *id)
+		if err != nil {
+			return err
+		}
+		return show(r)
+	}
+	n := 0
+	err = cl.Requests(ctx, *domain, func(r *client.Request) error { n++; return show(r) })
+	if err == nil && n == 0 && !*asJSON {
+		fmt.Fprintln(stderr, "The audit stream holds no requests yet.")
+	}
+	return err
+}
+
+type jsonRecord struct {
+	Seq       uint64          `json:"seq"`
+	Stored    time.Time       `json:"stored"`
+	Subject   string          `json:"subject"`
+	Domain    string          `json:"domain"`
+	RequestID string          `json:"request_id"`
+	Kind      string          `json:"kind"`
+	Valid     bool            `json:"valid"`
+	Problem   string          `json:"problem,omitempty"`
+	Signer    string          `json:"signer,omitempty"`
+	Role      string          `json:"role,omitempty"`
+	Principal string          `json:"principal,omitempty"`
+	Event     json.RawMessage `json:"event,omitempty"`
+}
+
+func replayJSON(w io.Writer, r *client.Request) error {
+	enc := json.NewEncoder(w)
+	for _, rec := range r.Records {
+		j := jsonRecord{
+			Seq: rec.Seq, Stored: rec.Time, Subject: rec.Subject, Domain: rec.Domain, RequestID: rec.RequestID,
+			Kind: rec.Kind.String(), Valid: rec.Valid() && r.Errs[rec.Seq] == nil, Signer: rec.Signer, Role: string(rec.Role),
+		}
+		if err := problem(r, rec); err != nil {
+			j.Problem = request.Code(err) + ": " + err.Error()
+		}
+		if rec.Principal != nil {
+			j.Principal = rec.Principal.ID()
+		}
+		if json.Valid(rec.Body) {
+			j.Event = rec.Body
+		}
+		if err := enc.Encode(j); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func problem(r *client.Request, rec events.Record) error {
+	if rec.Err != nil {
+		return rec.Err
+	}
+	return r.Errs[rec.Seq]
+}
+
+func replayText(w io.Writer, r *client.Request) {
+	s := r.State
+	head := fmt.Sprintf("request %s in %s", s.ID, s.Domain)
+	if s.Request != nil {
+		head += fmt.Sprintf(": %s wants %s on %s", s.Requester.ID(), s.Request.Action, s.Request.Resource)
+	}
+	fmt.Fprintf(w, "%s  → %s\n", head, strings.ToUpper(s.Status.String()))
+	var start time.Time
+	for _, rec := range r.Records {
+		at := rec.Envelope.Time
+		if at.IsZero() {
+			at = rec.Time
+		}
+		offset := ""
+		if start.IsZero() {
+			start = at
+		} else {
+			offset = "+" + at.Sub(start).Round(time.Millisecond).String()
+		}
+		by := string(rec.Role)
+		if rec.Principal != nil {
+			by = rec.Principal.ID()
+		}
+		if by == "" {
+			by = "?"
+		}
+		fmt.Fprintf(w, "  #%-6d %s %-9s %-10s %-22s %s\n", rec.Seq, at.Local().Format("15:04:05.000"), offset, rec.Kind, by, summary(rec))
+		if err := problem(r, rec); err != nil {
+			fmt.Fprintf(w, "           !! not counted: %s: %v\n", request.Code(err), err)
+		}
+	}
+}
+
+func summary(rec events.Record) string {
+	switch d := rec.Data.(type) {
+	case *events.Requested:
+		s := fmt.Sprintf("%s %s urgency=%s", d.Action, d.Resource, d.Urgency)
+		if d.TTLSeconds > 0 {
+			s += fmt.Sprintf(" ttl=%ds", d.TTLSeconds)
+		}
+		if d.Reason != "" {
+			s += fmt.Sprintf(" reason=%q", d.Reason)
+		}
+		return s
+	case *events.Rejected:
+		return d.Code + ": " + d.Reason
+	case *events.Evaluated:
+		s := d.Outcome
+		if len(d.Reasons) > 0 {
+			s += " by " + strings.Join(d.Reasons, ", ")
+		}
+		for _, f := range d.Flows {
+			s += " flow=" + f.Name
+		}
+		if len(d.Errors) > 0 {
+			s += " errors=" + strings.Join(d.Errors, "; ")
+		}
+		return s + " policy=" + shortHash(d.PolicyDigest)
+	case *events.Voted:
+		s := d.Decision
+		if d.Reason != "" {
+			s += fmt.Sprintf(" reason=%q", d.Reason)
+		}
+		return s
+	case *events.Approved:
+		var ids []string
+		for _, p := range d.Approvers {
+			ids = append(ids, p.ID())
+		}
+		return "by " + strings.Join(ids, ", ")
+	case *events.Denied:
+		var ids []string
+		for _, p := range d.By {
+			ids = append(ids, p.ID())
+		}
+		return fmt.Sprintf("by %s %q", strings.Join(ids, ", "), d.Reason)
+	case *events.Expired:
+		return "deadline " + d.Deadline.Local().Format(time.RFC3339)
+	case *events.Granted:
+		s := fmt.Sprintf("grant %s valid %s", shortHash(d.TokenHash), d.ExpiresAt.Sub(d.NotBefore))
+		if d.BreakGlass {
+			s += " BREAK-GLASS"
+		}
+		return s
+	case *events.Refused:
+		return fmt.Sprintf("refused #%d (%s): %s", d.RefSeq, d.RefKind, d.Code)
+	}
+	return ""
+}

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/writ-dev/writ/client"
+	"github.com/writ-dev/writ/config"
+	"github.com/writ-dev/writ/identity"
+)
+
+const defaultDir = ".writ"
+
+// conn holds the flags every client command shares, named as in the NATS tools.
+type conn struct {
+	dir    string
+	server string
+	creds  string
+	trust  string
+	stream string
+}
+
+func (c *conn) register(fs *flag.FlagSet, credsHelp string) {
+	fs.StringVar(&c.dir, "dir", envOr("WRIT_HOME", defaultDir), "Writ directory (config, trust bundle); env WRIT_HOME")
+	fs.StringVar(&c.server, "server", envOr("NATS_URL", ""), "NATS server URL; env NATS_URL (default: the one in the Writ directory's config)")
+	fs.StringVar(&c.creds, "creds", "", credsHelp)
+	fs.StringVar(&c.trust, "trust", "", "trust bundle (default: the Writ directory's)")
+	fs.StringVar(&c.stream, "stream", "", "audit stream name (default: the config's, or WRIT)")
+}
+
+// identity loads the --creds file, which is required.
+func (c *conn) identity() (*identity.Identity, error) {
+	if c.creds == "" {
+		return nil, usageError("--creds is required: the .creds file of who you are (e.g. %s)", filepath.Join(c.dir, "creds", "alice.creds"))
+	}
+	return identity.LoadCreds(c.creds)
+}
+
+// open connects to NATS and returns a client.
+func (c *conn) open() (*nats.Conn, *client.Client, error) {
+	cfg, cfgErr := config.Load(c.dir)
+	url := c.server
+	stream := c.stream
+	trust := c.trust
+	if cfgErr == nil {
+		if url == "" {
+			url = "nats://" + cfg.Listen
+		}
+		if stream == "" {
+			stream = cfg.Stream.Name
+		}
+		if trust == "" {
+			trust = cfg.Path(cfg.Trust)
+		}
+	}
+	if url == "" {
+		url = nats.DefaultURL
+	}
+	if trust == "" {
+		return nil, nil, fmt.Errorf("no trust bundle: no Writ setup in %s (%v); run 'writ serve' or 'writ init' there, or pass --trust", c.dir, cfgErr)
+	}
+	bundle, err := identity.LoadBundle(trust)
+	if err != nil {
+		return nil, nil, err
+	}
+	opts := []nats.Option{nats.Name("writ"), nats.Timeout(5 * time.Second)}
+	if c.creds != "" {
+		opts = append(opts, nats.UserCredentials(c.creds))
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		if errors.Is(err, nats.ErrNoServers) {
+			return nil, nil, fmt.Errorf("cannot reach NATS at %s: is 'writ serve' running? (point elsewhere with --server or NATS_URL)", url)
+		}
+		return nil, nil, fmt.Errorf("connect to %s: %w", url, err)
+	}
+	cl, err := client.New(nc, client.Options{Stream: stream, Bundle: bundle})
+	if err != nil {
+		nc.Close()
+		return nil, nil, err
+	}
+	return nc, cl, nil
+}

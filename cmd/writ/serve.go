@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/writ-dev/writ/config"
+	"github.com/writ-dev/writ/embedded"
+	"github.com/writ-dev/writ/pipeline"
+)
+
+func runInit(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("init", "init [--dir DIR] [--domain NAME]", stderr)
+	dir := fs.String("dir", envOr("WRIT_HOME", defaultDir), "directory to create the setup in; env WRIT_HOME")
+	domain := fs.String("domain", "acme", "name of the domain (lower case letters, digits, dashes)")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	cfg, err := config.Init(*dir, *domain)
+	if err != nil {
+		if errors.Is(err, config.ErrExists) {
+			return fmt.Errorf("%w; remove it or choose another --dir", err)
+		}
+		return err
+	}
+	describeSetup(stdout, cfg)
+	return nil
+}
+
+func describeSetup(w io.Writer, cfg *config.Config) {
+	dir := cfg.Dir()
+	fmt.Fprintf(w, "Created a Writ setup for domain %q in %s:\n", cfg.Domain, dir)
+	fmt.Fprintf(w, "  config        %s\n", filepath.Join(dir, config.FileName))
+	fmt.Fprintf(w, "  trust bundle  %s\n", cfg.Path(cfg.Trust))
+	fmt.Fprintf(w, "  policies      %s\n", cfg.Path(cfg.Policies))
+	fmt.Fprintf(w, "  flows         %s\n", cfg.Path(cfg.Flows))
+	fmt.Fprintf(w, "  identities    %s (", filepath.Join(dir, "creds"))
+	for i, s := range config.SampleIdentities {
+		if i > 0 {
+			fmt.Fprint(w, ", ")
+		}
+		fmt.Fprintf(w, "%s: %s", s.Name, strings.Join(s.Groups, ","))
+	}
+	fmt.Fprintln(w, ")")
+	fmt.Fprintf(w, "  keys          %s (secret: keep them private)\n", filepath.Join(dir, "keys"))
+}
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("serve", "serve [--dir DIR] [--listen HOST:PORT | --port N] [--server URL --creds FILE] [--components LIST]", stderr)
+	dir := fs.String("dir", envOr("WRIT_HOME", defaultDir), "Writ directory; created with a development setup if missing; env WRIT_HOME")
+	listen := fs.String("listen", "", "embedded NATS address (default: the config's, 127.0.0.1:4222)")
+	port := fs.Int("port", 0, "embedded NATS port on 127.0.0.1 (-1: any free port)")
+	server := fs.String("server", envOr("NATS_URL", ""), "use this NATS instead of the embedded one; env NATS_URL")
+	creds := fs.String("creds", "", "credentials for --server")
+	components := fs.String("components", "", "comma-separated components to run: policy,approval,issuer (default: all)")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	syncAlways := fs.Bool("sync", false, "embedded NATS fsyncs every write (recommended in production; slower)")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return usageError("--log-level: %v", err)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	if !config.Exists(*dir) {
+		cfg, err := config.Init(*dir, "acme")
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, "No Writ setup found: created a development setup.")
+		describeSetup(stdout, cfg)
+	}
+	cfg, err := config.Load(*dir)
+	if err != nil {
+		return err
+	}
+	rt, err := cfg.Open()
+	if err != nil {
+		return fmt.Errorf("load %s: %w", *dir, err)
+	}
+	var names []string
+	if *components != "" {
+		names = strings.Split(*components, ",")
+	}
+
+	var nc *nats.Conn
+	var srv *embedded.Server
+	if *server != "" {
+		opts := []nats.Option{nats.Name("writ serve"), nats.MaxReconnects(-1)}
+		if c := firstNonEmpty(*creds, cfg.Path(cfg.Creds)); c != "" {
+			opts = append(opts, nats.UserCredentials(c))
+		}
+		if nc, err = nats.Connect(*server, opts...); err != nil {
+			return fmt.Errorf("connect to %s: %w", *server, err)
+		}
+		fmt.Fprintf(stdout, "Using NATS at %s\n", *server)
+	} else {
+		addr := firstNonEmpty(*listen, cfg.Listen)
+		host, p, err := net.SplitHostPort(addr)
+		if err != nil {
+			return usageError("--listen %q: %v", addr, err)
+		}
+		portNum, _ := strconv.Atoi(p)
+		if *port != 0 {
+			portNum = *port
+		}
+		srv, err = embedded.Start(embedded.Options{
+			Host: host, Port: portNum, StoreDir: cfg.Path(cfg.StoreDir),
+			SyncAlways: *syncAlways || cfg.SyncAlways, Name: "writ-" + cfg.Domain,
+			Logger: log,
+		})
+		if err != nil {
+			return err
+		}
+		defer srv.Shutdown()
+		if nc, err = srv.Connect(nats.Name("writ serve"), nats.MaxReconnects(-1)); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "NATS with JetStream listening on %s (store: %s)\n", srv.ClientURL(), cfg.Path(cfg.StoreDir))
+	}
+	defer nc.Close()
+
+	setupCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = pipeline.Ensure(setupCtx, nc, rt)
+	cancel()
+	if err != nil {
+		return err
+	}
+	p, err := pipeline.Build(nc, rt, pipeline.Options{Components: names, Logger: log})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "Writ serving domain %q on stream %s: %s. Ctrl-C stops.\n",
+		cfg.Domain, cfg.Stream.Name, strings.Join(p.Names(), ", "))
+	err = p.Run(ctx)
+	fmt.Fprintln(stdout, "Stopping: consumers drained.")
+	// Flush what the consumers acknowledged before the server goes away.
+	if ferr := nc.FlushTimeout(5 * time.Second); ferr != nil && err == nil && srv == nil {
+		err = ferr
+	}
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	return err
+}
+
+func firstNonEmpty(vs ...string) string {
+	for _, v := range vs {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
