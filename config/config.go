@@ -38,19 +38,19 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 
 // Config is what `writ serve` runs. Paths are relative to the file's directory.
 type Config struct {
-	Domain     string      `json:"domain"`
-	Listen     string      `json:"listen"`    // embedded server address, loopback
-	StoreDir   string      `json:"store_dir"` // embedded JetStream store
-	SyncAlways bool        `json:"sync_always"`
-	Stream     Stream      `json:"stream"`
-	Keys       Keys        `json:"keys"`
-	Trust      string      `json:"trust"`
-	Policies   string      `json:"policies"` // a directory of .cedar files
-	Flows      string      `json:"flows"`
-	Grants     Grants      `json:"grants"`
-	Limits     Limits      `json:"limits"`
-	Creds      string      `json:"creds,omitempty"` // creds to connect to an external NATS
-	Components []string    `json:"components,omitempty"`
+	Domain     string   `json:"domain"`
+	Listen     string   `json:"listen"`    // embedded server address, loopback
+	StoreDir   string   `json:"store_dir"` // embedded JetStream store
+	SyncAlways bool     `json:"sync_always"`
+	Stream     Stream   `json:"stream"`
+	Keys       Keys     `json:"keys"`
+	Trust      string   `json:"trust"`
+	Policies   string   `json:"policies"` // a directory of .cedar files
+	Flows      string   `json:"flows"`
+	Grants     Grants   `json:"grants"`
+	Limits     Limits   `json:"limits"`
+	Creds      string   `json:"creds,omitempty"` // creds to connect to an external NATS
+	Components []string `json:"components,omitempty"`
 	dir        string
 }
 

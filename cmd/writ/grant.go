@@ -118,4 +118,3 @@ func grantVerify(args []string, stdout, stderr io.Writer) error {
 	}
 	return nil
 }
-

@@ -22,8 +22,12 @@ type syncBuffer struct {
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuffer) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 // serve starts `writ serve` on a fresh directory and a free port, and
 // returns the directory and the server URL. The server stops at cleanup,
@@ -34,7 +38,9 @@ func serve(t *testing.T) (string, string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var out, errOut syncBuffer
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"serve", "--dir", dir, "--port", "-1", "--log-level", "warn"}, &out, &errOut) }()
+	go func() {
+		done <- run(ctx, []string{"serve", "--dir", dir, "--port", "-1", "--log-level", "warn"}, &out, &errOut)
+	}()
 	t.Cleanup(func() {
 		cancel()
 		select {

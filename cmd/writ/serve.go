@@ -164,4 +164,3 @@ func firstNonEmpty(vs ...string) string {
 	}
 	return ""
 }
-
