@@ -3,6 +3,7 @@ package consumers
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"time"
 
@@ -19,7 +20,8 @@ import (
 // Approval runs the approval flows: it counts votes and decides approved,
 // denied or expired. Deadlines are durable timers in the timer stream.
 type Approval struct {
-	c *component
+	c      *component
+	timers jetstream.Stream
 }
 
 // NewApproval returns the approval consumer.
@@ -34,6 +36,11 @@ func NewApproval(env Env, key nkeys.KeyPair) (*Approval, error) {
 // Run consumes evaluations, votes and fired timers until ctx ends.
 func (a *Approval) Run(ctx context.Context) error {
 	d := a.c.env.Domain
+	timers, err := a.c.js.Stream(ctx, a.c.env.Streams.Timers)
+	if err != nil {
+		return fmt.Errorf("consumers: timer stream %s: %w", a.c.env.Streams.Timers, err)
+	}
+	a.timers = timers
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		cfg := durableConfig(DurableApproval+d+a.c.env.DurableSuffix,
@@ -117,6 +124,15 @@ func (a *Approval) handleTimer(ctx context.Context, m jetstream.Msg) error {
 	})
 	if err == nil && early > 0 {
 		return &retryAfter{delay: early, cause: errTimerEarly}
+	}
+	if err == nil {
+		// The deadline is dealt with: drop the fired message so that the
+		// timer stream holds only timers still to fire.
+		if md, merr := m.Metadata(); merr == nil {
+			if derr := a.timers.DeleteMsg(ctx, md.Sequence.Stream); derr != nil {
+				a.c.log.Debug("could not drop a fired timer", attrRequest, id, "err", derr)
+			}
+		}
 	}
 	return err
 }

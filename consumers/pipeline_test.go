@@ -7,7 +7,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/writ-dev/writ/client"
+	"github.com/writ-dev/writ/consumers"
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/internal/writtest"
@@ -108,6 +111,16 @@ func TestPendingRequestExpires(t *testing.T) {
 	assert.False(t, expiredAt.Before(deadline), "never expired early")
 	assert.Less(t, expiredAt.Sub(deadline), 2*time.Second, "fired within a second or so of the deadline")
 	assert.Nil(t, r.State.Grant)
+
+	// The timer stream keeps only timers still to fire.
+	js, err := jetstream.New(e.NC)
+	require.NoError(t, err)
+	timers, err := js.Stream(t.Context(), consumers.DefaultTimersStream)
+	require.NoError(t, err)
+	assert.Eventually(t, func() bool {
+		info, err := timers.Info(t.Context())
+		return err == nil && info.State.Msgs == 0
+	}, 5*time.Second, 50*time.Millisecond)
 }
 
 func TestSelfApprovalRefused(t *testing.T) {
