@@ -14,6 +14,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/writ-dev/writ/embedded"
 )
 
 // syncBuffer is a bytes.Buffer safe for a writer and a reader in two goroutines.
@@ -208,4 +210,32 @@ func TestClientCommandsSayWhenNoServerRuns(t *testing.T) {
 		"--action", "restart", "--resource", "prod/db")
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "is 'writ serve' running?")
+}
+
+// `serve --server` joins an existing NATS instead of embedding one.
+func TestServeOnAnExistingServer(t *testing.T) {
+	store := t.TempDir()
+	srv, err := embedded.Start(embedded.Options{Port: -1, StoreDir: store})
+	require.NoError(t, err)
+	defer srv.Shutdown()
+	dir := filepath.Join(t.TempDir(), "w")
+	_, _, err = writ(t, "init", "--dir", dir, "--domain", "globex")
+	require.NoError(t, err)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errOut syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--dir", dir, "--server", srv.ClientURL(), "--log-level", "warn"}, &out, &errOut)
+	}()
+	require.Eventually(t, func() bool { return strings.Contains(out.String(), "Ctrl-C stops") }, 15*time.Second, 20*time.Millisecond, errOut.String())
+	assert.Contains(t, out.String(), "Using NATS at "+srv.ClientURL())
+
+	stdout, errText, err := writ(t, "request", "--dir", dir, "--server", srv.ClientURL(), "--creds", filepath.Join(dir, "creds", "deploy-bot.creds"),
+		"--action", "deploy", "--resource", "staging/api", "--wait")
+	require.NoError(t, err, errText)
+	assert.NotEmpty(t, strings.TrimSpace(stdout))
+
+	cancel()
+	require.NoError(t, <-done)
 }
