@@ -141,7 +141,7 @@ func (c *Client) Load(ctx context.Context, domain, id string) (*Request, error) 
 	for i, m := range msgs {
 		r.Records[i] = c.checker.Inspect(m, now)
 	}
-	r.State, r.Errs = request.Fold(r.Records, now)
+	r.State, r.Errs = request.Fold(r.Records)
 	return r, nil
 }
 

@@ -149,7 +149,7 @@ func (c *component) load(ctx context.Context, domain, id string) (*history, erro
 	for i, m := range msgs {
 		h.records[i] = c.checker.Inspect(m, now)
 	}
-	h.state, h.errs = request.Fold(h.records, now)
+	h.state, h.errs = request.Fold(h.records)
 	return h, nil
 }
 

@@ -2,11 +2,13 @@ package events
 
 import (
 	"crypto/sha256"
+	"encoding/base32"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nkeys"
@@ -75,7 +77,17 @@ func Seal(d Draft, kp nkeys.KeyPair) (Outgoing, error) {
 	if err != nil {
 		return Outgoing{}, fmt.Errorf("events: encode data: %w", err)
 	}
-	id := MsgID(d.RequestID, d.Kind, d.Ordinal)
+	// The message id is deterministic — the same producer sealing the same
+	// data gets the same id, so its retries dedupe — and carries a tag only
+	// the producer's key can make, so that nobody can squat the id of an
+	// event a component is about to publish and have the real one dropped
+	// as a duplicate.
+	base := MsgID(d.RequestID, d.Kind, d.Ordinal)
+	tag, err := kp.Sign([]byte("writ msg-id\x00" + base + "\x00" + Digest(data)))
+	if err != nil {
+		return Outgoing{}, fmt.Errorf("events: sign: %w", err)
+	}
+	id := base + "." + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(tag[:10]))
 	body, err := json.Marshal(Envelope{
 		SpecVersion:     SpecVersion,
 		ID:              id,

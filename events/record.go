@@ -55,12 +55,19 @@ type Checker struct {
 	MaxBody int // 0 means DefaultMaxBody
 }
 
-// Inspect checks, in order: subject, size, JSON, schema, type against
-// subject, signature, and the signer's entitlement (a component key of the
+// Inspect checks, in order: subject, size, JSON, type against subject,
+// schema, signature, and the signer's entitlement (a component key of the
 // subject's domain for component kinds; the identity's own key, chained to
 // its domain's account key, for requests and votes). The first failure is
 // recorded in Err; the fields learnt before it stay set.
+//
+// An identity must be valid when the stream stored the message (m.Time), so
+// that a history stays valid after its signers' JWTs expire; now is used
+// only for a message that has no stored time.
 func (c Checker) Inspect(m Message, now time.Time) Record {
+	if !m.Time.IsZero() {
+		now = m.Time
+	}
 	r := Record{Message: m, Digest: Digest(m.Body), Signer: m.header(HeaderSigner)}
 	var err error
 	r.Domain, r.RequestID, r.Kind, err = ParseSubject(m.Subject)

@@ -43,10 +43,10 @@ func ParseSubject(s string) (domain, id string, k Kind, err error) {
 	return parts[1], parts[2], k, nil
 }
 
-// MsgID returns the deterministic Nats-Msg-Id of an event: the request id,
-// the kind and an ordinal that tells apart events of the same kind in one
-// request ("" for kinds that happen once). Retries of the same effect carry
-// the same id, so the stream keeps only the first.
+// MsgID returns the readable part of an event's Nats-Msg-Id: the request
+// id, the kind and an ordinal that tells apart events of the same kind in
+// one request ("" for kinds that happen once). Seal appends a tag made with
+// the producer's key, so that only the producer can use the id.
 func MsgID(id string, k Kind, ordinal string) string {
 	if ordinal == "" {
 		return id + "." + k.String()

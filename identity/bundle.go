@@ -34,7 +34,13 @@ func ParseRole(s string) (Role, error) {
 	return "", fmt.Errorf("identity: unknown role %q", s)
 }
 
-var domainName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+var (
+	domainName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+	groupName  = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
+)
+
+// ValidGroupName reports whether s can name a group.
+func ValidGroupName(s string) bool { return groupName.MatchString(s) }
 
 // ValidDomainName reports whether s can name a domain: it is used as a NATS
 // subject token, so it is lower case letters, digits and dashes.

@@ -71,6 +71,13 @@ func IssueUser(account nkeys.KeyPair, s UserSpec) ([]byte, error) {
 	if s.Name == "" {
 		return nil, errors.New("identity: a principal needs a name")
 	}
+	for _, g := range s.Groups {
+		// JWT tags are lower-cased on the way in; refuse what would not
+		// survive, rather than issue a group no policy could name.
+		if !ValidGroupName(g) {
+			return nil, fmt.Errorf("identity: group %q: lower case letters, digits, '.', '_' and '-'", g)
+		}
+	}
 	user, err := nkeys.CreateUser()
 	if err != nil {
 		return nil, err

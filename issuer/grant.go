@@ -23,7 +23,7 @@ const GrantType = "writ-grant"
 
 // Claims are a grant's claims.
 type Claims struct {
-	ID           string    `json:"jti"` // jwt/v2 sets it to a hash of the claims, which include Nonce
+	ID           string    `json:"jti"` // unique per grant: jwt/v2's hash of the standard claims, whose name carries Nonce
 	Issuer       string    `json:"iss"`
 	Holder       string    `json:"sub"` // the requester's user public key
 	Audience     string    `json:"aud"` // the target domain
@@ -114,7 +114,11 @@ func (i *Issuer) Mint(c Constraints) (string, Claims, error) {
 	gc.Audience = c.Audience
 	gc.NotBefore = c.NotBefore.Unix()
 	gc.Expires = c.NotBefore.Add(c.TTL).Unix()
-	gc.Name = c.Action + " " + c.Resource
+	// jwt/v2 sets the jti to a hash of the standard claims alone: putting
+	// the nonce among them (as the name) makes that hash unique and
+	// unpredictable, where otherwise two grants for one holder, action and
+	// resource within a second would share it.
+	gc.Name = "writ-grant-" + hex.EncodeToString(nonce)
 	gc.Data["type"] = GrantType
 	gc.Data["request_id"] = c.RequestID
 	gc.Data["action"] = c.Action

@@ -16,6 +16,8 @@ var (
 	ErrWrongAudience   = errors.New("grant: audience is not this domain")
 	ErrWrongAction     = errors.New("grant: action differs")
 	ErrWrongResource   = errors.New("grant: resource differs")
+	ErrWrongHolder     = errors.New("grant: held by another key")
+	ErrWrongParams     = errors.New("grant: parameters differ")
 	ErrNotYetValid     = errors.New("grant: not yet valid")
 	ErrExpired         = errors.New("grant: expired")
 )
@@ -29,9 +31,11 @@ const MaxLeeway = 5 * time.Minute
 // VerifyOptions say what a grant must be valid for.
 type VerifyOptions struct {
 	Bundle   *identity.Bundle
-	Audience string // required domain; "" accepts any domain the bundle trusts
-	Action   string // "" skips the check
-	Resource string // "" skips the check
+	Audience string            // required domain; "" accepts any domain the bundle trusts
+	Action   string            // "" skips the check
+	Resource string            // "" skips the check
+	Holder   string            // the holder's user public key; "" skips the check
+	Params   map[string]string // checked against the grant's digest when non-nil
 	Now      time.Time
 	Leeway   time.Duration // 0 means DefaultLeeway
 }
@@ -54,6 +58,12 @@ func Verify(token string, o VerifyOptions) (Claims, error) {
 	}
 	if o.Resource != "" && c.Resource != o.Resource {
 		return c, fmt.Errorf("%w: grant is for %q", ErrWrongResource, c.Resource)
+	}
+	if o.Holder != "" && c.Holder != o.Holder {
+		return c, ErrWrongHolder
+	}
+	if o.Params != nil && c.ParamsDigest != ParamsDigest(o.Params) {
+		return c, ErrWrongParams
 	}
 	leeway := o.Leeway
 	if leeway == 0 {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"regexp"
 	"slices"
@@ -40,7 +41,10 @@ type flowsFile struct {
 	Flows map[string]FlowConfig `json:"flows"`
 }
 
-var flowName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
+var (
+	flowName  = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
+	groupName = regexp.MustCompile(`^([a-z0-9][a-z0-9-]{0,62}/)?[a-z0-9][a-z0-9._-]{0,62}$`)
+)
 
 // LoadFlowsFile reads and checks a flows file.
 func LoadFlowsFile(path string) (*Flows, error) {
@@ -58,6 +62,9 @@ func ParseFlows(b []byte) (*Flows, error) {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&f); err != nil {
 		return nil, fmt.Errorf("%w: flows: %v", ErrLoad, err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%w: flows: unexpected data after the flows object", ErrLoad)
 	}
 	out := &Flows{flows: map[string]events.Flow{}, digest: events.Digest(b)}
 	var errs []error
@@ -112,6 +119,11 @@ func (fc FlowConfig) compile(name string) (events.Flow, error) {
 			errs = append(errs, fmt.Errorf("stage %s: deadline %q must be a duration of at least 1s", st.Name, sc.Deadline))
 		}
 		st.DeadlineSeconds = int64(d / time.Second)
+		for _, g := range st.Groups {
+			if !groupName.MatchString(g) {
+				errs = append(errs, fmt.Errorf("stage %s: group %q: lower case letters, digits, '.', '_' and '-', optionally as domain/group", st.Name, g))
+			}
+		}
 		sort.Strings(st.Groups)
 		fl.Stages = append(fl.Stages, st)
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/writ-dev/writ/events"
@@ -24,6 +25,7 @@ var (
 	ErrNotEligible   = errors.New("request: voter is not an approver of this request's flows")
 	ErrDuplicateVote = errors.New("request: voter has already answered")
 	ErrStaleDigest   = errors.New("request: vote answers a different request event")
+	ErrPastDeadline  = errors.New("request: vote arrived after the deadline")
 )
 
 // Vote is a counted answer.
@@ -65,12 +67,12 @@ type State struct {
 
 // Fold applies every record in order and returns the state together with
 // the error of each record that changed nothing, by sequence.
-func Fold(records []events.Record, now time.Time) (State, map[uint64]error) {
+func Fold(records []events.Record) (State, map[uint64]error) {
 	var s State
 	var errs map[uint64]error
 	for _, r := range records {
 		var err error
-		if s, err = Apply(s, r, now); err != nil {
+		if s, err = Apply(s, r); err != nil {
 			if errs == nil {
 				errs = make(map[uint64]error)
 			}
@@ -107,8 +109,9 @@ func prevOf(data any) string {
 // Apply folds one record into the state. Every record advances LastSeq and
 // LastDigest; only a trustworthy record that chains to its predecessor and
 // is legal in the current state changes anything else. The error says why
-// a record changed nothing.
-func Apply(s State, r events.Record, now time.Time) (State, error) {
+// a record changed nothing. Apply needs no clock: time comes from the
+// records (when the stream stored them, else when they say they were made).
+func Apply(s State, r events.Record) (State, error) {
 	prev := s.LastDigest
 	s.LastSeq, s.LastDigest = r.Seq, r.Digest
 	if s.ID == "" {
@@ -146,7 +149,6 @@ func Apply(s State, r events.Record, now time.Time) (State, error) {
 		if s.Status != StatusRequested {
 			return s, fmt.Errorf("%w: evaluated in %s", ErrIllegal, s.Status)
 		}
-		s.Evaluation = d
 		switch d.Outcome {
 		case events.OutcomeAllow:
 			s.Status = StatusAllowed
@@ -158,6 +160,7 @@ func Apply(s State, r events.Record, now time.Time) (State, error) {
 		default:
 			s.Status, s.DecidedAt = StatusDenied, r.Envelope.Time
 		}
+		s.Evaluation = d
 	case *events.Voted:
 		v, err := s.checkVote(d, r)
 		if err != nil {
@@ -168,8 +171,9 @@ func Apply(s State, r events.Record, now time.Time) (State, error) {
 		if s.Status != StatusPending {
 			return s, fmt.Errorf("%w: approved in %s", ErrIllegal, s.Status)
 		}
-		if !s.Tally().Satisfied {
-			return s, fmt.Errorf("%w: flows not satisfied", ErrUnjustified)
+		// The same order as Next: a counted denial wins over approvals.
+		if t := s.Tally(); !t.Satisfied || t.Denied {
+			return s, fmt.Errorf("%w: flows not satisfied, or a denial counts", ErrUnjustified)
 		}
 		s.Status, s.DecidedAt = StatusApproved, r.Envelope.Time
 	case *events.Denied:
@@ -186,6 +190,9 @@ func Apply(s State, r events.Record, now time.Time) (State, error) {
 		}
 		if r.Envelope.Time.Before(*s.Evaluation.ExpiresAt) {
 			return s, fmt.Errorf("%w: expired before the deadline", ErrUnjustified)
+		}
+		if t := s.Tally(); t.Satisfied || t.Denied {
+			return s, fmt.Errorf("%w: the votes decided the request before its deadline", ErrUnjustified)
 		}
 		s.Status, s.DecidedAt = StatusExpired, r.Envelope.Time
 	case *events.Granted:
@@ -220,6 +227,9 @@ func (s State) checkVote(d *events.Voted, r events.Record) (Vote, error) {
 	if d.RequestDigest != s.RequestDigest {
 		return Vote{}, ErrStaleDigest
 	}
+	if !At(r).Before(*s.Evaluation.ExpiresAt) {
+		return Vote{}, ErrPastDeadline
+	}
 	return Vote{Voter: p, Approve: d.Decision == events.DecisionApprove, Reason: d.Reason, Seq: r.Seq}, nil
 }
 
@@ -239,7 +249,7 @@ func (s State) CanVote(p identity.Principal) error {
 		}
 	}
 	for _, f := range s.Evaluation.Flows {
-		if Eligible(f.Stages[0], p) {
+		if Eligible(f.Stages[0], p, s.Domain) {
 			return nil
 		}
 	}
@@ -263,10 +273,34 @@ func (s State) checkGrant(g *events.Granted) error {
 	return nil
 }
 
-// Eligible reports whether p may answer stage: a member of one of its
-// groups, or one of its named principals.
-func Eligible(st events.Stage, p identity.Principal) bool {
-	return slices.ContainsFunc(st.Groups, p.InGroup) || slices.Contains(st.Principals, p.ID())
+// Eligible reports whether p may answer stage of a request to domain: one of
+// its named principals ("domain/name"), or a member of one of its groups. A
+// bare group name is a group of domain: a principal of another domain with
+// a group of the same name is not in it. "other/group" names another
+// domain's group.
+func Eligible(st events.Stage, p identity.Principal, domain string) bool {
+	if slices.Contains(st.Principals, p.ID()) {
+		return true
+	}
+	for _, g := range st.Groups {
+		gd, name, qualified := strings.Cut(g, "/")
+		if !qualified {
+			gd, name = domain, g
+		}
+		if gd == p.Domain && p.InGroup(name) {
+			return true
+		}
+	}
+	return false
+}
+
+// At is when a record happened for the fold: when the stream stored it,
+// or, for a record not read from a stream, when it says it was made.
+func At(r events.Record) time.Time {
+	if !r.Time.IsZero() {
+		return r.Time
+	}
+	return r.Envelope.Time
 }
 
 // Tally counts the votes against the flows.
@@ -290,7 +324,7 @@ func (s State) Tally() Tally {
 		st := f.Stages[0]
 		approvals, denials := 0, 0
 		for _, v := range s.Votes {
-			if !Eligible(st, v.Voter) {
+			if !Eligible(st, v.Voter, s.Domain) {
 				continue
 			}
 			if v.Approve {
@@ -371,6 +405,7 @@ var codes = []struct {
 	{ErrNotEligible, "not-eligible"},
 	{ErrDuplicateVote, "duplicate-vote"},
 	{ErrStaleDigest, "stale-digest"},
+	{ErrPastDeadline, "past-deadline"},
 	{ErrNotPending, "not-pending"},
 	{ErrClosed, "closed"},
 	{ErrBrokenChain, "broken-chain"},

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/writ-dev/writ/client"
 	"github.com/writ-dev/writ/config"
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/issuer"
@@ -57,6 +58,15 @@ func grantShow(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	r, err := cl.Load(ctx, domain, pos[0])
 	if err != nil {
 		return err
+	}
+	if r.State.Status.AwaitsGrant() {
+		// Decided in favour a moment ago: the issuer is about to answer.
+		wctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		defer cancel()
+		status := r.State.Status
+		if r, err = cl.Wait(wctx, domain, pos[0], client.Settled); err != nil {
+			return fmt.Errorf("request %s is %s but not granted yet: %w", pos[0], status, err)
+		}
 	}
 	return printOutcome(r, who, false, stdout, stderr)
 }

@@ -143,7 +143,7 @@ func flowSummary(s request.State) string {
 		st := f.Stages[0]
 		n := 0
 		for _, v := range t.Approvers {
-			if request.Eligible(st, v) {
+			if request.Eligible(st, v, s.Domain) {
 				n++
 			}
 		}

@@ -1,0 +1,138 @@
+package events_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/writ-dev/writ/events"
+	"github.com/writ-dev/writ/schemas"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden payloads in testdata/golden")
+
+const goldenDir = "testdata/golden"
+
+func goldenPath(eventType string) string { return filepath.Join(goldenDir, eventType+".json") }
+
+// writeGolden rewrites the golden payloads from fully populated, really
+// signed events. Run: go test ./events -run TestGolden -update
+func writeGolden(t *testing.T) {
+	t.Helper()
+	f := newFixture(t)
+	require.NoError(t, os.MkdirAll(goldenDir, 0o755))
+	for _, k := range allKinds {
+		m := seal(t, k, f.sample(k), f.signer(k))
+		var out bytes.Buffer
+		require.NoError(t, json.Indent(&out, m.Body, "", "  "))
+		out.WriteByte('\n')
+		require.NoError(t, os.WriteFile(goldenPath(k.Type()), out.Bytes(), 0o644))
+	}
+}
+
+// TestGolden checks one committed example body per event type against its
+// schema, and that the Go type of its data reads and writes it unchanged.
+func TestGolden(t *testing.T) {
+	if *update {
+		writeGolden(t)
+	}
+	for _, k := range allKinds {
+		t.Run(k.Type(), func(t *testing.T) {
+			body, err := os.ReadFile(goldenPath(k.Type()))
+			require.NoError(t, err, "every event type needs a golden payload; run with -update")
+			require.NoError(t, schemas.Validate(k.Type(), body))
+
+			var env events.Envelope
+			require.NoError(t, json.Unmarshal(body, &env))
+			assert.Equal(t, k.Type(), env.Type)
+			assert.Equal(t, events.SpecVersion, env.SpecVersion)
+			assert.Equal(t, events.MsgID(reqID, k, ""), env.ID)
+
+			// The Go type knows every field the golden payload has...
+			data := newData(k)
+			dec := json.NewDecoder(bytes.NewReader(env.Data))
+			dec.DisallowUnknownFields()
+			require.NoError(t, dec.Decode(data), "the golden data has a field the Go type lacks")
+
+			// ...and what the Go type writes back is the same data, and valid.
+			again, err := json.Marshal(data)
+			require.NoError(t, err)
+			assert.JSONEq(t, string(env.Data), string(again))
+			env.Data = again
+			rebuilt, err := json.Marshal(env)
+			require.NoError(t, err)
+			assert.NoError(t, schemas.Validate(k.Type(), rebuilt))
+		})
+	}
+}
+
+// TestGoldenCoversEverySchema checks that the golden payloads, the event
+// kinds and the schemas name the same types: no schema without an example,
+// no stray example.
+func TestGoldenCoversEverySchema(t *testing.T) {
+	entries, err := os.ReadDir(goldenDir)
+	require.NoError(t, err)
+	var golden []string
+	for _, e := range entries {
+		golden = append(golden, strings.TrimSuffix(e.Name(), ".json"))
+	}
+	var kinds []string
+	for _, k := range allKinds {
+		kinds = append(kinds, k.Type())
+	}
+	types := schemas.Types()
+	slices.Sort(golden)
+	slices.Sort(kinds)
+	slices.Sort(types)
+	assert.Equal(t, kinds, types, "one schema per event type")
+	assert.Equal(t, kinds, golden, "one golden payload per event type")
+}
+
+// TestSealedEventsMatchSchema seals fully populated data of every kind, as
+// the pipeline does, and checks the schema accepts it and Inspect trusts it.
+func TestSealedEventsMatchSchema(t *testing.T) {
+	f := newFixture(t)
+	c := events.Checker{Bundle: f.bundle}
+	for _, k := range allKinds {
+		t.Run(k.String(), func(t *testing.T) {
+			m := seal(t, k, f.sample(k), f.signer(k))
+			require.NoError(t, schemas.Validate(k.Type(), m.Body))
+			r := c.Inspect(m, t0)
+			require.NoError(t, r.Err)
+			assert.True(t, r.Valid())
+			assert.Equal(t, f.sample(k), r.Data, "the data decodes to what was sealed")
+		})
+	}
+}
+
+func newData(k events.Kind) any {
+	switch k {
+	case events.KindRequested:
+		return new(events.Requested)
+	case events.KindRejected:
+		return new(events.Rejected)
+	case events.KindEvaluated:
+		return new(events.Evaluated)
+	case events.KindVoted:
+		return new(events.Voted)
+	case events.KindApproved:
+		return new(events.Approved)
+	case events.KindDenied:
+		return new(events.Denied)
+	case events.KindExpired:
+		return new(events.Expired)
+	case events.KindGranted:
+		return new(events.Granted)
+	case events.KindRefused:
+		return new(events.Refused)
+	}
+	panic("no data type for " + k.String())
+}
