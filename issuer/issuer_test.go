@@ -454,3 +454,24 @@ func FuzzVerify(f *testing.F) {
 		}
 	})
 }
+
+func TestVerifyHolderAndParams(t *testing.T) {
+	w := newWorld(t)
+	c := w.constraints(t)
+	c.ParamsDigest = issuer.ParamsDigest(map[string]string{"replicas": "3"})
+	token, claims, err := w.acme.Mint(c)
+	require.NoError(t, err)
+	o := issuer.VerifyOptions{Bundle: w.bundle, Now: c.NotBefore, Holder: c.Holder, Params: map[string]string{"replicas": "3"}}
+	_, err = issuer.Verify(token, o)
+	require.NoError(t, err)
+	assert.Equal(t, c.Holder, claims.Holder)
+
+	wrong := o
+	wrong.Holder = "UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4"
+	_, err = issuer.Verify(token, wrong)
+	assert.ErrorIs(t, err, issuer.ErrWrongHolder)
+	wrong = o
+	wrong.Params = map[string]string{"replicas": "30"}
+	_, err = issuer.Verify(token, wrong)
+	assert.ErrorIs(t, err, issuer.ErrWrongParams)
+}

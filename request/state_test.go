@@ -765,3 +765,39 @@ func TestCode(t *testing.T) {
 		})
 	}
 }
+
+// A vote the stream stored at or after the deadline is refused, even when
+// the expired event has not been appended yet.
+func TestLateVoteRefused(t *testing.T) {
+	p := newPeople(t)
+	h := newHistory(t)
+	h.add(requested(&p.carol, 0))
+	h.add(review(0))
+	s := h.fold()
+	late := h.vote(&p.alice, true, "")
+	late.at = deadline
+	_, err := request.Apply(s, h.add(late))
+	assert.ErrorIs(t, err, request.ErrPastDeadline)
+	assert.Equal(t, "past-deadline", request.Code(err))
+
+	h2 := newHistory(t)
+	h2.add(requested(&p.carol, 0))
+	h2.add(review(0))
+	s = h2.fold()
+	inTime := h2.vote(&p.alice, true, "")
+	inTime.at = deadline.Add(-time.Millisecond)
+	s, err = request.Apply(s, h2.add(inTime))
+	require.NoError(t, err)
+	assert.Len(t, s.Votes, 1)
+}
+
+// A stage may name another domain's group as "domain/group".
+func TestEligibleQualifiedGroup(t *testing.T) {
+	stage := events.Stage{Groups: []string{"partner/auditors", "sre-leads"}, Required: 1}
+	partner := identity.Principal{Domain: "partner", Name: "pat", Groups: []string{"auditors"}}
+	assert.True(t, request.Eligible(stage, partner, "acme"), "the named domain's group")
+	partnerLead := identity.Principal{Domain: "partner", Name: "lee", Groups: []string{"sre-leads"}}
+	assert.False(t, request.Eligible(stage, partnerLead, "acme"), "a bare group is the request's domain's")
+	acmeAuditor := identity.Principal{Domain: "acme", Name: "aud", Groups: []string{"auditors"}}
+	assert.False(t, request.Eligible(stage, acmeAuditor, "acme"), "partner/auditors is not acme's auditors")
+}
