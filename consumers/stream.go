@@ -143,6 +143,9 @@ func CheckAuditStream(got, want jetstream.StreamConfig) error {
 	check(got.AllowDirect, "direct get is off")
 	check(slices.Equal(got.Subjects, want.Subjects), fmt.Sprintf("subjects are %v, want %v", got.Subjects, want.Subjects))
 	check(got.MaxAge == want.MaxAge, fmt.Sprintf("max age is %s, configured %s", got.MaxAge, want.MaxAge))
+	// A per-subject limit deletes a request's older events of a kind (a
+	// first vote, say) whatever discard and deny-delete say.
+	check(got.MaxMsgsPerSubject <= 0, fmt.Sprintf("max messages per subject is %d", got.MaxMsgsPerSubject))
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("%w: stream %s: %w", ErrWeakened, got.Name, err)
 	}

@@ -194,7 +194,9 @@ func (e *Env) Settle(id string) *client.Request {
 // Pending waits until the request waits for approvers.
 func (e *Env) Pending(id string) *client.Request {
 	e.T.Helper()
-	return e.Await(id, 20*time.Second, func(s request.State) bool { return s.Status != request.StatusRequested && s.Status != request.StatusNone })
+	return e.Await(id, 20*time.Second, func(s request.State) bool {
+		return s.Status != request.StatusRequested && s.Status != request.StatusNone
+	})
 }
 
 // Vote answers a request as name.
