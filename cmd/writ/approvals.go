@@ -27,11 +27,7 @@ func runApprovals(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if _, err := parse(fs, args[1:]); err != nil {
 		return err
 	}
-	who, err := c.identity()
-	if err != nil {
-		return err
-	}
-	nc, cl, err := c.open()
+	who, nc, cl, err := c.openAs()
 	if err != nil {
 		return err
 	}

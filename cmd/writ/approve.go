@@ -35,24 +35,17 @@ func vote(ctx context.Context, name string, approve bool, args []string, stdout,
 	if !approve && strings.TrimSpace(*reason) == "" {
 		return usageError("deny needs --reason: the requester and the audit trail should know why")
 	}
-	who, err := c.identity()
-	if err != nil {
-		return err
-	}
-	nc, cl, err := c.open()
+	who, nc, cl, err := c.openAs()
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
 	id := pos[0]
-	domain, err := cl.Find(ctx, id)
+	r, err := lookup(ctx, cl, id)
 	if err != nil {
 		return err
 	}
-	r, err := cl.Load(ctx, domain, id)
-	if err != nil {
-		return err
-	}
+	domain := r.State.Domain
 	// Say no before publishing when the outcome is certain; the approval
 	// consumer checks again and has the last word.
 	if err := r.State.CanVote(who.Principal); err != nil {

@@ -43,13 +43,12 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return nil
 	}
 	if *id != "" {
-		d := *domain
-		if d == "" {
-			if d, err = cl.Find(ctx, *id); err != nil {
-				return err
-			}
+		var r *client.Request
+		if *domain != "" {
+			r, err = cl.Load(ctx, *domain, *id)
+		} else {
+			r, err = lookup(ctx, cl, *id)
 		}
-		r, err := cl.Load(ctx, d, *id)
 		if err != nil {
 			return err
 		}

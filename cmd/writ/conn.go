@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -85,4 +86,26 @@ func (c *conn) open() (*nats.Conn, *client.Client, error) {
 		return nil, nil, err
 	}
 	return nc, cl, nil
+}
+
+// openAs loads the --creds identity and connects with it.
+func (c *conn) openAs() (*identity.Identity, *nats.Conn, *client.Client, error) {
+	who, err := c.identity()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	nc, cl, err := c.open()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return who, nc, cl, nil
+}
+
+// lookup finds a request by id alone and loads its history.
+func lookup(ctx context.Context, cl *client.Client, id string) (*client.Request, error) {
+	domain, err := cl.Find(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return cl.Load(ctx, domain, id)
 }

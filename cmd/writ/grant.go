@@ -42,23 +42,16 @@ func grantShow(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if len(pos) != 1 {
 		return usageError("grant show takes one request id")
 	}
-	who, err := c.identity()
-	if err != nil {
-		return err
-	}
-	nc, cl, err := c.open()
+	who, nc, cl, err := c.openAs()
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	domain, err := cl.Find(ctx, pos[0])
+	r, err := lookup(ctx, cl, pos[0])
 	if err != nil {
 		return err
 	}
-	r, err := cl.Load(ctx, domain, pos[0])
-	if err != nil {
-		return err
-	}
+	domain := r.State.Domain
 	if r.State.Status.AwaitsGrant() {
 		// Decided in favour a moment ago: the issuer is about to answer.
 		wctx, cancel := context.WithTimeout(ctx, 15*time.Second)

@@ -49,16 +49,12 @@ func runRequest(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		p[k] = v
 	}
-	who, err := c.identity()
+	who, nc, cl, err := c.openAs()
 	if err != nil {
 		return err
 	}
 	if *domain == "" {
 		*domain = who.Principal.Domain
-	}
-	nc, cl, err := c.open()
-	if err != nil {
-		return err
 	}
 	defer nc.Close()
 	id, err := cl.Request(ctx, who, client.Spec{
