@@ -170,10 +170,15 @@ func (c *Client) Wait(ctx context.Context, domain, id string, done func(request.
 		return nil, err
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	// A message fanned out just before the subscription took effect, and
-	// stored just after the read, would be missed by both: poll as well,
-	// quickly at first.
-	poll := 50 * time.Millisecond
+	// Make sure the server has the subscription before the first read.
+	if err := c.nc.FlushWithContext(ctx); err != nil {
+		return nil, err
+	}
+	// A message reaches subscribers before the stream has stored it, so a
+	// read right after the notice may miss it: read again soon after each
+	// notice, then less and less often.
+	const first, most = 2 * time.Millisecond, time.Second
+	poll := first
 	timer := time.NewTimer(poll)
 	defer timer.Stop()
 	for {
@@ -191,8 +196,9 @@ func (c *Client) Wait(ctx context.Context, domain, id string, done func(request.
 			}
 			return nil, ctx.Err()
 		case <-ch:
+			poll = first
 		case <-timer.C:
-			poll = min(2*poll, time.Second)
+			poll = min(2*poll, most)
 		}
 		timer.Reset(poll)
 	}

@@ -1,0 +1,30 @@
+package consumers_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/writ-dev/writ/client"
+	"github.com/writ-dev/writ/internal/writtest"
+	"github.com/writ-dev/writ/request"
+)
+
+// BenchmarkAutoApprove measures one request from publish to granted, one at
+// a time, through the whole pipeline on an embedded server: the latency a
+// requester sees for an auto-approved action.
+func BenchmarkAutoApprove(b *testing.B) {
+	e := writtest.Start(b, writtest.Options{})
+	bot := e.Identity("deploy-bot")
+	spec := client.Spec{Domain: writtest.Domain, Action: "deploy", Resource: "staging/web"}
+	b.ResetTimer()
+	for b.Loop() {
+		id, err := e.Client.Request(b.Context(), bot, spec)
+		if err != nil {
+			b.Fatal(err)
+		}
+		r := e.Await(id, 10*time.Second, client.Settled)
+		if r.State.Status != request.StatusGranted {
+			b.Fatalf("request %s: %s", id, r.State.Status)
+		}
+	}
+}
