@@ -25,6 +25,10 @@ type Options struct {
 	Stream string           // default WRIT
 	Bundle *identity.Bundle // the keys the client trusts when it reads events
 	Clock  func() time.Time // default time.Now
+	// MaxBody is the pipeline's limit on event bodies (its
+	// limits.max_event_bytes); default events.DefaultMaxBody. The client
+	// judges events by the same rule as the pipeline.
+	MaxBody int
 }
 
 // Client talks to a Writ pipeline through its audit stream.
@@ -36,6 +40,9 @@ type Client struct {
 	checker events.Checker
 	clock   func() time.Time
 }
+
+// ErrInvalidSpec is returned for a request the pipeline would reject.
+var ErrInvalidSpec = errors.New("client: invalid request")
 
 // ErrNotFound is returned for a request id the stream does not hold.
 var ErrNotFound = errors.New("client: no such request")
@@ -58,7 +65,7 @@ func New(nc *nats.Conn, o Options) (*Client, error) {
 	return &Client{
 		nc: nc, js: js, stream: o.Stream,
 		reader:  store.Reader{NC: nc, Stream: o.Stream},
-		checker: events.Checker{Bundle: o.Bundle},
+		checker: events.Checker{Bundle: o.Bundle, MaxBody: o.MaxBody},
 		clock:   o.Clock,
 	}, nil
 }
@@ -83,6 +90,9 @@ func (c *Client) Request(ctx context.Context, who *identity.Identity, s Spec) (s
 	if s.Urgency == "" {
 		s.Urgency = "normal"
 	}
+	if !events.ValidResource(s.Resource) {
+		return "", fmt.Errorf("%w: resource %q: segments joined by '/', none empty or starting with a dot", ErrInvalidSpec, s.Resource)
+	}
 	uid, err := uuid.NewV7()
 	if err != nil {
 		return "", err
@@ -94,6 +104,7 @@ func (c *Client) Request(ctx context.Context, who *identity.Identity, s Spec) (s
 	}
 	xpub, _ := xkey.PublicKey()
 	data := &events.Requested{
+		Domain:     s.Domain,
 		Requester:  events.PrincipalRef{Domain: who.Principal.Domain, Name: who.Principal.Name},
 		Identity:   who.JWT,
 		Action:     s.Action,

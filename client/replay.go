@@ -2,66 +2,20 @@ package client
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/store"
 )
 
 // Replay streams every message matching filter, oldest first, inspected,
 // to fn, and returns once it has caught up with the stream as it was when
-// Replay started. It holds one message at a time.
+// Replay started. It holds one batch of messages at a time.
 func (c *Client) Replay(ctx context.Context, filter string, fn func(events.Record) error) error {
-	s, err := c.js.Stream(ctx, c.stream)
-	if err != nil {
-		return fmt.Errorf("client: stream %s: %w", c.stream, err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		return err
-	}
-	last := info.State.LastSeq
-	if info.State.Msgs == 0 {
-		return nil
-	}
-	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}})
-	if err != nil {
-		return err
-	}
-	for {
-		batch, err := cons.Fetch(256, jetstream.FetchMaxWait(time.Second))
-		if err != nil {
-			return err
-		}
-		n := 0
-		for m := range batch.Messages() {
-			n++
-			md, err := m.Metadata()
-			if err != nil {
-				return err
-			}
-			rec := c.checker.Inspect(events.Message{
-				Subject: m.Subject(), Seq: md.Sequence.Stream, Time: md.Timestamp,
-				Header: m.Headers(), Body: m.Data(),
-			}, c.clock())
-			if err := fn(rec); err != nil {
-				return err
-			}
-			if md.Sequence.Stream >= last || md.NumPending == 0 {
-				return nil
-			}
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
-			return err
-		}
-		if n == 0 {
-			return nil // nothing more matches the filter
-		}
-	}
+	return store.Scan(ctx, c.js, c.stream, filter, time.Time{}, func(m events.Message) error {
+		return fn(c.checker.Inspect(m, c.clock()))
+	})
 }
 
 // Pending lists the requests of domain ("" for all) that wait for

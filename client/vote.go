@@ -39,6 +39,7 @@ func (c *Client) Vote(ctx context.Context, who *identity.Identity, domain, id st
 		}
 		data := &events.Voted{
 			Prev:          st.LastDigest,
+			Domain:        domain,
 			Voter:         events.PrincipalRef{Domain: who.Principal.Domain, Name: who.Principal.Name},
 			Identity:      who.JWT,
 			Decision:      decision,

@@ -130,6 +130,8 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("listen %q: %v", c.Listen, err))
 	} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 || host == "" {
 		errs = append(errs, fmt.Errorf("listen %q: want host:port", c.Listen))
+	} else if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+		errs = append(errs, fmt.Errorf("listen %q: the embedded server listens on loopback only", c.Listen))
 	}
 	if c.Stream.Replicas < 1 || c.Stream.Replicas > 5 {
 		errs = append(errs, errors.New("stream.replicas must be 1 to 5"))

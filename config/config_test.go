@@ -159,6 +159,7 @@ func TestValidate(t *testing.T) {
 		{"listen on a named port", func(c *config.Config) { c.Listen = "127.0.0.1:nats" }, "listen"},
 		{"listen on port 70000", func(c *config.Config) { c.Listen = "127.0.0.1:70000" }, "listen"},
 		{"listen on a negative port", func(c *config.Config) { c.Listen = "127.0.0.1:-1" }, "listen"},
+		{"listen beyond loopback", func(c *config.Config) { c.Listen = "0.0.0.0:4222" }, "loopback only"},
 		{"no replicas", func(c *config.Config) { c.Stream.Replicas = 0 }, "stream.replicas"},
 		{"six replicas", func(c *config.Config) { c.Stream.Replicas = 6 }, "stream.replicas"},
 		{"duplicate window of 30s", func(c *config.Config) { c.Stream.Duplicates = config.Duration(30 * time.Second) }, "stream.duplicates"},

@@ -15,6 +15,7 @@ import (
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/request"
+	"github.com/writ-dev/writ/store"
 )
 
 // Approval runs the approval flows: it counts votes and decides approved,
@@ -52,7 +53,53 @@ func (a *Approval) Run(ctx context.Context) error {
 		cfg := durableConfig(DurableTimers+d+a.c.env.DurableSuffix, timerPrefix+".fire."+d+".>")
 		return consume(ctx, a.c.js, a.c.env.Streams.Timers, cfg, a.c.env.Workers, a.c.log, a.handleTimer)
 	})
+	g.Go(func() error { return a.sweep(ctx) })
 	return g.Wait()
+}
+
+// SweepWindow is how far back the start-up sweep looks for evaluations.
+const SweepWindow = 30 * 24 * time.Hour
+
+// sweep expires, once at start, every pending request whose deadline has
+// passed: a safety net under the timers, for a schedule that was lost or
+// tampered with while this consumer was away.
+func (a *Approval) sweep(ctx context.Context) error {
+	now := a.c.env.Clock()
+	filter := events.Prefix + "." + a.c.env.Domain + ".*." + events.KindEvaluated.String()
+	var overdue []string
+	err := store.Scan(ctx, a.c.js, a.c.env.Streams.Name, filter, now.Add(-SweepWindow), func(m events.Message) error {
+		r := a.c.checker.Inspect(m, now)
+		if ev, ok := r.Data.(*events.Evaluated); ok && r.Valid() && ev.ExpiresAt != nil && ev.ExpiresAt.Before(now) {
+			overdue = append(overdue, r.RequestID)
+		}
+		return nil
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("consumers: sweep: %w", err)
+	}
+	expired := 0
+	for _, id := range overdue {
+		err := a.c.react(ctx, a.c.env.Domain, id, 0, func(_ context.Context, h *history, _ events.Record) (*effect, error) {
+			if e := next(h); e != nil && e.kind == events.KindExpired {
+				expired++
+				return e, nil
+			}
+			return nil, nil
+		})
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			a.c.log.Warn("sweep: could not settle an overdue request", attrRequest, id, "err", err)
+		}
+	}
+	if expired > 0 {
+		a.c.log.Warn("sweep: expired overdue requests whose timers did not fire", "count", expired)
+	}
+	return nil
 }
 
 func (a *Approval) handle(ctx context.Context, m jetstream.Msg) error {
@@ -97,7 +144,13 @@ func (a *Approval) schedule(ctx context.Context, st request.State) error {
 	msg := &nats.Msg{Subject: scheduleSubject(st.Domain, st.ID), Data: body, Header: nats.Header{}}
 	msg.Header.Set("Nats-Schedule", "@at "+at.Format(time.RFC3339))
 	msg.Header.Set("Nats-Schedule-Target", fireSubject(st.Domain, st.ID))
-	msg.Header.Set(events.HeaderMsgID, st.ID+".deadline")
+	// Keyed like event ids, so that nobody else can take this id first and
+	// have the real schedule dropped as a duplicate.
+	tag, err := events.KeyedTag(a.c.key, st.ID+".deadline\x00"+at.Format(time.RFC3339))
+	if err != nil {
+		return err
+	}
+	msg.Header.Set(events.HeaderMsgID, st.ID+".deadline."+tag)
 	if _, err := a.c.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(a.c.env.Streams.Timers)); err != nil {
 		return &retryAfter{delay: time.Second, cause: err}
 	}

@@ -169,3 +169,46 @@ func reissue(t *testing.T, e *writtest.Env, name string, groups []string) *ident
 	require.NoError(t, err)
 	return id
 }
+
+// A durable consumer deleted under a running pipeline is made again, and
+// the pipeline goes on serving.
+func TestDeletedConsumerIsRecreated(t *testing.T) {
+	e := writtest.Start(t, writtest.Options{})
+	js, err := jetstream.New(e.NC)
+	require.NoError(t, err)
+	name := consumers.DurablePolicy + writtest.Domain
+	require.Eventually(t, func() bool {
+		_, err := js.Consumer(t.Context(), consumers.DefaultStream, name)
+		return err == nil
+	}, 5*time.Second, 10*time.Millisecond)
+	require.NoError(t, js.DeleteConsumer(t.Context(), consumers.DefaultStream, name))
+	id := e.Request("deploy-bot", client.Spec{Action: "deploy", Resource: "staging/web"})
+	r := e.Settle(id)
+	assert.Equal(t, request.StatusGranted, r.State.Status)
+}
+
+// A deadline whose timer was lost while the pipeline was down (the timer
+// stream purged, or its schedule replaced by someone who could publish
+// there) still ends the request: the approval consumer sweeps overdue
+// requests when it starts.
+func TestLostTimerIsSweptAtStart(t *testing.T) {
+	e := writtest.Start(t, writtest.Options{Flows: shortFlows, NoServe: true})
+	stop := e.Serve("")
+	id := e.Request("carol", client.Spec{Action: "restart", Resource: "prod/db"})
+	r := e.Pending(id)
+	js, err := jetstream.New(e.NC)
+	require.NoError(t, err)
+	timers, err := js.Stream(t.Context(), consumers.DefaultTimersStream)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		info, err := timers.Info(t.Context())
+		return err == nil && info.State.Msgs == 1
+	}, 5*time.Second, 20*time.Millisecond, "the deadline is scheduled")
+	stop()
+	require.NoError(t, timers.Purge(t.Context()))
+	time.Sleep(time.Until(*r.State.Evaluation.ExpiresAt) + 200*time.Millisecond)
+
+	e.Serve("")
+	r = e.Settle(id)
+	assert.Equal(t, request.StatusExpired, r.State.Status)
+}

@@ -103,6 +103,15 @@ func TestBadInputIsRejected(t *testing.T) {
 		{"expired identity", "identity-expired", func(t *testing.T, id string) events.Outgoing {
 			return sealRequest(t, expired, id, deploy, nil)
 		}},
+		{"signed for another domain, replayed here", "wrong-domain", func(t *testing.T, id string) events.Outgoing {
+			return sealRequest(t, bot, id, deploy, func(d *events.Requested) { d.Domain = "beta" })
+		}},
+		{"a resource with a .. segment", "schema", func(t *testing.T, id string) events.Outgoing {
+			return sealRequest(t, bot, id, deploy, func(d *events.Requested) { d.Resource = "staging/../prod/db" })
+		}},
+		{"a holder key with a bad checksum", "bad-holder-key", func(t *testing.T, id string) events.Outgoing {
+			return sealRequest(t, bot, id, deploy, func(d *events.Requested) { d.HolderXKey = "X" + strings.Repeat("A", 55) })
+		}},
 	}
 	var bad []string
 	for _, tc := range cases {
@@ -771,6 +780,7 @@ func sealRequest(t *testing.T, who *identity.Identity, id string, s client.Spec,
 	xpub, err := xkey.PublicKey()
 	require.NoError(t, err)
 	data := &events.Requested{
+		Domain:    writtest.Domain,
 		Requester: events.PrincipalRef{Domain: who.Principal.Domain, Name: who.Principal.Name},
 		Identity:  who.JWT, Action: s.Action, Resource: s.Resource, Urgency: "normal", HolderXKey: xpub,
 	}

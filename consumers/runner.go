@@ -33,31 +33,55 @@ type handlerFunc func(ctx context.Context, m jetstream.Msg) error
 
 // consume runs h over a durable pull consumer with up to workers messages
 // in flight, until ctx ends; then it stops fetching, finishes what it holds
-// and returns. A message is acked only after h returns nil.
+// and returns. A message is acked only after h returns nil. A consumer that
+// disappears while still wanted is made again.
 func consume(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.ConsumerConfig, workers int, log *slog.Logger, h handlerFunc) error {
-	cons, err := js.CreateOrUpdateConsumer(ctx, stream, cfg)
-	if err != nil {
-		return fmt.Errorf("consumers: create consumer %s: %w", cfg.Durable, err)
-	}
-	iter, err := cons.Messages(jetstream.PullMaxMessages(workers * 4))
-	if err != nil {
-		return fmt.Errorf("consumers: consume %s: %w", cfg.Durable, err)
-	}
-	stop := context.AfterFunc(ctx, iter.Drain)
-	defer stop()
-	log.Debug("consuming", "durable", cfg.Durable)
-
 	sem := make(chan struct{}, workers)
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	for attempt := 0; ; attempt++ {
+		err := consumeOnce(ctx, js, stream, cfg, log, sem, &wg, h)
+		if ctx.Err() != nil {
+			return nil
+		}
+		// The consumer went away under us (deleted, or its stream was
+		// re-created): make it again rather than stop serving silently.
+		log.Error("consumer stopped; re-creating it", "durable", cfg.Durable, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff(uint64(min(attempt, 8)) + 1)):
+		}
+	}
+}
+
+// errIteratorClosed reports an iterator that closed while still wanted.
+var errIteratorClosed = errors.New("consumers: message iterator closed")
+
+func consumeOnce(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.ConsumerConfig, log *slog.Logger, sem chan struct{}, wg *sync.WaitGroup, h handlerFunc) error {
+	cons, err := js.CreateOrUpdateConsumer(ctx, stream, cfg)
+	if err != nil {
+		return fmt.Errorf("create consumer: %w", err)
+	}
+	iter, err := cons.Messages(jetstream.PullMaxMessages(cap(sem) * 4))
+	if err != nil {
+		return fmt.Errorf("consume: %w", err)
+	}
+	stop := context.AfterFunc(ctx, iter.Drain)
+	defer stop()
+	defer iter.Stop()
+	log.Debug("consuming", "durable", cfg.Durable)
 	for {
 		m, err := iter.Next()
 		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-			return nil
+			return errIteratorClosed
 		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
+			}
+			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+				return err
 			}
 			log.Warn("fetch failed", "durable", cfg.Durable, "err", err)
 			continue

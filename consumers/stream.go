@@ -116,11 +116,25 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, c StreamConfig) 
 	if err := CheckAuditStream(info.Config, want); err != nil {
 		return err
 	}
-	if _, err := js.CreateStream(ctx, TimersStreamConfig(c)); err != nil && !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+	ts, err := js.CreateStream(ctx, TimersStreamConfig(c))
+	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		ts, err = js.Stream(ctx, c.Timers)
+	}
+	if err != nil {
 		return fmt.Errorf("consumers: timer stream %s: %w", c.Timers, err)
+	}
+	tinfo, err := ts.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("consumers: timer stream %s: %w", c.Timers, err)
+	}
+	if !tinfo.Config.AllowMsgSchedules {
+		return fmt.Errorf("%w: timer stream %s does not allow message schedules (nats-server 2.12 or later is needed)", ErrTimers, c.Timers)
 	}
 	return nil
 }
+
+// ErrTimers is returned when the timer stream cannot fire deadlines.
+var ErrTimers = errors.New("consumers: timers unavailable")
 
 // CheckAuditStream compares the configuration the server reports with the
 // protections Writ needs.

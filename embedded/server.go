@@ -22,6 +22,18 @@ type Options struct {
 	Logger     *slog.Logger // server log lines at debug level and above; nil: silent
 }
 
+// ErrNotLoopback is returned for a listen host other than a loopback address.
+var ErrNotLoopback = errors.New("embedded: not a loopback address")
+
+// IsLoopback reports whether host is "localhost" or a loopback IP.
+func IsLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
 // ErrPortInUse is returned when the listen address is taken.
 var ErrPortInUse = errors.New("embedded: address already in use")
 
@@ -37,6 +49,12 @@ func Start(o Options) (*Server, error) {
 	}
 	if o.Host == "" {
 		o.Host = "127.0.0.1"
+	}
+	if !IsLoopback(o.Host) {
+		// The embedded server has no authentication: anyone who reaches
+		// it could publish, or delete the audit stream. Production runs
+		// against a NATS with accounts and permissions (--server).
+		return nil, fmt.Errorf("%w: %q; the embedded server has no authentication, so it listens on loopback only (use --server for a real NATS deployment)", ErrNotLoopback, o.Host)
 	}
 	if o.Port == 0 {
 		o.Port = server.DEFAULT_PORT

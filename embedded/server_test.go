@@ -38,3 +38,13 @@ func TestStartNeedsAStore(t *testing.T) {
 	_, err := embedded.Start(embedded.Options{Port: -1})
 	assert.Error(t, err)
 }
+
+// The embedded server has no authentication: it refuses to listen beyond loopback.
+func TestStartRefusesANonLoopbackHost(t *testing.T) {
+	for _, host := range []string{"0.0.0.0", "::", "192.0.2.1", "example.com"} {
+		_, err := embedded.Start(embedded.Options{Host: host, Port: -1, StoreDir: t.TempDir()})
+		assert.ErrorIs(t, err, embedded.ErrNotLoopback, host)
+	}
+	assert.True(t, embedded.IsLoopback("::1"))
+	assert.True(t, embedded.IsLoopback("localhost"))
+}

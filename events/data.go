@@ -14,6 +14,7 @@ func (p PrincipalRef) ID() string { return p.Domain + "/" + p.Name }
 // Requested is the data of a request: one action on one resource.
 type Requested struct {
 	Prev       string            `json:"prev"`
+	Domain     string            `json:"domain"` // the target domain, signed: the subject's`
 	Requester  PrincipalRef      `json:"requester"`
 	Identity   string            `json:"identity"` // the requester's user JWT
 	Action     string            `json:"action"`
@@ -103,6 +104,7 @@ const (
 // Voted is an approver's answer.
 type Voted struct {
 	Prev          string       `json:"prev"`
+	Domain        string       `json:"domain"` // the request's domain, signed: the subject's
 	Voter         PrincipalRef `json:"voter"`
 	Identity      string       `json:"identity"`
 	Decision      string       `json:"decision"`

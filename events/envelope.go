@@ -83,11 +83,11 @@ func Seal(d Draft, kp nkeys.KeyPair) (Outgoing, error) {
 	// event a component is about to publish and have the real one dropped
 	// as a duplicate.
 	base := MsgID(d.RequestID, d.Kind, d.Ordinal)
-	tag, err := kp.Sign([]byte("writ msg-id\x00" + base + "\x00" + Digest(data)))
+	tag, err := KeyedTag(kp, base+"\x00"+Digest(data))
 	if err != nil {
-		return Outgoing{}, fmt.Errorf("events: sign: %w", err)
+		return Outgoing{}, err
 	}
-	id := base + "." + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(tag[:10]))
+	id := base + "." + tag
 	body, err := json.Marshal(Envelope{
 		SpecVersion:     SpecVersion,
 		ID:              id,
@@ -116,6 +116,17 @@ func Seal(d Draft, kp nkeys.KeyPair) (Outgoing, error) {
 		Signer:    pub,
 		Signature: base64.RawURLEncoding.EncodeToString(sig),
 	}, nil
+}
+
+// KeyedTag is a short tag over text that only kp can make, and that kp
+// always makes the same (Ed25519 signatures are deterministic): it keeps
+// message ids deterministic for their producer and unforgeable by others.
+func KeyedTag(kp nkeys.KeyPair, text string) (string, error) {
+	sig, err := kp.Sign([]byte("writ msg-id\x00" + text))
+	if err != nil {
+		return "", fmt.Errorf("events: sign: %w", err)
+	}
+	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(sig[:10])), nil
 }
 
 // Digest is the SHA-256 of an event body, as "sha256:<hex>". Chains, votes
@@ -157,4 +168,6 @@ var (
 	ErrNotEntitled     = errors.New("events: signer is not entitled to emit this kind for this domain")
 	ErrSignerMismatch  = errors.New("events: signer is not the principal named by the identity")
 	ErrClaimedIdentity = errors.New("events: claimed principal differs from the identity")
+	ErrWrongDomain     = errors.New("events: signed for another domain than its subject's")
+	ErrBadHolderKey    = errors.New("events: bad holder key")
 )

@@ -129,6 +129,7 @@ func newFixture(t testing.TB) *fixture {
 // requested is a fully populated request by id, for reqID.
 func (f *fixture) requested(id *identity.Identity, domain, name string) *events.Requested {
 	return &events.Requested{
+		Domain:     "acme",
 		Requester:  events.PrincipalRef{Domain: domain, Name: name},
 		Identity:   id.JWT,
 		Action:     "restart",
@@ -179,7 +180,7 @@ func (f *fixture) sample(k events.Kind) any {
 			ExpiresAt: &deadline,
 		}
 	case events.KindVoted:
-		return &events.Voted{Prev: d1, Voter: bob, Identity: f.bob.JWT, Decision: events.DecisionApprove, Reason: "looks fine", RequestDigest: d2}
+		return &events.Voted{Prev: d1, Domain: "acme", Voter: bob, Identity: f.bob.JWT, Decision: events.DecisionApprove, Reason: "looks fine", RequestDigest: d2}
 	case events.KindApproved:
 		return &events.Approved{Prev: d1, Approvers: []events.PrincipalRef{alice, bob}}
 	case events.KindDenied:

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nkeys"
+
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/schemas"
 )
@@ -129,13 +131,21 @@ func (c Checker) Inspect(m Message, now time.Time) Record {
 }
 
 func (c Checker) checkPrincipal(r *Record, now time.Time) error {
-	var token string
+	var token, domain string
 	var claimed PrincipalRef
 	switch d := r.Data.(type) {
 	case *Requested:
-		token, claimed = d.Identity, d.Requester
+		token, claimed, domain = d.Identity, d.Requester, d.Domain
+		if !nkeys.IsValidPublicCurveKey(d.HolderXKey) {
+			return fmt.Errorf("%w: holder_xkey is not a curve public key", ErrBadHolderKey)
+		}
 	case *Voted:
-		token, claimed = d.Identity, d.Voter
+		token, claimed, domain = d.Identity, d.Voter, d.Domain
+	}
+	// The signature covers the body, not the subject: the body names the
+	// domain, so a signed request or vote cannot be replayed into another.
+	if domain != r.Domain {
+		return fmt.Errorf("%w: signed for domain %q, published to %q", ErrWrongDomain, domain, r.Domain)
 	}
 	p, err := c.Bundle.VerifyUser(token, now)
 	if err != nil {
@@ -220,6 +230,8 @@ var codes = []struct {
 	{ErrNotEntitled, "signer-not-entitled"},
 	{ErrSignerMismatch, "signer-mismatch"},
 	{ErrClaimedIdentity, "identity-mismatch"},
+	{ErrWrongDomain, "wrong-domain"},
+	{ErrBadHolderKey, "bad-holder-key"},
 	{identity.ErrIdentityMalformed, "identity-malformed"},
 	{identity.ErrNoDomain, "identity-no-domain"},
 	{identity.ErrUnknownDomain, "unknown-domain"},

@@ -480,3 +480,41 @@ func TestInspectIdentityExpiresAtExp(t *testing.T) {
 	r = c.Inspect(m, f.alice.Principal.Expires.Add(-time.Hour))
 	assert.ErrorIs(t, r.Err, identity.ErrIdentityExpired, "judged when the stream stored it")
 }
+
+// A signed request or vote names its domain in the body, so it cannot be
+// replayed into another domain's subjects.
+func TestInspectRefusesADomainOtherThanTheSubjects(t *testing.T) {
+	f := newFixture(t)
+	c := events.Checker{Bundle: f.bundle}
+	req := f.requested(f.alice, "acme", "alice")
+	req.Domain = "other"
+	r := c.Inspect(seal(t, events.KindRequested, req, f.alice.Key), t0)
+	assert.ErrorIs(t, r.Err, events.ErrWrongDomain)
+	assert.Equal(t, "wrong-domain", events.Code(r.Err))
+
+	vote := f.sample(events.KindVoted).(*events.Voted)
+	vote.Domain = "other"
+	r = c.Inspect(seal(t, events.KindVoted, vote, f.bob.Key), t0)
+	assert.ErrorIs(t, r.Err, events.ErrWrongDomain)
+}
+
+// The holder key must be a real curve key (checksum included), or the
+// grant could never be sealed and the request would hang after approval.
+func TestInspectRefusesABadHolderKey(t *testing.T) {
+	f := newFixture(t)
+	c := events.Checker{Bundle: f.bundle}
+	req := f.requested(f.alice, "acme", "alice")
+	req.HolderXKey = "X" + strings.Repeat("A", 55) // the schema's shape, a bad checksum
+	r := c.Inspect(seal(t, events.KindRequested, req, f.alice.Key), t0)
+	assert.ErrorIs(t, r.Err, events.ErrBadHolderKey)
+	assert.Equal(t, "bad-holder-key", events.Code(r.Err))
+}
+
+func TestValidResource(t *testing.T) {
+	for _, ok := range []string{"prod/db", "a", "dev/x.y/z", "svc:web/@v2", "a_b/~c"} {
+		assert.True(t, events.ValidResource(ok), ok)
+	}
+	for _, bad := range []string{"", "/prod", "prod/", "prod//db", "dev/../prod/db", "./prod", "prod/.", ".hidden", "a b", strings.Repeat("a", 513)} {
+		assert.False(t, events.ValidResource(bad), bad)
+	}
+}

@@ -3,6 +3,7 @@ package events
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 
 	"github.com/google/uuid"
@@ -53,3 +54,10 @@ func MsgID(id string, k Kind, ordinal string) string {
 	}
 	return id + "." + k.String() + "." + ordinal
 }
+
+var resourcePath = regexp.MustCompile(`^[A-Za-z0-9_~:@-][A-Za-z0-9._~:@-]*(/[A-Za-z0-9_~:@-][A-Za-z0-9._~:@-]*)*$`)
+
+// ValidResource reports whether s is a resource path with one spelling:
+// segments joined by "/", none empty and none starting with a dot (so no
+// "." or ".."), at most 512 bytes. The requested schema says the same.
+func ValidResource(s string) bool { return len(s) <= 512 && resourcePath.MatchString(s) }

@@ -47,7 +47,7 @@ func ExampleIssuer_Mint() {
 
 	_, err = issuer.Verify(opened, issuer.VerifyOptions{Bundle: bundle, Audience: "acme", Action: "drop-database", Now: start})
 	fmt.Println(errors.Is(err, issuer.ErrWrongAction))
-	_, err = issuer.Verify(opened, issuer.VerifyOptions{Bundle: bundle, Now: start.Add(time.Hour)})
+	_, err = issuer.Verify(opened, issuer.VerifyOptions{Bundle: bundle, Audience: "acme", Now: start.Add(time.Hour)})
 	fmt.Println(errors.Is(err, issuer.ErrExpired))
 	// Output:
 	// restart prod/db 10m0s <nil>

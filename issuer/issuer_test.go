@@ -109,9 +109,12 @@ func TestMintVerify(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, claims, got)
 
-	// Empty checks accept any audience the bundle trusts, any action, any resource.
-	_, err = issuer.Verify(token, issuer.VerifyOptions{Bundle: w.bundle, Now: nbf.Add(time.Minute)})
+	// Empty checks accept any action and any resource...
+	_, err = issuer.Verify(token, issuer.VerifyOptions{Bundle: w.bundle, Audience: "acme", Now: nbf.Add(time.Minute)})
 	assert.NoError(t, err)
+	// ...but the verifier must always say which domain it is.
+	_, err = issuer.Verify(token, issuer.VerifyOptions{Bundle: w.bundle, Now: nbf.Add(time.Minute)})
+	assert.ErrorIs(t, err, issuer.ErrNoAudience)
 }
 
 func TestMintIsFresh(t *testing.T) {
@@ -173,8 +176,8 @@ func TestVerifyRefuses(t *testing.T) {
 		want  error
 	}{
 		{"other's issuer minting for acme", mint(t, w.other, c), opts(nil), issuer.ErrUntrustedIssuer},
-		{"other's issuer minting for acme, any audience", mint(t, w.other, c), opts(func(o *issuer.VerifyOptions) { o.Audience = "" }), issuer.ErrUntrustedIssuer},
-		{"acme's issuer minting for other", mint(t, w.acme, toOther), opts(func(o *issuer.VerifyOptions) { o.Audience = "" }), issuer.ErrUntrustedIssuer},
+		{"no audience named by the verifier", good, opts(func(o *issuer.VerifyOptions) { o.Audience = "" }), issuer.ErrNoAudience},
+		{"acme's issuer minting for other", mint(t, w.acme, toOther), opts(func(o *issuer.VerifyOptions) { o.Audience = "other" }), issuer.ErrUntrustedIssuer},
 		{"acme's policy key minting", mint(t, policyIssuer, c), opts(nil), issuer.ErrUntrustedIssuer},
 		{"an issuer no domain trusts", mint(t, mustIssuer(t), c), opts(nil), issuer.ErrUntrustedIssuer},
 		{"no bundle", good, opts(func(o *issuer.VerifyOptions) { o.Bundle = nil }), issuer.ErrUntrustedIssuer},
@@ -265,10 +268,10 @@ func TestVerifyNowDefaultsToTheClock(t *testing.T) {
 	w := newWorld(t)
 	c := w.constraints(t)
 	c.NotBefore = time.Now().Add(-time.Minute)
-	_, err := issuer.Verify(mint(t, w.acme, c), issuer.VerifyOptions{Bundle: w.bundle})
+	_, err := issuer.Verify(mint(t, w.acme, c), issuer.VerifyOptions{Bundle: w.bundle, Audience: c.Audience})
 	assert.NoError(t, err)
 	c.NotBefore = time.Now().Add(-time.Hour)
-	_, err = issuer.Verify(mint(t, w.acme, c), issuer.VerifyOptions{Bundle: w.bundle})
+	_, err = issuer.Verify(mint(t, w.acme, c), issuer.VerifyOptions{Bundle: w.bundle, Audience: c.Audience})
 	assert.ErrorIs(t, err, issuer.ErrExpired)
 }
 
@@ -461,7 +464,7 @@ func TestVerifyHolderAndParams(t *testing.T) {
 	c.ParamsDigest = issuer.ParamsDigest(map[string]string{"replicas": "3"})
 	token, claims, err := w.acme.Mint(c)
 	require.NoError(t, err)
-	o := issuer.VerifyOptions{Bundle: w.bundle, Now: c.NotBefore, Holder: c.Holder, Params: map[string]string{"replicas": "3"}}
+	o := issuer.VerifyOptions{Bundle: w.bundle, Audience: c.Audience, Now: c.NotBefore, Holder: c.Holder, Params: map[string]string{"replicas": "3"}}
 	_, err = issuer.Verify(token, o)
 	require.NoError(t, err)
 	assert.Equal(t, c.Holder, claims.Holder)

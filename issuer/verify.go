@@ -14,6 +14,7 @@ var (
 	ErrWrongType       = errors.New("grant: not a writ grant")
 	ErrUntrustedIssuer = errors.New("grant: issuer not trusted for the audience domain")
 	ErrWrongAudience   = errors.New("grant: audience is not this domain")
+	ErrNoAudience      = errors.New("grant: the verifier must name its domain (VerifyOptions.Audience)")
 	ErrWrongAction     = errors.New("grant: action differs")
 	ErrWrongResource   = errors.New("grant: resource differs")
 	ErrWrongHolder     = errors.New("grant: held by another key")
@@ -43,11 +44,14 @@ type VerifyOptions struct {
 // Verify checks a grant's signature, type, issuer (trusted for its audience
 // domain), scope and validity window. It does not consume the grant.
 func Verify(token string, o VerifyOptions) (Claims, error) {
+	if o.Audience == "" {
+		return Claims{}, ErrNoAudience
+	}
 	c, err := claimsOf(token)
 	if err != nil {
 		return Claims{}, err
 	}
-	if o.Audience != "" && c.Audience != o.Audience {
+	if c.Audience != o.Audience {
 		return c, fmt.Errorf("%w: %q", ErrWrongAudience, c.Audience)
 	}
 	if o.Bundle == nil || !o.Bundle.Entitled(c.Audience, identity.RoleIssuer, c.Issuer) {

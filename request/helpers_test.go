@@ -133,6 +133,7 @@ func (h *history) last() events.Record { return h.records[len(h.records)-1] }
 
 func requested(p *identity.Principal, ttl int64) event {
 	return event{kind: events.KindRequested, by: p, at: t0, data: &events.Requested{
+		Domain:    "acme",
 		Requester: events.PrincipalRef{Domain: p.Domain, Name: p.Name},
 		Action:    "restart", Resource: "prod/db", Urgency: "normal", TTLSeconds: ttl,
 	}}

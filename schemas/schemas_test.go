@@ -41,6 +41,7 @@ func envelope(eventType string, data map[string]any) doc {
 func requested() doc {
 	return envelope("writ.request.requested.v1", map[string]any{
 		"prev":        "",
+		"domain":      "acme",
 		"requester":   map[string]any{"domain": "acme", "name": "alice"},
 		"identity":    jwt,
 		"action":      "restart",
@@ -56,7 +57,7 @@ func requested() doc {
 
 func voted() doc {
 	return envelope("writ.request.voted.v1", map[string]any{
-		"prev": digest, "voter": map[string]any{"domain": "acme", "name": "bob"},
+		"prev": digest, "domain": "acme", "voter": map[string]any{"domain": "acme", "name": "bob"},
 		"identity": jwt, "decision": "approve", "request_digest": digest,
 	})
 }
@@ -301,4 +302,16 @@ func FuzzValidate(f *testing.F) {
 			t.Fatalf("accepted a body that is not JSON: %q", body)
 		}
 	})
+}
+
+// A resource has one spelling: no empty, "." or ".." segments, so that a
+// policy on "prod/*" cannot be stepped around with "dev/../prod/db".
+func TestValidateResourcePaths(t *testing.T) {
+	for _, bad := range []string{"dev/../prod/db", "./prod/db", "prod//db", "/prod/db", "prod/db/", "prod/.", "..", ".env"} {
+		err := schemas.Validate("writ.request.requested.v1", requested().edit(t, "data.resource", bad))
+		assert.Error(t, err, bad)
+	}
+	for _, ok := range []string{"prod/db", "dev/x.y", "a"} {
+		assert.NoError(t, schemas.Validate("writ.request.requested.v1", requested().edit(t, "data.resource", ok)), ok)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -78,29 +79,75 @@ func (r Reader) fetch(ctx context.Context, filter string, from uint64, batch int
 			}
 			return nil, false, fmt.Errorf("store: read %s: %w", filter, err)
 		}
-		switch status := m.Header.Get("Status"); status {
-		case "":
-		case "204": // end of batch
-			pending, _ := strconv.ParseUint(m.Header.Get("Nats-Num-Pending"), 10, 64)
-			return out, pending > 0, nil
-		case "404": // nothing matches
-			return out, false, nil
-		case "503":
-			return nil, false, fmt.Errorf("%w: %s", ErrNoStream, r.Stream)
-		default:
-			return nil, false, fmt.Errorf("store: read %s: status %s %s", filter, status, m.Header.Get("Description"))
+		// A stored message comes back with the server's headers appended to
+		// the ones its publisher wrote, which may include forged copies of
+		// them (or a forged Status): only the last value of each is the
+		// server's, and only a message with a sequence is a stored one.
+		if len(m.Header.Values("Nats-Sequence")) == 0 {
+			switch status := last(m.Header, "Status"); status {
+			case "204": // end of batch
+				pending, _ := strconv.ParseUint(last(m.Header, "Nats-Num-Pending"), 10, 64)
+				return out, pending > 0, nil
+			case "404": // nothing matches
+				return out, false, nil
+			case "503":
+				return nil, false, fmt.Errorf("%w: %s", ErrNoStream, r.Stream)
+			default:
+				return nil, false, fmt.Errorf("store: read %s: status %q %s", filter, status, last(m.Header, "Description"))
+			}
 		}
-		seq, err := strconv.ParseUint(m.Header.Get("Nats-Sequence"), 10, 64)
+		seq, err := strconv.ParseUint(last(m.Header, "Nats-Sequence"), 10, 64)
 		if err != nil {
 			return nil, false, fmt.Errorf("store: read %s: bad sequence header", filter)
 		}
-		ts, _ := time.Parse(time.RFC3339Nano, m.Header.Get("Nats-Time-Stamp"))
-		out = append(out, events.Message{
-			Subject: m.Header.Get("Nats-Subject"),
-			Seq:     seq,
-			Time:    ts,
-			Header:  m.Header,
-			Body:    m.Data,
-		})
+		ts, err := time.Parse(time.RFC3339Nano, last(m.Header, "Nats-Time-Stamp"))
+		if err != nil {
+			return nil, false, fmt.Errorf("store: read %s: bad time stamp header", filter)
+		}
+		subject := last(m.Header, "Nats-Subject")
+		if !Matches(filter, subject) {
+			return nil, false, fmt.Errorf("store: read %s: the server returned %q", filter, subject)
+		}
+		hdr := nats.Header{}
+		for k, v := range m.Header {
+			if !serverHeaders[k] {
+				hdr[k] = v
+			}
+		}
+		out = append(out, events.Message{Subject: subject, Seq: seq, Time: ts, Header: hdr, Body: m.Data})
 	}
+}
+
+// serverHeaders are set by the server on a direct get; a publisher's copies
+// of them are dropped.
+var serverHeaders = map[string]bool{
+	"Nats-Stream": true, "Nats-Subject": true, "Nats-Sequence": true, "Nats-Time-Stamp": true,
+	"Nats-Num-Pending": true, "Nats-Last-Sequence": true, "Nats-UpTo-Sequence": true,
+	"Status": true, "Description": true,
+}
+
+func last(h nats.Header, key string) string {
+	if v := h.Values(key); len(v) > 0 {
+		return v[len(v)-1]
+	}
+	return ""
+}
+
+// Matches reports whether subject matches a NATS subject filter (with *
+// and > wildcards).
+func Matches(filter, subject string) bool {
+	f, s := strings.Split(filter, "."), strings.Split(subject, ".")
+	for i, tok := range f {
+		switch {
+		case tok == ">":
+			return len(s) > i
+		case i >= len(s):
+			return false
+		case tok != "*" && tok != s[i]:
+			return false
+		case s[i] == "":
+			return false
+		}
+	}
+	return len(f) == len(s)
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 	"github.com/stretchr/testify/assert"
@@ -98,4 +99,56 @@ func TestLoadFromAMissingStream(t *testing.T) {
 	r.Stream = "NOPE"
 	_, err := r.Load(t.Context(), "writ.>", 1)
 	assert.ErrorIs(t, err, store.ErrNoStream)
+}
+
+// A publisher can store headers named like the ones the server adds on a
+// direct get; the reader must believe only the server's.
+func TestLoadIgnoresForgedServerHeaders(t *testing.T) {
+	js, r := setup(t)
+	kp, _ := nkeys.CreateServer()
+	id := uuid.NewString()
+	filter := events.RequestFilter("acme", id)
+	first, _ := events.Seal(draft(id, 1), kp)
+	_, err := store.Append(t.Context(), js, "WRIT", first, 0, filter)
+	require.NoError(t, err)
+
+	forged := nats.NewMsg(events.Subject("acme", id, events.KindRefused))
+	forged.Data = []byte(`{}`)
+	forged.Header.Set("Nats-Subject", "writ.beta."+id+".evaluated")
+	forged.Header.Set("Nats-Sequence", "1")
+	forged.Header.Set("Nats-Time-Stamp", "2001-01-01T00:00:00Z")
+	forged.Header.Set("Status", "404")
+	ack, err := js.PublishMsg(t.Context(), forged)
+	require.NoError(t, err)
+	second, _ := events.Seal(draft(id, 2), kp)
+	_, err = store.Append(t.Context(), js, "WRIT", second, ack.Sequence, filter)
+	require.NoError(t, err)
+
+	msgs, err := r.Load(t.Context(), filter, 1)
+	require.NoError(t, err)
+	require.Len(t, msgs, 3, "a forged Status must not end the read")
+	m := msgs[1]
+	assert.Equal(t, ack.Sequence, m.Seq)
+	assert.Equal(t, events.Subject("acme", id, events.KindRefused), m.Subject)
+	assert.WithinDuration(t, time.Now(), m.Time, time.Minute)
+	for _, k := range []string{"Nats-Subject", "Nats-Sequence", "Nats-Time-Stamp", "Status"} {
+		assert.NotContains(t, m.Header, k)
+	}
+}
+
+func TestMatches(t *testing.T) {
+	for _, tc := range []struct {
+		filter, subject string
+		want            bool
+	}{
+		{"writ.acme.x.>", "writ.acme.x.requested", true},
+		{"writ.acme.x.>", "writ.acme.x", false},
+		{"writ.acme.x.>", "writ.beta.x.requested", false},
+		{"writ.*.x.requested", "writ.beta.x.requested", true},
+		{"writ.*.x.requested", "writ.beta.x.voted", false},
+		{"writ.*.x.requested", "writ.beta.x.requested.more", false},
+		{"writ.*.*.*", "writ..x.y", false},
+	} {
+		assert.Equal(t, tc.want, store.Matches(tc.filter, tc.subject), "%s ~ %s", tc.filter, tc.subject)
+	}
 }

@@ -65,6 +65,10 @@ func vote(ctx context.Context, name string, approve bool, args []string, stdout,
 	r, err = cl.Wait(wctx, domain, id, func(s request.State) bool {
 		return s.Answered[seq] != "" || !s.Status.IsPending()
 	})
+	if r == nil {
+		fmt.Fprintf(stdout, "vote on %s recorded at #%d; its outcome is not known yet (%v): writ audit replay --request %s\n", id, seq, err, id)
+		return nil
+	}
 	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}

@@ -48,7 +48,9 @@ func (c *conn) open() (*nats.Conn, *client.Client, error) {
 	url := c.server
 	stream := c.stream
 	trust := c.trust
+	maxBody := 0
 	if cfgErr == nil {
+		maxBody = cfg.Limits.MaxEventBytes
 		if url == "" {
 			url = "nats://" + cfg.Listen
 		}
@@ -80,7 +82,7 @@ func (c *conn) open() (*nats.Conn, *client.Client, error) {
 		}
 		return nil, nil, fmt.Errorf("connect to %s: %w", url, err)
 	}
-	cl, err := client.New(nc, client.Options{Stream: stream, Bundle: bundle})
+	cl, err := client.New(nc, client.Options{Stream: stream, Bundle: bundle, MaxBody: maxBody})
 	if err != nil {
 		nc.Close()
 		return nil, nil, err

@@ -68,7 +68,7 @@ func grantVerify(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("grant verify", "grant verify TOKEN|- [--domain D] [--action A] [--resource R] [--leeway 30s]", stderr)
 	dir := fs.String("dir", envOr("WRIT_HOME", defaultDir), "Writ directory whose trust bundle to use; env WRIT_HOME")
 	trust := fs.String("trust", "", "trust bundle (default: the Writ directory's)")
-	domain := fs.String("domain", "", "the domain the grant must be for (default: any trusted)")
+	domain := fs.String("domain", "", "the domain the grant must be for (default: the Writ directory's domain)")
 	action := fs.String("action", "", "the action the grant must allow")
 	resource := fs.String("resource", "", "the resource the grant must allow")
 	leeway := fs.Duration("leeway", issuer.DefaultLeeway, "clock skew tolerated on not-before and expiry (at most 5m)")
@@ -92,12 +92,17 @@ func grantVerify(args []string, stdout, stderr io.Writer) error {
 	}
 	token = strings.TrimSpace(token)
 	path := *trust
-	if path == "" {
+	if path == "" || *domain == "" {
 		cfg, err := config.Load(*dir)
 		if err != nil {
-			return fmt.Errorf("no trust bundle: no Writ setup in %s (%v); pass --trust", *dir, err)
+			return fmt.Errorf("no Writ setup in %s (%v): pass --trust and --domain", *dir, err)
 		}
-		path = cfg.Path(cfg.Trust)
+		if path == "" {
+			path = cfg.Path(cfg.Trust)
+		}
+		if *domain == "" {
+			*domain = cfg.Domain
+		}
 	}
 	bundle, err := identity.LoadBundle(path)
 	if err != nil {

@@ -29,6 +29,8 @@ type Options struct {
 	Flows    string // flows.json contents replacing the sample
 	Policies string // main.cedar contents replacing the sample
 	NoServe  bool   // do not start the pipeline
+	// MaxEventBytes replaces the configured limit on event bodies.
+	MaxEventBytes int
 }
 
 // Env is a running test installation.
@@ -61,6 +63,10 @@ func Start(t testing.TB, o Options) *Env {
 	}
 	cfg, err := config.Load(dir)
 	require.NoError(t, err)
+	if o.MaxEventBytes > 0 {
+		cfg.Limits.MaxEventBytes = o.MaxEventBytes
+		require.NoError(t, cfg.Save(dir))
+	}
 	rt, err := cfg.Open()
 	require.NoError(t, err)
 	e := &Env{T: t, Dir: dir, Store: filepath.Join(dir, "jetstream"), Runtime: rt, Logger: logger(t)}
@@ -90,7 +96,7 @@ func (e *Env) StartServer() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	require.NoError(t, pipeline.Ensure(ctx, nc, e.Runtime))
-	c, err := client.New(nc, client.Options{Bundle: e.Runtime.Bundle})
+	c, err := client.New(nc, client.Options{Bundle: e.Runtime.Bundle, MaxBody: e.Runtime.Config.Limits.MaxEventBytes})
 	require.NoError(t, err)
 	e.Server, e.NC, e.Client = s, nc, c
 }

@@ -1,0 +1,95 @@
+package client_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/writ-dev/writ/client"
+	"github.com/writ-dev/writ/events"
+	"github.com/writ-dev/writ/internal/writtest"
+	"github.com/writ-dev/writ/request"
+)
+
+func TestRequestRefusesAnUnclearResource(t *testing.T) {
+	e := writtest.Start(t, writtest.Options{NoServe: true})
+	for _, res := range []string{"dev/../prod/db", "", "/prod", "prod//db"} {
+		_, err := e.Client.Request(t.Context(), e.Identity("carol"), client.Spec{Domain: writtest.Domain, Action: "restart", Resource: res})
+		assert.ErrorIs(t, err, client.ErrInvalidSpec, res)
+	}
+}
+
+func TestFindLoadAndRequests(t *testing.T) {
+	e := writtest.Start(t, writtest.Options{})
+	a := e.Request("deploy-bot", client.Spec{Action: "deploy", Resource: "staging/web"})
+	b := e.Request("carol", client.Spec{Action: "drop-database", Resource: "prod/db"})
+	e.Settle(a)
+	e.Settle(b)
+
+	d, err := e.Client.Find(t.Context(), b)
+	require.NoError(t, err)
+	assert.Equal(t, writtest.Domain, d)
+	_, err = e.Client.Find(t.Context(), "0195a7a0-0000-7000-8000-000000000000")
+	assert.ErrorIs(t, err, client.ErrNotFound)
+	_, err = e.Client.Find(t.Context(), "not-an-id")
+	assert.Error(t, err)
+	_, err = e.Client.Load(t.Context(), writtest.Domain, "0195a7a0-0000-7000-8000-000000000000")
+	assert.ErrorIs(t, err, client.ErrNotFound)
+
+	var seen []string
+	require.NoError(t, e.Client.Requests(t.Context(), "", func(r *client.Request) error {
+		seen = append(seen, r.State.ID+" "+r.State.Status.String())
+		return nil
+	}))
+	assert.Equal(t, []string{a + " granted", b + " denied"}, seen, "in the order they were made")
+
+	var kinds []string
+	require.NoError(t, e.Client.Replay(t.Context(), events.RequestFilter(writtest.Domain, a), func(r events.Record) error {
+		assert.True(t, r.Valid(), r.Err)
+		kinds = append(kinds, r.Kind.String())
+		return nil
+	}))
+	assert.Equal(t, []string{"requested", "evaluated", "granted"}, kinds)
+}
+
+func TestPendingAndVote(t *testing.T) {
+	e := writtest.Start(t, writtest.Options{})
+	id := e.Request("carol", client.Spec{Action: "restart", Resource: "prod/db", Reason: "stuck"})
+	e.Pending(id)
+	alice, carol := e.Identity("alice"), e.Identity("carol")
+
+	pending, err := e.Client.Pending(t.Context(), "", alice.Principal)
+	require.NoError(t, err)
+	require.Len(t, pending, 1)
+	assert.Equal(t, id, pending[0].State.ID)
+	mine, err := e.Client.Pending(t.Context(), writtest.Domain, carol.Principal)
+	require.NoError(t, err)
+	assert.Empty(t, mine, "nobody is asked to answer their own request")
+
+	e.Vote("alice", id, true, "")
+	pending, err = e.Client.Pending(t.Context(), "", alice.Principal)
+	require.NoError(t, err)
+	assert.Empty(t, pending, "answered")
+
+	e.Vote("bob", id, false, "not now")
+	e.Settle(id)
+	_, err = e.Client.Vote(t.Context(), e.Identity("bob"), writtest.Domain, id, client.Vote{Approve: true})
+	assert.ErrorIs(t, err, client.ErrNotPending)
+}
+
+// The client judges events by the pipeline's size limit, not its own default.
+func TestClientUsesThePipelinesBodyLimit(t *testing.T) {
+	e := writtest.Start(t, writtest.Options{MaxEventBytes: 256 << 10})
+	big := strings.Repeat("x", 1000)
+	params := map[string]string{}
+	for i := range 64 {
+		params["p"+strings.Repeat("a", i%10)+string(rune('a'+i%26))+string(rune('a'+i/26))] = big
+	}
+	id := e.Request("deploy-bot", client.Spec{Action: "deploy", Resource: "staging/web", Params: params})
+	r := e.Await(id, 20*time.Second, client.Settled)
+	assert.Equal(t, request.StatusGranted, r.State.Status)
+	assert.Greater(t, len(r.Records[0].Body), 64<<10)
+}
