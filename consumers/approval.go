@@ -136,17 +136,15 @@ type timerBody struct {
 // schedule makes the timer stream fire the request's deadline. It is
 // idempotent: one schedule subject and one message id per request.
 func (a *Approval) schedule(ctx context.Context, st request.State) error {
-	at := st.Evaluation.ExpiresAt.UTC().Truncate(time.Second)
-	if at.Before(*st.Evaluation.ExpiresAt) {
-		at = at.Add(time.Second)
-	}
+	// The server parses @at times as RFC 3339, fractions of a second included.
+	at := st.Evaluation.ExpiresAt.UTC()
 	body, _ := json.Marshal(timerBody{Domain: st.Domain, RequestID: st.ID, At: at})
 	msg := &nats.Msg{Subject: scheduleSubject(st.Domain, st.ID), Data: body, Header: nats.Header{}}
-	msg.Header.Set("Nats-Schedule", "@at "+at.Format(time.RFC3339))
+	msg.Header.Set("Nats-Schedule", "@at "+at.Format(time.RFC3339Nano))
 	msg.Header.Set("Nats-Schedule-Target", fireSubject(st.Domain, st.ID))
 	// Keyed like event ids, so that nobody else can take this id first and
 	// have the real schedule dropped as a duplicate.
-	tag, err := events.KeyedTag(a.c.key, st.ID+".deadline\x00"+at.Format(time.RFC3339))
+	tag, err := events.KeyedTag(a.c.key, st.ID+".deadline\x00"+at.Format(time.RFC3339Nano))
 	if err != nil {
 		return err
 	}

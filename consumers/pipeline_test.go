@@ -109,7 +109,8 @@ func TestPendingRequestExpires(t *testing.T) {
 	assert.Equal(t, []string{"requested", "evaluated", "voted", "expired"}, writtest.Kinds(r))
 	expiredAt := r.Records[3].Envelope.Time
 	assert.False(t, expiredAt.Before(deadline), "never expired early")
-	assert.Less(t, expiredAt.Sub(deadline), 2*time.Second, "fired within a second or so of the deadline")
+	assert.Less(t, expiredAt.Sub(deadline), time.Second, "fired within a second of the deadline")
+	t.Logf("expired %s after the deadline", expiredAt.Sub(deadline))
 	assert.Nil(t, r.State.Grant)
 
 	// The timer stream keeps only timers still to fire.
