@@ -69,6 +69,9 @@ type Keys struct {
 	Approval   string `json:"approval"`
 	Issuer     string `json:"issuer"`
 	IssuerXKey string `json:"issuer_xkey"`
+	// Redeemer is the key of this domain's grant-consuming services (the
+	// sample target service and `writ grant redeem` use it).
+	Redeemer string `json:"redeemer,omitempty"`
 }
 
 // Grants bound grant lifetimes.
@@ -92,7 +95,7 @@ func Default(domain string) Config {
 		Stream:   Stream{Name: "WRIT", Timers: "WRIT_TIMERS", Replicas: 1, Duplicates: Duration(24 * time.Hour)},
 		Keys: Keys{
 			Policy: "keys/policy.nk", Approval: "keys/approval.nk",
-			Issuer: "keys/issuer.nk", IssuerXKey: "keys/issuer.xk",
+			Issuer: "keys/issuer.nk", IssuerXKey: "keys/issuer.xk", Redeemer: "keys/redeemer.nk",
 		},
 		Trust:    "trust.json",
 		Policies: "policies",

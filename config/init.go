@@ -61,6 +61,7 @@ func Init(dir, domain string) (*Config, error) {
 	d := &identity.Domain{Accounts: []string{accountPub}, Components: map[identity.Role][]string{}}
 	for role, path := range map[identity.Role]string{
 		identity.RolePolicy: c.Keys.Policy, identity.RoleApproval: c.Keys.Approval, identity.RoleIssuer: c.Keys.Issuer,
+		identity.RoleRedeemer: c.Keys.Redeemer,
 	} {
 		kp, err := nkeys.CreateServer()
 		if err != nil {
@@ -128,6 +129,7 @@ type Runtime struct {
 	ApprovalKey nkeys.KeyPair
 	IssuerKey   nkeys.KeyPair
 	IssuerXKey  nkeys.KeyPair
+	RedeemerKey nkeys.KeyPair // nil when the configuration names none
 	Policies    *policy.Set
 	Flows       *policy.Flows
 }
@@ -147,6 +149,11 @@ func (c *Config) Open() (*Runtime, error) {
 		dst  *nkeys.KeyPair
 	}{{c.Keys.Policy, &r.PolicyKey}, {c.Keys.Approval, &r.ApprovalKey}, {c.Keys.Issuer, &r.IssuerKey}, {c.Keys.IssuerXKey, &r.IssuerXKey}} {
 		if *k.dst, err = identity.LoadSeed(c.Path(k.path)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.Keys.Redeemer != "" {
+		if r.RedeemerKey, err = identity.LoadSeed(c.Path(c.Keys.Redeemer)); err != nil {
 			errs = append(errs, err)
 		}
 	}

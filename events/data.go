@@ -143,3 +143,29 @@ type Granted struct {
 	Evidence   string    `json:"evidence"` // digest of the last event before the grant
 	BreakGlass bool      `json:"break_glass,omitempty"`
 }
+
+// Redemption outcomes.
+const (
+	RedemptionRedeemed = "redeemed"
+	RedemptionRefused  = "refused"
+)
+
+// Redeemed records an attempt to redeem a grant at its target domain: the
+// one that consumed it, or one that was refused, with the reason.
+type Redeemed struct {
+	Prev      string `json:"prev"`
+	Outcome   string `json:"outcome"` // redeemed | refused
+	Code      string `json:"code,omitempty"`
+	Reason    string `json:"reason,omitempty"`
+	TokenHash string `json:"token_hash"`
+	Holder    string `json:"holder,omitempty"` // who presented it, when known
+	Service   string `json:"service,omitempty"` // the redeeming service's name
+}
+
+// Revoked withdraws a request or its grant; nothing is granted or redeemed
+// after it.
+type Revoked struct {
+	Prev   string       `json:"prev"`
+	By     PrincipalRef `json:"by"`
+	Reason string       `json:"reason"`
+}

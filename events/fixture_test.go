@@ -26,6 +26,7 @@ type fixture struct {
 
 	acct, otherAcct                nkeys.KeyPair
 	policy, approval, issuer       nkeys.KeyPair // acme's components
+	redeemer                       nkeys.KeyPair // acme's grant-consuming service
 	otherPolicy, otherIssuer       nkeys.KeyPair // other's components
 	stranger                       nkeys.KeyPair // a server key no domain trusts
 	holderXKey                     string
@@ -78,6 +79,7 @@ func newFixture(t testing.TB) *fixture {
 		policy:      mustKey(t, nkeys.CreateServer),
 		approval:    mustKey(t, nkeys.CreateServer),
 		issuer:      mustKey(t, nkeys.CreateServer),
+		redeemer:    mustKey(t, nkeys.CreateServer),
 		otherPolicy: mustKey(t, nkeys.CreateServer),
 		otherIssuer: mustKey(t, nkeys.CreateServer),
 		stranger:    mustKey(t, nkeys.CreateServer),
@@ -91,6 +93,7 @@ func newFixture(t testing.TB) *fixture {
 				identity.RolePolicy:   {pub(t, f.policy)},
 				identity.RoleApproval: {pub(t, f.approval)},
 				identity.RoleIssuer:   {pub(t, f.issuer)},
+				identity.RoleRedeemer: {pub(t, f.redeemer)},
 			},
 		},
 		"other": {
@@ -201,6 +204,10 @@ func (f *fixture) sample(k events.Kind) any {
 		}
 	case events.KindRefused:
 		return &events.Refused{Prev: d1, RefSeq: 4, RefKind: "voted", RefSigner: f.alice.Principal.Key, Code: "duplicate-vote", Reason: "request: voter has already answered"}
+	case events.KindRedeemed:
+		return &events.Redeemed{Prev: d1, Outcome: events.RedemptionRedeemed, TokenHash: d2, Holder: f.alice.Principal.Key, Service: "db-operator"}
+	case events.KindRevoked:
+		return &events.Revoked{Prev: d1, By: bob, Reason: "wrong database"}
 	}
 	return nil
 }
@@ -220,6 +227,8 @@ func (f *fixture) signer(k events.Kind) nkeys.KeyPair {
 		return f.policy
 	case identity.RoleApproval:
 		return f.approval
+	case identity.RoleRedeemer:
+		return f.redeemer
 	}
 	return f.issuer
 }
@@ -228,6 +237,7 @@ func (f *fixture) signer(k events.Kind) nkeys.KeyPair {
 var allKinds = []events.Kind{
 	events.KindRequested, events.KindRejected, events.KindEvaluated, events.KindVoted,
 	events.KindApproved, events.KindDenied, events.KindExpired, events.KindGranted, events.KindRefused,
+	events.KindRedeemed, events.KindRevoked,
 }
 
 // seal signs data as an acme event of kind k with kp and returns the stored message.

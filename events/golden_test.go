@@ -114,25 +114,8 @@ func TestSealedEventsMatchSchema(t *testing.T) {
 }
 
 func newData(k events.Kind) any {
-	switch k {
-	case events.KindRequested:
-		return new(events.Requested)
-	case events.KindRejected:
-		return new(events.Rejected)
-	case events.KindEvaluated:
-		return new(events.Evaluated)
-	case events.KindVoted:
-		return new(events.Voted)
-	case events.KindApproved:
-		return new(events.Approved)
-	case events.KindDenied:
-		return new(events.Denied)
-	case events.KindExpired:
-		return new(events.Expired)
-	case events.KindGranted:
-		return new(events.Granted)
-	case events.KindRefused:
-		return new(events.Refused)
+	if v := events.NewData(k); v != nil {
+		return v
 	}
 	panic("no data type for " + k.String())
 }

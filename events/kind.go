@@ -17,6 +17,8 @@ const (
 	KindExpired
 	KindGranted
 	KindRefused
+	KindRedeemed
+	KindRevoked
 )
 
 var kindNames = [...]string{
@@ -30,6 +32,8 @@ var kindNames = [...]string{
 	KindExpired:   "expired",
 	KindGranted:   "granted",
 	KindRefused:   "refused",
+	KindRedeemed:  "redeemed",
+	KindRevoked:   "revoked",
 }
 
 // The CloudEvents types, one per kind and version. These are the wire names;
@@ -44,6 +48,8 @@ const (
 	TypeExpired   = "writ.request.expired.v1"
 	TypeGranted   = "writ.request.granted.v1"
 	TypeRefused   = "writ.request.refused.v1"
+	TypeRedeemed  = "writ.request.redeemed.v1"
+	TypeRevoked   = "writ.request.revoked.v1"
 )
 
 var kindTypes = [...]string{
@@ -56,6 +62,8 @@ var kindTypes = [...]string{
 	KindExpired:   TypeExpired,
 	KindGranted:   TypeGranted,
 	KindRefused:   TypeRefused,
+	KindRedeemed:  TypeRedeemed,
+	KindRevoked:   TypeRevoked,
 }
 
 // String returns the subject token of the kind.

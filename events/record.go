@@ -171,32 +171,47 @@ func RoleFor(k Kind) identity.Role {
 		return identity.RoleApproval
 	case KindGranted:
 		return identity.RoleIssuer
+	case KindRedeemed:
+		return identity.RoleRedeemer
+	case KindRevoked:
+		return identity.RoleApproval
 	}
 	return ""
 }
 
-func decodeData(k Kind, raw json.RawMessage) (any, error) {
-	var v any
+// NewData returns a new, empty value of the data type of kind k (a
+// *Requested for KindRequested, …), or nil for a kind without one.
+func NewData(k Kind) any {
 	switch k {
 	case KindRequested:
-		v = new(Requested)
+		return new(Requested)
 	case KindRejected:
-		v = new(Rejected)
+		return new(Rejected)
 	case KindEvaluated:
-		v = new(Evaluated)
+		return new(Evaluated)
 	case KindVoted:
-		v = new(Voted)
+		return new(Voted)
 	case KindApproved:
-		v = new(Approved)
+		return new(Approved)
 	case KindDenied:
-		v = new(Denied)
+		return new(Denied)
 	case KindExpired:
-		v = new(Expired)
+		return new(Expired)
 	case KindGranted:
-		v = new(Granted)
+		return new(Granted)
 	case KindRefused:
-		v = new(Refused)
-	default:
+		return new(Refused)
+	case KindRedeemed:
+		return new(Redeemed)
+	case KindRevoked:
+		return new(Revoked)
+	}
+	return nil
+}
+
+func decodeData(k Kind, raw json.RawMessage) (any, error) {
+	v := NewData(k)
+	if v == nil {
 		return nil, fmt.Errorf("no data type for %v", k)
 	}
 	if err := json.Unmarshal(raw, v); err != nil {

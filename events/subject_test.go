@@ -25,6 +25,8 @@ func TestKind(t *testing.T) {
 		{events.KindExpired, "expired", events.TypeExpired, false},
 		{events.KindGranted, "granted", events.TypeGranted, false},
 		{events.KindRefused, "refused", events.TypeRefused, false},
+		{events.KindRedeemed, "redeemed", events.TypeRedeemed, false},
+		{events.KindRevoked, "revoked", events.TypeRevoked, false},
 	}
 	require.Len(t, tests, len(allKinds))
 	for _, tt := range tests {

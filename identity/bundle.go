@@ -19,10 +19,11 @@ const (
 	RolePolicy   Role = "policy"
 	RoleApproval Role = "approval"
 	RoleIssuer   Role = "issuer"
+	RoleRedeemer Role = "redeemer" // a target domain's service that consumes grants
 )
 
 // Roles lists every known role, in pipeline order.
-var Roles = []Role{RolePolicy, RoleApproval, RoleIssuer}
+var Roles = []Role{RolePolicy, RoleApproval, RoleIssuer, RoleRedeemer}
 
 // ParseRole returns the role named s.
 func ParseRole(s string) (Role, error) {

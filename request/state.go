@@ -53,6 +53,8 @@ type State struct {
 	Rejection  *events.Rejected
 	DecidedAt  time.Time
 	Grant      *events.Granted
+	RedeemedAt time.Time
+	Revocation *events.Revoked
 
 	// Answered maps the sequence of each message a component has already
 	// rejected or refused to the reason code, so it is answered once.
@@ -102,6 +104,10 @@ func prevOf(data any) string {
 		return d.Prev
 	case *events.Refused:
 		return d.Prev
+	case *events.Redeemed:
+		return d.Prev
+	case *events.Revoked:
+		return d.Prev
 	}
 	return ""
 }
@@ -127,7 +133,11 @@ func Apply(s State, r events.Record) (State, error) {
 		s.answer(d.RefSeq, d.Code)
 		return s, nil
 	}
-	if s.Status.IsTerminal() {
+	if d, ok := r.Data.(*events.Redeemed); ok && d.Outcome == events.RedemptionRefused {
+		return s, nil // a refused attempt is on record and changes nothing
+	}
+	afterGrant := r.Kind == events.KindRedeemed || r.Kind == events.KindRevoked
+	if s.Status.IsClosed() || (s.Status.IsTerminal() && !(s.Status == StatusGranted && afterGrant)) {
 		return s, fmt.Errorf("%w (%s)", ErrClosed, s.Status)
 	}
 	switch d := r.Data.(type) {
@@ -206,6 +216,19 @@ func Apply(s State, r events.Record) (State, error) {
 		if s.DecidedAt.IsZero() {
 			s.DecidedAt = r.Envelope.Time
 		}
+	case *events.Redeemed:
+		if s.Status != StatusGranted {
+			return s, fmt.Errorf("%w: redeemed in %s", ErrIllegal, s.Status)
+		}
+		if d.TokenHash != s.Grant.TokenHash {
+			return s, fmt.Errorf("%w: redeemed a token this request was not granted", ErrUnjustified)
+		}
+		s.Status, s.RedeemedAt = StatusRedeemed, At(r)
+	case *events.Revoked:
+		if s.Status == StatusNone {
+			return s, fmt.Errorf("%w: revoked before any request", ErrIllegal)
+		}
+		s.Status, s.Revocation = StatusRevoked, d
 	default:
 		return s, fmt.Errorf("%w: %s", ErrIllegal, r.Kind)
 	}

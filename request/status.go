@@ -16,9 +16,11 @@ const (
 	StatusRejected
 	StatusDenied
 	StatusExpired
+	StatusRedeemed // the grant was used, once
+	StatusRevoked  // withdrawn before it was used
 )
 
-var statusNames = [...]string{"none", "requested", "pending", "allowed", "approved", "granted", "rejected", "denied", "expired"}
+var statusNames = [...]string{"none", "requested", "pending", "allowed", "approved", "granted", "rejected", "denied", "expired", "redeemed", "revoked"}
 
 func (s Status) String() string {
 	if int(s) < len(statusNames) {
@@ -37,9 +39,16 @@ func ParseStatus(s string) (Status, error) {
 	return StatusNone, fmt.Errorf("request: unknown status %q", s)
 }
 
-// IsTerminal reports whether nothing can change the request any more.
+// IsTerminal reports whether the request is decided for good: no further
+// decision can be made. A granted request can still be redeemed or revoked
+// (see IsClosed).
 func (s Status) IsTerminal() bool {
-	return s == StatusGranted || s == StatusRejected || s == StatusDenied || s == StatusExpired
+	return s == StatusGranted || s.IsClosed() || s == StatusRejected || s == StatusDenied || s == StatusExpired
+}
+
+// IsClosed reports whether nothing at all can change the request any more.
+func (s Status) IsClosed() bool {
+	return s == StatusRedeemed || s == StatusRevoked || s == StatusRejected || s == StatusDenied || s == StatusExpired
 }
 
 // IsPending reports whether the request waits for approvers.
