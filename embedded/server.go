@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -20,6 +21,88 @@ type Options struct {
 	SyncAlways bool   // fsync every write (production durability; slower)
 	Name       string
 	Logger     *slog.Logger // server log lines at debug level and above; nil: silent
+
+	// JetStreamDomain names this server's JetStream domain, so that other
+	// servers reach its streams as $JS.<domain>.API across leafnodes.
+	JetStreamDomain string
+	// Leaf links this server to other domains' servers. Nil: no leafnodes.
+	Leaf *Leaf
+}
+
+// LeafUser is the user a spoke of domain d authenticates as on a hub.
+func LeafUser(domain string) string { return "writ-leaf-" + domain }
+
+// Leaf is the leafnode side of federation: a hub listens for other
+// domains' servers, a spoke connects to hubs. Only what must cross does:
+// requests and votes into any domain, every domain's events out to
+// requesters who wait for them, direct reads of a domain's history, and
+// replies; never timers, and never another domain's component events into
+// this one.
+type Leaf struct {
+	Domain  string            // this server's Writ domain
+	Listen  string            // hub: leafnode listen address, loopback
+	Spokes  map[string]string // hub: spoke domain → the secret it presents as LeafUser(domain)
+	Remotes []string          // spoke: hub URLs, nats-leaf://writ-leaf-DOMAIN:SECRET@host:port
+	Others  []string          // spoke: the other domains it trusts, whose component events it never forwards
+}
+
+// componentKinds are the event kinds only a domain's own components emit.
+var componentKinds = []string{"rejected", "evaluated", "approved", "denied", "expired", "granted", "refused", "redeemed", "revoked"}
+
+func (l *Leaf) options(o *server.Options) error {
+	if l.Listen != "" {
+		host, port, err := net.SplitHostPort(l.Listen)
+		if err != nil {
+			return fmt.Errorf("embedded: leafnode listen %q: %w", l.Listen, err)
+		}
+		if !IsLoopback(host) {
+			return fmt.Errorf("%w: leafnode listen %q", ErrNotLoopback, l.Listen)
+		}
+		p, err := strconv.Atoi(port)
+		if err != nil {
+			return fmt.Errorf("embedded: leafnode listen %q: %w", l.Listen, err)
+		}
+		if len(l.Spokes) == 0 {
+			return errors.New("embedded: a leafnode hub needs its spokes' domains and secrets")
+		}
+		o.LeafNode.Host, o.LeafNode.Port = host, p
+		// nats-server 2.15 applies no permissions to leafnode users (only
+		// to server users, which would put every local client behind
+		// authentication): what crosses is limited on the spokes' side,
+		// and what a spoke's operator could still inject is refused by
+		// the signature and entitlement checks.
+		for d, secret := range l.Spokes {
+			if secret == "" {
+				return fmt.Errorf("embedded: spoke %q has no secret", d)
+			}
+			o.LeafNode.Users = append(o.LeafNode.Users, &server.User{Username: LeafUser(d), Password: secret})
+		}
+	}
+	for _, r := range l.Remotes {
+		u, err := url.Parse(r)
+		if err != nil {
+			return fmt.Errorf("embedded: leafnode remote %q: %w", r, err)
+		}
+		// Timers never cross. Out: never another trusted domain's
+		// component events (only that domain's own components emit them).
+		// In, this domain's own component events would be refused too, but
+		// a deny there also stops the hub's interest in writ.<domain>.>,
+		// so requesters on the hub would hear of this domain's decisions
+		// only by polling: those are left to the signature and entitlement
+		// checks, which refuse and record anything forged.
+		imports, exports := []string{"writ-timers.>"}, []string{"writ-timers.>"}
+		for _, k := range componentKinds {
+			for _, d := range l.Others {
+				exports = append(exports, "writ."+d+".*."+k)
+			}
+		}
+		o.LeafNode.Remotes = append(o.LeafNode.Remotes, &server.RemoteLeafOpts{
+			URLs:        []*url.URL{u},
+			DenyImports: imports,
+			DenyExports: exports,
+		})
+	}
+	return nil
 }
 
 // ErrNotLoopback is returned for a listen host other than a loopback address.
@@ -80,6 +163,12 @@ func Start(o Options) (*Server, error) {
 		// Writ events are small; a larger body is refused by the checker,
 		// but must reach it to be recorded.
 		MaxPayload: 1 << 20,
+	}
+	opts.JetStreamDomain = o.JetStreamDomain
+	if o.Leaf != nil {
+		if err := o.Leaf.options(opts); err != nil {
+			return nil, err
+		}
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
