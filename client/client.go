@@ -25,6 +25,11 @@ type Options struct {
 	Stream string           // default WRIT
 	Bundle *identity.Bundle // the keys the client trusts when it reads events
 	Clock  func() time.Time // default time.Now
+	// Home is the domain whose NATS the connection is on. Other domains'
+	// streams are read in their own JetStream domain, named as the domain,
+	// across leafnodes. "" reads every domain through the connection's own
+	// JetStream (a single server or cluster holding every domain).
+	Home string
 	// MaxBody is the pipeline's limit on event bodies (its
 	// limits.max_event_bytes); default events.DefaultMaxBody. The client
 	// judges events by the same rule as the pipeline.
@@ -36,6 +41,7 @@ type Client struct {
 	nc      *nats.Conn
 	js      jetstream.JetStream
 	stream  string
+	home    string
 	reader  store.Reader
 	checker events.Checker
 	clock   func() time.Time
@@ -63,7 +69,7 @@ func New(nc *nats.Conn, o Options) (*Client, error) {
 		return nil, err
 	}
 	return &Client{
-		nc: nc, js: js, stream: o.Stream,
+		nc: nc, js: js, stream: o.Stream, home: o.Home,
 		reader:  store.Reader{NC: nc, Stream: o.Stream},
 		checker: events.Checker{Bundle: o.Bundle, MaxBody: o.MaxBody},
 		clock:   o.Clock,
@@ -140,7 +146,7 @@ type Request struct {
 
 // Load reads and folds a request's history.
 func (c *Client) Load(ctx context.Context, domain, id string) (*Request, error) {
-	msgs, err := c.reader.Load(ctx, events.RequestFilter(domain, id), 1)
+	msgs, err := c.readerFor(domain).Load(ctx, events.RequestFilter(domain, id), 1)
 	if err != nil {
 		return nil, err
 	}
@@ -154,6 +160,16 @@ func (c *Client) Load(ctx context.Context, domain, id string) (*Request, error) 
 	}
 	r.State, r.Errs = request.Fold(r.Records)
 	return r, nil
+}
+
+// readerFor reads domain's stream: through the connection's own JetStream
+// for the home domain, through the domain's JetStream domain otherwise.
+func (c *Client) readerFor(domain string) store.Reader {
+	r := c.reader
+	if c.home != "" && domain != c.home && domain != "*" {
+		r.APIPrefix = store.DomainAPI(domain)
+	}
+	return r
 }
 
 // Find returns the domain a request id belongs to.

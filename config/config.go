@@ -38,20 +38,32 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 
 // Config is what `writ serve` runs. Paths are relative to the file's directory.
 type Config struct {
-	Domain     string   `json:"domain"`
-	Listen     string   `json:"listen"`    // embedded server address, loopback
-	StoreDir   string   `json:"store_dir"` // embedded JetStream store
-	SyncAlways bool     `json:"sync_always"`
-	Stream     Stream   `json:"stream"`
-	Keys       Keys     `json:"keys"`
-	Trust      string   `json:"trust"`
-	Policies   string   `json:"policies"` // a directory of .cedar files
-	Flows      string   `json:"flows"`
-	Grants     Grants   `json:"grants"`
-	Limits     Limits   `json:"limits"`
-	Creds      string   `json:"creds,omitempty"` // creds to connect to an external NATS
-	Components []string `json:"components,omitempty"`
+	Domain     string      `json:"domain"`
+	Listen     string      `json:"listen"`    // embedded server address, loopback
+	StoreDir   string      `json:"store_dir"` // embedded JetStream store
+	SyncAlways bool        `json:"sync_always"`
+	Stream     Stream      `json:"stream"`
+	Keys       Keys        `json:"keys"`
+	Trust      string      `json:"trust"`
+	Policies   string      `json:"policies"` // a directory of .cedar files
+	Flows      string      `json:"flows"`
+	Grants     Grants      `json:"grants"`
+	Limits     Limits      `json:"limits"`
+	Creds      string      `json:"creds,omitempty"` // creds to connect to an external NATS
+	Federation *Federation `json:"federation,omitempty"`
+	Components []string    `json:"components,omitempty"`
 	dir        string
+}
+
+// Federation links this domain's embedded NATS to other domains' over
+// leafnodes, hub and spokes. Each server is its own JetStream domain, named
+// as its Writ domain.
+type Federation struct {
+	// Hub: where spokes connect, and the secret each spoke domain presents.
+	Listen string            `json:"listen,omitempty"`
+	Spokes map[string]string `json:"spokes,omitempty"`
+	// Spoke: the hubs to connect to (nats-leaf://writ-leaf-<domain>:<secret>@host:port).
+	Remotes []string `json:"remotes,omitempty"`
 }
 
 // Stream configures the audit and timer streams.
@@ -150,6 +162,19 @@ func (c *Config) Validate() error {
 	}
 	if c.Limits.MaxEventBytes < 1024 || c.Limits.MaxEventBytes > 1<<20 {
 		errs = append(errs, errors.New("limits.max_event_bytes must be 1 KiB to 1 MiB"))
+	}
+	if f := c.Federation; f != nil {
+		if f.Listen == "" && len(f.Remotes) == 0 {
+			errs = append(errs, errors.New("federation: neither a hub (listen) nor a spoke (remotes)"))
+		}
+		if f.Listen != "" && len(f.Spokes) == 0 {
+			errs = append(errs, errors.New("federation: a hub needs its spokes' domains and secrets"))
+		}
+		for d, secret := range f.Spokes {
+			if !identity.ValidDomainName(d) || len(secret) < 16 {
+				errs = append(errs, fmt.Errorf("federation: spoke %q needs a domain name and a secret of 16 characters or more", d))
+			}
+		}
 	}
 	for name, p := range map[string]string{"keys.policy": c.Keys.Policy, "keys.approval": c.Keys.Approval,
 		"keys.issuer": c.Keys.Issuer, "keys.issuer_xkey": c.Keys.IssuerXKey, "trust": c.Trust,

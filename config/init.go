@@ -6,11 +6,13 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nkeys"
 
+	"github.com/writ-dev/writ/embedded"
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/policy"
 )
@@ -226,3 +228,21 @@ const sampleFlows = `{
   }
 }
 `
+
+// Leaf is the leafnode configuration of the embedded server, or nil when
+// the domain does not federate. A spoke never forwards the component
+// events of the other domains it trusts.
+func (r *Runtime) Leaf() *embedded.Leaf {
+	f := r.Config.Federation
+	if f == nil {
+		return nil
+	}
+	var others []string
+	for d := range r.Bundle.Domains {
+		if d != r.Config.Domain {
+			others = append(others, d)
+		}
+	}
+	sort.Strings(others)
+	return &embedded.Leaf{Domain: r.Config.Domain, Listen: f.Listen, Spokes: f.Spokes, Remotes: f.Remotes, Others: others}
+}

@@ -50,7 +50,7 @@ func (a *Approval) Run(ctx context.Context) error {
 		return consume(ctx, a.c.js, a.c.env.Streams.Name, cfg, a.c.env.Workers, a.c.log, a.handle)
 	})
 	g.Go(func() error {
-		cfg := durableConfig(DurableTimers+d+a.c.env.DurableSuffix, timerPrefix+".fire."+d+".>")
+		cfg := durableConfig(DurableTimers+d+a.c.env.DurableSuffix, fireFilter(d))
 		return consume(ctx, a.c.js, a.c.env.Streams.Timers, cfg, a.c.env.Workers, a.c.log, a.handleTimer)
 	})
 	g.Go(func() error { return a.sweep(ctx) })
@@ -159,10 +159,10 @@ func (a *Approval) schedule(ctx context.Context, st request.State) error {
 // call: what happens is decided from the history and the clock.
 func (a *Approval) handleTimer(ctx context.Context, m jetstream.Msg) error {
 	parts := strings.Split(m.Subject(), ".")
-	if len(parts) != 4 {
+	if len(parts) != 4 || parts[1] != a.c.env.Domain {
 		return &terminate{reason: "malformed timer subject"}
 	}
-	domain, id := parts[2], parts[3]
+	domain, id := parts[1], parts[3]
 	var early time.Duration
 	err := a.c.react(ctx, domain, id, 0, func(_ context.Context, h *history, _ events.Record) (*effect, error) {
 		if h.state.Status.IsPending() {

@@ -63,6 +63,7 @@ func (e *Env) Validate() error {
 	if e.Bundle == nil || e.Bundle.Domains[e.Domain] == nil {
 		errs = append(errs, fmt.Errorf("the trust bundle does not list domain %q", e.Domain))
 	}
+	e.Streams.Domain = e.Domain
 	e.Streams.defaults()
 	if e.Clock == nil {
 		e.Clock = time.Now

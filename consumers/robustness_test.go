@@ -644,7 +644,7 @@ var weakenings = []struct {
 }
 
 func TestCheckAuditStreamRefusesWeakened(t *testing.T) {
-	want := consumers.AuditStreamConfig(consumers.StreamConfig{})
+	want := consumers.AuditStreamConfig(consumers.StreamConfig{Domain: writtest.Domain})
 	require.NoError(t, consumers.CheckAuditStream(want, want))
 	for _, tc := range weakenings {
 		t.Run(tc.name, func(t *testing.T) {
@@ -662,12 +662,12 @@ func TestEnsureStreamsRefusesWeakened(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := t.Context()
 			js := bareServer(t)
-			weak := consumers.AuditStreamConfig(consumers.StreamConfig{})
+			weak := consumers.AuditStreamConfig(consumers.StreamConfig{Domain: writtest.Domain})
 			tc.weaken(&weak)
 			_, err := js.CreateStream(ctx, weak)
 			require.NoError(t, err, "the server must accept the weakened stream for the test to mean anything")
 
-			err = consumers.EnsureStreams(ctx, js, consumers.StreamConfig{})
+			err = consumers.EnsureStreams(ctx, js, consumers.StreamConfig{Domain: writtest.Domain})
 			assert.ErrorIs(t, err, consumers.ErrWeakened)
 		})
 	}
@@ -675,21 +675,21 @@ func TestEnsureStreamsRefusesWeakened(t *testing.T) {
 	t.Run("a sound stream passes, twice", func(t *testing.T) {
 		ctx := t.Context()
 		js := bareServer(t)
-		require.NoError(t, consumers.EnsureStreams(ctx, js, consumers.StreamConfig{}))
-		require.NoError(t, consumers.EnsureStreams(ctx, js, consumers.StreamConfig{}))
+		require.NoError(t, consumers.EnsureStreams(ctx, js, consumers.StreamConfig{Domain: writtest.Domain}))
+		require.NoError(t, consumers.EnsureStreams(ctx, js, consumers.StreamConfig{Domain: writtest.Domain}))
 	})
 
 	t.Run("weakened in place after creation", func(t *testing.T) {
 		ctx := t.Context()
 		js := bareServer(t)
-		require.NoError(t, consumers.EnsureStreams(ctx, js, consumers.StreamConfig{}))
+		require.NoError(t, consumers.EnsureStreams(ctx, js, consumers.StreamConfig{Domain: writtest.Domain}))
 		// The server lets an administrator turn on per-message TTLs, which
 		// would let a publisher make its events vanish.
-		c := consumers.AuditStreamConfig(consumers.StreamConfig{})
+		c := consumers.AuditStreamConfig(consumers.StreamConfig{Domain: writtest.Domain})
 		c.AllowMsgTTL = true
 		_, err := js.UpdateStream(ctx, c)
 		require.NoError(t, err)
-		assert.ErrorIs(t, consumers.EnsureStreams(ctx, js, consumers.StreamConfig{}), consumers.ErrWeakened)
+		assert.ErrorIs(t, consumers.EnsureStreams(ctx, js, consumers.StreamConfig{Domain: writtest.Domain}), consumers.ErrWeakened)
 	})
 }
 
@@ -699,7 +699,7 @@ func TestEnsureStreamsRefusesWeakened(t *testing.T) {
 func TestEnsureStreamsRefusesPerSubjectLimit(t *testing.T) {
 	ctx := t.Context()
 	js := bareServer(t)
-	weak := consumers.AuditStreamConfig(consumers.StreamConfig{})
+	weak := consumers.AuditStreamConfig(consumers.StreamConfig{Domain: writtest.Domain})
 	weak.MaxMsgsPerSubject = 1
 	_, err := js.CreateStream(ctx, weak)
 	require.NoError(t, err)
@@ -715,8 +715,8 @@ func TestEnsureStreamsRefusesPerSubjectLimit(t *testing.T) {
 	_, err = s.GetMsg(ctx, first.Sequence)
 	require.ErrorIs(t, err, jetstream.ErrMsgNotFound, "the server dropped the first event")
 
-	assert.ErrorIs(t, consumers.EnsureStreams(ctx, js, consumers.StreamConfig{}), consumers.ErrWeakened)
-	want := consumers.AuditStreamConfig(consumers.StreamConfig{})
+	assert.ErrorIs(t, consumers.EnsureStreams(ctx, js, consumers.StreamConfig{Domain: writtest.Domain}), consumers.ErrWeakened)
+	want := consumers.AuditStreamConfig(consumers.StreamConfig{Domain: writtest.Domain})
 	got := want
 	got.MaxMsgsPerSubject = 1
 	assert.ErrorIs(t, consumers.CheckAuditStream(got, want), consumers.ErrWeakened)
@@ -884,14 +884,14 @@ func grantedIDs(t *testing.T, e *writtest.Env) []string {
 }
 
 // awaitSchedule waits until the timer stream holds the deadline schedule
-// of a request (subject writ-timers.schedule.<domain>.<id>).
+// of a request (subject writ-timers.<domain>.schedule.<id>).
 func awaitSchedule(t *testing.T, e *writtest.Env, id string) {
 	t.Helper()
 	js, err := jetstream.New(e.NC)
 	require.NoError(t, err)
 	s, err := js.Stream(t.Context(), consumers.DefaultTimersStream)
 	require.NoError(t, err)
-	subject := "writ-timers.schedule." + writtest.Domain + "." + id
+	subject := "writ-timers." + writtest.Domain + ".schedule." + id
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
 		_, err := s.GetLastMsgForSubject(t.Context(), subject)
 		assert.NoError(c, err)

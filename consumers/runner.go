@@ -83,6 +83,11 @@ func consumeOnce(ctx context.Context, js jetstream.JetStream, stream string, cfg
 			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
 				return err
 			}
+			// Missed heartbeats and the like: make sure the consumer is
+			// still there before waiting on it again.
+			if _, ierr := cons.Info(ctx); errors.Is(ierr, jetstream.ErrConsumerNotFound) {
+				return ierr
+			}
 			log.Warn("fetch failed", "durable", cfg.Durable, "err", err)
 			continue
 		}

@@ -19,16 +19,21 @@ const (
 )
 
 // Timer subjects, in the timers stream: a schedule per request, which the
-// server fires to the request's fire subject.
+// server fires to the request's fire subject. The domain comes first so
+// that each domain's timer stream holds only its own.
 const (
 	timerPrefix = "writ-timers"
 )
 
-func scheduleSubject(domain, id string) string { return timerPrefix + ".schedule." + domain + "." + id }
-func fireSubject(domain, id string) string     { return timerPrefix + ".fire." + domain + "." + id }
+func scheduleSubject(domain, id string) string { return timerPrefix + "." + domain + ".schedule." + id }
+func fireSubject(domain, id string) string     { return timerPrefix + "." + domain + ".fire." + id }
+
+// fireFilter matches the fired timers of a domain.
+func fireFilter(domain string) string { return timerPrefix + "." + domain + ".fire.*" }
 
 // StreamConfig says how to create the streams.
 type StreamConfig struct {
+	Domain     string        // the domain whose events the streams hold (required)
 	Name       string        // audit stream; default WRIT
 	Timers     string        // timer stream; default WRIT_TIMERS
 	Replicas   int           // default 1
@@ -65,7 +70,9 @@ func AuditStreamConfig(c StreamConfig) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        c.Name,
 		Description: "Writ audit trail: every request, decision and grant, append-only",
-		Subjects:    []string{events.Prefix + ".*.*.*"},
+		// Only this domain's subjects: in a federation every domain's
+		// stream is named WRIT, in its own JetStream domain.
+		Subjects:    []string{events.Prefix + "." + c.Domain + ".*.*"},
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
 		Discard:     jetstream.DiscardNew,
@@ -87,7 +94,7 @@ func TimersStreamConfig(c StreamConfig) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:              c.Timers,
 		Description:       "Writ durable timers (deadlines); fires into itself",
-		Subjects:          []string{timerPrefix + ".>"},
+		Subjects:          []string{timerPrefix + "." + c.Domain + ".>"},
 		Storage:           jetstream.FileStorage,
 		Retention:         jetstream.LimitsPolicy,
 		Replicas:          c.Replicas,
@@ -101,6 +108,9 @@ func TimersStreamConfig(c StreamConfig) jetstream.StreamConfig {
 // that exist, and refuses an audit stream that the server weakened.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, c StreamConfig) error {
 	c.defaults()
+	if c.Domain == "" {
+		return errors.New("consumers: streams need the domain they serve")
+	}
 	want := AuditStreamConfig(c)
 	s, err := js.CreateStream(ctx, want)
 	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {

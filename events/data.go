@@ -158,7 +158,7 @@ type Redeemed struct {
 	Code      string `json:"code,omitempty"`
 	Reason    string `json:"reason,omitempty"`
 	TokenHash string `json:"token_hash"`
-	Holder    string `json:"holder,omitempty"` // who presented it, when known
+	Holder    string `json:"holder,omitempty"`  // who presented it, when known
 	Service   string `json:"service,omitempty"` // the redeeming service's name
 }
 

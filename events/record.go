@@ -251,6 +251,7 @@ var codes = []struct {
 	{identity.ErrNoDomain, "identity-no-domain"},
 	{identity.ErrUnknownDomain, "unknown-domain"},
 	{identity.ErrUntrustedKey, "untrusted-key"},
+	{identity.ErrKeyRevoked, "key-revoked"},
 	{identity.ErrIdentityExpired, "identity-expired"},
 	{identity.ErrNotYetValid, "identity-not-yet-valid"},
 }

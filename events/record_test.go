@@ -422,6 +422,7 @@ func TestCode(t *testing.T) {
 		{identity.ErrNoDomain, "identity-no-domain"},
 		{identity.ErrUnknownDomain, "unknown-domain"},
 		{identity.ErrUntrustedKey, "untrusted-key"},
+		{identity.ErrKeyRevoked, "key-revoked"},
 		{identity.ErrIdentityExpired, "identity-expired"},
 		{identity.ErrNotYetValid, "identity-not-yet-valid"},
 		{errors.New("something else"), "invalid"},

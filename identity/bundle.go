@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 
@@ -38,7 +39,14 @@ func ParseRole(s string) (Role, error) {
 var (
 	domainName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 	groupName  = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
+	// A principal name also names its .creds file: no separators, no dot first.
+	principalName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$`)
 )
+
+// ValidPrincipalName reports whether s is a name `writ identity issue` gives a
+// principal: letters, digits, '.', '_', '@' and '-', starting with a letter or
+// digit, at most 128 characters.
+func ValidPrincipalName(s string) bool { return principalName.MatchString(s) }
 
 // ValidGroupName reports whether s can name a group.
 func ValidGroupName(s string) bool { return groupName.MatchString(s) }
@@ -55,7 +63,13 @@ type Domain struct {
 	// Components maps a role to the public keys allowed to sign that role's
 	// events for this domain. The issuer keys also sign its grants.
 	Components map[Role][]string `json:"components"`
+	// Revoked are public keys (account or component keys) that must no
+	// longer be accepted for this domain, even while still listed above.
+	Revoked []string `json:"revoked,omitempty"`
 }
+
+// IsRevoked reports whether key is revoked for the domain.
+func (d *Domain) IsRevoked(key string) bool { return d != nil && slices.Contains(d.Revoked, key) }
 
 // Bundle is the set of domains this installation trusts, with their keys.
 type Bundle struct {
@@ -107,15 +121,26 @@ func (b *Bundle) Validate() error {
 				}
 			}
 		}
+		for _, k := range d.Revoked {
+			if !validRevocable(k) {
+				errs = append(errs, fmt.Errorf("domain %q: revoked %q is not an account or server public key", name, k))
+			}
+		}
 	}
 	return errors.Join(errs...)
 }
 
+// validRevocable reports whether k is a key a domain can revoke: an account
+// key or a component (server) key.
+func validRevocable(k string) bool {
+	return nkeys.IsValidPublicAccountKey(k) || nkeys.IsValidPublicServerKey(k)
+}
+
 // RoleOf returns the role that key plays for domain, if any. A key trusted
-// for another domain plays no role here.
+// for another domain, or revoked for this one, plays no role here.
 func (b *Bundle) RoleOf(domain, key string) (Role, bool) {
 	d := b.Domains[domain]
-	if d == nil {
+	if d == nil || d.IsRevoked(key) {
 		return "", false
 	}
 	for role, keys := range d.Components {
@@ -126,17 +151,54 @@ func (b *Bundle) RoleOf(domain, key string) (Role, bool) {
 	return "", false
 }
 
-// Entitled reports whether key may sign role's events for domain.
+// Entitled reports whether key may sign role's events for domain: it is
+// listed for that role of that domain, and not revoked there.
 func (b *Bundle) Entitled(domain string, role Role, key string) bool {
 	d := b.Domains[domain]
-	return d != nil && slices.Contains(d.Components[role], key)
+	return d != nil && !d.IsRevoked(key) && slices.Contains(d.Components[role], key)
 }
 
-// Save writes the bundle as indented JSON.
+// Save validates the bundle and writes it as indented JSON, atomically: to
+// a temporary file in the same directory, synced, then renamed over path.
+// A reader sees the old bundle or the new one, never a part of either, and
+// an invalid bundle is never written.
 func (b *Bundle) Save(path string) error {
+	if err := b.Validate(); err != nil {
+		return fmt.Errorf("identity: refusing to save an invalid trust bundle: %w", err)
+	}
 	out, err := json.MarshalIndent(b, "", "  ")
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(path, append(out, '\n'), 0o644)
+	return writeFileAtomic(path, append(out, '\n'), 0o644)
+}
+
+// writeFileAtomic writes data to path through a temporary file and a rename.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("identity: write %s: %w", path, err)
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if err = tmp.Chmod(perm); err != nil {
+		return fmt.Errorf("identity: write %s: %w", path, err)
+	}
+	if _, err = tmp.Write(data); err != nil {
+		return fmt.Errorf("identity: write %s: %w", path, err)
+	}
+	if err = tmp.Sync(); err != nil {
+		return fmt.Errorf("identity: write %s: %w", path, err)
+	}
+	if err = tmp.Close(); err != nil {
+		return fmt.Errorf("identity: write %s: %w", path, err)
+	}
+	if err = os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("identity: write %s: %w", path, err)
+	}
+	return nil
 }

@@ -17,6 +17,7 @@ var (
 	ErrNoDomain          = errors.New("identity: user JWT names no domain")
 	ErrUnknownDomain     = errors.New("identity: unknown domain")
 	ErrUntrustedKey      = errors.New("identity: signed by a key not trusted for its domain")
+	ErrKeyRevoked        = errors.New("identity: signed by a key revoked for its domain")
 	ErrIdentityExpired   = errors.New("identity: user JWT expired")
 	ErrNotYetValid       = errors.New("identity: user JWT not yet valid")
 )
@@ -73,8 +74,9 @@ func Claims(token string) (*jwt.UserClaims, Principal, error) {
 }
 
 // VerifyUser checks a user JWT against the bundle: the domain it claims must
-// be trusted, and the JWT must be signed by one of that domain's own account
-// keys, and be valid at now.
+// be trusted, the JWT must be signed by one of that domain's own account
+// keys, not revoked for it, and be valid at now. Each refusal wraps its own
+// error: ErrUnknownDomain, ErrKeyRevoked, ErrUntrustedKey, ErrIdentityExpired…
 func (b *Bundle) VerifyUser(token string, now time.Time) (Principal, error) {
 	uc, p, err := Claims(token)
 	if err != nil {
@@ -86,6 +88,13 @@ func (b *Bundle) VerifyUser(token string, now time.Time) (Principal, error) {
 	d := b.Domains[p.Domain]
 	if d == nil {
 		return Principal{}, fmt.Errorf("%w %q", ErrUnknownDomain, p.Domain)
+	}
+	// A revoked key is refused as such even while still listed, so that the
+	// reason recorded says what happened.
+	for _, k := range []string{uc.Issuer, uc.IssuerAccount} {
+		if k != "" && d.IsRevoked(k) {
+			return Principal{}, fmt.Errorf("%w: %s is revoked for %q", ErrKeyRevoked, k, p.Domain)
+		}
 	}
 	// A signing key would put the account in IssuerAccount; Writ only trusts
 	// the account keys listed for the domain, so the issuer must be one of them.

@@ -39,7 +39,7 @@ type runner interface{ Run(context.Context) error }
 func Streams(rt *config.Runtime) consumers.StreamConfig {
 	s := rt.Config.Stream
 	return consumers.StreamConfig{
-		Name: s.Name, Timers: s.Timers, Replicas: s.Replicas,
+		Domain: rt.Config.Domain, Name: s.Name, Timers: s.Timers, Replicas: s.Replicas,
 		Duplicates: time.Duration(s.Duplicates), MaxAge: time.Duration(s.MaxAge),
 	}
 }

@@ -20,7 +20,14 @@ type Reader struct {
 	NC     *nats.Conn
 	Stream string
 	Batch  int // messages per round trip; default 256
+	// APIPrefix reaches the stream's JetStream: "$JS.API" (the default)
+	// for the connection's own, "$JS.<domain>.API" for another JetStream
+	// domain across leafnodes (see DomainAPI).
+	APIPrefix string
 }
+
+// DomainAPI is the API prefix of JetStream domain d.
+func DomainAPI(d string) string { return "$JS." + d + ".API" }
 
 // ErrNoStream is returned when the stream does not exist.
 var ErrNoStream = errors.New("store: stream not found")
@@ -67,7 +74,11 @@ func (r Reader) fetch(ctx context.Context, filter string, from uint64, batch int
 	}
 	defer func() { _ = sub.Unsubscribe() }()
 	req, _ := json.Marshal(directGet{Seq: from, NextFor: filter, Batch: batch})
-	if err := r.NC.PublishRequest("$JS.API.DIRECT.GET."+r.Stream, inbox, req); err != nil {
+	prefix := r.APIPrefix
+	if prefix == "" {
+		prefix = "$JS.API"
+	}
+	if err := r.NC.PublishRequest(prefix+".DIRECT.GET."+r.Stream, inbox, req); err != nil {
 		return nil, false, err
 	}
 	var out []events.Message

@@ -48,9 +48,9 @@ func (c *conn) open() (*nats.Conn, *client.Client, error) {
 	url := c.server
 	stream := c.stream
 	trust := c.trust
-	maxBody := 0
+	maxBody, home := 0, ""
 	if cfgErr == nil {
-		maxBody = cfg.Limits.MaxEventBytes
+		maxBody, home = cfg.Limits.MaxEventBytes, cfg.Domain
 		if url == "" {
 			url = "nats://" + cfg.Listen
 		}
@@ -82,7 +82,7 @@ func (c *conn) open() (*nats.Conn, *client.Client, error) {
 		}
 		return nil, nil, fmt.Errorf("connect to %s: %w", url, err)
 	}
-	cl, err := client.New(nc, client.Options{Stream: stream, Bundle: bundle, MaxBody: maxBody})
+	cl, err := client.New(nc, client.Options{Stream: stream, Bundle: bundle, MaxBody: maxBody, Home: home})
 	if err != nil {
 		nc.Close()
 		return nil, nil, err

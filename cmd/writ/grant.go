@@ -13,22 +13,26 @@ import (
 	"github.com/writ-dev/writ/config"
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/issuer"
+	"github.com/writ-dev/writ/redeem"
 )
 
 func runGrant(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return usageError("usage: writ grant show REQUEST-ID --creds FILE | writ grant verify TOKEN|-")
+		return usageError("usage: writ grant show REQUEST-ID --creds FILE | writ grant verify TOKEN|- | writ grant redeem TOKEN|- --creds FILE --action A --resource R")
 	}
 	switch args[0] {
 	case "show":
 		return grantShow(ctx, args[1:], stdout, stderr)
 	case "verify":
 		return grantVerify(args[1:], stdout, stderr)
+	case "redeem":
+		return grantRedeem(ctx, args[1:], stdout, stderr)
 	case "-h", "--help":
 		fmt.Fprintln(stderr, "Usage: writ grant show REQUEST-ID --creds FILE | writ grant verify TOKEN|- [--domain D] [--action A] [--resource R]")
+		fmt.Fprintln(stderr, "       writ grant redeem TOKEN|- --creds HOLDER.creds --action A --resource R [--param k=v]...")
 		return nil
 	}
-	return usageError("unknown grant command %q: show or verify", args[0])
+	return usageError("unknown grant command %q: show, verify or redeem", args[0])
 }
 
 func grantShow(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -82,15 +86,10 @@ func grantVerify(args []string, stdout, stderr io.Writer) error {
 	if *leeway < 0 || *leeway > issuer.MaxLeeway {
 		return usageError("--leeway must be between 0 and %s", issuer.MaxLeeway)
 	}
-	token := pos[0]
-	if token == "-" {
-		line, err := bufio.NewReader(os.Stdin).ReadString('\n')
-		if err != nil && line == "" {
-			return fmt.Errorf("read token from stdin: %w", err)
-		}
-		token = line
+	token, err := readToken(pos[0])
+	if err != nil {
+		return err
 	}
-	token = strings.TrimSpace(token)
 	path := *trust
 	if path == "" || *domain == "" {
 		cfg, err := config.Load(*dir)
@@ -124,5 +123,122 @@ func grantVerify(args []string, stdout, stderr io.Writer) error {
 	if c.BreakGlass {
 		fmt.Fprintln(stdout, "  BREAK-GLASS grant: under mandatory review")
 	}
+	return nil
+}
+
+// readToken returns the token argument, or reads it from standard input
+// when it is "-".
+func readToken(arg string) (string, error) {
+	token := arg
+	if token == "-" {
+		line, err := bufio.NewReader(os.Stdin).ReadString('\n')
+		if err != nil && line == "" {
+			return "", fmt.Errorf("read token from stdin: %w", err)
+		}
+		token = line
+	}
+	return strings.TrimSpace(token), nil
+}
+
+// grantRedeem redeems a grant at this Writ directory's domain, as a target
+// service would before acting: the holder's --creds make the proof of
+// possession, and the directory's redeemer key records the outcome.
+func grantRedeem(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("grant redeem", "grant redeem TOKEN|- --creds HOLDER.creds --action A --resource R [--param k=v]... [--dir DIR] [--server URL]", stderr)
+	var c conn
+	c.register(fs, "the grant holder's .creds file (required): it signs the proof of possession")
+	action := fs.String("action", "", "the action about to be performed (required)")
+	resource := fs.String("resource", "", "the resource it is performed on (required)")
+	service := fs.String("service", "writ-cli", "the redeeming service's name, recorded in the audit stream")
+	leeway := fs.Duration("leeway", issuer.DefaultLeeway, "clock skew tolerated on not-before and expiry (at most 5m)")
+	var params multiFlag
+	fs.Var(&params, "param", "a parameter key=value the grant must bind exactly (repeatable)")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageError("grant redeem takes one token, or - to read it from standard input")
+	}
+	if *action == "" || *resource == "" {
+		return usageError("--action and --resource are required: what the grant is redeemed for")
+	}
+	if *leeway <= 0 || *leeway > issuer.MaxLeeway {
+		return usageError("--leeway must be above 0 and at most %s", issuer.MaxLeeway)
+	}
+	want := redeem.Want{Action: *action, Resource: *resource, Params: map[string]string{}}
+	for _, kv := range params {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return usageError("--param %q: want key=value", kv)
+		}
+		want.Params[k] = v
+	}
+	token, err := readToken(pos[0])
+	if err != nil {
+		return err
+	}
+	cfg, err := config.Load(c.dir)
+	if err != nil {
+		return fmt.Errorf("no Writ setup in %s (%v): redeeming needs the domain's redeemer key", c.dir, err)
+	}
+	rt, err := cfg.Open()
+	if err != nil {
+		return err
+	}
+	if rt.RedeemerKey == nil {
+		return fmt.Errorf("the configuration in %s names no redeemer key (keys.redeemer)", c.dir)
+	}
+	bundle := rt.Bundle
+	if c.trust != "" {
+		if bundle, err = identity.LoadBundle(c.trust); err != nil {
+			return err
+		}
+	}
+	who, nc, _, err := c.openAs()
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	stream := c.stream
+	if stream == "" {
+		stream = cfg.Stream.Name
+	}
+	r, err := redeem.New(redeem.Config{
+		NC: nc, Domain: cfg.Domain, Bundle: bundle, Key: rt.RedeemerKey,
+		Service: *service, Stream: stream, Leeway: *leeway,
+	})
+	if err != nil {
+		return err
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(rctx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+	defer wcancel()
+	if err := r.WaitReady(wctx); err != nil {
+		cancel()
+		if runErr := <-done; runErr != nil {
+			err = runErr
+		}
+		done <- nil
+		return err
+	}
+	proof, err := redeem.Prove(who.Key, token, want, time.Now())
+	if err != nil {
+		return err
+	}
+	claims, err := r.Redeem(ctx, token, proof, want)
+	if err != nil {
+		return &exitError{code: exitNoGrant, err: err}
+	}
+	fmt.Fprintf(stdout, "redeemed grant %s\n", shortHash(issuer.TokenHash(token)))
+	fmt.Fprintf(stdout, "  request   %s\n", claims.RequestID)
+	fmt.Fprintf(stdout, "  allows    %s on %s/%s\n", claims.Action, claims.Audience, claims.Resource)
+	fmt.Fprintf(stdout, "  holder    %s\n", claims.Holder)
 	return nil
 }

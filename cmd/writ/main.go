@@ -70,6 +70,8 @@ func commands() []command {
 		{"deny", "deny a pending request", runDeny},
 		{"grant", "'grant show ID' opens your grant; 'grant verify TOKEN' checks one", runGrant},
 		{"audit", "'audit replay': each request's history, in order", runAudit},
+		{"trust", "'trust add|list|remove|revoke': the domains and keys this setup trusts", runTrust},
+		{"identity", "'identity issue' mints a principal's .creds; 'identity show' describes one", runIdentity},
 	}
 }
 

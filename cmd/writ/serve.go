@@ -20,11 +20,15 @@ import (
 )
 
 func runInit(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("init", "init [--dir DIR] [--domain NAME]", stderr)
+	fs := newFlags("init", "init [--dir DIR] [--domain NAME] [--port N]", stderr)
 	dir := fs.String("dir", envOr("WRIT_HOME", defaultDir), "directory to create the setup in; env WRIT_HOME")
 	domain := fs.String("domain", "acme", "name of the domain (lower case letters, digits, dashes)")
+	port := fs.Int("port", 4222, "port of the embedded NATS on 127.0.0.1; give each setup on one machine its own")
 	if _, err := parse(fs, args); err != nil {
 		return err
+	}
+	if *port < 1 || *port > 65535 {
+		return usageError("--port %d: want 1 to 65535", *port)
 	}
 	cfg, err := config.Init(*dir, *domain)
 	if err != nil {
@@ -33,7 +37,17 @@ func runInit(_ context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return err
 	}
+	if listen := net.JoinHostPort("127.0.0.1", strconv.Itoa(*port)); cfg.Listen != listen {
+		cfg.Listen = listen
+		if err := cfg.Validate(); err != nil {
+			return err
+		}
+		if err := cfg.Save(*dir); err != nil {
+			return err
+		}
+	}
 	describeSetup(stdout, cfg)
+	fmt.Fprintf(stdout, "  NATS          nats://%s ('writ serve --dir %s' listens there)\n", cfg.Listen, *dir)
 	return nil
 }
 
@@ -119,7 +133,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		srv, err = embedded.Start(embedded.Options{
 			Host: host, Port: portNum, StoreDir: cfg.Path(cfg.StoreDir),
 			SyncAlways: *syncAlways || cfg.SyncAlways, Name: "writ-" + cfg.Domain,
-			Logger: log,
+			Logger: log, JetStreamDomain: cfg.Domain, Leaf: rt.Leaf(),
 		})
 		if err != nil {
 			return err

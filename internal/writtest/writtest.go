@@ -3,7 +3,9 @@ package writtest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -36,6 +38,7 @@ type Options struct {
 // Env is a running test installation.
 type Env struct {
 	T       testing.TB
+	Domain  string
 	Dir     string
 	Store   string
 	Server  *embedded.Server
@@ -52,8 +55,20 @@ type Env struct {
 // o.NoServe) one pipeline.
 func Start(t testing.TB, o Options) *Env {
 	t.Helper()
+	e := setup(t, Domain, o)
+	e.open()
+	e.StartServer()
+	if !o.NoServe {
+		e.Serve("")
+	}
+	return e
+}
+
+// setup writes a domain's files; open loads them.
+func setup(t testing.TB, domain string, o Options) *Env {
+	t.Helper()
 	dir := t.TempDir()
-	_, err := config.Init(dir, Domain)
+	_, err := config.Init(dir, domain)
 	require.NoError(t, err)
 	if o.Flows != "" {
 		require.NoError(t, os.WriteFile(filepath.Join(dir, "flows.json"), []byte(o.Flows), 0o644))
@@ -67,15 +82,68 @@ func Start(t testing.TB, o Options) *Env {
 		cfg.Limits.MaxEventBytes = o.MaxEventBytes
 		require.NoError(t, cfg.Save(dir))
 	}
-	rt, err := cfg.Open()
-	require.NoError(t, err)
-	e := &Env{T: t, Dir: dir, Store: filepath.Join(dir, "jetstream"), Runtime: rt, Logger: logger(t)}
-	e.StartServer()
+	e := &Env{T: t, Domain: domain, Dir: dir, Store: filepath.Join(dir, "jetstream"), Logger: logger(t)}
 	t.Cleanup(e.Close)
-	if !o.NoServe {
-		e.Serve("")
-	}
 	return e
+}
+
+func (e *Env) open() {
+	e.T.Helper()
+	cfg, err := config.Load(e.Dir)
+	require.NoError(e.T, err)
+	rt, err := cfg.Open()
+	require.NoError(e.T, err)
+	e.Runtime = rt
+}
+
+// Federation starts one domain per name, each with its own embedded server
+// and JetStream domain, linked by leafnodes to the first (the hub), every
+// domain trusting every other. o applies to each domain (policies per
+// domain: see FederationOptions).
+func Federation(t testing.TB, o map[string]Options, hub string, spokes ...string) map[string]*Env {
+	t.Helper()
+	names := append([]string{hub}, spokes...)
+	envs := map[string]*Env{}
+	for _, d := range names {
+		envs[d] = setup(t, d, o[d])
+	}
+	// Everyone trusts everyone: merge the bundles.
+	merged := &identity.Bundle{Domains: map[string]*identity.Domain{}}
+	for _, d := range names {
+		b, err := identity.LoadBundle(filepath.Join(envs[d].Dir, "trust.json"))
+		require.NoError(t, err)
+		merged.Domains[d] = b.Domains[d]
+	}
+	port := freePort(t)
+	fed := map[string]*config.Federation{hub: {Listen: fmt.Sprintf("127.0.0.1:%d", port), Spokes: map[string]string{}}}
+	for _, d := range spokes {
+		secret := "secret-of-" + d + "-0123456789"
+		fed[hub].Spokes[d] = secret
+		fed[d] = &config.Federation{Remotes: []string{fmt.Sprintf("nats-leaf://%s:%s@127.0.0.1:%d", embedded.LeafUser(d), secret, port)}}
+	}
+	for _, d := range names {
+		require.NoError(t, merged.Save(filepath.Join(envs[d].Dir, "trust.json")))
+		cfg, err := config.Load(envs[d].Dir)
+		require.NoError(t, err)
+		cfg.Federation = fed[d]
+		require.NoError(t, cfg.Save(envs[d].Dir))
+		envs[d].open()
+	}
+	for _, d := range names {
+		envs[d].StartServer()
+		if !o[d].NoServe {
+			envs[d].Serve("")
+		}
+	}
+	return envs
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }
 
 func logger(t testing.TB) *slog.Logger {
@@ -89,14 +157,14 @@ func logger(t testing.TB) *slog.Logger {
 func (e *Env) StartServer() {
 	t := e.T
 	t.Helper()
-	s, err := embedded.Start(embedded.Options{Port: -1, StoreDir: e.Store})
+	s, err := embedded.Start(embedded.Options{Port: -1, StoreDir: e.Store, JetStreamDomain: e.Domain, Leaf: e.Runtime.Leaf(), Name: e.Domain})
 	require.NoError(t, err)
 	nc, err := s.Connect(nats.MaxReconnects(-1))
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	require.NoError(t, pipeline.Ensure(ctx, nc, e.Runtime))
-	c, err := client.New(nc, client.Options{Bundle: e.Runtime.Bundle, MaxBody: e.Runtime.Config.Limits.MaxEventBytes})
+	c, err := client.New(nc, client.Options{Bundle: e.Runtime.Bundle, MaxBody: e.Runtime.Config.Limits.MaxEventBytes, Home: e.Domain})
 	require.NoError(t, err)
 	e.Server, e.NC, e.Client = s, nc, c
 }
@@ -166,7 +234,7 @@ func (e *Env) Identity(name string) *identity.Identity {
 func (e *Env) Request(name string, s client.Spec) string {
 	e.T.Helper()
 	if s.Domain == "" {
-		s.Domain = Domain
+		s.Domain = e.Domain
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -180,7 +248,7 @@ func (e *Env) Await(id string, timeout time.Duration, done func(request.State) b
 	e.T.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	r, err := e.Client.Wait(ctx, Domain, id, done)
+	r, err := e.Client.Wait(ctx, e.Domain, id, done)
 	if err != nil {
 		status := "no history"
 		if r != nil {
@@ -210,7 +278,7 @@ func (e *Env) Vote(name, id string, approve bool, reason string) uint64 {
 	e.T.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	seq, err := e.Client.Vote(ctx, e.Identity(name), Domain, id, client.Vote{Approve: approve, Reason: reason})
+	seq, err := e.Client.Vote(ctx, e.Identity(name), e.Domain, id, client.Vote{Approve: approve, Reason: reason})
 	require.NoError(e.T, err)
 	return seq
 }

@@ -1,0 +1,255 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nkeys"
+
+	"github.com/writ-dev/writ/config"
+	"github.com/writ-dev/writ/events"
+	"github.com/writ-dev/writ/identity"
+)
+
+const identitySynopsis = `identity issue --domain D --name N [--group G]... [--ttl 720h] [--out FILE] [--force] [--dir DIR]
+       writ identity show --creds FILE [--dir DIR] [--json]`
+
+// accountSeed is where 'writ init' keeps a domain's account seed, relative
+// to its Writ directory.
+var accountSeed = filepath.Join("keys", "account.nk")
+
+func runIdentity(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return usageError("usage: writ %s", identitySynopsis)
+	}
+	switch args[0] {
+	case "issue":
+		return identityIssue(args[1:], stdout, stderr)
+	case "show":
+		return identityShow(args[1:], stdout, stderr)
+	case "-h", "--help", "help":
+		fmt.Fprintf(stderr, "Usage: writ %s\n", identitySynopsis)
+		return nil
+	}
+	return usageError("unknown identity command %q: issue or show", args[0])
+}
+
+func identityIssue(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("identity issue", identitySynopsis, stderr)
+	dir := fs.String("dir", envOr("WRIT_HOME", defaultDir), "Writ directory of the domain (its keys/account.nk signs); env WRIT_HOME")
+	domain := fs.String("domain", "", "the principal's domain: must be the Writ directory's own (required)")
+	name := fs.String("name", "", "the principal's name (required)")
+	var groups multiFlag
+	fs.Var(&groups, "group", "a group the principal belongs to; repeatable")
+	ttl := fs.Duration("ttl", 720*time.Hour, "how long the identity is valid")
+	out := fs.String("out", "", "where to write the .creds file (default DIR/creds/NAME.creds)")
+	force := fs.Bool("force", false, "replace an existing file")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	switch {
+	case len(pos) > 0:
+		return usageError("identity issue takes no arguments (got %q)", pos[0])
+	case *domain == "" || *name == "":
+		return usageError("identity issue needs --domain and --name")
+	case !identity.ValidDomainName(*domain):
+		return usageError("invalid domain name %q: lower case letters, digits and dashes", *domain)
+	case !identity.ValidPrincipalName(*name):
+		return usageError("invalid name %q: letters, digits, '.', '_', '@' and '-', starting with a letter or digit, at most 128", *name)
+	case *ttl <= 0:
+		return usageError("--ttl must be positive, e.g. 720h")
+	}
+	for _, g := range groups {
+		if !identity.ValidGroupName(g) {
+			return usageError("invalid group %q: lower case letters, digits, '.', '_' and '-'", g)
+		}
+	}
+
+	s, err := loadSetup(*dir)
+	if err != nil {
+		return err
+	}
+	if s.cfg.Domain != *domain {
+		msg := fmt.Sprintf("domain %q is not this setup's: %s holds domain %q, and its account key signs only %q's principals", *domain, *dir, s.cfg.Domain, s.cfg.Domain)
+		if other := findSetup(*dir, *domain); other != "" {
+			return fmt.Errorf("%s; %q's account key is in %s: writ identity issue --dir %s --domain %s …", msg, *domain, other, other, *domain)
+		}
+		return fmt.Errorf("%s; run this with --dir set to the Writ directory of %q", msg, *domain)
+	}
+	seedPath := filepath.Join(s.cfg.Dir(), accountSeed)
+	account, err := identity.LoadSeed(seedPath)
+	if err != nil {
+		return err
+	}
+	accountPub, err := account.PublicKey()
+	if err != nil || !nkeys.IsValidPublicAccountKey(accountPub) {
+		return fmt.Errorf("%s does not hold an account key", seedPath)
+	}
+	d := s.bundle.Domains[*domain]
+	switch {
+	case d.IsRevoked(accountPub):
+		return fmt.Errorf("the account key in %s (%s) is revoked for %q in %s: identities it signs are refused", seedPath, accountPub, *domain, s.path)
+	case d == nil || !d.IsAccount(accountPub):
+		return fmt.Errorf("the account key in %s (%s) is not an account key of %q in %s: identities it signs would be refused", seedPath, accountPub, *domain, s.path)
+	}
+
+	now := time.Now()
+	creds, err := identity.IssueUser(account, identity.UserSpec{Domain: *domain, Name: *name, Groups: groups, TTL: *ttl, Now: now})
+	if err != nil {
+		return err
+	}
+	path := *out
+	if path == "" {
+		path = filepath.Join(s.cfg.Dir(), "creds", *name+".creds")
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return err
+		}
+	}
+	if err := writeCreds(path, creds, *force); err != nil {
+		return err
+	}
+	id, err := identity.ParseCreds(creds)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "Issued %s (groups: %s; expires %s), signed by %s.\n",
+		id.Principal.ID(), groupList(id.Principal.Groups), id.Principal.Expires.Format(time.RFC3339), accountPub)
+	fmt.Fprintln(stdout, path)
+	return nil
+}
+
+// writeCreds writes a .creds file readable by its owner only. Without
+// force it refuses an existing file; with force it replaces it atomically.
+func writeCreds(path string, creds []byte, force bool) error {
+	if !force {
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if errors.Is(err, fs.ErrExist) {
+			return fmt.Errorf("%s exists: use --force to replace it, or --out to write elsewhere", path)
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := f.Write(creds); err != nil {
+			f.Close()
+			os.Remove(path)
+			return err
+		}
+		if err := f.Close(); err != nil {
+			os.Remove(path)
+			return err
+		}
+		return nil
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name()) // a no-op once renamed
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(creds); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// findSetup looks beside dir for the Writ directory of domain, as a demo
+// lays them out (alpha/ and beta/ side by side). It returns "" if none.
+func findSetup(dir, domain string) string {
+	parent := filepath.Dir(filepath.Clean(dir))
+	entries, err := os.ReadDir(parent)
+	if err != nil {
+		return ""
+	}
+	for i, e := range entries {
+		if i >= 256 {
+			break
+		}
+		p := filepath.Join(parent, e.Name())
+		if !e.IsDir() || p == filepath.Clean(dir) || !config.Exists(p) {
+			continue
+		}
+		if cfg, err := config.Load(p); err == nil && cfg.Domain == domain {
+			return p
+		}
+	}
+	return ""
+}
+
+func identityShow(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("identity show", "identity show --creds FILE [--dir DIR] [--json]", stderr)
+	dir := fs.String("dir", envOr("WRIT_HOME", defaultDir), "Writ directory whose trust bundle checks the identity; env WRIT_HOME")
+	credsPath := fs.String("creds", "", "the .creds file (required)")
+	asJSON := fs.Bool("json", false, "print the principal as JSON")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageError("identity show takes no arguments; name the file with --creds")
+	}
+	if *credsPath == "" {
+		return usageError("identity show needs --creds FILE")
+	}
+	id, err := identity.LoadCreds(*credsPath)
+	if err != nil {
+		return err
+	}
+	p := id.Principal
+	// The verdict of this setup's trust bundle, if there is one.
+	verdict := ""
+	if s, err := loadSetup(*dir); err == nil {
+		if _, err := s.bundle.VerifyUser(id.JWT, time.Now()); err != nil {
+			verdict = fmt.Sprintf("refused by %s: %s (%v)", s.path, events.Code(err), err)
+		} else {
+			verdict = "accepted by " + s.path
+		}
+	}
+	if *asJSON {
+		return json.NewEncoder(stdout).Encode(struct {
+			identity.Principal
+			Trust string `json:"trust,omitempty"`
+		}{p, verdict})
+	}
+	expires := "never"
+	if !p.Expires.IsZero() {
+		expires = p.Expires.Format(time.RFC3339)
+		if left := time.Until(p.Expires); left > 0 {
+			expires += fmt.Sprintf(" (in %s)", left.Round(time.Minute))
+		} else {
+			expires += " (expired)"
+		}
+	}
+	fmt.Fprintf(stdout, "domain   %s\n", p.Domain)
+	fmt.Fprintf(stdout, "name     %s\n", p.Name)
+	fmt.Fprintf(stdout, "groups   %s\n", groupList(p.Groups))
+	fmt.Fprintf(stdout, "key      %s\n", p.Key)
+	fmt.Fprintf(stdout, "account  %s\n", p.Account)
+	fmt.Fprintf(stdout, "expires  %s\n", expires)
+	if verdict != "" {
+		fmt.Fprintf(stdout, "trust    %s\n", verdict)
+	}
+	return nil
+}
+
+func groupList(groups []string) string {
+	if len(groups) == 0 {
+		return "none"
+	}
+	return strings.Join(groups, ", ")
+}

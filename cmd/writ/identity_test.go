@@ -1,0 +1,166 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/writ-dev/writ/identity"
+)
+
+func TestIdentityIssue(t *testing.T) {
+	root := t.TempDir()
+	a := initSetup(t, root, "alpha")
+	b := initSetup(t, root, "beta")
+	_, _, err := writ(t, "trust", "add", "--dir", b, "--from", a)
+	require.NoError(t, err)
+	out := filepath.Join(root, "elsewhere", "bot.creds")
+	require.NoError(t, os.MkdirAll(filepath.Dir(out), 0o700))
+
+	tests := []struct {
+		name   string
+		args   []string
+		path   string
+		groups []string
+		ttl    time.Duration // 0: the default, 720h
+	}{
+		{"default path and TTL", []string{"--name", "dana", "--group", "sre-leads", "--group", "oncall"}, filepath.Join(a, "creds", "dana.creds"), []string{"oncall", "sre-leads"}, 0},
+		{"no groups, a TTL", []string{"--name", "erin", "--ttl", "1h"}, filepath.Join(a, "creds", "erin.creds"), nil, time.Hour},
+		{"--out", []string{"--name", "ci-bot", "--out", out}, out, nil, 0},
+		{"--force replaces", []string{"--name", "dana", "--force"}, filepath.Join(a, "creds", "dana.creds"), nil, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			start := time.Now()
+			stdout, stderr, err := writ(t, append([]string{"identity", "issue", "--dir", a, "--domain", "alpha"}, tt.args...)...)
+			require.NoError(t, err, stderr)
+			assert.Equal(t, tt.path+"\n", stdout, "stdout is where it wrote")
+			assert.Contains(t, stderr, "Issued alpha/")
+
+			st, err := os.Stat(tt.path)
+			require.NoError(t, err)
+			assert.Equal(t, os.FileMode(0o600), st.Mode().Perm())
+			id, err := identity.LoadCreds(tt.path)
+			require.NoError(t, err)
+			ttl := tt.ttl
+			if ttl == 0 {
+				ttl = 720 * time.Hour
+			}
+			assert.Equal(t, tt.groups, id.Principal.Groups)
+			assert.WithinDuration(t, start.Add(ttl), id.Principal.Expires, 2*time.Second)
+
+			// Signed by alpha's account: alpha and beta (which imported
+			// alpha) accept it.
+			for _, dir := range []string{a, b} {
+				p, err := loadBundle(t, dir).VerifyUser(id.JWT, time.Now())
+				require.NoError(t, err, dir)
+				assert.Equal(t, "alpha", p.Domain)
+			}
+		})
+	}
+}
+
+func TestIdentityIssueRefusals(t *testing.T) {
+	root := t.TempDir()
+	a := initSetup(t, root, "alpha")
+	initSetup(t, root, "beta")
+	lone := filepath.Join(t.TempDir(), "lone")
+	_, _, err := writ(t, "init", "--dir", lone, "--domain", "lone")
+	require.NoError(t, err)
+	revoked := initSetup(t, t.TempDir(), "gone")
+	acct := loadBundle(t, revoked).Domains["gone"].Accounts[0]
+	_, _, err = writ(t, "trust", "revoke", "--dir", revoked, "gone", acct)
+	require.NoError(t, err)
+
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"no subcommand", []string{"identity"}, exitUsage, "usage: writ identity issue"},
+		{"unknown subcommand", []string{"identity", "mint"}, exitUsage, `unknown identity command "mint"`},
+		{"no name", []string{"identity", "issue", "--dir", a, "--domain", "alpha"}, exitUsage, "--domain and --name"},
+		{"no domain", []string{"identity", "issue", "--dir", a, "--name", "x"}, exitUsage, "--domain and --name"},
+		{"a name that is a path", []string{"identity", "issue", "--dir", a, "--domain", "alpha", "--name", "../x"}, exitUsage, "invalid name"},
+		{"a bad group", []string{"identity", "issue", "--dir", a, "--domain", "alpha", "--name", "x", "--group", "SRE Leads"}, exitUsage, "invalid group"},
+		{"a bad domain", []string{"identity", "issue", "--dir", a, "--domain", "Alpha", "--name", "x"}, exitUsage, "invalid domain name"},
+		{"zero TTL", []string{"identity", "issue", "--dir", a, "--domain", "alpha", "--name", "x", "--ttl", "0"}, exitUsage, "--ttl must be positive"},
+		{"an argument", []string{"identity", "issue", "x", "--dir", a, "--domain", "alpha", "--name", "x"}, exitUsage, "no arguments"},
+		{"existing file", []string{"identity", "issue", "--dir", a, "--domain", "alpha", "--name", "alice"}, 1, "exists: use --force"},
+		{
+			"another domain, found beside", []string{"identity", "issue", "--dir", a, "--domain", "beta", "--name", "x"}, 1,
+			`domain "beta" is not this setup's: ` + a + ` holds domain "alpha"`,
+		},
+		{
+			"another domain, found beside: the hint", []string{"identity", "issue", "--dir", a, "--domain", "beta", "--name", "x"}, 1,
+			"writ identity issue --dir " + filepath.Join(root, "beta") + " --domain beta",
+		},
+		{"another domain, nowhere near", []string{"identity", "issue", "--dir", lone, "--domain", "alpha", "--name", "x"}, 1, `--dir set to the Writ directory of "alpha"`},
+		{"no setup", []string{"identity", "issue", "--dir", filepath.Join(root, "none"), "--domain", "alpha", "--name", "x"}, 1, "no Writ setup in"},
+		{"a revoked account key", []string{"identity", "issue", "--dir", revoked, "--domain", "gone", "--name", "x"}, 1, "is revoked for \"gone\""},
+		{"show without --creds", []string{"identity", "show"}, exitUsage, "--creds FILE"},
+		{"show a missing file", []string{"identity", "show", "--creds", filepath.Join(root, "none.creds")}, 1, "no such file"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before, err := os.ReadFile(filepath.Join(a, "creds", "alice.creds"))
+			require.NoError(t, err)
+			_, errOut, err := writ(t, tt.args...)
+			require.Error(t, err)
+			assert.Equal(t, tt.code, exitCode(err), "%v", err)
+			assert.Contains(t, err.Error()+errOut, tt.want)
+			after, err := os.ReadFile(filepath.Join(a, "creds", "alice.creds"))
+			require.NoError(t, err)
+			assert.Equal(t, before, after, "alice's creds are untouched")
+			_, err = os.Stat(filepath.Join(a, "creds", "x.creds"))
+			assert.ErrorIs(t, err, os.ErrNotExist, "nothing was written")
+		})
+	}
+}
+
+func TestIdentityShow(t *testing.T) {
+	root := t.TempDir()
+	a := initSetup(t, root, "alpha")
+	path, _, err := writ(t, "identity", "issue", "--dir", a, "--domain", "alpha", "--name", "dana", "--group", "sre-leads", "--ttl", "2h")
+	require.NoError(t, err)
+	path = strings.TrimSpace(path)
+	id, err := identity.LoadCreds(path)
+	require.NoError(t, err)
+	seed, err := id.Key.Seed()
+	require.NoError(t, err)
+
+	out, _, err := writ(t, "identity", "show", "--creds", path, "--dir", a)
+	require.NoError(t, err)
+	for _, want := range []string{
+		"domain   alpha\n", "name     dana\n", "groups   sre-leads\n", "key      " + id.Principal.Key + "\n",
+		"account  " + id.Principal.Account + "\n", "expires  " + id.Principal.Expires.Format(time.RFC3339), "trust    accepted by",
+	} {
+		assert.Contains(t, out, want)
+	}
+	assert.NotContains(t, out, string(seed), "no secret")
+	assert.NotContains(t, out, id.JWT)
+
+	out, _, err = writ(t, "identity", "show", "--creds", path, "--dir", a, "--json")
+	require.NoError(t, err)
+	assert.NotContains(t, out, string(seed))
+	var got struct {
+		identity.Principal
+		Trust string `json:"trust"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &got))
+	assert.Equal(t, id.Principal, got.Principal)
+	assert.Contains(t, got.Trust, "accepted by")
+
+	// Without a setup to check against, it still describes the principal.
+	out, _, err = writ(t, "identity", "show", "--creds", path, "--dir", filepath.Join(root, "none"))
+	require.NoError(t, err)
+	assert.Contains(t, out, "name     dana")
+	assert.NotContains(t, out, "trust")
+}

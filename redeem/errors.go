@@ -1,0 +1,84 @@
+package redeem
+
+import (
+	"errors"
+
+	"github.com/writ-dev/writ/issuer"
+)
+
+// Refusals of Redeem, one per reason, besides the issuer's verification
+// errors (issuer.ErrMalformed, ErrWrongType, ErrUntrustedIssuer,
+// ErrWrongAudience, ErrWrongAction, ErrWrongResource, ErrWrongHolder,
+// ErrWrongParams, ErrNotYetValid, ErrExpired), which Redeem returns wrapped
+// as they are.
+var (
+	ErrNotReady      = errors.New("redeem: not in sync with the revocation list yet")
+	ErrNoScope       = errors.New("redeem: the action and resource being redeemed for are required")
+	ErrBadProof      = errors.New("redeem: holder proof does not verify")
+	ErrStaleProof    = errors.New("redeem: holder proof is outside its time window")
+	ErrReplayedProof = errors.New("redeem: holder proof was presented before")
+	ErrRevoked       = errors.New("redeem: grant revoked")
+	ErrAlreadyUsed   = errors.New("redeem: grant already used")
+	ErrNotGranted    = errors.New("redeem: the audit stream holds no such grant")
+	ErrTooLong       = errors.New("redeem: grant lives longer than its single-use record would")
+	ErrUnavailable   = errors.New("redeem: JetStream unavailable")
+	// ErrNotRecorded means the grant was consumed but its redemption could
+	// not be recorded in the audit stream: the grant is used up, and the
+	// caller must not act on it.
+	ErrNotRecorded = errors.New("redeem: redemption not recorded in the audit stream; the grant is used up")
+)
+
+// Error is a refusal: a reason code (as recorded in the refused redeemed
+// event), the request and token hash when known, and the cause, which
+// errors.Is matches against the sentinels above and the issuer's.
+type Error struct {
+	Code      string
+	RequestID string // "" when the token did not say
+	TokenHash string
+	Err       error
+}
+
+func (e *Error) Error() string { return "grant refused (" + e.Code + "): " + e.Err.Error() }
+
+// Unwrap returns the cause.
+func (e *Error) Unwrap() error { return e.Err }
+
+var codes = []struct {
+	err  error
+	code string
+}{
+	{ErrNotReady, "not-ready"},
+	{ErrNoScope, "no-scope"},
+	{ErrMalformedProof, "malformed-proof"},
+	{ErrBadProof, "bad-proof"},
+	{ErrStaleProof, "stale-proof"},
+	{ErrReplayedProof, "replayed-proof"},
+	{ErrRevoked, "revoked"},
+	{ErrAlreadyUsed, "already-used"},
+	{ErrNotGranted, "not-granted"},
+	{ErrTooLong, "too-long"},
+	{ErrNotRecorded, "not-recorded"},
+	{ErrUnavailable, "unavailable"},
+	{issuer.ErrMalformed, "malformed"},
+	{issuer.ErrWrongType, "wrong-type"},
+	{issuer.ErrUntrustedIssuer, "untrusted-issuer"},
+	{issuer.ErrWrongAudience, "wrong-audience"},
+	{issuer.ErrNoAudience, "no-audience"},
+	{issuer.ErrWrongAction, "wrong-action"},
+	{issuer.ErrWrongResource, "wrong-resource"},
+	{issuer.ErrWrongHolder, "wrong-holder"},
+	{issuer.ErrWrongParams, "wrong-params"},
+	{issuer.ErrNotYetValid, "not-yet-valid"},
+	{issuer.ErrExpired, "expired"},
+}
+
+// Code returns the reason code of a refusal, "internal" for an error that
+// is none of the known ones.
+func Code(err error) string {
+	for _, c := range codes {
+		if errors.Is(err, c.err) {
+			return c.code
+		}
+	}
+	return "internal"
+}

@@ -1,0 +1,581 @@
+package redeem
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+
+	"github.com/writ-dev/writ/events"
+	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/issuer"
+	"github.com/writ-dev/writ/request"
+	"github.com/writ-dev/writ/store"
+)
+
+// Bounds on how far a proof's time may be from the redeemer's clock.
+const (
+	DefaultProofWindow = 30 * time.Second
+	MaxProofWindow     = 2 * time.Minute
+)
+
+// Log attribute keys.
+const (
+	attrRequest   = "request_id"
+	attrDomain    = "domain"
+	attrTokenHash = "token_hash"
+	attrCode      = "code"
+	attrSeq       = "stream_seq"
+)
+
+// maxAttempts bounds the re-reads when other writers keep appending first.
+const maxAttempts = 16
+
+// Config configures a Redeemer.
+type Config struct {
+	NC      *nats.Conn
+	Domain  string           // the target domain: this service's
+	Bundle  *identity.Bundle // trust bundle: issuer keys per domain, this domain's redeemer keys
+	Key     nkeys.KeyPair    // a redeemer key of Domain, listed in the bundle; signs redeemed events
+	Service string           // this service's name, recorded in events
+	Stream  string           // audit stream; default "WRIT"
+	// Leeway is the clock skew tolerated on a grant's nbf and exp; default
+	// issuer.DefaultLeeway, at most issuer.MaxLeeway.
+	Leeway time.Duration
+	// ProofWindow is how far a holder proof's time may be from now, either
+	// way; default DefaultProofWindow, at most MaxProofWindow.
+	ProofWindow time.Duration
+	Replicas    int // replicas of the KV buckets Run creates; default 1
+	MaxBody     int // largest event body read from the stream; default events.DefaultMaxBody
+	Clock       func() time.Time
+	Logger      *slog.Logger
+}
+
+// Validate checks the configuration and fills in defaults.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.NC == nil {
+		errs = append(errs, errors.New("no NATS connection"))
+	}
+	if !identity.ValidDomainName(c.Domain) {
+		errs = append(errs, fmt.Errorf("invalid domain %q", c.Domain))
+	}
+	if c.Bundle == nil || c.Bundle.Domains[c.Domain] == nil {
+		errs = append(errs, fmt.Errorf("the trust bundle does not list domain %q", c.Domain))
+	}
+	if c.Key == nil {
+		errs = append(errs, errors.New("no redeemer key"))
+	} else if pub, err := c.Key.PublicKey(); err != nil {
+		errs = append(errs, fmt.Errorf("redeemer key: %w", err))
+	} else if c.Bundle != nil && !c.Bundle.Entitled(c.Domain, identity.RoleRedeemer, pub) {
+		errs = append(errs, fmt.Errorf("key %s is not a redeemer of %q in the trust bundle", pub, c.Domain))
+	}
+	if c.Service == "" || len(c.Service) > 128 {
+		errs = append(errs, errors.New("a service name of 1 to 128 bytes is required"))
+	}
+	if c.Stream == "" {
+		c.Stream = "WRIT"
+	}
+	if c.Leeway == 0 {
+		c.Leeway = issuer.DefaultLeeway
+	}
+	if c.Leeway < 0 || c.Leeway > issuer.MaxLeeway {
+		errs = append(errs, fmt.Errorf("leeway %s outside (0, %s]", c.Leeway, issuer.MaxLeeway))
+	}
+	if c.ProofWindow == 0 {
+		c.ProofWindow = DefaultProofWindow
+	}
+	if c.ProofWindow < time.Second || c.ProofWindow > MaxProofWindow {
+		errs = append(errs, fmt.Errorf("proof window %s outside [1s, %s]", c.ProofWindow, MaxProofWindow))
+	}
+	if c.Replicas <= 0 {
+		c.Replicas = 1
+	}
+	if c.MaxBody <= 0 {
+		c.MaxBody = events.DefaultMaxBody
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return errors.Join(errs...)
+}
+
+// Redeemer redeems grants for one target domain. Run must be running for
+// Redeem to succeed.
+type Redeemer struct {
+	cfg     Config
+	js      jetstream.JetStream
+	reader  store.Reader
+	checker events.Checker
+	source  string
+	log     *slog.Logger
+	running atomic.Bool
+
+	mu         sync.RWMutex
+	ready      bool
+	reconnects uint64 // the connection's reconnect count when the watcher synced
+	revoked    map[string]string
+	used       jetstream.KeyValue
+	nonces     jetstream.KeyValue
+}
+
+// New returns a Redeemer. It does no I/O: Run creates the buckets and
+// starts the revocation watcher.
+func New(cfg Config) (*Redeemer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("redeem: %w", err)
+	}
+	js, err := jetstream.New(cfg.NC)
+	if err != nil {
+		return nil, err
+	}
+	return &Redeemer{
+		cfg:     cfg,
+		js:      js,
+		reader:  store.Reader{NC: cfg.NC, Stream: cfg.Stream},
+		checker: events.Checker{Bundle: cfg.Bundle, MaxBody: cfg.MaxBody},
+		source:  "writ://" + cfg.Domain + "/redeemer/" + url.PathEscape(cfg.Service),
+		log:     cfg.Logger.With("component", "redeemer", attrDomain, cfg.Domain, "service", cfg.Service),
+		revoked: map[string]string{},
+	}, nil
+}
+
+// Run creates the KV buckets if they are missing and watches revocations
+// until ctx ends; it then returns nil. Redeem refuses with ErrNotReady
+// until the watcher has caught up, and again after the connection
+// reconnects until it has caught up anew.
+func (r *Redeemer) Run(ctx context.Context) error {
+	if !r.running.CompareAndSwap(false, true) {
+		return errors.New("redeem: Run is already running")
+	}
+	defer r.running.Store(false)
+	defer r.setReady(false, nil, 0)
+	used, err := ensureBucket(ctx, r.js, bucketConfig(BucketUsed, UsedTTL, r.cfg.Replicas))
+	if err != nil {
+		return err
+	}
+	nonces, err := ensureBucket(ctx, r.js, bucketConfig(BucketNonces, NonceTTL, r.cfg.Replicas))
+	if err != nil {
+		return err
+	}
+	revs, err := ensureBucket(ctx, r.js, bucketConfig(BucketRevocations, RevocationTTL, r.cfg.Replicas))
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.used, r.nonces = used, nonces
+	r.mu.Unlock()
+	for {
+		err := r.watch(ctx, revs)
+		if ctx.Err() != nil {
+			return nil
+		}
+		r.log.Warn("revocation watcher restarts", "error", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+var errReconnected = errors.New("the connection reconnected")
+
+// watch follows the revocation bucket until ctx ends or the connection
+// reconnects (when updates may have been missed: the caller starts over).
+func (r *Redeemer) watch(ctx context.Context, revs jetstream.KeyValue) error {
+	reconnects := r.cfg.NC.Stats().Reconnects
+	w, err := revs.WatchAll(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = w.Stop() }()
+	pending := map[string]string{}
+	synced := false
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+			if r.cfg.NC.Stats().Reconnects != reconnects {
+				r.setReady(false, nil, 0)
+				return errReconnected
+			}
+		case e, ok := <-w.Updates():
+			if !ok {
+				r.setReady(false, nil, 0)
+				return errors.New("revocation watcher closed")
+			}
+			if e == nil {
+				if !synced {
+					synced = true
+					r.setReady(true, pending, reconnects)
+					r.log.Info("revocation list in sync", "revocations", len(pending))
+				}
+				continue
+			}
+			if !synced {
+				apply(pending, e)
+				continue
+			}
+			r.mu.Lock()
+			apply(r.revoked, e)
+			r.mu.Unlock()
+			if e.Operation() == jetstream.KeyValuePut {
+				r.log.Info("revocation", "key", e.Key())
+			}
+		}
+	}
+}
+
+func apply(m map[string]string, e jetstream.KeyValueEntry) {
+	if e.Operation() == jetstream.KeyValuePut {
+		m[e.Key()] = string(e.Value())
+	} else {
+		delete(m, e.Key())
+	}
+}
+
+func (r *Redeemer) setReady(ready bool, revoked map[string]string, reconnects uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ready, r.reconnects = ready, reconnects
+	if ready {
+		r.revoked = maps.Clone(revoked)
+	}
+}
+
+// inSync reports whether the revocation list is known to be complete.
+func (r *Redeemer) inSync() bool {
+	r.mu.RLock()
+	ready, reconnects := r.ready, r.reconnects
+	r.mu.RUnlock()
+	return ready && r.cfg.NC.IsConnected() && r.cfg.NC.Stats().Reconnects == reconnects
+}
+
+// WaitReady waits until Run has caught up with the revocation list.
+func (r *Redeemer) WaitReady(ctx context.Context) error {
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !r.inSync() {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %w", ErrNotReady, ctx.Err())
+		case <-tick.C:
+		}
+	}
+	return nil
+}
+
+// Revoked reports whether the revocation list, as this Redeemer last heard
+// of it, names the request or the token hash.
+func (r *Redeemer) Revoked(requestID, tokenHash string) bool {
+	_, ok := r.revocation(requestID, tokenHash)
+	return ok
+}
+
+func (r *Redeemer) revocation(requestID, tokenHash string) (string, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if reason, ok := r.revoked[tokenKey(tokenHash)]; ok {
+		return reason, true
+	}
+	reason, ok := r.revoked[requestKey(requestID)]
+	return reason, ok
+}
+
+// attempt is one call of Redeem.
+type attempt struct {
+	token  string
+	hash   string
+	proof  Proof
+	want   Want
+	now    time.Time
+	claims issuer.Claims // as far as the token could be read
+}
+
+// Redeem checks that token allows want for the holder who made proof,
+// consumes it, and records the redemption in the audit stream. Only when
+// it returns no error may the caller act. Every refusal is an *Error whose
+// cause is one of this package's sentinels or one of the issuer's; it is
+// recorded in the request's history when the token names a request of this
+// domain that the stream holds.
+func (r *Redeemer) Redeem(ctx context.Context, token string, proof Proof, want Want) (issuer.Claims, error) {
+	a := &attempt{token: token, hash: issuer.TokenHash(token), proof: proof, want: want, now: r.cfg.Clock()}
+	claims, err := r.redeem(ctx, a)
+	if err == nil {
+		r.log.Info("redeemed", attrRequest, claims.RequestID, attrTokenHash, a.hash)
+		return claims, nil
+	}
+	e := &Error{Code: Code(err), TokenHash: a.hash, Err: err}
+	if a.claims.Audience == r.cfg.Domain {
+		e.RequestID = a.claims.RequestID
+	}
+	r.refuse(ctx, a, e)
+	return issuer.Claims{}, e
+}
+
+// check does the checks that need no I/O: the grant, the holder proof
+// (but not its nonce) and the revocation list.
+func (r *Redeemer) check(a *attempt) (issuer.Claims, error) {
+	if a.want.Action == "" || a.want.Resource == "" {
+		return issuer.Claims{}, ErrNoScope
+	}
+	if !r.inSync() {
+		return issuer.Claims{}, ErrNotReady
+	}
+	params := a.want.Params
+	if params == nil {
+		params = map[string]string{}
+	}
+	c, err := issuer.Verify(a.token, issuer.VerifyOptions{
+		Bundle: r.cfg.Bundle, Audience: r.cfg.Domain, Action: a.want.Action, Resource: a.want.Resource,
+		Holder: a.proof.Holder, Params: params, Now: a.now, Leeway: r.cfg.Leeway,
+	})
+	a.claims = c
+	if err != nil {
+		return c, err
+	}
+	if c.ID == "" {
+		return c, fmt.Errorf("%w: no jti", issuer.ErrMalformed)
+	}
+	if u, err := uuid.Parse(c.RequestID); err != nil || u.String() != c.RequestID {
+		return c, fmt.Errorf("%w: the grant names no request id", ErrNotGranted)
+	}
+	// The used entry is written now and kept UsedTTL: it must outlive the
+	// grant, whatever the skew between this clock and the server's.
+	if c.Expires.Add(r.cfg.Leeway + issuer.MaxLeeway).After(a.now.Add(UsedTTL)) {
+		return c, fmt.Errorf("%w: expires %s", ErrTooLong, c.Expires.Format(time.RFC3339))
+	}
+	if err := a.proof.verify(c.Holder, a.hash, a.want); err != nil {
+		return c, err
+	}
+	if d := a.now.Sub(a.proof.Time); d > r.cfg.ProofWindow || d < -r.cfg.ProofWindow {
+		return c, fmt.Errorf("%w: made at %s, %s from now (window %s)", ErrStaleProof,
+			a.proof.Time.Format(time.RFC3339Nano), d.Round(time.Millisecond), r.cfg.ProofWindow)
+	}
+	if reason, ok := r.revocation(c.RequestID, a.hash); ok {
+		return c, fmt.Errorf("%w: %s", ErrRevoked, reason)
+	}
+	return c, nil
+}
+
+func (r *Redeemer) redeem(ctx context.Context, a *attempt) (issuer.Claims, error) {
+	c, err := r.check(a)
+	if err != nil {
+		return c, err
+	}
+	r.mu.RLock()
+	used, nonces := r.used, r.nonces
+	r.mu.RUnlock()
+	if _, err := nonces.Create(ctx, a.proof.Holder+"."+a.proof.Nonce, []byte(a.hash)); err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return c, ErrReplayedProof
+		}
+		return c, fmt.Errorf("%w: record proof nonce: %w", ErrUnavailable, err)
+	}
+	h, err := r.load(ctx, c.RequestID)
+	if err != nil {
+		return c, err
+	}
+	if err := granted(h.state, a.hash); err != nil {
+		return c, err
+	}
+	// Consume the grant: from here on it is used up, whatever happens next.
+	if _, err := used.Create(ctx, usedKey(c.ID), []byte(a.hash)); err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			return c, ErrAlreadyUsed
+		}
+		return c, fmt.Errorf("%w: consume grant: %w", ErrUnavailable, err)
+	}
+	if err := r.recordRedeemed(ctx, h, a); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+// granted says whether the history holds a live grant of this token.
+func granted(st request.State, hash string) error {
+	if st.Grant == nil || st.Grant.TokenHash != hash {
+		return fmt.Errorf("%w: request %s has no granted event for this token", ErrNotGranted, st.ID)
+	}
+	switch st.Status {
+	case request.StatusGranted:
+		return nil
+	case request.StatusRevoked:
+		if st.Revocation == nil {
+			return fmt.Errorf("%w: the audit stream records it revoked", ErrRevoked)
+		}
+		return fmt.Errorf("%w: the audit stream records it revoked by %s: %s", ErrRevoked, st.Revocation.By.ID(), st.Revocation.Reason)
+	case request.StatusRedeemed:
+		return fmt.Errorf("%w: redeemed at %s", ErrAlreadyUsed, st.RedeemedAt.Format(time.RFC3339))
+	}
+	return fmt.Errorf("%w: request %s is %s", ErrNotGranted, st.ID, st.Status)
+}
+
+// usedKey names a consumed grant in the used bucket by a digest of its
+// jti, so that the jti itself is kept nowhere in clear.
+func usedKey(jti string) string {
+	return strings.TrimPrefix(events.Digest([]byte("writ jti\x00"+jti)), "sha256:")
+}
+
+type history struct {
+	records []events.Record
+	state   request.State
+}
+
+func (r *Redeemer) load(ctx context.Context, id string) (*history, error) {
+	msgs, err := r.reader.Load(ctx, events.RequestFilter(r.cfg.Domain, id), 1)
+	if err != nil {
+		return nil, fmt.Errorf("%w: read history: %w", ErrUnavailable, err)
+	}
+	now := r.cfg.Clock()
+	h := &history{records: make([]events.Record, len(msgs))}
+	for i, m := range msgs {
+		h.records[i] = r.checker.Inspect(m, now)
+	}
+	h.state, _ = request.Fold(h.records)
+	return h, nil
+}
+
+// recordRedeemed appends the redeemed event, re-reading the history when
+// another writer appended first. The grant is already consumed: any
+// failure here is ErrNotRecorded, unless the history now says the grant
+// was revoked in the meantime.
+func (r *Redeemer) recordRedeemed(ctx context.Context, h *history, a *attempt) error {
+	mine := map[string]bool{}
+	for attempt := range maxAttempts {
+		if attempt > 0 {
+			var err error
+			if h, err = r.load(ctx, a.claims.RequestID); err != nil {
+				return fmt.Errorf("%w: %w", ErrNotRecorded, err)
+			}
+			for _, rec := range h.records {
+				if rec.Valid() && mine[rec.Envelope.ID] {
+					return nil // an earlier attempt landed; its ack was lost
+				}
+			}
+		}
+		if err := granted(h.state, a.hash); err != nil {
+			if errors.Is(err, ErrRevoked) {
+				return err
+			}
+			return fmt.Errorf("%w: %w", ErrNotRecorded, err)
+		}
+		out, err := r.seal(h.state, "", &events.Redeemed{
+			Prev:      h.state.LastDigest,
+			Outcome:   events.RedemptionRedeemed,
+			TokenHash: a.hash,
+			Holder:    a.claims.Holder,
+			Service:   r.cfg.Service,
+		})
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrNotRecorded, err)
+		}
+		mine[out.MsgID] = true
+		seq, err := store.Append(ctx, r.js, r.cfg.Stream, out, h.state.LastSeq, events.RequestFilter(r.cfg.Domain, h.state.ID))
+		if err == nil {
+			r.log.Debug("appended", attrRequest, h.state.ID, attrSeq, seq)
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w: %w", ErrNotRecorded, err)
+		}
+		if !store.IsConflict(err) {
+			r.log.Warn("append redeemed", attrRequest, h.state.ID, "error", err)
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return fmt.Errorf("%w: %w", ErrNotRecorded, store.ErrConflict)
+}
+
+func (r *Redeemer) seal(st request.State, ordinal string, d *events.Redeemed) (events.Outgoing, error) {
+	return events.Seal(events.Draft{
+		Domain:    r.cfg.Domain,
+		RequestID: st.ID,
+		Kind:      events.KindRedeemed,
+		Ordinal:   ordinal,
+		Source:    r.source,
+		Time:      r.cfg.Clock(),
+		Data:      d,
+	}, r.cfg.Key)
+}
+
+// refuse logs a refusal and records it in the request's history when the
+// token names a request of this domain that the stream holds. It never
+// logs the token or its jti.
+func (r *Redeemer) refuse(ctx context.Context, a *attempt, e *Error) {
+	log := r.log.With(attrTokenHash, a.hash, attrCode, e.Code)
+	if e.RequestID != "" {
+		log = log.With(attrRequest, e.RequestID)
+	}
+	log.Info("refused", "error", e.Err)
+	if e.RequestID == "" || errors.Is(e, ErrNotReady) || errors.Is(e, ErrNotRecorded) {
+		return
+	}
+	if u, err := uuid.Parse(e.RequestID); err != nil || u.String() != e.RequestID {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	reason := e.Err.Error()
+	if len(reason) > 2000 {
+		reason = reason[:2000] + "…"
+	}
+	holder := ""
+	if nkeys.IsValidPublicUserKey(a.proof.Holder) {
+		holder = a.proof.Holder
+	}
+	ordinal := make([]byte, 8)
+	_, _ = rand.Read(ordinal)
+	for range maxAttempts {
+		h, err := r.load(ctx, e.RequestID)
+		if err != nil {
+			log.Warn("cannot record the refusal", "error", err)
+			return
+		}
+		if h.state.Request == nil {
+			return // no such request here: nothing to record it in
+		}
+		out, err := r.seal(h.state, "refused-"+hex.EncodeToString(ordinal), &events.Redeemed{
+			Prev:      h.state.LastDigest,
+			Outcome:   events.RedemptionRefused,
+			Code:      e.Code,
+			Reason:    reason,
+			TokenHash: a.hash,
+			Holder:    holder,
+			Service:   r.cfg.Service,
+		})
+		if err != nil {
+			log.Warn("cannot record the refusal", "error", err)
+			return
+		}
+		_, err = store.Append(ctx, r.js, r.cfg.Stream, out, h.state.LastSeq, events.RequestFilter(r.cfg.Domain, e.RequestID))
+		if err == nil {
+			return
+		}
+		if !store.IsConflict(err) {
+			log.Warn("cannot record the refusal", "error", err)
+			return
+		}
+	}
+	log.Warn("cannot record the refusal", "error", store.ErrConflict)
+}
