@@ -4,14 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/request"
 	"github.com/writ-dev/writ/store"
 )
 
 // ErrNotPending is returned when voting on a request that waits for no one.
 var ErrNotPending = errors.New("client: request is not waiting for approvers")
+
+// ErrClosed is returned when revoking a request that nothing can change.
+var ErrClosed = errors.New("client: request is closed")
 
 // Vote is an answer to a pending request.
 type Vote struct {
@@ -24,20 +29,17 @@ type Vote struct {
 // The approval consumer has the last word: Load the request afterwards to
 // see whether the vote was counted or refused, and why.
 func (c *Client) Vote(ctx context.Context, who *identity.Identity, domain, id string, v Vote) (uint64, error) {
-	for range 16 {
-		r, err := c.Load(ctx, domain, id)
-		if err != nil {
-			return 0, err
-		}
-		st := r.State
+	// The ordinal is the voter's key: a retried vote dedupes, and an
+	// approver's answers cannot be multiplied by resending.
+	return c.appendAs(ctx, who, domain, id, events.KindVoted, who.Principal.Key, func(st request.State) (any, error) {
 		if !st.Status.IsPending() {
-			return 0, fmt.Errorf("%w: it is %s", ErrNotPending, st.Status)
+			return nil, fmt.Errorf("%w: it is %s", ErrNotPending, st.Status)
 		}
 		decision := events.DecisionDeny
 		if v.Approve {
 			decision = events.DecisionApprove
 		}
-		data := &events.Voted{
+		return &events.Voted{
 			Prev:          st.LastDigest,
 			Domain:        domain,
 			Voter:         events.PrincipalRef{Domain: who.Principal.Domain, Name: who.Principal.Name},
@@ -45,18 +47,54 @@ func (c *Client) Vote(ctx context.Context, who *identity.Identity, domain, id st
 			Decision:      decision,
 			Reason:        v.Reason,
 			RequestDigest: st.RequestDigest,
+		}, nil
+	})
+}
+
+// Revoke asks, as who, to revoke a request or its grant, and returns the
+// stream sequence of the ask. The approval consumer answers with revoked
+// (the requester may always withdraw their own; anyone else needs a policy
+// permit for Action::"revoke") or refused; Wait for it.
+func (c *Client) Revoke(ctx context.Context, who *identity.Identity, domain, id, reason string) (uint64, error) {
+	if strings.TrimSpace(reason) == "" {
+		return 0, fmt.Errorf("%w: a revocation needs a reason", ErrInvalidSpec)
+	}
+	return c.appendAs(ctx, who, domain, id, events.KindRevoke, who.Principal.Key, func(st request.State) (any, error) {
+		if st.Status.IsClosed() {
+			return nil, fmt.Errorf("%w: it is %s", ErrClosed, st.Status)
 		}
-		// The ordinal is the voter's key: a retried vote dedupes, and an
-		// approver's answers cannot be multiplied by resending.
+		return &events.Revoke{
+			Prev:     st.LastDigest,
+			Domain:   domain,
+			By:       events.PrincipalRef{Domain: who.Principal.Domain, Name: who.Principal.Name},
+			Identity: who.JWT,
+			Reason:   reason,
+		}, nil
+	})
+}
+
+// appendAs reads a request, builds the next event of kind from its state,
+// signs it as who and appends it, again from the top when another writer
+// appended first.
+func (c *Client) appendAs(ctx context.Context, who *identity.Identity, domain, id string, kind events.Kind, ordinal string, build func(request.State) (any, error)) (uint64, error) {
+	for range 16 {
+		r, err := c.Load(ctx, domain, id)
+		if err != nil {
+			return 0, err
+		}
+		data, err := build(r.State)
+		if err != nil {
+			return 0, err
+		}
 		out, err := events.Seal(events.Draft{
-			Domain: domain, RequestID: id, Kind: events.KindVoted, Ordinal: who.Principal.Key,
+			Domain: domain, RequestID: id, Kind: kind, Ordinal: ordinal,
 			Source: "writ://" + who.Principal.Domain + "/principals/" + who.Principal.Name,
 			Time:   c.clock(), Data: data,
 		}, who.Key)
 		if err != nil {
 			return 0, err
 		}
-		seq, err := store.Append(ctx, c.js, c.stream, out, st.LastSeq, events.RequestFilter(domain, id))
+		seq, err := store.Append(ctx, c.js, c.stream, out, r.State.LastSeq, events.RequestFilter(domain, id))
 		if store.IsConflict(err) {
 			continue
 		}

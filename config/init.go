@@ -211,6 +211,11 @@ when { resource.path like "prod/*" };
 permit (principal in Group::"{{domain}}/sre-leads", action == Action::"read-logs", resource)
 when { resource.path like "prod/*" };
 
+// SRE leads may revoke any request or grant; requesters may always
+// withdraw their own, whatever the policies say.
+@id("sre-leads-revoke")
+permit (principal in Group::"{{domain}}/sre-leads", action == Action::"revoke", resource);
+
 // Nobody drops a production database through Writ, whatever else says.
 @id("no-prod-database-drop")
 forbid (principal, action == Action::"drop-database", resource)

@@ -3,6 +3,7 @@ package consumers
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -14,6 +15,8 @@ import (
 
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/policy"
+	"github.com/writ-dev/writ/redeem"
 	"github.com/writ-dev/writ/request"
 	"github.com/writ-dev/writ/store"
 )
@@ -21,17 +24,22 @@ import (
 // Approval runs the approval flows: it counts votes and decides approved,
 // denied or expired. Deadlines are durable timers in the timer stream.
 type Approval struct {
-	c      *component
-	timers jetstream.Stream
+	c        *component
+	timers   jetstream.Stream
+	policies *policy.Set
 }
 
-// NewApproval returns the approval consumer.
-func NewApproval(env Env, key nkeys.KeyPair) (*Approval, error) {
+// NewApproval returns the approval consumer. The policies decide who may
+// revoke a request other than its requester (Action::"revoke").
+func NewApproval(env Env, key nkeys.KeyPair, policies *policy.Set) (*Approval, error) {
 	c, err := newComponent(env, identity.RoleApproval, key)
 	if err != nil {
 		return nil, err
 	}
-	return &Approval{c: c}, nil
+	if policies == nil {
+		return nil, errors.New("consumers: approval: policies are required")
+	}
+	return &Approval{c: c, policies: policies}, nil
 }
 
 // Run consumes evaluations, votes and fired timers until ctx ends.
@@ -46,7 +54,8 @@ func (a *Approval) Run(ctx context.Context) error {
 	g.Go(func() error {
 		cfg := durableConfig(DurableApproval+d+a.c.env.DurableSuffix,
 			events.Prefix+"."+d+".*."+events.KindEvaluated.String(),
-			events.Prefix+"."+d+".*."+events.KindVoted.String())
+			events.Prefix+"."+d+".*."+events.KindVoted.String(),
+			events.Prefix+"."+d+".*."+events.KindRevoke.String())
 		return consume(ctx, a.c.js, a.c.env.Streams.Name, cfg, a.c.env.Workers, a.c.log, a.handle)
 	})
 	g.Go(func() error {
@@ -110,12 +119,48 @@ func (a *Approval) decide(ctx context.Context, h *history, this events.Record) (
 	if err := h.errs[this.Seq]; err != nil {
 		return refuse(h, this, err), nil
 	}
+	if this.Kind == events.KindRevoke {
+		return a.revoke(ctx, h, this)
+	}
 	if this.Kind == events.KindEvaluated && h.state.Status.IsPending() {
 		if err := a.schedule(ctx, h.state); err != nil {
 			return nil, err
 		}
 	}
 	return next(h), nil
+}
+
+// revoke answers a principal's request to revoke: the requester may always
+// withdraw their own request; anyone else needs a Cedar permit for
+// Action::"revoke" on the request's resource. Verifiers hear of it through
+// the revocation bucket they watch before the event is appended.
+func (a *Approval) revoke(ctx context.Context, h *history, this events.Record) (*effect, error) {
+	st := h.state
+	if st.Status == request.StatusRevoked {
+		return nil, nil
+	}
+	d := this.Data.(*events.Revoke)
+	by := *this.Principal
+	if by.ID() != st.Requester.ID() {
+		dec := a.policies.Decide(policy.Input{
+			Principal: by, Action: "revoke", Domain: st.Domain, Resource: st.Request.Resource,
+			Context: policy.Context{
+				Urgency: st.Request.Urgency, Reason: d.Reason, Origin: by.Domain,
+				Params: st.Request.Params, Time: h.now,
+			},
+		})
+		if dec.Outcome != policy.OutcomeAllow {
+			return refuse(h, this, fmt.Errorf("%w: %s may not revoke this request", request.ErrNotAuthorized, by.ID())), nil
+		}
+	}
+	tokenHash := ""
+	if st.Grant != nil {
+		tokenHash = st.Grant.TokenHash
+	}
+	if err := redeem.Revoke(ctx, a.c.js, st.ID, tokenHash, d.Reason); err != nil {
+		return nil, &retryAfter{delay: time.Second, cause: err}
+	}
+	return &effect{kind: events.KindRevoked, data: &events.Revoked{Prev: st.LastDigest, By: d.By, Reason: d.Reason}}, nil
 }
 
 // next is the approval decision for the state now, if there is one.

@@ -169,3 +169,15 @@ type Revoked struct {
 	By     PrincipalRef `json:"by"`
 	Reason string       `json:"reason"`
 }
+
+// Revoke is a principal's request to revoke a request or its grant. The
+// approval component decides (the requester may always withdraw their own;
+// anyone else needs a Cedar permit for Action::"revoke") and answers with
+// revoked or refused.
+type Revoke struct {
+	Prev     string       `json:"prev"`
+	Domain   string       `json:"domain"` // the request's domain, signed: the subject's
+	By       PrincipalRef `json:"by"`
+	Identity string       `json:"identity"`
+	Reason   string       `json:"reason"`
+}

@@ -208,6 +208,8 @@ func (f *fixture) sample(k events.Kind) any {
 		return &events.Redeemed{Prev: d1, Outcome: events.RedemptionRedeemed, TokenHash: d2, Holder: f.alice.Principal.Key, Service: "db-operator"}
 	case events.KindRevoked:
 		return &events.Revoked{Prev: d1, By: bob, Reason: "wrong database"}
+	case events.KindRevoke:
+		return &events.Revoke{Prev: d1, Domain: "acme", By: bob, Identity: f.bob.JWT, Reason: "wrong database"}
 	}
 	return nil
 }
@@ -217,7 +219,7 @@ func (f *fixture) signer(k events.Kind) nkeys.KeyPair {
 	switch k {
 	case events.KindRequested:
 		return f.alice.Key
-	case events.KindVoted:
+	case events.KindVoted, events.KindRevoke:
 		return f.bob.Key
 	case events.KindRefused:
 		return f.approval
@@ -237,7 +239,7 @@ func (f *fixture) signer(k events.Kind) nkeys.KeyPair {
 var allKinds = []events.Kind{
 	events.KindRequested, events.KindRejected, events.KindEvaluated, events.KindVoted,
 	events.KindApproved, events.KindDenied, events.KindExpired, events.KindGranted, events.KindRefused,
-	events.KindRedeemed, events.KindRevoked,
+	events.KindRedeemed, events.KindRevoked, events.KindRevoke,
 }
 
 // seal signs data as an acme event of kind k with kp and returns the stored message.

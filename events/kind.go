@@ -19,6 +19,7 @@ const (
 	KindRefused
 	KindRedeemed
 	KindRevoked
+	KindRevoke // a principal asks to revoke; the approval component decides
 )
 
 var kindNames = [...]string{
@@ -34,6 +35,7 @@ var kindNames = [...]string{
 	KindRefused:   "refused",
 	KindRedeemed:  "redeemed",
 	KindRevoked:   "revoked",
+	KindRevoke:    "revoke",
 }
 
 // The CloudEvents types, one per kind and version. These are the wire names;
@@ -50,6 +52,7 @@ const (
 	TypeRefused   = "writ.request.refused.v1"
 	TypeRedeemed  = "writ.request.redeemed.v1"
 	TypeRevoked   = "writ.request.revoked.v1"
+	TypeRevoke    = "writ.request.revoke.v1"
 )
 
 var kindTypes = [...]string{
@@ -64,6 +67,7 @@ var kindTypes = [...]string{
 	KindRefused:   TypeRefused,
 	KindRedeemed:  TypeRedeemed,
 	KindRevoked:   TypeRevoked,
+	KindRevoke:    TypeRevoke,
 }
 
 // String returns the subject token of the kind.
@@ -94,4 +98,4 @@ func ParseKind(s string) (Kind, error) {
 
 // FromPrincipal reports whether events of this kind are signed by a
 // principal (requester or approver) rather than a pipeline component.
-func (k Kind) FromPrincipal() bool { return k == KindRequested || k == KindVoted }
+func (k Kind) FromPrincipal() bool { return k == KindRequested || k == KindVoted || k == KindRevoke }

@@ -141,6 +141,8 @@ func (c Checker) checkPrincipal(r *Record, now time.Time) error {
 		}
 	case *Voted:
 		token, claimed, domain = d.Identity, d.Voter, d.Domain
+	case *Revoke:
+		token, claimed, domain = d.Identity, d.By, d.Domain
 	}
 	// The signature covers the body, not the subject: the body names the
 	// domain, so a signed request or vote cannot be replayed into another.
@@ -205,6 +207,8 @@ func NewData(k Kind) any {
 		return new(Redeemed)
 	case KindRevoked:
 		return new(Revoked)
+	case KindRevoke:
+		return new(Revoke)
 	}
 	return nil
 }

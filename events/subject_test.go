@@ -27,6 +27,7 @@ func TestKind(t *testing.T) {
 		{events.KindRefused, "refused", events.TypeRefused, false},
 		{events.KindRedeemed, "redeemed", events.TypeRedeemed, false},
 		{events.KindRevoked, "revoked", events.TypeRevoked, false},
+		{events.KindRevoke, "revoke", events.TypeRevoke, true},
 	}
 	require.Len(t, tests, len(allKinds))
 	for _, tt := range tests {

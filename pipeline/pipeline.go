@@ -72,7 +72,7 @@ func Build(nc *nats.Conn, rt *config.Runtime, o Options) (*Pipeline, error) {
 		case string(identity.RolePolicy):
 			r, err = consumers.NewPolicy(env, rt.PolicyKey, rt.Policies, rt.Flows)
 		case string(identity.RoleApproval):
-			r, err = consumers.NewApproval(env, rt.ApprovalKey)
+			r, err = consumers.NewApproval(env, rt.ApprovalKey, rt.Policies)
 		case string(identity.RoleIssuer):
 			r, err = consumers.NewIssuer(env, rt.IssuerKey, rt.IssuerXKey, consumers.GrantPolicy{
 				DefaultTTL: time.Duration(rt.Config.Grants.DefaultTTL), MaxTTL: time.Duration(rt.Config.Grants.MaxTTL),

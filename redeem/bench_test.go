@@ -4,23 +4,50 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 	"github.com/stretchr/testify/require"
 
-	"github.com/writ-dev/writ/client"
-	"github.com/writ-dev/writ/internal/writtest"
+	"github.com/writ-dev/writ/config"
+	"github.com/writ-dev/writ/embedded"
 	"github.com/writ-dev/writ/issuer"
-	"github.com/writ-dev/writ/request"
 )
 
 var benchWant = Want{Action: "deploy", Resource: "staging/web"}
 
-func benchRedeemer(b *testing.B, e *writtest.Env) *Redeemer {
-	r, err := New(Config{NC: e.NC, Domain: writtest.Domain, Bundle: e.Runtime.Bundle, Key: e.Runtime.RedeemerKey, Service: "bench"})
+// benchEnv is a domain's keys and an embedded server, without a pipeline
+// (the consumers import this package, so its own tests cannot use writtest).
+type benchEnv struct {
+	NC      *nats.Conn
+	Runtime *config.Runtime
+}
+
+func newBenchEnv(b *testing.B) *benchEnv {
+	dir := b.TempDir()
+	_, err := config.Init(dir, benchDomain)
+	require.NoError(b, err)
+	cfg, err := config.Load(dir)
+	require.NoError(b, err)
+	rt, err := cfg.Open()
+	require.NoError(b, err)
+	srv, err := embedded.Start(embedded.Options{Port: -1, StoreDir: filepath.Join(dir, "js")})
+	require.NoError(b, err)
+	b.Cleanup(srv.Shutdown)
+	nc, err := srv.Connect()
+	require.NoError(b, err)
+	b.Cleanup(nc.Close)
+	return &benchEnv{NC: nc, Runtime: rt}
+}
+
+const benchDomain = "acme"
+
+func benchRedeemer(b *testing.B, e *benchEnv) *Redeemer {
+	r, err := New(Config{NC: e.NC, Domain: benchDomain, Bundle: e.Runtime.Bundle, Key: e.Runtime.RedeemerKey, Service: "bench"})
 	require.NoError(b, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -33,13 +60,13 @@ func benchRedeemer(b *testing.B, e *writtest.Env) *Redeemer {
 // The checks without I/O: the grant's signature and claims, the holder
 // proof's signature and time, the revocation list.
 func BenchmarkCheck(b *testing.B) {
-	e := writtest.Start(b, writtest.Options{NoServe: true})
+	e := newBenchEnv(b)
 	r := benchRedeemer(b, e)
 	iss, err := issuer.New(e.Runtime.IssuerKey, e.Runtime.IssuerXKey)
 	require.NoError(b, err)
 	holder, _ := nkeys.CreateUser()
 	pub, _ := holder.PublicKey()
-	token, _, err := iss.Mint(issuer.Constraints{RequestID: uuid.NewString(), Holder: pub, Audience: writtest.Domain,
+	token, _, err := iss.Mint(issuer.Constraints{RequestID: uuid.NewString(), Holder: pub, Audience: benchDomain,
 		Action: benchWant.Action, Resource: benchWant.Resource, ParamsDigest: issuer.ParamsDigest(nil), NotBefore: time.Now(), TTL: time.Hour})
 	require.NoError(b, err)
 	proof, err := Prove(holder, token, benchWant, time.Now())
@@ -54,13 +81,13 @@ func BenchmarkCheck(b *testing.B) {
 // The checks plus the two create-only KV writes (the proof's nonce and the
 // grant's jti), without reading or appending the request's history.
 func BenchmarkCheckAndConsume(b *testing.B) {
-	e := writtest.Start(b, writtest.Options{NoServe: true})
+	e := newBenchEnv(b)
 	r := benchRedeemer(b, e)
 	iss, err := issuer.New(e.Runtime.IssuerKey, e.Runtime.IssuerXKey)
 	require.NoError(b, err)
 	holder, _ := nkeys.CreateUser()
 	pub, _ := holder.PublicKey()
-	token, _, err := iss.Mint(issuer.Constraints{RequestID: uuid.NewString(), Holder: pub, Audience: writtest.Domain,
+	token, _, err := iss.Mint(issuer.Constraints{RequestID: uuid.NewString(), Holder: pub, Audience: benchDomain,
 		Action: benchWant.Action, Resource: benchWant.Resource, ParamsDigest: issuer.ParamsDigest(nil), NotBefore: time.Now(), TTL: time.Hour})
 	require.NoError(b, err)
 	ctx := context.Background()
@@ -76,35 +103,6 @@ func BenchmarkCheckAndConsume(b *testing.B) {
 		}
 		_, _ = rand.Read(jti)
 		if _, err := r.used.Create(ctx, usedKey(hex.EncodeToString(jti)), nil); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-// A whole redemption: checks, nonce, history read, jti, redeemed event.
-// Grants are made by the pipeline before the clock starts.
-func BenchmarkRedeem(b *testing.B) {
-	e := writtest.Start(b, writtest.Options{})
-	r := benchRedeemer(b, e)
-	who := e.Identity("deploy-bot")
-	n := b.N
-	tokens := make([]string, 0, n)
-	for range n {
-		id := e.Request("deploy-bot", client.Spec{Action: benchWant.Action, Resource: benchWant.Resource, TTL: 10 * time.Minute})
-		st := e.Settle(id)
-		require.Equal(b, request.StatusGranted, st.State.Status)
-		tok, err := client.OpenGrant(st.State, who)
-		require.NoError(b, err)
-		tokens = append(tokens, tok)
-	}
-	ctx := context.Background()
-	b.ResetTimer()
-	for i := range n {
-		proof, err := Prove(who.Key, tokens[i], benchWant, time.Now())
-		if err != nil {
-			b.Fatal(err)
-		}
-		if _, err := r.Redeem(ctx, tokens[i], proof, benchWant); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -26,6 +26,9 @@ var (
 	ErrDuplicateVote = errors.New("request: voter has already answered")
 	ErrStaleDigest   = errors.New("request: vote answers a different request event")
 	ErrPastDeadline  = errors.New("request: vote arrived after the deadline")
+
+	// ErrNotAuthorized refuses a principal's revoke that policy does not allow.
+	ErrNotAuthorized = errors.New("request: not authorized")
 )
 
 // Vote is a counted answer.
@@ -108,6 +111,8 @@ func prevOf(data any) string {
 		return d.Prev
 	case *events.Revoked:
 		return d.Prev
+	case *events.Revoke:
+		return d.Prev
 	}
 	return ""
 }
@@ -136,7 +141,7 @@ func Apply(s State, r events.Record) (State, error) {
 	if d, ok := r.Data.(*events.Redeemed); ok && d.Outcome == events.RedemptionRefused {
 		return s, nil // a refused attempt is on record and changes nothing
 	}
-	afterGrant := r.Kind == events.KindRedeemed || r.Kind == events.KindRevoked
+	afterGrant := r.Kind == events.KindRedeemed || r.Kind == events.KindRevoked || r.Kind == events.KindRevoke
 	if s.Status.IsClosed() || (s.Status.IsTerminal() && !(s.Status == StatusGranted && afterGrant)) {
 		return s, fmt.Errorf("%w (%s)", ErrClosed, s.Status)
 	}
@@ -224,6 +229,12 @@ func Apply(s State, r events.Record) (State, error) {
 			return s, fmt.Errorf("%w: redeemed a token this request was not granted", ErrUnjustified)
 		}
 		s.Status, s.RedeemedAt = StatusRedeemed, At(r)
+	case *events.Revoke:
+		// A request to revoke changes nothing by itself: the approval
+		// component answers it with revoked, or refused.
+		if s.Status == StatusNone {
+			return s, fmt.Errorf("%w: revoke before any request", ErrIllegal)
+		}
 	case *events.Revoked:
 		if s.Status == StatusNone {
 			return s, fmt.Errorf("%w: revoked before any request", ErrIllegal)
@@ -429,6 +440,7 @@ var codes = []struct {
 	{ErrDuplicateVote, "duplicate-vote"},
 	{ErrStaleDigest, "stale-digest"},
 	{ErrPastDeadline, "past-deadline"},
+	{ErrNotAuthorized, "not-authorized"},
 	{ErrNotPending, "not-pending"},
 	{ErrClosed, "closed"},
 	{ErrBrokenChain, "broken-chain"},

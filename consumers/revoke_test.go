@@ -1,0 +1,71 @@
+package consumers_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/writ-dev/writ/client"
+	"github.com/writ-dev/writ/events"
+	"github.com/writ-dev/writ/internal/writtest"
+	"github.com/writ-dev/writ/redeem"
+	"github.com/writ-dev/writ/request"
+)
+
+// revoke asks, as name, to revoke id, and waits for the answer.
+func revoke(t *testing.T, e *writtest.Env, name, id, reason string) (*client.Request, uint64) {
+	t.Helper()
+	seq, err := e.Client.Revoke(t.Context(), e.Identity(name), writtest.Domain, id, reason)
+	require.NoError(t, err)
+	r := e.Await(id, 10*time.Second, func(s request.State) bool {
+		return s.Answered[seq] != "" || s.Status == request.StatusRevoked
+	})
+	return r, seq
+}
+
+func TestRequesterWithdrawsAPendingRequest(t *testing.T) {
+	e := writtest.Start(t, writtest.Options{})
+	id := e.Request("carol", client.Spec{Action: "restart", Resource: "prod/db"})
+	e.Pending(id)
+	r, _ := revoke(t, e, "carol", id, "fixed it myself")
+	require.Equal(t, request.StatusRevoked, r.State.Status)
+	assert.Equal(t, []string{"requested", "evaluated", "revoke", "revoked"}, writtest.Kinds(r))
+	assert.Equal(t, "acme/carol", r.State.Revocation.By.ID())
+
+	_, err := e.Client.Vote(t.Context(), e.Identity("alice"), writtest.Domain, id, client.Vote{Approve: true})
+	assert.ErrorIs(t, err, client.ErrNotPending, "nothing to approve any more")
+}
+
+func TestRevocationNeedsPolicy(t *testing.T) {
+	e := writtest.Start(t, writtest.Options{})
+	id := e.Request("deploy-bot", client.Spec{Action: "deploy", Resource: "staging/web"})
+	granted := e.Settle(id)
+	require.Equal(t, request.StatusGranted, granted.State.Status)
+
+	// A developer may not revoke the bot's grant...
+	r, seq := revoke(t, e, "carol", id, "I do not like it")
+	assert.Equal(t, "not-authorized", r.State.Answered[seq])
+	assert.Equal(t, request.StatusGranted, r.State.Status)
+
+	// ...an SRE lead may (policy sre-leads-revoke), and verifiers hear of it.
+	rd, err := redeem.New(redeem.Config{
+		NC: e.NC, Domain: writtest.Domain, Bundle: e.Runtime.Bundle, Key: e.Runtime.RedeemerKey, Service: "test",
+	})
+	require.NoError(t, err)
+	go func() { _ = rd.Run(t.Context()) }()
+	require.NoError(t, rd.WaitReady(t.Context()))
+	require.False(t, rd.Revoked(id, granted.State.Grant.TokenHash))
+
+	r, _ = revoke(t, e, "alice", id, "bot compromised")
+	require.Equal(t, request.StatusRevoked, r.State.Status)
+	last := r.Records[len(r.Records)-1]
+	assert.Equal(t, events.KindRevoked, last.Kind)
+	assert.Eventually(t, func() bool { return rd.Revoked(id, granted.State.Grant.TokenHash) }, time.Second, 10*time.Millisecond,
+		"a running verifier learns of the revocation within a second")
+
+	// Nothing more happens to a revoked request.
+	_, err = e.Client.Revoke(t.Context(), e.Identity("bob"), writtest.Domain, id, "again")
+	assert.ErrorIs(t, err, client.ErrClosed)
+}
