@@ -198,7 +198,7 @@ func (c *Client) Wait(ctx context.Context, domain, id string, done func(request.
 	}
 	defer func() { _ = sub.Unsubscribe() }()
 	// Make sure the server has the subscription before the first read.
-	if err := c.nc.FlushWithContext(ctx); err != nil {
+	if err := c.nc.FlushTimeout(5 * time.Second); err != nil {
 		return nil, err
 	}
 	// A message reaches subscribers before the stream has stored it, so a

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/google/uuid"
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/request"
@@ -101,4 +102,35 @@ func (c *Client) appendAs(ctx context.Context, who *identity.Identity, domain, i
 		return seq, err
 	}
 	return 0, store.ErrConflict
+}
+
+// Lock asks, as who, to lock (or unlock) a principal ("domain/name"), a
+// user key or a domain in domain: no new grants to it, no redemptions by
+// it. It returns the lock's id; the approval consumer answers on that id
+// with locked, or refused (it needs a policy permit for Action::"lock").
+func (c *Client) Lock(ctx context.Context, who *identity.Identity, domain string, target events.LockTarget, unlock bool, reason string) (string, error) {
+	if strings.TrimSpace(reason) == "" {
+		return "", fmt.Errorf("%w: a lock needs a reason", ErrInvalidSpec)
+	}
+	uid, err := uuid.NewV7()
+	if err != nil {
+		return "", err
+	}
+	id := uid.String()
+	out, err := events.Seal(events.Draft{
+		Domain: domain, RequestID: id, Kind: events.KindLock,
+		Source: "writ://" + who.Principal.Domain + "/principals/" + who.Principal.Name,
+		Time:   c.clock(),
+		Data: &events.Lock{
+			Domain: domain, By: events.PrincipalRef{Domain: who.Principal.Domain, Name: who.Principal.Name},
+			Identity: who.JWT, Target: target, Unlock: unlock, Reason: reason,
+		},
+	}, who.Key)
+	if err != nil {
+		return "", err
+	}
+	if _, err := store.Append(ctx, c.js, c.stream, out, 0, events.RequestFilter(domain, id)); err != nil {
+		return "", err
+	}
+	return id, nil
 }

@@ -216,6 +216,10 @@ when { resource.path like "prod/*" };
 @id("sre-leads-revoke")
 permit (principal in Group::"{{domain}}/sre-leads", action == Action::"revoke", resource);
 
+// SRE leads may lock (and unlock) principals, keys and domains.
+@id("sre-leads-lock")
+permit (principal in Group::"{{domain}}/sre-leads", action == Action::"lock", resource);
+
 // Nobody drops a production database through Writ, whatever else says.
 @id("no-prod-database-drop")
 forbid (principal, action == Action::"drop-database", resource)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/locks"
 	"github.com/writ-dev/writ/policy"
 	"github.com/writ-dev/writ/redeem"
 	"github.com/writ-dev/writ/request"
@@ -55,7 +56,8 @@ func (a *Approval) Run(ctx context.Context) error {
 		cfg := durableConfig(DurableApproval+d+a.c.env.DurableSuffix,
 			events.Prefix+"."+d+".*."+events.KindEvaluated.String(),
 			events.Prefix+"."+d+".*."+events.KindVoted.String(),
-			events.Prefix+"."+d+".*."+events.KindRevoke.String())
+			events.Prefix+"."+d+".*."+events.KindRevoke.String(),
+			events.Prefix+"."+d+".*."+events.KindLock.String())
 		return consume(ctx, a.c.js, a.c.env.Streams.Name, cfg, a.c.env.Workers, a.c.log, a.handle)
 	})
 	g.Go(func() error {
@@ -119,8 +121,11 @@ func (a *Approval) decide(ctx context.Context, h *history, this events.Record) (
 	if err := h.errs[this.Seq]; err != nil {
 		return refuse(h, this, err), nil
 	}
-	if this.Kind == events.KindRevoke {
+	switch this.Kind {
+	case events.KindRevoke:
 		return a.revoke(ctx, h, this)
+	case events.KindLock:
+		return a.lock(ctx, h, this)
 	}
 	if this.Kind == events.KindEvaluated && h.state.Status.IsPending() {
 		if err := a.schedule(ctx, h.state); err != nil {
@@ -161,6 +166,41 @@ func (a *Approval) revoke(ctx context.Context, h *history, this events.Record) (
 		return nil, &retryAfter{delay: time.Second, cause: err}
 	}
 	return &effect{kind: events.KindRevoked, data: &events.Revoked{Prev: st.LastDigest, By: d.By, Reason: d.Reason}}, nil
+}
+
+// lock answers a principal's request to lock or unlock a target: it needs a
+// Cedar permit for Action::"lock" on Resource::"<domain>/locks/<type>"
+// (context.params.target names the target, context.params.unlock says
+// which). The lock list is written before the event is appended, so every
+// watcher blocks the target as soon as the stream says it is locked.
+func (a *Approval) lock(ctx context.Context, h *history, this events.Record) (*effect, error) {
+	st := h.state
+	if st.LockDone != nil {
+		return nil, nil
+	}
+	d := this.Data.(*events.Lock)
+	by := *this.Principal
+	unlock := "false"
+	if d.Unlock {
+		unlock = "true"
+	}
+	dec := a.policies.Decide(policy.Input{
+		Principal: by, Action: "lock", Domain: st.Domain, Resource: "locks/" + d.Target.Type,
+		Context: policy.Context{Urgency: "normal", Reason: d.Reason, Origin: by.Domain, Time: h.now,
+			Params: map[string]string{"target": d.Target.Name, "unlock": unlock}},
+	})
+	if dec.Outcome != policy.OutcomeAllow {
+		return refuse(h, this, fmt.Errorf("%w: %s may not lock or unlock", request.ErrNotAuthorized, by.ID())), nil
+	}
+	if err := locks.Set(ctx, a.c.js, d.Target, d.Unlock, d.Reason); err != nil {
+		if errors.Is(err, locks.ErrTarget) {
+			return refuse(h, this, fmt.Errorf("%w: %v", request.ErrIllegal, err)), nil
+		}
+		return nil, &retryAfter{delay: time.Second, cause: err}
+	}
+	return &effect{kind: events.KindLocked, data: &events.Locked{
+		Prev: st.LastDigest, By: d.By, Target: d.Target, Unlock: d.Unlock, Reason: d.Reason,
+	}}, nil
 }
 
 // next is the approval decision for the state now, if there is one.

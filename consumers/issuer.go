@@ -7,10 +7,12 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/issuer"
+	"github.com/writ-dev/writ/locks"
 	"github.com/writ-dev/writ/request"
 )
 
@@ -28,6 +30,7 @@ type Issuer struct {
 	c      *component
 	minter *issuer.Issuer
 	grants GrantPolicy
+	locks  *locks.Watcher
 }
 
 // NewIssuer returns the issuer consumer. key signs events and grants; xkey seals grants.
@@ -49,7 +52,7 @@ func NewIssuer(env Env, key, xkey nkeys.KeyPair, grants GrantPolicy) (*Issuer, e
 	if grants.DefaultTTL < issuer.MinTTL || grants.MaxTTL > issuer.MaxTTL || grants.DefaultTTL > grants.MaxTTL {
 		return nil, errors.New("consumers: issuer: grant lifetimes must satisfy 10s <= default <= max <= 24h")
 	}
-	return &Issuer{c: c, minter: m, grants: grants}, nil
+	return &Issuer{c: c, minter: m, grants: grants, locks: locks.NewWatcher(c.js)}, nil
 }
 
 // Run consumes decisions until ctx ends.
@@ -58,7 +61,12 @@ func (i *Issuer) Run(ctx context.Context) error {
 	cfg := durableConfig(DurableIssuer+d+i.c.env.DurableSuffix,
 		events.Prefix+"."+d+".*."+events.KindEvaluated.String(),
 		events.Prefix+"."+d+".*."+events.KindApproved.String())
-	return consume(ctx, i.c.js, i.c.env.Streams.Name, cfg, i.c.env.Workers, i.c.log, i.handle)
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return i.locks.Run(ctx) })
+	g.Go(func() error {
+		return consume(ctx, i.c.js, i.c.env.Streams.Name, cfg, i.c.env.Workers, i.c.log, i.handle)
+	})
+	return g.Wait()
 }
 
 func (i *Issuer) handle(ctx context.Context, m jetstream.Msg) error {
@@ -75,6 +83,13 @@ func (i *Issuer) decide(_ context.Context, h *history, this events.Record) (*eff
 	st := h.state
 	if !st.Status.AwaitsGrant() {
 		return nil, nil
+	}
+	// A lock blocks new grants: the refusal is recorded, and nothing is minted.
+	if err := i.locks.Check(st.Requester); err != nil {
+		if errors.Is(err, locks.ErrNotReady) {
+			return nil, &retryAfter{delay: 200 * time.Millisecond, cause: err}
+		}
+		return refuse(h, this, err), nil
 	}
 	g, err := i.grant(st, h.now)
 	if err != nil {

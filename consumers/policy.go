@@ -7,9 +7,11 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/locks"
 	"github.com/writ-dev/writ/policy"
 	"github.com/writ-dev/writ/request"
 )
@@ -20,6 +22,7 @@ type Policy struct {
 	c        *component
 	policies *policy.Set
 	flows    *policy.Flows
+	locks    *locks.Watcher
 }
 
 // NewPolicy returns the policy consumer. key must be a policy key of the
@@ -35,14 +38,19 @@ func NewPolicy(env Env, key nkeys.KeyPair, policies *policy.Set, flows *policy.F
 	if err := flows.Check(policies); err != nil {
 		return nil, err
 	}
-	return &Policy{c: c, policies: policies, flows: flows}, nil
+	return &Policy{c: c, policies: policies, flows: flows, locks: locks.NewWatcher(c.js)}, nil
 }
 
 // Run consumes requests until ctx ends.
 func (p *Policy) Run(ctx context.Context) error {
 	cfg := durableConfig(DurablePolicy+p.c.env.Domain+p.c.env.DurableSuffix,
 		events.Prefix+"."+p.c.env.Domain+".*."+events.KindRequested.String())
-	return consume(ctx, p.c.js, p.c.env.Streams.Name, cfg, p.c.env.Workers, p.c.log, p.handle)
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return p.locks.Run(ctx) })
+	g.Go(func() error {
+		return consume(ctx, p.c.js, p.c.env.Streams.Name, cfg, p.c.env.Workers, p.c.log, p.handle)
+	})
+	return g.Wait()
 }
 
 func (p *Policy) handle(ctx context.Context, m jetstream.Msg) error {
@@ -69,6 +77,14 @@ func (p *Policy) decide(_ context.Context, h *history, this events.Record) (*eff
 	}
 	if st.Status != request.StatusRequested || st.RequestSeq != this.Seq {
 		return nil, nil
+	}
+	if err := p.locks.Check(st.Requester); err != nil {
+		if errors.Is(err, locks.ErrNotReady) {
+			return nil, &retryAfter{delay: 200 * time.Millisecond, cause: err}
+		}
+		return &effect{kind: events.KindRejected, data: &events.Rejected{
+			Prev: st.LastDigest, RefSeq: this.Seq, RefDigest: this.Digest, Code: codeOf(err), Reason: reason(err),
+		}}, nil
 	}
 	return &effect{kind: events.KindEvaluated, data: p.evaluate(st, h.now)}, nil
 }

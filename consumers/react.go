@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/writ-dev/writ/events"
+	"github.com/writ-dev/writ/locks"
 	"github.com/writ-dev/writ/request"
 	"github.com/writ-dev/writ/store"
 )
@@ -73,10 +74,18 @@ func refuse(h *history, this events.Record, err error) *effect {
 			RefSeq:    this.Seq,
 			RefKind:   this.Kind.String(),
 			RefSigner: this.Signer,
-			Code:      request.Code(err),
+			Code:      codeOf(err),
 			Reason:    reason(err),
 		},
 	}
+}
+
+// codeOf is the reason code recorded for err.
+func codeOf(err error) string {
+	if errors.Is(err, locks.ErrLocked) {
+		return "locked"
+	}
+	return request.Code(err)
 }
 
 // reason keeps a refusal's text within the schema's bound.

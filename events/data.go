@@ -181,3 +181,37 @@ type Revoke struct {
 	Identity string       `json:"identity"`
 	Reason   string       `json:"reason"`
 }
+
+// Lock targets.
+const (
+	LockPrincipal = "principal" // "domain/name"
+	LockKey       = "key"       // a user public key
+	LockDomain    = "domain"    // a domain name
+)
+
+// LockTarget is what a lock blocks: new grants to, and redemptions by, it.
+type LockTarget struct {
+	Type string `json:"type"` // principal | key | domain
+	Name string `json:"name"`
+}
+
+// Lock is a principal's request to lock (or unlock) a target. A lock has
+// its own id and history: writ.<domain>.<lock-id>.lock, then .locked.
+type Lock struct {
+	Prev     string       `json:"prev"`
+	Domain   string       `json:"domain"`
+	By       PrincipalRef `json:"by"`
+	Identity string       `json:"identity"`
+	Target   LockTarget   `json:"target"`
+	Unlock   bool         `json:"unlock,omitempty"`
+	Reason   string       `json:"reason"`
+}
+
+// Locked records that the approval component locked (or unlocked) a target.
+type Locked struct {
+	Prev   string       `json:"prev"`
+	By     PrincipalRef `json:"by"`
+	Target LockTarget   `json:"target"`
+	Unlock bool         `json:"unlock,omitempty"`
+	Reason string       `json:"reason"`
+}

@@ -210,6 +210,10 @@ func (f *fixture) sample(k events.Kind) any {
 		return &events.Revoked{Prev: d1, By: bob, Reason: "wrong database"}
 	case events.KindRevoke:
 		return &events.Revoke{Prev: d1, Domain: "acme", By: bob, Identity: f.bob.JWT, Reason: "wrong database"}
+	case events.KindLock:
+		return &events.Lock{Prev: d1, Domain: "acme", By: bob, Identity: f.bob.JWT, Target: events.LockTarget{Type: events.LockPrincipal, Name: "acme/carol"}, Reason: "laptop stolen"}
+	case events.KindLocked:
+		return &events.Locked{Prev: d1, By: bob, Target: events.LockTarget{Type: events.LockPrincipal, Name: "acme/carol"}, Reason: "laptop stolen"}
 	}
 	return nil
 }
@@ -219,7 +223,7 @@ func (f *fixture) signer(k events.Kind) nkeys.KeyPair {
 	switch k {
 	case events.KindRequested:
 		return f.alice.Key
-	case events.KindVoted, events.KindRevoke:
+	case events.KindVoted, events.KindRevoke, events.KindLock:
 		return f.bob.Key
 	case events.KindRefused:
 		return f.approval
@@ -239,7 +243,7 @@ func (f *fixture) signer(k events.Kind) nkeys.KeyPair {
 var allKinds = []events.Kind{
 	events.KindRequested, events.KindRejected, events.KindEvaluated, events.KindVoted,
 	events.KindApproved, events.KindDenied, events.KindExpired, events.KindGranted, events.KindRefused,
-	events.KindRedeemed, events.KindRevoked, events.KindRevoke,
+	events.KindRedeemed, events.KindRevoked, events.KindRevoke, events.KindLock, events.KindLocked,
 }
 
 // seal signs data as an acme event of kind k with kp and returns the stored message.

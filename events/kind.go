@@ -20,6 +20,8 @@ const (
 	KindRedeemed
 	KindRevoked
 	KindRevoke // a principal asks to revoke; the approval component decides
+	KindLock   // a principal asks to lock (or unlock) a principal, key or domain
+	KindLocked // the approval component locked (or unlocked) it
 )
 
 var kindNames = [...]string{
@@ -36,6 +38,8 @@ var kindNames = [...]string{
 	KindRedeemed:  "redeemed",
 	KindRevoked:   "revoked",
 	KindRevoke:    "revoke",
+	KindLock:      "lock",
+	KindLocked:    "locked",
 }
 
 // The CloudEvents types, one per kind and version. These are the wire names;
@@ -53,6 +57,8 @@ const (
 	TypeRedeemed  = "writ.request.redeemed.v1"
 	TypeRevoked   = "writ.request.revoked.v1"
 	TypeRevoke    = "writ.request.revoke.v1"
+	TypeLock      = "writ.request.lock.v1"
+	TypeLocked    = "writ.request.locked.v1"
 )
 
 var kindTypes = [...]string{
@@ -68,6 +74,8 @@ var kindTypes = [...]string{
 	KindRedeemed:  TypeRedeemed,
 	KindRevoked:   TypeRevoked,
 	KindRevoke:    TypeRevoke,
+	KindLock:      TypeLock,
+	KindLocked:    TypeLocked,
 }
 
 // String returns the subject token of the kind.
@@ -98,4 +106,6 @@ func ParseKind(s string) (Kind, error) {
 
 // FromPrincipal reports whether events of this kind are signed by a
 // principal (requester or approver) rather than a pipeline component.
-func (k Kind) FromPrincipal() bool { return k == KindRequested || k == KindVoted || k == KindRevoke }
+func (k Kind) FromPrincipal() bool {
+	return k == KindRequested || k == KindVoted || k == KindRevoke || k == KindLock
+}

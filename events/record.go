@@ -143,6 +143,8 @@ func (c Checker) checkPrincipal(r *Record, now time.Time) error {
 		token, claimed, domain = d.Identity, d.Voter, d.Domain
 	case *Revoke:
 		token, claimed, domain = d.Identity, d.By, d.Domain
+	case *Lock:
+		token, claimed, domain = d.Identity, d.By, d.Domain
 	}
 	// The signature covers the body, not the subject: the body names the
 	// domain, so a signed request or vote cannot be replayed into another.
@@ -175,7 +177,7 @@ func RoleFor(k Kind) identity.Role {
 		return identity.RoleIssuer
 	case KindRedeemed:
 		return identity.RoleRedeemer
-	case KindRevoked:
+	case KindRevoked, KindLocked:
 		return identity.RoleApproval
 	}
 	return ""
@@ -209,6 +211,10 @@ func NewData(k Kind) any {
 		return new(Revoked)
 	case KindRevoke:
 		return new(Revoke)
+	case KindLock:
+		return new(Lock)
+	case KindLocked:
+		return new(Locked)
 	}
 	return nil
 }

@@ -28,6 +28,8 @@ func TestKind(t *testing.T) {
 		{events.KindRedeemed, "redeemed", events.TypeRedeemed, false},
 		{events.KindRevoked, "revoked", events.TypeRevoked, false},
 		{events.KindRevoke, "revoke", events.TypeRevoke, true},
+		{events.KindLock, "lock", events.TypeLock, true},
+		{events.KindLocked, "locked", events.TypeLocked, false},
 	}
 	require.Len(t, tests, len(allKinds))
 	for _, tt := range tests {

@@ -59,6 +59,11 @@ type State struct {
 	RedeemedAt time.Time
 	Revocation *events.Revoked
 
+	// Lock and LockDone are set on a lock's own history.
+	Lock     *events.Lock
+	LockSeq  uint64
+	LockDone *events.Locked
+
 	// Answered maps the sequence of each message a component has already
 	// rejected or refused to the reason code, so it is answered once.
 	Answered map[uint64]string
@@ -113,6 +118,10 @@ func prevOf(data any) string {
 		return d.Prev
 	case *events.Revoke:
 		return d.Prev
+	case *events.Lock:
+		return d.Prev
+	case *events.Locked:
+		return d.Prev
 	}
 	return ""
 }
@@ -147,7 +156,7 @@ func Apply(s State, r events.Record) (State, error) {
 	}
 	switch d := r.Data.(type) {
 	case *events.Requested:
-		if s.Status != StatusNone {
+		if s.Status != StatusNone || s.Lock != nil {
 			return s, fmt.Errorf("%w: second request on one id", ErrIllegal)
 		}
 		s.Status = StatusRequested
@@ -229,6 +238,17 @@ func Apply(s State, r events.Record) (State, error) {
 			return s, fmt.Errorf("%w: redeemed a token this request was not granted", ErrUnjustified)
 		}
 		s.Status, s.RedeemedAt = StatusRedeemed, At(r)
+	case *events.Lock:
+		// A lock lives on an id of its own: the ask, then the answer.
+		if s.Status != StatusNone || s.Lock != nil {
+			return s, fmt.Errorf("%w: a lock has an id of its own", ErrIllegal)
+		}
+		s.Lock, s.LockSeq = d, r.Seq
+	case *events.Locked:
+		if s.Lock == nil || s.LockDone != nil {
+			return s, fmt.Errorf("%w: locked without an ask, or twice", ErrIllegal)
+		}
+		s.LockDone = d
 	case *events.Revoke:
 		// A request to revoke changes nothing by itself: the approval
 		// component answers it with revoked, or refused.

@@ -1,0 +1,79 @@
+package consumers_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/writ-dev/writ/client"
+	"github.com/writ-dev/writ/events"
+	"github.com/writ-dev/writ/internal/writtest"
+	"github.com/writ-dev/writ/request"
+)
+
+// lock asks, as name, to lock or unlock a target, and waits for the answer.
+func lock(t *testing.T, e *writtest.Env, name string, target events.LockTarget, unlock bool) *client.Request {
+	t.Helper()
+	id, err := e.Client.Lock(t.Context(), e.Identity(name), writtest.Domain, target, unlock, "test")
+	require.NoError(t, err)
+	return e.Await(id, 10*time.Second, func(s request.State) bool { return s.LockDone != nil || len(s.Answered) > 0 })
+}
+
+func TestLockBlocksNewRequests(t *testing.T) {
+	e := writtest.Start(t, writtest.Options{})
+	bot := e.Identity("deploy-bot")
+	deploy := client.Spec{Action: "deploy", Resource: "staging/web"}
+	for _, target := range []events.LockTarget{
+		{Type: events.LockPrincipal, Name: "acme/deploy-bot"},
+		{Type: events.LockKey, Name: bot.Principal.Key},
+		{Type: events.LockDomain, Name: "acme"},
+	} {
+		t.Run(target.Type, func(t *testing.T) {
+			r := lock(t, e, "alice", target, false)
+			require.NotNil(t, r.State.LockDone, "%v", r.State.Answered)
+			assert.Equal(t, []string{"lock", "locked"}, writtest.Kinds(r))
+
+			id := e.Request("deploy-bot", deploy)
+			got := e.Settle(id)
+			require.Equal(t, request.StatusRejected, got.State.Status)
+			assert.Equal(t, "locked", got.State.Rejection.Code)
+
+			r = lock(t, e, "alice", target, true)
+			require.NotNil(t, r.State.LockDone)
+			id = e.Request("deploy-bot", deploy)
+			assert.Equal(t, request.StatusGranted, e.Settle(id).State.Status, "unlocked")
+		})
+	}
+}
+
+func TestLockNeedsPolicy(t *testing.T) {
+	e := writtest.Start(t, writtest.Options{})
+	r := lock(t, e, "carol", events.LockTarget{Type: events.LockPrincipal, Name: "acme/alice"}, false)
+	assert.Nil(t, r.State.LockDone)
+	for _, code := range r.State.Answered {
+		assert.Equal(t, "not-authorized", code)
+	}
+	assert.Len(t, r.State.Answered, 1)
+}
+
+// A lock that arrives while a request is pending blocks its grant too.
+func TestLockBlocksAnApprovedGrant(t *testing.T) {
+	e := writtest.Start(t, writtest.Options{})
+	id := e.Request("carol", client.Spec{Action: "restart", Resource: "prod/db"})
+	e.Pending(id)
+	require.NotNil(t, lock(t, e, "bob", events.LockTarget{Type: events.LockPrincipal, Name: "acme/carol"}, false).State.LockDone)
+	e.Vote("alice", id, true, "")
+	e.Vote("bob", id, true, "")
+	r := e.Await(id, 10*time.Second, func(s request.State) bool {
+		for _, c := range s.Answered {
+			if c == "locked" {
+				return true
+			}
+		}
+		return false
+	})
+	assert.Equal(t, request.StatusApproved, r.State.Status, "approved, but no grant")
+	assert.Nil(t, r.State.Grant)
+}

@@ -1,0 +1,189 @@
+package locks
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+
+	"github.com/writ-dev/writ/events"
+	"github.com/writ-dev/writ/identity"
+)
+
+// Bucket is the KV bucket of the lock list: part of the wire contract.
+const Bucket = "writ-locks"
+
+// Errors.
+var (
+	ErrLocked   = errors.New("locks: locked")
+	ErrNotReady = errors.New("locks: the lock list is not loaded yet")
+	ErrTarget   = errors.New("locks: bad lock target")
+)
+
+// Key is the bucket key of a target.
+func Key(t events.LockTarget) (string, error) {
+	switch t.Type {
+	case events.LockPrincipal:
+		d, n, ok := strings.Cut(t.Name, "/")
+		if !ok || !identity.ValidDomainName(d) || n == "" {
+			return "", fmt.Errorf("%w: a principal is domain/name", ErrTarget)
+		}
+		return "principal." + d + "." + keySafe(n), nil
+	case events.LockKey:
+		if !nkeys.IsValidPublicUserKey(t.Name) {
+			return "", fmt.Errorf("%w: %q is not a user public key", ErrTarget, t.Name)
+		}
+		return "key." + t.Name, nil
+	case events.LockDomain:
+		if !identity.ValidDomainName(t.Name) {
+			return "", fmt.Errorf("%w: %q is not a domain name", ErrTarget, t.Name)
+		}
+		return "domain." + t.Name, nil
+	}
+	return "", fmt.Errorf("%w: type %q", ErrTarget, t.Type)
+}
+
+// keySafe maps a name into KV key characters.
+func keySafe(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
+			return r
+		}
+		return '_'
+	}, s)
+}
+
+func bucket(ctx context.Context, js jetstream.JetStream) (jetstream.KeyValue, error) {
+	kv, err := js.KeyValue(ctx, Bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: Bucket, Description: "writ lock list", History: 1, Storage: jetstream.FileStorage,
+		})
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			kv, err = js.KeyValue(ctx, Bucket)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("locks: bucket %s: %w", Bucket, err)
+	}
+	return kv, nil
+}
+
+// Set locks a target (or, with unlock, lifts its lock).
+func Set(ctx context.Context, js jetstream.JetStream, t events.LockTarget, unlock bool, reason string) error {
+	key, err := Key(t)
+	if err != nil {
+		return err
+	}
+	kv, err := bucket(ctx, js)
+	if err != nil {
+		return err
+	}
+	if unlock {
+		if err := kv.Delete(ctx, key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return fmt.Errorf("locks: unlock: %w", err)
+		}
+		return nil
+	}
+	if _, err := kv.PutString(ctx, key, reason); err != nil {
+		return fmt.Errorf("locks: lock: %w", err)
+	}
+	return nil
+}
+
+// Watcher keeps the lock list in memory, pushed by the bucket.
+type Watcher struct {
+	js    jetstream.JetStream
+	mu    sync.RWMutex
+	list  map[string]string
+	ready chan struct{}
+	once  sync.Once
+}
+
+// NewWatcher returns a watcher; Run fills it.
+func NewWatcher(js jetstream.JetStream) *Watcher {
+	return &Watcher{js: js, list: map[string]string{}, ready: make(chan struct{})}
+}
+
+// Run watches the bucket until ctx ends.
+func (w *Watcher) Run(ctx context.Context) error {
+	kv, err := bucket(ctx, w.js)
+	if err != nil {
+		return err
+	}
+	kw, err := kv.WatchAll(ctx)
+	if err != nil {
+		return fmt.Errorf("locks: watch: %w", err)
+	}
+	defer func() { _ = kw.Stop() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-kw.Updates():
+			if !ok {
+				return nil
+			}
+			if e == nil { // the initial values are all in
+				w.once.Do(func() { close(w.ready) })
+				continue
+			}
+			w.mu.Lock()
+			if e.Operation() == jetstream.KeyValuePut {
+				w.list[e.Key()] = string(e.Value())
+			} else {
+				delete(w.list, e.Key())
+			}
+			w.mu.Unlock()
+		}
+	}
+}
+
+// Ready reports whether the initial list is loaded.
+func (w *Watcher) Ready() bool {
+	select {
+	case <-w.ready:
+		return true
+	default:
+		return false
+	}
+}
+
+// WaitReady waits until the initial list is loaded.
+func (w *Watcher) WaitReady(ctx context.Context) error {
+	select {
+	case <-w.ready:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Check returns ErrLocked (with the reason) when the principal, its key or
+// its domain is locked, and ErrNotReady before the list is loaded: it fails
+// closed.
+func (w *Watcher) Check(p identity.Principal) error {
+	if !w.Ready() {
+		return ErrNotReady
+	}
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	for _, t := range []events.LockTarget{
+		{Type: events.LockPrincipal, Name: p.ID()},
+		{Type: events.LockKey, Name: p.Key},
+		{Type: events.LockDomain, Name: p.Domain},
+	} {
+		key, err := Key(t)
+		if err != nil || t.Name == "" {
+			continue
+		}
+		if reason, ok := w.list[key]; ok {
+			return fmt.Errorf("%w: %s %s: %s", ErrLocked, t.Type, t.Name, reason)
+		}
+	}
+	return nil
+}
