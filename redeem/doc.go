@@ -14,6 +14,11 @@
 // if recording the redemption then fails; Redeem then returns
 // ErrNotRecorded and the caller must not act.
 //
+// RedeemAsHolder is the same redemption for a caller that has checked the
+// holder's possession of its key itself (package callout, where the NATS
+// server's nonce signed by the connecting nkey is the proof): it redeems
+// the grant's own scope, which the caller then enforces.
+//
 // The KV buckets it uses (created when missing):
 //   - writ-grants-used: one entry per consumed grant, kept longer than any
 //     grant lives (issuer.MaxTTL plus leeways), since a create-only write

@@ -26,6 +26,8 @@ var (
 	// not be recorded in the audit stream: the grant is used up, and the
 	// caller must not act on it.
 	ErrNotRecorded = errors.New("redeem: redemption not recorded in the audit stream; the grant is used up")
+	// ErrNotAccepted is a refusal by the accept function of RedeemAsHolder.
+	ErrNotAccepted = errors.New("redeem: refused by the redeeming service")
 )
 
 // Error is a refusal: a reason code (as recorded in the refused redeemed
@@ -70,6 +72,8 @@ var codes = []struct {
 	{issuer.ErrWrongParams, "wrong-params"},
 	{issuer.ErrNotYetValid, "not-yet-valid"},
 	{issuer.ErrExpired, "expired"},
+	// Last: a refusal by the caller keeps the code of a known cause it wraps.
+	{ErrNotAccepted, "not-accepted"},
 }
 
 // Code returns the reason code of a refusal, "internal" for an error that

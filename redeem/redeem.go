@@ -306,10 +306,15 @@ func (r *Redeemer) revocation(requestID, tokenHash string) (string, bool) {
 type attempt struct {
 	token  string
 	hash   string
+	holder string // who proved possession: the proof's key, or one the caller vouches for
 	proof  Proof
 	want   Want
 	now    time.Time
 	claims issuer.Claims // as far as the token could be read
+	// proven: the caller checked possession of holder itself (RedeemAsHolder):
+	// there is no Proof, and the grant's own scope is redeemed.
+	proven bool
+	accept func(issuer.Claims) error
 }
 
 // Redeem checks that token allows want for the holder who made proof,
@@ -319,7 +324,24 @@ type attempt struct {
 // recorded in the request's history when the token names a request of this
 // domain that the stream holds.
 func (r *Redeemer) Redeem(ctx context.Context, token string, proof Proof, want Want) (issuer.Claims, error) {
-	a := &attempt{token: token, hash: issuer.TokenHash(token), proof: proof, want: want, now: r.cfg.Clock()}
+	return r.run(ctx, &attempt{token: token, hash: issuer.TokenHash(token), holder: proof.Holder, proof: proof, want: want, now: r.cfg.Clock()})
+}
+
+// RedeemAsHolder redeems token for a holder whose possession of its user
+// key the caller has checked itself — as the NATS auth callout does, with
+// the signature of the server's nonce — instead of with a Proof. It redeems
+// the grant's own scope (its action, resource and parameters, which the
+// caller then enforces), after every other check Redeem makes: signature,
+// issuer, audience, type, validity window, holder, revocation, the audit
+// stream's grant, single use. accept, when not nil, is asked last, before
+// the grant is consumed; a refusal by it wraps ErrNotAccepted (and keeps
+// the code of an error of this package or the issuer's that it wraps).
+// Refusals are recorded as Redeem's are.
+func (r *Redeemer) RedeemAsHolder(ctx context.Context, token, holder string, accept func(issuer.Claims) error) (issuer.Claims, error) {
+	return r.run(ctx, &attempt{token: token, hash: issuer.TokenHash(token), holder: holder, now: r.cfg.Clock(), proven: true, accept: accept})
+}
+
+func (r *Redeemer) run(ctx context.Context, a *attempt) (issuer.Claims, error) {
 	claims, err := r.redeem(ctx, a)
 	if err == nil {
 		r.log.Info("redeemed", attrRequest, claims.RequestID, attrTokenHash, a.hash)
@@ -336,20 +358,26 @@ func (r *Redeemer) Redeem(ctx context.Context, token string, proof Proof, want W
 // check does the checks that need no I/O: the grant, the holder proof
 // (but not its nonce) and the revocation list.
 func (r *Redeemer) check(a *attempt) (issuer.Claims, error) {
-	if a.want.Action == "" || a.want.Resource == "" {
+	if a.proven {
+		if !nkeys.IsValidPublicUserKey(a.holder) {
+			return issuer.Claims{}, fmt.Errorf("%w: the holder is not a user public key", issuer.ErrWrongHolder)
+		}
+	} else if a.want.Action == "" || a.want.Resource == "" {
 		return issuer.Claims{}, ErrNoScope
 	}
 	if !r.inSync() {
 		return issuer.Claims{}, ErrNotReady
 	}
-	params := a.want.Params
-	if params == nil {
-		params = map[string]string{}
+	opts := issuer.VerifyOptions{
+		Bundle: r.cfg.Bundle, Audience: r.cfg.Domain, Holder: a.holder, Now: a.now, Leeway: r.cfg.Leeway,
 	}
-	c, err := issuer.Verify(a.token, issuer.VerifyOptions{
-		Bundle: r.cfg.Bundle, Audience: r.cfg.Domain, Action: a.want.Action, Resource: a.want.Resource,
-		Holder: a.proof.Holder, Params: params, Now: a.now, Leeway: r.cfg.Leeway,
-	})
+	if !a.proven {
+		opts.Action, opts.Resource, opts.Params = a.want.Action, a.want.Resource, a.want.Params
+		if opts.Params == nil {
+			opts.Params = map[string]string{}
+		}
+	}
+	c, err := issuer.Verify(a.token, opts)
 	a.claims = c
 	if err != nil {
 		return c, err
@@ -365,15 +393,22 @@ func (r *Redeemer) check(a *attempt) (issuer.Claims, error) {
 	if c.Expires.Add(r.cfg.Leeway + issuer.MaxLeeway).After(a.now.Add(UsedTTL)) {
 		return c, fmt.Errorf("%w: expires %s", ErrTooLong, c.Expires.Format(time.RFC3339))
 	}
-	if err := a.proof.verify(c.Holder, a.hash, a.want); err != nil {
-		return c, err
-	}
-	if d := a.now.Sub(a.proof.Time); d > r.cfg.ProofWindow || d < -r.cfg.ProofWindow {
-		return c, fmt.Errorf("%w: made at %s, %s from now (window %s)", ErrStaleProof,
-			a.proof.Time.Format(time.RFC3339Nano), d.Round(time.Millisecond), r.cfg.ProofWindow)
+	if !a.proven {
+		if err := a.proof.verify(c.Holder, a.hash, a.want); err != nil {
+			return c, err
+		}
+		if d := a.now.Sub(a.proof.Time); d > r.cfg.ProofWindow || d < -r.cfg.ProofWindow {
+			return c, fmt.Errorf("%w: made at %s, %s from now (window %s)", ErrStaleProof,
+				a.proof.Time.Format(time.RFC3339Nano), d.Round(time.Millisecond), r.cfg.ProofWindow)
+		}
 	}
 	if reason, ok := r.revocation(c.RequestID, a.hash); ok {
 		return c, fmt.Errorf("%w: %s", ErrRevoked, reason)
+	}
+	if a.accept != nil {
+		if err := a.accept(c); err != nil {
+			return c, fmt.Errorf("%w: %w", ErrNotAccepted, err)
+		}
 	}
 	return c, nil
 }
@@ -386,11 +421,13 @@ func (r *Redeemer) redeem(ctx context.Context, a *attempt) (issuer.Claims, error
 	r.mu.RLock()
 	used, nonces := r.used, r.nonces
 	r.mu.RUnlock()
-	if _, err := nonces.Create(ctx, a.proof.Holder+"."+a.proof.Nonce, []byte(a.hash)); err != nil {
-		if errors.Is(err, jetstream.ErrKeyExists) {
-			return c, ErrReplayedProof
+	if !a.proven {
+		if _, err := nonces.Create(ctx, a.proof.Holder+"."+a.proof.Nonce, []byte(a.hash)); err != nil {
+			if errors.Is(err, jetstream.ErrKeyExists) {
+				return c, ErrReplayedProof
+			}
+			return c, fmt.Errorf("%w: record proof nonce: %w", ErrUnavailable, err)
 		}
-		return c, fmt.Errorf("%w: record proof nonce: %w", ErrUnavailable, err)
 	}
 	h, err := r.load(ctx, c.RequestID)
 	if err != nil {
@@ -541,8 +578,8 @@ func (r *Redeemer) refuse(ctx context.Context, a *attempt, e *Error) {
 		reason = reason[:2000] + "…"
 	}
 	holder := ""
-	if nkeys.IsValidPublicUserKey(a.proof.Holder) {
-		holder = a.proof.Holder
+	if nkeys.IsValidPublicUserKey(a.holder) {
+		holder = a.holder
 	}
 	ordinal := make([]byte, 8)
 	_, _ = rand.Read(ordinal)

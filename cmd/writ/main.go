@@ -75,6 +75,7 @@ func commands() []command {
 		{"audit", "'audit replay': each request's history, in order", runAudit},
 		{"trust", "'trust add|list|remove|revoke': the domains and keys this setup trusts", runTrust},
 		{"identity", "'identity issue' mints a principal's .creds; 'identity show' describes one", runIdentity},
+		{"callout", "answer a NATS server's auth callout with grants: the server enforces them", runCallout},
 	}
 }
 

@@ -1,0 +1,153 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+
+	"github.com/writ-dev/writ/callout"
+	"github.com/writ-dev/writ/config"
+	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/redeem"
+)
+
+// runCallout answers a NATS server's auth callout requests with this Writ
+// directory's domain's grants: see package callout for the server's side.
+func runCallout(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("callout", "callout --server URL (--creds AUTHUSER.creds | --nkey AUTHUSER.nk) --signer SIGNER.nk [--account APP] [--xkey X.nk] [--dir DIR]", stderr)
+	var c conn
+	c.register(fs, "the auth callout user's .creds file (operator mode)")
+	nkeyFile := fs.String("nkey", "", "the auth callout user's nkey seed file (config mode: an nkey user listed in auth_users)")
+	signerFile := fs.String("signer", "", "seed file of the account nkey named as auth_callout issuer (required)")
+	account := fs.String("account", "", "account granted users are placed in (config mode)")
+	xkeyFile := fs.String("xkey", "", "seed file of the curve key named as auth_callout xkey (optional)")
+	writServer := fs.String("writ-server", "", "NATS URL of the domain's Writ JetStream (default: the Writ directory's config)")
+	writCreds := fs.String("writ-creds", "", ".creds for the Writ JetStream connection (optional)")
+	prefix := fs.String("prefix", callout.DefaultPrefix, "first token of action subjects")
+	verbose := fs.Bool("v", false, "log each decision")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 0 {
+		return usageError("callout takes no arguments")
+	}
+	if c.server == "" {
+		return usageError("--server is required: the target NATS server configured for auth callout")
+	}
+	if (c.creds == "") == (*nkeyFile == "") {
+		return usageError("give one of --creds or --nkey: how the responder authenticates as an auth_users user")
+	}
+	if *signerFile == "" {
+		return usageError("--signer is required: the seed of the auth_callout issuer account key")
+	}
+	cfg, err := config.Load(c.dir)
+	if err != nil {
+		return fmt.Errorf("no Writ setup in %s (%v): the callout needs the domain's trust bundle and redeemer key", c.dir, err)
+	}
+	rt, err := cfg.Open()
+	if err != nil {
+		return err
+	}
+	if rt.RedeemerKey == nil {
+		return fmt.Errorf("the configuration in %s names no redeemer key (keys.redeemer)", c.dir)
+	}
+	bundle := rt.Bundle
+	if c.trust != "" {
+		if bundle, err = identity.LoadBundle(c.trust); err != nil {
+			return err
+		}
+	}
+	stream := c.stream
+	if stream == "" {
+		stream = cfg.Stream.Name
+	}
+	signer, err := readSeed(*signerFile)
+	if err != nil {
+		return fmt.Errorf("--signer: %w", err)
+	}
+	var xkey nkeys.KeyPair
+	if *xkeyFile != "" {
+		if xkey, err = readSeed(*xkeyFile); err != nil {
+			return fmt.Errorf("--xkey: %w", err)
+		}
+	}
+
+	opts := []nats.Option{nats.Name("writ-callout"), nats.Timeout(5 * time.Second), nats.MaxReconnects(-1)}
+	if c.creds != "" {
+		opts = append(opts, nats.UserCredentials(c.creds))
+	} else {
+		kp, err := readSeed(*nkeyFile)
+		if err != nil {
+			return fmt.Errorf("--nkey: %w", err)
+		}
+		pub, err := kp.PublicKey()
+		if err != nil {
+			return err
+		}
+		opts = append(opts, nats.Nkey(pub, kp.Sign))
+	}
+	target, err := nats.Connect(c.server, opts...)
+	if err != nil {
+		return fmt.Errorf("connect to %s: %w", c.server, err)
+	}
+	defer target.Close()
+
+	wurl := *writServer
+	if wurl == "" {
+		wurl = "nats://" + cfg.Listen
+	}
+	wopts := []nats.Option{nats.Name("writ-callout-redeemer"), nats.Timeout(5 * time.Second), nats.MaxReconnects(-1)}
+	if *writCreds != "" {
+		wopts = append(wopts, nats.UserCredentials(*writCreds))
+	}
+	wnc, err := nats.Connect(wurl, wopts...)
+	if err != nil {
+		return fmt.Errorf("connect to Writ's NATS at %s: %w", wurl, err)
+	}
+	defer wnc.Close()
+
+	level := slog.LevelWarn
+	if *verbose {
+		level = slog.LevelInfo
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	r, err := callout.New(callout.Config{
+		Conn: target,
+		Redeem: redeem.Config{
+			NC: wnc, Domain: cfg.Domain, Bundle: bundle, Key: rt.RedeemerKey, Stream: stream, Logger: logger,
+		},
+		Signer: signer, Account: *account, XKey: xkey, Prefix: *prefix, Logger: logger,
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "answering auth callout for domain %s on %s (subjects %s.%s.<action>.<resource>)\n",
+		cfg.Domain, c.server, *prefix, cfg.Domain)
+	return r.Run(ctx)
+}
+
+// readSeed reads an nkey seed file, plain or decorated (.creds, .nk).
+func readSeed(path string) (nkeys.KeyPair, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if kp, err := nkeys.ParseDecoratedNKey(raw); err == nil {
+		return kp, nil
+	}
+	for _, line := range bytes.Split(raw, []byte("\n")) {
+		if line = bytes.TrimSpace(line); bytes.HasPrefix(line, []byte("S")) {
+			return nkeys.FromSeed(line)
+		}
+	}
+	return nil, errors.New("no nkey seed found")
+}
