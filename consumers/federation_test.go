@@ -14,6 +14,7 @@ import (
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/internal/writtest"
 	"github.com/writ-dev/writ/issuer"
+	"github.com/writ-dev/writ/redeem"
 	"github.com/writ-dev/writ/request"
 )
 
@@ -65,6 +66,19 @@ func TestCrossDomainRequest(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "beta", claims.Audience)
 
+	// Redeemed at beta, by beta's service, with the holder's proof.
+	rd, err := redeem.New(redeem.Config{NC: beta.NC, Domain: "beta", Bundle: beta.Runtime.Bundle, Key: beta.Runtime.RedeemerKey, Service: "deployer"})
+	require.NoError(t, err)
+	go func() { _ = rd.Run(t.Context()) }()
+	require.NoError(t, rd.WaitReady(t.Context()))
+	want := redeem.Want{Action: "deploy", Resource: "staging/web"}
+	proof, err := redeem.Prove(bot.Key, token, want, time.Now())
+	require.NoError(t, err)
+	_, err = rd.Redeem(t.Context(), token, proof, want)
+	require.NoError(t, err)
+	r = awaitIn(t, alpha, "beta", id)
+	assert.Equal(t, request.StatusRedeemed, r.State.Status, "the requester sees its grant used")
+
 	// alpha's own policies do not apply in beta: the same bot asking alpha
 	// itself to deploy to alpha's staging is decided by alpha.
 	local := alpha.Request("deploy-bot", client.Spec{Action: "deploy", Resource: "staging/web"})
@@ -113,4 +127,30 @@ func TestThreeDomains(t *testing.T) {
 
 func contextWithTimeout(t *testing.T, d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(t.Context(), d)
+}
+
+// BenchmarkCrossDomainAutoApprove is BenchmarkAutoApprove with the
+// requester on alpha's NATS and the pipeline in beta, across a leafnode.
+func BenchmarkCrossDomainAutoApprove(b *testing.B) {
+	envs := writtest.Federation(b, map[string]writtest.Options{"beta": {Policies: betaPolicies}}, "beta", "alpha")
+	alpha := envs["alpha"]
+	bot := alpha.Identity("deploy-bot")
+	spec := client.Spec{Domain: "beta", Action: "deploy", Resource: "staging/web"}
+	require.Eventually(b, func() bool {
+		_, err := alpha.Client.Request(b.Context(), bot, spec)
+		return err == nil
+	}, 10*time.Second, 100*time.Millisecond)
+	b.ResetTimer()
+	for b.Loop() {
+		id, err := alpha.Client.Request(b.Context(), bot, spec)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(b.Context(), 10*time.Second)
+		r, err := alpha.Client.Wait(ctx, "beta", id, client.Settled)
+		cancel()
+		if err != nil || r.State.Status != request.StatusGranted {
+			b.Fatalf("request %s: %v", id, err)
+		}
+	}
 }

@@ -1,6 +1,7 @@
 package consumers_test
 
 import (
+	"errors"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/writ-dev/writ/client"
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/internal/writtest"
+	"github.com/writ-dev/writ/redeem"
 	"github.com/writ-dev/writ/request"
 )
 
@@ -76,4 +78,37 @@ func TestLockBlocksAnApprovedGrant(t *testing.T) {
 	})
 	assert.Equal(t, request.StatusApproved, r.State.Status, "approved, but no grant")
 	assert.Nil(t, r.State.Grant)
+}
+
+// A lock blocks redemptions of grants made before it.
+func TestLockBlocksRedemption(t *testing.T) {
+	e := writtest.Start(t, writtest.Options{})
+	id := e.Request("deploy-bot", client.Spec{Action: "deploy", Resource: "staging/web"})
+	r := e.Settle(id)
+	require.Equal(t, request.StatusGranted, r.State.Status)
+	bot := e.Identity("deploy-bot")
+	token, err := client.OpenGrant(r.State, bot)
+	require.NoError(t, err)
+
+	rd, err := redeem.New(redeem.Config{NC: e.NC, Domain: writtest.Domain, Bundle: e.Runtime.Bundle, Key: e.Runtime.RedeemerKey, Service: "test"})
+	require.NoError(t, err)
+	go func() { _ = rd.Run(t.Context()) }()
+	require.NoError(t, rd.WaitReady(t.Context()))
+
+	require.NotNil(t, lock(t, e, "alice", events.LockTarget{Type: events.LockPrincipal, Name: "acme/deploy-bot"}, false).State.LockDone)
+	want := redeem.Want{Action: "deploy", Resource: "staging/web"}
+	require.Eventually(t, func() bool {
+		proof, err := redeem.Prove(bot.Key, token, want, time.Now())
+		require.NoError(t, err)
+		_, err = rd.Redeem(t.Context(), token, proof, want)
+		return errors.Is(err, redeem.ErrLocked)
+	}, 2*time.Second, 50*time.Millisecond)
+
+	require.NotNil(t, lock(t, e, "alice", events.LockTarget{Type: events.LockPrincipal, Name: "acme/deploy-bot"}, true).State.LockDone)
+	require.Eventually(t, func() bool {
+		proof, err := redeem.Prove(bot.Key, token, want, time.Now())
+		require.NoError(t, err)
+		_, err = rd.Redeem(t.Context(), token, proof, want)
+		return err == nil
+	}, 2*time.Second, 50*time.Millisecond, "unlocked, the grant is good again")
 }

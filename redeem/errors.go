@@ -18,6 +18,7 @@ var (
 	ErrStaleProof    = errors.New("redeem: holder proof is outside its time window")
 	ErrReplayedProof = errors.New("redeem: holder proof was presented before")
 	ErrRevoked       = errors.New("redeem: grant revoked")
+	ErrLocked        = errors.New("redeem: the holder, its key or its domain is locked")
 	ErrAlreadyUsed   = errors.New("redeem: grant already used")
 	ErrNotGranted    = errors.New("redeem: the audit stream holds no such grant")
 	ErrTooLong       = errors.New("redeem: grant lives longer than its single-use record would")
@@ -56,6 +57,7 @@ var codes = []struct {
 	{ErrStaleProof, "stale-proof"},
 	{ErrReplayedProof, "replayed-proof"},
 	{ErrRevoked, "revoked"},
+	{ErrLocked, "locked"},
 	{ErrAlreadyUsed, "already-used"},
 	{ErrNotGranted, "not-granted"},
 	{ErrTooLong, "too-long"},

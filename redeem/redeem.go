@@ -22,6 +22,7 @@ import (
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/issuer"
+	"github.com/writ-dev/writ/locks"
 	"github.com/writ-dev/writ/request"
 	"github.com/writ-dev/writ/store"
 )
@@ -133,6 +134,7 @@ type Redeemer struct {
 	revoked    map[string]string
 	used       jetstream.KeyValue
 	nonces     jetstream.KeyValue
+	locks      *locks.Watcher
 }
 
 // New returns a Redeemer. It does no I/O: Run creates the buckets and
@@ -153,6 +155,7 @@ func New(cfg Config) (*Redeemer, error) {
 		source:  "writ://" + cfg.Domain + "/redeemer/" + url.PathEscape(cfg.Service),
 		log:     cfg.Logger.With("component", "redeemer", attrDomain, cfg.Domain, "service", cfg.Service),
 		revoked: map[string]string{},
+		locks:   locks.NewWatcher(js),
 	}, nil
 }
 
@@ -166,6 +169,16 @@ func (r *Redeemer) Run(ctx context.Context) error {
 	}
 	defer r.running.Store(false)
 	defer r.setReady(false, nil, 0)
+	// The lock list, pushed like revocations: a locked holder redeems nothing.
+	var lockErr error
+	lockDone := make(chan struct{})
+	go func() { defer close(lockDone); lockErr = r.locks.Run(ctx) }()
+	defer func() {
+		<-lockDone
+		if lockErr != nil {
+			r.log.Warn("lock watcher stopped", "error", lockErr)
+		}
+	}()
 	used, err := ensureBucket(ctx, r.js, bucketConfig(BucketUsed, UsedTTL, r.cfg.Replicas))
 	if err != nil {
 		return err
@@ -433,6 +446,9 @@ func (r *Redeemer) redeem(ctx context.Context, a *attempt) (issuer.Claims, error
 	if err != nil {
 		return c, err
 	}
+	if err := r.unlocked(h.state); err != nil {
+		return c, err
+	}
 	if err := granted(h.state, a.hash); err != nil {
 		return c, err
 	}
@@ -447,6 +463,19 @@ func (r *Redeemer) redeem(ctx context.Context, a *attempt) (issuer.Claims, error
 		return c, err
 	}
 	return c, nil
+}
+
+// unlocked refuses a grant whose requester (its holder), key or domain is
+// locked; it fails closed until the lock list is loaded.
+func (r *Redeemer) unlocked(st request.State) error {
+	err := r.locks.Check(st.Requester)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, locks.ErrNotReady):
+		return fmt.Errorf("%w: %v", ErrNotReady, err)
+	}
+	return fmt.Errorf("%w: %v", ErrLocked, err)
 }
 
 // granted says whether the history holds a live grant of this token.
