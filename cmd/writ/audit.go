@@ -193,6 +193,27 @@ func summary(rec events.Record) string {
 		return s
 	case *events.Refused:
 		return fmt.Sprintf("refused #%d (%s): %s", d.RefSeq, d.RefKind, d.Code)
+	case *events.Redeemed:
+		if d.Outcome == events.RedemptionRefused {
+			return fmt.Sprintf("REFUSED at %s: %s", d.Service, d.Code)
+		}
+		return fmt.Sprintf("grant %s used at %s", shortHash(d.TokenHash), d.Service)
+	case *events.Revoke:
+		return fmt.Sprintf("asks to revoke: %q", d.Reason)
+	case *events.Revoked:
+		return fmt.Sprintf("by %s: %q", d.By.ID(), d.Reason)
+	case *events.Lock:
+		verb := "lock"
+		if d.Unlock {
+			verb = "unlock"
+		}
+		return fmt.Sprintf("asks to %s %s %s: %q", verb, d.Target.Type, d.Target.Name, d.Reason)
+	case *events.Locked:
+		verb := "LOCKED"
+		if d.Unlock {
+			verb = "unlocked"
+		}
+		return fmt.Sprintf("%s %s %s by %s: %q", verb, d.Target.Type, d.Target.Name, d.By.ID(), d.Reason)
 	}
 	return ""
 }
