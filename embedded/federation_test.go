@@ -103,6 +103,18 @@ func TestLeafnodeFederation(t *testing.T) {
 	require.NoError(t, alpha.nc.Publish("writ.beta."+id+".granted", []byte(`{"forged":true}`)))
 	time.Sleep(300 * time.Millisecond)
 	assert.Equal(t, 0, stored(t, beta, "writ.beta."+id+".granted"))
+	// And the hub takes in only what a spoke may send, whatever the
+	// spoke's own configuration: a spoke with no deny lists at all (here a
+	// raw leafnode connection of a second alpha server without them).
+	rogue := start(t, "rogue", &embedded.Leaf{Domain: "alpha", Remotes: []string{fmt.Sprintf("nats-leaf://%s:s3cret@127.0.0.1:%d", embedded.LeafUser("alpha"), port)}})
+	time.Sleep(300 * time.Millisecond)
+	require.NoError(t, rogue.nc.Publish("writ.beta."+id+".approved", []byte(`{"forged":true}`)))
+	require.NoError(t, rogue.nc.Publish("writ-timers.beta.fire.x", []byte(`{}`)))
+	time.Sleep(300 * time.Millisecond)
+	assert.Equal(t, 0, stored(t, beta, "writ.beta."+id+".approved"), "the hub refuses a spoke's component events for another domain")
+	// (The rogue is connected: what a spoke may send does arrive.)
+	require.NoError(t, rogue.nc.Publish("writ.beta."+id+".voted", []byte(`{"n":3}`)))
+	require.Eventually(t, func() bool { return stored(t, beta, "writ.beta."+id+".voted") == 1 }, 5*time.Second, 50*time.Millisecond)
 	// Timers never cross.
 	tsub, err := beta.nc.SubscribeSync("writ-timers.>")
 	require.NoError(t, err)

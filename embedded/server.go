@@ -1,6 +1,8 @@
 package embedded
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 )
@@ -46,6 +49,29 @@ type Leaf struct {
 	Others  []string          // spoke: the other domains it trusts, whose component events it never forwards
 }
 
+// leafInbound is what a spoke of domain d may send into a hub: requests,
+// votes, revocation and lock asks for any domain, its own domain's events
+// (for requesters waiting on the hub side), direct reads of any domain's
+// history, and replies.
+func leafInbound(d string) []string {
+	return []string{
+		"writ.*.*.requested", "writ.*.*.voted", "writ.*.*.revoke", "writ.*.*.lock",
+		"writ." + d + ".>", "_INBOX.>", "$JS.*.API.DIRECT.GET.>",
+	}
+}
+
+// leafOutbound is what a hub may send to a spoke: events (only those the
+// spoke's side subscribes to cross), reads and replies.
+var leafOutbound = []string{"writ.>", "_INBOX.>", "$JS.*.API.DIRECT.GET.>"}
+
+const localUser = "writ-local"
+
+func randomSecret() string {
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
 // componentKinds are the event kinds only a domain's own components emit.
 var componentKinds = []string{"rejected", "evaluated", "approved", "denied", "expired", "granted", "refused", "redeemed", "revoked"}
 
@@ -66,16 +92,25 @@ func (l *Leaf) options(o *server.Options) error {
 			return errors.New("embedded: a leafnode hub needs its spokes' domains and secrets")
 		}
 		o.LeafNode.Host, o.LeafNode.Port = host, p
-		// nats-server 2.15 applies no permissions to leafnode users (only
-		// to server users, which would put every local client behind
-		// authentication): what crosses is limited on the spokes' side,
-		// and what a spoke's operator could still inject is refused by
-		// the signature and entitlement checks.
+		// Permissions apply to leafnode connections only through server
+		// users (the leafnode block's own users carry none), so spokes log
+		// in as server users limited to leafnode connections, and local
+		// clients, which present no credentials, map to an unlimited user.
+		o.Users = append(o.Users, &server.User{Username: localUser, Password: randomSecret()})
+		o.NoAuthUser = localUser
 		for d, secret := range l.Spokes {
 			if secret == "" {
 				return fmt.Errorf("embedded: spoke %q has no secret", d)
 			}
-			o.LeafNode.Users = append(o.LeafNode.Users, &server.User{Username: LeafUser(d), Password: secret})
+			o.Users = append(o.Users, &server.User{
+				Username:               LeafUser(d),
+				Password:               secret,
+				AllowedConnectionTypes: map[string]struct{}{jwt.ConnectionTypeLeafnode: {}},
+				Permissions: &server.Permissions{
+					Publish:   &server.SubjectPermission{Allow: leafInbound(d)},
+					Subscribe: &server.SubjectPermission{Allow: leafOutbound},
+				},
+			})
 		}
 	}
 	for _, r := range l.Remotes {
