@@ -144,6 +144,11 @@ func (a *Approval) revoke(ctx context.Context, h *history, this events.Record) (
 	if st.Status == request.StatusRevoked {
 		return nil, nil
 	}
+	if st.Status.IsClosed() {
+		// Used, denied or expired since the ask: say so instead of a
+		// revocation the history cannot take.
+		return refuse(h, this, fmt.Errorf("%w: the request is already %s", request.ErrClosed, st.Status)), nil
+	}
 	d := this.Data.(*events.Revoke)
 	by := *this.Principal
 	if by.ID() != st.Requester.ID() {
@@ -171,8 +176,8 @@ func (a *Approval) revoke(ctx context.Context, h *history, this events.Record) (
 // lock answers a principal's request to lock or unlock a target: it needs a
 // Cedar permit for Action::"lock" on Resource::"<domain>/locks/<type>"
 // (context.params.target names the target, context.params.unlock says
-// which). The lock list is written before the event is appended, so every
-// watcher blocks the target as soon as the stream says it is locked.
+// which). The lock list is written before the event is appended; watchers
+// hear of it by push, within moments of the event.
 func (a *Approval) lock(ctx context.Context, h *history, this events.Record) (*effect, error) {
 	st := h.state
 	if st.LockDone != nil {

@@ -69,3 +69,36 @@ func TestRevocationNeedsPolicy(t *testing.T) {
 	_, err = e.Client.Revoke(t.Context(), e.Identity("bob"), writtest.Domain, id, "again")
 	assert.ErrorIs(t, err, client.ErrClosed)
 }
+
+// A revocation asked while the grant was live, answered after the grant was
+// used: it is refused as closed, not turned into a revocation the history
+// cannot take.
+func TestRevokeAfterRedemptionIsRefused(t *testing.T) {
+	e := writtest.Start(t, writtest.Options{NoServe: true})
+	stop := e.Serve("")
+	id := e.Request("deploy-bot", client.Spec{Action: "deploy", Resource: "staging/web"})
+	r := e.Settle(id)
+	require.Equal(t, request.StatusGranted, r.State.Status)
+	stop()
+
+	bot := e.Identity("deploy-bot")
+	seq, err := e.Client.Revoke(t.Context(), bot, writtest.Domain, id, "not needed after all")
+	require.NoError(t, err)
+	token, err := client.OpenGrant(r.State, bot)
+	require.NoError(t, err)
+	rd, err := redeem.New(redeem.Config{NC: e.NC, Domain: writtest.Domain, Bundle: e.Runtime.Bundle, Key: e.Runtime.RedeemerKey, Service: "test"})
+	require.NoError(t, err)
+	go func() { _ = rd.Run(t.Context()) }()
+	require.NoError(t, rd.WaitReady(t.Context()))
+	want := redeem.Want{Action: "deploy", Resource: "staging/web"}
+	proof, err := redeem.Prove(bot.Key, token, want, time.Now())
+	require.NoError(t, err)
+	_, err = rd.Redeem(t.Context(), token, proof, want)
+	require.NoError(t, err)
+
+	e.Serve("")
+	r = e.Await(id, 10*time.Second, func(s request.State) bool { return s.Answered[seq] != "" })
+	assert.Equal(t, "closed", r.State.Answered[seq])
+	assert.Equal(t, request.StatusRedeemed, r.State.Status)
+	assert.Empty(t, r.Errs, "every event in the history counts")
+}

@@ -96,7 +96,12 @@ func (l *Leaf) options(o *server.Options) error {
 		// users (the leafnode block's own users carry none), so spokes log
 		// in as server users limited to leafnode connections, and local
 		// clients, which present no credentials, map to an unlimited user.
-		o.Users = append(o.Users, &server.User{Username: localUser, Password: randomSecret()})
+		// The unlimited user is for clients only: a leafnode that presents
+		// no credentials must not become it.
+		o.Users = append(o.Users, &server.User{Username: localUser, Password: randomSecret(),
+			AllowedConnectionTypes: map[string]struct{}{
+				jwt.ConnectionTypeStandard: {}, jwt.ConnectionTypeWebsocket: {}, jwt.ConnectionTypeInProcess: {},
+			}})
 		o.NoAuthUser = localUser
 		for d, secret := range l.Spokes {
 			if secret == "" {

@@ -2,6 +2,7 @@ package locks
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -32,7 +33,8 @@ func Key(t events.LockTarget) (string, error) {
 		if !ok || !identity.ValidDomainName(d) || n == "" {
 			return "", fmt.Errorf("%w: a principal is domain/name", ErrTarget)
 		}
-		return "principal." + d + "." + keySafe(n), nil
+		// Hex keeps distinct names distinct (bob.smith, bob_smith, bob@smith).
+		return "principal." + d + "." + hex.EncodeToString([]byte(n)), nil
 	case events.LockKey:
 		if !nkeys.IsValidPublicUserKey(t.Name) {
 			return "", fmt.Errorf("%w: %q is not a user public key", ErrTarget, t.Name)
@@ -45,16 +47,6 @@ func Key(t events.LockTarget) (string, error) {
 		return "domain." + t.Name, nil
 	}
 	return "", fmt.Errorf("%w: type %q", ErrTarget, t.Type)
-}
-
-// keySafe maps a name into KV key characters.
-func keySafe(s string) string {
-	return strings.Map(func(r rune) rune {
-		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' {
-			return r
-		}
-		return '_'
-	}, s)
 }
 
 func bucket(ctx context.Context, js jetstream.JetStream) (jetstream.KeyValue, error) {

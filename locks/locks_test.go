@@ -24,14 +24,21 @@ func TestKey(t *testing.T) {
 		target events.LockTarget
 		want   string
 	}{
-		{events.LockTarget{Type: events.LockPrincipal, Name: "acme/carol"}, "principal.acme.carol"},
-		{events.LockTarget{Type: events.LockPrincipal, Name: "acme/deploy.bot"}, "principal.acme.deploy_bot"},
+		{events.LockTarget{Type: events.LockPrincipal, Name: "acme/carol"}, "principal.acme.6361726f6c"},
 		{events.LockTarget{Type: events.LockKey, Name: pub}, "key." + pub},
 		{events.LockTarget{Type: events.LockDomain, Name: "acme"}, "domain.acme"},
 	} {
 		got, err := locks.Key(tc.target)
 		require.NoError(t, err)
 		assert.Equal(t, tc.want, got)
+	}
+	// Distinct names, distinct keys: unlocking one never unlocks another.
+	seen := map[string]string{}
+	for _, n := range []string{"acme/bob.smith", "acme/bob_smith", "acme/bob@smith", "acme/bob-smith"} {
+		k, err := locks.Key(events.LockTarget{Type: events.LockPrincipal, Name: n})
+		require.NoError(t, err)
+		assert.NotContains(t, seen, k, "%s and %s share a key", n, seen[k])
+		seen[k] = n
 	}
 	for _, bad := range []events.LockTarget{
 		{Type: events.LockPrincipal, Name: "carol"},

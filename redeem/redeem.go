@@ -169,16 +169,25 @@ func (r *Redeemer) Run(ctx context.Context) error {
 	}
 	defer r.running.Store(false)
 	defer r.setReady(false, nil, 0)
-	// The lock list, pushed like revocations: a locked holder redeems nothing.
-	var lockErr error
+	// The lock list, pushed like revocations: a locked holder redeems
+	// nothing. Its watcher restarts like the revocation watcher does.
 	lockDone := make(chan struct{})
-	go func() { defer close(lockDone); lockErr = r.locks.Run(ctx) }()
-	defer func() {
-		<-lockDone
-		if lockErr != nil {
-			r.log.Warn("lock watcher stopped", "error", lockErr)
+	go func() {
+		defer close(lockDone)
+		for {
+			err := r.locks.Run(ctx)
+			if ctx.Err() != nil {
+				return
+			}
+			r.log.Warn("lock watcher restarts", "error", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
 		}
 	}()
+	defer func() { <-lockDone }()
 	used, err := ensureBucket(ctx, r.js, bucketConfig(BucketUsed, UsedTTL, r.cfg.Replicas))
 	if err != nil {
 		return err
@@ -281,10 +290,14 @@ func (r *Redeemer) inSync() bool {
 	r.mu.RLock()
 	ready, reconnects := r.ready, r.reconnects
 	r.mu.RUnlock()
-	return ready && r.cfg.NC.IsConnected() && r.cfg.NC.Stats().Reconnects == reconnects
+	return ready && r.locks.Ready() && r.cfg.NC.IsConnected() && r.cfg.NC.Stats().Reconnects == reconnects
 }
 
-// WaitReady waits until Run has caught up with the revocation list.
+// Locked returns the lock on a principal, its key or its domain, as this
+// Redeemer last heard of the lock list (locks.ErrLocked), or nil.
+func (r *Redeemer) Locked(p identity.Principal) error { return r.locks.Check(p) }
+
+// WaitReady waits until Run has caught up with the revocation and lock lists.
 func (r *Redeemer) WaitReady(ctx context.Context) error {
 	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
@@ -328,6 +341,11 @@ type attempt struct {
 	// there is no Proof, and the grant's own scope is redeemed.
 	proven bool
 	accept func(issuer.Claims) error
+	// genuine: the token is signed by an issuer trusted for this domain.
+	// Only a genuine grant's refusals go on the request's record: anyone
+	// can sign a token naming a request, and must not be able to write to
+	// its history.
+	genuine bool
 }
 
 // Redeem checks that token allows want for the holder who made proof,
@@ -361,7 +379,7 @@ func (r *Redeemer) run(ctx context.Context, a *attempt) (issuer.Claims, error) {
 		return claims, nil
 	}
 	e := &Error{Code: Code(err), TokenHash: a.hash, Err: err}
-	if a.claims.Audience == r.cfg.Domain {
+	if a.genuine && a.claims.Audience == r.cfg.Domain {
 		e.RequestID = a.claims.RequestID
 	}
 	r.refuse(ctx, a, e)
@@ -392,6 +410,8 @@ func (r *Redeemer) check(a *attempt) (issuer.Claims, error) {
 	}
 	c, err := issuer.Verify(a.token, opts)
 	a.claims = c
+	a.genuine = err == nil || !(errors.Is(err, issuer.ErrMalformed) || errors.Is(err, issuer.ErrWrongType) ||
+		errors.Is(err, issuer.ErrWrongAudience) || errors.Is(err, issuer.ErrUntrustedIssuer) || errors.Is(err, issuer.ErrNoAudience))
 	if err != nil {
 		return c, err
 	}
