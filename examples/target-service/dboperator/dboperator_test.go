@@ -212,7 +212,7 @@ func TestRefusalsPerformNothing(t *testing.T) {
 		{name: "scope with no name", action: "deploy", code: dboperator.CodeOutOfScope, cmd: func() dboperator.Command {
 			return f.command(t, "deploy-bot", token, "deploy", "staging/", migration)
 		}},
-		{name: "forged: signed by an untrusted key", action: "deploy", code: "untrusted-issuer", recorded: true, cmd: func() dboperator.Command {
+		{name: "forged: signed by an untrusted key", action: "deploy", code: "untrusted-issuer", cmd: func() dboperator.Command {
 			return f.command(t, "deploy-bot", forged, "deploy", "staging/orders", migration)
 		}},
 		{name: "forged: claims altered after signing", action: "restart", code: "malformed", cmd: func() dboperator.Command {
