@@ -11,6 +11,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
+// consumerCheckInterval is how often a consumer's existence is checked.
+const consumerCheckInterval = 2 * time.Second
+
 // handleTimeout bounds one message's handling.
 const handleTimeout = 20 * time.Second
 
@@ -70,10 +73,36 @@ func consumeOnce(ctx context.Context, js jetstream.JetStream, stream string, cfg
 	stop := context.AfterFunc(ctx, iter.Drain)
 	defer stop()
 	defer iter.Stop()
+	// A consumer deleted while no pull was waiting goes unnoticed until
+	// heartbeats time out: look for it now and then, and start over.
+	gone := make(chan struct{})
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		t := time.NewTicker(consumerCheckInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-wctx.Done():
+				return
+			case <-t.C:
+				if _, err := cons.Info(wctx); errors.Is(err, jetstream.ErrConsumerNotFound) {
+					close(gone)
+					iter.Stop()
+					return
+				}
+			}
+		}
+	}()
 	log.Debug("consuming", "durable", cfg.Durable)
 	for {
 		m, err := iter.Next()
 		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+			select {
+			case <-gone:
+				return jetstream.ErrConsumerNotFound
+			default:
+			}
 			return errIteratorClosed
 		}
 		if err != nil {
