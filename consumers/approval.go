@@ -80,6 +80,8 @@ func (a *Approval) sweep(ctx context.Context) error {
 	var overdue []string
 	err := store.Scan(ctx, a.c.js, a.c.env.Streams.Name, filter, now.Add(-SweepWindow), func(m events.Message) error {
 		r := a.c.checker.Inspect(m, now)
+		// Later stages have later deadlines; the first deadline having
+		// passed is what makes a request a candidate.
 		if ev, ok := r.Data.(*events.Evaluated); ok && r.Valid() && ev.ExpiresAt != nil && ev.ExpiresAt.Before(now) {
 			overdue = append(overdue, r.RequestID)
 		}
@@ -94,7 +96,7 @@ func (a *Approval) sweep(ctx context.Context) error {
 	expired := 0
 	for _, id := range overdue {
 		err := a.c.react(ctx, a.c.env.Domain, id, 0, func(_ context.Context, h *history, _ events.Record) (*effect, error) {
-			if e := next(h); e != nil && e.kind == events.KindExpired {
+			if e := next(h); e != nil && (e.kind == events.KindExpired || e.kind == events.KindEscalated) {
 				expired++
 				return e, nil
 			}
@@ -105,6 +107,13 @@ func (a *Approval) sweep(ctx context.Context) error {
 				return nil
 			}
 			a.c.log.Warn("sweep: could not settle an overdue request", attrRequest, id, "err", err)
+			continue
+		}
+		// Still pending (escalated, or a later stage open): keep its timer.
+		if h, err := a.c.load(ctx, a.c.env.Domain, id); err == nil && h.state.Status.IsPending() {
+			if err := a.schedule(ctx, h.state); err != nil {
+				a.c.log.Warn("sweep: could not schedule", attrRequest, id, "err", err)
+			}
 		}
 	}
 	if expired > 0 {
@@ -127,7 +136,9 @@ func (a *Approval) decide(ctx context.Context, h *history, this events.Record) (
 	case events.KindLock:
 		return a.lock(ctx, h, this)
 	}
-	if this.Kind == events.KindEvaluated && h.state.Status.IsPending() {
+	if (this.Kind == events.KindEvaluated || this.Kind == events.KindVoted) && h.state.Status.IsPending() {
+		// A vote may have opened the next stage: its deadline and
+		// escalation are the next to fire.
 		if err := a.schedule(ctx, h.state); err != nil {
 			return nil, err
 		}
@@ -223,11 +234,17 @@ type timerBody struct {
 	At        time.Time `json:"at"`
 }
 
-// schedule makes the timer stream fire the request's deadline. It is
-// idempotent: one schedule subject and one message id per request.
+// schedule makes the timer stream fire when something next happens by
+// itself to a pending request: an escalation, or the open stage's
+// deadline. A request has one schedule subject, so a new schedule replaces
+// the last; the message id is keyed on the time, so it is idempotent.
 func (a *Approval) schedule(ctx context.Context, st request.State) error {
 	// The server parses @at times as RFC 3339, fractions of a second included.
-	at := st.Evaluation.ExpiresAt.UTC()
+	due := st.NextDue()
+	if due.IsZero() {
+		return nil
+	}
+	at := due.UTC()
 	body, _ := json.Marshal(timerBody{Domain: st.Domain, RequestID: st.ID, At: at})
 	msg := &nats.Msg{Subject: scheduleSubject(st.Domain, st.ID), Data: body, Header: nats.Header{}}
 	msg.Header.Set("Nats-Schedule", "@at "+at.Format(time.RFC3339Nano))
@@ -256,7 +273,7 @@ func (a *Approval) handleTimer(ctx context.Context, m jetstream.Msg) error {
 	var early time.Duration
 	err := a.c.react(ctx, domain, id, 0, func(_ context.Context, h *history, _ events.Record) (*effect, error) {
 		if h.state.Status.IsPending() {
-			if wait := h.state.Evaluation.ExpiresAt.Sub(h.now); wait > 0 {
+			if wait := h.state.NextDue().Sub(h.now); wait > 0 {
 				early = wait
 				return nil, nil
 			}
@@ -267,7 +284,17 @@ func (a *Approval) handleTimer(ctx context.Context, m jetstream.Msg) error {
 		return &retryAfter{delay: early, cause: errTimerEarly}
 	}
 	if err == nil {
-		// The deadline is dealt with: drop the fired message so that the
+		// An escalation leaves the request pending: schedule what comes next.
+		h, lerr := a.c.load(ctx, domain, id)
+		if lerr != nil {
+			return lerr
+		}
+		if h.state.Status.IsPending() {
+			if serr := a.schedule(ctx, h.state); serr != nil {
+				return serr
+			}
+		}
+		// This firing is dealt with: drop the fired message so that the
 		// timer stream holds only timers still to fire.
 		if md, merr := m.Metadata(); merr == nil {
 			if derr := a.timers.DeleteMsg(ctx, md.Sequence.Stream); derr != nil {

@@ -1,6 +1,9 @@
 package events
 
-import "time"
+import (
+	"reflect"
+	"time"
+)
 
 // PrincipalRef names a principal: its domain and its name.
 type PrincipalRef struct {
@@ -57,19 +60,31 @@ type EvaluatedPrincipal struct {
 
 // Stage is one stage of an approval flow, as recorded in the evaluation.
 type Stage struct {
-	Name            string   `json:"name"`
-	Groups          []string `json:"groups,omitempty"`
-	Principals      []string `json:"principals,omitempty"` // "domain/name"
-	Required        int      `json:"required"`
-	DeadlineSeconds int64    `json:"deadline_seconds"`
+	Name            string      `json:"name"`
+	Groups          []string    `json:"groups,omitempty"`
+	Principals      []string    `json:"principals,omitempty"` // "domain/name"
+	Required        int         `json:"required"`
+	AllGroups       bool        `json:"all_groups,omitempty"` // each listed group must approve too
+	DeadlineSeconds int64       `json:"deadline_seconds"`     // from the stage's start
+	Escalate        *Escalation `json:"escalate,omitempty"`
+}
+
+// Escalation adds approvers to a stage still open some time after it began.
+type Escalation struct {
+	AfterSeconds int64    `json:"after_seconds"`
+	Groups       []string `json:"groups,omitempty"`
+	Principals   []string `json:"principals,omitempty"`
 }
 
 // Flow is an approval flow, recorded whole in the evaluation so that the
 // approval decision depends on the stream alone, not on today's config.
 type Flow struct {
-	Name       string  `json:"name"`
-	DenyQuorum int     `json:"deny_quorum,omitempty"` // denials that end the request; 0 means 1
-	Stages     []Stage `json:"stages"`
+	Name       string `json:"name"`
+	DenyQuorum int    `json:"deny_quorum,omitempty"` // denials that end the request; 0 means 1
+	// RepeatApprovers lets one approver approve several stages (one vote
+	// each); by default an approver counts once across the flow.
+	RepeatApprovers bool    `json:"repeat_approvers,omitempty"`
+	Stages          []Stage `json:"stages"`
 }
 
 // Outcomes of an evaluation.
@@ -214,4 +229,41 @@ type Locked struct {
 	Target LockTarget   `json:"target"`
 	Unlock bool         `json:"unlock,omitempty"`
 	Reason string       `json:"reason"`
+}
+
+// Escalated adds approvers to a flow's open stage, its escalation delay
+// having passed.
+type Escalated struct {
+	Prev       string   `json:"prev"`
+	Flow       string   `json:"flow"`
+	Stage      int      `json:"stage"`
+	Groups     []string `json:"groups,omitempty"`
+	Principals []string `json:"principals,omitempty"`
+}
+
+// Prev returns the prev digest of an event's data (every data type has one).
+func Prev(data any) string {
+	if f, ok := prevField(data); ok {
+		return f.String()
+	}
+	return ""
+}
+
+// SetPrev sets the prev digest of an event's data; it reports whether the
+// data has one.
+func SetPrev(data any, prev string) bool {
+	f, ok := prevField(data)
+	if ok {
+		f.SetString(prev)
+	}
+	return ok
+}
+
+func prevField(data any) (reflect.Value, bool) {
+	v := reflect.ValueOf(data)
+	if v.Kind() != reflect.Pointer || v.IsNil() || v.Elem().Kind() != reflect.Struct {
+		return reflect.Value{}, false
+	}
+	f := v.Elem().FieldByName("Prev")
+	return f, f.IsValid() && f.Kind() == reflect.String
 }

@@ -212,6 +212,8 @@ func (f *fixture) sample(k events.Kind) any {
 		return &events.Revoke{Prev: d1, Domain: "acme", By: bob, Identity: f.bob.JWT, Reason: "wrong database"}
 	case events.KindLock:
 		return &events.Lock{Prev: d1, Domain: "acme", By: bob, Identity: f.bob.JWT, Target: events.LockTarget{Type: events.LockPrincipal, Name: "acme/carol"}, Reason: "laptop stolen"}
+	case events.KindEscalated:
+		return &events.Escalated{Prev: d1, Flow: "two-leads", Stage: 0, Groups: []string{"sre-managers"}, Principals: []string{"acme/dana"}}
 	case events.KindLocked:
 		return &events.Locked{Prev: d1, By: bob, Target: events.LockTarget{Type: events.LockPrincipal, Name: "acme/carol"}, Reason: "laptop stolen"}
 	}
@@ -243,7 +245,7 @@ func (f *fixture) signer(k events.Kind) nkeys.KeyPair {
 var allKinds = []events.Kind{
 	events.KindRequested, events.KindRejected, events.KindEvaluated, events.KindVoted,
 	events.KindApproved, events.KindDenied, events.KindExpired, events.KindGranted, events.KindRefused,
-	events.KindRedeemed, events.KindRevoked, events.KindRevoke, events.KindLock, events.KindLocked,
+	events.KindRedeemed, events.KindRevoked, events.KindRevoke, events.KindLock, events.KindLocked, events.KindEscalated,
 }
 
 // seal signs data as an acme event of kind k with kp and returns the stored message.

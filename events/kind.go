@@ -22,6 +22,7 @@ const (
 	KindRevoke // a principal asks to revoke; the approval component decides
 	KindLock   // a principal asks to lock (or unlock) a principal, key or domain
 	KindLocked // the approval component locked (or unlocked) it
+	KindEscalated
 )
 
 var kindNames = [...]string{
@@ -40,6 +41,7 @@ var kindNames = [...]string{
 	KindRevoke:    "revoke",
 	KindLock:      "lock",
 	KindLocked:    "locked",
+	KindEscalated: "escalated",
 }
 
 // The CloudEvents types, one per kind and version. These are the wire names;
@@ -59,6 +61,7 @@ const (
 	TypeRevoke    = "writ.request.revoke.v1"
 	TypeLock      = "writ.request.lock.v1"
 	TypeLocked    = "writ.request.locked.v1"
+	TypeEscalated = "writ.request.escalated.v1"
 )
 
 var kindTypes = [...]string{
@@ -76,6 +79,7 @@ var kindTypes = [...]string{
 	KindRevoke:    TypeRevoke,
 	KindLock:      TypeLock,
 	KindLocked:    TypeLocked,
+	KindEscalated: TypeEscalated,
 }
 
 // String returns the subject token of the kind.

@@ -177,7 +177,7 @@ func RoleFor(k Kind) identity.Role {
 		return identity.RoleIssuer
 	case KindRedeemed:
 		return identity.RoleRedeemer
-	case KindRevoked, KindLocked:
+	case KindRevoked, KindLocked, KindEscalated:
 		return identity.RoleApproval
 	}
 	return ""
@@ -215,6 +215,8 @@ func NewData(k Kind) any {
 		return new(Lock)
 	case KindLocked:
 		return new(Locked)
+	case KindEscalated:
+		return new(Escalated)
 	}
 	return nil
 }

@@ -30,6 +30,7 @@ func TestKind(t *testing.T) {
 		{events.KindRevoke, "revoke", events.TypeRevoke, true},
 		{events.KindLock, "lock", events.TypeLock, true},
 		{events.KindLocked, "locked", events.TypeLocked, false},
+		{events.KindEscalated, "escalated", events.TypeEscalated, false},
 	}
 	require.Len(t, tests, len(allKinds))
 	for _, tt := range tests {
@@ -105,4 +106,16 @@ func TestParseSubject(t *testing.T) {
 
 func TestPrincipalRefID(t *testing.T) {
 	assert.Equal(t, "acme/alice", events.PrincipalRef{Domain: "acme", Name: "alice"}.ID())
+}
+
+// Every event's data chains to its predecessor.
+func TestEveryKindHasPrev(t *testing.T) {
+	for _, k := range allKinds {
+		d := events.NewData(k)
+		require.NotNil(t, d, k.String())
+		require.True(t, events.SetPrev(d, "sha256:ab"), k.String())
+		assert.Equal(t, "sha256:ab", events.Prev(d), k.String())
+	}
+	assert.False(t, events.SetPrev(struct{}{}, "x"))
+	assert.Equal(t, "", events.Prev(nil))
 }

@@ -23,9 +23,11 @@ type Flows struct {
 
 // FlowConfig is a flow as written in the flows file.
 type FlowConfig struct {
-	Description string        `json:"description,omitempty"`
-	DenyQuorum  int           `json:"deny_quorum,omitempty"`
-	Stages      []StageConfig `json:"stages"`
+	Description string `json:"description,omitempty"`
+	DenyQuorum  int    `json:"deny_quorum,omitempty"`
+	// RepeatApprovers lets one approver approve several stages.
+	RepeatApprovers bool          `json:"repeat_approvers,omitempty"`
+	Stages          []StageConfig `json:"stages"`
 }
 
 // StageConfig is one stage of a flow as written in the flows file.
@@ -34,11 +36,21 @@ type StageConfig struct {
 	Groups     []string `json:"groups,omitempty"`
 	Principals []string `json:"principals,omitempty"` // "domain/name"
 	Required   int      `json:"required"`
-	Deadline   string   `json:"deadline"` // Go duration, e.g. "30m"
+	AllGroups  bool     `json:"all_groups,omitempty"` // each listed group must approve too
+	Deadline   string   `json:"deadline"`             // Go duration from the stage's start, e.g. "30m"
+	Escalate   *struct {
+		After      string   `json:"after"` // Go duration from the stage's start
+		Groups     []string `json:"groups,omitempty"`
+		Principals []string `json:"principals,omitempty"`
+	} `json:"escalate,omitempty"`
 }
 
 type flowsFile struct {
 	Flows map[string]FlowConfig `json:"flows"`
+	// Directory, when present, lists each group's members ("domain/name"),
+	// so that a flow naming an unknown group, or asking for more approvers
+	// than a stage can have, is refused at load.
+	Directory map[string][]string `json:"directory,omitempty"`
 }
 
 var (
@@ -69,7 +81,7 @@ func ParseFlows(b []byte) (*Flows, error) {
 	out := &Flows{flows: map[string]events.Flow{}, digest: events.Digest(b)}
 	var errs []error
 	for name, fc := range f.Flows {
-		fl, err := fc.compile(name)
+		fl, err := fc.compile(name, f.Directory)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("flow %q: %w", name, err))
 			continue
@@ -82,8 +94,8 @@ func ParseFlows(b []byte) (*Flows, error) {
 	return out, nil
 }
 
-func (fc FlowConfig) compile(name string) (events.Flow, error) {
-	fl := events.Flow{Name: name, DenyQuorum: fc.DenyQuorum}
+func (fc FlowConfig) compile(name string, directory map[string][]string) (events.Flow, error) {
+	fl := events.Flow{Name: name, DenyQuorum: fc.DenyQuorum, RepeatApprovers: fc.RepeatApprovers}
 	var errs []error
 	if !flowName.MatchString(name) {
 		errs = append(errs, errors.New("invalid name: lower case letters, digits, '.', '_' and '-'"))
@@ -91,17 +103,22 @@ func (fc FlowConfig) compile(name string) (events.Flow, error) {
 	if fc.DenyQuorum < 0 {
 		errs = append(errs, errors.New("deny_quorum must not be negative"))
 	}
-	switch len(fc.Stages) {
-	case 0:
+	if len(fc.Stages) == 0 {
 		errs = append(errs, errors.New("no stages"))
-	case 1:
-	default:
-		// Ordered multi-stage flows need per-stage vote assignment; until
-		// then a flow is one stage, and more is refused rather than half-run.
-		errs = append(errs, errors.New("only single-stage flows are supported in this version"))
+	}
+	checkGroups := func(stage string, groups []string) {
+		for _, g := range groups {
+			if !groupName.MatchString(g) {
+				errs = append(errs, fmt.Errorf("stage %s: group %q: lower case letters, digits, '.', '_' and '-', optionally as domain/group", stage, g))
+			} else if directory != nil {
+				if _, ok := directory[g]; !ok {
+					errs = append(errs, fmt.Errorf("stage %s: unknown group %q (not in the directory)", stage, g))
+				}
+			}
+		}
 	}
 	for i, sc := range fc.Stages {
-		st := events.Stage{Name: sc.Name, Groups: slices.Clone(sc.Groups), Principals: slices.Clone(sc.Principals), Required: sc.Required}
+		st := events.Stage{Name: sc.Name, Groups: slices.Clone(sc.Groups), Principals: slices.Clone(sc.Principals), Required: sc.Required, AllGroups: sc.AllGroups}
 		if st.Name == "" {
 			st.Name = fmt.Sprintf("stage-%d", i+1)
 		}
@@ -111,18 +128,32 @@ func (fc FlowConfig) compile(name string) (events.Flow, error) {
 		if st.Required < 1 {
 			errs = append(errs, fmt.Errorf("stage %s: required must be at least 1", st.Name))
 		}
-		if len(st.Groups) == 0 && st.Required > len(st.Principals) {
-			errs = append(errs, fmt.Errorf("stage %s: requires %d approvers but names %d", st.Name, st.Required, len(st.Principals)))
+		checkGroups(st.Name, st.Groups)
+		if st.AllGroups && (len(st.Groups) == 0 || st.Required < len(st.Groups)) {
+			errs = append(errs, fmt.Errorf("stage %s: all_groups needs groups, and required of at least one per group (%d)", st.Name, len(st.Groups)))
+		}
+		if n, ok := stageSize(st, directory); ok && st.Required > n {
+			errs = append(errs, fmt.Errorf("stage %s: requires %d approvers but its groups and principals have %d", st.Name, st.Required, n))
 		}
 		d, err := time.ParseDuration(sc.Deadline)
 		if err != nil || d < time.Second {
 			errs = append(errs, fmt.Errorf("stage %s: deadline %q must be a duration of at least 1s", st.Name, sc.Deadline))
 		}
 		st.DeadlineSeconds = int64(d / time.Second)
-		for _, g := range st.Groups {
-			if !groupName.MatchString(g) {
-				errs = append(errs, fmt.Errorf("stage %s: group %q: lower case letters, digits, '.', '_' and '-', optionally as domain/group", st.Name, g))
+		if e := sc.Escalate; e != nil {
+			after, err := time.ParseDuration(e.After)
+			switch {
+			case err != nil || after < time.Second:
+				errs = append(errs, fmt.Errorf("stage %s: escalate.after %q must be a duration of at least 1s", st.Name, e.After))
+			case after >= d:
+				errs = append(errs, fmt.Errorf("stage %s: escalate.after %s must come before the deadline %s", st.Name, after, d))
 			}
+			if len(e.Groups)+len(e.Principals) == 0 {
+				errs = append(errs, fmt.Errorf("stage %s: escalate adds no groups or principals", st.Name))
+			}
+			checkGroups(st.Name, e.Groups)
+			st.Escalate = &events.Escalation{AfterSeconds: int64(after / time.Second), Groups: slices.Clone(e.Groups), Principals: slices.Clone(e.Principals)}
+			sort.Strings(st.Escalate.Groups)
 		}
 		sort.Strings(st.Groups)
 		fl.Stages = append(fl.Stages, st)
@@ -130,11 +161,32 @@ func (fc FlowConfig) compile(name string) (events.Flow, error) {
 	return fl, errors.Join(errs...)
 }
 
+// stageSize counts a stage's possible approvers when a directory is known.
+func stageSize(st events.Stage, directory map[string][]string) (int, bool) {
+	if len(st.Groups) == 0 {
+		return len(st.Principals), true
+	}
+	if directory == nil {
+		return 0, false
+	}
+	seen := map[string]bool{}
+	for _, g := range st.Groups {
+		for _, m := range directory[g] {
+			seen[m] = true
+		}
+	}
+	for _, p := range st.Principals {
+		seen[p] = true
+	}
+	return len(seen), true
+}
+
 // Digest identifies the flows document's exact text.
 func (f *Flows) Digest() string { return f.digest }
 
 // Resolve returns the flows named, as recorded in an evaluation, and the
-// deadline of the request: the earliest final deadline of those flows.
+// request's first deadline: the earliest first-stage deadline of those
+// flows. Later stages get their own deadlines as they open.
 func (f *Flows) Resolve(names []string, from time.Time) ([]events.Flow, time.Time, error) {
 	var out []events.Flow
 	var deadline time.Time
@@ -144,11 +196,7 @@ func (f *Flows) Resolve(names []string, from time.Time) ([]events.Flow, time.Tim
 			return nil, time.Time{}, fmt.Errorf("policy: unknown flow %q", n)
 		}
 		out = append(out, fl)
-		var total time.Duration
-		for _, st := range fl.Stages {
-			total += time.Duration(st.DeadlineSeconds) * time.Second
-		}
-		if d := from.Add(total); deadline.IsZero() || d.Before(deadline) {
+		if d := from.Add(time.Duration(fl.Stages[0].DeadlineSeconds) * time.Second); deadline.IsZero() || d.Before(deadline) {
 			deadline = d
 		}
 	}

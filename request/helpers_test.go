@@ -94,27 +94,7 @@ func (h *history) add(e event) events.Record {
 
 func setPrev(t testing.TB, data any, prev string) {
 	t.Helper()
-	switch d := data.(type) {
-	case *events.Requested:
-		d.Prev = prev
-	case *events.Rejected:
-		d.Prev = prev
-	case *events.Evaluated:
-		d.Prev = prev
-	case *events.Voted:
-		d.Prev = prev
-	case *events.Approved:
-		d.Prev = prev
-	case *events.Denied:
-		d.Prev = prev
-	case *events.Expired:
-		d.Prev = prev
-	case *events.Granted:
-		d.Prev = prev
-	case *events.Refused:
-		d.Prev = prev
-	case nil:
-	default:
+	if data != nil && !events.SetPrev(data, prev) {
 		t.Fatalf("no prev on %T", data)
 	}
 }

@@ -37,6 +37,7 @@ type Vote struct {
 	Approve bool
 	Reason  string
 	Seq     uint64
+	At      time.Time // when the stream stored it
 }
 
 // State is a request folded from its history.
@@ -51,13 +52,15 @@ type State struct {
 	RequestedAt   time.Time
 	Requester     identity.Principal
 
-	Evaluation *events.Evaluated
-	Votes      []Vote
-	Rejection  *events.Rejected
-	DecidedAt  time.Time
-	Grant      *events.Granted
-	RedeemedAt time.Time
-	Revocation *events.Revoked
+	Evaluation  *events.Evaluated
+	EvaluatedAt time.Time
+	Votes       []Vote
+	Escalations []escalation
+	Rejection   *events.Rejected
+	DecidedAt   time.Time
+	Grant       *events.Granted
+	RedeemedAt  time.Time
+	Revocation  *events.Revoked
 
 	// Lock and LockDone are set on a lock's own history.
 	Lock     *events.Lock
@@ -92,40 +95,6 @@ func Fold(records []events.Record) (State, map[uint64]error) {
 	return s, errs
 }
 
-func prevOf(data any) string {
-	switch d := data.(type) {
-	case *events.Requested:
-		return d.Prev
-	case *events.Rejected:
-		return d.Prev
-	case *events.Evaluated:
-		return d.Prev
-	case *events.Voted:
-		return d.Prev
-	case *events.Approved:
-		return d.Prev
-	case *events.Denied:
-		return d.Prev
-	case *events.Expired:
-		return d.Prev
-	case *events.Granted:
-		return d.Prev
-	case *events.Refused:
-		return d.Prev
-	case *events.Redeemed:
-		return d.Prev
-	case *events.Revoked:
-		return d.Prev
-	case *events.Revoke:
-		return d.Prev
-	case *events.Lock:
-		return d.Prev
-	case *events.Locked:
-		return d.Prev
-	}
-	return ""
-}
-
 // Apply folds one record into the state. Every record advances LastSeq and
 // LastDigest; only a trustworthy record that chains to its predecessor and
 // is legal in the current state changes anything else. The error says why
@@ -140,7 +109,7 @@ func Apply(s State, r events.Record) (State, error) {
 	if !r.Valid() {
 		return s, fmt.Errorf("%w: %w", ErrInvalid, r.Err)
 	}
-	if prevOf(r.Data) != prev {
+	if events.Prev(r.Data) != prev {
 		return s, ErrBrokenChain
 	}
 	if d, ok := r.Data.(*events.Refused); ok {
@@ -184,13 +153,21 @@ func Apply(s State, r events.Record) (State, error) {
 		default:
 			s.Status, s.DecidedAt = StatusDenied, r.Envelope.Time
 		}
-		s.Evaluation = d
+		s.Evaluation, s.EvaluatedAt = d, evaluatedAt(d, r.Envelope.Time)
 	case *events.Voted:
 		v, err := s.checkVote(d, r)
 		if err != nil {
 			return s, err
 		}
 		s.Votes = append(s.Votes, v)
+	case *events.Escalated:
+		if s.Status != StatusPending {
+			return s, fmt.Errorf("%w: escalated in %s", ErrIllegal, s.Status)
+		}
+		if err := s.checkEscalation(d, r.Envelope.Time); err != nil {
+			return s, err
+		}
+		s.Escalations = append(s.Escalations, escalation{Seq: r.Seq, Data: d})
 	case *events.Approved:
 		if s.Status != StatusPending {
 			return s, fmt.Errorf("%w: approved in %s", ErrIllegal, s.Status)
@@ -212,7 +189,7 @@ func Apply(s State, r events.Record) (State, error) {
 		if s.Status != StatusPending {
 			return s, fmt.Errorf("%w: expired in %s", ErrIllegal, s.Status)
 		}
-		if r.Envelope.Time.Before(*s.Evaluation.ExpiresAt) {
+		if r.Envelope.Time.Before(s.Deadline()) {
 			return s, fmt.Errorf("%w: expired before the deadline", ErrUnjustified)
 		}
 		if t := s.Tally(); t.Satisfied || t.Denied {
@@ -281,10 +258,29 @@ func (s State) checkVote(d *events.Voted, r events.Record) (Vote, error) {
 	if d.RequestDigest != s.RequestDigest {
 		return Vote{}, ErrStaleDigest
 	}
-	if !At(r).Before(*s.Evaluation.ExpiresAt) {
+	if !At(r).Before(s.Deadline()) {
 		return Vote{}, ErrPastDeadline
 	}
-	return Vote{Voter: p, Approve: d.Decision == events.DecisionApprove, Reason: d.Reason, Seq: r.Seq}, nil
+	return Vote{Voter: p, Approve: d.Decision == events.DecisionApprove, Reason: d.Reason, Seq: r.Seq, At: At(r)}, nil
+}
+
+// checkEscalation accepts an escalation of a flow's open stage that has
+// one, once its delay has passed, once.
+func (s State) checkEscalation(d *events.Escalated, at time.Time) error {
+	for _, p := range s.Progress() {
+		if p.Flow.Name != d.Flow {
+			continue
+		}
+		due, ok := p.EscalationDue()
+		if !ok || p.Stage != d.Stage {
+			return fmt.Errorf("%w: no escalation due for %s stage %d", ErrUnjustified, d.Flow, d.Stage)
+		}
+		if at.Before(due) {
+			return fmt.Errorf("%w: escalated before its delay", ErrUnjustified)
+		}
+		return nil
+	}
+	return fmt.Errorf("%w: no flow %q", ErrUnjustified, d.Flow)
 }
 
 // CanVote says whether p may answer the request now: it must be pending,
@@ -297,14 +293,19 @@ func (s State) CanVote(p identity.Principal) error {
 	if p.Key == s.Requester.Key || p.ID() == s.Requester.ID() {
 		return ErrSelfApproval
 	}
+	eligible := false
+	for _, f := range s.Progress() {
+		if f.wouldCount(p, s.Domain) {
+			return nil
+		}
+		eligible = eligible || f.eligible(p, s.Domain)
+	}
+	if eligible {
+		return ErrDuplicateVote
+	}
 	for _, v := range s.Votes {
 		if v.Voter.ID() == p.ID() || v.Voter.Key == p.Key {
 			return ErrDuplicateVote
-		}
-	}
-	for _, f := range s.Evaluation.Flows {
-		if Eligible(f.Stages[0], p, s.Domain) {
-			return nil
 		}
 	}
 	return ErrNotEligible
@@ -348,6 +349,22 @@ func Eligible(st events.Stage, p identity.Principal, domain string) bool {
 	return false
 }
 
+// evaluatedAt is when the first stages of the flows began: the instant the
+// policy computed expires_at from (expires_at less the shortest first-stage
+// deadline), so that the recorded deadline is the one the fold applies.
+func evaluatedAt(d *events.Evaluated, at time.Time) time.Time {
+	if d.ExpiresAt == nil || len(d.Flows) == 0 {
+		return at
+	}
+	shortest := int64(-1)
+	for _, f := range d.Flows {
+		if len(f.Stages) > 0 && (shortest < 0 || f.Stages[0].DeadlineSeconds < shortest) {
+			shortest = f.Stages[0].DeadlineSeconds
+		}
+	}
+	return d.ExpiresAt.Add(-time.Duration(shortest) * time.Second)
+}
+
 // At is when a record happened for the fold: when the stream stored it,
 // or, for a record not read from a stream, when it says it was made.
 func At(r events.Record) time.Time {
@@ -366,34 +383,17 @@ type Tally struct {
 	Denied    bool   // some flow has enough eligible denials
 }
 
-// Tally counts the state's votes. A vote counts for every flow whose stage
-// the voter may answer.
+// Tally counts the state's votes against its flows' progress.
 func (s State) Tally() Tally {
 	var t Tally
-	if s.Evaluation == nil || len(s.Evaluation.Flows) == 0 {
+	ps := s.Progress()
+	if len(ps) == 0 {
 		return t
 	}
 	t.Satisfied = true
-	for _, f := range s.Evaluation.Flows {
-		st := f.Stages[0]
-		approvals, denials := 0, 0
-		for _, v := range s.Votes {
-			if !Eligible(st, v.Voter, s.Domain) {
-				continue
-			}
-			if v.Approve {
-				approvals++
-			} else {
-				denials++
-			}
-		}
-		if approvals < st.Required {
-			t.Satisfied = false
-		}
-		quorum := max(f.DenyQuorum, 1)
-		if denials >= quorum {
-			t.Denied = true
-		}
+	for _, p := range ps {
+		t.Satisfied = t.Satisfied && p.Done()
+		t.Denied = t.Denied || p.Denied()
 	}
 	for _, v := range s.Votes {
 		if v.Approve {
@@ -426,8 +426,17 @@ func Next(s State, now time.Time) Decision {
 		return Decision{Kind: events.KindDenied, Data: &events.Denied{Prev: s.LastDigest, By: refs(t.Deniers), Reason: t.Reason}}
 	case t.Satisfied:
 		return Decision{Kind: events.KindApproved, Data: &events.Approved{Prev: s.LastDigest, Approvers: refs(t.Approvers)}}
-	case !now.Before(*s.Evaluation.ExpiresAt):
-		return Decision{Kind: events.KindExpired, Data: &events.Expired{Prev: s.LastDigest, Deadline: *s.Evaluation.ExpiresAt}}
+	}
+	for _, p := range s.Progress() {
+		if due, ok := p.EscalationDue(); ok && !now.Before(due) {
+			e := p.Flow.Stages[p.Stage].Escalate
+			return Decision{Kind: events.KindEscalated, Data: &events.Escalated{
+				Prev: s.LastDigest, Flow: p.Flow.Name, Stage: p.Stage, Groups: e.Groups, Principals: e.Principals,
+			}}
+		}
+	}
+	if d := s.Deadline(); !now.Before(d) {
+		return Decision{Kind: events.KindExpired, Data: &events.Expired{Prev: s.LastDigest, Deadline: d}}
 	}
 	return Decision{}
 }

@@ -58,8 +58,8 @@ func TestLifecycles(t *testing.T) {
 			},
 			check: func(t *testing.T, s request.State, h *history) {
 				require.Len(t, s.Votes, 2)
-				assert.Equal(t, request.Vote{Voter: p.alice, Approve: true, Seq: 3}, s.Votes[0])
-				assert.Equal(t, request.Vote{Voter: p.bob, Approve: true, Reason: "ok", Seq: 4}, s.Votes[1])
+				assert.Equal(t, request.Vote{Voter: p.alice, Approve: true, Seq: 3, At: h.records[2].Time}, s.Votes[0])
+				assert.Equal(t, request.Vote{Voter: p.bob, Approve: true, Reason: "ok", Seq: 4, At: h.records[3].Time}, s.Votes[1])
 				assert.Equal(t, h.records[4].Envelope.Time, s.DecidedAt, "decided when approved, not when granted")
 			},
 		},
@@ -429,10 +429,12 @@ func TestGrantLifetimeLimitsAreInclusive(t *testing.T) {
 
 func TestApplyRefusesApprovalWhenADenialCounts(t *testing.T) {
 	p := newPeople(t)
-	oneLead := events.Flow{Name: "one-lead", Stages: []events.Stage{{Groups: []string{"sre-leads"}, Required: 1, DeadlineSeconds: 60}}}
+	// Two leads: alice's approval leaves the stage open, so bob's denial
+	// counts (a denial only counts against an open stage).
+	twoLeads := events.Flow{Name: "two-leads", Stages: []events.Stage{{Groups: []string{"sre-leads"}, Required: 2, DeadlineSeconds: 60}}}
 	h := newHistory(t)
 	h.add(requested(&p.carol, 0))
-	h.add(review(0, oneLead))
+	h.add(review(0, twoLeads))
 	h.add(h.vote(&p.alice, true, ""))
 	h.add(h.vote(&p.bob, false, "no"))
 	s := h.fold()
