@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/writ-dev/writ/identity"
@@ -52,7 +54,10 @@ type Config struct {
 	Creds      string      `json:"creds,omitempty"` // creds to connect to an external NATS
 	Federation *Federation `json:"federation,omitempty"`
 	Components []string    `json:"components,omitempty"`
-	dir        string
+	// Notify configures the notifier's webhooks; nil (absent) runs no
+	// notifier unless components names it.
+	Notify *Notify `json:"notify,omitempty"`
+	dir    string
 }
 
 // Federation links this domain's embedded NATS to other domains' over
@@ -176,6 +181,11 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	if c.Notify != nil {
+		if err := c.Notify.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("notify: %w", err))
+		}
+	}
 	for name, p := range map[string]string{"keys.policy": c.Keys.Policy, "keys.approval": c.Keys.Approval,
 		"keys.issuer": c.Keys.Issuer, "keys.issuer_xkey": c.Keys.IssuerXKey, "trust": c.Trust,
 		"policies": c.Policies, "flows": c.Flows, "store_dir": c.StoreDir} {
@@ -205,4 +215,155 @@ func (c *Config) Save(dir string) error {
 	}
 	c.dir = dir
 	return os.WriteFile(filepath.Join(dir, FileName), append(b, '\n'), 0o644)
+}
+
+// Webhook formats.
+const (
+	FormatSlack = "slack" // a Slack-compatible incoming-webhook payload
+	FormatJSON  = "json"  // Writ's versioned JSON payload, signed
+)
+
+// Webhook is one notification target.
+type Webhook struct {
+	URL    string `json:"url"`
+	Format string `json:"format"` // slack | json
+}
+
+// Notify configures the notifier: who hears of what, through which
+// webhooks, and how hard delivery tries. Zero values take the defaults
+// (see NotifyDefaults).
+type Notify struct {
+	// SecretEnv names the environment variable that holds the HMAC secret
+	// signing every delivery; it is required when a json target exists.
+	SecretEnv string `json:"secret_env,omitempty"`
+	// Groups are the webhooks of approver groups, by group as flows name
+	// them ("sre-leads", or "other-domain/group"): a stage waiting for
+	// approvers notifies its groups' webhooks.
+	Groups map[string][]Webhook `json:"groups,omitempty"`
+	// Principals are the webhooks of named principals ("domain/name"):
+	// notified as a stage's named approvers, and of their own requests'
+	// outcomes.
+	Principals map[string][]Webhook `json:"principals,omitempty"`
+	// Requesters hear of every request's outcome.
+	Requesters []Webhook `json:"requesters,omitempty"`
+
+	Retries    int      `json:"retries,omitempty"`     // tries after the first; default 5
+	Backoff    Duration `json:"backoff,omitempty"`     // first retry delay, doubling; default 1s
+	MaxBackoff Duration `json:"max_backoff,omitempty"` // default 1m
+	MaxElapsed Duration `json:"max_elapsed,omitempty"` // total time from the first try; default 15m
+	Timeout    Duration `json:"timeout,omitempty"`     // one try; default 5s
+	Workers    int      `json:"workers,omitempty"`     // deliveries in flight; default 8
+}
+
+// NotifyDefaults returns n with every zero value replaced by its default.
+func NotifyDefaults(n Notify) Notify {
+	if n.Retries == 0 {
+		n.Retries = 5
+	}
+	if n.Backoff == 0 {
+		n.Backoff = Duration(time.Second)
+	}
+	if n.MaxBackoff == 0 {
+		n.MaxBackoff = Duration(time.Minute)
+	}
+	if n.MaxElapsed == 0 {
+		n.MaxElapsed = Duration(15 * time.Minute)
+	}
+	if n.Timeout == 0 {
+		n.Timeout = Duration(5 * time.Second)
+	}
+	if n.Workers == 0 {
+		n.Workers = 8
+	}
+	return n
+}
+
+// Empty reports whether the section names no webhook at all.
+func (n *Notify) Empty() bool {
+	if n == nil {
+		return true
+	}
+	count := len(n.Requesters)
+	for _, ws := range n.Groups {
+		count += len(ws)
+	}
+	for _, ws := range n.Principals {
+		count += len(ws)
+	}
+	return count == 0
+}
+
+// Validate checks the section (zero values mean the defaults) and returns
+// every problem found, joined.
+func (n *Notify) Validate() error {
+	var errs []error
+	jsonTargets := 0
+	check := func(where string, ws []Webhook) {
+		for i, w := range ws {
+			if err := w.validate(); err != nil {
+				errs = append(errs, fmt.Errorf("%s[%d]: %w", where, i, err))
+			}
+			if w.Format == FormatJSON {
+				jsonTargets++
+			}
+		}
+	}
+	for g, ws := range n.Groups {
+		name := g
+		if d, rest, ok := strings.Cut(g, "/"); ok {
+			if !identity.ValidDomainName(d) || rest == "" || strings.Contains(rest, "/") {
+				errs = append(errs, fmt.Errorf("groups: %q: a group is \"name\" or \"domain/name\"", g))
+			}
+			name = rest
+		}
+		if name == "" {
+			errs = append(errs, errors.New("groups: empty group name"))
+		}
+		check("groups."+g, ws)
+	}
+	for p, ws := range n.Principals {
+		if d, name, ok := strings.Cut(p, "/"); !ok || !identity.ValidDomainName(d) || name == "" {
+			errs = append(errs, fmt.Errorf("principals: %q: a principal is \"domain/name\"", p))
+		}
+		check("principals."+p, ws)
+	}
+	check("requesters", n.Requesters)
+	if jsonTargets > 0 && n.SecretEnv == "" {
+		errs = append(errs, errors.New("secret_env: json targets are signed, so a secret is required"))
+	}
+	if n.Retries < 0 || n.Retries > 20 {
+		errs = append(errs, errors.New("retries must be 0 (default 5) to 20"))
+	}
+	d := NotifyDefaults(*n)
+	if d.Backoff < Duration(time.Millisecond) || d.MaxBackoff < d.Backoff {
+		errs = append(errs, errors.New("need 1ms <= backoff <= max_backoff"))
+	}
+	if d.MaxElapsed < d.Backoff || d.MaxElapsed > Duration(24*time.Hour) {
+		errs = append(errs, errors.New("need backoff <= max_elapsed <= 24h"))
+	}
+	// A try must end well within the consumers' ack wait and handling bound.
+	if d.Timeout < Duration(10*time.Millisecond) || d.Timeout > Duration(15*time.Second) {
+		errs = append(errs, errors.New("timeout must be 10ms to 15s"))
+	}
+	if n.Workers < 0 || n.Workers > 256 {
+		errs = append(errs, errors.New("workers must be 0 (default 8) to 256"))
+	}
+	return errors.Join(errs...)
+}
+
+func (w Webhook) validate() error {
+	var errs []error
+	u, err := url.Parse(w.URL)
+	switch {
+	case err != nil:
+		errs = append(errs, fmt.Errorf("url: %w", err))
+	case u.Scheme != "https" && u.Scheme != "http", u.Host == "":
+		errs = append(errs, errors.New("url: want an absolute http(s) URL"))
+	case u.User != nil:
+		errs = append(errs, errors.New("url: no credentials in the URL"))
+	}
+	if w.Format != FormatSlack && w.Format != FormatJSON {
+		errs = append(errs, fmt.Errorf("format %q: want %q or %q", w.Format, FormatSlack, FormatJSON))
+	}
+	return errors.Join(errs...)
 }

@@ -184,8 +184,10 @@ func Exists(dir string) bool {
 
 const samplePolicy = `// Sample policies for domain {{domain}}, written by 'writ init'.
 // Principals are User::"<domain>/<name>" in Group::"<domain>/<group>";
-// resources are Resource::"<domain>/<path>" with attributes domain and path.
-// Context: urgency, reason, ticket, origin, ttl_seconds, params, now, hour_utc.
+// resources are Resource::"<domain>/<path>" with attributes domain, path and
+// state (the resource's entry in the writ-resource-state bucket).
+// Context: urgency, reason, ticket, origin, ttl_seconds, params, now, hour_utc,
+// domain_state (the domain's own entry in that bucket).
 // A permit with @flow("name") needs that approval flow; @max_ttl caps the grant.
 
 // Deploy bots ship to staging at once, for ten minutes at most.
@@ -210,6 +212,30 @@ when { resource.path like "prod/*" };
 @id("sre-leads-read-prod-logs")
 permit (principal in Group::"{{domain}}/sre-leads", action == Action::"read-logs", resource)
 when { resource.path like "prod/*" };
+
+// The on-call SRE lead restarts their production service at once while
+// the domain has an active incident ('writ state set' writes both facts).
+@id("on-call-during-incident")
+@max_ttl("30m")
+permit (principal in Group::"{{domain}}/sre-leads", action == Action::"restart", resource)
+when {
+  resource.path like "prod/*" &&
+  resource.state has on_call && resource.state.on_call == principal.name &&
+  context.domain_state has incident_active && context.domain_state.incident_active == "true"
+};
+
+// Who may answer a stage: its groups say who is asked; this says who may
+// answer at all (Action::"approve" on Request::"<domain>/<id>", with the
+// request's requester, action, resource, urgency, flow and stage). Here:
+// anyone asked, except that nobody approves a request from outside the
+// domain for prod without being an SRE lead.
+@id("approvers-may-approve")
+permit (principal, action == Action::"approve", resource);
+
+@id("outside-prod-needs-leads")
+forbid (principal, action == Action::"approve", resource)
+when { resource.requester_domain != resource.domain && resource.resource like "prod/*" }
+unless { principal in Group::"{{domain}}/sre-leads" };
 
 // SRE leads may revoke any request or grant; requesters may always
 // withdraw their own, whatever the policies say.

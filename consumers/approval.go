@@ -96,7 +96,7 @@ func (a *Approval) sweep(ctx context.Context) error {
 	expired := 0
 	for _, id := range overdue {
 		err := a.c.react(ctx, a.c.env.Domain, id, 0, func(_ context.Context, h *history, _ events.Record) (*effect, error) {
-			if e := next(h); e != nil && (e.kind == events.KindExpired || e.kind == events.KindEscalated) {
+			if e := a.next(h); e != nil && (e.kind == events.KindExpired || e.kind == events.KindEscalated) {
 				expired++
 				return e, nil
 			}
@@ -135,6 +135,10 @@ func (a *Approval) decide(ctx context.Context, h *history, this events.Record) (
 		return a.revoke(ctx, h, this)
 	case events.KindLock:
 		return a.lock(ctx, h, this)
+	case events.KindVoted:
+		if _, done := h.state.Answered[this.Seq]; !done && h.state.Status.IsPending() && !a.permitted(h, this.Seq) {
+			return refuse(h, this, fmt.Errorf("%w: %s", request.ErrNotPermitted, this.Principal.ID())), nil
+		}
 	}
 	if (this.Kind == events.KindEvaluated || this.Kind == events.KindVoted) && h.state.Status.IsPending() {
 		// A vote may have opened the next stage: its deadline and
@@ -143,7 +147,7 @@ func (a *Approval) decide(ctx context.Context, h *history, this events.Record) (
 			return nil, err
 		}
 	}
-	return next(h), nil
+	return a.next(h), nil
 }
 
 // revoke answers a principal's request to revoke: the requester may always
@@ -219,9 +223,49 @@ func (a *Approval) lock(ctx context.Context, h *history, this events.Record) (*e
 	}}, nil
 }
 
-// next is the approval decision for the state now, if there is one.
-func next(h *history) *effect {
-	d := request.Next(h.state, h.now)
+// permitted reports whether policy lets the voter of the vote at seq
+// answer the stage it counted in (Action::"approve"; policy.MayApprove).
+func (a *Approval) permitted(h *history, seq uint64) bool {
+	var prior []events.Record
+	var vote *request.Vote
+	for _, r := range h.records {
+		if r.Seq >= seq {
+			break
+		}
+		prior = append(prior, r)
+	}
+	for i := range h.state.Votes {
+		if h.state.Votes[i].Seq == seq {
+			vote = &h.state.Votes[i]
+		}
+	}
+	if vote == nil {
+		return true // not a counted vote: nothing to permit
+	}
+	before, _ := request.Fold(prior)
+	st := h.state
+	for _, p := range before.Progress() {
+		if !p.WouldCount(vote.Voter, st.Domain) {
+			continue
+		}
+		d := a.policies.MayApprove(policy.ApproveInput{
+			Approver: vote.Voter, Domain: st.Domain, RequestID: st.ID, Requester: st.Requester,
+			Action: st.Request.Action, Resource: st.Request.Resource, Urgency: st.Request.Urgency,
+			Flow: p.Flow.Name, Stage: p.Flow.Stages[p.Stage].Name, Time: vote.At,
+		})
+		if d.Outcome == policy.OutcomeAllow {
+			return true
+		}
+	}
+	return false
+}
+
+// next is the approval decision for the state now, if there is one. Only
+// the votes policy lets count are counted, whatever order replicas see
+// them in.
+func (a *Approval) next(h *history) *effect {
+	st := h.state.WithoutVotes(func(v request.Vote) bool { return !a.permitted(h, v.Seq) })
+	d := request.Next(st, h.now)
 	if d.Kind == events.KindNone {
 		return nil
 	}
@@ -278,7 +322,7 @@ func (a *Approval) handleTimer(ctx context.Context, m jetstream.Msg) error {
 				return nil, nil
 			}
 		}
-		return next(h), nil
+		return a.next(h), nil
 	})
 	if err == nil && early > 0 {
 		return &retryAfter{delay: early, cause: errTimerEarly}

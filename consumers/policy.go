@@ -14,6 +14,7 @@ import (
 	"github.com/writ-dev/writ/locks"
 	"github.com/writ-dev/writ/policy"
 	"github.com/writ-dev/writ/request"
+	"github.com/writ-dev/writ/state"
 )
 
 // Policy validates requests and evaluates them against the Cedar policies:
@@ -23,6 +24,7 @@ type Policy struct {
 	policies *policy.Set
 	flows    *policy.Flows
 	locks    *locks.Watcher
+	state    *state.Watcher // resource and domain state, read by the policies
 }
 
 // NewPolicy returns the policy consumer. key must be a policy key of the
@@ -38,7 +40,8 @@ func NewPolicy(env Env, key nkeys.KeyPair, policies *policy.Set, flows *policy.F
 	if err := flows.Check(policies); err != nil {
 		return nil, err
 	}
-	return &Policy{c: c, policies: policies, flows: flows, locks: locks.NewWatcher(c.js)}, nil
+	return &Policy{c: c, policies: policies, flows: flows, locks: locks.NewWatcher(c.js),
+		state: state.NewWatcher(c.js)}, nil
 }
 
 // Run consumes requests until ctx ends.
@@ -47,6 +50,7 @@ func (p *Policy) Run(ctx context.Context) error {
 		events.Prefix+"."+p.c.env.Domain+".*."+events.KindRequested.String())
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return p.locks.Run(ctx) })
+	g.Go(func() error { return p.state.Run(ctx) })
 	g.Go(func() error {
 		return consume(ctx, p.c.js, p.c.env.Streams.Name, cfg, p.c.env.Workers, p.c.log, p.handle)
 	})
@@ -86,10 +90,19 @@ func (p *Policy) decide(_ context.Context, h *history, this events.Record) (*eff
 			Prev: st.LastDigest, RefSeq: this.Seq, RefDigest: this.Digest, Code: codeOf(err), Reason: reason(err),
 		}}, nil
 	}
-	return &effect{kind: events.KindEvaluated, data: p.evaluate(st, h.now)}, nil
+	// Fail closed: no decision before the state is loaded, and none on
+	// state that cannot be read (evaluate records the error and denies).
+	res, dom, err := p.state.Lookup(st.Domain, st.Request.Resource)
+	if errors.Is(err, state.ErrNotReady) {
+		return nil, &retryAfter{delay: 200 * time.Millisecond, cause: err}
+	}
+	return &effect{kind: events.KindEvaluated, data: p.evaluate(st, h.now, res, dom, err)}, nil
 }
 
-func (p *Policy) evaluate(st request.State, now time.Time) *events.Evaluated {
+// evaluate decides on the request with the resource's and the domain's
+// state; stateErr, when not nil, says the state could not be read, and
+// denies.
+func (p *Policy) evaluate(st request.State, now time.Time, res, dom map[string]string, stateErr error) *events.Evaluated {
 	req := st.Request
 	in := policy.Input{
 		Principal: st.Requester,
@@ -104,9 +117,17 @@ func (p *Policy) evaluate(st request.State, now time.Time) *events.Evaluated {
 			TTL:     time.Duration(req.TTLSeconds) * time.Second,
 			Params:  req.Params,
 			Time:    now,
+
+			ResourceState: res,
+			DomainState:   dom,
 		},
 	}
-	d := p.policies.Decide(in)
+	var d policy.Decision // deny
+	if stateErr != nil {
+		d.Errors = []string{stateErr.Error()}
+	} else {
+		d = p.policies.Decide(in)
+	}
 	ev := &events.Evaluated{
 		Prev:         st.LastDigest,
 		Reasons:      append([]string{}, d.Reasons...),

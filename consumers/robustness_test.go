@@ -317,6 +317,9 @@ when { resource.path like "prod/*" };
 @id("no-prod-database-drop")
 forbid (principal, action == Action::"drop-database", resource)
 when { resource.path like "prod/*" };
+
+@id("approvers-may-approve")
+permit (principal, action == Action::"approve", resource);
 `
 
 const restartFlows = `{"flows": {

@@ -75,3 +75,28 @@ func TestSecondStageExpires(t *testing.T) {
 	assert.False(t, at.Before(opened.Add(2*time.Second)), "stage two's 2s run from alice's vote")
 	assert.Less(t, at.Sub(opened.Add(2*time.Second)), time.Second)
 }
+
+// Policy decides who may answer at all: here the sample's forbid keeps a
+// non-lead from approving a prod request from outside the domain, even
+// when the stage asks for them.
+func TestApprovePolicy(t *testing.T) {
+	flows := `{"flows": {"two-sre-leads": {"stages": [{"name": "any", "groups": ["sre-leads", "developers"], "required": 1, "deadline": "1m"}]}}}`
+	policies := `
+@id("outside-restart-prod") @flow("two-sre-leads")
+permit (principal, action == Action::"restart", resource) when { resource.path like "prod/*" };
+@id("approvers-may-approve") permit (principal, action == Action::"approve", resource);
+@id("no-developer-approves-prod") forbid (principal in Group::"acme/developers", action == Action::"approve", resource)
+when { resource.resource like "prod/*" };
+`
+	e := writtest.Start(t, writtest.Options{Flows: flows, Policies: policies})
+	id := e.Request("deploy-bot", client.Spec{Action: "restart", Resource: "prod/db"})
+	e.Pending(id)
+	seq := e.Vote("carol", id, true, "")
+	r := e.Await(id, 10*time.Second, func(s request.State) bool { return s.Answered[seq] != "" })
+	assert.Equal(t, "not-permitted", r.State.Answered[seq])
+	assert.Empty(t, r.State.Votes, "a refused vote stops counting")
+	assert.Equal(t, request.StatusPending, r.State.Status, "carol's approval did not approve")
+
+	e.Vote("alice", id, true, "")
+	assert.Equal(t, request.StatusGranted, e.Settle(id).State.Status)
+}

@@ -2,8 +2,10 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
 	"time"
 
@@ -16,8 +18,24 @@ import (
 	"github.com/writ-dev/writ/identity"
 )
 
-// Components lists every component, in pipeline order.
+// Components lists the core components, in pipeline order.
 var Components = []string{string(identity.RolePolicy), string(identity.RoleApproval), string(identity.RoleIssuer)}
+
+// Notifier is the notifier component's name. Besides the core components,
+// it runs by default when the configuration's notify section names a
+// webhook, so that setups without one behave as before.
+const Notifier = "notifier"
+
+// Known lists every component Build knows.
+func Known() []string { return append(slices.Clone(Components), Notifier) }
+
+// Defaults lists the components a runtime runs when none are named.
+func Defaults(rt *config.Runtime) []string {
+	if rt.Config.Notify.Empty() {
+		return slices.Clone(Components)
+	}
+	return Known()
+}
 
 // Options adjust how the pipeline runs.
 type Options struct {
@@ -57,7 +75,7 @@ func Ensure(ctx context.Context, nc *nats.Conn, rt *config.Runtime) error {
 func Build(nc *nats.Conn, rt *config.Runtime, o Options) (*Pipeline, error) {
 	names := o.Components
 	if len(names) == 0 {
-		names = Components
+		names = Defaults(rt)
 	}
 	env := consumers.Env{
 		NC: nc, Streams: Streams(rt), Domain: rt.Config.Domain, Bundle: rt.Bundle,
@@ -77,8 +95,13 @@ func Build(nc *nats.Conn, rt *config.Runtime, o Options) (*Pipeline, error) {
 			r, err = consumers.NewIssuer(env, rt.IssuerKey, rt.IssuerXKey, consumers.GrantPolicy{
 				DefaultTTL: time.Duration(rt.Config.Grants.DefaultTTL), MaxTTL: time.Duration(rt.Config.Grants.MaxTTL),
 			})
+		case Notifier:
+			var cfg consumers.NotifierConfig
+			if cfg, err = NotifierConfig(rt.Config.Notify, os.Getenv); err == nil {
+				r, err = consumers.NewNotifier(env, cfg)
+			}
 		default:
-			return nil, fmt.Errorf("pipeline: unknown component %q; known: %v", n, Components)
+			return nil, fmt.Errorf("pipeline: unknown component %q; known: %v", n, Known())
 		}
 		if err != nil {
 			return nil, err
@@ -89,6 +112,47 @@ func Build(nc *nats.Conn, rt *config.Runtime, o Options) (*Pipeline, error) {
 		p.parts, p.names = append(p.parts, r), append(p.names, n)
 	}
 	return p, nil
+}
+
+// NotifierConfig translates a notify section, reading its secret with getenv.
+func NotifierConfig(n *config.Notify, getenv func(string) string) (consumers.NotifierConfig, error) {
+	if n.Empty() {
+		return consumers.NotifierConfig{}, fmt.Errorf("pipeline: the notifier needs webhooks in the notify section")
+	}
+	if err := n.Validate(); err != nil {
+		return consumers.NotifierConfig{}, fmt.Errorf("pipeline: notify: %w", err)
+	}
+	d := config.NotifyDefaults(*n)
+	var errs []error
+	hooks := func(ws []config.Webhook) []consumers.Webhook {
+		out := make([]consumers.Webhook, 0, len(ws))
+		for _, w := range ws {
+			f, err := consumers.ParseWebhookFormat(w.Format)
+			errs = append(errs, err)
+			out = append(out, consumers.Webhook{URL: w.URL, Format: f})
+		}
+		return out
+	}
+	c := consumers.NotifierConfig{
+		Groups: map[string][]consumers.Webhook{}, Principals: map[string][]consumers.Webhook{},
+		Requesters: hooks(d.Requesters),
+		Retries:    d.Retries, Backoff: time.Duration(d.Backoff), MaxBackoff: time.Duration(d.MaxBackoff),
+		MaxElapsed: time.Duration(d.MaxElapsed), Timeout: time.Duration(d.Timeout), Workers: d.Workers,
+	}
+	for g, ws := range d.Groups {
+		c.Groups[g] = hooks(ws)
+	}
+	for p, ws := range d.Principals {
+		c.Principals[p] = hooks(ws)
+	}
+	if d.SecretEnv != "" {
+		secret := getenv(d.SecretEnv)
+		if len(secret) < 16 {
+			errs = append(errs, fmt.Errorf("pipeline: notify: $%s must hold the webhook secret, 16 characters or more", d.SecretEnv))
+		}
+		c.Secret = []byte(secret)
+	}
+	return c, errors.Join(errs...)
 }
 
 // Names lists the components that will run.

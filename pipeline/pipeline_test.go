@@ -36,8 +36,10 @@ func TestBuild(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{"issuer", "policy"}, p.Names())
 
+	_, err = pipeline.Build(nc, rt, pipeline.Options{Components: []string{"policy", "mailer"}})
+	assert.ErrorContains(t, err, `unknown component "mailer"`)
 	_, err = pipeline.Build(nc, rt, pipeline.Options{Components: []string{"policy", "notifier"}})
-	assert.ErrorContains(t, err, `unknown component "notifier"`)
+	assert.ErrorContains(t, err, "the notifier needs webhooks", "named, but no notify section")
 	_, err = pipeline.Build(nc, rt, pipeline.Options{Components: []string{"policy", "policy"}})
 	assert.ErrorContains(t, err, "named twice")
 

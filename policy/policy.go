@@ -194,6 +194,14 @@ type Context struct {
 	TTL     time.Duration
 	Params  map[string]string
 	Time    time.Time
+	// ResourceState is the resource's entry in the resource-state bucket
+	// (package state), as the requester's moment saw it. Cedar sees it as
+	// resource.state, a record of strings, empty when nil; it is kept here,
+	// with the other facts of the moment, so that Record keeps it.
+	ResourceState map[string]string
+	// DomainState is the target domain's own entry in that bucket; Cedar
+	// sees it as context.domain_state, a record of strings.
+	DomainState map[string]string
 }
 
 // Record returns the context as recorded in the evaluated event.
@@ -202,7 +210,7 @@ func (c Context) Record() map[string]any {
 	for k, v := range c.Params {
 		params[k] = v
 	}
-	return map[string]any{
+	r := map[string]any{
 		"urgency":     c.Urgency,
 		"reason":      c.Reason,
 		"ticket":      c.Ticket,
@@ -211,23 +219,45 @@ func (c Context) Record() map[string]any {
 		"params":      params,
 		"now":         c.Time.UTC().Format(time.RFC3339),
 	}
+	// Absent means empty: records of requests that met no state stay as
+	// they were before state existed.
+	if len(c.ResourceState) > 0 {
+		r["resource_state"] = recordOf(c.ResourceState)
+	}
+	if len(c.DomainState) > 0 {
+		r["domain_state"] = recordOf(c.DomainState)
+	}
+	return r
+}
+
+func recordOf(m map[string]string) map[string]any {
+	out := make(map[string]any, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+func cedarRecord(m map[string]string) cedar.Record {
+	out := make(cedar.RecordMap, len(m))
+	for k, v := range m {
+		out[cedar.String(k)] = cedar.String(v)
+	}
+	return cedar.NewRecord(out)
 }
 
 func (c Context) cedar() cedar.Record {
-	params := cedar.RecordMap{}
-	for k, v := range c.Params {
-		params[cedar.String(k)] = cedar.String(v)
-	}
 	t := c.Time.UTC()
 	return cedar.NewRecord(cedar.RecordMap{
-		"urgency":     cedar.String(c.Urgency),
-		"reason":      cedar.String(c.Reason),
-		"ticket":      cedar.String(c.Ticket),
-		"origin":      cedar.String(c.Origin),
-		"ttl_seconds": cedar.Long(c.TTL / time.Second),
-		"params":      cedar.NewRecord(params),
-		"now":         cedar.NewDatetime(t),
-		"hour_utc":    cedar.Long(t.Hour()),
+		"urgency":      cedar.String(c.Urgency),
+		"reason":       cedar.String(c.Reason),
+		"ticket":       cedar.String(c.Ticket),
+		"origin":       cedar.String(c.Origin),
+		"ttl_seconds":  cedar.Long(c.TTL / time.Second),
+		"params":       cedarRecord(c.Params),
+		"now":          cedar.NewDatetime(t),
+		"hour_utc":     cedar.Long(t.Hour()),
+		"domain_state": cedarRecord(c.DomainState),
 	})
 }
 
@@ -274,6 +304,7 @@ func (s *Set) Decide(in Input) Decision {
 		Attributes: cedar.NewRecord(cedar.RecordMap{
 			"domain": cedar.String(in.Domain),
 			"path":   cedar.String(in.Resource),
+			"state":  cedarRecord(in.Context.ResourceState),
 		}),
 	}
 	ok, diag := s.ps.IsAuthorized(entities, cedar.Request{

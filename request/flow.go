@@ -75,7 +75,11 @@ func (p Progress) counted(voter identity.Principal) bool {
 	return false
 }
 
-// wouldCount reports whether a vote by voter now counts in this flow.
+// WouldCount reports whether a vote by voter now counts in this flow.
+func (p Progress) WouldCount(voter identity.Principal, domain string) bool {
+	return p.wouldCount(voter, domain)
+}
+
 func (p Progress) wouldCount(voter identity.Principal, domain string) bool {
 	return p.eligible(voter, domain) && !p.counted(voter)
 }

@@ -29,6 +29,8 @@ var (
 
 	// ErrNotAuthorized refuses a principal's revoke that policy does not allow.
 	ErrNotAuthorized = errors.New("request: not authorized")
+	// ErrNotPermitted refuses a vote that policy does not allow (Action::"approve").
+	ErrNotPermitted = errors.New("request: policy does not let this approver answer")
 )
 
 // Vote is a counted answer.
@@ -114,6 +116,9 @@ func Apply(s State, r events.Record) (State, error) {
 	}
 	if d, ok := r.Data.(*events.Refused); ok {
 		s.answer(d.RefSeq, d.Code)
+		// A vote the approval component refused after the fact (a policy
+		// forbids that approver) stops counting.
+		s.Votes = slices.DeleteFunc(slices.Clone(s.Votes), func(v Vote) bool { return v.Seq == d.RefSeq })
 		return s, nil
 	}
 	if d, ok := r.Data.(*events.Redeemed); ok && d.Outcome == events.RedemptionRefused {
@@ -281,6 +286,12 @@ func (s State) checkEscalation(d *events.Escalated, at time.Time) error {
 		return nil
 	}
 	return fmt.Errorf("%w: no flow %q", ErrUnjustified, d.Flow)
+}
+
+// WithoutVotes returns the state with the votes drop says to leave out.
+func (s State) WithoutVotes(drop func(Vote) bool) State {
+	s.Votes = slices.DeleteFunc(slices.Clone(s.Votes), drop)
+	return s
 }
 
 // CanVote says whether p may answer the request now: it must be pending,
@@ -470,6 +481,7 @@ var codes = []struct {
 	{ErrStaleDigest, "stale-digest"},
 	{ErrPastDeadline, "past-deadline"},
 	{ErrNotAuthorized, "not-authorized"},
+	{ErrNotPermitted, "not-permitted"},
 	{ErrNotPending, "not-pending"},
 	{ErrClosed, "closed"},
 	{ErrBrokenChain, "broken-chain"},

@@ -33,6 +33,9 @@ type Options struct {
 	NoServe  bool   // do not start the pipeline
 	// MaxEventBytes replaces the configured limit on event bodies.
 	MaxEventBytes int
+	// Notify is written into the configuration as its notify section
+	// (which runs the notifier).
+	Notify *config.Notify
 }
 
 // Env is a running test installation.
@@ -80,6 +83,10 @@ func setup(t testing.TB, domain string, o Options) *Env {
 	require.NoError(t, err)
 	if o.MaxEventBytes > 0 {
 		cfg.Limits.MaxEventBytes = o.MaxEventBytes
+		require.NoError(t, cfg.Save(dir))
+	}
+	if o.Notify != nil {
+		cfg.Notify = o.Notify
 		require.NoError(t, cfg.Save(dir))
 	}
 	e := &Env{T: t, Domain: domain, Dir: dir, Store: filepath.Join(dir, "jetstream"), Logger: logger(t)}

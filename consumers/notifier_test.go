@@ -1,0 +1,463 @@
+package consumers_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/writ-dev/writ/client"
+	"github.com/writ-dev/writ/config"
+	"github.com/writ-dev/writ/consumers"
+	"github.com/writ-dev/writ/internal/writtest"
+	"github.com/writ-dev/writ/pipeline"
+	"github.com/writ-dev/writ/request"
+)
+
+const (
+	secretEnv     = "WRIT_TEST_WEBHOOK_SECRET"
+	webhookSecret = "test-webhook-secret-0123456789"
+)
+
+// hit is one call a test webhook received.
+type hit struct {
+	header http.Header
+	body   []byte
+	at     time.Time
+	status int
+}
+
+// hook is a loopback webhook that records every call and answers with
+// what answer says for the nth call (counting from 1).
+type hook struct {
+	srv   *httptest.Server
+	calls atomic.Int64
+	hits  chan hit
+}
+
+func newHook(t *testing.T, answer func(n int, r *http.Request) int) *hook {
+	t.Helper()
+	h := &hook{hits: make(chan hit, 1024)}
+	h.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		at := time.Now()
+		n := int(h.calls.Add(1))
+		status := http.StatusOK
+		if answer != nil {
+			status = answer(n, r)
+		}
+		w.WriteHeader(status)
+		h.hits <- hit{header: r.Header.Clone(), body: body, at: at, status: status}
+	}))
+	t.Cleanup(h.srv.Close)
+	return h
+}
+
+// next waits for the next call, for at most 10s.
+func (h *hook) next(t *testing.T) hit {
+	t.Helper()
+	select {
+	case c := <-h.hits:
+		return c
+	case <-time.After(10 * time.Second):
+		require.FailNow(t, "no webhook call within 10s")
+		return hit{}
+	}
+}
+
+// until returns the first call for which ok holds, skipping others.
+func (h *hook) until(t *testing.T, ok func(hit) bool) hit {
+	t.Helper()
+	for {
+		if c := h.next(t); ok(c) {
+			return c
+		}
+	}
+}
+
+func notice(t *testing.T, c hit) consumers.Notification {
+	t.Helper()
+	var n consumers.Notification
+	require.NoError(t, json.Unmarshal(c.body, &n), "%s", c.body)
+	return n
+}
+
+func of(kind, id string) func(hit) bool {
+	return func(c hit) bool {
+		return c.header.Get(consumers.HeaderEvent) == kind && bytes.Contains(c.body, []byte(id))
+	}
+}
+
+// notify is a notify section for tests: short backoffs, signed payloads.
+func notify(t *testing.T, groups map[string][]config.Webhook, requesters ...config.Webhook) *config.Notify {
+	t.Helper()
+	t.Setenv(secretEnv, webhookSecret)
+	return &config.Notify{
+		SecretEnv: secretEnv, Groups: groups, Requesters: requesters,
+		Retries: 2, Backoff: config.Duration(20 * time.Millisecond), MaxBackoff: config.Duration(100 * time.Millisecond),
+		MaxElapsed: config.Duration(time.Minute), Timeout: config.Duration(3 * time.Second),
+	}
+}
+
+func TestNotifierApproversPayloads(t *testing.T) {
+	slack, plain := newHook(t, nil), newHook(t, nil)
+	e := writtest.Start(t, writtest.Options{Notify: notify(t, map[string][]config.Webhook{
+		"sre-leads": {{URL: slack.srv.URL + "/services/T0/B0/x", Format: config.FormatSlack}, {URL: plain.srv.URL, Format: config.FormatJSON}},
+	})})
+	id := e.Request("carol", client.Spec{Action: "restart", Resource: "prod/db", Reason: "stuck replication", Urgency: "high"})
+	r := e.Pending(id)
+	require.Equal(t, request.StatusPending, r.State.Status)
+
+	t.Run("json", func(t *testing.T) {
+		c := plain.until(t, of("evaluated", id))
+		assert.Equal(t, "application/json", c.header.Get("Content-Type"))
+		assert.NotEmpty(t, c.header.Get(consumers.HeaderDelivery))
+		n := notice(t, c)
+		assert.Equal(t, consumers.NotificationVersion, n.Version)
+		assert.Equal(t, consumers.NoticeApprovalNeeded, n.Type)
+		assert.Equal(t, "pending", n.Status)
+		assert.Equal(t, consumers.NoticeRequest{
+			ID: id, Domain: "acme", Requester: "acme/carol", OriginDomain: "acme", Action: "restart", Resource: "prod/db",
+			Reason: "stuck replication", Urgency: "high", RequestedAt: n.Request.RequestedAt, Digest: r.State.RequestDigest,
+		}, n.Request)
+		assert.Equal(t, []consumers.NoticeStage{{Flow: "two-sre-leads", Stage: "leads", Of: 1, Groups: []string{"sre-leads"}, Required: 2}}, n.Stages)
+		require.NotNil(t, n.Deadline)
+		assert.True(t, n.Deadline.Equal(*r.State.Evaluation.ExpiresAt))
+		assert.Equal(t, "writ approve "+id+" --creds <your.creds>", n.ApproveHint)
+		assert.Equal(t, "evaluated", n.Event.Kind)
+		assert.Nil(t, n.Outcome)
+
+		// The signature covers the timestamp and the exact body.
+		now := time.Now()
+		secret := []byte(webhookSecret)
+		require.NoError(t, consumers.VerifyWebhook(secret, c.header, c.body, now, 5*time.Minute))
+		tampered := bytes.Replace(c.body, []byte("restart"), []byte("destroy"), 1)
+		assert.ErrorIs(t, consumers.VerifyWebhook(secret, c.header, tampered, now, 5*time.Minute), consumers.ErrSignature)
+		assert.ErrorIs(t, consumers.VerifyWebhook([]byte("another-secret-0123456789"), c.header, c.body, now, 5*time.Minute), consumers.ErrSignature)
+		assert.ErrorIs(t, consumers.VerifyWebhook(secret, c.header, c.body, now.Add(time.Hour), 5*time.Minute), consumers.ErrSignature, "replayed later")
+		moved := c.header.Clone()
+		moved.Set(consumers.HeaderTimestamp, fmt.Sprint(now.Unix()+1))
+		assert.ErrorIs(t, consumers.VerifyWebhook(secret, moved, c.body, now, 5*time.Minute), consumers.ErrSignature, "the timestamp is in the MAC")
+	})
+
+	t.Run("slack", func(t *testing.T) {
+		c := slack.until(t, of("evaluated", id))
+		require.NoError(t, consumers.VerifyWebhook([]byte(webhookSecret), c.header, c.body, time.Now(), time.Minute))
+		var m struct {
+			Text   string `json:"text"`
+			Blocks []struct {
+				Type     string `json:"type"`
+				Text     *struct{ Type, Text string }
+				Fields   []struct{ Type, Text string }
+				Elements []struct{ Type, Text string }
+			} `json:"blocks"`
+		}
+		require.NoError(t, json.Unmarshal(c.body, &m))
+		assert.Equal(t, "Approval needed: acme/carol asks to restart prod/db in acme", m.Text)
+		require.GreaterOrEqual(t, len(m.Blocks), 3)
+		assert.Equal(t, "header", m.Blocks[0].Type)
+		assert.Equal(t, "plain_text", m.Blocks[0].Text.Type)
+		var fields []string
+		for _, b := range m.Blocks {
+			if b.Type == "section" {
+				assert.LessOrEqual(t, len(b.Fields), 10, "Slack takes 10 fields a section")
+				for _, f := range b.Fields {
+					assert.Equal(t, "mrkdwn", f.Type)
+					fields = append(fields, f.Text)
+				}
+			}
+		}
+		deadline := r.State.Evaluation.ExpiresAt.UTC().Format(time.RFC3339)
+		for _, want := range []string{"*Requester*\nacme/carol", "*Origin domain*\nacme", "*Action*\nrestart",
+			"*Resource*\nacme/prod/db", "*Reason*\nstuck replication", "*Urgency*\nhigh",
+			"*Flow / stage*\ntwo-sre-leads / leads (2 of sre-leads)", "*Deadline*\n" + deadline, "*Request ID*\n" + id} {
+			assert.Contains(t, fields, want)
+		}
+		last := m.Blocks[len(m.Blocks)-1]
+		require.Equal(t, "context", last.Type)
+		require.Len(t, last.Elements, 1)
+		assert.Contains(t, last.Elements[0].Text, "`writ approve "+id+" --creds &lt;your.creds&gt;`")
+	})
+}
+
+func TestNotifierTellsRequesterOutcomes(t *testing.T) {
+	h := newHook(t, nil)
+	e := writtest.Start(t, writtest.Options{Notify: notify(t, nil, config.Webhook{URL: h.srv.URL, Format: config.FormatJSON})})
+
+	t.Run("granted", func(t *testing.T) {
+		id := e.Request("deploy-bot", client.Spec{Action: "deploy", Resource: "staging/web", TTL: 5 * time.Minute})
+		r := e.Settle(id)
+		require.Equal(t, request.StatusGranted, r.State.Status)
+		c := h.until(t, of("granted", id))
+		n := notice(t, c)
+		assert.Equal(t, consumers.NoticeOutcome, n.Type)
+		assert.Equal(t, "granted", n.Status)
+		assert.Equal(t, "acme/deploy-bot", n.Request.Requester)
+		require.NotNil(t, n.Outcome)
+		assert.Equal(t, r.State.Grant.TokenHash, n.Outcome.TokenHash)
+		require.NotNil(t, n.Outcome.ExpiresAt)
+		assert.True(t, n.Outcome.ExpiresAt.Equal(r.State.Grant.ExpiresAt))
+		token, err := client.OpenGrant(r.State, e.Identity("deploy-bot"))
+		require.NoError(t, err)
+		assert.NotContains(t, string(c.body), token, "never the token")
+		assert.NotContains(t, string(c.body), r.State.Grant.Sealed, "nor its sealed form")
+		assert.NotContains(t, string(c.body), webhookSecret)
+	})
+
+	t.Run("denied by an approver", func(t *testing.T) {
+		id := e.Request("carol", client.Spec{Action: "restart", Resource: "prod/api"})
+		e.Pending(id)
+		e.Vote("alice", id, false, "release freeze")
+		require.Equal(t, request.StatusDenied, e.Settle(id).State.Status)
+		n := notice(t, h.until(t, of("denied", id)))
+		assert.Equal(t, "denied", n.Status)
+		assert.Equal(t, []string{"acme/alice"}, n.Outcome.By)
+		assert.Equal(t, "release freeze", n.Outcome.Reason)
+	})
+
+	t.Run("denied by policy", func(t *testing.T) {
+		id := e.Request("carol", client.Spec{Action: "drop-database", Resource: "prod/db"})
+		require.Equal(t, request.StatusDenied, e.Settle(id).State.Status)
+		n := notice(t, h.until(t, of("evaluated", id)))
+		assert.Equal(t, consumers.NoticeOutcome, n.Type)
+		assert.Equal(t, "denied", n.Status)
+		assert.Equal(t, "no-prod-database-drop", n.Outcome.Reason)
+	})
+}
+
+func TestNotifierRetriesOn500(t *testing.T) {
+	h := newHook(t, func(n int, _ *http.Request) int {
+		if n <= 2 {
+			return http.StatusInternalServerError
+		}
+		return http.StatusOK
+	})
+	cfg := notify(t, nil, config.Webhook{URL: h.srv.URL, Format: config.FormatJSON})
+	cfg.Retries = 3
+	e := writtest.Start(t, writtest.Options{Notify: cfg})
+	id := e.Request("deploy-bot", client.Spec{Action: "deploy", Resource: "staging/web"})
+	e.Settle(id)
+
+	var calls []hit
+	for len(calls) < 3 {
+		calls = append(calls, h.next(t))
+	}
+	assert.Equal(t, []int{500, 500, 200}, []int{calls[0].status, calls[1].status, calls[2].status})
+	for _, c := range calls[1:] {
+		assert.Equal(t, calls[0].header.Get(consumers.HeaderDelivery), c.header.Get(consumers.HeaderDelivery), "one delivery id across tries")
+		assert.Equal(t, calls[0].body, c.body)
+		assert.NoError(t, consumers.VerifyWebhook([]byte(webhookSecret), c.header, c.body, time.Now(), time.Minute), "each try is signed afresh")
+	}
+	assert.GreaterOrEqual(t, calls[2].at.Sub(calls[0].at), 60*time.Millisecond, "backoff: 20ms then 40ms")
+
+	js, err := jetstream.New(e.NC)
+	require.NoError(t, err)
+	dl, err := js.Stream(t.Context(), consumers.DefaultDeadLetterStream)
+	require.NoError(t, err)
+	info, err := dl.Info(t.Context())
+	require.NoError(t, err)
+	assert.Zero(t, info.State.Msgs, "no dead letter for a delivery that succeeded")
+}
+
+func TestNotifierDeadLettersAfterLastRetry(t *testing.T) {
+	h := newHook(t, func(int, *http.Request) int { return http.StatusBadGateway })
+	const credential = "B0SECRETPART"
+	cfg := notify(t, nil, config.Webhook{URL: h.srv.URL + "/services/T0/" + credential, Format: config.FormatJSON})
+	cfg.Retries = 2
+	e := writtest.Start(t, writtest.Options{Notify: cfg})
+	id := e.Request("deploy-bot", client.Spec{Action: "deploy", Resource: "staging/web"})
+	e.Settle(id)
+
+	js, err := jetstream.New(e.NC)
+	require.NoError(t, err)
+	dl, err := js.Stream(t.Context(), consumers.DefaultDeadLetterStream)
+	require.NoError(t, err)
+	var raw *jetstream.RawStreamMsg
+	require.Eventually(t, func() bool {
+		raw, err = dl.GetLastMsgForSubject(t.Context(), consumers.DeadLetterSubject(writtest.Domain, id))
+		return err == nil
+	}, 10*time.Second, 20*time.Millisecond, "a dead letter after the last try")
+	var d consumers.DeadLetter
+	require.NoError(t, json.Unmarshal(raw.Data, &d))
+	assert.Equal(t, consumers.DeadLetterVersion, d.Version)
+	assert.Equal(t, id, d.RequestID)
+	assert.Equal(t, "granted", d.EventKind)
+	assert.Equal(t, 3, d.Attempts, "the first try and two retries")
+	assert.Equal(t, http.StatusBadGateway, d.LastStatus)
+	assert.Equal(t, "json", d.Format)
+	assert.NotContains(t, string(raw.Data), credential, "a webhook URL is a credential: never recorded")
+	assert.True(t, strings.HasPrefix(d.Target, h.srv.URL+"/…#"), d.Target)
+	var n consumers.Notification
+	require.NoError(t, json.Unmarshal(d.Payload, &n), "the payload, for a replay")
+	assert.Equal(t, id, n.Request.ID)
+
+	// The delivery is acked: nothing is pending and nothing more is tried.
+	cons, err := js.Consumer(t.Context(), consumers.DefaultNotifyStream, consumers.DurableNotifierDelivery+writtest.Domain)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		info, err := cons.Info(t.Context())
+		return err == nil && info.NumAckPending == 0 && info.NumPending == 0
+	}, 5*time.Second, 20*time.Millisecond)
+	time.Sleep(300 * time.Millisecond) // several backoffs
+	assert.EqualValues(t, 3, h.calls.Load())
+}
+
+func TestNotifierHangingWebhookDoesNotBlockPipeline(t *testing.T) {
+	release := make(chan struct{})
+	var inFlight atomic.Int64
+	entered := make(chan struct{}, 16)
+	hang := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		inFlight.Add(1)
+		defer inFlight.Add(-1)
+		entered <- struct{}{}
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(hang.Close)
+	ok := newHook(t, nil)
+	cfg := notify(t, map[string][]config.Webhook{"sre-leads": {{URL: hang.URL, Format: config.FormatSlack}}},
+		config.Webhook{URL: hang.URL, Format: config.FormatJSON}, config.Webhook{URL: ok.srv.URL, Format: config.FormatJSON})
+	cfg.Timeout = config.Duration(10 * time.Second)
+	e := writtest.Start(t, writtest.Options{Notify: cfg})
+	t.Cleanup(func() { close(release) }) // before the pipeline stops
+
+	// A review request: its approvers' webhook hangs.
+	pending := e.Request("carol", client.Spec{Action: "restart", Resource: "prod/db"})
+	e.Pending(pending)
+	select {
+	case <-entered:
+	case <-time.After(10 * time.Second):
+		require.FailNow(t, "the hanging webhook was never called")
+	}
+
+	// An auto-approved request is granted while that call still hangs, and
+	// another webhook hears of it while both calls to the hanging one do.
+	id := e.Request("deploy-bot", client.Spec{Action: "deploy", Resource: "staging/web"})
+	r := e.Settle(id)
+	require.Equal(t, request.StatusGranted, r.State.Status)
+	assert.Positive(t, inFlight.Load(), "granted while the webhook hangs")
+	c := ok.until(t, of("granted", id))
+	assert.Equal(t, "granted", notice(t, c).Status)
+	assert.Positive(t, inFlight.Load(), "delivered elsewhere while the webhook hangs")
+	select {
+	case <-release:
+		t.Fatal("released early")
+	default:
+	}
+}
+
+// TestNotifierLatency measures the time from an evaluated event (its
+// envelope time, stamped by the policy component) to the approvers'
+// webhook receiving it, one review request at a time.
+func TestNotifierLatency(t *testing.T) {
+	const n = 100
+	h := newHook(t, nil)
+	e := writtest.Start(t, writtest.Options{Notify: notify(t, map[string][]config.Webhook{
+		"sre-leads": {{URL: h.srv.URL, Format: config.FormatJSON}},
+	})})
+	carol := e.Identity("carol")
+	spec := client.Spec{Domain: writtest.Domain, Action: "restart", Resource: "prod/db"}
+	lat := make([]time.Duration, 0, n)
+	for range n {
+		id, err := e.Client.Request(t.Context(), carol, spec)
+		require.NoError(t, err)
+		c := h.until(t, of("evaluated", id))
+		lat = append(lat, c.at.Sub(notice(t, c).Event.Time))
+	}
+	slices.Sort(lat)
+	p := func(q float64) time.Duration { return lat[int(math.Ceil(q*float64(len(lat))))-1] } // nearest rank
+	t.Logf("evaluated → webhook delivery over %d requests: p50 %s, p99 %s, max %s", n, p(0.50), p(0.99), lat[len(lat)-1])
+	assert.Positive(t, p(0.50))
+}
+
+func TestNotifyConfig(t *testing.T) {
+	hook := config.Webhook{URL: "https://hooks.example.com/x", Format: config.FormatJSON}
+	for _, tc := range []struct {
+		name string
+		n    config.Notify
+		want string // "" for valid
+	}{
+		{"valid", config.Notify{SecretEnv: "S", Requesters: []config.Webhook{hook}}, ""},
+		{"slack needs no secret", config.Notify{Groups: map[string][]config.Webhook{"sre-leads": {{URL: "https://h/x", Format: "slack"}}}}, ""},
+		{"json needs a secret", config.Notify{Requesters: []config.Webhook{hook}}, "secret_env"},
+		{"unknown format", config.Notify{Requesters: []config.Webhook{{URL: "https://h/x", Format: "xml"}}}, `format "xml"`},
+		{"relative url", config.Notify{Requesters: []config.Webhook{{URL: "/x", Format: "slack"}}}, "absolute http(s) URL"},
+		{"bad principal", config.Notify{Principals: map[string][]config.Webhook{"alice": {{URL: "https://h", Format: "slack"}}}}, `"domain/name"`},
+		{"timeout too long", config.Notify{Timeout: config.Duration(time.Minute)}, "timeout"},
+		{"negative retries", config.Notify{Retries: -1}, "retries"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.n.Validate()
+			if tc.want == "" {
+				assert.NoError(t, err)
+				return
+			}
+			assert.ErrorContains(t, err, tc.want)
+		})
+	}
+
+	n := &config.Notify{SecretEnv: "S", Requesters: []config.Webhook{hook}}
+	_, err := pipeline.NotifierConfig(n, func(string) string { return "" })
+	assert.ErrorContains(t, err, "$S must hold the webhook secret")
+	c, err := pipeline.NotifierConfig(n, func(string) string { return webhookSecret })
+	require.NoError(t, err)
+	assert.Equal(t, 5, c.Retries, "defaults")
+	assert.Equal(t, []consumers.Webhook{{URL: hook.URL, Format: consumers.FormatJSON}}, c.Requesters)
+
+	var none *config.Notify
+	assert.True(t, none.Empty())
+	assert.True(t, (&config.Notify{Groups: map[string][]config.Webhook{"x": nil}}).Empty())
+}
+
+// A lead, then security; the lead stage escalates to bob after 1s.
+const notifierStagedFlows = `{"flows": {"two-sre-leads": {"stages": [
+  {"name": "lead", "principals": ["acme/alice"], "required": 1, "deadline": "5s",
+   "escalate": {"after": "1s", "principals": ["acme/bob"]}},
+  {"name": "security", "principals": ["acme/bob"], "required": 1, "deadline": "5s"}
+]}}}`
+
+func TestNotifierStagesAndEscalation(t *testing.T) {
+	alice, bob := newHook(t, nil), newHook(t, nil)
+	cfg := notify(t, nil)
+	cfg.Principals = map[string][]config.Webhook{
+		"acme/alice": {{URL: alice.srv.URL, Format: config.FormatJSON}},
+		"acme/bob":   {{URL: bob.srv.URL, Format: config.FormatJSON}},
+	}
+	e := writtest.Start(t, writtest.Options{Flows: notifierStagedFlows, Notify: cfg})
+	id := e.Request("carol", client.Spec{Action: "restart", Resource: "prod/db"})
+
+	// The first stage opens: its approver hears of it.
+	n := notice(t, alice.until(t, of("evaluated", id)))
+	assert.Equal(t, consumers.NoticeApprovalNeeded, n.Type)
+	require.Len(t, n.Stages, 1)
+	assert.Equal(t, consumers.NoticeStage{Flow: "two-sre-leads", Stage: "lead", Index: 0, Of: 2, Principals: []string{"acme/alice"}, Required: 1}, n.Stages[0])
+
+	// It escalates: the added approver hears of it.
+	n = notice(t, bob.until(t, of("escalated", id)))
+	assert.Equal(t, consumers.NoticeEscalated, n.Type)
+	assert.Equal(t, []string{"acme/alice", "acme/bob"}, n.Stages[0].Principals)
+
+	// Alice approves: the second stage opens, and its approver hears of it.
+	e.Vote("alice", id, true, "")
+	n = notice(t, bob.until(t, of("voted", id)))
+	assert.Equal(t, consumers.NoticeApprovalNeeded, n.Type)
+	assert.Equal(t, "security", n.Stages[0].Stage)
+	assert.Equal(t, 1, n.Stages[0].Index)
+	assert.Equal(t, []string{"acme/alice"}, n.Stages[0].Approved)
+	e.Vote("bob", id, true, "")
+	require.Equal(t, request.StatusGranted, e.Settle(id).State.Status)
+}

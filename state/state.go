@@ -1,0 +1,364 @@
+package state
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"strings"
+	"sync"
+	"unicode/utf8"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/writ-dev/writ/events"
+	"github.com/writ-dev/writ/identity"
+)
+
+// Bucket is the KV bucket of resource and domain state: part of the wire
+// contract.
+const Bucket = "writ-resource-state"
+
+// DomainToken is the last key token of a domain's own entry.
+const DomainToken = "_domain"
+
+// Errors.
+var (
+	ErrKey       = errors.New("state: bad key")
+	ErrValue     = errors.New("state: bad value")
+	ErrNotReady  = errors.New("state: the state is not loaded yet")
+	ErrMalformed = errors.New("state: malformed entry in the bucket")
+)
+
+// Key is the bucket key of a resource's state; path "" names the domain's
+// own entry.
+func Key(domain, path string) (string, error) {
+	if !identity.ValidDomainName(domain) {
+		return "", fmt.Errorf("%w: %q is not a domain name", ErrKey, domain)
+	}
+	if path == "" {
+		return domain + "." + DomainToken, nil
+	}
+	if !events.ValidResource(path) {
+		return "", fmt.Errorf("%w: %q is not a resource path", ErrKey, path)
+	}
+	var b strings.Builder
+	b.WriteString(domain)
+	for seg := range strings.SplitSeq(path, "/") {
+		b.WriteByte('.')
+		if plain(seg) {
+			b.WriteString(seg)
+		} else {
+			b.WriteByte('=')
+			b.WriteString(hex.EncodeToString([]byte(seg)))
+		}
+	}
+	return b.String(), nil
+}
+
+// plain reports whether a segment stands for itself in a key: it never
+// starts with "=" (an encoded segment) or "_" (DomainToken and any later
+// reserved token).
+func plain(seg string) bool {
+	for i, r := range seg {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '-':
+		case r == '_' && i > 0:
+		default:
+			return false
+		}
+	}
+	return seg != ""
+}
+
+// ParseKey is the inverse of Key: it returns the domain and the path ("" for
+// the domain's own entry). It refuses any key Key would not write.
+func ParseKey(key string) (domain, path string, err error) {
+	tokens := strings.Split(key, ".")
+	if len(tokens) < 2 || !identity.ValidDomainName(tokens[0]) {
+		return "", "", fmt.Errorf("%w: %q", ErrKey, key)
+	}
+	domain = tokens[0]
+	if len(tokens) == 2 && tokens[1] == DomainToken {
+		return domain, "", nil
+	}
+	segs := make([]string, 0, len(tokens)-1)
+	for _, t := range tokens[1:] {
+		switch {
+		case plain(t):
+			segs = append(segs, t)
+		case strings.HasPrefix(t, "="):
+			b, err := hex.DecodeString(t[1:])
+			// Only the one spelling Key writes: lower-case hex of a
+			// segment that is not plain.
+			if err != nil || len(b) == 0 || plain(string(b)) || hex.EncodeToString(b) != t[1:] {
+				return "", "", fmt.Errorf("%w: %q", ErrKey, key)
+			}
+			segs = append(segs, string(b))
+		default:
+			return "", "", fmt.Errorf("%w: %q", ErrKey, key)
+		}
+	}
+	path = strings.Join(segs, "/")
+	if !events.ValidResource(path) {
+		return "", "", fmt.Errorf("%w: %q", ErrKey, key)
+	}
+	return domain, path, nil
+}
+
+// decode parses a bucket value: a JSON object of strings.
+func decode(b []byte) (map[string]string, error) {
+	var attrs map[string]string
+	if err := json.Unmarshal(b, &attrs); err != nil || attrs == nil {
+		return nil, fmt.Errorf("%w: not a JSON object of strings", ErrValue)
+	}
+	return attrs, checkAttrs(attrs)
+}
+
+func checkAttrs(attrs map[string]string) error {
+	for k, v := range attrs {
+		if k == "" || !utf8.ValidString(k) || !utf8.ValidString(v) {
+			return fmt.Errorf("%w: attribute names are non-empty and, like values, UTF-8", ErrValue)
+		}
+	}
+	return nil
+}
+
+func bucket(ctx context.Context, js jetstream.JetStream) (jetstream.KeyValue, error) {
+	kv, err := js.KeyValue(ctx, Bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: Bucket, Description: "writ resource and domain state", History: 5, Storage: jetstream.FileStorage,
+		})
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			kv, err = js.KeyValue(ctx, Bucket)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("state: bucket %s: %w", Bucket, err)
+	}
+	return kv, nil
+}
+
+// Set replaces the state of a resource (path "" for the domain's own) with
+// attrs.
+func Set(ctx context.Context, js jetstream.JetStream, domain, path string, attrs map[string]string) error {
+	key, err := Key(domain, path)
+	if err != nil {
+		return err
+	}
+	if attrs == nil {
+		attrs = map[string]string{}
+	}
+	if err := checkAttrs(attrs); err != nil {
+		return err
+	}
+	b, err := json.Marshal(attrs)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrValue, err)
+	}
+	kv, err := bucket(ctx, js)
+	if err != nil {
+		return err
+	}
+	if _, err := kv.Put(ctx, key, b); err != nil {
+		return fmt.Errorf("state: set %s: %w", key, err)
+	}
+	return nil
+}
+
+// Get reads the state of a resource (path "" for the domain's own) from the
+// bucket; a resource without state has an empty map.
+func Get(ctx context.Context, js jetstream.JetStream, domain, path string) (map[string]string, error) {
+	key, err := Key(domain, path)
+	if err != nil {
+		return nil, err
+	}
+	kv, err := bucket(ctx, js)
+	if err != nil {
+		return nil, err
+	}
+	e, err := kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return map[string]string{}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("state: get %s: %w", key, err)
+	}
+	attrs, err := decode(e.Value())
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrMalformed, key, err)
+	}
+	return attrs, nil
+}
+
+// Delete removes the state of a resource (path "" for the domain's own).
+// Deleting what is not there is not an error.
+func Delete(ctx context.Context, js jetstream.JetStream, domain, path string) error {
+	key, err := Key(domain, path)
+	if err != nil {
+		return err
+	}
+	kv, err := bucket(ctx, js)
+	if err != nil {
+		return err
+	}
+	if err := kv.Delete(ctx, key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("state: delete %s: %w", key, err)
+	}
+	return nil
+}
+
+// entry is a watched value: its attributes, or why it could not be read.
+type entry struct {
+	attrs map[string]string
+	err   error
+}
+
+// Watcher keeps the bucket in memory, pushed by the bucket.
+type Watcher struct {
+	js    jetstream.JetStream
+	mu    sync.RWMutex
+	list  map[string]entry
+	ready chan struct{}
+	once  sync.Once
+}
+
+// NewWatcher returns a watcher; Run fills it.
+func NewWatcher(js jetstream.JetStream) *Watcher {
+	return &Watcher{js: js, list: map[string]entry{}, ready: make(chan struct{})}
+}
+
+// Run watches the bucket until ctx ends.
+func (w *Watcher) Run(ctx context.Context) error {
+	kv, err := bucket(ctx, w.js)
+	if err != nil {
+		return err
+	}
+	kw, err := kv.WatchAll(ctx)
+	if err != nil {
+		return fmt.Errorf("state: watch: %w", err)
+	}
+	defer func() { _ = kw.Stop() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e, ok := <-kw.Updates():
+			if !ok {
+				return nil
+			}
+			if e == nil { // the initial values are all in
+				w.once.Do(func() { close(w.ready) })
+				continue
+			}
+			w.mu.Lock()
+			if e.Operation() == jetstream.KeyValuePut {
+				attrs, err := decode(e.Value())
+				if err != nil {
+					err = fmt.Errorf("%w: %s: %w", ErrMalformed, e.Key(), err)
+				}
+				w.list[e.Key()] = entry{attrs: attrs, err: err}
+			} else {
+				delete(w.list, e.Key())
+			}
+			w.mu.Unlock()
+		}
+	}
+}
+
+// Ready reports whether the initial state is loaded.
+func (w *Watcher) Ready() bool {
+	select {
+	case <-w.ready:
+		return true
+	default:
+		return false
+	}
+}
+
+// WaitReady waits until the initial state is loaded.
+func (w *Watcher) WaitReady(ctx context.Context) error {
+	select {
+	case <-w.ready:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Get returns a copy of a resource's state: empty when it has none, nil
+// when the watcher is not ready, the path is invalid or the entry is
+// malformed. Decisions use Lookup, which tells these apart.
+func (w *Watcher) Get(domain, path string) map[string]string {
+	if path == "" {
+		return nil
+	}
+	attrs, err := w.lookup(domain, path)
+	if err != nil {
+		return nil
+	}
+	return attrs
+}
+
+// Domain returns a copy of the domain's own state, as Get does.
+func (w *Watcher) Domain(domain string) map[string]string {
+	attrs, err := w.lookup(domain, "")
+	if err != nil {
+		return nil
+	}
+	return attrs
+}
+
+// Lookup returns copies of a resource's state and of its domain's, read
+// together. It fails closed: ErrNotReady before the initial state is
+// loaded, ErrMalformed when either entry cannot be read.
+func (w *Watcher) Lookup(domain, path string) (resource, dom map[string]string, err error) {
+	if path == "" {
+		return nil, nil, fmt.Errorf("%w: no resource path", ErrKey)
+	}
+	rk, err := Key(domain, path)
+	if err != nil {
+		return nil, nil, err
+	}
+	dk, _ := Key(domain, "")
+	if !w.Ready() {
+		return nil, nil, ErrNotReady
+	}
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if resource, err = w.copyOf(rk); err != nil {
+		return nil, nil, err
+	}
+	if dom, err = w.copyOf(dk); err != nil {
+		return nil, nil, err
+	}
+	return resource, dom, nil
+}
+
+func (w *Watcher) lookup(domain, path string) (map[string]string, error) {
+	key, err := Key(domain, path)
+	if err != nil {
+		return nil, err
+	}
+	if !w.Ready() {
+		return nil, ErrNotReady
+	}
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	return w.copyOf(key)
+}
+
+// copyOf is called with w.mu held.
+func (w *Watcher) copyOf(key string) (map[string]string, error) {
+	e, ok := w.list[key]
+	if !ok {
+		return map[string]string{}, nil
+	}
+	if e.err != nil {
+		return nil, e.err
+	}
+	return maps.Clone(e.attrs), nil
+}
