@@ -33,7 +33,7 @@ func (c *Client) Vote(ctx context.Context, who *identity.Identity, domain, id st
 	// The ordinal is the voter's key: a retried vote dedupes, and an
 	// approver's answers cannot be multiplied by resending.
 	return c.appendAs(ctx, who, domain, id, events.KindVoted, who.Principal.Key, func(st request.State) (any, error) {
-		if !st.Status.IsPending() {
+		if !st.Collecting() {
 			return nil, fmt.Errorf("%w: it is %s", ErrNotPending, st.Status)
 		}
 		decision := events.DecisionDeny

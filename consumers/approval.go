@@ -110,7 +110,7 @@ func (a *Approval) sweep(ctx context.Context) error {
 			continue
 		}
 		// Still pending (escalated, or a later stage open): keep its timer.
-		if h, err := a.c.load(ctx, a.c.env.Domain, id); err == nil && h.state.Status.IsPending() {
+		if h, err := a.c.load(ctx, a.c.env.Domain, id); err == nil && !h.state.NextDue().IsZero() {
 			if err := a.schedule(ctx, h.state); err != nil {
 				a.c.log.Warn("sweep: could not schedule", attrRequest, id, "err", err)
 			}
@@ -136,11 +136,11 @@ func (a *Approval) decide(ctx context.Context, h *history, this events.Record) (
 	case events.KindLock:
 		return a.lock(ctx, h, this)
 	case events.KindVoted:
-		if _, done := h.state.Answered[this.Seq]; !done && h.state.Status.IsPending() && !a.permitted(h, this.Seq) {
+		if _, done := h.state.Answered[this.Seq]; !done && (h.state.Status.IsPending() || h.state.ReviewOpen()) && !a.permitted(h, this.Seq) {
 			return refuse(h, this, fmt.Errorf("%w: %s", request.ErrNotPermitted, this.Principal.ID())), nil
 		}
 	}
-	if (this.Kind == events.KindEvaluated || this.Kind == events.KindVoted) && h.state.Status.IsPending() {
+	if (this.Kind == events.KindEvaluated || this.Kind == events.KindVoted) && !h.state.NextDue().IsZero() {
 		// A vote may have opened the next stage: its deadline and
 		// escalation are the next to fire.
 		if err := a.schedule(ctx, h.state); err != nil {
@@ -223,6 +223,20 @@ func (a *Approval) lock(ctx context.Context, h *history, this events.Record) (*e
 	}}, nil
 }
 
+func reasonOf(st request.State) string {
+	parts := []string{}
+	if st.Request.Reason != "" {
+		parts = append(parts, st.Request.Reason)
+	}
+	if st.Request.Ticket != "" {
+		parts = append(parts, st.Request.Ticket)
+	}
+	if len(parts) == 0 {
+		return "no reason given"
+	}
+	return strings.Join(parts, ", ")
+}
+
 // permitted reports whether policy lets the voter of the vote at seq
 // answer the stage it counted in (Action::"approve"; policy.MayApprove).
 func (a *Approval) permitted(h *history, seq uint64) bool {
@@ -265,6 +279,22 @@ func (a *Approval) permitted(h *history, seq uint64) bool {
 // them in.
 func (a *Approval) next(h *history) *effect {
 	st := h.state.WithoutVotes(func(v request.Vote) bool { return !a.permitted(h, v.Seq) })
+	if st.ReviewOpen() {
+		// Break-glass: granted at once (by the issuer), loudly, and
+		// reviewed after the fact.
+		if len(st.Alerts) == 0 {
+			return &effect{kind: events.KindAlerted, data: &events.Alerted{
+				Prev: st.LastDigest, Alert: events.AlertBreakGlass,
+				Reason: fmt.Sprintf("%s used break-glass for %s on %s (%s): granted at once; review by %s",
+					st.Requester.ID(), st.Request.Action, st.Request.Resource, reasonOf(st), st.Deadline().UTC().Format(time.RFC3339)),
+			}}
+		}
+		d := request.NextReview(st, h.now)
+		if d.Kind == events.KindNone {
+			return nil
+		}
+		return &effect{kind: d.Kind, data: d.Data}
+	}
 	d := request.Next(st, h.now)
 	if d.Kind == events.KindNone {
 		return nil
@@ -316,7 +346,7 @@ func (a *Approval) handleTimer(ctx context.Context, m jetstream.Msg) error {
 	domain, id := parts[1], parts[3]
 	var early time.Duration
 	err := a.c.react(ctx, domain, id, 0, func(_ context.Context, h *history, _ events.Record) (*effect, error) {
-		if h.state.Status.IsPending() {
+		if !h.state.NextDue().IsZero() {
 			if wait := h.state.NextDue().Sub(h.now); wait > 0 {
 				early = wait
 				return nil, nil
@@ -333,7 +363,7 @@ func (a *Approval) handleTimer(ctx context.Context, m jetstream.Msg) error {
 		if lerr != nil {
 			return lerr
 		}
-		if h.state.Status.IsPending() {
+		if !h.state.NextDue().IsZero() {
 			if serr := a.schedule(ctx, h.state); serr != nil {
 				return serr
 			}

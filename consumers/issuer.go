@@ -22,6 +22,8 @@ var errTimerEarly = errors.New("consumers: timer fired before the deadline")
 type GrantPolicy struct {
 	DefaultTTL time.Duration // when the request names none; default 15m
 	MaxTTL     time.Duration // hard cap whatever the policy says; default 1h
+	// BreakGlassMaxTTL caps break-glass grants, under the policy's own cap; default 15m.
+	BreakGlassMaxTTL time.Duration
 }
 
 // Issuer mints a grant for every request that is allowed or approved:
@@ -48,6 +50,9 @@ func NewIssuer(env Env, key, xkey nkeys.KeyPair, grants GrantPolicy) (*Issuer, e
 	}
 	if grants.MaxTTL == 0 {
 		grants.MaxTTL = time.Hour
+	}
+	if grants.BreakGlassMaxTTL == 0 {
+		grants.BreakGlassMaxTTL = 15 * time.Minute
 	}
 	if grants.DefaultTTL < issuer.MinTTL || grants.MaxTTL > issuer.MaxTTL || grants.DefaultTTL > grants.MaxTTL {
 		return nil, errors.New("consumers: issuer: grant lifetimes must satisfy 10s <= default <= max <= 24h")
@@ -107,6 +112,9 @@ func (g GrantPolicy) TTL(st request.State) time.Duration {
 	}
 	if m := time.Duration(st.Evaluation.MaxTTLSeconds) * time.Second; m > 0 && ttl > m {
 		ttl = m
+	}
+	if st.Evaluation.BreakGlass && g.BreakGlassMaxTTL > 0 {
+		ttl = min(ttl, g.BreakGlassMaxTTL)
 	}
 	return min(ttl, g.MaxTTL)
 }

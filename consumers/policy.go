@@ -142,12 +142,14 @@ func (p *Policy) evaluate(st request.State, now time.Time, res, dom map[string]s
 		MaxTTLSeconds: int64(d.MaxTTL / time.Second),
 		BreakGlass:    d.BreakGlass,
 	}
-	if d.Outcome == policy.OutcomeReview {
+	if d.Outcome == policy.OutcomeReview || (d.BreakGlass && d.Outcome == policy.OutcomeAllow) {
 		flows, deadline, err := p.flows.Resolve(d.Flows, now)
 		if err != nil {
 			d.Outcome = policy.OutcomeDeny
 			ev.Errors = append(ev.Errors, err.Error())
 		} else {
+			// Under break-glass, granted at once: the flows are the
+			// mandatory review after the fact.
 			ev.Flows, ev.ExpiresAt = flows, &deadline
 		}
 	}

@@ -267,3 +267,22 @@ func prevField(data any) (reflect.Value, bool) {
 	f := v.Elem().FieldByName("Prev")
 	return f, f.IsValid() && f.Kind() == reflect.String
 }
+
+// Alerts.
+const (
+	AlertBreakGlass    = "break-glass"    // granted at once, to be reviewed after the fact
+	AlertReviewOverdue = "review-overdue" // the after-the-fact review missed its deadline
+)
+
+// Alerted is something people must look at.
+type Alerted struct {
+	Prev   string `json:"prev"`
+	Alert  string `json:"alert"`
+	Reason string `json:"reason"`
+}
+
+// Reviewed closes a break-glass grant's after-the-fact review.
+type Reviewed struct {
+	Prev      string         `json:"prev"`
+	Approvers []PrincipalRef `json:"approvers"`
+}

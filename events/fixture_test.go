@@ -212,6 +212,10 @@ func (f *fixture) sample(k events.Kind) any {
 		return &events.Revoke{Prev: d1, Domain: "acme", By: bob, Identity: f.bob.JWT, Reason: "wrong database"}
 	case events.KindLock:
 		return &events.Lock{Prev: d1, Domain: "acme", By: bob, Identity: f.bob.JWT, Target: events.LockTarget{Type: events.LockPrincipal, Name: "acme/carol"}, Reason: "laptop stolen"}
+	case events.KindAlerted:
+		return &events.Alerted{Prev: d1, Alert: events.AlertBreakGlass, Reason: "INC-7: critical, granted at once"}
+	case events.KindReviewed:
+		return &events.Reviewed{Prev: d1, Approvers: []events.PrincipalRef{alice}}
 	case events.KindEscalated:
 		return &events.Escalated{Prev: d1, Flow: "two-leads", Stage: 0, Groups: []string{"sre-managers"}, Principals: []string{"acme/dana"}}
 	case events.KindLocked:
@@ -246,6 +250,7 @@ var allKinds = []events.Kind{
 	events.KindRequested, events.KindRejected, events.KindEvaluated, events.KindVoted,
 	events.KindApproved, events.KindDenied, events.KindExpired, events.KindGranted, events.KindRefused,
 	events.KindRedeemed, events.KindRevoked, events.KindRevoke, events.KindLock, events.KindLocked, events.KindEscalated,
+	events.KindAlerted, events.KindReviewed,
 }
 
 // seal signs data as an acme event of kind k with kp and returns the stored message.

@@ -23,6 +23,8 @@ const (
 	KindLock   // a principal asks to lock (or unlock) a principal, key or domain
 	KindLocked // the approval component locked (or unlocked) it
 	KindEscalated
+	KindAlerted  // something people must look at: break-glass use, an overdue review
+	KindReviewed // a break-glass grant's after-the-fact review is complete
 )
 
 var kindNames = [...]string{
@@ -42,6 +44,8 @@ var kindNames = [...]string{
 	KindLock:      "lock",
 	KindLocked:    "locked",
 	KindEscalated: "escalated",
+	KindAlerted:   "alerted",
+	KindReviewed:  "reviewed",
 }
 
 // The CloudEvents types, one per kind and version. These are the wire names;
@@ -62,6 +66,8 @@ const (
 	TypeLock      = "writ.request.lock.v1"
 	TypeLocked    = "writ.request.locked.v1"
 	TypeEscalated = "writ.request.escalated.v1"
+	TypeAlerted   = "writ.request.alerted.v1"
+	TypeReviewed  = "writ.request.reviewed.v1"
 )
 
 var kindTypes = [...]string{
@@ -80,6 +86,8 @@ var kindTypes = [...]string{
 	KindLock:      TypeLock,
 	KindLocked:    TypeLocked,
 	KindEscalated: TypeEscalated,
+	KindAlerted:   TypeAlerted,
+	KindReviewed:  TypeReviewed,
 }
 
 // String returns the subject token of the kind.

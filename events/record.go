@@ -177,7 +177,7 @@ func RoleFor(k Kind) identity.Role {
 		return identity.RoleIssuer
 	case KindRedeemed:
 		return identity.RoleRedeemer
-	case KindRevoked, KindLocked, KindEscalated:
+	case KindRevoked, KindLocked, KindEscalated, KindAlerted, KindReviewed:
 		return identity.RoleApproval
 	}
 	return ""
@@ -217,6 +217,10 @@ func NewData(k Kind) any {
 		return new(Locked)
 	case KindEscalated:
 		return new(Escalated)
+	case KindAlerted:
+		return new(Alerted)
+	case KindReviewed:
+		return new(Reviewed)
 	}
 	return nil
 }

@@ -31,6 +31,8 @@ func TestKind(t *testing.T) {
 		{events.KindLock, "lock", events.TypeLock, true},
 		{events.KindLocked, "locked", events.TypeLocked, false},
 		{events.KindEscalated, "escalated", events.TypeEscalated, false},
+		{events.KindAlerted, "alerted", events.TypeAlerted, false},
+		{events.KindReviewed, "reviewed", events.TypeReviewed, false},
 	}
 	require.Len(t, tests, len(allKinds))
 	for _, tt := range tests {

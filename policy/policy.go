@@ -115,6 +115,9 @@ func Load(files map[string][]byte) (*Set, error) {
 			if p.Effect() == cedar.Forbid && (len(m.flows) > 0 || m.maxTTL > 0 || m.breakGlass) {
 				errs = append(errs, fmt.Errorf("%s: policy %s: @flow, @max_ttl and @break_glass only mean something on a permit", name, id))
 			}
+			if m.breakGlass && (len(m.flows) == 0 || m.maxTTL == 0) {
+				errs = append(errs, fmt.Errorf("%s: policy %s: a @break_glass permit needs the @flow of its after-the-fact review and a @max_ttl", name, id))
+			}
 			if !s.ps.Add(id, p) {
 				errs = append(errs, fmt.Errorf("%s: duplicate policy id %q", name, id))
 			}
@@ -338,7 +341,8 @@ func (s *Set) Decide(in Input) Decision {
 		d.BreakGlass = d.BreakGlass || m.breakGlass
 	}
 	sort.Strings(d.Flows)
-	if len(d.Flows) > 0 {
+	// Break-glass allows at once; its flows are the review after the fact.
+	if len(d.Flows) > 0 && !d.BreakGlass {
 		d.Outcome = OutcomeReview
 	}
 	return d

@@ -154,6 +154,8 @@ when { resource.path like "prod/*" };
 
 @id("critical-break-glass")
 @break_glass("true")
+@flow("two-sre-leads")
+@max_ttl("10m")
 permit (principal in Group::"acme/admins", action == Action::"restart", resource)
 when { context.urgency == "critical" };
 `)
@@ -184,7 +186,9 @@ when { context.urgency == "critical" };
 				in.Context.Urgency = "critical"
 				return in
 			}(),
-			want: policy.Decision{Outcome: policy.OutcomeAllow, Reasons: []string{"admins-all", "critical-break-glass"}, MaxTTL: time.Hour, BreakGlass: true},
+			// Allowed at once, capped by the break-glass permit; the flow is
+			// the review after the fact.
+			want: policy.Decision{Outcome: policy.OutcomeAllow, Reasons: []string{"admins-all", "critical-break-glass"}, Flows: []string{"two-sre-leads"}, MaxTTL: 10 * time.Minute, BreakGlass: true},
 		},
 	}
 	for _, tt := range tests {
@@ -304,6 +308,7 @@ func TestLoadRefuses(t *testing.T) {
 		{"flow on a forbid", map[string]string{"a.cedar": `@flow("two-sre-leads") forbid (principal, action, resource);`}, "only mean something on a permit"},
 		{"max_ttl on a forbid", map[string]string{"a.cedar": `@max_ttl("1h") forbid (principal, action, resource);`}, "only mean something on a permit"},
 		{"break_glass on a forbid", map[string]string{"a.cedar": `@break_glass("true") forbid (principal, action, resource);`}, "only mean something on a permit"},
+		{"break_glass without its review flow", map[string]string{"a.cedar": `@break_glass("true") @max_ttl("5m") ` + permit}, "needs the @flow of its after-the-fact review"},
 		{"duplicate id in a file", map[string]string{"a.cedar": `@id("x") ` + permit + "\n" + `@id("x") ` + permit}, `duplicate policy id "x"`},
 		{"duplicate id across files", map[string]string{"a.cedar": `@id("x") ` + permit, "b.cedar": `@id("x") ` + permit}, `duplicate policy id "x"`},
 		{"@id that is a default id", map[string]string{"a.cedar": permit + "\n" + `@id("a.cedar#0") ` + permit}, "duplicate policy id"},

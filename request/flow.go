@@ -179,7 +179,7 @@ func (s State) Deadline() time.Time {
 // NextDue is the next time something happens by itself to a pending
 // request: an escalation or the deadline (zero when nothing will).
 func (s State) NextDue() time.Time {
-	if !s.Status.IsPending() {
+	if !s.Collecting() {
 		return time.Time{}
 	}
 	d := s.Deadline()

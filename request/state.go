@@ -64,6 +64,12 @@ type State struct {
 	RedeemedAt  time.Time
 	Revocation  *events.Revoked
 
+	// A break-glass grant's after-the-fact review: open from the
+	// evaluation until reviewed or overdue.
+	Alerts        []*events.Alerted
+	Review        *events.Reviewed
+	ReviewOverdue bool
+
 	// Lock and LockDone are set on a lock's own history.
 	Lock     *events.Lock
 	LockSeq  uint64
@@ -125,7 +131,8 @@ func Apply(s State, r events.Record) (State, error) {
 		return s, nil // a refused attempt is on record and changes nothing
 	}
 	afterGrant := r.Kind == events.KindRedeemed || r.Kind == events.KindRevoked || r.Kind == events.KindRevoke
-	if s.Status.IsClosed() || (s.Status.IsTerminal() && !(s.Status == StatusGranted && afterGrant)) {
+	review := s.ReviewOpen() && (r.Kind == events.KindVoted || r.Kind == events.KindAlerted || r.Kind == events.KindReviewed)
+	if !review && (s.Status.IsClosed() || (s.Status.IsTerminal() && !(s.Status == StatusGranted && afterGrant))) {
 		return s, fmt.Errorf("%w (%s)", ErrClosed, s.Status)
 	}
 	switch d := r.Data.(type) {
@@ -165,6 +172,25 @@ func Apply(s State, r events.Record) (State, error) {
 			return s, err
 		}
 		s.Votes = append(s.Votes, v)
+	case *events.Alerted:
+		if s.Evaluation == nil || !s.Evaluation.BreakGlass {
+			return s, fmt.Errorf("%w: alert without break-glass", ErrIllegal)
+		}
+		if d.Alert == events.AlertReviewOverdue {
+			if !s.ReviewOpen() || r.Envelope.Time.Before(s.Deadline()) {
+				return s, fmt.Errorf("%w: review not overdue", ErrUnjustified)
+			}
+			s.ReviewOverdue = true
+		}
+		s.Alerts = append(s.Alerts, d)
+	case *events.Reviewed:
+		if !s.ReviewOpen() {
+			return s, fmt.Errorf("%w: no review open", ErrIllegal)
+		}
+		if t := s.Tally(); !t.Satisfied {
+			return s, fmt.Errorf("%w: review flows not satisfied", ErrUnjustified)
+		}
+		s.Review = d
 	case *events.Escalated:
 		if s.Status != StatusPending {
 			return s, fmt.Errorf("%w: escalated in %s", ErrIllegal, s.Status)
@@ -288,6 +314,35 @@ func (s State) checkEscalation(d *events.Escalated, at time.Time) error {
 	return fmt.Errorf("%w: no flow %q", ErrUnjustified, d.Flow)
 }
 
+// ReviewOpen reports whether a break-glass grant's after-the-fact review
+// waits for reviewers.
+func (s State) ReviewOpen() bool {
+	e := s.Evaluation
+	return e != nil && e.BreakGlass && len(e.Flows) > 0 && s.Review == nil && !s.ReviewOverdue
+}
+
+// Collecting reports whether votes are being collected: a pending request,
+// or a break-glass review.
+func (s State) Collecting() bool { return s.Status == StatusPending || s.ReviewOpen() }
+
+// NextReview is what the approval flow does next for a break-glass review:
+// reviewed once its flows are satisfied, an overdue alert at its deadline.
+func NextReview(s State, now time.Time) Decision {
+	if !s.ReviewOpen() {
+		return Decision{}
+	}
+	if t := s.Tally(); t.Satisfied {
+		return Decision{Kind: events.KindReviewed, Data: &events.Reviewed{Prev: s.LastDigest, Approvers: refs(t.Approvers)}}
+	}
+	if d := s.Deadline(); !now.Before(d) {
+		return Decision{Kind: events.KindAlerted, Data: &events.Alerted{
+			Prev: s.LastDigest, Alert: events.AlertReviewOverdue,
+			Reason: "the after-the-fact review of a break-glass grant is overdue since " + d.UTC().Format(time.RFC3339),
+		}}
+	}
+	return Decision{}
+}
+
 // WithoutVotes returns the state with the votes drop says to leave out.
 func (s State) WithoutVotes(drop func(Vote) bool) State {
 	s.Votes = slices.DeleteFunc(slices.Clone(s.Votes), drop)
@@ -298,7 +353,7 @@ func (s State) WithoutVotes(drop func(Vote) bool) State {
 // p must not be the requester, must not have answered, and must be an
 // approver of one of its flows. It returns the refusal, or nil.
 func (s State) CanVote(p identity.Principal) error {
-	if s.Status != StatusPending {
+	if !s.Collecting() {
 		return fmt.Errorf("%w (%s)", ErrNotPending, s.Status)
 	}
 	if p.Key == s.Requester.Key || p.ID() == s.Requester.ID() {

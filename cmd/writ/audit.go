@@ -113,7 +113,19 @@ func replayText(w io.Writer, r *client.Request) {
 	if s.Request != nil {
 		head += fmt.Sprintf(": %s wants %s on %s", s.Requester.ID(), s.Request.Action, s.Request.Resource)
 	}
-	fmt.Fprintf(w, "%s  → %s\n", head, strings.ToUpper(s.Status.String()))
+	status := strings.ToUpper(s.Status.String())
+	if s.Evaluation != nil && s.Evaluation.BreakGlass {
+		status += "  !!! BREAK-GLASS"
+		switch {
+		case s.Review != nil:
+			status += " (reviewed)"
+		case s.ReviewOverdue:
+			status += " (REVIEW OVERDUE)"
+		default:
+			status += " (review pending)"
+		}
+	}
+	fmt.Fprintf(w, "%s  → %s\n", head, status)
 	var start time.Time
 	for _, rec := range r.Records {
 		at := rec.Envelope.Time
@@ -155,6 +167,9 @@ func summary(rec events.Record) string {
 		return d.Code + ": " + d.Reason
 	case *events.Evaluated:
 		s := d.Outcome
+		if d.BreakGlass {
+			s = "!!! BREAK-GLASS " + strings.ToUpper(d.Outcome) + " !!!"
+		}
 		if len(d.Reasons) > 0 {
 			s += " by " + strings.Join(d.Reasons, ", ")
 		}
@@ -193,6 +208,16 @@ func summary(rec events.Record) string {
 		return s
 	case *events.Refused:
 		return fmt.Sprintf("refused #%d (%s): %s", d.RefSeq, d.RefKind, d.Code)
+	case *events.Alerted:
+		return fmt.Sprintf("!!! ALERT %s: %s", strings.ToUpper(d.Alert), d.Reason)
+	case *events.Reviewed:
+		var ids []string
+		for _, p := range d.Approvers {
+			ids = append(ids, p.ID())
+		}
+		return "break-glass use reviewed by " + strings.Join(ids, ", ")
+	case *events.Escalated:
+		return fmt.Sprintf("flow %s stage %d: adds %s", d.Flow, d.Stage+1, strings.Join(append(append([]string{}, d.Groups...), d.Principals...), ", "))
 	case *events.Redeemed:
 		if d.Outcome == events.RedemptionRefused {
 			return fmt.Sprintf("REFUSED at %s: %s", d.Service, d.Code)
