@@ -60,6 +60,7 @@ const (
 	NoticeApprovalNeeded = "approval_needed" // a stage waits for its approvers
 	NoticeEscalated      = "escalated"       // a stage still open after its escalation delay gains approvers
 	NoticeOutcome        = "outcome"         // the requester hears what became of a request
+	NoticeAlert          = "alert"           // break-glass use, or its review overdue: look now
 )
 
 // HTTP headers of a delivery.
@@ -306,7 +307,7 @@ func NewNotifier(env Env, cfg NotifierConfig) (*Notifier, error) {
 // notifiedKinds are the audit events the notifier reads.
 var notifiedKinds = []events.Kind{
 	events.KindEvaluated, events.KindVoted, events.KindEscalated, events.KindApproved, events.KindDenied, events.KindExpired,
-	events.KindGranted, events.KindRejected, events.KindRevoked,
+	events.KindGranted, events.KindRejected, events.KindRevoked, events.KindAlerted,
 }
 
 // NotifyStreamConfig is the delivery queue's configuration.
@@ -470,6 +471,17 @@ func (n *Notifier) plan(before, then, current request.State, this events.Record)
 	}
 	note := newNotification(then, this)
 	switch this.Kind {
+	case events.KindAlerted:
+		// Break-glass use and overdue reviews: loud, to the reviewers and
+		// to whoever hears outcomes.
+		note.Type = NoticeAlert
+		for _, p := range then.Progress() {
+			if !p.Done() {
+				approvers(note, p.Flow.Stages[p.Stage])
+			}
+		}
+		add(note, n.cfg.Requesters...)
+		return out
 	case events.KindEvaluated, events.KindVoted, events.KindEscalated:
 		if then.Status == request.StatusDenied && this.Kind == events.KindEvaluated {
 			break // denied by policy: no other event follows
@@ -631,6 +643,8 @@ func newNotification(st request.State, this events.Record) *Notification {
 		o.Code, o.Reason = d.Code, d.Reason
 	case *events.Revoked:
 		o.By, o.Reason = []string{d.By.ID()}, d.Reason
+	case *events.Alerted:
+		o.Code, o.Reason = d.Alert, d.Reason
 	case *events.Granted:
 		nb, exp := d.NotBefore, d.ExpiresAt
 		o.TokenHash, o.NotBefore, o.ExpiresAt, o.BreakGlass = d.TokenHash, &nb, &exp, d.BreakGlass

@@ -461,3 +461,17 @@ func TestNotifierStagesAndEscalation(t *testing.T) {
 	e.Vote("bob", id, true, "")
 	require.Equal(t, request.StatusGranted, e.Settle(id).State.Status)
 }
+
+// Break-glass use is announced to the reviewers and to the requesters' hook.
+func TestNotifierAlertsBreakGlass(t *testing.T) {
+	h := newHook(t, nil)
+	flows := `{"flows": {"two-sre-leads": {"stages": [{"name": "review", "groups": ["sre-leads"], "required": 2, "deadline": "1h"}]}}}`
+	e := writtest.Start(t, writtest.Options{Policies: breakGlassPolicies, Flows: flows,
+		Notify: notify(t, nil, config.Webhook{URL: h.srv.URL, Format: config.FormatJSON})})
+	id, _ := breakGlass(t, e)
+	n := notice(t, h.until(t, of("alerted", id)))
+	assert.Equal(t, consumers.NoticeAlert, n.Type)
+	require.NotNil(t, n.Outcome)
+	assert.Equal(t, "break-glass", n.Outcome.Code)
+	assert.Contains(t, n.Outcome.Reason, "INC-7")
+}

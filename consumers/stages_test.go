@@ -100,3 +100,31 @@ when { resource.resource like "prod/*" };
 	e.Vote("alice", id, true, "")
 	assert.Equal(t, request.StatusGranted, e.Settle(id).State.Status)
 }
+
+// Restarts in the middle of a staged flow: the escalation and the stage
+// deadlines still fire, from the durable timers (or the start-up sweep).
+func TestStagedFlowSurvivesRestarts(t *testing.T) {
+	e := writtest.Start(t, writtest.Options{Flows: stagedFlows, NoServe: true})
+	stop := e.Serve("")
+	id := e.Request("carol", client.Spec{Action: "restart", Resource: "prod/db"})
+	e.Pending(id)
+	stop() // down before the escalation (1s) is due
+	time.Sleep(1500 * time.Millisecond)
+	e.StopAll() // the server too
+	e.StartServer()
+	stop = e.Serve("")
+	r := e.Await(id, 10*time.Second, func(s request.State) bool { return len(s.Escalations) > 0 })
+	require.Equal(t, request.StatusPending, r.State.Status)
+
+	// Stage one approved by bob (escalated in), then down again across
+	// stage two's deadline.
+	e.Vote("bob", id, true, "")
+	r = e.Await(id, 10*time.Second, func(s request.State) bool { return s.Progress()[0].Stage == 1 })
+	stop()
+	time.Sleep(2500 * time.Millisecond)
+	e.Serve("")
+	r = e.Settle(id)
+	require.Equal(t, request.StatusExpired, r.State.Status, "%v", writtest.Kinds(r))
+	assert.Equal(t, []string{"requested", "evaluated", "escalated", "voted", "expired"}, writtest.Kinds(r))
+	assert.Empty(t, r.Errs)
+}
