@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/writ-dev/writ/events"
@@ -71,7 +72,9 @@ func (c *Client) Watch(ctx context.Context, domain string, fn func(*Request)) er
 		if err != nil {
 			continue
 		}
-		r, err := c.Load(ctx, d, id)
+		// Subscribers hear of a message before the stream has stored it:
+		// read until the history holds it (briefly), so fn sees the change.
+		r, err := c.loadHolding(ctx, d, id, events.Digest(m.Data))
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -98,4 +101,34 @@ func (c *Client) Requests(ctx context.Context, domain string, fn func(*Request) 
 		}
 		return fn(r)
 	})
+}
+
+// loadHolding loads a request's history, reading again (for up to about a
+// second) until it holds the message with the given body digest.
+func (c *Client) loadHolding(ctx context.Context, domain, id, digest string) (*Request, error) {
+	wait := 2 * time.Millisecond
+	for {
+		r, err := c.Load(ctx, domain, id)
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return nil, err
+		}
+		if err == nil {
+			for _, rec := range r.Records {
+				if rec.Digest == digest {
+					return r, nil
+				}
+			}
+			if wait > time.Second {
+				return r, nil
+			}
+		} else if wait > time.Second {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+		wait *= 2
+	}
 }

@@ -23,7 +23,13 @@ var ErrClosed = errors.New("client: request is closed")
 type Vote struct {
 	Approve bool
 	Reason  string
+	// Digest, when set, is the digest of the request event the approver
+	// was shown: the vote is refused if the request is not that one.
+	Digest string
 }
+
+// ErrDigestChanged is returned when a vote's digest is not the request's.
+var ErrDigestChanged = errors.New("client: the request is not the one shown")
 
 // Vote signs and publishes who's answer to a pending request, bound to the
 // request event the approver was shown, and returns its stream sequence.
@@ -35,6 +41,9 @@ func (c *Client) Vote(ctx context.Context, who *identity.Identity, domain, id st
 	return c.appendAs(ctx, who, domain, id, events.KindVoted, who.Principal.Key, func(st request.State) (any, error) {
 		if !st.Collecting() {
 			return nil, fmt.Errorf("%w: it is %s", ErrNotPending, st.Status)
+		}
+		if v.Digest != "" && v.Digest != st.RequestDigest {
+			return nil, ErrDigestChanged
 		}
 		decision := events.DecisionDeny
 		if v.Approve {

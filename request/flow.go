@@ -116,8 +116,8 @@ func satisfied(st events.Stage, approvals []identity.Principal, domain string) b
 	return true
 }
 
-// escalation is a counted escalated event.
-type escalation struct {
+// Escalation is a counted escalated event.
+type Escalation struct {
 	Seq  uint64
 	Data *events.Escalated
 }

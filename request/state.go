@@ -57,7 +57,7 @@ type State struct {
 	Evaluation  *events.Evaluated
 	EvaluatedAt time.Time
 	Votes       []Vote
-	Escalations []escalation
+	Escalations []Escalation
 	Rejection   *events.Rejected
 	DecidedAt   time.Time
 	Grant       *events.Granted
@@ -198,7 +198,7 @@ func Apply(s State, r events.Record) (State, error) {
 		if err := s.checkEscalation(d, r.Envelope.Time); err != nil {
 			return s, err
 		}
-		s.Escalations = append(s.Escalations, escalation{Seq: r.Seq, Data: d})
+		s.Escalations = append(s.Escalations, Escalation{Seq: r.Seq, Data: d})
 	case *events.Approved:
 		if s.Status != StatusPending {
 			return s, fmt.Errorf("%w: approved in %s", ErrIllegal, s.Status)

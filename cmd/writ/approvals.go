@@ -1,28 +1,43 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/term"
+
 	"github.com/writ-dev/writ/client"
-	"github.com/writ-dev/writ/request"
+	"github.com/writ-dev/writ/identity"
 )
 
+const approvalsUsage = "approvals watch|list --creds FILE [--domain D] [--json (list)] [--once (watch)]"
+
 func runApprovals(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "watch" {
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			fmt.Fprintln(stderr, "Usage: writ approvals watch --creds FILE [--once] [--domain D]")
-			return nil
-		}
-		return usageError("usage: writ approvals watch --creds FILE [--once]")
+	return approvals(ctx, args, os.Stdin, stdout, stderr)
+}
+
+// approvals is runApprovals with its input: the line front end of
+// 'approvals watch' reads commands from stdin.
+func approvals(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
+		fmt.Fprintln(stderr, "Usage: writ "+approvalsUsage)
+		return nil
 	}
-	fs := newFlags("approvals watch", "approvals watch --creds FILE [--once] [--domain D]", stderr)
+	if len(args) == 0 || (args[0] != "watch" && args[0] != "list") {
+		return usageError("usage: writ %s", approvalsUsage)
+	}
+	sub := args[0]
+	fs := newFlags("approvals "+sub, approvalsUsage, stderr)
 	var c conn
 	c.register(fs, "your .creds file (required): the approver's identity")
-	once := fs.Bool("once", false, "print the pending requests you may answer, then exit")
+	once := fs.Bool("once", false, "watch: print the pending requests you may answer, then exit")
+	asJSON := fs.Bool("json", false, "list: print the requests as JSON")
 	domain := fs.String("domain", "", "only this domain's requests (default: all)")
 	if _, err := parse(fs, args[1:]); err != nil {
 		return err
@@ -32,53 +47,237 @@ func runApprovals(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	defer nc.Close()
-
 	pending, err := cl.Pending(ctx, *domain, who.Principal)
 	if err != nil {
 		return err
 	}
-	shown := map[string]bool{}
-	if len(pending) == 0 {
+	now := time.Now()
+	if sub == "list" {
+		views := viewsOf(pending)
+		if *asJSON {
+			return writeJSON(stdout, views)
+		}
+		if len(views) == 0 {
+			fmt.Fprintf(stdout, "No pending requests for %s.\n", who.Principal.ID())
+		}
+		for i, v := range views {
+			if i > 0 {
+				fmt.Fprintln(stdout)
+			}
+			fmt.Fprintf(stdout, "PENDING %s in %s\n", v.ID, v.Domain)
+			writeFacts(stdout, v, now, "  ")
+		}
+		return nil
+	}
+
+	m := newWatchModel(who.Principal)
+	var lines []string
+	for _, r := range pending {
+		lines = append(lines, m.Update(r.State, r.Records, now))
+	}
+	if !*once {
+		if in, ok := stdin.(*os.File); ok && isTerminal(stdout) && term.IsTerminal(int(in.Fd())) {
+			return watchTerminal(ctx, cl, who, *domain, m, in, stdout.(*os.File))
+		}
+	}
+	if len(lines) == 0 {
 		fmt.Fprintf(stdout, "No pending requests for %s.\n", who.Principal.ID())
 	}
-	for _, r := range pending {
-		fmt.Fprintln(stdout, pendingLine(r.State, time.Now()))
-		shown[r.State.ID] = true
+	for _, l := range lines {
+		fmt.Fprintln(stdout, l)
 	}
 	if *once {
 		return nil
 	}
-	fmt.Fprintf(stdout, "Watching for requests %s may answer (Ctrl-C stops). Answer with: writ approve ID --creds %s\n", who.Principal.ID(), c.creds)
-	return cl.Watch(ctx, *domain, func(r *client.Request) {
-		s := r.State
-		eligible := s.CanVote(who.Principal) == nil
-		switch {
-		case eligible && !shown[s.ID]:
-			shown[s.ID] = true
-			fmt.Fprintln(stdout, pendingLine(s, time.Now()))
-		case shown[s.ID] && !s.Status.IsPending():
-			delete(shown, s.ID)
-			fmt.Fprintf(stdout, "%-8s %s  %s\n", strings.ToUpper(s.Status.String()), s.ID, describeOutcome(s).Reason)
-		case shown[s.ID] && !eligible:
-			delete(shown, s.ID)
-			fmt.Fprintf(stdout, "ANSWERED %s  %s\n", s.ID, flowSummary(s))
-		}
-	})
+	fmt.Fprintf(stdout, "Watching for requests %s may answer (Ctrl-C stops). Type: approve ID [reason] | deny ID reason | list\n", who.Principal.ID())
+	return watchLines(ctx, cl, who, *domain, m, stdin, stdout, stderr)
 }
 
-func pendingLine(s request.State, now time.Time) string {
-	req := s.Request
-	line := fmt.Sprintf("PENDING  %s  %s wants %s on %s/%s  urgency=%s  %s  expires in %s",
-		s.ID, s.Requester.ID(), req.Action, s.Domain, req.Resource, req.Urgency,
-		flowSummary(s), s.Evaluation.ExpiresAt.Sub(now).Round(time.Second))
-	if req.Reason != "" {
-		line += fmt.Sprintf("  reason=%q", req.Reason)
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// voteDone is the outcome of a vote the model asked for.
+type voteDone struct {
+	a   watchAction
+	msg string
+	err error
+}
+
+// watchLoop feeds the model: request updates from the stream, input from
+// the front end, vote results, and clock ticks. It owns the watcher and the
+// votes in flight, and returns once they are done. The reader of input is
+// not its own: a read from a terminal or a pipe cannot be interrupted.
+type watchLoop struct {
+	cl        *client.Client
+	who       *identity.Identity
+	domain    string
+	m         *watchModel
+	tick      time.Duration            // 0: no ticks
+	input     <-chan string            // lines or keys; closed at the end of input
+	handle    func(string) watchAction // input → action
+	show      func(update string)      // after each change; update is the model's line for it, if any
+	quitAtEOF bool
+}
+
+func (l *watchLoop) run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	ctx, cancel := context.WithCancel(gctx)
+	defer func() { cancel(); _ = g.Wait() }()
+	updates := make(chan *client.Request, 64)
+	g.Go(func() error {
+		return l.cl.Watch(ctx, l.domain, func(r *client.Request) {
+			select {
+			case updates <- r:
+			case <-ctx.Done():
+			}
+		})
+	})
+	results := make(chan voteDone)
+	var tick <-chan time.Time
+	if l.tick > 0 {
+		t := time.NewTicker(l.tick)
+		defer t.Stop()
+		tick = t.C
 	}
-	if req.Ticket != "" {
-		line += "  ticket=" + req.Ticket
+	input := l.input
+	l.show("")
+	for {
+		select {
+		case <-ctx.Done():
+			cancel()
+			return g.Wait()
+		case r := <-updates:
+			l.show(l.m.Update(r.State, r.Records, time.Now()))
+		case s, ok := <-input:
+			if !ok {
+				if l.quitAtEOF {
+					return nil
+				}
+				input = nil // keep watching without input
+				continue
+			}
+			a := l.handle(s)
+			switch a.Kind {
+			case actQuit:
+				return nil
+			case actVote:
+				g.Go(func() error {
+					msg, err := submitVote(ctx, l.cl, l.who, a.Domain, a.ID, a.Digest, client.Vote{Approve: a.Approve, Reason: a.Reason})
+					select {
+					case results <- voteDone{a, msg, err}:
+					case <-ctx.Done():
+					}
+					return nil
+				})
+			}
+			l.show("")
+		case d := <-results:
+			l.m.Result(d.a, d.msg, d.err)
+			l.show("")
+		case <-tick:
+			l.show("")
+		}
 	}
-	if len(req.Params) > 0 {
-		line += fmt.Sprintf("  params=%v", req.Params)
+}
+
+// watchLines is the line front end: the model's updates as lines on
+// stdout, commands from stdin, results on stdout, errors on stderr.
+func watchLines(ctx context.Context, cl *client.Client, who *identity.Identity, domain string, m *watchModel, stdin io.Reader, stdout, stderr io.Writer) error {
+	lines := make(chan string)
+	go func() { // ends at the end of input; see watchLoop
+		defer close(lines)
+		sc := bufio.NewScanner(stdin)
+		for sc.Scan() {
+			select {
+			case lines <- sc.Text():
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	lastStatus := ""
+	l := &watchLoop{
+		cl: cl, who: who, domain: domain, m: m, input: lines,
+		handle: func(line string) watchAction {
+			a, err := m.Command(line)
+			if err != nil {
+				fmt.Fprintln(stderr, "writ:", err)
+				return watchAction{}
+			}
+			if verb, _, _ := strings.Cut(strings.TrimSpace(line), " "); verb == "list" || verb == "help" || verb == "" {
+				now := time.Now()
+				if len(m.items) == 0 {
+					fmt.Fprintf(stdout, "No pending requests for %s.\n", who.Principal.ID())
+				}
+				for _, v := range m.items {
+					fmt.Fprintln(stdout, pendingLine(v, now))
+				}
+			}
+			return a
+		},
+		show: func(update string) {
+			if update != "" {
+				fmt.Fprintln(stdout, update)
+			}
+			if m.status != lastStatus {
+				lastStatus = m.status
+				if strings.HasSuffix(m.status, "…") {
+					return // a vote on its way; its result follows
+				}
+				fmt.Fprintln(stdout, "RESULT   "+m.status)
+			}
+		},
 	}
-	return line + "  digest=" + shortHash(s.RequestDigest)
+	return l.run(ctx)
+}
+
+// watchTerminal is the terminal front end: a full screen redrawn on each
+// change and every second (the deadlines count down), keys in raw mode.
+func watchTerminal(ctx context.Context, cl *client.Client, who *identity.Identity, domain string, m *watchModel, in, out *os.File) error {
+	fd := int(in.Fd())
+	old, err := term.MakeRaw(fd)
+	if err != nil {
+		return fmt.Errorf("terminal: %w", err)
+	}
+	fmt.Fprint(out, "\x1b[?1049h\x1b[?25l") // alternate screen, no cursor
+	defer func() {
+		fmt.Fprint(out, "\x1b[?25h\x1b[?1049l")
+		_ = term.Restore(fd, old)
+	}()
+	keys := make(chan string)
+	go func() { // ends at the end of input; see watchLoop
+		defer close(keys)
+		buf := make([]byte, 256)
+		for {
+			n, err := in.Read(buf)
+			for _, k := range decodeKeys(buf[:n]) {
+				select {
+				case keys <- k:
+				case <-ctx.Done():
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	l := &watchLoop{
+		cl: cl, who: who, domain: domain, m: m, input: keys, tick: time.Second, quitAtEOF: true,
+		handle: m.Key,
+		show: func(string) {
+			width, height, err := term.GetSize(int(out.Fd()))
+			if err != nil {
+				width, height = 0, 0
+			}
+			screen := strings.Split(strings.TrimRight(m.Render(time.Now(), width), "\n"), "\n")
+			if height > 0 && len(screen) > height {
+				screen = screen[:height]
+			}
+			fmt.Fprint(out, "\x1b[H\x1b[2J"+strings.Join(screen, "\r\n"))
+		},
+	}
+	return l.run(ctx)
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/writ-dev/writ/client"
+	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/request"
 )
 
@@ -51,39 +52,67 @@ func vote(ctx context.Context, name string, approve bool, args []string, stdout,
 	if err := r.State.CanVote(who.Principal); err != nil {
 		return fmt.Errorf("cannot %s %s: %w", name, id, err)
 	}
-	seq, err := cl.Vote(ctx, who, domain, id, client.Vote{Approve: approve, Reason: *reason})
+	msg, err := submitVote(ctx, cl, who, domain, id, "", client.Vote{Approve: approve, Reason: *reason})
 	if err != nil {
-		if errors.Is(err, client.ErrNotPending) {
-			return fmt.Errorf("cannot %s %s: %w", name, id, err)
+		return fmt.Errorf("cannot %s %s: %w", name, id, err)
+	}
+	fmt.Fprintln(stdout, msg)
+	return nil
+}
+
+// errDigestChanged refuses a vote on a request other than the one shown.
+var errDigestChanged = errors.New("the request is not the one you were shown")
+
+// submitVote casts who's vote on a request and waits briefly for the
+// pipeline's answer, which it describes. A non-empty digest is the request
+// digest the approver was shown: the vote is cast only on that request.
+func submitVote(ctx context.Context, cl *client.Client, who *identity.Identity, domain, id, digest string, v client.Vote) (string, error) {
+	if digest != "" {
+		r, err := cl.Load(ctx, domain, id)
+		if err != nil {
+			return "", err
 		}
-		return err
+		if r.State.RequestDigest != digest {
+			return "", fmt.Errorf("%w: digest %s, shown %s", errDigestChanged, r.State.RequestDigest, digest)
+		}
+		if err := r.State.CanVote(who.Principal); err != nil {
+			return "", err
+		}
+	}
+	v.Digest = digest // the vote binds to what was shown, by construction
+	seq, err := cl.Vote(ctx, who, domain, id, v)
+	if errors.Is(err, client.ErrDigestChanged) {
+		return "", fmt.Errorf("%w: %v", errDigestChanged, err)
+	}
+	if err != nil {
+		return "", err
 	}
 	// Wait briefly for the pipeline's answer: a refusal, or a decision. A
 	// vote that is simply counted gets no answer, so do not wait long.
 	wctx, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
 	defer cancel()
-	r, err = cl.Wait(wctx, domain, id, func(s request.State) bool {
+	r, err := cl.Wait(wctx, domain, id, func(s request.State) bool {
 		return s.Answered[seq] != "" || !s.Status.IsPending()
 	})
 	if r == nil {
-		fmt.Fprintf(stdout, "vote on %s recorded at #%d; its outcome is not known yet (%v): writ audit replay --request %s\n", id, seq, err, id)
-		return nil
+		if ctx.Err() != nil {
+			return "", ctx.Err()
+		}
+		return fmt.Sprintf("vote on %s recorded at #%d; its outcome is not known yet (%v): writ audit replay --request %s", id, seq, err, id), nil
 	}
 	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
-		return err
+		return "", err
 	}
 	s := r.State
-	past := "denied"
-	if approve {
-		past = "approved"
+	past, name := "denied", "deny"
+	if v.Approve {
+		past, name = "approved", "approve"
 	}
 	if code := s.Answered[seq]; code != "" {
-		return fmt.Errorf("your %s vote on %s was refused: %s", name, id, code)
+		return "", fmt.Errorf("your %s vote was refused: %s", name, code)
 	}
 	if s.Status.IsPending() {
-		fmt.Fprintf(stdout, "%s %s; still pending: %s\n", past, id, flowSummary(s))
-		return nil
+		return fmt.Sprintf("%s %s; still pending: %s", past, id, flowSummary(s)), nil
 	}
-	fmt.Fprintf(stdout, "%s %s; the request is now %s\n", past, id, s.Status)
-	return nil
+	return fmt.Sprintf("%s %s; the request is now %s", past, id, s.Status), nil
 }

@@ -36,7 +36,7 @@ func (e *exitError) Unwrap() error { return e.err }
 // Exit statuses besides 0 and 1.
 const (
 	exitUsage   = 2 // bad command line
-	exitNoGrant = 3 // the request ended without a grant (rejected, denied, expired)
+	exitNoGrant = 3 // the request ended without a grant: denied (request.go has 4 expired, 5 rejected, 6 revoked)
 )
 
 func usageError(format string, a ...any) error {
@@ -64,8 +64,8 @@ func commands() []command {
 	return []command{
 		{"init", "create a local setup: domain, keys, trust bundle, sample identities, policies, flows", runInit},
 		{"serve", "run the pipeline (embedded NATS with JetStream unless --server is given)", runServe},
-		{"request", "ask to perform one action on one resource", runRequest},
-		{"approvals", "'approvals watch': list, live, the requests you may answer", runApprovals},
+		{"request", "ask to perform one action on one resource; 'request show ID' shows one", runRequest},
+		{"approvals", "'approvals watch' shows, live, the requests you may answer, and answers them; 'approvals list' once", runApprovals},
 		{"approve", "approve a pending request", runApprove},
 		{"deny", "deny a pending request", runDeny},
 		{"revoke", "withdraw a request or its grant (yours, or as policy allows)", runRevoke},
@@ -112,6 +112,9 @@ Start here:  writ serve          (creates a development setup in .writ on first 
 Then:        writ request --creds .writ/creds/deploy-bot.creds --domain acme \
                  --action deploy --resource staging/web --wait
 Run 'writ <command> --help' for a command's flags.
+
+Exit status: 0 success, 1 error, 2 bad command line; a request that ended without
+a grant: 3 denied, 4 expired, 5 rejected, 6 revoked.
 `)
 }
 

@@ -16,7 +16,18 @@ import (
 	"github.com/writ-dev/writ/request"
 )
 
+// Exit statuses of a request that ended without a grant.
+const (
+	exitDenied   = exitNoGrant // by policy or by an approver
+	exitExpired  = 4           // no decision before the deadline
+	exitRejected = 5           // refused before evaluation (bad signature, unknown domain…)
+	exitRevoked  = 6           // withdrawn
+)
+
 func runRequest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "show" {
+		return runRequestShow(ctx, args[1:], stdout, stderr)
+	}
 	fs := newFlags("request", "request --creds FILE --domain D --action A --resource R [--urgency U] [--reason TEXT] [--ttl 15m] [--param k=v]... [--wait]", stderr)
 	var c conn
 	c.register(fs, "your .creds file (required): the identity that signs the request")
@@ -29,7 +40,7 @@ func runRequest(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	ttl := fs.Duration("ttl", 0, "how long the grant should last (default: the issuer's, capped by policy)")
 	var params multiFlag
 	fs.Var(&params, "param", "a request parameter key=value, bound into the grant (repeatable)")
-	wait := fs.Bool("wait", false, "wait for the decision and print the grant")
+	wait := fs.Bool("wait", false, "wait for the decision, showing progress on stderr, and print the grant; exit 3 denied, 4 expired, 5 rejected, 6 revoked")
 	timeout := fs.Duration("timeout", 30*time.Minute, "with --wait: how long to wait")
 	asJSON := fs.Bool("json", false, "print the outcome as JSON")
 	if _, err := parse(fs, args); err != nil {
@@ -72,12 +83,9 @@ func runRequest(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	wctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
-	announced := false
+	prog := newProgress(stderr)
 	r, err := cl.Wait(wctx, *domain, id, func(s request.State) bool {
-		if s.Status.IsPending() && !announced {
-			announced = true
-			fmt.Fprintf(stderr, "pending: needs approval (%s), deadline %s\n", flowSummary(s), s.Evaluation.ExpiresAt.Local().Format(time.Kitchen))
-		}
+		prog.observe(s, time.Now())
 		return client.Settled(s)
 	})
 	if err != nil {
@@ -91,7 +99,8 @@ func runRequest(ctx context.Context, args []string, stdout, stderr io.Writer) er
 
 // printOutcome prints the grant token alone on stdout (or the outcome as
 // JSON), and the rest on stderr. A request that ended without a grant
-// exits with status 3.
+// exits with a status that says how: 3 denied, 4 expired, 5 rejected,
+// 6 revoked (3 for anything else without a usable grant).
 func printOutcome(r *client.Request, who *identity.Identity, asJSON bool, stdout, stderr io.Writer) error {
 	s := r.State
 	o := describeOutcome(s)
@@ -119,7 +128,7 @@ func printOutcome(r *client.Request, who *identity.Identity, asJSON bool, stdout
 		if len(o.Reasons) > 0 {
 			msg += " [" + strings.Join(o.Reasons, ", ") + "]"
 		}
-		return &exitError{code: exitNoGrant, err: errors.New(msg)}
+		return &exitError{code: noGrantCode(s.Status), err: errors.New(msg)}
 	}
 	return nil
 }
@@ -130,23 +139,6 @@ func shortHash(d string) string {
 		return d[:19] + "…"
 	}
 	return d
-}
-
-func flowSummary(s request.State) string {
-	var parts []string
-	t := s.Tally()
-	for _, f := range s.Evaluation.Flows {
-		st := f.Stages[0]
-		n := 0
-		for _, v := range t.Approvers {
-			if request.Eligible(st, v, s.Domain) {
-				n++
-			}
-		}
-		who := strings.Join(append(slices.Clone(st.Groups), st.Principals...), "|")
-		parts = append(parts, fmt.Sprintf("%s: %d of %d from %s", f.Name, n, st.Required, who))
-	}
-	return strings.Join(parts, "; ")
 }
 
 // outcome is the machine-readable result of a request.
@@ -186,6 +178,8 @@ func describeOutcome(s request.State) outcome {
 		}
 	case s.Status == request.StatusExpired:
 		o.Reason = "no decision before the deadline"
+	case s.Revocation != nil:
+		o.Reason = fmt.Sprintf("revoked by %s: %s", s.Revocation.By.ID(), s.Revocation.Reason)
 	}
 	if s.Grant != nil {
 		o.TokenHash, o.Expires = s.Grant.TokenHash, s.Grant.ExpiresAt
@@ -197,4 +191,139 @@ func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+func noGrantCode(s request.Status) int {
+	switch s {
+	case request.StatusExpired:
+		return exitExpired
+	case request.StatusRejected:
+		return exitRejected
+	case request.StatusRevoked:
+		return exitRevoked
+	}
+	return exitDenied
+}
+
+func runRequestShow(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("request show", "request show ID [--json] [--domain D]", stderr)
+	var c conn
+	c.register(fs, "credentials to connect to NATS, if it needs them")
+	domain := fs.String("domain", "", "the request's domain (default: found from the id)")
+	asJSON := fs.Bool("json", false, "print the request as JSON")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageError("request show takes one request id")
+	}
+	nc, cl, err := c.open()
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	var r *client.Request
+	if *domain != "" {
+		r, err = cl.Load(ctx, *domain, pos[0])
+	} else {
+		r, err = lookup(ctx, cl, pos[0])
+	}
+	if err != nil {
+		return err
+	}
+	v := viewOf(r.State, r.Records)
+	if *asJSON {
+		return writeJSON(stdout, v)
+	}
+	writeShow(stdout, v, time.Now())
+	return nil
+}
+
+// progress reports, on the requester's terminal, what changed in a request
+// since the last state it saw.
+type progress struct {
+	w         io.Writer
+	evaluated bool
+	status    request.Status
+	votes     map[uint64]bool
+	refused   map[uint64]bool
+	escalated int
+	stages    map[string]int
+	deadline  time.Time
+}
+
+func newProgress(w io.Writer) *progress {
+	return &progress{w: w, votes: map[uint64]bool{}, refused: map[uint64]bool{}, stages: map[string]int{}}
+}
+
+func (p *progress) observe(s request.State, now time.Time) {
+	if s.Rejection != nil && p.status != request.StatusRejected {
+		fmt.Fprintf(p.w, "rejected: %s: %s\n", s.Rejection.Code, s.Rejection.Reason)
+	}
+	if e := s.Evaluation; e != nil && !p.evaluated {
+		p.evaluated = true
+		line := "evaluated: " + e.Outcome
+		if len(e.Reasons) > 0 {
+			line += " by " + strings.Join(e.Reasons, ", ")
+		}
+		if len(e.Errors) > 0 {
+			line += " (errors: " + strings.Join(e.Errors, "; ") + ")"
+		}
+		if e.BreakGlass {
+			line += " BREAK-GLASS"
+		}
+		fmt.Fprintln(p.w, line)
+	}
+	for _, v := range s.Votes {
+		if p.votes[v.Seq] {
+			continue
+		}
+		p.votes[v.Seq] = true
+		if v.Approve {
+			fmt.Fprintf(p.w, "vote: %s approves\n", v.Voter.ID())
+		} else {
+			fmt.Fprintf(p.w, "vote: %s denies: %q\n", v.Voter.ID(), v.Reason)
+		}
+	}
+	for seq, code := range s.Answered {
+		if !p.refused[seq] && seq != s.RequestSeq {
+			p.refused[seq] = true
+			fmt.Fprintf(p.w, "refused #%d: %s\n", seq, code)
+		}
+	}
+	for _, e := range s.Escalations[p.escalated:] {
+		added := strings.Join(append(append([]string{}, e.Data.Groups...), e.Data.Principals...), ", ")
+		fmt.Fprintf(p.w, "escalated: %s stage %d now also asks %s\n", e.Data.Flow, e.Data.Stage+1, added)
+	}
+	p.escalated = len(s.Escalations)
+	if s.Status.IsPending() {
+		for _, pr := range s.Progress() {
+			if st, seen := p.stages[pr.Flow.Name]; !seen || st != pr.Stage {
+				p.stages[pr.Flow.Name] = pr.Stage
+				verb := "waiting for"
+				if seen {
+					verb = "stage opened:"
+				}
+				if pr.Done() {
+					verb = "flow done:"
+				}
+				fmt.Fprintf(p.w, "%s %s\n", verb, progressSummary(pr))
+			}
+		}
+		if d := s.Deadline(); !d.Equal(p.deadline) {
+			p.deadline = d
+			fmt.Fprintf(p.w, "deadline: %s (in %s)\n", d.Local().Format(time.TimeOnly), countdown(d, now))
+		}
+	}
+	if s.Status != p.status {
+		if p.status != request.StatusNone && s.Status != request.StatusGranted && s.Status != request.StatusRejected && s.Status != request.StatusAllowed {
+			line := "now " + s.Status.String()
+			if o := describeOutcome(s); o.Reason != "" {
+				line += ": " + o.Reason
+			}
+			fmt.Fprintln(p.w, line)
+		}
+		p.status = s.Status
+	}
 }

@@ -1,0 +1,255 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// twoStageFlows replaces the sample flow with two stages of one SRE lead
+// each: alice answers the first, bob the second (an approver counts once).
+const twoStageFlows = `{"flows": {"two-sre-leads": {"stages": [
+  {"name": "lead", "groups": ["sre-leads"], "required": 1, "deadline": "30m"},
+  {"name": "second-lead", "groups": ["sre-leads"], "required": 1, "deadline": "30m"}
+]}}}`
+
+// serveWith creates a setup with 'writ init', writes flows.json, and runs
+// 'writ serve' on it on a free port until cleanup. It returns the
+// directory and the server URL.
+func serveWith(t *testing.T, flows string) (string, string) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "writ")
+	_, _, err := writ(t, "init", "--dir", dir)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "flows.json"), []byte(flows), 0o600))
+	ctx, cancel := context.WithCancel(context.Background())
+	var out, errOut syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"serve", "--dir", dir, "--port", "-1", "--log-level", "warn"}, &out, &errOut)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			assert.NoError(t, err, "serve should stop cleanly; stderr: %s", errOut.String())
+		case <-time.After(30 * time.Second):
+			t.Error("serve did not stop")
+		}
+	})
+	re := regexp.MustCompile(`listening on (nats://[0-9.:]+)`)
+	require.Eventually(t, func() bool { return strings.Contains(out.String(), "Ctrl-C stops") }, 15*time.Second, 20*time.Millisecond,
+		"serve did not start: %s %s", out.String(), errOut.String())
+	m := re.FindStringSubmatch(out.String())
+	require.NotNil(t, m, out.String())
+	return dir, m[1]
+}
+
+func TestApprovalsWatchLineModeVotes(t *testing.T) {
+	dir, url := serveWith(t, twoStageFlows)
+	creds := func(name string) string { return filepath.Join(dir, "creds", name+".creds") }
+	cmd := func(args ...string) []string { return append(args, "--dir", dir, "--server", url) }
+
+	// alice watches, in line mode, with commands on stdin.
+	stdin, typeIn := io.Pipe()
+	var out, errOut syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- approvals(ctx, cmd("watch", "--creds", creds("alice")), stdin, &out, &errOut) }()
+	defer func() {
+		cancel()
+		typeIn.Close()
+		select {
+		case err := <-done:
+			assert.NoError(t, err)
+		case <-time.After(10 * time.Second):
+			t.Error("watch did not stop")
+		}
+	}()
+	require.Eventually(t, func() bool { return strings.Contains(out.String(), "Watching for requests") }, 10*time.Second, 20*time.Millisecond, errOut.String())
+
+	stdout, _, err := writ(t, cmd("request", "--creds", creds("carol"), "--action", "restart", "--resource", "prod/db",
+		"--reason", "replication stuck", "--param", "replica=2")...)
+	require.NoError(t, err)
+	id := strings.TrimSpace(stdout)
+
+	// The pending request appears with its facts.
+	require.Eventually(t, func() bool { return strings.Contains(out.String(), "PENDING  "+id) }, 10*time.Second, 20*time.Millisecond, out.String())
+	pending := lineWith(out.String(), "PENDING  "+id)
+	for _, want := range []string{"acme/carol (origin acme) wants restart on acme/prod/db", "urgency=normal",
+		"two-sre-leads: stage 1/2 'lead', 0 of 1 from sre-leads", "approved by: nobody yet", `reason="replication stuck"`, "params=replica=2", "digest=sha256:"} {
+		assert.Contains(t, pending, want)
+	}
+
+	// A command that cannot be carried out says why, and the watch goes on.
+	_, err = fmt.Fprintf(typeIn, "deny %s\n", id)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return strings.Contains(errOut.String(), "deny needs a reason") }, 5*time.Second, 20*time.Millisecond)
+
+	// alice approves from the watch; the request moves to its second stage,
+	// which is no longer hers to answer.
+	_, err = fmt.Fprintf(typeIn, "approve %s fine by me\n", id)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return strings.Contains(out.String(), "RESULT   approved "+id) }, 10*time.Second, 20*time.Millisecond, out.String()+errOut.String())
+	assert.Contains(t, lineWith(out.String(), "RESULT   approved "+id), "still pending: two-sre-leads: stage 2/2 'second-lead', 0 of 1")
+	require.Eventually(t, func() bool { return strings.Contains(out.String(), "ANSWERED "+id) }, 10*time.Second, 20*time.Millisecond, out.String())
+
+	// bob sees the same facts, with alice's approval, as JSON.
+	stdout, _, err = writ(t, cmd("approvals", "list", "--json", "--creds", creds("bob"))...)
+	require.NoError(t, err)
+	var list []map[string]any
+	require.NoError(t, json.Unmarshal([]byte(stdout), &list), stdout)
+	require.Len(t, list, 1)
+	got := list[0]
+	assert.Equal(t, id, got["request_id"])
+	assert.Equal(t, "pending", got["status"])
+	assert.Equal(t, "acme/carol", got["requester"])
+	assert.Equal(t, "acme", got["origin_domain"])
+	assert.Regexp(t, `^sha256:`, got["request_digest"])
+	assert.NotEmpty(t, got["deadline"])
+	assert.Equal(t, map[string]any{
+		"requester": "acme/carol", "action": "restart", "resource": "prod/db",
+		"params": map[string]any{"replica": "2"}, "reason": "replication stuck", "urgency": "normal",
+	}, got["requested"])
+	flows := got["flows"].([]any)
+	require.Len(t, flows, 1)
+	flow := flows[0].(map[string]any)
+	assert.Equal(t, "two-sre-leads", flow["name"])
+	assert.EqualValues(t, 2, flow["stage"])
+	stages := flow["stages"].([]any)
+	require.Len(t, stages, 2)
+	assert.Equal(t, "done", stages[0].(map[string]any)["state"])
+	assert.Equal(t, []any{"acme/alice"}, stages[0].(map[string]any)["approvals"])
+	assert.Equal(t, "open", stages[1].(map[string]any)["state"])
+	assert.NotEmpty(t, stages[1].(map[string]any)["deadline"])
+	votes := got["votes"].([]any)
+	require.Len(t, votes, 1)
+	assert.Equal(t, "acme/alice", votes[0].(map[string]any)["voter"])
+	assert.Equal(t, "approve", votes[0].(map[string]any)["decision"])
+	assert.Equal(t, "fine by me", votes[0].(map[string]any)["reason"])
+
+	stdout, _, err = writ(t, cmd("approvals", "list", "--creds", creds("bob"))...)
+	require.NoError(t, err)
+	assert.Contains(t, stdout, "PENDING "+id)
+	assert.Contains(t, stdout, "approved by: acme/alice")
+
+	// bob approves; alice's watch sees the request end.
+	_, _, err = writ(t, cmd("approve", id, "--creds", creds("bob"))...)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		stdout, _, err := writ(t, cmd("request", "show", id, "--json")...)
+		return err == nil && strings.Contains(stdout, `"status": "granted"`)
+	}, 10*time.Second, 50*time.Millisecond)
+
+	stdout, _, err = writ(t, cmd("request", "show", id, "--json")...)
+	require.NoError(t, err)
+	var show map[string]any
+	require.NoError(t, json.Unmarshal([]byte(stdout), &show), stdout)
+	assert.Equal(t, "granted", show["status"])
+	assert.Equal(t, pendingDigest(pending), show["request_digest"], "the digest alice was shown is the one on record")
+	grant := show["grant"].(map[string]any)
+	assert.Regexp(t, `^sha256:`, grant["token_hash"])
+	assert.NotEmpty(t, grant["expires_at"])
+	assert.Len(t, show["votes"], 2)
+	assert.Equal(t, []any{"developers-restart-prod"}, show["evaluation"].(map[string]any)["reasons"])
+
+	stdout, _, err = writ(t, cmd("request", "show", id)...)
+	require.NoError(t, err)
+	for _, want := range []string{"GRANTED", "1. lead", "2. second-lead", "approved by acme/alice", "approved by acme/bob", "vote #", "grant:", "digest:"} {
+		assert.Contains(t, stdout, want)
+	}
+	_, _, err = writ(t, cmd("request", "show")...)
+	assert.Equal(t, exitUsage, exitCode(err))
+}
+
+func lineWith(text, sub string) string {
+	for l := range strings.SplitSeq(text, "\n") {
+		if strings.Contains(l, sub) {
+			return l
+		}
+	}
+	return ""
+}
+
+func pendingDigest(line string) string {
+	_, d, _ := strings.Cut(line, "digest=")
+	return d
+}
+
+func TestRequestWaitExitCodes(t *testing.T) {
+	// The sample flow with a two-second deadline, so that one expires.
+	dir, url := serveWith(t, strings.Replace(twoStageFlows, `"deadline": "30m"`, `"deadline": "2s"`, 1))
+	creds := func(name string) string { return filepath.Join(dir, "creds", name+".creds") }
+	cmd := func(args ...string) []string { return append(args, "--dir", dir, "--server", url) }
+
+	// A stranger: a domain this setup does not trust.
+	other := filepath.Join(t.TempDir(), "globex")
+	_, _, err := writ(t, "init", "--dir", other, "--domain", "globex")
+	require.NoError(t, err)
+
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		code   int
+		stderr []string
+	}{
+		{"granted", []string{"--creds", creds("deploy-bot"), "--action", "deploy", "--resource", "staging/web"}, 0,
+			[]string{"evaluated: allow by bots-deploy-staging", "granted (bots-deploy-staging)"}},
+		{"denied by policy", []string{"--creds", creds("carol"), "--action", "drop-database", "--resource", "prod/db"}, 3,
+			[]string{"evaluated: deny by no-prod-database-drop"}},
+		{"expired", []string{"--creds", creds("carol"), "--action", "restart", "--resource", "prod/db"}, 4,
+			[]string{"evaluated: review by developers-restart-prod", "waiting for two-sre-leads: stage 1/2 'lead', 0 of 1", "deadline:", "now expired"}},
+		{"rejected", []string{"--creds", filepath.Join(other, "creds", "carol.creds"), "--domain", "acme", "--action", "restart", "--resource", "prod/db"}, 5,
+			[]string{"rejected:"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, errOut, err := writ(t, cmd(append([]string{"request", "--wait"}, tc.args...)...)...)
+			code := 0
+			if err != nil {
+				code = exitCode(err)
+			}
+			assert.Equal(t, tc.code, code, "%v\n%s", err, errOut)
+			for _, want := range tc.stderr {
+				assert.Contains(t, errOut, want)
+			}
+		})
+	}
+}
+
+func TestRequestWaitShowsVotes(t *testing.T) {
+	dir, url := serveWith(t, twoStageFlows)
+	creds := func(name string) string { return filepath.Join(dir, "creds", name+".creds") }
+	cmd := func(args ...string) []string { return append(args, "--dir", dir, "--server", url) }
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out, errOut syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, cmd("request", "--wait", "--creds", creds("carol"), "--action", "restart", "--resource", "prod/api"), &out, &errOut)
+	}()
+	re := regexp.MustCompile(`request ([0-9a-f-]{36}):`)
+	require.Eventually(t, func() bool { return strings.Contains(errOut.String(), "deadline:") }, 10*time.Second, 20*time.Millisecond, errOut.String())
+	id := re.FindStringSubmatch(errOut.String())[1]
+	_, _, err := writ(t, cmd("approve", id, "--creds", creds("alice"))...)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return strings.Contains(errOut.String(), "stage opened: two-sre-leads: stage 2/2") }, 10*time.Second, 20*time.Millisecond, errOut.String())
+	_, _, err = writ(t, cmd("deny", id, "--creds", creds("bob"), "--reason", "release freeze")...)
+	require.NoError(t, err)
+	err = <-done
+	assert.Equal(t, exitDenied, exitCode(err), "%v", err)
+	text := errOut.String()
+	for _, want := range []string{"vote: acme/alice approves", `vote: acme/bob denies: "release freeze"`, "now denied: denied by acme/bob: release freeze"} {
+		assert.Contains(t, text, want)
+	}
+}
