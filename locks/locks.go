@@ -6,13 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/kvwatch"
 )
 
 // Bucket is the KV bucket of the lock list: part of the wire contract.
@@ -89,70 +89,13 @@ func Set(ctx context.Context, js jetstream.JetStream, t events.LockTarget, unloc
 
 // Watcher keeps the lock list in memory, pushed by the bucket.
 type Watcher struct {
-	js    jetstream.JetStream
-	mu    sync.RWMutex
-	list  map[string]string
-	ready chan struct{}
-	once  sync.Once
+	*kvwatch.Cache[string]
 }
 
 // NewWatcher returns a watcher; Run fills it.
 func NewWatcher(js jetstream.JetStream) *Watcher {
-	return &Watcher{js: js, list: map[string]string{}, ready: make(chan struct{})}
-}
-
-// Run watches the bucket until ctx ends.
-func (w *Watcher) Run(ctx context.Context) error {
-	kv, err := bucket(ctx, w.js)
-	if err != nil {
-		return err
-	}
-	kw, err := kv.WatchAll(ctx)
-	if err != nil {
-		return fmt.Errorf("locks: watch: %w", err)
-	}
-	defer func() { _ = kw.Stop() }()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case e, ok := <-kw.Updates():
-			if !ok {
-				return nil
-			}
-			if e == nil { // the initial values are all in
-				w.once.Do(func() { close(w.ready) })
-				continue
-			}
-			w.mu.Lock()
-			if e.Operation() == jetstream.KeyValuePut {
-				w.list[e.Key()] = string(e.Value())
-			} else {
-				delete(w.list, e.Key())
-			}
-			w.mu.Unlock()
-		}
-	}
-}
-
-// Ready reports whether the initial list is loaded.
-func (w *Watcher) Ready() bool {
-	select {
-	case <-w.ready:
-		return true
-	default:
-		return false
-	}
-}
-
-// WaitReady waits until the initial list is loaded.
-func (w *Watcher) WaitReady(ctx context.Context) error {
-	select {
-	case <-w.ready:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	open := func(ctx context.Context) (jetstream.KeyValue, error) { return bucket(ctx, js) }
+	return &Watcher{kvwatch.New(open, func(_ string, v []byte) string { return string(v) })}
 }
 
 // Check returns ErrLocked (with the reason) when the principal, its key or
@@ -162,8 +105,6 @@ func (w *Watcher) Check(p identity.Principal) error {
 	if !w.Ready() {
 		return ErrNotReady
 	}
-	w.mu.RLock()
-	defer w.mu.RUnlock()
 	for _, t := range []events.LockTarget{
 		{Type: events.LockPrincipal, Name: p.ID()},
 		{Type: events.LockKey, Name: p.Key},
@@ -173,7 +114,7 @@ func (w *Watcher) Check(p identity.Principal) error {
 		if err != nil || t.Name == "" {
 			continue
 		}
-		if reason, ok := w.list[key]; ok {
+		if reason, ok := w.Get(key); ok {
 			return fmt.Errorf("%w: %s %s: %s", ErrLocked, t.Type, t.Name, reason)
 		}
 	}

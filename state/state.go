@@ -8,13 +8,13 @@ import (
 	"fmt"
 	"maps"
 	"strings"
-	"sync"
 	"unicode/utf8"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/kvwatch"
 )
 
 // Bucket is the KV bucket of resource and domain state: part of the wire
@@ -219,74 +219,19 @@ type entry struct {
 
 // Watcher keeps the bucket in memory, pushed by the bucket.
 type Watcher struct {
-	js    jetstream.JetStream
-	mu    sync.RWMutex
-	list  map[string]entry
-	ready chan struct{}
-	once  sync.Once
+	*kvwatch.Cache[entry]
 }
 
 // NewWatcher returns a watcher; Run fills it.
 func NewWatcher(js jetstream.JetStream) *Watcher {
-	return &Watcher{js: js, list: map[string]entry{}, ready: make(chan struct{})}
-}
-
-// Run watches the bucket until ctx ends.
-func (w *Watcher) Run(ctx context.Context) error {
-	kv, err := bucket(ctx, w.js)
-	if err != nil {
-		return err
-	}
-	kw, err := kv.WatchAll(ctx)
-	if err != nil {
-		return fmt.Errorf("state: watch: %w", err)
-	}
-	defer func() { _ = kw.Stop() }()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case e, ok := <-kw.Updates():
-			if !ok {
-				return nil
-			}
-			if e == nil { // the initial values are all in
-				w.once.Do(func() { close(w.ready) })
-				continue
-			}
-			w.mu.Lock()
-			if e.Operation() == jetstream.KeyValuePut {
-				attrs, err := decode(e.Value())
-				if err != nil {
-					err = fmt.Errorf("%w: %s: %w", ErrMalformed, e.Key(), err)
-				}
-				w.list[e.Key()] = entry{attrs: attrs, err: err}
-			} else {
-				delete(w.list, e.Key())
-			}
-			w.mu.Unlock()
+	open := func(ctx context.Context) (jetstream.KeyValue, error) { return bucket(ctx, js) }
+	return &Watcher{kvwatch.New(open, func(key string, v []byte) entry {
+		attrs, err := decode(v)
+		if err != nil {
+			err = fmt.Errorf("%w: %s: %w", ErrMalformed, key, err)
 		}
-	}
-}
-
-// Ready reports whether the initial state is loaded.
-func (w *Watcher) Ready() bool {
-	select {
-	case <-w.ready:
-		return true
-	default:
-		return false
-	}
-}
-
-// WaitReady waits until the initial state is loaded.
-func (w *Watcher) WaitReady(ctx context.Context) error {
-	select {
-	case <-w.ready:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+		return entry{attrs: attrs, err: err}
+	})}
 }
 
 // Get returns a copy of a resource's state: empty when it has none, nil
@@ -327,8 +272,6 @@ func (w *Watcher) Lookup(domain, path string) (resource, dom map[string]string, 
 	if !w.Ready() {
 		return nil, nil, ErrNotReady
 	}
-	w.mu.RLock()
-	defer w.mu.RUnlock()
 	if resource, err = w.copyOf(rk); err != nil {
 		return nil, nil, err
 	}
@@ -346,14 +289,12 @@ func (w *Watcher) lookup(domain, path string) (map[string]string, error) {
 	if !w.Ready() {
 		return nil, ErrNotReady
 	}
-	w.mu.RLock()
-	defer w.mu.RUnlock()
 	return w.copyOf(key)
 }
 
-// copyOf is called with w.mu held.
+// copyOf returns a copy of key's attributes, empty when it has none.
 func (w *Watcher) copyOf(key string) (map[string]string, error) {
-	e, ok := w.list[key]
+	e, ok := w.Cache.Get(key)
 	if !ok {
 		return map[string]string{}, nil
 	}
