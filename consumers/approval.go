@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -96,7 +97,7 @@ func (a *Approval) sweep(ctx context.Context) error {
 	expired := 0
 	for _, id := range overdue {
 		err := a.c.react(ctx, a.c.env.Domain, id, 0, func(_ context.Context, h *history, _ events.Record) (*effect, error) {
-			if e := a.next(h); e != nil && (e.kind == events.KindExpired || e.kind == events.KindEscalated) {
+			if e := a.next(h); e != nil && (e.kind == events.KindExpired || e.kind == events.KindEscalated || e.kind == events.KindAlerted) {
 				expired++
 				return e, nil
 			}
@@ -136,7 +137,7 @@ func (a *Approval) decide(ctx context.Context, h *history, this events.Record) (
 	case events.KindLock:
 		return a.lock(ctx, h, this)
 	case events.KindVoted:
-		if _, done := h.state.Answered[this.Seq]; !done && (h.state.Status.IsPending() || h.state.ReviewOpen()) && !a.permitted(h, this.Seq) {
+		if _, done := h.state.Answered[this.Seq]; !done && (h.state.Status.IsPending() || h.state.ReviewOpen()) && a.rejected(h)[this.Seq] {
 			return refuse(h, this, fmt.Errorf("%w: %s", request.ErrNotPermitted, this.Principal.ID())), nil
 		}
 	}
@@ -237,48 +238,55 @@ func reasonOf(st request.State) string {
 	return strings.Join(parts, ", ")
 }
 
-// permitted reports whether policy lets the voter of the vote at seq
-// answer the stage it counted in (Action::"approve"; policy.MayApprove).
-func (a *Approval) permitted(h *history, seq uint64) bool {
-	var prior []events.Record
-	var vote *request.Vote
-	for _, r := range h.records {
-		if r.Seq >= seq {
-			break
-		}
-		prior = append(prior, r)
-	}
-	for i := range h.state.Votes {
-		if h.state.Votes[i].Seq == seq {
-			vote = &h.state.Votes[i]
-		}
-	}
-	if vote == nil {
-		return true // not a counted vote: nothing to permit
-	}
-	before, _ := request.Fold(prior)
+// rejected lists the counted votes that policy does not let count
+// (Action::"approve"), by sequence. Votes are judged in stream order, each
+// against the state the earlier permitted votes leave, and a vote must be
+// permitted in every flow it would count in: the fold counts a vote in all
+// of them. The history is small, so each vote refolds its prefix.
+func (a *Approval) rejected(h *history) map[uint64]bool {
+	out := map[uint64]bool{}
 	st := h.state
-	for _, p := range before.Progress() {
-		if !p.WouldCount(vote.Voter, st.Domain) {
-			continue
+	for _, v := range st.Votes {
+		var prior []events.Record
+		for _, r := range h.records {
+			if r.Seq >= v.Seq {
+				break
+			}
+			prior = append(prior, r)
 		}
-		d := a.policies.MayApprove(policy.ApproveInput{
-			Approver: vote.Voter, Domain: st.Domain, RequestID: st.ID, Requester: st.Requester,
-			Action: st.Request.Action, Resource: st.Request.Resource, Urgency: st.Request.Urgency,
-			Flow: p.Flow.Name, Stage: p.Flow.Stages[p.Stage].Name, Time: vote.At,
-		})
-		if d.Outcome == policy.OutcomeAllow {
-			return true
+		before, _ := request.Fold(prior)
+		// Without the votes judged away here, and those refused already
+		// (their refusal comes later in the stream than they do).
+		before = before.WithoutVotes(func(w request.Vote) bool { return out[w.Seq] || st.Answered[w.Seq] != "" })
+		counted := false
+		for _, p := range before.Progress() {
+			if !p.WouldCount(v.Voter, st.Domain) {
+				continue
+			}
+			counted = true
+			d := a.policies.MayApprove(policy.ApproveInput{
+				Approver: v.Voter, Domain: st.Domain, RequestID: st.ID, Requester: st.Requester,
+				Action: st.Request.Action, Resource: st.Request.Resource, Urgency: st.Request.Urgency,
+				Flow: p.Flow.Name, Stage: p.Flow.Stages[p.Stage].Name, Time: v.At,
+			})
+			if d.Outcome != policy.OutcomeAllow {
+				out[v.Seq] = true
+				break
+			}
+		}
+		if !counted {
+			out[v.Seq] = true
 		}
 	}
-	return false
+	return out
 }
 
 // next is the approval decision for the state now, if there is one. Only
 // the votes policy lets count are counted, whatever order replicas see
 // them in.
 func (a *Approval) next(h *history) *effect {
-	st := h.state.WithoutVotes(func(v request.Vote) bool { return !a.permitted(h, v.Seq) })
+	rejected := a.rejected(h)
+	st := h.state.WithoutVotes(func(v request.Vote) bool { return rejected[v.Seq] })
 	if st.ReviewOpen() {
 		// Break-glass: granted at once (by the issuer), loudly, and
 		// reviewed after the fact.
@@ -325,7 +333,9 @@ func (a *Approval) schedule(ctx context.Context, st request.State) error {
 	msg.Header.Set("Nats-Schedule-Target", fireSubject(st.Domain, st.ID))
 	// Keyed like event ids, so that nobody else can take this id first and
 	// have the real schedule dropped as a duplicate.
-	tag, err := events.KeyedTag(a.c.key, st.ID+".deadline\x00"+at.Format(time.RFC3339Nano))
+	// Keyed on the state too: the same time, due again after an escalation,
+	// must not be dropped as a duplicate of the schedule that just fired.
+	tag, err := events.KeyedTag(a.c.key, st.ID+".deadline\x00"+at.Format(time.RFC3339Nano)+"\x00"+strconv.FormatUint(st.LastSeq, 10))
 	if err != nil {
 		return err
 	}

@@ -183,6 +183,9 @@ func (s State) NextDue() time.Time {
 		return time.Time{}
 	}
 	d := s.Deadline()
+	if s.ReviewOpen() {
+		return d // a break-glass review does not escalate: it is overdue at its deadline
+	}
 	for _, p := range s.Progress() {
 		if t, ok := p.EscalationDue(); ok && (d.IsZero() || t.Before(d)) {
 			d = t

@@ -87,7 +87,7 @@ func TestApprovalsWatchLineModeVotes(t *testing.T) {
 	require.Eventually(t, func() bool { return strings.Contains(out.String(), "PENDING  "+id) }, 10*time.Second, 20*time.Millisecond, out.String())
 	pending := lineWith(out.String(), "PENDING  "+id)
 	for _, want := range []string{"acme/carol (origin acme) wants restart on acme/prod/db", "urgency=normal",
-		"two-sre-leads: stage 1/2 'lead', 0 of 1 from sre-leads", "approved by: nobody yet", `reason="replication stuck"`, "params=replica=2", "digest=sha256:"} {
+		"two-sre-leads: stage 1/2 'lead', 0 of 1 from sre-leads", "approved by: nobody yet", `reason="replication stuck"`, "params=replica=\"2\"", "digest=sha256:"} {
 		assert.Contains(t, pending, want)
 	}
 

@@ -5,6 +5,7 @@ import (
 	"io"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -283,7 +284,9 @@ func params(p map[string]string) string {
 	sort.Strings(keys)
 	var parts []string
 	for _, k := range keys {
-		parts = append(parts, k+"="+p[k])
+		// Quoted: a requester's values must not reach an approver's
+		// terminal as escape sequences, newlines or look-alike pairs.
+		parts = append(parts, k+"="+strconv.Quote(p[k]))
 	}
 	return strings.Join(parts, " ")
 }
@@ -303,7 +306,7 @@ func writeFacts(w io.Writer, v requestView, now time.Time, indent string) {
 			line("reason", fmt.Sprintf("%q", r.Reason))
 		}
 		if r.Ticket != "" {
-			line("ticket", r.Ticket)
+			line("ticket", strconv.Quote(r.Ticket))
 		}
 		line("urgency", r.Urgency)
 		if r.TTLSeconds > 0 {

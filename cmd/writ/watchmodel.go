@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -292,7 +293,7 @@ func pendingLine(v requestView, now time.Time) string {
 		line += fmt.Sprintf("  reason=%q", r.Reason)
 	}
 	if r.Ticket != "" {
-		line += "  ticket=" + r.Ticket
+		line += "  ticket=" + strconv.Quote(r.Ticket)
 	}
 	if len(r.Params) > 0 {
 		line += "  params=" + params(r.Params)

@@ -48,7 +48,7 @@ func TestWatchModelRendersTheFacts(t *testing.T) {
 	assert.Contains(t, line, "PENDING  r1")
 	screen := m.Render(modelNow.Add(90*time.Second), 0)
 	for _, want := range []string{
-		"globex/carol (origin domain globex)", "restart", "acme/prod/db", "replica=2", `"replication stuck"`,
+		"globex/carol (origin domain globex)", "restart", "acme/prod/db", `replica="2"`, `"replication stuck"`,
 		"INC-7", "high", "ttl:", "10m0s",
 		"lead-then-security: stage 1/2 'lead', 0 of 1 from team-leads",
 		"(in 8m30s)", "approved by: nobody yet", "sha256:r1-digest",
@@ -137,4 +137,13 @@ func TestWatchModelCommands(t *testing.T) {
 func TestDecodeKeys(t *testing.T) {
 	assert.Equal(t, []string{keyUp, keyDown, "a", keyEsc, keyEnter, keyBackspace, keyCtrlC, "é"},
 		decodeKeys([]byte("\x1b[A\x1b[Ba\x1b\r\x7f\x03é\x1b[1;5C")))
+}
+
+// What a requester writes reaches the approver's screen quoted: no escape
+// sequence, newline or look-alike key=value can pass for something else.
+func TestRequesterTextIsQuoted(t *testing.T) {
+	evil := map[string]string{"table": "users\x1b[2A\x1b[2K  action:     read-table", "x": "a b=c"}
+	got := params(evil)
+	assert.NotContains(t, got, "\x1b")
+	assert.Equal(t, `table="users\x1b[2A\x1b[2K  action:     read-table" x="a b=c"`, got)
 }
