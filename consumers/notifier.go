@@ -338,18 +338,36 @@ func DeadLetterStreamConfig(name, domain string, replicas int) jetstream.StreamC
 	}
 }
 
-// DeadLetterSubject is where the dead letters of a request go.
-func DeadLetterSubject(domain, id string) string { return deadLetterPrefix + "." + domain + "." + id }
-
-// Run consumes events and deliveries until ctx ends.
-func (n *Notifier) Run(ctx context.Context) error {
-	d := n.env.Domain
+func (n *Notifier) ensureStreams(ctx context.Context, d string) error {
 	for _, sc := range []jetstream.StreamConfig{
 		NotifyStreamConfig(n.cfg.Queue, d, n.env.Streams.Replicas),
 		DeadLetterStreamConfig(n.cfg.DeadLetter, d, n.env.Streams.Replicas),
 	} {
 		if _, err := n.js.CreateOrUpdateStream(ctx, sc); err != nil {
 			return fmt.Errorf("consumers: notifier: stream %s: %w", sc.Name, err)
+		}
+	}
+	return nil
+}
+
+// DeadLetterSubject is where the dead letters of a request go.
+func DeadLetterSubject(domain, id string) string { return deadLetterPrefix + "." + domain + "." + id }
+
+// Run consumes events and deliveries until ctx ends. Notifications never
+// stop the pipeline: when its streams cannot be made, the notifier says so
+// and tries again, and returns only when ctx ends.
+func (n *Notifier) Run(ctx context.Context) error {
+	d := n.env.Domain
+	for attempt := uint64(1); ; attempt++ {
+		err := n.ensureStreams(ctx, d)
+		if err == nil {
+			break
+		}
+		n.log.Error("notifier cannot start; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff(min(attempt, 8))):
 		}
 	}
 	filters := make([]string, len(notifiedKinds))
