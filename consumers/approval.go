@@ -314,6 +314,7 @@ type timerBody struct {
 	Domain    string    `json:"domain"`
 	RequestID string    `json:"request_id"`
 	At        time.Time `json:"at"`
+	LastSeq   uint64    `json:"last_seq"` // the history the schedule was made from
 }
 
 // schedule makes the timer stream fire when something next happens by
@@ -327,7 +328,15 @@ func (a *Approval) schedule(ctx context.Context, st request.State) error {
 		return nil
 	}
 	at := due.UTC()
-	body, _ := json.Marshal(timerBody{Domain: st.Domain, RequestID: st.ID, At: at})
+	// A replica holding an older history must not replace the schedule a
+	// newer one made (it could move the next firing later).
+	if last, err := a.timers.GetLastMsgForSubject(ctx, scheduleSubject(st.Domain, st.ID)); err == nil {
+		var prev timerBody
+		if json.Unmarshal(last.Data, &prev) == nil && prev.LastSeq > st.LastSeq {
+			return nil
+		}
+	}
+	body, _ := json.Marshal(timerBody{Domain: st.Domain, RequestID: st.ID, At: at, LastSeq: st.LastSeq})
 	msg := &nats.Msg{Subject: scheduleSubject(st.Domain, st.ID), Data: body, Header: nats.Header{}}
 	msg.Header.Set("Nats-Schedule", "@at "+at.Format(time.RFC3339Nano))
 	msg.Header.Set("Nats-Schedule-Target", fireSubject(st.Domain, st.ID))

@@ -67,7 +67,7 @@ func (i *Issuer) Run(ctx context.Context) error {
 		events.Prefix+"."+d+".*."+events.KindEvaluated.String(),
 		events.Prefix+"."+d+".*."+events.KindApproved.String())
 	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return i.locks.Run(ctx) })
+	g.Go(func() error { return keepWatching(ctx, i.c.log, "lock list", i.locks.Run) })
 	g.Go(func() error {
 		return consume(ctx, i.c.js, i.c.env.Streams.Name, cfg, i.c.env.Workers, i.c.log, i.handle)
 	})

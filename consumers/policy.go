@@ -49,8 +49,8 @@ func (p *Policy) Run(ctx context.Context) error {
 	cfg := durableConfig(DurablePolicy+p.c.env.Domain+p.c.env.DurableSuffix,
 		events.Prefix+"."+p.c.env.Domain+".*."+events.KindRequested.String())
 	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return p.locks.Run(ctx) })
-	g.Go(func() error { return p.state.Run(ctx) })
+	g.Go(func() error { return keepWatching(ctx, p.c.log, "lock list", p.locks.Run) })
+	g.Go(func() error { return keepWatching(ctx, p.c.log, "resource state", p.state.Run) })
 	g.Go(func() error {
 		return consume(ctx, p.c.js, p.c.env.Streams.Name, cfg, p.c.env.Workers, p.c.log, p.handle)
 	})

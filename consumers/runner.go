@@ -190,3 +190,21 @@ func durableConfig(name string, filters ...string) jetstream.ConsumerConfig {
 		MaxAckPending:  1024,
 	}
 }
+
+// keepWatching runs a KV watcher until ctx ends, starting it again when it
+// stops (the server restarted, the bucket was re-created): a component
+// that reads it must never be left waiting on a watcher that quit.
+func keepWatching(ctx context.Context, log *slog.Logger, what string, run func(context.Context) error) error {
+	for attempt := uint64(1); ; attempt++ {
+		err := run(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		log.Warn("watcher stopped; starting it again", "watching", what, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff(min(attempt, 6))):
+		}
+	}
+}
