@@ -14,8 +14,6 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/writ-dev/writ/callout"
-	"github.com/writ-dev/writ/config"
-	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/redeem"
 )
 
@@ -49,26 +47,13 @@ func runCallout(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if *signerFile == "" {
 		return usageError("--signer is required: the seed of the auth_callout issuer account key")
 	}
-	cfg, err := config.Load(c.dir)
-	if err != nil {
-		return fmt.Errorf("no Writ setup in %s (%v): the callout needs the domain's trust bundle and redeemer key", c.dir, err)
-	}
-	rt, err := cfg.Open()
+	rt, bundle, err := c.redeemer("the callout needs the domain's trust bundle and redeemer key")
 	if err != nil {
 		return err
 	}
-	if rt.RedeemerKey == nil {
-		return fmt.Errorf("the configuration in %s names no redeemer key (keys.redeemer)", c.dir)
-	}
-	bundle := rt.Bundle
-	if c.trust != "" {
-		if bundle, err = identity.LoadBundle(c.trust); err != nil {
-			return err
-		}
-	}
 	stream := c.stream
 	if stream == "" {
-		stream = cfg.Stream.Name
+		stream = rt.Config.Stream.Name
 	}
 	signer, err := readSeed(*signerFile)
 	if err != nil {
@@ -103,7 +88,7 @@ func runCallout(ctx context.Context, args []string, stdout, stderr io.Writer) er
 
 	wurl := *writServer
 	if wurl == "" {
-		wurl = "nats://" + cfg.Listen
+		wurl = "nats://" + rt.Config.Listen
 	}
 	wopts := []nats.Option{nats.Name("writ-callout-redeemer"), nats.Timeout(5 * time.Second), nats.MaxReconnects(-1)}
 	if *writCreds != "" {
@@ -123,7 +108,7 @@ func runCallout(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	r, err := callout.New(callout.Config{
 		Conn: target,
 		Redeem: redeem.Config{
-			NC: wnc, Domain: cfg.Domain, Bundle: bundle, Key: rt.RedeemerKey, Stream: stream, Logger: logger,
+			NC: wnc, Domain: rt.Config.Domain, Bundle: bundle, Key: rt.RedeemerKey, Stream: stream, Logger: logger,
 		},
 		Signer: signer, Account: *account, XKey: xkey, Prefix: *prefix, Logger: logger,
 	})
@@ -131,7 +116,7 @@ func runCallout(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	fmt.Fprintf(stdout, "answering auth callout for domain %s on %s (subjects %s.%s.<action>.<resource>)\n",
-		cfg.Domain, c.server, *prefix, cfg.Domain)
+		rt.Config.Domain, c.server, *prefix, rt.Config.Domain)
 	return r.Run(ctx)
 }
 

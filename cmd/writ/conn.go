@@ -111,3 +111,27 @@ func lookup(ctx context.Context, cl *client.Client, id string) (*client.Request,
 	}
 	return cl.Load(ctx, domain, id)
 }
+
+// redeemer loads the Writ directory's configuration for a command that
+// redeems grants: it needs the redeemer key, and the trust bundle (--trust
+// overrides the directory's).
+func (c *conn) redeemer(purpose string) (*config.Runtime, *identity.Bundle, error) {
+	cfg, err := config.Load(c.dir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("no Writ setup in %s (%v): %s", c.dir, err, purpose)
+	}
+	rt, err := cfg.Open()
+	if err != nil {
+		return nil, nil, err
+	}
+	if rt.RedeemerKey == nil {
+		return nil, nil, fmt.Errorf("the configuration in %s names no redeemer key (keys.redeemer)", c.dir)
+	}
+	bundle := rt.Bundle
+	if c.trust != "" {
+		if bundle, err = identity.LoadBundle(c.trust); err != nil {
+			return nil, nil, err
+		}
+	}
+	return rt, bundle, nil
+}

@@ -178,22 +178,9 @@ func grantRedeem(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	cfg, err := config.Load(c.dir)
-	if err != nil {
-		return fmt.Errorf("no Writ setup in %s (%v): redeeming needs the domain's redeemer key", c.dir, err)
-	}
-	rt, err := cfg.Open()
+	rt, bundle, err := c.redeemer("redeeming needs the domain's redeemer key")
 	if err != nil {
 		return err
-	}
-	if rt.RedeemerKey == nil {
-		return fmt.Errorf("the configuration in %s names no redeemer key (keys.redeemer)", c.dir)
-	}
-	bundle := rt.Bundle
-	if c.trust != "" {
-		if bundle, err = identity.LoadBundle(c.trust); err != nil {
-			return err
-		}
 	}
 	who, nc, _, err := c.openAs()
 	if err != nil {
@@ -202,10 +189,10 @@ func grantRedeem(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	defer nc.Close()
 	stream := c.stream
 	if stream == "" {
-		stream = cfg.Stream.Name
+		stream = rt.Config.Stream.Name
 	}
 	r, err := redeem.New(redeem.Config{
-		NC: nc, Domain: cfg.Domain, Bundle: bundle, Key: rt.RedeemerKey,
+		NC: nc, Domain: rt.Config.Domain, Bundle: bundle, Key: rt.RedeemerKey,
 		Service: *service, Stream: stream, Leeway: *leeway,
 	})
 	if err != nil {
