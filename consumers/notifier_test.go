@@ -282,10 +282,13 @@ func TestNotifierDeadLettersAfterLastRetry(t *testing.T) {
 
 	js, err := jetstream.New(e.NC)
 	require.NoError(t, err)
-	dl, err := js.Stream(t.Context(), consumers.DefaultDeadLetterStream)
-	require.NoError(t, err)
 	var raw *jetstream.RawStreamMsg
 	require.Eventually(t, func() bool {
+		// The notifier makes its streams as it starts, alongside the rest.
+		dl, err := js.Stream(t.Context(), consumers.DefaultDeadLetterStream)
+		if err != nil {
+			return false
+		}
 		raw, err = dl.GetLastMsgForSubject(t.Context(), consumers.DeadLetterSubject(writtest.Domain, id))
 		return err == nil
 	}, 10*time.Second, 20*time.Millisecond, "a dead letter after the last try")

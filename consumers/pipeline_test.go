@@ -213,3 +213,29 @@ func TestLostTimerIsSweptAtStart(t *testing.T) {
 	r = e.Settle(id)
 	assert.Equal(t, request.StatusExpired, r.State.Status)
 }
+
+// The policy set and flows the pipeline decides with are in the trail,
+// once, exactly as loaded: any evaluation can be re-run from the stream.
+func TestPolicySetIsRecordedOnce(t *testing.T) {
+	e := writtest.Start(t, writtest.Options{NoServe: true})
+	stop := e.Serve("")
+	id := e.Request("carol", client.Spec{Action: "drop-database", Resource: "prod/db"})
+	ev := e.Settle(id).State.Evaluation
+	pid := events.PolicyID(ev.PolicyDigest, ev.FlowsDigest)
+	r, err := e.Client.Load(t.Context(), writtest.Domain, pid)
+	require.NoError(t, err)
+	require.Len(t, r.Records, 1)
+	require.True(t, r.Records[0].Valid(), "%v", r.Records[0].Err)
+	rec := r.State.Policy
+	require.NotNil(t, rec)
+	assert.Equal(t, ev.PolicyDigest, events.Digest([]byte(rec.PolicySource)), "the recorded text is what the digest covers")
+	assert.Equal(t, ev.FlowsDigest, events.Digest([]byte(rec.FlowsSource)))
+	assert.Contains(t, rec.PolicySource, `@id("no-prod-database-drop")`)
+
+	stop()
+	e.Serve("") // a restart records nothing new
+	e.Settle(e.Request("deploy-bot", client.Spec{Action: "deploy", Resource: "staging/web"}))
+	r, err = e.Client.Load(t.Context(), writtest.Domain, pid)
+	require.NoError(t, err)
+	assert.Len(t, r.Records, 1)
+}

@@ -3,6 +3,7 @@ package consumers
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -15,6 +16,7 @@ import (
 	"github.com/writ-dev/writ/policy"
 	"github.com/writ-dev/writ/request"
 	"github.com/writ-dev/writ/state"
+	"github.com/writ-dev/writ/store"
 )
 
 // Policy validates requests and evaluates them against the Cedar policies:
@@ -48,6 +50,9 @@ func NewPolicy(env Env, key nkeys.KeyPair, policies *policy.Set, flows *policy.F
 func (p *Policy) Run(ctx context.Context) error {
 	cfg := durableConfig(DurablePolicy+p.c.env.Domain+p.c.env.DurableSuffix,
 		events.Prefix+"."+p.c.env.Domain+".*."+events.KindRequested.String())
+	if err := p.record(ctx); err != nil {
+		return err
+	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return keepWatching(ctx, p.c.log, "lock list", p.locks.Run) })
 	g.Go(func() error { return keepWatching(ctx, p.c.log, "resource state", p.state.Run) })
@@ -55,6 +60,31 @@ func (p *Policy) Run(ctx context.Context) error {
 		return consume(ctx, p.c.js, p.c.env.Streams.Name, cfg, p.c.env.Workers, p.c.log, p.handle)
 	})
 	return g.Wait()
+}
+
+// record puts the policy set and flows this consumer decides with into the
+// trail, once (their id derives from their digests), so that every
+// evaluation can be re-run from the stream alone.
+func (p *Policy) record(ctx context.Context) error {
+	id := events.PolicyID(p.policies.Digest(), p.flows.Digest())
+	st := request.State{Domain: p.c.env.Domain, ID: id}
+	data := &events.Policy{
+		PolicyDigest: p.policies.Digest(), PolicySource: string(p.policies.Source()),
+		FlowsDigest: p.flows.Digest(), FlowsSource: string(p.flows.Source()),
+	}
+	if n := len(data.PolicySource) + len(data.FlowsSource) + 4096; n > p.c.env.MaxBody {
+		return fmt.Errorf("consumers: the policy set and flows (about %d bytes) do not fit one event of at most %d: raise limits.max_event_bytes", n, p.c.env.MaxBody)
+	}
+	_, err := p.c.emit(ctx, st, events.KindPolicy, "", data)
+	switch {
+	case err == nil:
+		p.c.log.Info("recorded the policy set", attrRequest, id, "policy_digest", data.PolicyDigest)
+	case store.IsConflict(err):
+		// Recorded already, by an earlier start or another replica.
+	default:
+		return fmt.Errorf("consumers: record the policy set: %w", err)
+	}
+	return nil
 }
 
 func (p *Policy) handle(ctx context.Context, m jetstream.Msg) error {

@@ -3,6 +3,8 @@ package events
 import (
 	"reflect"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // PrincipalRef names a principal: its domain and its name.
@@ -285,4 +287,24 @@ type Alerted struct {
 type Reviewed struct {
 	Prev      string         `json:"prev"`
 	Approvers []PrincipalRef `json:"approvers"`
+}
+
+// Policy records a policy set and flows file exactly as the pipeline loaded
+// them, so that any evaluation can be re-run from the trail. It lives under
+// its own id, derived from the two digests (PolicyID), once.
+type Policy struct {
+	Prev         string `json:"prev"`
+	PolicyDigest string `json:"policy_digest"`
+	PolicySource string `json:"policy_source"`
+	FlowsDigest  string `json:"flows_digest"`
+	FlowsSource  string `json:"flows_source"`
+}
+
+// policyNamespace is the UUID namespace of policy record ids.
+var policyNamespace = uuid.MustParse("6f3c2d3e-7a71-4c0e-9a35-5b2f3e8d0c11")
+
+// PolicyID is the id a policy set and flows are recorded under: the same
+// for the same texts, so they are recorded once.
+func PolicyID(policyDigest, flowsDigest string) string {
+	return uuid.NewSHA1(policyNamespace, []byte(policyDigest+"\x00"+flowsDigest)).String()
 }

@@ -212,6 +212,8 @@ func (f *fixture) sample(k events.Kind) any {
 		return &events.Revoke{Prev: d1, Domain: "acme", By: bob, Identity: f.bob.JWT, Reason: "wrong database"}
 	case events.KindLock:
 		return &events.Lock{Prev: d1, Domain: "acme", By: bob, Identity: f.bob.JWT, Target: events.LockTarget{Type: events.LockPrincipal, Name: "acme/carol"}, Reason: "laptop stolen"}
+	case events.KindPolicy:
+		return &events.Policy{Prev: "", PolicyDigest: d1, PolicySource: "permit (principal, action, resource);", FlowsDigest: d2, FlowsSource: `{"flows": {}}`}
 	case events.KindAlerted:
 		return &events.Alerted{Prev: d1, Alert: events.AlertBreakGlass, Reason: "INC-7: critical, granted at once"}
 	case events.KindReviewed:
@@ -250,7 +252,7 @@ var allKinds = []events.Kind{
 	events.KindRequested, events.KindRejected, events.KindEvaluated, events.KindVoted,
 	events.KindApproved, events.KindDenied, events.KindExpired, events.KindGranted, events.KindRefused,
 	events.KindRedeemed, events.KindRevoked, events.KindRevoke, events.KindLock, events.KindLocked, events.KindEscalated,
-	events.KindAlerted, events.KindReviewed,
+	events.KindAlerted, events.KindReviewed, events.KindPolicy,
 }
 
 // seal signs data as an acme event of kind k with kp and returns the stored message.

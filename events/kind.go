@@ -25,6 +25,7 @@ const (
 	KindEscalated
 	KindAlerted  // something people must look at: break-glass use, an overdue review
 	KindReviewed // a break-glass grant's after-the-fact review is complete
+	KindPolicy   // a policy set and flows, as loaded, recorded once under an id of their own
 )
 
 var kindNames = [...]string{
@@ -46,6 +47,7 @@ var kindNames = [...]string{
 	KindEscalated: "escalated",
 	KindAlerted:   "alerted",
 	KindReviewed:  "reviewed",
+	KindPolicy:    "policy",
 }
 
 // The CloudEvents types, one per kind and version. These are the wire names;
@@ -68,6 +70,7 @@ const (
 	TypeEscalated = "writ.request.escalated.v1"
 	TypeAlerted   = "writ.request.alerted.v1"
 	TypeReviewed  = "writ.request.reviewed.v1"
+	TypePolicy    = "writ.request.policy.v1"
 )
 
 var kindTypes = [...]string{
@@ -88,6 +91,7 @@ var kindTypes = [...]string{
 	KindEscalated: TypeEscalated,
 	KindAlerted:   TypeAlerted,
 	KindReviewed:  TypeReviewed,
+	KindPolicy:    TypePolicy,
 }
 
 // String returns the subject token of the kind.

@@ -169,7 +169,7 @@ func (c Checker) checkPrincipal(r *Record, now time.Time) error {
 // "" for principal kinds and for refusals, which any component may emit.
 func RoleFor(k Kind) identity.Role {
 	switch k {
-	case KindRejected, KindEvaluated:
+	case KindRejected, KindEvaluated, KindPolicy:
 		return identity.RolePolicy
 	case KindApproved, KindDenied, KindExpired:
 		return identity.RoleApproval
@@ -221,6 +221,8 @@ func NewData(k Kind) any {
 		return new(Alerted)
 	case KindReviewed:
 		return new(Reviewed)
+	case KindPolicy:
+		return new(Policy)
 	}
 	return nil
 }

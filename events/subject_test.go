@@ -33,6 +33,7 @@ func TestKind(t *testing.T) {
 		{events.KindEscalated, "escalated", events.TypeEscalated, false},
 		{events.KindAlerted, "alerted", events.TypeAlerted, false},
 		{events.KindReviewed, "reviewed", events.TypeReviewed, false},
+		{events.KindPolicy, "policy", events.TypePolicy, false},
 	}
 	require.Len(t, tests, len(allKinds))
 	for _, tt := range tests {

@@ -19,6 +19,7 @@ import (
 type Flows struct {
 	flows  map[string]events.Flow
 	digest string
+	source []byte
 }
 
 // FlowConfig is a flow as written in the flows file.
@@ -78,7 +79,7 @@ func ParseFlows(b []byte) (*Flows, error) {
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("%w: flows: unexpected data after the flows object", ErrLoad)
 	}
-	out := &Flows{flows: map[string]events.Flow{}, digest: events.Digest(b)}
+	out := &Flows{flows: map[string]events.Flow{}, digest: events.Digest(b), source: slices.Clone(b)}
 	var errs []error
 	for name, fc := range f.Flows {
 		fl, err := fc.compile(name, f.Directory)
@@ -183,6 +184,9 @@ func stageSize(st events.Stage, directory map[string][]string) (int, bool) {
 
 // Digest identifies the flows document's exact text.
 func (f *Flows) Digest() string { return f.digest }
+
+// Source returns the text the digest covers.
+func (f *Flows) Source() []byte { return slices.Clone(f.source) }
 
 // Resolve returns the flows named, as recorded in an evaluation, and the
 // request's first deadline: the earliest first-stage deadline of those

@@ -70,6 +70,9 @@ type State struct {
 	Review        *events.Reviewed
 	ReviewOverdue bool
 
+	// Policy is set on a policy record's own history.
+	Policy *events.Policy
+
 	// Lock and LockDone are set on a lock's own history.
 	Lock     *events.Lock
 	LockSeq  uint64
@@ -137,7 +140,7 @@ func Apply(s State, r events.Record) (State, error) {
 	}
 	switch d := r.Data.(type) {
 	case *events.Requested:
-		if s.Status != StatusNone || s.Lock != nil {
+		if s.Status != StatusNone || s.Lock != nil || s.Policy != nil {
 			return s, fmt.Errorf("%w: second request on one id", ErrIllegal)
 		}
 		s.Status = StatusRequested
@@ -246,9 +249,14 @@ func Apply(s State, r events.Record) (State, error) {
 			return s, fmt.Errorf("%w: redeemed a token this request was not granted", ErrUnjustified)
 		}
 		s.Status, s.RedeemedAt = StatusRedeemed, At(r)
+	case *events.Policy:
+		if s.Status != StatusNone || s.Lock != nil || s.Policy != nil {
+			return s, fmt.Errorf("%w: a policy record has an id of its own, once", ErrIllegal)
+		}
+		s.Policy = d
 	case *events.Lock:
 		// A lock lives on an id of its own: the ask, then the answer.
-		if s.Status != StatusNone || s.Lock != nil {
+		if s.Status != StatusNone || s.Lock != nil || s.Policy != nil {
 			return s, fmt.Errorf("%w: a lock has an id of its own", ErrIllegal)
 		}
 		s.Lock, s.LockSeq = d, r.Seq
