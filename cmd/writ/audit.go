@@ -14,12 +14,15 @@ import (
 )
 
 func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "export" {
+		return runAuditExport(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "replay" {
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			fmt.Fprintln(stderr, "Usage: writ audit replay [--request ID] [--domain D] [--json]")
+			fmt.Fprintln(stderr, "Usage: writ audit replay [--request ID] [--domain D] [--json] | writ audit export [--format jsonl|csv] [--domain D]")
 			return nil
 		}
-		return usageError("usage: writ audit replay [--request ID] [--domain D] [--json]")
+		return usageError("usage: writ audit replay [--request ID] [--domain D] [--json] | writ audit export [--format jsonl|csv]")
 	}
 	fs := newFlags("audit replay", "audit replay [--request ID] [--domain D] [--json]", stderr)
 	var c conn

@@ -73,7 +73,7 @@ func commands() []command {
 		{"unlock", "lift a lock", runUnlock},
 		{"state", "'state set|get|delete DOMAIN[/PATH]': the resource and domain state policies read", runState},
 		{"grant", "'grant show ID' opens your grant; 'grant verify TOKEN' checks one; 'grant redeem TOKEN' uses it", runGrant},
-		{"audit", "'audit replay': each request's history, in order", runAudit},
+		{"audit", "'audit replay': each request's history, in order; 'audit export': JSON lines or CSV for a SIEM", runAudit},
 		{"trust", "'trust add|list|remove|revoke': the domains and keys this setup trusts", runTrust},
 		{"identity", "'identity issue' mints a principal's .creds; 'identity show' describes one", runIdentity},
 		{"callout", "answer a NATS server's auth callout with grants: the server enforces them", runCallout},

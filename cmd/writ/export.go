@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/writ-dev/writ/client"
+	"github.com/writ-dev/writ/request"
+)
+
+// exportRecord is one event as exported for a SIEM: what it is, who
+// signed it, and whether it verified (signature by a key entitled to its
+// kind in its domain, schema, identity, chain, and legal in its request's
+// history), with the reason when it did not.
+type exportRecord struct {
+	Seq       uint64          `json:"seq"`
+	Stored    time.Time       `json:"stored"`
+	Time      time.Time       `json:"time"`
+	Domain    string          `json:"domain"`
+	RequestID string          `json:"request_id"`
+	Kind      string          `json:"kind"`
+	Signer    string          `json:"signer,omitempty"`
+	Role      string          `json:"role,omitempty"`
+	Principal string          `json:"principal,omitempty"`
+	Status    string          `json:"status"` // the request's status after this event
+	Verified  bool            `json:"verified"`
+	Problem   string          `json:"problem,omitempty"`
+	Digest    string          `json:"digest"`
+	Event     json.RawMessage `json:"event,omitempty"`
+}
+
+var exportColumns = []string{"seq", "stored", "time", "domain", "request_id", "kind", "signer", "role", "principal", "status", "verified", "problem", "digest"}
+
+func (e exportRecord) row() []string {
+	return []string{
+		strconv.FormatUint(e.Seq, 10), e.Stored.UTC().Format(time.RFC3339Nano), e.Time.UTC().Format(time.RFC3339Nano),
+		e.Domain, e.RequestID, e.Kind, e.Signer, e.Role, e.Principal, e.Status, strconv.FormatBool(e.Verified), e.Problem, e.Digest,
+	}
+}
+
+func runAuditExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("audit export", "audit export [--format jsonl|csv] [--domain D] [--request ID]", stderr)
+	var c conn
+	c.register(fs, "credentials to connect to NATS, if it needs them")
+	format := fs.String("format", "jsonl", "jsonl (one event a line, with the event itself) or csv")
+	domain := fs.String("domain", "", "only this domain's requests")
+	id := fs.String("request", "", "only this request")
+	if _, err := parse(fs, args); err != nil {
+		return err
+	}
+	if *format != "jsonl" && *format != "csv" {
+		return usageError("--format must be jsonl or csv")
+	}
+	nc, cl, err := c.open()
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	var cw *csv.Writer
+	enc := json.NewEncoder(stdout)
+	if *format == "csv" {
+		cw = csv.NewWriter(stdout)
+		if err := cw.Write(exportColumns); err != nil {
+			return err
+		}
+		defer cw.Flush()
+	}
+	write := func(r *client.Request) error {
+		for _, rec := range exportRecords(r) {
+			if cw != nil {
+				if err := cw.Write(rec.row()); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := enc.Encode(rec); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if *id != "" {
+		var r *client.Request
+		if *domain != "" {
+			r, err = cl.Load(ctx, *domain, *id)
+		} else {
+			r, err = lookup(ctx, cl, *id)
+		}
+		if err != nil {
+			return err
+		}
+		return write(r)
+	}
+	return cl.Requests(ctx, *domain, write)
+}
+
+// exportRecords folds a request's history event by event, so that each
+// record carries the status it left the request in.
+func exportRecords(r *client.Request) []exportRecord {
+	out := make([]exportRecord, 0, len(r.Records))
+	var st request.State
+	for _, rec := range r.Records {
+		next, err := request.Apply(st, rec)
+		st = next
+		e := exportRecord{
+			Seq: rec.Seq, Stored: rec.Time, Time: rec.Envelope.Time, Domain: rec.Domain, RequestID: rec.RequestID,
+			Kind: rec.Kind.String(), Signer: rec.Signer, Role: string(rec.Role), Status: st.Status.String(),
+			Verified: err == nil, Digest: rec.Digest,
+		}
+		if rec.Principal != nil {
+			e.Principal = rec.Principal.ID()
+		}
+		if err != nil {
+			e.Problem = request.Code(err) + ": " + err.Error()
+		}
+		if json.Valid(rec.Body) {
+			e.Event = rec.Body
+		}
+		out = append(out, e)
+	}
+	return out
+}
