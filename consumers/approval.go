@@ -244,7 +244,11 @@ func reasonOf(st request.State) string {
 // permitted in every flow it would count in: the fold counts a vote in all
 // of them. The history is small, so each vote refolds its prefix.
 func (a *Approval) rejected(h *history) map[uint64]bool {
+	if h.rejected != nil {
+		return h.rejected
+	}
 	out := map[uint64]bool{}
+	defer func() { h.rejected = out }()
 	st := h.state
 	for _, v := range st.Votes {
 		var prior []events.Record

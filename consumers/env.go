@@ -129,6 +129,8 @@ type history struct {
 	state   request.State
 	errs    map[uint64]error // why each record changed nothing
 	now     time.Time
+
+	rejected map[uint64]bool // votes policy does not let count (approval; computed once)
 }
 
 func (h *history) record(seq uint64) (events.Record, bool) {

@@ -29,21 +29,8 @@ type ApproveInput struct {
 // groups is checked elsewhere; self-approval is refused whatever this
 // says. An evaluation error denies.
 func (s *Set) MayApprove(in ApproveInput) Decision {
-	principal := principalUID(in.Approver)
+	principal, entities := principalEntities(in.Approver)
 	req := cedar.NewEntityUID("Request", cedar.String(in.Domain+"/"+in.RequestID))
-	entities := cedar.EntityMap{}
-	parents := make([]cedar.EntityUID, 0, len(in.Approver.Groups))
-	for _, g := range in.Approver.Groups {
-		uid := groupUID(in.Approver.Domain, g)
-		parents = append(parents, uid)
-		entities[uid] = cedar.Entity{UID: uid}
-	}
-	entities[principal] = cedar.Entity{
-		UID: principal, Parents: cedar.NewEntityUIDSet(parents...),
-		Attributes: cedar.NewRecord(cedar.RecordMap{
-			"domain": cedar.String(in.Approver.Domain), "name": cedar.String(in.Approver.Name),
-		}),
-	}
 	entities[req] = cedar.Entity{UID: req, Attributes: cedar.NewRecord(cedar.RecordMap{
 		"requester":        cedar.String(in.Requester.ID()),
 		"requester_domain": cedar.String(in.Requester.Domain),

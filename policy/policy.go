@@ -283,25 +283,32 @@ func groupUID(domain, g string) cedar.EntityUID {
 	return cedar.NewEntityUID("Group", cedar.String(domain+"/"+g))
 }
 
-// Decide evaluates the input. It never fails: an evaluation error denies.
-func (s *Set) Decide(in Input) Decision {
-	principal := principalUID(in.Principal)
-	resource := cedar.NewEntityUID("Resource", cedar.String(in.Domain+"/"+in.Resource))
-	parents := make([]cedar.EntityUID, 0, len(in.Principal.Groups))
+// principalEntities is a principal as the policies see it: a User whose
+// parents are its groups, with attributes domain and name.
+func principalEntities(p identity.Principal) (cedar.EntityUID, cedar.EntityMap) {
+	uid := principalUID(p)
 	entities := cedar.EntityMap{}
-	for _, g := range in.Principal.Groups {
-		uid := groupUID(in.Principal.Domain, g)
-		parents = append(parents, uid)
-		entities[uid] = cedar.Entity{UID: uid}
+	parents := make([]cedar.EntityUID, 0, len(p.Groups))
+	for _, g := range p.Groups {
+		gid := groupUID(p.Domain, g)
+		parents = append(parents, gid)
+		entities[gid] = cedar.Entity{UID: gid}
 	}
-	entities[principal] = cedar.Entity{
-		UID:     principal,
+	entities[uid] = cedar.Entity{
+		UID:     uid,
 		Parents: cedar.NewEntityUIDSet(parents...),
 		Attributes: cedar.NewRecord(cedar.RecordMap{
-			"domain": cedar.String(in.Principal.Domain),
-			"name":   cedar.String(in.Principal.Name),
+			"domain": cedar.String(p.Domain),
+			"name":   cedar.String(p.Name),
 		}),
 	}
+	return uid, entities
+}
+
+// Decide evaluates the input. It never fails: an evaluation error denies.
+func (s *Set) Decide(in Input) Decision {
+	principal, entities := principalEntities(in.Principal)
+	resource := cedar.NewEntityUID("Resource", cedar.String(in.Domain+"/"+in.Resource))
 	entities[resource] = cedar.Entity{
 		UID: resource,
 		Attributes: cedar.NewRecord(cedar.RecordMap{

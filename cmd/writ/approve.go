@@ -42,7 +42,7 @@ func vote(ctx context.Context, name string, approve bool, args []string, stdout,
 	}
 	defer nc.Close()
 	id := pos[0]
-	r, err := lookup(ctx, cl, id)
+	r, err := lookup(ctx, cl, "", id)
 	if err != nil {
 		return err
 	}

@@ -46,12 +46,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return nil
 	}
 	if *id != "" {
-		var r *client.Request
-		if *domain != "" {
-			r, err = cl.Load(ctx, *domain, *id)
-		} else {
-			r, err = lookup(ctx, cl, *id)
-		}
+		r, err := lookup(ctx, cl, *domain, *id)
 		if err != nil {
 			return err
 		}

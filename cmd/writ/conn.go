@@ -103,11 +103,14 @@ func (c *conn) openAs() (*identity.Identity, *nats.Conn, *client.Client, error) 
 	return who, nc, cl, nil
 }
 
-// lookup finds a request by id alone and loads its history.
-func lookup(ctx context.Context, cl *client.Client, id string) (*client.Request, error) {
-	domain, err := cl.Find(ctx, id)
-	if err != nil {
-		return nil, err
+// lookup loads a request's history: in domain, or, when domain is "",
+// wherever the id is found in the connection's own stream.
+func lookup(ctx context.Context, cl *client.Client, domain, id string) (*client.Request, error) {
+	if domain == "" {
+		var err error
+		if domain, err = cl.Find(ctx, id); err != nil {
+			return nil, err
+		}
 	}
 	return cl.Load(ctx, domain, id)
 }

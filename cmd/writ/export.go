@@ -84,12 +84,7 @@ func runAuditExport(ctx context.Context, args []string, stdout, stderr io.Writer
 		return nil
 	}
 	if *id != "" {
-		var r *client.Request
-		if *domain != "" {
-			r, err = cl.Load(ctx, *domain, *id)
-		} else {
-			r, err = lookup(ctx, cl, *id)
-		}
+		r, err := lookup(ctx, cl, *domain, *id)
 		if err != nil {
 			return err
 		}

@@ -51,7 +51,7 @@ func grantShow(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer nc.Close()
-	r, err := lookup(ctx, cl, pos[0])
+	r, err := lookup(ctx, cl, "", pos[0])
 	if err != nil {
 		return err
 	}

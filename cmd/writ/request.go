@@ -223,12 +223,7 @@ func runRequestShow(ctx context.Context, args []string, stdout, stderr io.Writer
 		return err
 	}
 	defer nc.Close()
-	var r *client.Request
-	if *domain != "" {
-		r, err = cl.Load(ctx, *domain, pos[0])
-	} else {
-		r, err = lookup(ctx, cl, pos[0])
-	}
+	r, err := lookup(ctx, cl, *domain, pos[0])
 	if err != nil {
 		return err
 	}

@@ -34,7 +34,7 @@ func runRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	defer nc.Close()
 	id, d := pos[0], *domain
 	if d == "" {
-		r, err := lookup(ctx, cl, id)
+		r, err := lookup(ctx, cl, "", id)
 		if err != nil {
 			return err
 		}
