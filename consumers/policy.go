@@ -134,7 +134,7 @@ func (p *Policy) decide(_ context.Context, h *history, this events.Record) (*eff
 // denies.
 func (p *Policy) evaluate(st request.State, now time.Time, res, dom map[string]string, stateErr error) *events.Evaluated {
 	req := st.Request
-	in := policy.Input{
+	ev := policy.Evaluate(p.policies, p.flows, policy.Input{
 		Principal: st.Requester,
 		Action:    req.Action,
 		Domain:    st.Domain,
@@ -151,39 +151,8 @@ func (p *Policy) evaluate(st request.State, now time.Time, res, dom map[string]s
 			ResourceState: res,
 			DomainState:   dom,
 		},
-	}
-	var d policy.Decision // deny
-	if stateErr != nil {
-		d.Errors = []string{stateErr.Error()}
-	} else {
-		d = p.policies.Decide(in)
-	}
-	ev := &events.Evaluated{
-		Prev:         st.LastDigest,
-		Reasons:      append([]string{}, d.Reasons...),
-		Errors:       d.Errors,
-		PolicyDigest: p.policies.Digest(),
-		FlowsDigest:  p.flows.Digest(),
-		Principal: events.EvaluatedPrincipal{
-			Domain: st.Requester.Domain, Name: st.Requester.Name,
-			Key: st.Requester.Key, Groups: st.Requester.Groups,
-		},
-		Context:       in.Context.Record(),
-		MaxTTLSeconds: int64(d.MaxTTL / time.Second),
-		BreakGlass:    d.BreakGlass,
-	}
-	if d.Outcome == policy.OutcomeReview || (d.BreakGlass && d.Outcome == policy.OutcomeAllow) {
-		flows, deadline, err := p.flows.Resolve(d.Flows, now)
-		if err != nil {
-			d.Outcome = policy.OutcomeDeny
-			ev.Errors = append(ev.Errors, err.Error())
-		} else {
-			// Under break-glass, granted at once: the flows are the
-			// mandatory review after the fact.
-			ev.Flows, ev.ExpiresAt = flows, &deadline
-		}
-	}
-	ev.Outcome = d.Outcome.String()
+	}, stateErr)
+	ev.Prev = st.LastDigest
 	return ev
 }
 

@@ -220,7 +220,7 @@ func (c Context) Record() map[string]any {
 		"origin":      c.Origin,
 		"ttl_seconds": int64(c.TTL / time.Second),
 		"params":      params,
-		"now":         c.Time.UTC().Format(time.RFC3339),
+		"now":         c.Time.UTC().Format(time.RFC3339Nano),
 	}
 	// Absent means empty: records of requests that met no state stay as
 	// they were before state existed.
