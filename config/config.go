@@ -57,6 +57,9 @@ type Config struct {
 	// Notify configures the notifier's webhooks; nil (absent) runs no
 	// notifier unless components names it.
 	Notify *Notify `json:"notify,omitempty"`
+	// Audit configures the auditor, which signs checkpoints of the audit
+	// stream; nil (absent, as in setups made before it existed) runs none.
+	Audit *Audit `json:"audit,omitempty"`
 	dir    string
 }
 
@@ -89,6 +92,18 @@ type Keys struct {
 	// Redeemer is the key of this domain's grant-consuming services (the
 	// sample target service and `writ grant redeem` use it).
 	Redeemer string `json:"redeemer,omitempty"`
+	// Auditor signs checkpoints; needed when the audit section is present.
+	Auditor string `json:"auditor,omitempty"`
+}
+
+// Audit configures the auditor component.
+type Audit struct {
+	// CheckpointInterval is how often a checkpoint is made when the stream
+	// has grown ("0s": only on demand, by writ audit checkpoint).
+	CheckpointInterval Duration `json:"checkpoint_interval"`
+	// Witness names other domains whose checkpoints this domain records in
+	// its own trail, so that theirs cannot be deleted or rewritten unseen.
+	Witness []string `json:"witness,omitempty"`
 }
 
 // Grants bound grant lifetimes.
@@ -113,7 +128,9 @@ func Default(domain string) Config {
 		Keys: Keys{
 			Policy: "keys/policy.nk", Approval: "keys/approval.nk",
 			Issuer: "keys/issuer.nk", IssuerXKey: "keys/issuer.xk", Redeemer: "keys/redeemer.nk",
+			Auditor: "keys/auditor.nk",
 		},
+		Audit:    &Audit{CheckpointInterval: Duration(time.Minute)},
 		Trust:    "trust.json",
 		Policies: "policies",
 		Flows:    "flows.json",
@@ -130,6 +147,7 @@ func Load(dir string) (*Config, error) {
 		return nil, err
 	}
 	c := Default("")
+	c.Audit = nil // absent means none: setups made before the auditor existed have no key for it
 	if err := json.Unmarshal(b, &c); err != nil {
 		return nil, fmt.Errorf("config: %s: %w", path, err)
 	}
@@ -178,6 +196,19 @@ func (c *Config) Validate() error {
 		for d, secret := range f.Spokes {
 			if !identity.ValidDomainName(d) || len(secret) < 16 {
 				errs = append(errs, fmt.Errorf("federation: spoke %q needs a domain name and a secret of 16 characters or more", d))
+			}
+		}
+	}
+	if a := c.Audit; a != nil {
+		if a.CheckpointInterval < 0 || (a.CheckpointInterval > 0 && a.CheckpointInterval < Duration(time.Second)) {
+			errs = append(errs, errors.New("audit.checkpoint_interval must be 0s (on demand only) or at least 1s"))
+		}
+		if c.Keys.Auditor == "" {
+			errs = append(errs, errors.New("audit needs keys.auditor, the auditor's seed"))
+		}
+		for _, d := range a.Witness {
+			if !identity.ValidDomainName(d) || d == c.Domain {
+				errs = append(errs, fmt.Errorf("audit.witness: %q is not another domain's name", d))
 			}
 		}
 	}

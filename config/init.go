@@ -63,7 +63,7 @@ func Init(dir, domain string) (*Config, error) {
 	d := &identity.Domain{Accounts: []string{accountPub}, Components: map[identity.Role][]string{}}
 	for role, path := range map[identity.Role]string{
 		identity.RolePolicy: c.Keys.Policy, identity.RoleApproval: c.Keys.Approval, identity.RoleIssuer: c.Keys.Issuer,
-		identity.RoleRedeemer: c.Keys.Redeemer,
+		identity.RoleRedeemer: c.Keys.Redeemer, identity.RoleAuditor: c.Keys.Auditor,
 	} {
 		kp, err := nkeys.CreateServer()
 		if err != nil {
@@ -132,6 +132,7 @@ type Runtime struct {
 	IssuerKey   nkeys.KeyPair
 	IssuerXKey  nkeys.KeyPair
 	RedeemerKey nkeys.KeyPair // nil when the configuration names none
+	AuditorKey  nkeys.KeyPair // nil when the configuration has no audit section
 	Policies    *policy.Set
 	Flows       *policy.Flows
 }
@@ -156,6 +157,11 @@ func (c *Config) Open() (*Runtime, error) {
 	}
 	if c.Keys.Redeemer != "" {
 		if r.RedeemerKey, err = identity.LoadSeed(c.Path(c.Keys.Redeemer)); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.Audit != nil {
+		if r.AuditorKey, err = identity.LoadSeed(c.Path(c.Keys.Auditor)); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -308,3 +308,49 @@ var policyNamespace = uuid.MustParse("6f3c2d3e-7a71-4c0e-9a35-5b2f3e8d0c11")
 func PolicyID(policyDigest, flowsDigest string) string {
 	return uuid.NewSHA1(policyNamespace, []byte(policyDigest+"\x00"+flowsDigest)).String()
 }
+
+// Checkpoint is a signed head of the Merkle tree (RFC 6962) whose leaves are
+// the audit stream's messages, in stream order, from its first: anyone who
+// holds a checkpoint can tell whether the stream still holds exactly what
+// it covered. Every checkpoint of a domain lives under one id
+// (CheckpointID), chained by prev, so that each covers the one before it.
+type Checkpoint struct {
+	Prev     string    `json:"prev"`
+	Stream   string    `json:"stream"`
+	TreeSize uint64    `json:"tree_size"` // leaves: the messages covered
+	FirstSeq uint64    `json:"first_seq"` // stream sequence of the first leaf
+	LastSeq  uint64    `json:"last_seq"`  // stream sequence of the last leaf
+	LastTime time.Time `json:"last_time"` // when the stream stored the last leaf
+	Root     string    `json:"root"`      // "sha256:<hex>"
+	// Frontier is the compact range of the tree (the roots of its perfect
+	// subtrees, left to right), from which the next checkpoint continues
+	// without reading the stream again.
+	Frontier []string `json:"frontier"`
+}
+
+// Witnessed records, in the witness domain's own trail, a checkpoint another
+// domain published: deleting or rewriting that domain's stream then shows
+// against a record its administrators cannot reach.
+type Witnessed struct {
+	Prev       string `json:"prev"`
+	Domain     string `json:"domain"`     // the domain whose checkpoint this is
+	Seq        uint64 `json:"seq"`        // its sequence in that domain's stream
+	Subject    string `json:"subject"`    // as stored there
+	Signer     string `json:"signer"`     // its auditor's key
+	Signature  string `json:"signature"`  // over Checkpoint
+	Checkpoint string `json:"checkpoint"` // the checkpoint event's body, verbatim
+}
+
+// auditNamespace is the UUID namespace of checkpoint and witness series.
+var auditNamespace = uuid.MustParse("0e5a8f6c-3b1d-4a9e-8c2f-7d4b6a1e9f30")
+
+// CheckpointID is the id under which every checkpoint of domain's stream is
+// recorded.
+func CheckpointID(domain string) string {
+	return uuid.NewSHA1(auditNamespace, []byte("checkpoints\x00"+domain)).String()
+}
+
+// WitnessID is the id under which a witness records domain's checkpoints.
+func WitnessID(domain string) string {
+	return uuid.NewSHA1(auditNamespace, []byte("witnessed\x00"+domain)).String()
+}

@@ -1,6 +1,7 @@
 package events_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -27,6 +28,8 @@ type fixture struct {
 	acct, otherAcct                nkeys.KeyPair
 	policy, approval, issuer       nkeys.KeyPair // acme's components
 	redeemer                       nkeys.KeyPair // acme's grant-consuming service
+	auditor                        nkeys.KeyPair // acme's checkpoint signer
+	auditorPub                     string
 	otherPolicy, otherIssuer       nkeys.KeyPair // other's components
 	stranger                       nkeys.KeyPair // a server key no domain trusts
 	holderXKey                     string
@@ -80,11 +83,13 @@ func newFixture(t testing.TB) *fixture {
 		approval:    mustKey(t, nkeys.CreateServer),
 		issuer:      mustKey(t, nkeys.CreateServer),
 		redeemer:    mustKey(t, nkeys.CreateServer),
+		auditor:     mustKey(t, nkeys.CreateServer),
 		otherPolicy: mustKey(t, nkeys.CreateServer),
 		otherIssuer: mustKey(t, nkeys.CreateServer),
 		stranger:    mustKey(t, nkeys.CreateServer),
 	}
 	f.holderXKey = pub(t, mustKey(t, nkeys.CreateCurveKeys))
+	f.auditorPub = pub(t, f.auditor)
 	otherApproval := mustKey(t, nkeys.CreateServer)
 	f.bundle = &identity.Bundle{Domains: map[string]*identity.Domain{
 		"acme": {
@@ -94,6 +99,7 @@ func newFixture(t testing.TB) *fixture {
 				identity.RoleApproval: {pub(t, f.approval)},
 				identity.RoleIssuer:   {pub(t, f.issuer)},
 				identity.RoleRedeemer: {pub(t, f.redeemer)},
+				identity.RoleAuditor:  {f.auditorPub},
 			},
 		},
 		"other": {
@@ -214,6 +220,11 @@ func (f *fixture) sample(k events.Kind) any {
 		return &events.Lock{Prev: d1, Domain: "acme", By: bob, Identity: f.bob.JWT, Target: events.LockTarget{Type: events.LockPrincipal, Name: "acme/carol"}, Reason: "laptop stolen"}
 	case events.KindPolicy:
 		return &events.Policy{Prev: "", PolicyDigest: d1, PolicySource: "permit (principal, action, resource);", FlowsDigest: d2, FlowsSource: `{"flows": {}}`}
+	case events.KindCheckpoint:
+		return &events.Checkpoint{Prev: d1, Stream: "WRIT", TreeSize: 7, FirstSeq: 1, LastSeq: 7, LastTime: t0, Root: d2, Frontier: []string{d1, d2}}
+	case events.KindWitnessed:
+		return &events.Witnessed{Prev: "", Domain: "globex", Seq: 9, Subject: "writ.globex." + events.CheckpointID("globex") + ".checkpoint",
+			Signer: f.auditorPub, Signature: strings.Repeat("A", 86), Checkpoint: "{}"}
 	case events.KindAlerted:
 		return &events.Alerted{Prev: d1, Alert: events.AlertBreakGlass, Reason: "INC-7: critical, granted at once"}
 	case events.KindReviewed:
@@ -243,6 +254,8 @@ func (f *fixture) signer(k events.Kind) nkeys.KeyPair {
 		return f.approval
 	case identity.RoleRedeemer:
 		return f.redeemer
+	case identity.RoleAuditor:
+		return f.auditor
 	}
 	return f.issuer
 }
@@ -252,7 +265,7 @@ var allKinds = []events.Kind{
 	events.KindRequested, events.KindRejected, events.KindEvaluated, events.KindVoted,
 	events.KindApproved, events.KindDenied, events.KindExpired, events.KindGranted, events.KindRefused,
 	events.KindRedeemed, events.KindRevoked, events.KindRevoke, events.KindLock, events.KindLocked, events.KindEscalated,
-	events.KindAlerted, events.KindReviewed, events.KindPolicy,
+	events.KindAlerted, events.KindReviewed, events.KindPolicy, events.KindCheckpoint, events.KindWitnessed,
 }
 
 // seal signs data as an acme event of kind k with kp and returns the stored message.

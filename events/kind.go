@@ -23,75 +23,83 @@ const (
 	KindLock   // a principal asks to lock (or unlock) a principal, key or domain
 	KindLocked // the approval component locked (or unlocked) it
 	KindEscalated
-	KindAlerted  // something people must look at: break-glass use, an overdue review
-	KindReviewed // a break-glass grant's after-the-fact review is complete
-	KindPolicy   // a policy set and flows, as loaded, recorded once under an id of their own
+	KindAlerted    // something people must look at: break-glass use, an overdue review
+	KindReviewed   // a break-glass grant's after-the-fact review is complete
+	KindPolicy     // a policy set and flows, as loaded, recorded once under an id of their own
+	KindCheckpoint // a signed Merkle tree head over the whole audit stream
+	KindWitnessed  // another domain's checkpoint, as this domain's auditor saw it
 )
 
 var kindNames = [...]string{
-	KindNone:      "",
-	KindRequested: "requested",
-	KindRejected:  "rejected",
-	KindEvaluated: "evaluated",
-	KindVoted:     "voted",
-	KindApproved:  "approved",
-	KindDenied:    "denied",
-	KindExpired:   "expired",
-	KindGranted:   "granted",
-	KindRefused:   "refused",
-	KindRedeemed:  "redeemed",
-	KindRevoked:   "revoked",
-	KindRevoke:    "revoke",
-	KindLock:      "lock",
-	KindLocked:    "locked",
-	KindEscalated: "escalated",
-	KindAlerted:   "alerted",
-	KindReviewed:  "reviewed",
-	KindPolicy:    "policy",
+	KindNone:       "",
+	KindRequested:  "requested",
+	KindRejected:   "rejected",
+	KindEvaluated:  "evaluated",
+	KindVoted:      "voted",
+	KindApproved:   "approved",
+	KindDenied:     "denied",
+	KindExpired:    "expired",
+	KindGranted:    "granted",
+	KindRefused:    "refused",
+	KindRedeemed:   "redeemed",
+	KindRevoked:    "revoked",
+	KindRevoke:     "revoke",
+	KindLock:       "lock",
+	KindLocked:     "locked",
+	KindEscalated:  "escalated",
+	KindAlerted:    "alerted",
+	KindReviewed:   "reviewed",
+	KindPolicy:     "policy",
+	KindCheckpoint: "checkpoint",
+	KindWitnessed:  "witnessed",
 }
 
 // The CloudEvents types, one per kind and version. These are the wire names;
 // never derive them from Go identifiers.
 const (
-	TypeRequested = "writ.request.requested.v1"
-	TypeRejected  = "writ.request.rejected.v1"
-	TypeEvaluated = "writ.request.evaluated.v1"
-	TypeVoted     = "writ.request.voted.v1"
-	TypeApproved  = "writ.request.approved.v1"
-	TypeDenied    = "writ.request.denied.v1"
-	TypeExpired   = "writ.request.expired.v1"
-	TypeGranted   = "writ.request.granted.v1"
-	TypeRefused   = "writ.request.refused.v1"
-	TypeRedeemed  = "writ.request.redeemed.v1"
-	TypeRevoked   = "writ.request.revoked.v1"
-	TypeRevoke    = "writ.request.revoke.v1"
-	TypeLock      = "writ.request.lock.v1"
-	TypeLocked    = "writ.request.locked.v1"
-	TypeEscalated = "writ.request.escalated.v1"
-	TypeAlerted   = "writ.request.alerted.v1"
-	TypeReviewed  = "writ.request.reviewed.v1"
-	TypePolicy    = "writ.request.policy.v1"
+	TypeRequested  = "writ.request.requested.v1"
+	TypeRejected   = "writ.request.rejected.v1"
+	TypeEvaluated  = "writ.request.evaluated.v1"
+	TypeVoted      = "writ.request.voted.v1"
+	TypeApproved   = "writ.request.approved.v1"
+	TypeDenied     = "writ.request.denied.v1"
+	TypeExpired    = "writ.request.expired.v1"
+	TypeGranted    = "writ.request.granted.v1"
+	TypeRefused    = "writ.request.refused.v1"
+	TypeRedeemed   = "writ.request.redeemed.v1"
+	TypeRevoked    = "writ.request.revoked.v1"
+	TypeRevoke     = "writ.request.revoke.v1"
+	TypeLock       = "writ.request.lock.v1"
+	TypeLocked     = "writ.request.locked.v1"
+	TypeEscalated  = "writ.request.escalated.v1"
+	TypeAlerted    = "writ.request.alerted.v1"
+	TypeReviewed   = "writ.request.reviewed.v1"
+	TypePolicy     = "writ.request.policy.v1"
+	TypeCheckpoint = "writ.audit.checkpoint.v1"
+	TypeWitnessed  = "writ.audit.witnessed.v1"
 )
 
 var kindTypes = [...]string{
-	KindRequested: TypeRequested,
-	KindRejected:  TypeRejected,
-	KindEvaluated: TypeEvaluated,
-	KindVoted:     TypeVoted,
-	KindApproved:  TypeApproved,
-	KindDenied:    TypeDenied,
-	KindExpired:   TypeExpired,
-	KindGranted:   TypeGranted,
-	KindRefused:   TypeRefused,
-	KindRedeemed:  TypeRedeemed,
-	KindRevoked:   TypeRevoked,
-	KindRevoke:    TypeRevoke,
-	KindLock:      TypeLock,
-	KindLocked:    TypeLocked,
-	KindEscalated: TypeEscalated,
-	KindAlerted:   TypeAlerted,
-	KindReviewed:  TypeReviewed,
-	KindPolicy:    TypePolicy,
+	KindRequested:  TypeRequested,
+	KindRejected:   TypeRejected,
+	KindEvaluated:  TypeEvaluated,
+	KindVoted:      TypeVoted,
+	KindApproved:   TypeApproved,
+	KindDenied:     TypeDenied,
+	KindExpired:    TypeExpired,
+	KindGranted:    TypeGranted,
+	KindRefused:    TypeRefused,
+	KindRedeemed:   TypeRedeemed,
+	KindRevoked:    TypeRevoked,
+	KindRevoke:     TypeRevoke,
+	KindLock:       TypeLock,
+	KindLocked:     TypeLocked,
+	KindEscalated:  TypeEscalated,
+	KindAlerted:    TypeAlerted,
+	KindReviewed:   TypeReviewed,
+	KindPolicy:     TypePolicy,
+	KindCheckpoint: TypeCheckpoint,
+	KindWitnessed:  TypeWitnessed,
 }
 
 // String returns the subject token of the kind.

@@ -179,6 +179,8 @@ func RoleFor(k Kind) identity.Role {
 		return identity.RoleRedeemer
 	case KindRevoked, KindLocked, KindEscalated, KindAlerted, KindReviewed:
 		return identity.RoleApproval
+	case KindCheckpoint, KindWitnessed:
+		return identity.RoleAuditor
 	}
 	return ""
 }
@@ -223,6 +225,10 @@ func NewData(k Kind) any {
 		return new(Reviewed)
 	case KindPolicy:
 		return new(Policy)
+	case KindCheckpoint:
+		return new(Checkpoint)
+	case KindWitnessed:
+		return new(Witnessed)
 	}
 	return nil
 }

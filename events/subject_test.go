@@ -34,13 +34,19 @@ func TestKind(t *testing.T) {
 		{events.KindAlerted, "alerted", events.TypeAlerted, false},
 		{events.KindReviewed, "reviewed", events.TypeReviewed, false},
 		{events.KindPolicy, "policy", events.TypePolicy, false},
+		{events.KindCheckpoint, "checkpoint", events.TypeCheckpoint, false},
+		{events.KindWitnessed, "witnessed", events.TypeWitnessed, false},
 	}
 	require.Len(t, tests, len(allKinds))
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			assert.Equal(t, tt.name, tt.kind.String())
 			assert.Equal(t, tt.typ, tt.kind.Type())
-			assert.Equal(t, "writ.request."+tt.name+".v1", tt.kind.Type(), "wire name")
+			ns := "writ.request."
+			if tt.kind == events.KindCheckpoint || tt.kind == events.KindWitnessed {
+				ns = "writ.audit." // about the stream, not a request
+			}
+			assert.Equal(t, ns+tt.name+".v1", tt.kind.Type(), "wire name")
 			assert.Equal(t, tt.byPeople, tt.kind.FromPrincipal())
 			k, err := events.ParseKind(tt.name)
 			require.NoError(t, err)

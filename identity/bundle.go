@@ -21,10 +21,11 @@ const (
 	RoleApproval Role = "approval"
 	RoleIssuer   Role = "issuer"
 	RoleRedeemer Role = "redeemer" // a target domain's service that consumes grants
+	RoleAuditor  Role = "auditor"  // signs checkpoints of the audit stream
 )
 
 // Roles lists every known role, in pipeline order.
-var Roles = []Role{RolePolicy, RoleApproval, RoleIssuer, RoleRedeemer}
+var Roles = []Role{RolePolicy, RoleApproval, RoleIssuer, RoleRedeemer, RoleAuditor}
 
 // ParseRole returns the role named s.
 func ParseRole(s string) (Role, error) {

@@ -270,7 +270,7 @@ func TestBundleValidate(t *testing.T) {
 		{"nil domain", identity.Bundle{Domains: map[string]*identity.Domain{"acme": nil}}, "empty"},
 		{"user key as account", identity.Bundle{Domains: map[string]*identity.Domain{"acme": {Accounts: []string{user}}}}, "not an account public key"},
 		{"server key as account", identity.Bundle{Domains: map[string]*identity.Domain{"acme": {Accounts: []string{server}}}}, "not an account public key"},
-		{"unknown role", identity.Bundle{Domains: map[string]*identity.Domain{"acme": {Components: map[identity.Role][]string{"auditor": {server}}}}}, `unknown role "auditor"`},
+		{"unknown role", identity.Bundle{Domains: map[string]*identity.Domain{"acme": {Components: map[identity.Role][]string{"janitor": {server}}}}}, `unknown role "janitor"`},
 		{"account key as component", identity.Bundle{Domains: map[string]*identity.Domain{"acme": {Components: map[identity.Role][]string{identity.RolePolicy: {account}}}}}, "not a server public key"},
 		{"seed as component", identity.Bundle{Domains: map[string]*identity.Domain{"acme": {Components: map[identity.Role][]string{identity.RolePolicy: {"SNAB"}}}}}, "not a server public key"},
 	}
@@ -288,7 +288,7 @@ func TestBundleValidate(t *testing.T) {
 	t.Run("every error is reported", func(t *testing.T) {
 		b := identity.Bundle{Domains: map[string]*identity.Domain{
 			"Bad": {Accounts: []string{user}},
-			"ok":  {Components: map[identity.Role][]string{"auditor": {user}}},
+			"ok":  {Components: map[identity.Role][]string{"janitor": {user}}},
 		}}
 		err := b.Validate()
 		require.Error(t, err)

@@ -227,8 +227,8 @@ func TestBundleAdd(t *testing.T) {
 		},
 		{
 			name: "unknown role", domain: "acme",
-			add:    identity.Domain{Components: map[identity.Role][]string{"auditor": {newServer}}},
-			errMsg: `unknown role "auditor"`,
+			add:    identity.Domain{Components: map[identity.Role][]string{"janitor": {newServer}}},
+			errMsg: `unknown role "janitor"`,
 		},
 		{
 			name: "invalid domain name", domain: "Globex",

@@ -73,6 +73,11 @@ type State struct {
 	// Policy is set on a policy record's own history.
 	Policy *events.Policy
 
+	// Checkpoint and Witnessed are the latest of a checkpoint series, or of
+	// a witness's series of another domain's checkpoints.
+	Checkpoint *events.Checkpoint
+	Witnessed  *events.Witnessed
+
 	// Lock and LockDone are set on a lock's own history.
 	Lock     *events.Lock
 	LockSeq  uint64
@@ -140,7 +145,7 @@ func Apply(s State, r events.Record) (State, error) {
 	}
 	switch d := r.Data.(type) {
 	case *events.Requested:
-		if s.Status != StatusNone || s.Lock != nil || s.Policy != nil {
+		if s.Status != StatusNone || s.series() {
 			return s, fmt.Errorf("%w: second request on one id", ErrIllegal)
 		}
 		s.Status = StatusRequested
@@ -248,15 +253,36 @@ func Apply(s State, r events.Record) (State, error) {
 		if d.TokenHash != s.Grant.TokenHash {
 			return s, fmt.Errorf("%w: redeemed a token this request was not granted", ErrUnjustified)
 		}
+		// The redeemer's own word on when, within the clock skew a
+		// redeemer may tolerate.
+		if at := r.Envelope.Time; at.After(s.Grant.ExpiresAt.Add(RedeemLeeway)) || at.Before(s.Grant.NotBefore.Add(-RedeemLeeway)) {
+			return s, fmt.Errorf("%w: redeemed at %s, outside the grant's lifetime", ErrUnjustified, at.Format(time.RFC3339))
+		}
 		s.Status, s.RedeemedAt = StatusRedeemed, At(r)
 	case *events.Policy:
-		if s.Status != StatusNone || s.Lock != nil || s.Policy != nil {
+		if s.Status != StatusNone || s.series() {
 			return s, fmt.Errorf("%w: a policy record has an id of its own, once", ErrIllegal)
 		}
 		s.Policy = d
+	case *events.Checkpoint:
+		if s.Status != StatusNone || (s.series() && s.Checkpoint == nil) {
+			return s, fmt.Errorf("%w: checkpoints have an id of their own", ErrIllegal)
+		}
+		if c := s.Checkpoint; c != nil && (d.TreeSize < c.TreeSize || d.LastSeq < c.LastSeq || d.Stream != c.Stream) {
+			return s, fmt.Errorf("%w: checkpoint of %d messages after one of %d", ErrIllegal, d.TreeSize, c.TreeSize)
+		}
+		s.Checkpoint = d
+	case *events.Witnessed:
+		if s.Status != StatusNone || (s.series() && s.Witnessed == nil) {
+			return s, fmt.Errorf("%w: a witness series has an id of its own", ErrIllegal)
+		}
+		if w := s.Witnessed; w != nil && (d.Domain != w.Domain || d.Seq <= w.Seq) {
+			return s, fmt.Errorf("%w: witnessed %s #%d after %s #%d", ErrIllegal, d.Domain, d.Seq, w.Domain, w.Seq)
+		}
+		s.Witnessed = d
 	case *events.Lock:
 		// A lock lives on an id of its own: the ask, then the answer.
-		if s.Status != StatusNone || s.Lock != nil || s.Policy != nil {
+		if s.Status != StatusNone || s.series() {
 			return s, fmt.Errorf("%w: a lock has an id of its own", ErrIllegal)
 		}
 		s.Lock, s.LockSeq = d, r.Seq
@@ -280,6 +306,16 @@ func Apply(s State, r events.Record) (State, error) {
 		return s, fmt.Errorf("%w: %s", ErrIllegal, r.Kind)
 	}
 	return s, nil
+}
+
+// RedeemLeeway is the clock skew a redemption's time may show past its
+// grant's lifetime (issuer.MaxLeeway, the most a redeemer tolerates).
+const RedeemLeeway = 5 * time.Minute
+
+// series reports whether the history is one of the records that live under
+// an id of their own: a policy version, a lock, checkpoints, a witness's.
+func (s State) series() bool {
+	return s.Lock != nil || s.Policy != nil || s.Checkpoint != nil || s.Witnessed != nil
 }
 
 func (s *State) answer(seq uint64, code string) {
