@@ -60,7 +60,7 @@ type Config struct {
 	// Audit configures the auditor, which signs checkpoints of the audit
 	// stream; nil (absent, as in setups made before it existed) runs none.
 	Audit *Audit `json:"audit,omitempty"`
-	dir    string
+	dir   string
 }
 
 // Federation links this domain's embedded NATS to other domains' over
