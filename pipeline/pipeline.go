@@ -26,15 +26,23 @@ var Components = []string{string(identity.RolePolicy), string(identity.RoleAppro
 // webhook, so that setups without one behave as before.
 const Notifier = "notifier"
 
+// Auditor is the auditor component's name; it runs by default when the
+// configuration has an audit section.
+const Auditor = string(identity.RoleAuditor)
+
 // Known lists every component Build knows.
-func Known() []string { return append(slices.Clone(Components), Notifier) }
+func Known() []string { return append(slices.Clone(Components), Notifier, Auditor) }
 
 // Defaults lists the components a runtime runs when none are named.
 func Defaults(rt *config.Runtime) []string {
-	if rt.Config.Notify.Empty() {
-		return slices.Clone(Components)
+	out := slices.Clone(Components)
+	if rt.Config.Audit != nil {
+		out = append(out, Auditor)
 	}
-	return Known()
+	if !rt.Config.Notify.Empty() {
+		out = append(out, Notifier)
+	}
+	return out
 }
 
 // Options adjust how the pipeline runs.
@@ -94,6 +102,14 @@ func Build(nc *nats.Conn, rt *config.Runtime, o Options) (*Pipeline, error) {
 		case string(identity.RoleIssuer):
 			r, err = consumers.NewIssuer(env, rt.IssuerKey, rt.IssuerXKey, consumers.GrantPolicy{
 				DefaultTTL: time.Duration(rt.Config.Grants.DefaultTTL), MaxTTL: time.Duration(rt.Config.Grants.MaxTTL),
+			})
+		case Auditor:
+			a := rt.Config.Audit
+			if a == nil || rt.AuditorKey == nil {
+				return nil, fmt.Errorf("pipeline: the auditor needs an audit section and keys.auditor in %s", config.FileName)
+			}
+			r, err = consumers.NewAuditor(env, rt.AuditorKey, consumers.AuditorConfig{
+				Interval: time.Duration(a.CheckpointInterval), Witness: a.Witness, Federated: rt.Config.Federation != nil,
 			})
 		case Notifier:
 			var cfg consumers.NotifierConfig

@@ -30,7 +30,7 @@ func TestBuild(t *testing.T) {
 
 	p, err := pipeline.Build(nc, rt, pipeline.Options{})
 	require.NoError(t, err)
-	assert.Equal(t, pipeline.Components, p.Names())
+	assert.Equal(t, append(pipeline.Components, pipeline.Auditor), p.Names(), "a new setup has an audit section")
 
 	p, err = pipeline.Build(nc, rt, pipeline.Options{Components: []string{"issuer", "policy"}})
 	require.NoError(t, err)

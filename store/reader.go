@@ -33,9 +33,25 @@ func DomainAPI(d string) string { return "$JS." + d + ".API" }
 var ErrNoStream = errors.New("store: stream not found")
 
 type directGet struct {
-	Seq     uint64 `json:"seq"`
-	NextFor string `json:"next_by_subj"`
-	Batch   int    `json:"batch"`
+	Seq     uint64 `json:"seq,omitempty"`
+	NextFor string `json:"next_by_subj,omitempty"`
+	Batch   int    `json:"batch,omitempty"`
+	LastFor string `json:"last_by_subj,omitempty"`
+}
+
+// Last returns the last message on subject (no wildcards), or nil when
+// there is none.
+func (r Reader) Last(ctx context.Context, subject string) (*events.Message, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+	}
+	msgs, _, err := r.request(ctx, subject, directGet{LastFor: subject})
+	if err != nil || len(msgs) == 0 {
+		return nil, err
+	}
+	return &msgs[0], nil
 }
 
 // Load returns every message matching filter from sequence from on, in order.
@@ -67,13 +83,17 @@ func (r Reader) Load(ctx context.Context, filter string, from uint64) ([]events.
 }
 
 func (r Reader) fetch(ctx context.Context, filter string, from uint64, batch int) ([]events.Message, bool, error) {
+	return r.request(ctx, filter, directGet{Seq: from, NextFor: filter, Batch: batch})
+}
+
+func (r Reader) request(ctx context.Context, filter string, get directGet) ([]events.Message, bool, error) {
 	inbox := r.NC.NewRespInbox()
 	sub, err := r.NC.SubscribeSync(inbox)
 	if err != nil {
 		return nil, false, err
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	req, _ := json.Marshal(directGet{Seq: from, NextFor: filter, Batch: batch})
+	req, _ := json.Marshal(get)
 	prefix := r.APIPrefix
 	if prefix == "" {
 		prefix = "$JS.API"
@@ -126,6 +146,9 @@ func (r Reader) fetch(ctx context.Context, filter string, from uint64, batch int
 			}
 		}
 		out = append(out, events.Message{Subject: subject, Seq: seq, Time: ts, Header: hdr, Body: m.Data})
+		if get.Batch == 0 {
+			return out, false, nil // a single get has no end-of-batch marker
+		}
 	}
 }
 

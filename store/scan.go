@@ -16,6 +16,23 @@ import (
 // up with the stream as it was when Scan started. It holds one batch at a
 // time, so it suits histories of any size.
 func Scan(ctx context.Context, js jetstream.JetStream, stream, filter string, since time.Time, fn func(events.Message) error) error {
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}}
+	if !since.IsZero() {
+		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &since
+	}
+	return scan(ctx, js, stream, cfg, fn)
+}
+
+// ScanFrom is Scan from stream sequence from on.
+func ScanFrom(ctx context.Context, js jetstream.JetStream, stream, filter string, from uint64, fn func(events.Message) error) error {
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}}
+	if from > 1 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, from
+	}
+	return scan(ctx, js, stream, cfg, fn)
+}
+
+func scan(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.OrderedConsumerConfig, fn func(events.Message) error) error {
 	s, err := js.Stream(ctx, stream)
 	if err != nil {
 		return fmt.Errorf("store: stream %s: %w", stream, err)
@@ -28,9 +45,8 @@ func Scan(ctx context.Context, js jetstream.JetStream, stream, filter string, si
 		return nil
 	}
 	last := info.State.LastSeq
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}}
-	if !since.IsZero() {
-		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &since
+	if cfg.OptStartSeq > last {
+		return nil
 	}
 	cons, err := s.OrderedConsumer(ctx, cfg)
 	if err != nil {

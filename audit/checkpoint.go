@@ -1,0 +1,199 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+
+	"github.com/writ-dev/writ/events"
+	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/store"
+)
+
+// Checkpointer keeps the Merkle tree of one domain's audit stream and
+// appends signed checkpoints of it. Replicas may run side by side: each
+// checkpoint is appended only if no other came first (expected last
+// sequence on the checkpoint subject), and a replica that lost the race
+// continues from the winner's.
+type Checkpointer struct {
+	NC     *nats.Conn
+	Stream string
+	Domain string
+	Key    nkeys.KeyPair // the domain's auditor key
+	Bundle *identity.Bundle
+	Clock  func() time.Time
+
+	js     jetstream.JetStream
+	tree   *Tree
+	last   *events.Record // the last checkpoint, nil before the first
+	reader store.Reader
+}
+
+// Made is a checkpoint as appended (or found, when nothing was new).
+type Made struct {
+	Seq        uint64            `json:"seq"`
+	Checkpoint events.Checkpoint `json:"checkpoint"`
+	New        bool              `json:"new"`
+}
+
+// Subject is where domain's checkpoints are recorded.
+func Subject(domain string) string {
+	return events.Subject(domain, events.CheckpointID(domain), events.KindCheckpoint)
+}
+
+func (c *Checkpointer) init() error {
+	if c.js != nil {
+		return nil
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	js, err := jetstream.New(c.NC)
+	if err != nil {
+		return err
+	}
+	c.js, c.reader = js, store.Reader{NC: c.NC, Stream: c.Stream}
+	return nil
+}
+
+// load restores the tree from the last checkpoint in the stream.
+func (c *Checkpointer) load(ctx context.Context) error {
+	m, err := c.reader.Last(ctx, Subject(c.Domain))
+	if err != nil {
+		return err
+	}
+	if m == nil {
+		c.tree, c.last = NewTree(), nil
+		return nil
+	}
+	r := events.Checker{Bundle: c.Bundle}.Inspect(*m, time.Time{})
+	if r.Err != nil {
+		return fmt.Errorf("audit: the last checkpoint (#%d) is not genuine: %w", m.Seq, r.Err)
+	}
+	t, err := Restore(r.Data.(*events.Checkpoint))
+	if err != nil {
+		return err
+	}
+	c.tree, c.last = t, &r
+	return nil
+}
+
+// Checkpoint brings the tree up to the stream's end and appends a
+// checkpoint of it, unless nothing but the last checkpoint was added since.
+func (c *Checkpointer) Checkpoint(ctx context.Context) (*Made, error) {
+	if err := c.init(); err != nil {
+		return nil, err
+	}
+	for attempt := 0; ; attempt++ {
+		if c.tree == nil {
+			if err := c.load(ctx); err != nil {
+				return nil, err
+			}
+		}
+		err := store.ScanFrom(ctx, c.js, c.Stream, ">", c.tree.LastSeq()+1, func(m events.Message) error {
+			return c.tree.Append(m)
+		})
+		if err != nil {
+			c.tree = nil
+			return nil, fmt.Errorf("audit: read the stream: %w", err)
+		}
+		if c.last != nil && c.tree.LastSeq() == c.last.Seq {
+			return &Made{Seq: c.last.Seq, Checkpoint: *c.last.Data.(*events.Checkpoint)}, nil
+		}
+		if c.tree.Size() == 0 {
+			return nil, errors.New("audit: the stream is empty")
+		}
+		made, err := c.append(ctx)
+		if store.IsConflict(err) && attempt < 5 {
+			c.tree = nil // another replica checkpointed: continue from its
+			continue
+		}
+		if err != nil {
+			c.tree = nil
+		}
+		return made, err
+	}
+}
+
+func (c *Checkpointer) append(ctx context.Context) (*Made, error) {
+	root, err := c.tree.Root()
+	if err != nil {
+		return nil, err
+	}
+	cp := &events.Checkpoint{
+		Stream: c.Stream, TreeSize: c.tree.Size(), FirstSeq: c.tree.FirstSeq(), LastSeq: c.tree.LastSeq(),
+		Root: root, Frontier: c.tree.Frontier(), LastTime: c.tree.lastTime,
+	}
+	var lastSeq uint64
+	if c.last != nil {
+		cp.Prev, lastSeq = c.last.Digest, c.last.Seq
+	}
+	out, err := events.Seal(events.Draft{
+		Domain: c.Domain, RequestID: events.CheckpointID(c.Domain), Kind: events.KindCheckpoint,
+		Ordinal: fmt.Sprint(cp.TreeSize), Source: "writ://" + c.Domain + "/auditor", Time: c.Clock(), Data: cp,
+	}, c.Key)
+	if err != nil {
+		return nil, err
+	}
+	seq, err := store.Append(ctx, c.js, c.Stream, out, lastSeq, Subject(c.Domain))
+	if err != nil {
+		return nil, err
+	}
+	// The checkpoint becomes the last one; the tree reads it as a leaf on
+	// the next round.
+	rec := events.Record{Message: events.Message{Subject: out.Subject, Seq: seq, Body: out.Body}, Digest: events.Digest(out.Body), Data: cp}
+	c.last = &rec
+	return &Made{Seq: seq, Checkpoint: *cp, New: true}, nil
+}
+
+// Witness records origin's latest checkpoint in this domain's stream, if
+// it is new; from reaches origin's stream (across leafnodes, its
+// JetStream domain's API prefix). It reports whether it recorded one.
+func (c *Checkpointer) Witness(ctx context.Context, origin string, from store.Reader) (bool, error) {
+	if err := c.init(); err != nil {
+		return false, err
+	}
+	m, err := from.Last(ctx, Subject(origin))
+	if err != nil || m == nil {
+		return false, err
+	}
+	checker := events.Checker{Bundle: c.Bundle}
+	r := checker.Inspect(*m, time.Time{})
+	if r.Err != nil {
+		return false, fmt.Errorf("audit: %s's checkpoint #%d is not genuine: %w", origin, m.Seq, r.Err)
+	}
+	subject := events.Subject(c.Domain, events.WitnessID(origin), events.KindWitnessed)
+	prev, err := c.reader.Last(ctx, subject)
+	if err != nil {
+		return false, err
+	}
+	w := &events.Witnessed{Domain: origin, Seq: m.Seq, Subject: m.Subject, Signer: r.Signer,
+		Signature: first(m.Header, events.HeaderSignature), Checkpoint: string(m.Body)}
+	var lastSeq uint64
+	if prev != nil {
+		pr := checker.Inspect(*prev, time.Time{})
+		if d, ok := pr.Data.(*events.Witnessed); ok && d.Seq >= m.Seq {
+			return false, nil
+		}
+		w.Prev, lastSeq = pr.Digest, prev.Seq
+	}
+	out, err := events.Seal(events.Draft{
+		Domain: c.Domain, RequestID: events.WitnessID(origin), Kind: events.KindWitnessed, Ordinal: fmt.Sprint(m.Seq),
+		Source: "writ://" + c.Domain + "/auditor", Time: c.Clock(), Data: w,
+	}, c.Key)
+	if err != nil {
+		return false, err
+	}
+	if _, err := store.Append(ctx, c.js, c.Stream, out, lastSeq, subject); err != nil {
+		if store.IsConflict(err) {
+			return false, nil // another replica recorded it
+		}
+		return false, err
+	}
+	return true, nil
+}

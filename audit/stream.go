@@ -1,0 +1,59 @@
+package audit
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/writ-dev/writ/events"
+	"github.com/writ-dev/writ/store"
+)
+
+// VerifyStream verifies a live stream from its first message to the last
+// it held when the verification began, reading one batch at a time. The
+// stream's own account of its first sequence is checked too: messages
+// removed from its start show as missing.
+func VerifyStream(ctx context.Context, js jetstream.JetStream, stream string, o Options, progress func(n uint64)) (*Report, error) {
+	if o.Stream == "" {
+		o.Stream = stream
+	}
+	v := NewVerifier(o)
+	err := store.ScanFrom(ctx, js, stream, ">", 1, func(m events.Message) error {
+		v.Add(m)
+		if progress != nil {
+			progress(v.rep.Messages)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("audit: read %s: %w", stream, err)
+	}
+	return v.Finish(), nil
+}
+
+// WitnessHeads returns the checkpoints of domain that witness's stream
+// records (read with reader, which reaches the witness's stream), each
+// checked to be genuine by checker.
+func WitnessHeads(ctx context.Context, reader store.Reader, checker events.Checker, witness, domain string) ([]Head, error) {
+	msgs, err := reader.Load(ctx, events.Subject(witness, events.WitnessID(domain), events.KindWitnessed), 1)
+	if err != nil {
+		return nil, err
+	}
+	var heads []Head
+	for _, m := range msgs {
+		r := checker.Inspect(m, m.Time)
+		if r.Err != nil {
+			return nil, fmt.Errorf("audit: %s's witness record #%d is not genuine: %w", witness, m.Seq, r.Err)
+		}
+		w := r.Data.(*events.Witnessed)
+		inner := checker.Inspect(events.Message{Subject: w.Subject, Seq: w.Seq, Body: []byte(w.Checkpoint),
+			Header: map[string][]string{events.HeaderSigner: {w.Signer}, events.HeaderSignature: {w.Signature}}}, m.Time)
+		if inner.Err != nil || inner.Kind != events.KindCheckpoint || inner.Domain != domain {
+			return nil, fmt.Errorf("audit: %s's witness record #%d holds no genuine checkpoint of %s: %v", witness, m.Seq, domain, inner.Err)
+		}
+		heads = append(heads, Head{Seq: w.Seq, Digest: inner.Digest, Checkpoint: *inner.Data.(*events.Checkpoint),
+			Source: fmt.Sprintf("witness %s (#%d)", witness, m.Seq)})
+	}
+	return heads, nil
+}
