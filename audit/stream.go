@@ -4,22 +4,21 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/store"
 )
 
-// VerifyStream verifies a live stream from its first message to the last
-// it held when the verification began, reading one batch at a time. The
-// stream's own account of its first sequence is checked too: messages
+// VerifyStream verifies a live stream, read with reader (which may reach
+// another domain's stream across leafnodes), from its first message to the
+// last it held when the verification began, one batch at a time. Messages
 // removed from its start show as missing.
-func VerifyStream(ctx context.Context, js jetstream.JetStream, stream string, o Options, progress func(n uint64)) (*Report, error) {
+func VerifyStream(ctx context.Context, reader store.Reader, o Options, progress func(n uint64)) (*Report, error) {
 	if o.Stream == "" {
-		o.Stream = stream
+		o.Stream = reader.Stream
 	}
+	stream := reader.Stream
 	v := NewVerifier(o)
-	err := store.ScanFrom(ctx, js, stream, ">", 1, func(m events.Message) error {
+	err := reader.ScanAll(ctx, 1, func(m events.Message) error {
 		v.Add(m)
 		if progress != nil {
 			progress(v.rep.Messages)

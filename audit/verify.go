@@ -183,7 +183,11 @@ func (v *Verifier) Add(m events.Message) {
 	v.lastSeq = max(v.lastSeq, m.Seq)
 	v.rep.LastSeq, v.rep.LastTime = m.Seq, m.Time
 	v.addLeaf(m)
+	v.check(m)
+}
 
+// check judges a message on its own and in its request's history.
+func (v *Verifier) check(m events.Message) {
 	r := v.checker.Inspect(m, m.Time)
 	if r.RequestID == "" {
 		v.find(Finding{Check: CheckSubject, Severity: SeverityWarning, Seq: m.Seq,

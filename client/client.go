@@ -254,3 +254,12 @@ func OpenGrant(s request.State, who *identity.Identity) (string, error) {
 	}
 	return token, nil
 }
+
+// Reader reads domain's audit stream, wherever it lives (see Options.Home).
+func (c *Client) Reader(domain string) store.Reader { return c.readerFor(domain) }
+
+// Checker judges events by the client's trust bundle and limits.
+func (c *Client) Checker() events.Checker { return c.checker }
+
+// Home is the domain whose NATS the connection is on ("" when unknown).
+func (c *Client) Home() string { return c.home }

@@ -27,10 +27,15 @@ type AuditorConfig struct {
 // reply is an audit.Made, or {"error": "..."}.
 func CheckpointSubject(domain string) string { return "writ-audit." + domain + ".checkpoint" }
 
+// AttestSubject is where an evidence bundle is sent for the auditor's
+// attestation; the reply is an audit.Attestation, or {"error": "..."}.
+func AttestSubject(domain string) string { return "writ-audit." + domain + ".attest" }
+
 // Auditor appends signed checkpoints of the audit stream, at an interval
 // and on demand, and records the checkpoints of the domains it witnesses.
 type Auditor struct {
 	c   *component
+	key nkeys.KeyPair
 	cfg AuditorConfig
 	mu  sync.Mutex // one checkpoint at a time
 	cp  *audit.Checkpointer
@@ -43,7 +48,7 @@ func NewAuditor(env Env, key nkeys.KeyPair, cfg AuditorConfig) (*Auditor, error)
 	if err != nil {
 		return nil, err
 	}
-	return &Auditor{c: c, cfg: cfg, cp: &audit.Checkpointer{
+	return &Auditor{c: c, key: key, cfg: cfg, cp: &audit.Checkpointer{
 		NC: env.NC, Stream: env.Streams.Name, Domain: env.Domain, Key: key, Bundle: env.Bundle, Clock: env.Clock,
 	}}, nil
 }
@@ -74,6 +79,11 @@ func (a *Auditor) Run(ctx context.Context) error {
 		return err
 	}
 	defer func() { _ = sub.Unsubscribe() }()
+	att, err := a.c.env.NC.Subscribe(AttestSubject(a.c.env.Domain), func(m *nats.Msg) { a.attest(ctx, m) })
+	if err != nil {
+		return err
+	}
+	defer func() { _ = att.Unsubscribe() }()
 	if a.cfg.Interval <= 0 {
 		<-ctx.Done()
 		return nil
@@ -116,4 +126,32 @@ func (a *Auditor) round(ctx context.Context) {
 			a.c.log.Info("witnessed a checkpoint", "witnessed", d)
 		}
 	}
+}
+
+// attest signs an evidence bundle's manifest once it has checked that the
+// bundle holds exactly what the stream does.
+func (a *Auditor) attest(ctx context.Context, m *nats.Msg) {
+	reply := func(v any) {
+		b, _ := json.Marshal(v)
+		_ = m.Respond(b)
+	}
+	var e audit.Evidence
+	if err := json.Unmarshal(m.Data, &e); err != nil {
+		reply(map[string]string{"error": "not an evidence bundle: " + err.Error()})
+		return
+	}
+	if e.Domain != a.c.env.Domain {
+		reply(map[string]string{"error": "this auditor attests " + a.c.env.Domain + "'s requests only"})
+		return
+	}
+	if err := audit.Confirm(ctx, a.c.reader, a.c.env.Bundle, &e); err != nil {
+		reply(map[string]string{"error": err.Error()})
+		return
+	}
+	if err := audit.Attest(&e, a.key); err != nil {
+		reply(map[string]string{"error": err.Error()})
+		return
+	}
+	a.c.log.Info("attested an evidence bundle", attrRequest, e.RequestID)
+	reply(e.Attestation)
 }

@@ -82,15 +82,73 @@ func (r Reader) Load(ctx context.Context, filter string, from uint64) ([]events.
 	}
 }
 
-func (r Reader) fetch(ctx context.Context, filter string, from uint64, batch int) ([]events.Message, bool, error) {
+// ScanAll calls fn with every message of the stream from sequence from
+// on, one batch in memory at a time, up to the last message the stream
+// held when ScanAll began. It needs no consumer, so it also reads another
+// domain's stream across leafnodes, where only direct gets are allowed.
+func (r Reader) ScanAll(ctx context.Context, from uint64, fn func(events.Message) error) error {
+	batch := r.Batch
+	if batch <= 0 {
+		batch = 256
+	}
+	if from == 0 {
+		from = 1
+	}
+	// The first batch says how many messages follow it; each sequence
+	// skipped over later (a deleted message) moves that end one further.
+	var end, firstLast, prev uint64
+	for {
+		bctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		msgs, pending, err := r.fetchPending(bctx, ">", from, batch)
+		cancel()
+		if err != nil {
+			return err
+		}
+		if len(msgs) == 0 {
+			return nil
+		}
+		if end == 0 {
+			firstLast = msgs[len(msgs)-1].Seq
+			end = firstLast + pending
+		}
+		for _, m := range msgs {
+			if m.Seq > firstLast && m.Seq > prev+1 {
+				end += m.Seq - prev - 1
+			}
+			prev = m.Seq
+			if m.Seq > end {
+				return nil
+			}
+			if err := fn(m); err != nil {
+				return err
+			}
+		}
+		if pending == 0 || prev >= end {
+			return nil
+		}
+		from = prev + 1
+	}
+}
+
+// fetchPending is fetch, returning how many more messages match after
+// the batch (a bound: the count is of subjects matching, at any sequence
+// past the batch).
+func (r Reader) fetchPending(ctx context.Context, filter string, from uint64, batch int) ([]events.Message, uint64, error) {
 	return r.request(ctx, filter, directGet{Seq: from, NextFor: filter, Batch: batch})
 }
 
-func (r Reader) request(ctx context.Context, filter string, get directGet) ([]events.Message, bool, error) {
+func (r Reader) fetch(ctx context.Context, filter string, from uint64, batch int) ([]events.Message, bool, error) {
+	msgs, pending, err := r.request(ctx, filter, directGet{Seq: from, NextFor: filter, Batch: batch})
+	return msgs, pending > 0, err
+}
+
+// request sends a direct get and returns the messages and, for a batch,
+// how many more match after them.
+func (r Reader) request(ctx context.Context, filter string, get directGet) ([]events.Message, uint64, error) {
 	inbox := r.NC.NewRespInbox()
 	sub, err := r.NC.SubscribeSync(inbox)
 	if err != nil {
-		return nil, false, err
+		return nil, 0, err
 	}
 	defer func() { _ = sub.Unsubscribe() }()
 	req, _ := json.Marshal(get)
@@ -99,16 +157,16 @@ func (r Reader) request(ctx context.Context, filter string, get directGet) ([]ev
 		prefix = "$JS.API"
 	}
 	if err := r.NC.PublishRequest(prefix+".DIRECT.GET."+r.Stream, inbox, req); err != nil {
-		return nil, false, err
+		return nil, 0, err
 	}
 	var out []events.Message
 	for {
 		m, err := sub.NextMsgWithContext(ctx)
 		if err != nil {
 			if errors.Is(err, nats.ErrNoResponders) {
-				return nil, false, fmt.Errorf("%w: %s", ErrNoStream, r.Stream)
+				return nil, 0, fmt.Errorf("%w: %s", ErrNoStream, r.Stream)
 			}
-			return nil, false, fmt.Errorf("store: read %s: %w", filter, err)
+			return nil, 0, fmt.Errorf("store: read %s: %w", filter, err)
 		}
 		// A stored message comes back with the server's headers appended to
 		// the ones its publisher wrote, which may include forged copies of
@@ -118,26 +176,26 @@ func (r Reader) request(ctx context.Context, filter string, get directGet) ([]ev
 			switch status := last(m.Header, "Status"); status {
 			case "204": // end of batch
 				pending, _ := strconv.ParseUint(last(m.Header, "Nats-Num-Pending"), 10, 64)
-				return out, pending > 0, nil
+				return out, pending, nil
 			case "404": // nothing matches
-				return out, false, nil
+				return out, 0, nil
 			case "503":
-				return nil, false, fmt.Errorf("%w: %s", ErrNoStream, r.Stream)
+				return nil, 0, fmt.Errorf("%w: %s", ErrNoStream, r.Stream)
 			default:
-				return nil, false, fmt.Errorf("store: read %s: status %q %s", filter, status, last(m.Header, "Description"))
+				return nil, 0, fmt.Errorf("store: read %s: status %q %s", filter, status, last(m.Header, "Description"))
 			}
 		}
 		seq, err := strconv.ParseUint(last(m.Header, "Nats-Sequence"), 10, 64)
 		if err != nil {
-			return nil, false, fmt.Errorf("store: read %s: bad sequence header", filter)
+			return nil, 0, fmt.Errorf("store: read %s: bad sequence header", filter)
 		}
 		ts, err := time.Parse(time.RFC3339Nano, last(m.Header, "Nats-Time-Stamp"))
 		if err != nil {
-			return nil, false, fmt.Errorf("store: read %s: bad time stamp header", filter)
+			return nil, 0, fmt.Errorf("store: read %s: bad time stamp header", filter)
 		}
 		subject := last(m.Header, "Nats-Subject")
 		if !Matches(filter, subject) {
-			return nil, false, fmt.Errorf("store: read %s: the server returned %q", filter, subject)
+			return nil, 0, fmt.Errorf("store: read %s: the server returned %q", filter, subject)
 		}
 		hdr := nats.Header{}
 		for k, v := range m.Header {
@@ -147,7 +205,7 @@ func (r Reader) request(ctx context.Context, filter string, get directGet) ([]ev
 		}
 		out = append(out, events.Message{Subject: subject, Seq: seq, Time: ts, Header: hdr, Body: m.Data})
 		if get.Batch == 0 {
-			return out, false, nil // a single get has no end-of-batch marker
+			return out, 0, nil // a single get has no end-of-batch marker
 		}
 	}
 }

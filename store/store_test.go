@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -151,4 +152,31 @@ func TestMatches(t *testing.T) {
 	} {
 		assert.Equal(t, tc.want, store.Matches(tc.filter, tc.subject), "%s ~ %s", tc.filter, tc.subject)
 	}
+}
+
+// ScanAll reads every message once, in order, across batches and over
+// deleted messages, and stops at the end the stream had when it began.
+func TestScanAll(t *testing.T) {
+	js, r := setup(t)
+	for i := 0; i < 40; i++ {
+		_, err := js.Publish(t.Context(), fmt.Sprintf("writ.acme.x%d.requested", i), []byte("{}"))
+		require.NoError(t, err)
+	}
+	s, err := js.Stream(t.Context(), "WRIT")
+	require.NoError(t, err)
+	for _, seq := range []uint64{3, 20, 21, 39} {
+		require.NoError(t, s.DeleteMsg(t.Context(), seq))
+	}
+	var seqs []uint64
+	require.NoError(t, r.ScanAll(t.Context(), 1, func(m events.Message) error {
+		seqs = append(seqs, m.Seq)
+		if m.Seq == 10 {
+			_, err := js.Publish(t.Context(), "writ.acme.late.requested", []byte("{}"))
+			require.NoError(t, err)
+		}
+		return nil
+	}))
+	require.Len(t, seqs, 36, "40 less 4 deleted; not the one published during the scan")
+	assert.Equal(t, uint64(40), seqs[len(seqs)-1])
+	assert.True(t, slices.IsSorted(seqs))
 }
