@@ -67,7 +67,7 @@ func TestEvidenceBundle(t *testing.T) {
 	assert.Contains(t, string(m.Data), "exactly the request's stored messages")
 
 	changes := map[string]func(x *audit.Evidence){
-		"drop the last message": func(x *audit.Evidence) { x.Messages = x.Messages[:len(x.Messages)-1] },
+		"drop the last message":  func(x *audit.Evidence) { x.Messages = x.Messages[:len(x.Messages)-1] },
 		"drop the first message": func(x *audit.Evidence) { x.Messages = x.Messages[1:] },
 		"swap two messages":      func(x *audit.Evidence) { x.Messages[1], x.Messages[2] = x.Messages[2], x.Messages[1] },
 		"drop the policy":        func(x *audit.Evidence) { x.Policy = nil },

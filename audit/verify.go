@@ -113,8 +113,8 @@ type Verifier struct {
 	o       Options
 	checker events.Checker
 	tree    *Tree
-	lag     *Tree     // the tree without the window's leaves
-	window  []leaf    // the latest leaves, oldest first
+	lag     *Tree  // the tree without the window's leaves
+	window  []leaf // the latest leaves, oldest first
 	open    map[string]*entry
 	skip    map[string]bool // requests outside the time range
 	reeval  *reevaluator
