@@ -259,7 +259,15 @@ func inclusion(leaves [][]byte, index uint64) ([]string, error) {
 // VerifyEvidence checks a bundle offline against trust, the checker's own
 // trust bundle; with trust nil, against the keys the bundle carries (a
 // warning says so: their fingerprints must then be checked out of band).
-func VerifyEvidence(e *Evidence, trust *identity.Bundle) *Report {
+func VerifyEvidence(e *Evidence, trust *identity.Bundle) *Report { return verifyEvidence(e, trust, true) }
+
+// VerifyEvidenceContent is VerifyEvidence without the attestation: what a
+// bundle about to be attested records as its result.
+func VerifyEvidenceContent(e *Evidence, trust *identity.Bundle) *Report {
+	return verifyEvidence(e, trust, false)
+}
+
+func verifyEvidence(e *Evidence, trust *identity.Bundle, attested bool) *Report {
 	v := NewVerifier(Options{Bundle: trust, Stream: e.Stream})
 	if trust == nil {
 		v.o.Bundle = e.Trust
@@ -312,6 +320,7 @@ func VerifyEvidence(e *Evidence, trust *identity.Bundle) *Report {
 		v.rep.LastTime = e.Messages[len(e.Messages)-1].Stored
 	}
 	switch a := e.Attestation; {
+	case !attested:
 	case a == nil:
 		v.find(Finding{Check: CheckWitness, Domain: e.Domain, RequestID: e.RequestID,
 			Problem: "no auditor attestation: nothing shows the bundle holds the request's whole history"})

@@ -25,8 +25,9 @@ func TestEvidenceBundle(t *testing.T) {
 	ev, err := audit.CollectEvidence(t.Context(), reader, e.Runtime.Bundle, e.Domain, r.ids["two"])
 	require.NoError(t, err)
 	require.NotNil(t, ev.Policy)
-	ev.Result = audit.VerifyEvidence(ev, e.Runtime.Bundle)
-	require.Equal(t, 1, ev.Result.Errors, "no attestation yet: %v", ev.Result.Findings)
+	require.Equal(t, 1, audit.VerifyEvidence(ev, e.Runtime.Bundle).Errors, "no attestation yet")
+	ev.Result = audit.VerifyEvidenceContent(ev, e.Runtime.Bundle)
+	require.True(t, ev.Result.OK(), "%v", ev.Result.Findings)
 
 	b, err := json.Marshal(ev)
 	require.NoError(t, err)
@@ -73,7 +74,7 @@ func TestEvidenceBundle(t *testing.T) {
 		"drop the policy":        func(x *audit.Evidence) { x.Policy = nil },
 		"drop the attestation":   func(x *audit.Evidence) { x.Attestation = nil },
 		"another request id":     func(x *audit.Evidence) { x.RequestID = r.ids["denied"] },
-		"edit the result":        func(x *audit.Evidence) { x.Result.Errors = 0 },
+		"edit the result":        func(x *audit.Evidence) { x.Result.Warnings++ },
 		"re-date the bundle":     func(x *audit.Evidence) { x.Created = x.Created.Add(time.Hour) },
 		"a stored time":          func(x *audit.Evidence) { x.Messages[2].Stored = x.Messages[2].Stored.Add(-time.Second) },
 		"a signature":            func(x *audit.Evidence) { x.Messages[0].Signature = x.Messages[1].Signature },

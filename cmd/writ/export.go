@@ -4,9 +4,13 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"fmt"
 	"io"
 	"strconv"
 	"time"
+
+	"github.com/writ-dev/writ/audit"
+	"github.com/writ-dev/writ/consumers"
 
 	"github.com/writ-dev/writ/client"
 	"github.com/writ-dev/writ/request"
@@ -43,14 +47,21 @@ func (e exportRecord) row() []string {
 }
 
 func runAuditExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("audit export", "audit export [--format jsonl|csv] [--domain D] [--request ID]", stderr)
+	fs := newFlags("audit export", "audit export [--format jsonl|csv] [--domain D] [--request ID] | audit export --bundle --request ID", stderr)
 	var c conn
 	c.register(fs, "credentials to connect to NATS, if it needs them")
 	format := fs.String("format", "jsonl", "jsonl (one event a line, with the event itself) or csv")
 	domain := fs.String("domain", "", "only this domain's requests")
 	id := fs.String("request", "", "only this request")
+	bundle := fs.Bool("bundle", false, "an evidence bundle of --request instead: its events, the policy version, inclusion proofs in a checkpoint, the keys, the auditor's attestation; check it anywhere with 'writ audit verify --bundle FILE'")
 	if _, err := parse(fs, args); err != nil {
 		return err
+	}
+	if *bundle {
+		if *id == "" {
+			return usageError("--bundle needs --request ID")
+		}
+		return exportBundle(ctx, c, *domain, *id, stdout)
 	}
 	if *format != "jsonl" && *format != "csv" {
 		return usageError("--format must be jsonl or csv")
@@ -118,4 +129,54 @@ func exportRecords(r *client.Request) []exportRecord {
 		out = append(out, e)
 	}
 	return out
+}
+
+// exportBundle writes the evidence bundle of one request: it asks the
+// domain's auditor for a checkpoint covering the request, collects the
+// evidence, and has the auditor attest it.
+func exportBundle(ctx context.Context, c conn, domain, id string, stdout io.Writer) error {
+	nc, cl, err := c.open()
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	if domain == "" {
+		if domain, err = cl.Find(ctx, id); err != nil {
+			return err
+		}
+	}
+	ask := func(subject string, body []byte, into any) error {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		m, err := nc.RequestWithContext(ctx, subject, body)
+		if err != nil {
+			return fmt.Errorf("no auditor answered for %s (does its writ serve run the auditor?): %w", domain, err)
+		}
+		if err := replyError(m.Data); err != nil {
+			return fmt.Errorf("the auditor refused: %w", err)
+		}
+		return json.Unmarshal(m.Data, into)
+	}
+	var made audit.Made
+	if err := ask(consumers.CheckpointSubject(domain), nil, &made); err != nil {
+		return err
+	}
+	trust := cl.Checker().Bundle
+	e, err := audit.CollectEvidence(ctx, cl.Reader(domain), trust, domain, id)
+	if err != nil {
+		return err
+	}
+	e.Result = audit.VerifyEvidenceContent(e, trust)
+	b, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	var att audit.Attestation
+	if err := ask(consumers.AttestSubject(domain), b, &att); err != nil {
+		return err
+	}
+	e.Attestation = &att
+	enc := json.NewEncoder(stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(e)
 }

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/writ-dev/writ/audit"
+	"github.com/writ-dev/writ/events"
+)
+
+// The auditor's commands end to end: a checkpoint on demand, a verify
+// that passes, an evidence bundle verified offline and refused once
+// changed, and a verify that fails once the stream loses a message.
+func TestAuditVerifyCheckpointAndBundle(t *testing.T) {
+	dir, url := serve(t)
+	common := []string{"--dir", dir, "--server", url}
+	cmd := func(args ...string) []string { return append(args, common...) }
+	creds := func(name string) string { return filepath.Join(dir, "creds", name+".creds") }
+
+	_, errOut, err := writ(t, cmd("request", "--creds", creds("deploy-bot"), "--action", "deploy", "--resource", "staging/web", "--wait")...)
+	require.NoError(t, err, errOut)
+	out, errOut, err := writ(t, cmd("request", "--creds", creds("carol"), "--action", "restart", "--resource", "prod/api")...)
+	require.NoError(t, err, errOut)
+	id := strings.TrimSpace(out)
+	_, errOut, err = writ(t, cmd("approve", id, "--creds", creds("alice"))...)
+	require.NoError(t, err, errOut)
+	_, errOut, err = writ(t, cmd("approve", id, "--creds", creds("bob"))...)
+	require.NoError(t, err, errOut)
+
+	out, errOut, err = writ(t, cmd("audit", "checkpoint")...)
+	require.NoError(t, err, errOut)
+	assert.Contains(t, out, "checkpoint made at #")
+
+	out, errOut, err = writ(t, cmd("audit", "verify")...)
+	require.NoError(t, err, out+errOut)
+	assert.Contains(t, out, "OK: everything holds")
+	out, _, err = writ(t, cmd("audit", "verify", "--json")...)
+	require.NoError(t, err)
+	var rep audit.Report
+	require.NoError(t, json.Unmarshal([]byte(out), &rep))
+	assert.True(t, rep.OK())
+	assert.EqualValues(t, 2, rep.Requests)
+	assert.GreaterOrEqual(t, rep.Checkpoints, uint64(1))
+
+	out, errOut, err = writ(t, cmd("audit", "export", "--bundle", "--request", id)...)
+	require.NoError(t, err, errOut)
+	path := filepath.Join(t.TempDir(), "evidence.json")
+	require.NoError(t, os.WriteFile(path, []byte(out), 0o600))
+	// Offline: no server, only the file and the trust bundle.
+	out, errOut, err = writ(t, "audit", "verify", "--bundle", path, "--dir", dir)
+	require.NoError(t, err, out+errOut)
+	assert.Contains(t, out, "OK: everything holds")
+	out, _, err = writ(t, "audit", "verify", "--bundle", path, "--dir", filepath.Join(t.TempDir(), "none"))
+	require.NoError(t, err, "with the keys it carries")
+	assert.Contains(t, out, "keys the bundle carries")
+
+	var e audit.Evidence
+	require.NoError(t, json.Unmarshal(mustRead(t, path), &e))
+	e.Messages[0].Body = []byte(strings.Replace(string(e.Messages[0].Body), `"restart"`, `"restarT"`, 1))
+	changed, err := json.Marshal(e)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(path, changed, 0o600))
+	out, _, err = writ(t, "audit", "verify", "--bundle", path, "--dir", dir)
+	require.Error(t, err)
+	assert.Equal(t, exitFindings, exitCode(err), out)
+
+	// The stream refuses deletes; a forged decision published by someone
+	// who may publish shows.
+	nc, err := nats.Connect(url)
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	s, err := js.Stream(context.Background(), "WRIT")
+	require.NoError(t, err)
+	require.Error(t, s.DeleteMsg(context.Background(), 3), "the audit stream denies deletes")
+	forger, _ := nkeys.CreateServer()
+	forged, err := events.Seal(events.Draft{Domain: "acme", RequestID: id, Kind: events.KindApproved, Ordinal: "x",
+		Source: "writ://acme/approval", Time: time.Now(), Data: &events.Approved{Prev: events.Digest(e.Messages[len(e.Messages)-1].Body)}}, forger)
+	require.NoError(t, err)
+	_, err = js.PublishMsg(context.Background(), &nats.Msg{Subject: forged.Subject, Data: forged.Body, Header: nats.Header(forged.Header())})
+	require.NoError(t, err)
+	out, _, err = writ(t, cmd("audit", "verify")...)
+	require.Error(t, err)
+	assert.Equal(t, exitFindings, exitCode(err))
+	assert.Contains(t, out, "error [signature]")
+	assert.Contains(t, out, "approved in acme/"+id)
+	assert.Contains(t, out, "FAILED")
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	return b
+}
