@@ -13,16 +13,30 @@ import (
 	"github.com/writ-dev/writ/request"
 )
 
+const auditUsage = `Usage: writ audit <replay|verify|checkpoint|export> [flags]
+  replay      each request's history, in order (filters, formats)
+  verify      check the trail end to end; exit 0 only when everything holds
+  checkpoint  ask the auditor for a signed checkpoint of the stream now
+  export      JSON lines or CSV for a SIEM; --bundle: one request's evidence
+Run 'writ audit <subcommand> --help' for its flags.`
+
 func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) > 0 && args[0] == "export" {
-		return runAuditExport(ctx, args[1:], stdout, stderr)
+	if len(args) > 0 {
+		switch args[0] {
+		case "export":
+			return runAuditExport(ctx, args[1:], stdout, stderr)
+		case "verify":
+			return runAuditVerify(ctx, args[1:], stdout, stderr)
+		case "checkpoint":
+			return runAuditCheckpoint(ctx, args[1:], stdout, stderr)
+		}
 	}
 	if len(args) == 0 || args[0] != "replay" {
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			fmt.Fprintln(stderr, "Usage: writ audit replay [--request ID] [--domain D] [--json] | writ audit export [--format jsonl|csv] [--domain D]")
+			fmt.Fprintln(stderr, auditUsage)
 			return nil
 		}
-		return usageError("usage: writ audit replay [--request ID] [--domain D] [--json] | writ audit export [--format jsonl|csv]")
+		return usageError("%s", auditUsage)
 	}
 	fs := newFlags("audit replay", "audit replay [--request ID] [--domain D] [--json]", stderr)
 	var c conn
