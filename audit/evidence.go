@@ -259,7 +259,9 @@ func inclusion(leaves [][]byte, index uint64) ([]string, error) {
 // VerifyEvidence checks a bundle offline against trust, the checker's own
 // trust bundle; with trust nil, against the keys the bundle carries (a
 // warning says so: their fingerprints must then be checked out of band).
-func VerifyEvidence(e *Evidence, trust *identity.Bundle) *Report { return verifyEvidence(e, trust, true) }
+func VerifyEvidence(e *Evidence, trust *identity.Bundle) *Report {
+	return verifyEvidence(e, trust, true)
+}
 
 // VerifyEvidenceContent is VerifyEvidence without the attestation: what a
 // bundle about to be attested records as its result.
