@@ -200,8 +200,8 @@ func (c *Config) Validate() error {
 		}
 	}
 	if a := c.Audit; a != nil {
-		if a.CheckpointInterval < 0 || (a.CheckpointInterval > 0 && a.CheckpointInterval < Duration(time.Second)) {
-			errs = append(errs, errors.New("audit.checkpoint_interval must be 0s (on demand only) or at least 1s"))
+		if a.CheckpointInterval < 0 || (a.CheckpointInterval > 0 && a.CheckpointInterval < Duration(100*time.Millisecond)) {
+			errs = append(errs, errors.New("audit.checkpoint_interval must be 0s (on demand only) or at least 100ms"))
 		}
 		if c.Keys.Auditor == "" {
 			errs = append(errs, errors.New("audit needs keys.auditor, the auditor's seed"))

@@ -36,6 +36,9 @@ type Options struct {
 	// Notify is written into the configuration as its notify section
 	// (which runs the notifier).
 	Notify *config.Notify
+	// Audit replaces the configuration's audit section (checkpoint
+	// interval, witnessed domains).
+	Audit *config.Audit
 }
 
 // Env is a running test installation.
@@ -87,6 +90,10 @@ func setup(t testing.TB, domain string, o Options) *Env {
 	}
 	if o.Notify != nil {
 		cfg.Notify = o.Notify
+		require.NoError(t, cfg.Save(dir))
+	}
+	if o.Audit != nil {
+		cfg.Audit = o.Audit
 		require.NoError(t, cfg.Save(dir))
 	}
 	e := &Env{T: t, Domain: domain, Dir: dir, Store: filepath.Join(dir, "jetstream"), Logger: logger(t)}
