@@ -132,7 +132,8 @@ func (c *Client) Request(ctx context.Context, who *identity.Identity, s Spec) (s
 	}
 	// A new id has no history: expecting last sequence 0 makes sure of it.
 	if _, err := store.Append(ctx, c.js, c.stream, out, 0, events.RequestFilter(s.Domain, id)); err != nil {
-		return "", err
+		// Fail closed: what the trail does not hold did not happen.
+		return "", fmt.Errorf("client: the audit stream did not record the request, so it was not made: %w", err)
 	}
 	return id, nil
 }

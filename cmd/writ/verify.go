@@ -124,21 +124,6 @@ func (c conn) trustBundle() (*identity.Bundle, error) {
 	return identity.LoadBundle(path)
 }
 
-// parseWhen reads an RFC 3339 time, or a duration meaning that long ago.
-func parseWhen(s string, now time.Time) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, nil
-	}
-	if d, err := time.ParseDuration(s); err == nil {
-		return now.Add(-d), nil
-	}
-	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
-		return time.Time{}, errors.New("want an RFC 3339 time or a duration ago (e.g. 24h)")
-	}
-	return t, nil
-}
-
 func printReport(w io.Writer, rep *audit.Report) {
 	fmt.Fprintf(w, "messages   %d (#%d to #%d)\n", rep.Messages, rep.FirstSeq, rep.LastSeq)
 	fmt.Fprintf(w, "requests   %d checked in full, %d decisions re-evaluated\n", rep.Requests, rep.Reevaluated)
