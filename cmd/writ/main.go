@@ -73,7 +73,7 @@ func commands() []command {
 		{"unlock", "lift a lock", runUnlock},
 		{"state", "'state set|get|delete DOMAIN[/PATH]': the resource and domain state policies read", runState},
 		{"grant", "'grant show ID' opens your grant; 'grant verify TOKEN' checks one; 'grant redeem TOKEN' uses it", runGrant},
-		{"audit", "'audit replay': each request's history, in order; 'audit export': JSON lines or CSV for a SIEM", runAudit},
+		{"audit", "'audit replay' each request's history; 'audit verify' checks the trail end to end; 'audit checkpoint'; 'audit export' for a SIEM, or one request's evidence bundle", runAudit},
 		{"trust", "'trust add|list|remove|revoke': the domains and keys this setup trusts", runTrust},
 		{"identity", "'identity issue' mints a principal's .creds; 'identity show' describes one", runIdentity},
 		{"callout", "answer a NATS server's auth callout with grants: the server enforces them", runCallout},
@@ -114,7 +114,7 @@ Then:        writ request --creds .writ/creds/deploy-bot.creds --domain acme \
 Run 'writ <command> --help' for a command's flags.
 
 Exit status: 0 success, 1 error, 2 bad command line; a request that ended without
-a grant: 3 denied, 4 expired, 5 rejected, 6 revoked.
+a grant: 3 denied, 4 expired, 5 rejected, 6 revoked; 7 the audit trail does not verify.
 `)
 }
 
