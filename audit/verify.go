@@ -288,14 +288,35 @@ func (v *Verifier) apply(e *entry, r events.Record) {
 	v.settle(r.Domain+"/"+r.RequestID, e)
 }
 
-// settle shrinks a request that can no longer change to what a late
-// message needs to be judged: its status and the end of its chain.
+// settle shrinks a decided request to what later messages need to be
+// judged: a closed one to its status and the end of its chain; a granted
+// one (redemption, revocation and a break-glass review may follow) drops
+// the identity token, the evaluation's context and the sealed grant.
 func (v *Verifier) settle(key string, e *entry) {
 	st := e.st
-	if !st.Status.IsClosed() || st.ReviewOpen() || len(e.pending) > 0 {
+	if !st.Status.IsTerminal() || len(e.pending) > 0 {
 		return
 	}
-	e.st = request.State{Domain: st.Domain, ID: st.ID, Status: st.Status, LastSeq: st.LastSeq, LastDigest: st.LastDigest}
+	if st.Status.IsClosed() && !st.ReviewOpen() {
+		e.st = request.State{Domain: st.Domain, ID: st.ID, Status: st.Status, LastSeq: st.LastSeq, LastDigest: st.LastDigest}
+		return
+	}
+	if r := st.Request; r != nil && r.Identity != "" {
+		c := *r
+		c.Identity, c.Params, c.Reason = "", nil, ""
+		e.st.Request = &c
+	}
+	if ev := st.Evaluation; ev != nil && ev.Context != nil {
+		c := *ev
+		c.Context = nil
+		e.st.Evaluation = &c
+	}
+	if g := st.Grant; g != nil && g.Sealed != "" {
+		c := *g
+		c.Sealed = ""
+		e.st.Grant = &c
+	}
+	e.st.Answered = nil
 }
 
 func isVoteRefusal(err error) bool {
