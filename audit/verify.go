@@ -123,6 +123,13 @@ type Verifier struct {
 	rep     Report
 }
 
+// input is a principal's message that changed nothing: the pipeline must
+// answer it on the record.
+type input struct {
+	f  Finding
+	at time.Time // when the stream stored it
+}
+
 type leaf struct {
 	seq  uint64
 	hash []byte
@@ -130,8 +137,8 @@ type leaf struct {
 
 type entry struct {
 	st      request.State
-	pending map[uint64]Finding // inputs that changed nothing, until answered
-	at      time.Time          // when its last message was stored
+	pending map[uint64]input // inputs that changed nothing, until answered
+	at      time.Time        // when its last message was stored
 }
 
 // NewVerifier returns a verifier.
@@ -253,15 +260,14 @@ func (v *Verifier) apply(e *entry, r events.Record) {
 	f := Finding{Seq: r.Seq, Domain: r.Domain, RequestID: r.RequestID, Kind: r.Kind.String()}
 	if err != nil {
 		f.Check, f.Problem = checkOf(err), err.Error()
-		if r.Kind.FromPrincipal() && (errors.Is(err, request.ErrInvalid) || errors.Is(err, request.ErrIllegal) ||
-			errors.Is(err, request.ErrClosed) || isVoteRefusal(err)) {
+		if r.Kind.FromPrincipal() {
 			// Anyone may send bad input: the pipeline must have refused it,
 			// on the record.
 			if e.pending == nil {
-				e.pending = map[uint64]Finding{}
+				e.pending = map[uint64]input{}
 			}
-			f.Check, f.Problem = CheckInput, "refused input never answered by the pipeline: "+f.Problem
-			e.pending[r.Seq] = f
+			f.Check, f.Problem = CheckInput, "input the pipeline never answered: "+f.Problem
+			e.pending[r.Seq] = input{f: f, at: r.Time}
 			return
 		}
 		v.find(f)
@@ -317,16 +323,6 @@ func (v *Verifier) settle(key string, e *entry) {
 		e.st.Grant = &c
 	}
 	e.st.Answered = nil
-}
-
-func isVoteRefusal(err error) bool {
-	for _, e := range []error{request.ErrNotPending, request.ErrSelfApproval, request.ErrNotEligible, request.ErrDuplicateVote,
-		request.ErrStaleDigest, request.ErrPastDeadline, request.ErrNotPermitted, request.ErrNotAuthorized} {
-		if errors.Is(err, e) {
-			return true
-		}
-	}
-	return false
 }
 
 func checkOf(err error) string {
@@ -421,8 +417,9 @@ func (v *Verifier) Finish() *Report {
 		}
 		slices.Sort(seqs)
 		for _, s := range seqs {
-			f := e.pending[s]
-			if e.at.After(horizon) {
+			in := e.pending[s]
+			f := in.f
+			if in.at.After(horizon) {
 				f.Severity, f.Problem = SeverityWarning, "in flight at the end: "+f.Problem
 			}
 			v.find(f)
