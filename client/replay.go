@@ -3,7 +3,10 @@ package client
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
@@ -85,22 +88,137 @@ func (c *Client) Watch(ctx context.Context, domain string, fn func(*Request)) er
 	}
 }
 
-// Requests streams the ids of the requests of domain ("" for all) in the
-// order they were made, loading each one's history for fn.
+// Requests streams the requests of domain ("" for all) in the order they
+// were made, loading each one's history for fn (ScanRequests, unfiltered).
 func (c *Client) Requests(ctx context.Context, domain string, fn func(*Request) error) error {
+	return c.ScanRequests(ctx, domain, ScanOptions{Ahead: 1}, fn)
+}
+
+// ScanOptions narrow and pace ScanRequests.
+type ScanOptions struct {
+	// Since starts at the first request the stream stored at or after it:
+	// older messages are not read.
+	Since time.Time
+	// Keep, when set, decides on a request's requested event alone,
+	// before its history is read: false skips the request. It may be
+	// called from several goroutines at once.
+	Keep func(events.Record) bool
+	// Ahead is how many histories are read at once, ahead of fn, which
+	// still sees them in order; default 16. At most about that many are
+	// held in memory.
+	Ahead int
+	// Progress hears how far through the stream the scan is, in messages:
+	// done of total, counted by stream sequence (every message, whatever
+	// its request), ending with done == total.
+	Progress func(done, total uint64)
+}
+
+// ScanRequests streams the requests of domain ("" for all) that o keeps,
+// in the order they were made, loading each one's history for fn. A
+// history is shown once, at its first requested message, even when a
+// message of another kind, or another request message, came first on its id.
+func (c *Client) ScanRequests(ctx context.Context, domain string, o ScanOptions, fn func(*Request) error) error {
 	if domain == "" {
 		domain = "*"
 	}
-	return c.Replay(ctx, events.Prefix+"."+domain+".*."+events.KindRequested.String(), func(rec events.Record) error {
-		r, err := c.Load(ctx, rec.Domain, rec.RequestID)
+	if o.Ahead <= 0 {
+		o.Ahead = 16
+	}
+	var base, last uint64
+	if o.Progress != nil {
+		s, err := c.js.Stream(ctx, c.stream)
 		if err != nil {
 			return err
 		}
-		if r.Records[0].Seq != rec.Seq {
-			return nil // a second request message on one id: shown in the first's history
+		info, err := s.Info(ctx)
+		if err != nil {
+			return err
 		}
-		return fn(r)
+		last = info.State.LastSeq
+		if info.State.FirstSeq > 0 {
+			base = info.State.FirstSeq - 1
+		}
+	}
+	// Requests are judged and their histories read ahead, concurrently,
+	// and handed to fn in order: each scanned request is queued with its
+	// read, done or not needed.
+	type item struct {
+		rec  events.Record
+		done chan struct{}
+		r    *Request
+		err  error
+	}
+	queue := make(chan *item, o.Ahead)
+	var loads sync.WaitGroup
+	defer loads.Wait()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		defer close(queue)
+		return store.Scan(gctx, c.js, c.stream, events.Prefix+"."+domain+".*."+events.KindRequested.String(), o.Since, func(m events.Message) error {
+			it := &item{rec: events.Record{Message: m}, done: make(chan struct{})}
+			var err error
+			if it.rec.Domain, it.rec.RequestID, it.rec.Kind, err = events.ParseSubject(m.Subject); err != nil {
+				close(it.done) // no request's: not a history to show
+			} else {
+				loads.Go(func() {
+					defer close(it.done)
+					if o.Keep == nil || o.Keep(c.checker.Inspect(m, c.clock())) {
+						it.r, it.err = c.Load(gctx, it.rec.Domain, it.rec.RequestID)
+					}
+				})
+			}
+			select {
+			case queue <- it:
+				return nil
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+		})
 	})
+	g.Go(func() error {
+		first := true
+		for it := range queue {
+			select {
+			case <-it.done:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+			if it.err != nil {
+				return it.err
+			}
+			if o.Progress != nil {
+				if first && !o.Since.IsZero() {
+					base = it.rec.Seq - 1 // nothing before it is read
+				}
+				first, last = false, max(last, it.rec.Seq)
+				o.Progress(it.rec.Seq-base, last-base)
+			}
+			if it.r == nil || firstRequest(it.r) != it.rec.Seq {
+				continue
+			}
+			if err := fn(it.r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	if o.Progress != nil {
+		o.Progress(last-base, last-base)
+	}
+	return nil
+}
+
+// firstRequest is the sequence of the first request message of a history.
+func firstRequest(r *Request) uint64 {
+	for _, rec := range r.Records {
+		if rec.Kind == events.KindRequested {
+			return rec.Seq
+		}
+	}
+	return 0
 }
 
 // loadHolding loads a request's history, reading again (for up to about a

@@ -38,40 +38,7 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		return usageError("%s", auditUsage)
 	}
-	fs := newFlags("audit replay", "audit replay [--request ID] [--domain D] [--json]", stderr)
-	var c conn
-	c.register(fs, "credentials to connect to NATS, if it needs them")
-	id := fs.String("request", "", "only this request")
-	domain := fs.String("domain", "", "only this domain's requests")
-	asJSON := fs.Bool("json", false, "JSON lines, one per event, for machines")
-	if _, err := parse(fs, args[1:]); err != nil {
-		return err
-	}
-	nc, cl, err := c.open()
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	show := func(r *client.Request) error {
-		if *asJSON {
-			return replayJSON(stdout, r)
-		}
-		replayText(stdout, r)
-		return nil
-	}
-	if *id != "" {
-		r, err := lookup(ctx, cl, *domain, *id)
-		if err != nil {
-			return err
-		}
-		return show(r)
-	}
-	n := 0
-	err = cl.Requests(ctx, *domain, func(r *client.Request) error { n++; return show(r) })
-	if err == nil && n == 0 && !*asJSON {
-		fmt.Fprintln(stderr, "The audit stream holds no requests yet.")
-	}
-	return err
+	return runAuditReplay(ctx, args[1:], stdout, stderr)
 }
 
 type jsonRecord struct {
@@ -117,51 +84,6 @@ func problem(r *client.Request, rec events.Record) error {
 		return rec.Err
 	}
 	return r.Errs[rec.Seq]
-}
-
-func replayText(w io.Writer, r *client.Request) {
-	s := r.State
-	head := fmt.Sprintf("request %s in %s", s.ID, s.Domain)
-	if s.Request != nil {
-		head += fmt.Sprintf(": %s wants %s on %s", s.Requester.ID(), s.Request.Action, s.Request.Resource)
-	}
-	status := strings.ToUpper(s.Status.String())
-	if s.Evaluation != nil && s.Evaluation.BreakGlass {
-		status += "  !!! BREAK-GLASS"
-		switch {
-		case s.Review != nil:
-			status += " (reviewed)"
-		case s.ReviewOverdue:
-			status += " (REVIEW OVERDUE)"
-		default:
-			status += " (review pending)"
-		}
-	}
-	fmt.Fprintf(w, "%s  → %s\n", head, status)
-	var start time.Time
-	for _, rec := range r.Records {
-		at := rec.Envelope.Time
-		if at.IsZero() {
-			at = rec.Time
-		}
-		offset := ""
-		if start.IsZero() {
-			start = at
-		} else {
-			offset = "+" + at.Sub(start).Round(time.Millisecond).String()
-		}
-		by := string(rec.Role)
-		if rec.Principal != nil {
-			by = rec.Principal.ID()
-		}
-		if by == "" {
-			by = "?"
-		}
-		fmt.Fprintf(w, "  #%-6d %s %-9s %-10s %-22s %s\n", rec.Seq, at.Local().Format("15:04:05.000"), offset, rec.Kind, by, summary(rec))
-		if err := problem(r, rec); err != nil {
-			fmt.Fprintf(w, "           !! not counted: %s: %v\n", request.Code(err), err)
-		}
-	}
 }
 
 func summary(rec events.Record) string {
