@@ -109,7 +109,7 @@ func TestTrustAddFrom(t *testing.T) {
 
 	out, errOut, err := writ(t, "trust", "add", "--dir", a, "--from", filepath.Join(b, "trust.json"))
 	require.NoError(t, err, errOut)
-	assert.Contains(t, out, `Imported domain "beta": 5 new keys.`)
+	assert.Contains(t, out, `Imported domain "beta": 6 new keys.`)
 	got := loadBundle(t, a)
 	assert.Equal(t, betaOwn, got.Domains["beta"], "beta's entry, as beta lists it")
 	require.NotNil(t, got.Domains["alpha"])
@@ -118,7 +118,7 @@ func TestTrustAddFrom(t *testing.T) {
 	// bundle now lists beta too, which b skips as its own.
 	out, errOut, err = writ(t, "trust", "add", "--dir", b, "--from", a)
 	require.NoError(t, err, errOut)
-	assert.Contains(t, out, `Imported domain "alpha": 5 new keys.`)
+	assert.Contains(t, out, `Imported domain "alpha": 6 new keys.`)
 	assert.Contains(t, out, `Skipped "beta": this setup's own domain.`)
 	assert.Equal(t, betaOwn, loadBundle(t, b).Domains["beta"], "b's own entry is not touched by an import")
 

@@ -33,6 +33,10 @@ func TestAuditVerifyCheckpointAndBundle(t *testing.T) {
 	out, errOut, err := writ(t, cmd("request", "--creds", creds("carol"), "--action", "restart", "--resource", "prod/api")...)
 	require.NoError(t, err, errOut)
 	id := strings.TrimSpace(out)
+	require.Eventually(t, func() bool {
+		out, _, err := writ(t, cmd("approvals", "watch", "--once", "--creds", creds("alice"))...)
+		return err == nil && strings.Contains(out, id)
+	}, 10*time.Second, 50*time.Millisecond, "the request waits for approvers")
 	_, errOut, err = writ(t, cmd("approve", id, "--creds", creds("alice"))...)
 	require.NoError(t, err, errOut)
 	_, errOut, err = writ(t, cmd("approve", id, "--creds", creds("bob"))...)
