@@ -82,7 +82,12 @@ func TestEvidenceBundle(t *testing.T) {
 		"the checkpoint body":    func(x *audit.Evidence) { x.Checkpoint.Body[len(x.Checkpoint.Body)-3] ^= 1 },
 		"a trusted key": func(x *audit.Evidence) {
 			for _, d := range x.Trust.Domains {
-				d.Accounts = []string{d.Accounts[0][:len(d.Accounts[0])-1] + "A"}
+				k := d.Accounts[0]
+				last := "A"
+				if k[len(k)-1] == 'A' {
+					last = "B"
+				}
+				d.Accounts = []string{k[:len(k)-1] + last}
 			}
 		},
 	}

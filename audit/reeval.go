@@ -46,7 +46,11 @@ func (re *reevaluator) add(p *events.Policy) {
 
 // check re-evaluates the evaluation just folded into st and says what
 // differs from the record, or "".
-func (re *reevaluator) check(st request.State, ev *events.Evaluated) string {
+// ClockSkew is how far the time a policy component says it decided at may
+// be from when the stream stored its decision.
+const ClockSkew = 5 * time.Minute
+
+func (re *reevaluator) check(st request.State, ev *events.Evaluated, stored time.Time) string {
 	v := re.versions[events.PolicyID(ev.PolicyDigest, ev.FlowsDigest)]
 	switch {
 	case v == nil:
@@ -56,11 +60,17 @@ func (re *reevaluator) check(st request.State, ev *events.Evaluated) string {
 	}
 	p := st.Requester
 	if rp := ev.Principal; rp.Domain != p.Domain || rp.Name != p.Name || rp.Key != p.Key || !slices.Equal(rp.Groups, p.Groups) {
-		return fmt.Sprintf("evaluated %s/%s, the request is %s's", rp.Domain, rp.Name, p.ID())
+		return fmt.Sprintf("evaluated %s/%s (key %s, groups %v); the requester is %s (key %s, groups %v)",
+			rp.Domain, rp.Name, rp.Key, rp.Groups, p.ID(), p.Key, p.Groups)
 	}
 	ctx, err := policy.ContextFromRecord(ev.Context)
 	if err != nil {
 		return err.Error()
+	}
+	// The decision's time sets its deadlines and what time-bound policies
+	// say: it must be when the decision was made.
+	if d := ctx.Time.Sub(stored); d > ClockSkew || d < -ClockSkew {
+		return fmt.Sprintf("decided as of %s, but stored at %s", ctx.Time.Format(time.RFC3339), stored.Format(time.RFC3339))
 	}
 	req := st.Request
 	if ctx.Urgency != req.Urgency || ctx.Reason != req.Reason || ctx.Ticket != req.Ticket || ctx.Origin != p.Domain ||

@@ -233,10 +233,10 @@ func TestTamperingIsFlagged(t *testing.T) {
 			return slices.Delete(msgs, i, i+1)
 		},
 		// The gap, and without alice's vote the approval and the grant are
-		// unjustified. (The request's next event, carol's vote, names the
-		// deleted one: input the pipeline must answer — and did, refusing
-		// carol's self-approval; see TestRefusalForAnotherReason.)
-		want: []string{checkpoint, invariant, order}, bare: []string{invariant, order},
+		// unjustified; the request's next event, carol's vote, now names
+		// a message that is gone, though the pipeline refused it for
+		// another reason (see TestRefusalForAnotherReason).
+		want: []string{chain, checkpoint, invariant, order}, bare: []string{chain, invariant, order},
 	}, {
 		name: "delete a whole request",
 		apply: func(t *testing.T, msgs []events.Message) []events.Message {
@@ -283,8 +283,9 @@ func TestTamperingIsFlagged(t *testing.T) {
 			return msgs
 		},
 		// A broken vote is input the pipeline would refuse (a warning
-		// while in flight); the approval it counted towards no longer holds.
-		want: []string{checkpoint, invariant}, bare: []string{invariant},
+		// while in flight); the approval it counted towards no longer holds,
+		// and the next vote's chain names the body as it was.
+		want: []string{chain, checkpoint, invariant}, bare: []string{chain, invariant},
 	}, {
 		name: "re-sign a grant with an untrusted key",
 		apply: func(t *testing.T, msgs []events.Message) []events.Message {
@@ -322,15 +323,16 @@ func TestTamperingIsFlagged(t *testing.T) {
 	}, {
 		// A genuine vote by another eligible approver in place of alice's,
 		// and the votes still make two. The request's next event, carol's
-		// vote, still names alice's: input whose chain is broken, which the
-		// pipeline's refusal (of the self-approval) counts as answered. So
-		// only the checkpoint shows it; see TestRefusalForAnotherReason.
+		// vote, still names alice's: its chain is broken now, yet the
+		// pipeline refused it as a self-approval, so the history before it
+		// changed; see TestRefusalForAnotherReason.
 		name: "replace a vote",
 		apply: func(t *testing.T, msgs []events.Message) []events.Message {
 			k.replaceVote(t, msgs, "two", "alice")
 			return msgs
 		},
-		want: []string{checkpoint}, bare: nil,
+		// The approval names alice, whose vote is no longer there.
+		want: []string{chain, checkpoint, invariant}, bare: []string{chain, invariant},
 	}, {
 		// Every signature and chain holds, and the votes still make two:
 		// only the checkpoint over the rewrite shows it (and once the
@@ -470,12 +472,9 @@ func TestOnlyAWitnessCatchesATruncationOrAFullRewrite(t *testing.T) {
 }
 
 // A revoke ask re-signed by an untrusted key is input the pipeline would
-// have refused, yet the revoked event that answered it still applies: the
-// fold does not tie a revocation to a valid ask (request.Apply takes any
-// revoked after a request). Only the checkpoint catches it at once; the
-// unanswered input shows as an error once the trail has settled past it,
-// and as a warning before. (Were the fold to require a valid ask, the
-// revoked event would be an invariant error, here and without checkpoints.)
+// have refused, so the revoked event that answered it answers no valid ask:
+// an invariant error, with or without checkpoints; the unanswered input
+// shows too, as a warning while in flight and an error once settled.
 func TestForgedRevokeAsk(t *testing.T) {
 	r := keyedShared(t)
 	k := newKit(t, r)
@@ -488,11 +487,11 @@ func TestForgedRevokeAsk(t *testing.T) {
 
 	rep := verify(tamper(cloneTrail(r.msgs)), k.options())
 	logFindings(t, rep)
-	assert.Equal(t, []string{audit.CheckCheckpoint}, checksOf(errorsOf(rep)))
+	assert.Equal(t, []string{audit.CheckCheckpoint, audit.CheckInvariant}, checksOf(errorsOf(rep)))
 
 	bare := withoutCheckpoints(tamper(cloneTrail(r.msgs)))
 	rep = verify(bare, k.options())
-	assert.Empty(t, newErrors(verify(withoutCheckpoints(cloneTrail(r.msgs)), k.options()), rep), "in flight: a warning only")
+	assert.Equal(t, []string{audit.CheckInvariant}, checksOf(newErrors(verify(withoutCheckpoints(cloneTrail(r.msgs)), k.options()), rep)))
 	assert.True(t, slices.ContainsFunc(rep.Findings, func(f audit.Finding) bool {
 		return f.Check == audit.CheckInput && f.Severity == audit.SeverityWarning && f.Seq == seq
 	}), "the unanswered input, in flight")
@@ -597,16 +596,10 @@ func distinct(rng *rand.Rand, n int) (int, int) {
 
 func pick[T any](rng *rand.Rand, xs ...T) T { return xs[rng.IntN(len(xs))] }
 
-// KNOWN BUG, skipped unless WRIT_KNOWN_BUGS is set: Options says that with
-// Since or Until "every message still counts for the order, signature and
-// checkpoint checks", but the verifier returns for a message of a request
-// outside the range (v.skip) before its signature is looked at: a grant
-// re-signed by an untrusted key there shows only through the checkpoint
-// over it, and not at all where no checkpoint covers it.
+// With Since or Until, every message still counts for the order, signature
+// and checkpoint checks: a grant re-signed by an untrusted key in a request
+// outside the range shows, even where no checkpoint covers it.
 func TestSinceStillChecksEverySignature(t *testing.T) {
-	if os.Getenv("WRIT_KNOWN_BUGS") == "" {
-		t.Skip("KNOWN BUG: messages of requests outside Since/Until are not signature-checked; set WRIT_KNOWN_BUGS=1 to run")
-	}
 	r := keyedShared(t)
 	k := newKit(t, r)
 	msgs := cloneTrail(r.msgs)
@@ -622,19 +615,13 @@ func TestSinceStillChecksEverySignature(t *testing.T) {
 	}), "the re-signed grant fails the signature check")
 }
 
-// KNOWN BUG, skipped unless WRIT_KNOWN_BUGS is set: the pipeline refuses a
-// principal's input with the reason the fold gives it, the verifier's own
-// (request.Apply over the same history). When the verifier finds an input
-// broken — its chain, or its signature — but the pipeline refused it for
-// another reason, the input or the history before it changed after the
-// pipeline judged it. The verifier takes any refusal as the answer: alice's
-// vote replaced by dave's breaks the chain of carol's next vote, whose
-// refusal as a self-approval then hides it; without checkpoints, nothing
-// shows. (Before dd1f91b, a principal's broken chain was a chain error.)
+// The pipeline refuses a principal's input with the reason the fold gives
+// it, the verifier's own (request.Apply over the same history). An input
+// whose chain is broken now but that the pipeline refused for another
+// reason was chained when the pipeline judged it: the history before it
+// changed since. Alice's vote replaced by dave's breaks the chain of
+// carol's next vote, whose refusal as a self-approval must not hide it.
 func TestRefusalForAnotherReason(t *testing.T) {
-	if os.Getenv("WRIT_KNOWN_BUGS") == "" {
-		t.Skip("KNOWN BUG: a refusal for another reason answers an input whose chain broke since; set WRIT_KNOWN_BUGS=1 to run")
-	}
 	r := keyedShared(t)
 	k := newKit(t, r)
 	msgs := withoutCheckpoints(cloneTrail(r.msgs))

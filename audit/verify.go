@@ -126,8 +126,9 @@ type Verifier struct {
 // input is a principal's message that changed nothing: the pipeline must
 // answer it on the record.
 type input struct {
-	f  Finding
-	at time.Time // when the stream stored it
+	f   Finding
+	err error     // what the fold found wrong with it
+	at  time.Time // when the stream stored it
 }
 
 type leaf struct {
@@ -203,6 +204,11 @@ func (v *Verifier) check(m events.Message) {
 	}
 	key := r.Domain + "/" + r.RequestID
 	if v.skip[key] {
+		// Outside the time range, a component's event is still checked
+		// on its own: its signature and its signer's entitlement.
+		if r.Err != nil && !r.Kind.FromPrincipal() {
+			v.find(Finding{Check: CheckSignature, Seq: r.Seq, Domain: r.Domain, RequestID: r.RequestID, Kind: r.Kind.String(), Problem: r.Err.Error()})
+		}
 		return
 	}
 	e := v.open[key]
@@ -267,7 +273,7 @@ func (v *Verifier) apply(e *entry, r events.Record) {
 				e.pending = map[uint64]input{}
 			}
 			f.Check, f.Problem = CheckInput, "input the pipeline never answered: "+f.Problem
-			e.pending[r.Seq] = input{f: f, at: r.Time}
+			e.pending[r.Seq] = input{f: f, err: err, at: r.Time}
 			return
 		}
 		v.find(f)
@@ -275,14 +281,14 @@ func (v *Verifier) apply(e *entry, r events.Record) {
 	}
 	switch d := r.Data.(type) {
 	case *events.Refused:
-		delete(e.pending, d.RefSeq)
+		v.answered(e, d.RefSeq, d.Code)
 	case *events.Rejected:
-		delete(e.pending, d.RefSeq)
+		v.answered(e, d.RefSeq, d.Code)
 	case *events.Policy:
 		v.reeval.add(d)
 	case *events.Evaluated:
 		v.rep.Reevaluated++
-		if problem := v.reeval.check(e.st, d); problem != "" {
+		if problem := v.reeval.check(e.st, d, request.At(r)); problem != "" {
 			f.Check, f.Problem = CheckReeval, problem
 			v.find(f)
 		}
@@ -292,6 +298,24 @@ func (v *Verifier) apply(e *entry, r events.Record) {
 		v.witnessed(r, d)
 	}
 	v.settle(r.Domain+"/"+r.RequestID, e)
+}
+
+// answered clears an input the pipeline refused. The pipeline judges an
+// input by the same fold: an input whose chain is broken now but that was
+// refused for another reason was chained when the pipeline saw it, so the
+// history before it changed since.
+func (v *Verifier) answered(e *entry, seq uint64, code string) {
+	in, ok := e.pending[seq]
+	if !ok {
+		return
+	}
+	delete(e.pending, seq)
+	if errors.Is(in.err, request.ErrBrokenChain) && code != request.Code(in.err) {
+		f := in.f
+		f.Check = CheckChain
+		f.Problem = fmt.Sprintf("the pipeline refused it as %s, but its chain is broken now: the history before it changed", code)
+		v.find(f)
+	}
 }
 
 // settle shrinks a decided request to what later messages need to be

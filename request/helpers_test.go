@@ -73,6 +73,9 @@ func (h *history) add(e event) events.Record {
 		prev = *e.prev
 	}
 	setPrev(h.t, e.data, prev)
+	if g, ok := e.data.(*events.Granted); ok && g.Evidence == "" {
+		g.Evidence = prev // what the issuer records: the event it grants on
+	}
 	at := e.at
 	if at.IsZero() {
 		at = t0.Add(time.Duration(seq) * time.Second)

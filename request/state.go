@@ -63,6 +63,9 @@ type State struct {
 	Grant       *events.Granted
 	RedeemedAt  time.Time
 	Revocation  *events.Revoked
+	// RevokeAskers are who asked, validly, to revoke: a revocation answers
+	// one of them.
+	RevokeAskers []events.PrincipalRef
 
 	// A break-glass grant's after-the-fact review: open from the
 	// evaluation until reviewed or overdue.
@@ -195,8 +198,12 @@ func Apply(s State, r events.Record) (State, error) {
 		if !s.ReviewOpen() {
 			return s, fmt.Errorf("%w: no review open", ErrIllegal)
 		}
-		if t := s.Tally(); !t.Satisfied {
+		t := s.Tally()
+		if !t.Satisfied {
 			return s, fmt.Errorf("%w: review flows not satisfied", ErrUnjustified)
+		}
+		if !slices.Equal(d.Approvers, refs(t.Approvers)) {
+			return s, fmt.Errorf("%w: names reviewers other than the counted ones", ErrUnjustified)
 		}
 		s.Review = d
 	case *events.Escalated:
@@ -212,16 +219,24 @@ func Apply(s State, r events.Record) (State, error) {
 			return s, fmt.Errorf("%w: approved in %s", ErrIllegal, s.Status)
 		}
 		// The same order as Next: a counted denial wins over approvals.
-		if t := s.Tally(); !t.Satisfied || t.Denied {
+		t := s.Tally()
+		if !t.Satisfied || t.Denied {
 			return s, fmt.Errorf("%w: flows not satisfied, or a denial counts", ErrUnjustified)
+		}
+		if !slices.Equal(d.Approvers, refs(t.Approvers)) {
+			return s, fmt.Errorf("%w: names approvers other than the counted ones", ErrUnjustified)
 		}
 		s.Status, s.DecidedAt = StatusApproved, r.Envelope.Time
 	case *events.Denied:
 		if s.Status != StatusPending {
 			return s, fmt.Errorf("%w: denied in %s", ErrIllegal, s.Status)
 		}
-		if !s.Tally().Denied {
+		t := s.Tally()
+		if !t.Denied {
 			return s, fmt.Errorf("%w: no counted denial", ErrUnjustified)
+		}
+		if !slices.Equal(d.By, refs(t.Deniers)) {
+			return s, fmt.Errorf("%w: names deniers other than the counted ones", ErrUnjustified)
 		}
 		s.Status, s.DecidedAt = StatusDenied, r.Envelope.Time
 	case *events.Expired:
@@ -241,6 +256,9 @@ func Apply(s State, r events.Record) (State, error) {
 		}
 		if err := s.checkGrant(d); err != nil {
 			return s, err
+		}
+		if d.Evidence != prev {
+			return s, fmt.Errorf("%w: the grant's evidence is not the event before it", ErrUnjustified)
 		}
 		s.Status, s.Grant = StatusGranted, d
 		if s.DecidedAt.IsZero() {
@@ -297,9 +315,13 @@ func Apply(s State, r events.Record) (State, error) {
 		if s.Status == StatusNone {
 			return s, fmt.Errorf("%w: revoke before any request", ErrIllegal)
 		}
+		s.RevokeAskers = append(s.RevokeAskers, d.By)
 	case *events.Revoked:
 		if s.Status == StatusNone {
 			return s, fmt.Errorf("%w: revoked before any request", ErrIllegal)
+		}
+		if !slices.Contains(s.RevokeAskers, d.By) {
+			return s, fmt.Errorf("%w: revoked by %s, who did not ask", ErrUnjustified, d.By.ID())
 		}
 		s.Status, s.Revocation = StatusRevoked, d
 	default:

@@ -339,6 +339,15 @@ func TestApplyRefuses(t *testing.T) {
 		{"grant to nobody", allowedTTL(0, 0), fixed(granted("", time.Minute)), request.ErrUnjustified, "unjustified"},
 		{"grant of no lifetime", allowedTTL(0, 0), fixed(granted(p.carol.Key, 0)), request.ErrUnjustified, "unjustified"},
 		{"grant that ends before it starts", allowedTTL(0, 0), fixed(granted(p.carol.Key, -time.Minute)), request.ErrUnjustified, "unjustified"},
+		{"approved naming someone who did not vote", votes(pendingTTL(0, 0), approve(&p.alice), approve(&p.bob)), fixed(approved(p.alice, p.dave)), request.ErrUnjustified, "unjustified"},
+		{"approved naming one of two", votes(pendingTTL(0, 0), approve(&p.alice), approve(&p.bob)), fixed(approved(p.alice)), request.ErrUnjustified, "unjustified"},
+		{"denied naming another", votes(pending, deny(&p.alice)), fixed(deniedBy(p.bob)), request.ErrUnjustified, "unjustified"},
+		{"grant on other evidence", allowedTTL(0, 0), func(h *history) event {
+			e := granted(p.carol.Key, time.Minute)
+			e.data.(*events.Granted).Evidence = h.records[0].Digest
+			return e
+		}, request.ErrUnjustified, "unjustified"},
+		{"revoked without an ask", allowedTTL(0, 0), fixed(event{kind: events.KindRevoked, data: &events.Revoked{By: events.PrincipalRef{Domain: "acme", Name: "alice"}, Reason: "x"}}), request.ErrUnjustified, "unjustified"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -802,4 +811,33 @@ func TestEligibleQualifiedGroup(t *testing.T) {
 	assert.False(t, request.Eligible(stage, partnerLead, "acme"), "a bare group is the request's domain's")
 	acmeAuditor := identity.Principal{Domain: "acme", Name: "aud", Groups: []string{"auditors"}}
 	assert.False(t, request.Eligible(stage, acmeAuditor, "acme"), "partner/auditors is not acme's auditors")
+}
+
+// A revocation answers an ask by the one it names; another's ask does not
+// do.
+func TestRevokedAnswersAnAsk(t *testing.T) {
+	p := newPeople(t)
+	ask := func(by identity.Principal) event {
+		return event{kind: events.KindRevoke, by: &by, data: &events.Revoke{Domain: "acme", By: events.PrincipalRef{Domain: by.Domain, Name: by.Name}, Reason: "wrong ticket"}}
+	}
+	revoked := func(by identity.Principal) event {
+		return event{kind: events.KindRevoked, data: &events.Revoked{By: events.PrincipalRef{Domain: by.Domain, Name: by.Name}, Reason: "wrong ticket"}}
+	}
+	h := newHistory(t)
+	h.add(requested(&p.carol, 0))
+	h.add(allowed(0))
+	h.add(granted(p.carol.Key, time.Minute))
+	h.add(ask(p.bob))
+	before := h.fold()
+	_, err := request.Apply(before, h.add(revoked(p.alice)))
+	require.ErrorIs(t, err, request.ErrUnjustified)
+
+	h = newHistory(t)
+	h.add(requested(&p.carol, 0))
+	h.add(allowed(0))
+	h.add(granted(p.carol.Key, time.Minute))
+	h.add(ask(p.bob))
+	h.add(ask(p.alice))
+	h.add(revoked(p.alice))
+	assert.Equal(t, request.StatusRevoked, h.fold().Status)
 }
