@@ -131,7 +131,7 @@ func (t *Tree) Frontier() []string {
 // clone returns an independent copy.
 func (t *Tree) clone() *Tree {
 	r, _ := factory.NewRange(0, t.r.End(), t.r.Hashes())
-	return &Tree{r: r, firstSeq: t.firstSeq, lastSeq: t.lastSeq}
+	return &Tree{r: r, firstSeq: t.firstSeq, lastSeq: t.lastSeq, lastTime: t.lastTime}
 }
 
 func encodeHash(h []byte) string { return "sha256:" + hex.EncodeToString(h) }

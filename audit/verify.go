@@ -133,6 +133,7 @@ type input struct {
 
 type leaf struct {
 	seq  uint64
+	at   time.Time
 	hash []byte
 }
 
@@ -189,6 +190,10 @@ func (v *Verifier) Add(m events.Message) {
 		v.find(Finding{Check: CheckOrder, Seq: m.Seq, Problem: fmt.Sprintf("messages %d to %d are missing", v.lastSeq+1, m.Seq-1)})
 	}
 	v.lastSeq = max(v.lastSeq, m.Seq)
+	if m.Time.Before(v.rep.LastTime) {
+		v.find(Finding{Check: CheckOrder, Severity: SeverityWarning, Seq: m.Seq,
+			Problem: fmt.Sprintf("stored at %s, before the message ahead of it (%s): a server clock stepped back", m.Time.Format(time.RFC3339Nano), v.rep.LastTime.Format(time.RFC3339Nano))})
+	}
 	v.rep.LastSeq, v.rep.LastTime = m.Seq, m.Time
 	v.addLeaf(m)
 	v.check(m)
@@ -233,12 +238,14 @@ func (v *Verifier) inRange(t time.Time) bool {
 func (v *Verifier) addLeaf(m events.Message) {
 	h := LeafHash(m)
 	_ = v.tree.AppendHash(m.Seq, h)
-	v.window = append(v.window, leaf{seq: m.Seq, hash: h})
+	v.tree.lastTime = m.Time
+	v.window = append(v.window, leaf{seq: m.Seq, at: m.Time, hash: h})
 	if len(v.window) > v.o.Window {
 		// Move the oldest quarter of the window into the lagging tree.
 		n := len(v.window) / 4
 		for _, l := range v.window[:n] {
 			_ = v.lag.AppendHash(l.seq, l.hash)
+			v.lag.lastTime = l.at
 		}
 		v.window = slices.Delete(v.window, 0, n)
 	}
@@ -256,6 +263,7 @@ func (v *Verifier) treeAt(size uint64) (*Tree, bool) {
 	t := v.lag.clone()
 	for _, l := range v.window[:size-v.lag.Size()] {
 		_ = t.AppendHash(l.seq, l.hash)
+		t.lastTime = l.at
 	}
 	return t, true
 }
@@ -386,6 +394,8 @@ func (v *Verifier) checkpoint(r events.Record, c *events.Checkpoint) {
 		f.Problem = fmt.Sprintf("tree of the first %d messages has root %s, the checkpoint says %s", c.TreeSize, short(root), short(c.Root))
 	case t.FirstSeq() != c.FirstSeq || t.LastSeq() != c.LastSeq:
 		f.Problem = fmt.Sprintf("checkpoint says sequences %d to %d, the tree holds %d to %d", c.FirstSeq, c.LastSeq, t.FirstSeq(), t.LastSeq())
+	case !t.lastTime.Equal(c.LastTime):
+		f.Problem = fmt.Sprintf("checkpoint says its last message was stored at %s, the stream says %s", c.LastTime.Format(time.RFC3339Nano), t.lastTime.Format(time.RFC3339Nano))
 	}
 	if f.Problem != "" {
 		v.find(f)
