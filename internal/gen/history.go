@@ -59,8 +59,10 @@ func scenarioFor(o Outcome, rng *rand.Rand) scenario {
 	return scenario{dev, "restart", "prod/" + pick(rng, prodApps...), events.OutcomeReview}
 }
 
-// voteSpan is how long after its evaluation a request's votes come.
-func (g *generator) voteSpan() time.Duration { return min(8*time.Minute, g.deadline/4) }
+// voteSpan is how long after its evaluation a request's votes come: no
+// longer than Span either, so that a short Span dates every event as a
+// live pipeline would (the verifier checks decisions' times).
+func (g *generator) voteSpan() time.Duration { return min(8*time.Minute, g.deadline/4, g.o.Span) }
 
 // requestedAt places a request in time: votes are stored now and count
 // only before the deadline, so requests that get votes are recent; an
