@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -130,7 +131,9 @@ func (t *Tree) Frontier() []string {
 
 // clone returns an independent copy.
 func (t *Tree) clone() *Tree {
-	r, _ := factory.NewRange(0, t.r.End(), t.r.Hashes())
+	// A range appends in place into the slice it was made with: the copy
+	// needs its own.
+	r, _ := factory.NewRange(0, t.r.End(), slices.Clone(t.r.Hashes()))
 	return &Tree{r: r, firstSeq: t.firstSeq, lastSeq: t.lastSeq, lastTime: t.lastTime}
 }
 
