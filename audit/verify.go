@@ -326,35 +326,22 @@ func (v *Verifier) answered(e *entry, seq uint64, code string) {
 	}
 }
 
-// settle shrinks a decided request to what later messages need to be
-// judged: a closed one to its status and the end of its chain; a granted
-// one (redemption, revocation and a break-glass review may follow) drops
-// the identity token, the evaluation's context and the sealed grant.
+// settle shrinks a decided request to what later messages are judged by:
+// a closed one to its status and the end of its chain; a granted one to
+// its grant's hash and lifetime and who asked to revoke it (redemption and
+// revocation may follow) — unless a break-glass review is still open,
+// which needs the flows and votes.
 func (v *Verifier) settle(key string, e *entry) {
 	st := e.st
-	if !st.Status.IsTerminal() || len(e.pending) > 0 {
+	if !st.Status.IsTerminal() || len(e.pending) > 0 || st.ReviewOpen() {
 		return
 	}
-	if st.Status.IsClosed() && !st.ReviewOpen() {
-		e.st = request.State{Domain: st.Domain, ID: st.ID, Status: st.Status, LastSeq: st.LastSeq, LastDigest: st.LastDigest}
-		return
+	small := request.State{Domain: st.Domain, ID: st.ID, Status: st.Status, LastSeq: st.LastSeq, LastDigest: st.LastDigest,
+		RevokeAskers: st.RevokeAskers}
+	if g := st.Grant; g != nil && !st.Status.IsClosed() {
+		small.Grant = &events.Granted{TokenHash: g.TokenHash, NotBefore: g.NotBefore, ExpiresAt: g.ExpiresAt}
 	}
-	if r := st.Request; r != nil && r.Identity != "" {
-		c := *r
-		c.Identity, c.Params, c.Reason = "", nil, ""
-		e.st.Request = &c
-	}
-	if ev := st.Evaluation; ev != nil && ev.Context != nil {
-		c := *ev
-		c.Context = nil
-		e.st.Evaluation = &c
-	}
-	if g := st.Grant; g != nil && g.Sealed != "" {
-		c := *g
-		c.Sealed = ""
-		e.st.Grant = &c
-	}
-	e.st.Answered = nil
+	e.st = small
 }
 
 func checkOf(err error) string {
