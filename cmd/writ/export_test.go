@@ -12,6 +12,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/writ-dev/writ/events"
 )
 
 func TestAuditExport(t *testing.T) {
@@ -48,6 +50,19 @@ func TestAuditExport(t *testing.T) {
 		assert.NotEmpty(t, r.Event)
 	}
 	assert.Contains(t, recs[3].Problem, "type-mismatch")
+	// Round trip: each exported event is the stored body, byte for byte
+	// (its digest), and the CSV says what the JSON lines say.
+	for _, r := range recs {
+		assert.Equal(t, r.Digest, events.Digest(r.Event), "seq %d", r.Seq)
+	}
+	out, _, err = writ(t, append([]string{"audit", "export", "--format", "csv"}, common...)...)
+	require.NoError(t, err)
+	all, err := csv.NewReader(strings.NewReader(out)).ReadAll()
+	require.NoError(t, err)
+	require.Len(t, all, len(recs)+1)
+	for i, r := range recs {
+		assert.Equal(t, r.row(), all[i+1])
+	}
 	assert.Equal(t, "acme/deploy-bot", recs[0].Principal)
 	assert.Equal(t, "issuer", recs[2].Role)
 
