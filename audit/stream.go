@@ -46,9 +46,8 @@ func WitnessHeads(ctx context.Context, reader store.Reader, checker events.Check
 			return nil, fmt.Errorf("audit: %s's witness record #%d is not genuine: %w", witness, m.Seq, r.Err)
 		}
 		w := r.Data.(*events.Witnessed)
-		inner := checker.Inspect(events.Message{Subject: w.Subject, Seq: w.Seq, Body: []byte(w.Checkpoint),
-			Header: map[string][]string{events.HeaderSigner: {w.Signer}, events.HeaderSignature: {w.Signature}}}, m.Time)
-		if inner.Err != nil || inner.Kind != events.KindCheckpoint || inner.Domain != domain {
+		inner := witnessedCheckpoint(checker, w, m.Time)
+		if inner.Err != nil || inner.Domain != domain {
 			return nil, fmt.Errorf("audit: %s's witness record #%d holds no genuine checkpoint of %s: %v", witness, m.Seq, domain, inner.Err)
 		}
 		heads = append(heads, Head{Seq: w.Seq, Digest: inner.Digest, Checkpoint: *inner.Data.(*events.Checkpoint),

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -399,17 +400,23 @@ func (v *Verifier) checkpoint(r events.Record, c *events.Checkpoint) {
 // witnessed checks another domain's checkpoint this domain recorded: it
 // must be genuine, signed by that domain's auditor.
 func (v *Verifier) witnessed(r events.Record, w *events.Witnessed) {
-	inner := v.checker.Inspect(events.Message{
-		Subject: w.Subject, Seq: w.Seq, Body: []byte(w.Checkpoint),
-		Header: map[string][]string{events.HeaderSigner: {w.Signer}, events.HeaderSignature: {w.Signature}},
-	}, r.Time)
-	if inner.Err == nil && (inner.Kind != events.KindCheckpoint || inner.Domain != w.Domain) {
-		inner.Err = fmt.Errorf("a %s of %s, not a checkpoint of %s", inner.Kind, inner.Domain, w.Domain)
-	}
-	if inner.Err != nil {
+	if inner := witnessedCheckpoint(v.checker, w, r.Time); inner.Err != nil {
 		v.find(Finding{Check: CheckWitness, Seq: r.Seq, Domain: r.Domain, RequestID: r.RequestID, Kind: r.Kind.String(),
 			Problem: fmt.Sprintf("witnessed checkpoint of %s #%d is not genuine: %v", w.Domain, w.Seq, inner.Err)})
 	}
+}
+
+// witnessedCheckpoint inspects the checkpoint a witness record holds; its
+// Err says why it is not a genuine checkpoint of the domain it names.
+func witnessedCheckpoint(c events.Checker, w *events.Witnessed, at time.Time) events.Record {
+	inner := c.Inspect(events.Message{
+		Subject: w.Subject, Seq: w.Seq, Body: []byte(w.Checkpoint),
+		Header: map[string][]string{events.HeaderSigner: {w.Signer}, events.HeaderSignature: {w.Signature}},
+	}, at)
+	if inner.Err == nil && (inner.Kind != events.KindCheckpoint || inner.Domain != w.Domain) {
+		inner.Err = fmt.Errorf("a %s of %s, not a checkpoint of %s", inner.Kind, inner.Domain, w.Domain)
+	}
+	return inner
 }
 
 // Finish ends the verification and returns the report.
@@ -425,19 +432,9 @@ func (v *Verifier) Finish() *Report {
 			h.Source, h.Seq, h.Checkpoint.TreeSize, short(h.Checkpoint.Root))})
 	}
 	horizon := v.rep.LastTime.Add(-v.o.Settle)
-	keys := make([]string, 0, len(v.open))
-	for k := range v.open {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(v.open)) {
 		e := v.open[k]
-		seqs := make([]uint64, 0, len(e.pending))
-		for s := range e.pending {
-			seqs = append(seqs, s)
-		}
-		slices.Sort(seqs)
-		for _, s := range seqs {
+		for _, s := range slices.Sorted(maps.Keys(e.pending)) {
 			in := e.pending[s]
 			f := in.f
 			if in.at.After(horizon) {
