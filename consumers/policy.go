@@ -169,5 +169,21 @@ func handleAudit(ctx context.Context, c *component, m jetstream.Msg, decide deci
 	if err != nil {
 		return &terminate{reason: "no metadata"}
 	}
-	return c.react(ctx, domain, id, md.Sequence.Stream, decide)
+	seq := md.Sequence.Stream
+	err = c.react(ctx, domain, id, seq, guard(decide))
+	var p *panicked
+	if !errors.As(err, &p) || md.NumDelivered < PoisonAfter {
+		return err
+	}
+	// It failed every time, in a way no retry fixes: answer it on the
+	// record and let it go, so that it blocks nothing behind it.
+	err = c.react(ctx, domain, id, seq, func(_ context.Context, h *history, this events.Record) (*effect, error) {
+		return unprocessable(h, this, p), nil
+	})
+	if err != nil {
+		return err // recording failed: try again on the next delivery
+	}
+	c.log.Error("gave up on an input that cannot be handled; recorded as unprocessable",
+		attrRequest, id, attrSeq, seq, "deliveries", md.NumDelivered, "err", p)
+	return &terminate{reason: CodeUnprocessable + ": " + p.Error()}
 }

@@ -3,6 +3,7 @@ package consumers
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"time"
 
@@ -82,10 +83,64 @@ func refuse(h *history, this events.Record, err error) *effect {
 
 // codeOf is the reason code recorded for err.
 func codeOf(err error) string {
-	if errors.Is(err, locks.ErrLocked) {
+	switch {
+	case errors.Is(err, locks.ErrLocked):
 		return "locked"
+	case errors.Is(err, ErrUnprocessable):
+		return CodeUnprocessable
 	}
 	return request.Code(err)
+}
+
+// CodeUnprocessable is the reason code of an input a component failed on
+// PoisonAfter times for a reason no retry fixes (it made the handler
+// panic): recorded, and no longer delivered, so it blocks nothing.
+const CodeUnprocessable = "unprocessable"
+
+// PoisonAfter is how many deliveries of an input a component fails on,
+// that way, before it gives up on it.
+const PoisonAfter = 5
+
+// ErrUnprocessable wraps what made a component give up on an input.
+var ErrUnprocessable = errors.New("consumers: input cannot be handled")
+
+// panicked is a handler's panic, as an error.
+type panicked struct{ value any }
+
+func (p *panicked) Error() string { return fmt.Sprintf("panic: %v", p.value) }
+
+// guard turns a panic in decide into an error, so that handling can tell
+// an input that cannot be handled from a transient failure.
+func guard(decide decideFunc) decideFunc {
+	return func(ctx context.Context, h *history, this events.Record) (eff *effect, err error) {
+		defer func() {
+			if v := recover(); v != nil {
+				eff, err = nil, &panicked{value: v}
+			}
+		}()
+		if beforeDecide != nil {
+			beforeDecide(this)
+		}
+		return decide(ctx, h, this)
+	}
+}
+
+// beforeDecide, when set (by tests, before any component runs), is called
+// with each record a component is about to decide on.
+var beforeDecide func(events.Record)
+
+// unprocessable answers an input given up on: a request that has had no
+// other answer is rejected, so its requester learns; anything else is
+// refused.
+func unprocessable(h *history, this events.Record, cause error) *effect {
+	err := fmt.Errorf("%w: %v", ErrUnprocessable, cause)
+	st := h.state
+	if st.Status == request.StatusRequested && st.RequestSeq == this.Seq {
+		return &effect{kind: events.KindRejected, data: &events.Rejected{
+			Prev: st.LastDigest, RefSeq: this.Seq, RefDigest: this.Digest, Code: CodeUnprocessable, Reason: reason(err),
+		}}
+	}
+	return refuse(h, this, err)
 }
 
 // reason keeps a refusal's text within the schema's bound.

@@ -14,6 +14,14 @@ import (
 // consumerCheckInterval is how often a consumer's existence is checked.
 const consumerCheckInterval = 2 * time.Second
 
+// MaxDeliver bounds redeliveries. A transient failure (the stream cannot
+// take writes) is retried with a backoff growing to 10s, so this is hours
+// of outage; an input that cannot be handled is answered and dropped long
+// before (PoisonAfter). A message that reaches it anyway is left by the
+// server, which says so in a MAX_DELIVERIES advisory, and the request it
+// belongs to shows as not taken further in writ audit verify.
+const MaxDeliver = 1000
+
 // handleTimeout bounds one message's handling.
 const handleTimeout = 20 * time.Second
 
@@ -186,7 +194,7 @@ func durableConfig(name string, filters ...string) jetstream.ConsumerConfig {
 		AckPolicy:      jetstream.AckExplicitPolicy,
 		AckWait:        30 * time.Second,
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
-		MaxDeliver:     -1,
+		MaxDeliver:     MaxDeliver,
 		MaxAckPending:  1024,
 	}
 }
