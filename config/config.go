@@ -121,10 +121,12 @@ type Limits struct {
 // Default returns the configuration Init writes for domain.
 func Default(domain string) Config {
 	return Config{
-		Domain:   domain,
-		Listen:   "127.0.0.1:4222",
-		StoreDir: "jetstream",
-		Stream:   Stream{Name: "WRIT", Timers: "WRIT_TIMERS", Replicas: 1, Duplicates: Duration(24 * time.Hour)},
+		Domain: domain,
+		Listen: "127.0.0.1:4222",
+		// An audit trail must not lose acknowledged events on power loss.
+		SyncAlways: true,
+		StoreDir:   "jetstream",
+		Stream:     Stream{Name: "WRIT", Timers: "WRIT_TIMERS", Replicas: 1, Duplicates: Duration(24 * time.Hour)},
 		Keys: Keys{
 			Policy: "keys/policy.nk", Approval: "keys/approval.nk",
 			Issuer: "keys/issuer.nk", IssuerXKey: "keys/issuer.xk", Redeemer: "keys/redeemer.nk",

@@ -12,8 +12,14 @@ import (
 // BenchmarkAutoApprove measures one request from publish to granted, one at
 // a time, through the whole pipeline on an embedded server: the latency a
 // requester sees for an auto-approved action.
-func BenchmarkAutoApprove(b *testing.B) {
-	e := writtest.Start(b, writtest.Options{})
+func BenchmarkAutoApprove(b *testing.B) { benchAutoApprove(b, false) }
+
+// BenchmarkAutoApproveSyncAlways is BenchmarkAutoApprove with every write
+// on disk before it is acknowledged: the embedded server's default.
+func BenchmarkAutoApproveSyncAlways(b *testing.B) { benchAutoApprove(b, true) }
+
+func benchAutoApprove(b *testing.B, sync bool) {
+	e := writtest.Start(b, writtest.Options{SyncAlways: sync})
 	bot := e.Identity("deploy-bot")
 	spec := client.Spec{Domain: writtest.Domain, Action: "deploy", Resource: "staging/web"}
 	b.ResetTimer()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -157,14 +158,22 @@ func exportBundle(ctx context.Context, c conn, domain, id string, stdout io.Writ
 		}
 		return json.Unmarshal(m.Data, into)
 	}
-	var made audit.Made
-	if err := ask(consumers.CheckpointSubject(domain), nil, &made); err != nil {
-		return err
-	}
 	trust := cl.Checker().Bundle
-	e, err := audit.CollectEvidence(ctx, cl.Reader(domain), trust, domain, id)
-	if err != nil {
-		return err
+	var e *audit.Evidence
+	// The request may move on between the checkpoint and the reading: ask
+	// again for one that covers it.
+	for attempt := 0; ; attempt++ {
+		var made audit.Made
+		if err := ask(consumers.CheckpointSubject(domain), nil, &made); err != nil {
+			return err
+		}
+		e, err = audit.CollectEvidence(ctx, cl.Reader(domain), trust, domain, id)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, audit.ErrNoCheckpoint) || attempt == 4 {
+			return err
+		}
 	}
 	e.Result = audit.VerifyEvidenceContent(e, trust)
 	b, err := json.Marshal(e)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -69,6 +70,16 @@ func describeSetup(w io.Writer, cfg *config.Config) {
 	fmt.Fprintf(w, "  keys          %s (secret: keep them private)\n", filepath.Join(dir, "keys"))
 }
 
+// syncSetting is --sync when given, else the configuration's sync_always.
+func syncSetting(fs *flag.FlagSet, flagValue, configured bool) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == "sync" })
+	if set {
+		return flagValue
+	}
+	return configured
+}
+
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("serve", "serve [--dir DIR] [--listen HOST:PORT | --port N] [--server URL --creds FILE] [--components LIST]", stderr)
 	dir := fs.String("dir", envOr("WRIT_HOME", defaultDir), "Writ directory; created with a development setup if missing; env WRIT_HOME")
@@ -78,7 +89,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	creds := fs.String("creds", "", "credentials for --server")
 	components := fs.String("components", "", "comma-separated components to run: policy,approval,issuer (default: all)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	syncAlways := fs.Bool("sync", false, "embedded NATS fsyncs every write (recommended in production; slower)")
+	syncAlways := fs.Bool("sync", true, "embedded NATS writes every event to disk before acknowledging it (the config's sync_always, true for new setups); --sync=false for development only: faster, but a power loss can lose acknowledged events")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
@@ -132,7 +143,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		srv, err = embedded.Start(embedded.Options{
 			Host: host, Port: portNum, StoreDir: cfg.Path(cfg.StoreDir),
-			SyncAlways: *syncAlways || cfg.SyncAlways, Name: "writ-" + cfg.Domain,
+			SyncAlways: syncSetting(fs, *syncAlways, cfg.SyncAlways), Name: "writ-" + cfg.Domain,
 			Logger: log, JetStreamDomain: cfg.Domain, Leaf: rt.Leaf(),
 		})
 		if err != nil {
@@ -142,7 +153,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if nc, err = srv.Connect(nats.Name("writ serve"), nats.MaxReconnects(-1)); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "NATS with JetStream listening on %s (store: %s)\n", srv.ClientURL(), cfg.Path(cfg.StoreDir))
+		durability := "every write on disk before it is acknowledged"
+		if !syncSetting(fs, *syncAlways, cfg.SyncAlways) {
+			durability = "writes flushed in batches: development only, a power loss can lose acknowledged events"
+		}
+		fmt.Fprintf(stdout, "NATS with JetStream listening on %s (store: %s; %s)\n", srv.ClientURL(), cfg.Path(cfg.StoreDir), durability)
 	}
 	defer nc.Close()
 

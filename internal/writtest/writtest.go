@@ -39,6 +39,10 @@ type Options struct {
 	// Audit replaces the configuration's audit section (checkpoint
 	// interval, witnessed domains).
 	Audit *config.Audit
+	// SyncAlways makes the server write every event to disk before
+	// acknowledging it, as production does; tests default to batched
+	// flushes, for speed.
+	SyncAlways bool
 }
 
 // Env is a running test installation.
@@ -55,6 +59,7 @@ type Env struct {
 
 	mu    sync.Mutex
 	stops []func()
+	sync  bool
 }
 
 // Start creates a setup and starts the server, streams and (unless
@@ -96,7 +101,7 @@ func setup(t testing.TB, domain string, o Options) *Env {
 		cfg.Audit = o.Audit
 		require.NoError(t, cfg.Save(dir))
 	}
-	e := &Env{T: t, Domain: domain, Dir: dir, Store: filepath.Join(dir, "jetstream"), Logger: logger(t)}
+	e := &Env{T: t, Domain: domain, Dir: dir, Store: filepath.Join(dir, "jetstream"), Logger: logger(t), sync: o.SyncAlways}
 	t.Cleanup(e.Close)
 	return e
 }
@@ -171,7 +176,7 @@ func logger(t testing.TB) *slog.Logger {
 func (e *Env) StartServer() {
 	t := e.T
 	t.Helper()
-	s, err := embedded.Start(embedded.Options{Port: -1, StoreDir: e.Store, JetStreamDomain: e.Domain, Leaf: e.Runtime.Leaf(), Name: e.Domain})
+	s, err := embedded.Start(embedded.Options{Port: -1, StoreDir: e.Store, JetStreamDomain: e.Domain, Leaf: e.Runtime.Leaf(), Name: e.Domain, SyncAlways: e.sync})
 	require.NoError(t, err)
 	nc, err := s.Connect(nats.MaxReconnects(-1))
 	require.NoError(t, err)
