@@ -13,11 +13,12 @@ import (
 	"github.com/writ-dev/writ/request"
 )
 
-const auditUsage = `Usage: writ audit <replay|verify|checkpoint|export> [flags]
+const auditUsage = `Usage: writ audit <replay|verify|checkpoint|export|deadletter> [flags]
   replay      each request's history, in order (filters, formats)
   verify      check the trail end to end; exit 0 only when everything holds
   checkpoint  ask the auditor for a signed checkpoint of the stream now
   export      JSON lines or CSV for a SIEM; --bundle: one request's evidence
+  deadletter  what the pipeline gave up on: unprocessable input, undeliverable notifications
 Run 'writ audit <subcommand> --help' for its flags.`
 
 func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -29,6 +30,8 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return runAuditVerify(ctx, args[1:], stdout, stderr)
 		case "checkpoint":
 			return runAuditCheckpoint(ctx, args[1:], stdout, stderr)
+		case "deadletter":
+			return runAuditDeadLetter(ctx, args[1:], stdout, stderr)
 		}
 	}
 	if len(args) == 0 || args[0] != "replay" {

@@ -177,7 +177,7 @@ func TestCommandLineErrors(t *testing.T) {
 		{"bad urgency", []string{"request", "--action", "a", "--resource", "r", "--urgency", "asap"}, exitUsage, "--urgency"},
 		{"bad flag", []string{"serve", "--no-such-flag"}, exitUsage, "no-such-flag"},
 		{"approve needs an id", []string{"approve", "--creds", "x"}, exitUsage, "one request id"},
-		{"audit needs a subcommand", []string{"audit"}, exitUsage, "writ audit <replay|verify|checkpoint|export>"},
+		{"audit needs a subcommand", []string{"audit"}, exitUsage, "writ audit <replay|verify|checkpoint|export|deadletter>"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, errOut, err := writ(t, tc.args...)
