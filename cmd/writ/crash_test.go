@@ -137,7 +137,9 @@ func TestCrashSoak(t *testing.T) {
 	vote := func(who *identity.Identity, id string) {
 		for time.Now().Before(deadline) {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			r, err := cl.Wait(ctx, "acme", id, func(s request.State) bool { return s.Status != request.StatusRequested && s.Status != request.StatusNone })
+			r, err := cl.Wait(ctx, "acme", id, func(s request.State) bool {
+				return s.Status != request.StatusRequested && s.Status != request.StatusNone
+			})
 			if err == nil {
 				if _, voted := votedBy(r.State, who); voted || r.State.Status != request.StatusPending {
 					cancel()
