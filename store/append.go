@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -17,20 +18,74 @@ var ErrConflict = errors.New("store: request history moved on")
 // Append appends an event if the last message matching filter is still
 // lastSeq. It returns ErrConflict (test with IsConflict) when it is not.
 // A duplicate message id is success: the effect is already in the stream.
+//
+// When a publish's outcome is unknown (no acknowledgement came: a timeout,
+// a server failing over), Append sends the same message again — the same
+// id and body — until it learns the outcome or ctx ends; a retry that
+// finds the history moved on checks whether what moved it is this very
+// message, stored by the attempt that went unacknowledged.
 func Append(ctx context.Context, js jetstream.JetStream, stream string, out events.Outgoing, lastSeq uint64, filter string) (uint64, error) {
+	wait := 50 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		seq, err := publish(ctx, js, stream, out, lastSeq, filter, attempt > 0)
+		if err == nil || !unknownOutcome(err) || ctx.Err() != nil || attempt == maxUnknown {
+			return seq, err
+		}
+		select {
+		case <-ctx.Done():
+			return 0, err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, time.Second)
+	}
+}
+
+// maxUnknown bounds the retries of a publish whose outcome stays unknown
+// (about 5 s of waiting), for callers whose context has no deadline.
+const maxUnknown = 8
+
+// publish makes one attempt; retry says an earlier attempt's outcome is
+// unknown, so a history that moved on may have moved on by this message.
+func publish(ctx context.Context, js jetstream.JetStream, stream string, out events.Outgoing, lastSeq uint64, filter string, retry bool) (uint64, error) {
 	msg := &nats.Msg{Subject: out.Subject, Data: out.Body, Header: nats.Header(out.Header())}
 	ack, err := js.PublishMsg(ctx, msg,
 		jetstream.WithExpectStream(stream),
 		jetstream.WithExpectLastSequenceForSubject(lastSeq, filter))
-	if err != nil {
-		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
-			return 0, ErrConflict
-		}
-		return 0, fmt.Errorf("store: publish %s: %w", out.Subject, err)
+	if err == nil {
+		return ack.Sequence, nil
 	}
-	return ack.Sequence, nil
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+		if retry {
+			if seq, ok := stored(ctx, js, stream, out); ok {
+				return seq, nil
+			}
+		}
+		return 0, ErrConflict
+	}
+	return 0, fmt.Errorf("store: publish %s: %w", out.Subject, err)
+}
+
+// unknownOutcome reports a publish that may or may not have been stored.
+func unknownOutcome(err error) bool {
+	for _, e := range []error{nats.ErrTimeout, context.DeadlineExceeded, jetstream.ErrNoStreamResponse,
+		nats.ErrNoResponders, nats.ErrConnectionReconnecting, nats.ErrDisconnected} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// stored returns the sequence of out if it is the last message on its
+// subject.
+func stored(ctx context.Context, js jetstream.JetStream, stream string, out events.Outgoing) (uint64, bool) {
+	m, err := Reader{NC: js.Conn(), Stream: stream}.Last(ctx, out.Subject)
+	if err != nil || m == nil || string(m.Body) != string(out.Body) {
+		return 0, false
+	}
+	return m.Seq, true
 }
 
 // IsConflict reports whether a Append failed because the history moved on.
