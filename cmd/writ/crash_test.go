@@ -102,7 +102,7 @@ func TestCrashSoak(t *testing.T) {
 	var acked []made
 	var refused atomic.Int64
 	next := atomic.Int64{}
-	deadline := time.Now().Add(max(5*time.Minute, time.Duration(n)*100*time.Millisecond))
+	deadline := time.Now().Add(max(5*time.Minute, time.Duration(n)*300*time.Millisecond))
 	var load sync.WaitGroup
 	for range 6 {
 		load.Go(func() {
@@ -169,6 +169,9 @@ func TestCrashSoak(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		r, err := cl.Wait(ctx, "acme", m.id, client.Settled)
 		cancel()
+		if err != nil && r != nil {
+			require.NoError(t, err, "request %s (review %v) is still %s; votes: %d", m.id, m.review, r.State.Status, len(r.State.Votes))
+		}
 		require.NoError(t, err, "request %s", m.id)
 		require.Equal(t, request.StatusGranted, r.State.Status, "request %s: %v", m.id, r.Errs)
 	}
