@@ -50,6 +50,12 @@ type Client struct {
 // ErrInvalidSpec is returned for a request the pipeline would reject.
 var ErrInvalidSpec = errors.New("client: invalid request")
 
+// ErrOutcomeUnknown is returned, with the request's id, when the audit
+// stream did not confirm a request (no quorum, a failover): it may be
+// recorded yet, and then it goes ahead. Look it up by its id before asking
+// again.
+var ErrOutcomeUnknown = errors.New("client: the audit stream did not confirm the request; it may still be recorded")
+
 // ErrNotFound is returned for a request id the stream does not hold.
 var ErrNotFound = errors.New("client: no such request")
 
@@ -132,6 +138,10 @@ func (c *Client) Request(ctx context.Context, who *identity.Identity, s Spec) (s
 	}
 	// A new id has no history: expecting last sequence 0 makes sure of it.
 	if _, err := store.Append(ctx, c.js, c.stream, out, 0, events.RequestFilter(s.Domain, id)); err != nil {
+		if store.IsUnknownOutcome(err) {
+			// It may be stored yet: say so, with the id to look it up by.
+			return id, fmt.Errorf("%w: request %s: %w", ErrOutcomeUnknown, id, err)
+		}
 		// Fail closed: what the trail does not hold did not happen.
 		return "", fmt.Errorf("client: the audit stream did not record the request, so it was not made: %w", err)
 	}

@@ -55,6 +55,11 @@ func publish(ctx context.Context, js jetstream.JetStream, stream string, out eve
 		return ack.Sequence, nil
 	}
 	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeDuplicateInProcess {
+		// Another copy of this very message is being stored (a replicated
+		// stream): its outcome is not known yet.
+		return 0, fmt.Errorf("store: publish %s: %w: %w", out.Subject, errInProcess, err)
+	}
 	if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
 		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
 		if retry {
@@ -67,9 +72,20 @@ func publish(ctx context.Context, js jetstream.JetStream, stream string, out eve
 	return 0, fmt.Errorf("store: publish %s: %w", out.Subject, err)
 }
 
+// errCodeDuplicateInProcess is JetStream's "duplicate message id is in
+// process" (JSStreamDuplicateMessageConflict): on a replicated stream, the
+// same message sent twice at once gets it while the first is stored.
+const errCodeDuplicateInProcess jetstream.ErrorCode = 10158
+
+var errInProcess = errors.New("the same message is being stored")
+
+// IsUnknownOutcome reports whether an Append failed without learning
+// whether the stream stored the message: it may have, and may still.
+func IsUnknownOutcome(err error) bool { return unknownOutcome(err) }
+
 // unknownOutcome reports a publish that may or may not have been stored.
 func unknownOutcome(err error) bool {
-	for _, e := range []error{nats.ErrTimeout, context.DeadlineExceeded, jetstream.ErrNoStreamResponse,
+	for _, e := range []error{errInProcess, nats.ErrTimeout, context.DeadlineExceeded, jetstream.ErrNoStreamResponse,
 		nats.ErrNoResponders, nats.ErrConnectionReconnecting, nats.ErrDisconnected} {
 		if errors.Is(err, e) {
 			return true

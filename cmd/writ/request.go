@@ -72,6 +72,9 @@ func runRequest(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		Domain: *domain, Action: *action, Resource: *resource, Params: p,
 		Urgency: *urgency, Reason: *reason, Ticket: *ticket, TTL: *ttl,
 	})
+	if errors.Is(err, client.ErrOutcomeUnknown) {
+		return fmt.Errorf("%w\nlook it up before asking again: writ request show %s", err, id)
+	}
 	if err != nil {
 		return err
 	}
