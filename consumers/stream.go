@@ -10,6 +10,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/writ-dev/writ/events"
+	"github.com/writ-dev/writ/locks"
+	"github.com/writ-dev/writ/redeem"
+	"github.com/writ-dev/writ/state"
 )
 
 // Default stream names.
@@ -140,7 +143,16 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, c StreamConfig) 
 	if !tinfo.Config.AllowMsgSchedules {
 		return fmt.Errorf("%w: timer stream %s does not allow message schedules (nats-server 2.12 or later is needed)", ErrTimers, c.Timers)
 	}
-	return nil
+	// The buckets every component and redeemer reads are made here, as
+	// replicated as the streams: made on first use, they would have one
+	// copy, and a cluster that lost its node would lose them.
+	if err := locks.Ensure(ctx, js, c.Replicas); err != nil {
+		return err
+	}
+	if err := state.Ensure(ctx, js, c.Replicas); err != nil {
+		return err
+	}
+	return redeem.EnsureBuckets(ctx, js, c.Replicas)
 }
 
 // ErrTimers is returned when the timer stream cannot fire deadlines.

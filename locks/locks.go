@@ -49,11 +49,20 @@ func Key(t events.LockTarget) (string, error) {
 	return "", fmt.Errorf("%w: type %q", ErrTarget, t.Type)
 }
 
-func bucket(ctx context.Context, js jetstream.JetStream) (jetstream.KeyValue, error) {
+func bucket(ctx context.Context, js jetstream.JetStream) (jetstream.KeyValue, error) { return ensure(ctx, js, 1) }
+
+// Ensure creates the bucket, with replicas copies (those of the audit
+// stream, on a cluster), if it does not exist yet.
+func Ensure(ctx context.Context, js jetstream.JetStream, replicas int) error {
+	_, err := ensure(ctx, js, replicas)
+	return err
+}
+
+func ensure(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.KeyValue, error) {
 	kv, err := js.KeyValue(ctx, Bucket)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
 		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket: Bucket, Description: "writ lock list", History: 1, Storage: jetstream.FileStorage,
+			Bucket: Bucket, Description: "writ lock list", History: 1, Storage: jetstream.FileStorage, Replicas: max(replicas, 1),
 		})
 		if errors.Is(err, jetstream.ErrBucketExists) {
 			kv, err = js.KeyValue(ctx, Bucket)

@@ -76,6 +76,20 @@ func Revoke(ctx context.Context, js jetstream.JetStream, requestID, tokenHash st
 	return nil
 }
 
+// EnsureBuckets creates the redemption buckets (used grants, proof
+// nonces, revocations) with replicas copies, those that do not exist yet.
+func EnsureBuckets(ctx context.Context, js jetstream.JetStream, replicas int) error {
+	for _, c := range []jetstream.KeyValueConfig{
+		bucketConfig(BucketUsed, UsedTTL, replicas), bucketConfig(BucketNonces, NonceTTL, replicas),
+		bucketConfig(BucketRevocations, RevocationTTL, replicas),
+	} {
+		if _, err := ensureBucket(ctx, js, c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 func bucketConfig(name string, ttl time.Duration, replicas int) jetstream.KeyValueConfig {
 	return jetstream.KeyValueConfig{
 		Bucket:      name,
