@@ -49,7 +49,9 @@ func Key(t events.LockTarget) (string, error) {
 	return "", fmt.Errorf("%w: type %q", ErrTarget, t.Type)
 }
 
-func bucket(ctx context.Context, js jetstream.JetStream) (jetstream.KeyValue, error) { return ensure(ctx, js, 1) }
+func bucket(ctx context.Context, js jetstream.JetStream) (jetstream.KeyValue, error) {
+	return ensure(ctx, js, 1)
+}
 
 // Ensure creates the bucket, with replicas copies (those of the audit
 // stream, on a cluster), if it does not exist yet.

@@ -126,7 +126,9 @@ func checkAttrs(attrs map[string]string) error {
 	return nil
 }
 
-func bucket(ctx context.Context, js jetstream.JetStream) (jetstream.KeyValue, error) { return ensure(ctx, js, 1) }
+func bucket(ctx context.Context, js jetstream.JetStream) (jetstream.KeyValue, error) {
+	return ensure(ctx, js, 1)
+}
 
 // Ensure creates the bucket, with replicas copies (those of the audit
 // stream, on a cluster), if it does not exist yet.
