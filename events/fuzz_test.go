@@ -3,6 +3,7 @@ package events_test
 import (
 	"bytes"
 	"encoding/base64"
+	"slices"
 	"testing"
 
 	"github.com/nats-io/nkeys"
@@ -110,6 +111,49 @@ func FuzzParseSubject(f *testing.F) {
 		}
 		if got := events.Subject(d, id, k); got != s {
 			t.Fatalf("%q parsed and rebuilt as %q", s, got)
+		}
+	})
+}
+
+// FuzzInspectTampered starts from genuine sealed events of every kind and
+// lets the fuzzer change the subject, the body, the signer and the
+// signature, with no key to sign with: whatever Inspect trusts must be one
+// of the genuine events exactly — its subject, body and signer, and a
+// signature that decodes to its own (base64url may spell it differently).
+func FuzzInspectTampered(f *testing.F) {
+	fx := newFixture(f)
+	c := events.Checker{Bundle: fx.bundle}
+	type genuine struct {
+		subject, signer string
+		body, sig       []byte
+	}
+	var sealed []genuine
+	for _, k := range allKinds {
+		m := seal(f, k, fx.sample(k), fx.signer(k))
+		signer, signature := m.Header[events.HeaderSigner][0], m.Header[events.HeaderSignature][0]
+		sig, err := base64.RawURLEncoding.DecodeString(signature)
+		if err != nil {
+			f.Fatal(err)
+		}
+		if r := c.Inspect(m, t0); !r.Valid() {
+			f.Fatalf("the genuine %s is not trusted: %v", k, r.Err)
+		}
+		sealed = append(sealed, genuine{m.Subject, signer, m.Body, sig})
+		f.Add(m.Subject, m.Body, signer, signature)
+	}
+	f.Fuzz(func(t *testing.T, subject string, body []byte, signer, signature string) {
+		m := events.Message{Subject: subject, Seq: 1, Body: body, Header: map[string][]string{
+			events.HeaderSigner: {signer}, events.HeaderSignature: {signature},
+		}}
+		r := c.Inspect(m, t0)
+		if !r.Valid() {
+			return
+		}
+		sig, err := base64.RawURLEncoding.DecodeString(signature)
+		if err != nil || !slices.ContainsFunc(sealed, func(g genuine) bool {
+			return g.subject == subject && g.signer == signer && bytes.Equal(g.body, body) && bytes.Equal(g.sig, sig)
+		}) {
+			t.Fatalf("trusted a tampered %s event: signer %q, signature %q, body %q", r.Kind, signer, signature, body)
 		}
 	})
 }
