@@ -30,6 +30,59 @@ type Options struct {
 	JetStreamDomain string
 	// Leaf links this server to other domains' servers. Nil: no leafnodes.
 	Leaf *Leaf
+	// Cluster makes this server one node of a JetStream cluster (then Name
+	// is required, and unique in the cluster). Nil: a standalone server.
+	Cluster *Cluster
+}
+
+// Cluster joins embedded servers on one machine into a NATS cluster with
+// clustered JetStream: what tests use to run replicated (R3) streams. Like
+// client connections, routes are on loopback only: they carry no
+// authentication either.
+type Cluster struct {
+	Name   string   // the cluster's name, the same on every node
+	Port   int      // route listen port on the server's host; -1 picks a free one
+	Routes []string // nats-route://127.0.0.1:PORT of the nodes (its own may be listed)
+}
+
+func (c *Cluster) options(o *server.Options) error {
+	if c.Name == "" {
+		return errors.New("embedded: a cluster needs a name")
+	}
+	if o.ServerName == "" {
+		return errors.New("embedded: a cluster node needs a server name (Options.Name), unique in the cluster")
+	}
+	if c.Port == 0 {
+		return errors.New("embedded: a cluster node needs a route port (-1 for any)")
+	}
+	if c.Port > 0 {
+		if err := free(o.Host, c.Port); err != nil {
+			return fmt.Errorf("embedded: cluster port: %w", err)
+		}
+	}
+	for _, r := range c.Routes {
+		u, err := url.Parse(r)
+		if err != nil || u.Host == "" {
+			return fmt.Errorf("embedded: route %q: not a nats-route://host:port URL", r)
+		}
+		if !IsLoopback(u.Hostname()) {
+			return fmt.Errorf("%w: route %q", ErrNotLoopback, r)
+		}
+		o.Routes = append(o.Routes, u)
+	}
+	o.Cluster.Name, o.Cluster.Host, o.Cluster.Port = c.Name, o.Host, c.Port
+	return nil
+}
+
+// free reports ErrPortInUse when host:port is taken: the server would say
+// so only in its log.
+func free(host string, port int) error {
+	addr := net.JoinHostPort(host, strconv.Itoa(port))
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("%w: %s (%v)", ErrPortInUse, addr, err)
+	}
+	return l.Close()
 }
 
 // LeafUser is the user a spoke of domain d authenticates as on a hub.
@@ -183,13 +236,9 @@ func Start(o Options) (*Server, error) {
 		o.Port = server.DEFAULT_PORT
 	}
 	if o.Port > 0 {
-		// The server reports a taken port only in its log; say it plainly.
-		addr := net.JoinHostPort(o.Host, strconv.Itoa(o.Port))
-		l, err := net.Listen("tcp", addr)
-		if err != nil {
-			return nil, fmt.Errorf("%w: %s (%v); pick another with --port, or stop what is listening there", ErrPortInUse, addr, err)
+		if err := free(o.Host, o.Port); err != nil {
+			return nil, fmt.Errorf("%w; pick another with --port, or stop what is listening there", err)
 		}
-		_ = l.Close()
 	}
 	opts := &server.Options{
 		ServerName: o.Name,
@@ -207,6 +256,11 @@ func Start(o Options) (*Server, error) {
 	opts.JetStreamDomain = o.JetStreamDomain
 	if o.Leaf != nil {
 		if err := o.Leaf.options(opts); err != nil {
+			return nil, err
+		}
+	}
+	if o.Cluster != nil {
+		if err := o.Cluster.options(opts); err != nil {
 			return nil, err
 		}
 	}
@@ -233,7 +287,16 @@ func (s *Server) Connect(opts ...nats.Option) (*nats.Conn, error) {
 	return nats.Connect(s.ClientURL(), append([]nats.Option{nats.InProcessServer(s.ns)}, opts...)...)
 }
 
-// Shutdown stops the server and waits until it is down.
+// Name is the server's name (unique in its cluster).
+func (s *Server) Name() string { return s.ns.Name() }
+
+// JetStreamCurrent reports whether JetStream is ready here: on a standalone
+// server once it runs, on a cluster node once the cluster has a meta leader
+// and this node has caught up with it.
+func (s *Server) JetStreamCurrent() bool { return s.ns.JetStreamIsCurrent() }
+
+// Shutdown stops the server and waits until it is down. A cluster node
+// first hands the leadership of its raft groups to another node.
 func (s *Server) Shutdown() {
 	s.ns.Shutdown()
 	s.ns.WaitForShutdown()

@@ -1,0 +1,136 @@
+package embedded_test
+
+import (
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/writ-dev/writ/embedded"
+)
+
+// Three embedded servers, each routed to all three, make one JetStream
+// cluster: an R3 stream keeps taking writes with a node down, and the node
+// catches up when it returns on its store.
+func TestClusterReplicatesAStream(t *testing.T) {
+	const n = 3
+	var ls []net.Listener
+	for range 2 * n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		ls = append(ls, l)
+	}
+	port := func(i int) int { return ls[i].Addr().(*net.TCPAddr).Port }
+	var routes []string
+	for i := range n {
+		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", port(n+i)))
+	}
+	for _, l := range ls {
+		require.NoError(t, l.Close())
+	}
+	opts := make([]embedded.Options, n)
+	srvs := make([]*embedded.Server, n)
+	for i := range n {
+		opts[i] = embedded.Options{Port: port(i), StoreDir: t.TempDir(), Name: fmt.Sprintf("n%d", i+1),
+			Cluster: &embedded.Cluster{Name: "c", Port: port(n + i), Routes: routes}}
+	}
+	start := func(i int) {
+		s, err := embedded.Start(opts[i])
+		require.NoError(t, err)
+		srvs[i] = s
+		t.Cleanup(s.Shutdown)
+	}
+	// A node is ready for connections before its peers are up.
+	for i := range n {
+		start(i)
+	}
+	t0 := time.Now()
+	require.Eventually(t, func() bool {
+		for _, s := range srvs {
+			if !s.JetStreamCurrent() {
+				return false
+			}
+		}
+		return true
+	}, 30*time.Second, 20*time.Millisecond, "a meta leader every node follows")
+	t.Logf("meta leader after %s", time.Since(t0))
+
+	nc, err := nats.Connect(srvs[0].ClientURL()+","+srvs[1].ClientURL()+","+srvs[2].ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	s, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "R3", Subjects: []string{"r3.>"}, Replicas: 3, Storage: jetstream.FileStorage})
+	require.NoError(t, err)
+	assert.Len(t, s.CachedInfo().Cluster.Replicas, 2, "a leader and two followers")
+	_, err = js.Publish(t.Context(), "r3.a", []byte("1"))
+	require.NoError(t, err)
+
+	leader := s.CachedInfo().Cluster.Leader
+	down := -1
+	for i, srv := range srvs {
+		if srv.Name() == leader {
+			down = i
+		}
+	}
+	require.GreaterOrEqual(t, down, 0)
+	srvs[down].Shutdown()
+	t0 = time.Now()
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		_, err := js.Publish(t.Context(), "r3.b", []byte("2"), jetstream.WithMsgID("b"))
+		assert.NoError(c, err)
+	}, 30*time.Second, 100*time.Millisecond, "two of three nodes take writes")
+	t.Logf("writes again %s after the leader went", time.Since(t0))
+
+	t0 = time.Now()
+	start(down)
+	require.Eventually(t, func() bool {
+		info, err := s.Info(t.Context())
+		if err != nil || info.Cluster == nil || info.State.Msgs != 2 {
+			return false
+		}
+		for _, p := range info.Cluster.Replicas {
+			if !p.Current {
+				return false
+			}
+		}
+		return len(info.Cluster.Replicas) == 2
+	}, 30*time.Second, 50*time.Millisecond, "the node is back and current")
+	t.Logf("the node current again %s after its restart", time.Since(t0))
+}
+
+func TestClusterOptionsRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		o    embedded.Options
+		is   error
+	}{
+		{"no cluster name", embedded.Options{Name: "n1", Cluster: &embedded.Cluster{Port: -1}}, nil},
+		{"no server name", embedded.Options{Cluster: &embedded.Cluster{Name: "c", Port: -1}}, nil},
+		{"no route port", embedded.Options{Name: "n1", Cluster: &embedded.Cluster{Name: "c"}}, nil},
+		{"a route beyond loopback", embedded.Options{Name: "n1", Cluster: &embedded.Cluster{Name: "c", Port: -1, Routes: []string{"nats-route://192.0.2.1:6222"}}}, embedded.ErrNotLoopback},
+		{"a route that is no URL", embedded.Options{Name: "n1", Cluster: &embedded.Cluster{Name: "c", Port: -1, Routes: []string{"::"}}}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.o.Port, tc.o.StoreDir = -1, t.TempDir()
+			_, err := embedded.Start(tc.o)
+			require.Error(t, err)
+			if tc.is != nil {
+				assert.ErrorIs(t, err, tc.is)
+			}
+		})
+	}
+	t.Run("a taken route port", func(t *testing.T) {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		defer l.Close()
+		_, err = embedded.Start(embedded.Options{Port: -1, StoreDir: t.TempDir(), Name: "n1",
+			Cluster: &embedded.Cluster{Name: "c", Port: l.Addr().(*net.TCPAddr).Port}})
+		assert.ErrorIs(t, err, embedded.ErrPortInUse)
+	})
+}
