@@ -60,7 +60,10 @@ type Config struct {
 	// Audit configures the auditor, which signs checkpoints of the audit
 	// stream; nil (absent, as in setups made before it existed) runs none.
 	Audit *Audit `json:"audit,omitempty"`
-	dir   string
+	// HTTP is where `writ serve` answers /healthz, /readyz and /metrics
+	// (host:port); empty: nowhere, unless --http says.
+	HTTP string `json:"http,omitempty"`
+	dir  string
 }
 
 // Federation links this domain's embedded NATS to other domains' over
@@ -172,6 +175,13 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("listen %q: want host:port", c.Listen))
 	} else if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
 		errs = append(errs, fmt.Errorf("listen %q: the embedded server listens on loopback only", c.Listen))
+	}
+	if c.HTTP != "" {
+		if _, port, err := net.SplitHostPort(c.HTTP); err != nil {
+			errs = append(errs, fmt.Errorf("http %q: %v", c.HTTP, err))
+		} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+			errs = append(errs, fmt.Errorf("http %q: want host:port", c.HTTP))
+		}
 	}
 	if c.Stream.Replicas < 1 || c.Stream.Replicas > 5 {
 		errs = append(errs, errors.New("stream.replicas must be 1 to 5"))

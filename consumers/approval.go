@@ -44,6 +44,16 @@ func NewApproval(env Env, key nkeys.KeyPair, policies *policy.Set) (*Approval, e
 	return &Approval{c: c, policies: policies}, nil
 }
 
+// Durables lists the durable consumers the approval component reads: the
+// audit stream's, and the fired timers'.
+func (a *Approval) Durables() []Durable {
+	e := &a.c.env
+	return []Durable{
+		e.durable("approval", "approval", e.Streams.Name, DurableApproval),
+		e.durable("approval", "approval-timers", e.Streams.Timers, DurableTimers),
+	}
+}
+
 // Run consumes evaluations, votes and fired timers until ctx ends.
 func (a *Approval) Run(ctx context.Context) error {
 	d := a.c.env.Domain
@@ -52,20 +62,36 @@ func (a *Approval) Run(ctx context.Context) error {
 		return fmt.Errorf("consumers: timer stream %s: %w", a.c.env.Streams.Timers, err)
 	}
 	a.timers = timers
+	ds := a.Durables()
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		cfg := durableConfig(DurableApproval+d+a.c.env.DurableSuffix,
+		cfg := durableConfig(ds[0].Consumer,
 			events.Prefix+"."+d+".*."+events.KindEvaluated.String(),
 			events.Prefix+"."+d+".*."+events.KindVoted.String(),
 			events.Prefix+"."+d+".*."+events.KindRevoke.String(),
 			events.Prefix+"."+d+".*."+events.KindLock.String())
-		return consume(ctx, a.c.js, a.c.env.Streams.Name, cfg, a.c.env.Workers, a.c.log, a.handle)
+		return consume(ctx, a.c.js, a.c.env.Observer, ds[0], cfg, a.c.env.Workers, a.c.log, a.handle)
 	})
 	g.Go(func() error {
-		cfg := durableConfig(DurableTimers+d+a.c.env.DurableSuffix, fireFilter(d))
-		return consume(ctx, a.c.js, a.c.env.Streams.Timers, cfg, a.c.env.Workers, a.c.log, a.handleTimer)
+		cfg := durableConfig(ds[1].Consumer, fireFilter(d))
+		return consume(ctx, a.c.js, a.c.env.Observer, ds[1], cfg, a.c.env.Workers, a.c.log, a.handleTimer)
 	})
-	g.Go(func() error { return a.sweep(ctx) })
+	g.Go(func() error {
+		// A NATS outage at start must not stop the pipeline: the sweep
+		// is a safety net, tried again until it has run once.
+		for attempt := uint64(1); ; attempt++ {
+			err := a.sweep(ctx)
+			if err == nil || ctx.Err() != nil {
+				return nil
+			}
+			a.c.log.Warn("sweep failed; trying again", "err", err)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(backoff(min(attempt, 6))):
+			}
+		}
+	})
 	return g.Wait()
 }
 
@@ -124,8 +150,48 @@ func (a *Approval) sweep(ctx context.Context) error {
 }
 
 func (a *Approval) handle(ctx context.Context, m jetstream.Msg) error {
-	return handleAudit(ctx, a.c, m, a.decide)
+	var st request.State
+	var last *effect // what the decision that counted appended
+	err := handleAudit(ctx, a.c, m, func(ctx context.Context, h *history, this events.Record) (*effect, error) {
+		st, last = h.state, nil // a panic below leaves no stale decision
+		eff, err := a.decide(ctx, h, this)
+		last = eff
+		return eff, err
+	})
+	if err == nil && last != nil && ends(st, last.kind) {
+		a.unschedule(ctx, st)
+	}
+	return err
 }
+
+// ends reports whether appending kind to a request collecting votes (st)
+// stops the collecting: nothing is left for its timer to do.
+func ends(st request.State, kind events.Kind) bool {
+	if !st.Collecting() {
+		return false
+	}
+	switch kind {
+	case events.KindApproved, events.KindDenied, events.KindReviewed:
+		return true
+	case events.KindRevoked:
+		return !st.ReviewOpen() // a break-glass review outlives a revocation
+	}
+	return false
+}
+
+// unschedule drops the timer of a request that no longer waits, so that
+// the timer stream's schedules are the requests waiting for approvers
+// (which writ_requests_pending counts). Best effort: a timer left behind
+// fires and finds nothing to do.
+func (a *Approval) unschedule(ctx context.Context, st request.State) {
+	if err := a.timers.Purge(ctx, jetstream.WithPurgeSubject(scheduleSubject(st.Domain, st.ID))); err != nil {
+		a.c.log.Debug("could not drop the timer of a settled request", attrRequest, st.ID, "err", err)
+	}
+}
+
+// PendingFilter matches the schedules of a domain's timer stream: one per
+// request waiting for approvers (or for a break-glass review).
+func PendingFilter(domain string) string { return timerPrefix + "." + domain + ".schedule.*" }
 
 func (a *Approval) decide(ctx context.Context, h *history, this events.Record) (*effect, error) {
 	if err := h.errs[this.Seq]; err != nil {
@@ -333,10 +399,11 @@ func (a *Approval) schedule(ctx context.Context, st request.State) error {
 	}
 	at := due.UTC()
 	// A replica holding an older history must not replace the schedule a
-	// newer one made (it could move the next firing later).
+	// newer one made (it could move the next firing later); a schedule
+	// still to fire at the same time needs no replacing.
 	if last, err := a.timers.GetLastMsgForSubject(ctx, scheduleSubject(st.Domain, st.ID)); err == nil {
 		var prev timerBody
-		if json.Unmarshal(last.Data, &prev) == nil && prev.LastSeq > st.LastSeq {
+		if json.Unmarshal(last.Data, &prev) == nil && (prev.LastSeq > st.LastSeq || prev.At.Equal(at)) {
 			return nil
 		}
 	}
@@ -355,6 +422,12 @@ func (a *Approval) schedule(ctx context.Context, st request.State) error {
 	msg.Header.Set(events.HeaderMsgID, st.ID+".deadline."+tag)
 	if _, err := a.c.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(a.c.env.Streams.Timers)); err != nil {
 		return &retryAfter{delay: time.Second, cause: err}
+	}
+	// Settled meanwhile by another replica, which may have dropped the
+	// timer before this one arrived: drop it too, so that only requests
+	// still waiting keep one.
+	if h, err := a.c.load(ctx, st.Domain, st.ID); err == nil && !h.state.Collecting() {
+		a.unschedule(ctx, h.state)
 	}
 	return nil
 }

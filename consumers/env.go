@@ -49,6 +49,8 @@ type Env struct {
 	// share one durable consumer; a different suffix gives a component its
 	// own copy of every message, which tests use to race two replicas.
 	DurableSuffix string
+	// Observer hears what the components do (metrics, health); optional.
+	Observer Observer
 }
 
 // Validate checks the environment and fills in defaults.
@@ -77,6 +79,9 @@ func (e *Env) Validate() error {
 	if e.MaxBody <= 0 {
 		e.MaxBody = events.DefaultMaxBody
 	}
+	if e.Observer == nil {
+		e.Observer = nopObserver{}
+	}
 	return errors.Join(errs...)
 }
 
@@ -91,6 +96,7 @@ type component struct {
 	pub     string
 	role    identity.Role
 	log     *slog.Logger
+	probe   ComponentProbe
 }
 
 func newComponent(env Env, role identity.Role, key nkeys.KeyPair) (*component, error) {
@@ -120,6 +126,7 @@ func newComponent(env Env, role identity.Role, key nkeys.KeyPair) (*component, e
 		pub:     pub,
 		role:    role,
 		log:     env.Logger.With("component", string(role), attrDomain, env.Domain),
+		probe:   env.Observer.Component(string(role)),
 	}, nil
 }
 

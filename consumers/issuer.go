@@ -60,16 +60,22 @@ func NewIssuer(env Env, key, xkey nkeys.KeyPair, grants GrantPolicy) (*Issuer, e
 	return &Issuer{c: c, minter: m, grants: grants, locks: locks.NewWatcher(c.js)}, nil
 }
 
+// Durables lists the durable consumers the issuer reads.
+func (i *Issuer) Durables() []Durable {
+	return []Durable{i.c.env.durable("issuer", "issuer", i.c.env.Streams.Name, DurableIssuer)}
+}
+
 // Run consumes decisions until ctx ends.
 func (i *Issuer) Run(ctx context.Context) error {
 	d := i.c.env.Domain
-	cfg := durableConfig(DurableIssuer+d+i.c.env.DurableSuffix,
+	ds := i.Durables()[0]
+	cfg := durableConfig(ds.Consumer,
 		events.Prefix+"."+d+".*."+events.KindEvaluated.String(),
 		events.Prefix+"."+d+".*."+events.KindApproved.String())
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return keepWatching(ctx, i.c.log, "lock list", i.locks.Run) })
 	g.Go(func() error {
-		return consume(ctx, i.c.js, i.c.env.Streams.Name, cfg, i.c.env.Workers, i.c.log, i.handle)
+		return consume(ctx, i.c.js, i.c.env.Observer, ds, cfg, i.c.env.Workers, i.c.log, i.handle)
 	})
 	return g.Wait()
 }

@@ -353,6 +353,15 @@ func (n *Notifier) ensureStreams(ctx context.Context, d string) error {
 // DeadLetterSubject is where the dead letters of a request go.
 func DeadLetterSubject(domain, id string) string { return deadLetterPrefix + "." + domain + "." + id }
 
+// Durables lists the durable consumers the notifier reads: the audit
+// stream's, and its delivery queue's.
+func (n *Notifier) Durables() []Durable {
+	return []Durable{
+		n.env.durable("notifier", "notifier", n.env.Streams.Name, DurableNotifier),
+		n.env.durable("notifier", "notifier-delivery", n.cfg.Queue, DurableNotifierDelivery),
+	}
+}
+
 // Run consumes events and deliveries until ctx ends. Notifications never
 // stop the pipeline: when its streams cannot be made, the notifier says so
 // and tries again, and returns only when ctx ends.
@@ -374,14 +383,15 @@ func (n *Notifier) Run(ctx context.Context) error {
 	for i, k := range notifiedKinds {
 		filters[i] = events.Prefix + "." + d + ".*." + k.String()
 	}
+	ds := n.Durables()
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		cfg := durableConfig(DurableNotifier+d+n.env.DurableSuffix, filters...)
-		return consume(ctx, n.js, n.env.Streams.Name, cfg, n.env.Workers, n.log, n.handleEvent)
+		cfg := durableConfig(ds[0].Consumer, filters...)
+		return consume(ctx, n.js, n.env.Observer, ds[0], cfg, n.env.Workers, n.log, n.handleEvent)
 	})
 	g.Go(func() error {
-		cfg := durableConfig(DurableNotifierDelivery+d+n.env.DurableSuffix, notifyPrefix+"."+d+".>")
-		return consume(ctx, n.js, n.cfg.Queue, cfg, n.cfg.Workers, n.log, n.handleDelivery)
+		cfg := durableConfig(ds[1].Consumer, notifyPrefix+"."+d+".>")
+		return consume(ctx, n.js, n.env.Observer, ds[1], cfg, n.cfg.Workers, n.log, n.handleDelivery)
 	})
 	return g.Wait()
 }

@@ -46,10 +46,15 @@ func NewPolicy(env Env, key nkeys.KeyPair, policies *policy.Set, flows *policy.F
 		state: state.NewWatcher(c.js)}, nil
 }
 
+// Durables lists the durable consumers the policy component reads.
+func (p *Policy) Durables() []Durable {
+	return []Durable{p.c.env.durable("policy", "policy", p.c.env.Streams.Name, DurablePolicy)}
+}
+
 // Run consumes requests until ctx ends.
 func (p *Policy) Run(ctx context.Context) error {
-	cfg := durableConfig(DurablePolicy+p.c.env.Domain+p.c.env.DurableSuffix,
-		events.Prefix+"."+p.c.env.Domain+".*."+events.KindRequested.String())
+	d := p.Durables()[0]
+	cfg := durableConfig(d.Consumer, events.Prefix+"."+p.c.env.Domain+".*."+events.KindRequested.String())
 	if err := p.record(ctx); err != nil {
 		return err
 	}
@@ -57,7 +62,7 @@ func (p *Policy) Run(ctx context.Context) error {
 	g.Go(func() error { return keepWatching(ctx, p.c.log, "lock list", p.locks.Run) })
 	g.Go(func() error { return keepWatching(ctx, p.c.log, "resource state", p.state.Run) })
 	g.Go(func() error {
-		return consume(ctx, p.c.js, p.c.env.Streams.Name, cfg, p.c.env.Workers, p.c.log, p.handle)
+		return consume(ctx, p.c.js, p.c.env.Observer, d, cfg, p.c.env.Workers, p.c.log, p.handle)
 	})
 	return g.Wait()
 }
@@ -78,6 +83,7 @@ func (p *Policy) record(ctx context.Context) error {
 	_, err := p.c.emit(ctx, st, events.KindPolicy, "", data)
 	switch {
 	case err == nil:
+		p.c.probe.Appended(events.KindPolicy)
 		p.c.log.Info("recorded the policy set", attrRequest, id, "policy_digest", data.PolicyDigest)
 	case store.IsConflict(err):
 		// Recorded already, by an earlier start or another replica.

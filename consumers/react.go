@@ -56,6 +56,7 @@ func (c *component) react(ctx context.Context, domain, id string, seq uint64, de
 		if err != nil {
 			return err
 		}
+		c.probe.Appended(eff.kind)
 		c.log.Info("appended", attrRequest, id, attrKind, eff.kind.String(), attrSeq, at)
 		return nil
 	}

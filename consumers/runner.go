@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/writ-dev/writ/events"
 )
 
 // consumerCheckInterval is how often a consumer's existence is checked.
@@ -42,16 +44,26 @@ func (t *terminate) Error() string { return "terminated: " + t.reason }
 
 type handlerFunc func(ctx context.Context, m jetstream.Msg) error
 
-// consume runs h over a durable pull consumer with up to workers messages
-// in flight, until ctx ends; then it stops fetching, finishes what it holds
-// and returns. A message is acked only after h returns nil. A consumer that
-// disappears while still wanted is made again.
-func consume(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.ConsumerConfig, workers int, log *slog.Logger, h handlerFunc) error {
-	sem := make(chan struct{}, workers)
+// consume runs h over the durable pull consumer d (cfg) with up to workers
+// messages in flight, until ctx ends; then it stops fetching, finishes what
+// it holds and returns. A message is acked only after h returns nil. A
+// consumer that disappears while still wanted is made again. obs hears of
+// the loop's state and of every message.
+func consume(ctx context.Context, js jetstream.JetStream, obs Observer, d Durable, cfg jetstream.ConsumerConfig, workers int, log *slog.Logger, h handlerFunc) error {
+	probe := obs.Consumer(d, workers)
+	defer probe.Loop(LoopStopped)
+	// Free worker slots: taking one bounds the messages in flight and
+	// names the slot to the probe, which can then tell a stuck handler.
+	slots := make(chan int, workers)
+	for i := range workers {
+		slots <- i
+	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for attempt := 0; ; attempt++ {
-		err := consumeOnce(ctx, js, stream, cfg, log, sem, &wg, h)
+		probe.Loop(LoopIdle)
+		err := consumeOnce(ctx, js, d.Stream, cfg, log, probe, slots, &wg, h)
+		probe.Loop(LoopIdle)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -69,16 +81,20 @@ func consume(ctx context.Context, js jetstream.JetStream, stream string, cfg jet
 // errIteratorClosed reports an iterator that closed while still wanted.
 var errIteratorClosed = errors.New("consumers: message iterator closed")
 
-func consumeOnce(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.ConsumerConfig, log *slog.Logger, sem chan struct{}, wg *sync.WaitGroup, h handlerFunc) error {
+func consumeOnce(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.ConsumerConfig, log *slog.Logger, probe ConsumerProbe, slots chan int, wg *sync.WaitGroup, h handlerFunc) error {
 	cons, err := js.CreateOrUpdateConsumer(ctx, stream, cfg)
 	if err != nil {
 		return fmt.Errorf("create consumer: %w", err)
 	}
-	iter, err := cons.Messages(jetstream.PullMaxMessages(cap(sem) * 4))
+	iter, err := cons.Messages(jetstream.PullMaxMessages(cap(slots) * 4))
 	if err != nil {
 		return fmt.Errorf("consume: %w", err)
 	}
-	stop := context.AfterFunc(ctx, iter.Drain)
+	probe.Loop(LoopConsuming)
+	stop := context.AfterFunc(ctx, func() {
+		probe.Loop(LoopIdle) // draining: taking no new messages
+		iter.Drain()
+	})
 	defer stop()
 	defer iter.Stop()
 	// A consumer deleted while no pull was waiting goes unnoticed until
@@ -103,6 +119,7 @@ func consumeOnce(ctx context.Context, js jetstream.JetStream, stream string, cfg
 		}
 	}()
 	log.Debug("consuming", "durable", cfg.Durable)
+	drainErrs := 0
 	for {
 		m, err := iter.Next()
 		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
@@ -115,6 +132,11 @@ func consumeOnce(ctx context.Context, js jetstream.JetStream, stream string, cfg
 		}
 		if err != nil {
 			if ctx.Err() != nil {
+				// Draining: a hiccup must not drop the messages still
+				// buffered while they can be acked; a few, and give up.
+				if drainErrs++; drainErrs < 3 && js.Conn().IsConnected() {
+					continue
+				}
 				return nil
 			}
 			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
@@ -128,16 +150,18 @@ func consumeOnce(ctx context.Context, js jetstream.JetStream, stream string, cfg
 			log.Warn("fetch failed", "durable", cfg.Durable, "err", err)
 			continue
 		}
-		sem <- struct{}{}
+		slot := <-slots
 		wg.Add(1)
 		go func() {
-			defer func() { <-sem; wg.Done() }()
-			handle(ctx, m, log, h)
+			defer func() { slots <- slot; wg.Done() }()
+			handle(ctx, m, log, probe, slot, h)
 		}()
 	}
 }
 
-func handle(ctx context.Context, m jetstream.Msg, log *slog.Logger, h handlerFunc) {
+func handle(ctx context.Context, m jetstream.Msg, log *slog.Logger, probe ConsumerProbe, slot int, h handlerFunc) {
+	start := time.Now()
+	probe.Begin(slot, start)
 	// Handling outlives shutdown by up to handleTimeout, so a message in
 	// hand is finished (or naked), never dropped half-way.
 	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), handleTimeout)
@@ -157,25 +181,40 @@ func handle(ctx context.Context, m jetstream.Msg, log *slog.Logger, h handlerFun
 	}()
 	var term *terminate
 	var retry *retryAfter
+	outcome := Acked
 	switch {
 	case err == nil:
 		if aerr := m.Ack(); aerr != nil {
-			log.Warn("ack failed; the message will be redelivered", attrSeq, seq, "err", aerr)
+			log.Warn("ack failed; the message will be redelivered", msgAttrs(m, seq, "err", aerr)...)
 		}
 	case errors.As(err, &term):
+		outcome = Terminated
 		if aerr := m.TermWithReason(term.reason); aerr != nil {
-			log.Warn("term failed", attrSeq, seq, "err", aerr)
+			log.Warn("term failed", msgAttrs(m, seq, "err", aerr)...)
 		}
 	default:
+		outcome = Retried
 		delay := backoff(delivered)
 		if errors.As(err, &retry) {
 			delay = retry.delay
 		}
-		log.Warn("handling failed; will retry", attrSeq, seq, "subject", m.Subject(), "delivery", delivered, "retry_in", delay, "err", err)
+		log.Warn("handling failed; will retry", msgAttrs(m, seq, "delivery", delivered, "retry_in", delay, "err", err)...)
 		if nerr := m.NakWithDelay(delay); nerr != nil {
-			log.Warn("nak failed", attrSeq, seq, "err", nerr)
+			log.Warn("nak failed", msgAttrs(m, seq, "err", nerr)...)
 		}
 	}
+	probe.End(slot, outcome, delivered, time.Since(start))
+}
+
+// msgAttrs are the log attributes of a message handled: its stream
+// sequence and subject, and the request and kind an audit subject names.
+// Only failures log, so the parsing is off the hot path.
+func msgAttrs(m jetstream.Msg, seq uint64, more ...any) []any {
+	out := append(make([]any, 0, 8+len(more)), attrSeq, seq, "subject", m.Subject())
+	if _, id, kind, err := events.ParseSubject(m.Subject()); err == nil {
+		out = append(out, attrRequest, id, attrKind, kind.String())
+	}
+	return append(out, more...)
 }
 
 // backoff grows with each redelivery, from 100ms to 10s.

@@ -51,15 +51,22 @@ type Options struct {
 	Clock         func() time.Time
 	Logger        *slog.Logger
 	DurableSuffix string // tests: a second, independent set of durable consumers
+	// Observer hears what the components do: metrics and health (see
+	// package ops). Optional.
+	Observer consumers.Observer
 }
 
 // Pipeline is a set of components ready to run.
 type Pipeline struct {
-	parts []runner
-	names []string
+	parts    []runner
+	names    []string
+	observer consumers.Observer
 }
 
 type runner interface{ Run(context.Context) error }
+
+// durables is a component that reads durable consumers.
+type durables interface{ Durables() []consumers.Durable }
 
 // Streams returns the stream configuration a runtime asks for.
 func Streams(rt *config.Runtime) consumers.StreamConfig {
@@ -89,8 +96,9 @@ func Build(nc *nats.Conn, rt *config.Runtime, o Options) (*Pipeline, error) {
 		NC: nc, Streams: Streams(rt), Domain: rt.Config.Domain, Bundle: rt.Bundle,
 		Clock: o.Clock, Logger: o.Logger, Workers: rt.Config.Limits.Workers,
 		MaxBody: rt.Config.Limits.MaxEventBytes, DurableSuffix: o.DurableSuffix,
+		Observer: o.Observer,
 	}
-	p := &Pipeline{}
+	p := &Pipeline{observer: o.Observer}
 	for _, n := range names {
 		var r runner
 		var err error
@@ -174,12 +182,33 @@ func NotifierConfig(n *config.Notify, getenv func(string) string) (consumers.Not
 // Names lists the components that will run.
 func (p *Pipeline) Names() []string { return slices.Clone(p.names) }
 
+// Durables lists the durable consumers the components read.
+func (p *Pipeline) Durables() []consumers.Durable {
+	var out []consumers.Durable
+	for _, r := range p.parts {
+		if d, ok := r.(durables); ok {
+			out = append(out, d.Durables()...)
+		}
+	}
+	return out
+}
+
 // Run runs every component until ctx ends or one fails; it returns when all
 // have stopped, each having finished the messages it held.
 func (p *Pipeline) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
-	for _, r := range p.parts {
-		g.Go(func() error { return r.Run(ctx) })
+	for i, r := range p.parts {
+		var probe consumers.ComponentProbe
+		if p.observer != nil {
+			probe = p.observer.Component(p.names[i])
+		}
+		g.Go(func() error {
+			if probe != nil {
+				probe.Running(true)
+				defer probe.Running(false)
+			}
+			return r.Run(ctx)
+		})
 	}
 	return g.Wait()
 }

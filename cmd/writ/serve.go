@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"path/filepath"
 	"strconv"
@@ -21,15 +20,19 @@ import (
 )
 
 func runInit(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("init", "init [--dir DIR] [--domain NAME] [--port N]", stderr)
+	fs := newFlags("init", "init [--dir DIR] [--domain NAME] [--port N] [--replicas N]", stderr)
 	dir := fs.String("dir", envOr("WRIT_HOME", defaultDir), "directory to create the setup in; env WRIT_HOME")
 	domain := fs.String("domain", "acme", "name of the domain (lower case letters, digits, dashes)")
 	port := fs.Int("port", 4222, "port of the embedded NATS on 127.0.0.1; give each setup on one machine its own")
+	replicas := fs.Int("replicas", 1, "replicas of the audit and timer streams: 3 on a three-node NATS cluster")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
 	if *port < 1 || *port > 65535 {
 		return usageError("--port %d: want 1 to 65535", *port)
+	}
+	if *replicas < 1 || *replicas > 5 {
+		return usageError("--replicas %d: want 1 to 5", *replicas)
 	}
 	cfg, err := config.Init(*dir, *domain)
 	if err != nil {
@@ -38,8 +41,8 @@ func runInit(_ context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return err
 	}
-	if listen := net.JoinHostPort("127.0.0.1", strconv.Itoa(*port)); cfg.Listen != listen {
-		cfg.Listen = listen
+	if listen := net.JoinHostPort("127.0.0.1", strconv.Itoa(*port)); cfg.Listen != listen || cfg.Stream.Replicas != *replicas {
+		cfg.Listen, cfg.Stream.Replicas = listen, *replicas
 		if err := cfg.Validate(); err != nil {
 			return err
 		}
@@ -89,15 +92,16 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	creds := fs.String("creds", "", "credentials for --server")
 	components := fs.String("components", "", "comma-separated components to run: policy,approval,issuer (default: all)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	logFormat := fs.String("log-format", "text", "text, or json: one JSON object a line")
+	httpAddr := fs.String("http", "", "answer /healthz, /readyz and /metrics on this address, e.g. 127.0.0.1:9180 (default: the config's http, else none)")
 	syncAlways := fs.Bool("sync", true, "embedded NATS writes every event to disk before acknowledging it (the config's sync_always, true for new setups); --sync=false for development only: faster, but a power loss can lose acknowledged events")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return usageError("--log-level: %v", err)
+	log, err := newLogger(stderr, *logLevel, *logFormat)
+	if err != nil {
+		return err
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
 	if !config.Exists(*dir) {
 		cfg, err := config.Init(*dir, "acme")
@@ -167,10 +171,20 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	p, err := pipeline.Build(nc, rt, pipeline.Options{Components: names, Logger: log})
+	// Operations endpoints (health, readiness, metrics), when asked for.
+	opsSrv, err := newOpsServer(firstNonEmpty(*httpAddr, cfg.HTTP), nc, cfg, log)
 	if err != nil {
 		return err
 	}
+	p, err := pipeline.Build(nc, rt, pipeline.Options{Components: names, Logger: log, Observer: opsSrv.observer()})
+	if err != nil {
+		return err
+	}
+	stopOps, err := opsSrv.start(ctx, p, stdout)
+	if err != nil {
+		return err
+	}
+	defer stopOps()
 	fmt.Fprintf(stdout, "Writ serving domain %q on stream %s: %s. Ctrl-C stops.\n",
 		cfg.Domain, cfg.Stream.Name, strings.Join(p.Names(), ", "))
 	err = p.Run(ctx)

@@ -1,0 +1,91 @@
+package consumers
+
+import (
+	"time"
+
+	"github.com/writ-dev/writ/events"
+)
+
+// Durable is a durable consumer a component reads, as metrics and
+// readiness name it.
+type Durable struct {
+	Component string // policy, approval, issuer, notifier
+	Name      string // short and stable, a metric label: policy, approval-timers, …
+	Stream    string
+	Consumer  string // the durable consumer's name on the server
+}
+
+// Outcome is what became of a message handled.
+type Outcome uint8
+
+// The outcomes of handling a message.
+const (
+	Acked      Outcome = iota // handled; acknowledged
+	Retried                   // failed; naked for redelivery
+	Terminated                // can never succeed; redelivery stopped
+)
+
+var outcomeNames = [...]string{Acked: "acked", Retried: "retried", Terminated: "terminated"}
+
+func (o Outcome) String() string { return outcomeNames[o] }
+
+// Outcomes lists every outcome, in order.
+var Outcomes = []Outcome{Acked, Retried, Terminated}
+
+// Loop is the state of a consumer loop.
+type Loop uint8
+
+// The states of a consumer loop.
+const (
+	LoopStopped   Loop = iota // not started, or returned
+	LoopIdle                  // not pulling: creating its consumer, waiting to try again, or draining
+	LoopConsuming             // pulling messages from its consumer
+)
+
+// Observer hears what the components do, for metrics and health. Its
+// probes are called on the hot path: they must be cheap and never block.
+type Observer interface {
+	// Component returns the probe of a component; the same name gives the
+	// same probe.
+	Component(name string) ComponentProbe
+	// Consumer returns the probe of a consumer loop with workers slots;
+	// called once each time the loop starts.
+	Consumer(d Durable, workers int) ConsumerProbe
+}
+
+// ComponentProbe observes one component.
+type ComponentProbe interface {
+	Running(bool)              // its Run started (true) or returned (false)
+	Appended(kind events.Kind) // it appended an event to a request's history
+}
+
+// ConsumerProbe observes one consumer loop.
+type ConsumerProbe interface {
+	Loop(Loop)
+	// Begin says worker slot (0 ≤ slot < workers) took a message at start;
+	// End says what became of it.
+	Begin(slot int, start time.Time)
+	End(slot int, o Outcome, delivered uint64, took time.Duration)
+}
+
+// HandleTimeout bounds one message's handling: a handler still busy long
+// after it ignores its context.
+const HandleTimeout = handleTimeout
+
+type nopObserver struct{}
+
+func (nopObserver) Component(string) ComponentProbe     { return nopProbe{} }
+func (nopObserver) Consumer(Durable, int) ConsumerProbe { return nopProbe{} }
+
+type nopProbe struct{}
+
+func (nopProbe) Running(bool)                            {}
+func (nopProbe) Appended(events.Kind)                    {}
+func (nopProbe) Loop(Loop)                               {}
+func (nopProbe) Begin(int, time.Time)                    {}
+func (nopProbe) End(int, Outcome, uint64, time.Duration) {}
+
+// durable names one of a component's durable consumers.
+func (e *Env) durable(component, name, stream, prefix string) Durable {
+	return Durable{Component: component, Name: name, Stream: stream, Consumer: prefix + e.Domain + e.DurableSuffix}
+}
