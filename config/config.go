@@ -94,9 +94,9 @@ type Keys struct {
 	IssuerXKey string `json:"issuer_xkey"`
 	// Redeemer is the key of this domain's grant-consuming services (the
 	// sample target service and `writ grant redeem` use it).
-	Redeemer string `json:"redeemer,omitempty"`
+	Redeemer string `json:"redeemer"`
 	// Auditor signs checkpoints; needed when the audit section is present.
-	Auditor string `json:"auditor,omitempty"`
+	Auditor string `json:"auditor"`
 }
 
 // Audit configures the auditor component.

@@ -34,7 +34,8 @@ func ParseSubject(s string) (domain, id string, k Kind, err error) {
 	if len(parts) != 4 || parts[0] != Prefix {
 		return "", "", KindNone, fmt.Errorf("%w %q", ErrSubject, s)
 	}
-	if _, err := uuid.Parse(parts[2]); err != nil || len(parts[2]) != 36 {
+	// Only the canonical, lower-case spelling: one id, one subject.
+	if u, err := uuid.Parse(parts[2]); err != nil || u.String() != parts[2] {
 		return "", "", KindNone, fmt.Errorf("%w %q: request id is not a UUID", ErrSubject, s)
 	}
 	k, err = ParseKind(parts[3])

@@ -152,6 +152,9 @@ func (i *Issuer) Seal(token, holderXKey string) (string, error) {
 
 // Open decrypts a sealed grant with the holder's curve key.
 func Open(sealed, issuerXKey string, holder nkeys.KeyPair) (string, error) {
+	if !nkeys.IsValidPublicCurveKey(issuerXKey) {
+		return "", fmt.Errorf("issuer: sealed_by %q is not a curve public key", issuerXKey)
+	}
 	ct, err := base64.StdEncoding.DecodeString(sealed)
 	if err != nil {
 		return "", fmt.Errorf("issuer: sealed grant is not base64: %w", err)

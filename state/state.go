@@ -93,7 +93,7 @@ func ParseKey(key string) (domain, path string, err error) {
 			b, err := hex.DecodeString(t[1:])
 			// Only the one spelling Key writes: lower-case hex of a
 			// segment that is not plain.
-			if err != nil || len(b) == 0 || plain(string(b)) || hex.EncodeToString(b) != t[1:] {
+			if err != nil || len(b) == 0 || plain(string(b)) || hex.EncodeToString(b) != t[1:] || strings.Contains(string(b), "/") {
 				return "", "", fmt.Errorf("%w: %q", ErrKey, key)
 			}
 			segs = append(segs, string(b))
