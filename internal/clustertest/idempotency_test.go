@@ -71,9 +71,8 @@ func TestExactlyOnceOnR3(t *testing.T) {
 			var wg sync.WaitGroup
 			var mu sync.Mutex
 			won := 0
-			for k := range 6 {
+			for _, out := range racers(t, c, id) {
 				wg.Go(func() {
-					out := sealRequest(t, c, bot, id, fmt.Sprintf("staging/race-%d", k))
 					_, err := js.PublishMsg(t.Context(), msgOf(out), jetstream.WithExpectLastSequenceForSubject(0, filter))
 					mu.Lock()
 					defer mu.Unlock()
@@ -91,9 +90,9 @@ func TestExactlyOnceOnR3(t *testing.T) {
 			id = newID(t)
 			filter = events.RequestFilter(c.Domain, id)
 			won = 0
-			for k := range 6 {
+			for _, out := range racers(t, c, id) {
 				wg.Go(func() {
-					_, err := store.Append(t.Context(), js, stream, sealRequest(t, c, bot, id, fmt.Sprintf("staging/race-%d", k)), 0, filter)
+					_, err := store.Append(t.Context(), js, stream, out, 0, filter)
 					mu.Lock()
 					defer mu.Unlock()
 					if err == nil {
@@ -197,7 +196,7 @@ func TestExactlyOnceOnR3(t *testing.T) {
 		// others do (and, from the stream's start, every earlier one).
 		c.Serve(2, "-b")
 		const autos, reviews = 20, 6
-		ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute) // a safety net
 		defer cancel()
 		var mu sync.Mutex
 		var auto, review []string
@@ -373,6 +372,17 @@ func conflictCode(t testing.TB, err error) jetstream.ErrorCode {
 	require.ErrorAs(t, err, &apiErr)
 	assert.Contains(t, []jetstream.ErrorCode{jetstream.JSErrCodeStreamWrongLastSequence, jetstream.JSErrCodeStreamWrongLastSequenceConstant}, apiErr.ErrorCode)
 	return apiErr.ErrorCode
+}
+
+// racers are six different requests with the same id.
+func racers(t testing.TB, c *writtest.ClusterEnv, id string) []events.Outgoing {
+	t.Helper()
+	bot := c.Identity("deploy-bot")
+	var out []events.Outgoing
+	for k := range 6 {
+		out = append(out, sealRequest(t, c, bot, id, fmt.Sprintf("staging/race-%d", k)))
+	}
+	return out
 }
 
 func msgOf(out events.Outgoing) *nats.Msg {
