@@ -211,7 +211,7 @@ func TestEndpointsFollowThePipeline(t *testing.T) {
 		`writ_handle_seconds_bucket{consumer="issuer",le="0.005"}`,
 		`writ_redeliveries_total{consumer="approval-timers"} 0`,
 		`writ_consumer_pending{consumer="policy"} 0`,
-		`writ_consumer_ack_pending{consumer="approval"} 0`,
+		`writ_consumer_ack_pending{consumer="approval"} `, // sampled: a message may be in hand
 		`writ_requests_pending{domain="acme"} 0`,
 		`writ_events_appended_total{component="approval",kind="approved"} 1`,
 		"go_goroutines", "process_start_time_seconds",
