@@ -86,7 +86,9 @@ func consumeOnce(ctx context.Context, js jetstream.JetStream, stream string, cfg
 	if err != nil {
 		return fmt.Errorf("create consumer: %w", err)
 	}
-	iter, err := cons.Messages(jetstream.PullMaxMessages(cap(slots) * 4))
+	// Heartbeats every second: a pull lost in a leader change is noticed
+	// (and made again) in seconds, not after the default's 30.
+	iter, err := cons.Messages(jetstream.PullMaxMessages(cap(slots)*4), jetstream.PullHeartbeat(time.Second))
 	if err != nil {
 		return fmt.Errorf("consume: %w", err)
 	}

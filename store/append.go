@@ -40,6 +40,9 @@ func Append(ctx context.Context, js jetstream.JetStream, stream string, out even
 	}
 }
 
+// attemptTimeout bounds one publish attempt.
+const attemptTimeout = 2 * time.Second
+
 // maxUnknown bounds the retries of a publish whose outcome stays unknown
 // (about 5 s of waiting), for callers whose context has no deadline.
 const maxUnknown = 8
@@ -48,7 +51,11 @@ const maxUnknown = 8
 // unknown, so a history that moved on may have moved on by this message.
 func publish(ctx context.Context, js jetstream.JetStream, stream string, out events.Outgoing, lastSeq uint64, filter string, retry bool) (uint64, error) {
 	msg := &nats.Msg{Subject: out.Subject, Data: out.Body, Header: nats.Header(out.Header())}
-	ack, err := js.PublishMsg(ctx, msg,
+	// Each attempt has its own bound: a publish in flight when a leader
+	// dies is retried in seconds, not at the end of the caller's time.
+	actx, cancel := context.WithTimeout(ctx, attemptTimeout)
+	defer cancel()
+	ack, err := js.PublishMsg(actx, msg,
 		jetstream.WithExpectStream(stream),
 		jetstream.WithExpectLastSequenceForSubject(lastSeq, filter))
 	if err == nil {
