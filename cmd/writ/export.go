@@ -171,9 +171,10 @@ func exportBundle(ctx context.Context, c conn, domain, id string, stdout io.Writ
 		if err == nil {
 			break
 		}
-		if !errors.Is(err, audit.ErrNoCheckpoint) || attempt == 4 {
+		if !errors.Is(err, audit.ErrNoCheckpoint) || attempt == 20 {
 			return err
 		}
+		time.Sleep(100 * time.Millisecond) // let the request's next events land
 	}
 	e.Result = audit.VerifyEvidenceContent(e, trust)
 	b, err := json.Marshal(e)

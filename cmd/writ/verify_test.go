@@ -42,6 +42,10 @@ func TestAuditVerifyCheckpointAndBundle(t *testing.T) {
 	_, errOut, err = writ(t, cmd("approve", id, "--creds", creds("bob"))...)
 	require.NoError(t, err, errOut)
 
+	require.Eventually(t, func() bool { // granted: nothing more to come
+		out, _, err := writ(t, cmd("audit", "export", "--request", id)...)
+		return err == nil && strings.Contains(out, `"status":"granted"`)
+	}, 20*time.Second, 50*time.Millisecond)
 	out, errOut, err = writ(t, cmd("audit", "checkpoint")...)
 	require.NoError(t, err, errOut)
 	assert.Contains(t, out, "checkpoint made at #")
