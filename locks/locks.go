@@ -61,15 +61,9 @@ func Ensure(ctx context.Context, js jetstream.JetStream, replicas int) error {
 }
 
 func ensure(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.KeyValue, error) {
-	kv, err := js.KeyValue(ctx, Bucket)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket: Bucket, Description: "writ lock list", History: 1, Storage: jetstream.FileStorage, Replicas: max(replicas, 1),
-		})
-		if errors.Is(err, jetstream.ErrBucketExists) {
-			kv, err = js.KeyValue(ctx, Bucket)
-		}
-	}
+	kv, err := kvwatch.Bucket(ctx, js, jetstream.KeyValueConfig{
+		Bucket: Bucket, Description: "writ lock list", History: 1, Storage: jetstream.FileStorage, Replicas: max(replicas, 1),
+	})
 	if err != nil {
 		return nil, fmt.Errorf("locks: bucket %s: %w", Bucket, err)
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/writ-dev/writ/issuer"
+	"github.com/writ-dev/writ/kvwatch"
 )
 
 // KV bucket names: part of the wire contract, never rename.
@@ -104,13 +105,7 @@ func bucketConfig(name string, ttl time.Duration, replicas int) jetstream.KeyVal
 // ensureBucket opens a bucket, creating it if it is missing, and checks
 // that it keeps entries at least as long as cfg says.
 func ensureBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
-	kv, err := js.KeyValue(ctx, cfg.Bucket)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		kv, err = js.CreateKeyValue(ctx, cfg)
-		if errors.Is(err, jetstream.ErrBucketExists) {
-			kv, err = js.KeyValue(ctx, cfg.Bucket)
-		}
-	}
+	kv, err := kvwatch.Bucket(ctx, js, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("%w: bucket %s: %w", ErrUnavailable, cfg.Bucket, err)
 	}
