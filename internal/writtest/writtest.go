@@ -13,11 +13,13 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/writ-dev/writ/client"
 	"github.com/writ-dev/writ/config"
 	"github.com/writ-dev/writ/embedded"
+	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/pipeline"
 	"github.com/writ-dev/writ/request"
@@ -309,4 +311,32 @@ func Kinds(r *client.Request) []string {
 		out[i] = rec.Kind.String()
 	}
 	return out
+}
+
+// AssertOneEnd checks that a request's history holds exactly one terminal
+// event, one evaluation and one approval at most, and, granted, exactly
+// one evaluation and one grant.
+func AssertOneEnd(t testing.TB, r *client.Request) {
+	t.Helper()
+	n := map[events.Kind]int{}
+	ends := 0
+	for _, rec := range r.Records {
+		n[rec.Kind]++
+		switch rec.Kind {
+		case events.KindRejected, events.KindGranted, events.KindDenied, events.KindExpired:
+			ends++
+		case events.KindEvaluated:
+			if ev, ok := rec.Data.(*events.Evaluated); ok && ev.Outcome == events.OutcomeDeny {
+				ends++
+			}
+		}
+	}
+	kinds := Kinds(r)
+	assert.Equal(t, 1, ends, "request %s: exactly one end: %v", r.State.ID, kinds)
+	assert.LessOrEqual(t, n[events.KindEvaluated], 1, "request %s: %v", r.State.ID, kinds)
+	assert.LessOrEqual(t, n[events.KindApproved], 1, "request %s: %v", r.State.ID, kinds)
+	if r.State.Status == request.StatusGranted {
+		assert.Equal(t, 1, n[events.KindEvaluated], "request %s: %v", r.State.ID, kinds)
+		assert.Equal(t, 1, n[events.KindGranted], "request %s: %v", r.State.ID, kinds)
+	}
 }
