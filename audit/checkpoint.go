@@ -95,7 +95,7 @@ func (c *Checkpointer) Checkpoint(ctx context.Context) (*Made, error) {
 				return nil, err
 			}
 		}
-		err := store.ScanFrom(ctx, c.js, c.Stream, ">", c.tree.LastSeq()+1, func(m events.Message) error {
+		err := c.reader.ScanAll(ctx, c.tree.LastSeq()+1, func(m events.Message) error {
 			return c.tree.Append(m)
 		})
 		if err != nil {

@@ -135,10 +135,8 @@ func waitQuiet(t testing.TB, e *writtest.Env) {
 // copyStream reads every message of the audit stream.
 func copyStream(t testing.TB, nc *nats.Conn) []events.Message {
 	t.Helper()
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
 	var out []events.Message
-	require.NoError(t, store.ScanFrom(context.Background(), js, "WRIT", ">", 1, func(m events.Message) error {
+	require.NoError(t, store.Reader{NC: nc, Stream: "WRIT"}.ScanAll(context.Background(), 1, func(m events.Message) error {
 		out = append(out, m)
 		return nil
 	}))

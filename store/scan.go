@@ -23,15 +23,6 @@ func Scan(ctx context.Context, js jetstream.JetStream, stream, filter string, si
 	return scan(ctx, js, stream, cfg, fn)
 }
 
-// ScanFrom is Scan from stream sequence from on.
-func ScanFrom(ctx context.Context, js jetstream.JetStream, stream, filter string, from uint64, fn func(events.Message) error) error {
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}}
-	if from > 1 {
-		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, from
-	}
-	return scan(ctx, js, stream, cfg, fn)
-}
-
 func scan(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.OrderedConsumerConfig, fn func(events.Message) error) error {
 	s, err := js.Stream(ctx, stream)
 	if err != nil {
