@@ -3,6 +3,7 @@ package request
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -182,7 +183,7 @@ func Apply(s State, r events.Record) (State, error) {
 		if err != nil {
 			return s, err
 		}
-		s.Votes = append(s.Votes, v)
+		s.Votes = append(slices.Clip(s.Votes), v)
 	case *events.Alerted:
 		if s.Evaluation == nil || !s.Evaluation.BreakGlass {
 			return s, fmt.Errorf("%w: alert without break-glass", ErrIllegal)
@@ -193,7 +194,7 @@ func Apply(s State, r events.Record) (State, error) {
 			}
 			s.ReviewOverdue = true
 		}
-		s.Alerts = append(s.Alerts, d)
+		s.Alerts = append(slices.Clip(s.Alerts), d)
 	case *events.Reviewed:
 		if !s.ReviewOpen() {
 			return s, fmt.Errorf("%w: no review open", ErrIllegal)
@@ -213,7 +214,7 @@ func Apply(s State, r events.Record) (State, error) {
 		if err := s.checkEscalation(d, r.Envelope.Time); err != nil {
 			return s, err
 		}
-		s.Escalations = append(s.Escalations, Escalation{Seq: r.Seq, Data: d})
+		s.Escalations = append(slices.Clip(s.Escalations), Escalation{Seq: r.Seq, Data: d})
 	case *events.Approved:
 		if s.Status != StatusPending {
 			return s, fmt.Errorf("%w: approved in %s", ErrIllegal, s.Status)
@@ -315,7 +316,7 @@ func Apply(s State, r events.Record) (State, error) {
 		if s.Status == StatusNone {
 			return s, fmt.Errorf("%w: revoke before any request", ErrIllegal)
 		}
-		s.RevokeAskers = append(s.RevokeAskers, d.By)
+		s.RevokeAskers = append(slices.Clip(s.RevokeAskers), d.By)
 	case *events.Revoked:
 		if s.Status == StatusNone {
 			return s, fmt.Errorf("%w: revoked before any request", ErrIllegal)
@@ -340,11 +341,13 @@ func (s State) series() bool {
 	return s.Lock != nil || s.Policy != nil || s.Checkpoint != nil || s.Witnessed != nil
 }
 
+// answer records a refusal in a copy of the map: the state Apply was given
+// may be shared, and must not see it.
 func (s *State) answer(seq uint64, code string) {
-	if s.Answered == nil {
-		s.Answered = make(map[uint64]string)
-	}
-	s.Answered[seq] = code
+	m := make(map[uint64]string, len(s.Answered)+1)
+	maps.Copy(m, s.Answered)
+	m[seq] = code
+	s.Answered = m
 }
 
 func (s State) checkVote(d *events.Voted, r events.Record) (Vote, error) {
@@ -374,6 +377,12 @@ func (s State) checkEscalation(d *events.Escalated, at time.Time) error {
 		}
 		if at.Before(due) {
 			return fmt.Errorf("%w: escalated before its delay", ErrUnjustified)
+		}
+		// The approvers it adds are the flow's, as the evaluation recorded
+		// it: whoever signs the escalation does not choose who counts.
+		e := p.Flow.Stages[p.Stage].Escalate
+		if !slices.Equal(d.Groups, e.Groups) || !slices.Equal(d.Principals, e.Principals) {
+			return fmt.Errorf("%w: escalates to approvers the flow does not name", ErrUnjustified)
 		}
 		return nil
 	}
