@@ -111,10 +111,6 @@ func TestBadInputCorpus(t *testing.T) {
 	})
 
 	t.Run("an evaluation too large to record", func(t *testing.T) {
-		t.Skip("BUG: the policy appends an evaluation larger than limits.max_event_bytes (it records the request's " +
-			"context, resource state included); every reader refuses it as oversized, the approval and issuer answer it " +
-			"with a refusal, and the request stays requested for ever. Fix in consumers/policy.go decide: when the " +
-			"sealed evaluation would exceed env.MaxBody, reject the request (code oversized) instead.")
 		// The policy records the resource's state in its evaluation: state
 		// that does not fit one event must still end the request.
 		js, err := jetstream.New(e.NC)
@@ -122,7 +118,8 @@ func TestBadInputCorpus(t *testing.T) {
 		require.NoError(t, state.Set(t.Context(), js, writtest.Domain, "staging/big", map[string]string{"notes": strings.Repeat("x", badLimit)}))
 		id := submit(t, e, c.bot, client.Spec{Action: "deploy", Resource: "staging/big"})
 		r := waitFor(t, e, id, client.Settled)
-		assert.NotEqual(t, request.StatusGranted, r.State.Status)
+		require.Equal(t, request.StatusRejected, r.State.Status)
+		assert.Equal(t, "oversized", r.State.Rejection.Code, r.State.Rejection.Reason)
 		for _, rec := range r.Records {
 			assert.True(t, rec.Valid(), "the pipeline appended %s, which no reader trusts: %v", rec.Kind, rec.Err)
 		}

@@ -178,5 +178,10 @@ func (c *component) emit(ctx context.Context, st request.State, kind events.Kind
 	if err != nil {
 		return 0, err
 	}
+	// Every reader refuses a body over the limit: appending one would
+	// record an answer nobody trusts.
+	if len(out.Body) > c.env.MaxBody {
+		return 0, fmt.Errorf("%w: %s of %d bytes, limit %d", events.ErrOversized, kind, len(out.Body), c.env.MaxBody)
+	}
 	return store.Append(ctx, c.js, c.env.Streams.Name, out, st.LastSeq, events.RequestFilter(st.Domain, st.ID))
 }

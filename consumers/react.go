@@ -50,6 +50,16 @@ func (c *component) react(ctx context.Context, domain, id string, seq uint64, de
 			return err
 		}
 		at, err := c.emit(ctx, h.state, eff.kind, eff.ordinal, eff.data)
+		if errors.Is(err, events.ErrOversized) && seq != 0 {
+			// What decide would append does not fit one event (a resource
+			// state too large to record in an evaluation): answer the
+			// input with that instead, so that it does not wait for ever.
+			c.log.Warn("answer too large to record", attrRequest, id, attrKind, eff.kind.String(), "error", err)
+			if eff = answerInstead(h, this, err); eff == nil {
+				return nil
+			}
+			at, err = c.emit(ctx, h.state, eff.kind, eff.ordinal, eff.data)
+		}
 		if store.IsConflict(err) {
 			continue
 		}
@@ -130,15 +140,19 @@ func guard(decide decideFunc) decideFunc {
 // with each record a component is about to decide on.
 var beforeDecide func(events.Record)
 
-// unprocessable answers an input given up on: a request that has had no
-// other answer is rejected, so its requester learns; anything else is
-// refused.
+// unprocessable answers an input given up on.
 func unprocessable(h *history, this events.Record, cause error) *effect {
-	err := fmt.Errorf("%w: %v", ErrUnprocessable, cause)
+	return answerInstead(h, this, fmt.Errorf("%w: %v", ErrUnprocessable, cause))
+}
+
+// answerInstead answers an input whose own answer cannot be made: a
+// request that has had no other answer is rejected, so its requester
+// learns; anything else is refused. The code says why (codeOf err).
+func answerInstead(h *history, this events.Record, err error) *effect {
 	st := h.state
 	if st.Status == request.StatusRequested && st.RequestSeq == this.Seq {
 		return &effect{kind: events.KindRejected, data: &events.Rejected{
-			Prev: st.LastDigest, RefSeq: this.Seq, RefDigest: this.Digest, Code: CodeUnprocessable, Reason: reason(err),
+			Prev: st.LastDigest, RefSeq: this.Seq, RefDigest: this.Digest, Code: codeOf(err), Reason: reason(err),
 		}}
 	}
 	return refuse(h, this, err)
