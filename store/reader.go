@@ -24,6 +24,11 @@ type Reader struct {
 	// for the connection's own, "$JS.<domain>.API" for another JetStream
 	// domain across leafnodes (see DomainAPI).
 	APIPrefix string
+	// Patience is how long a read waits for the stream's next answer
+	// before it asks again (default 2s). A read is safe to repeat, and
+	// its answer can be lost: the replica that took the request may be
+	// going down.
+	Patience time.Duration
 }
 
 // DomainAPI is the API prefix of JetStream domain d.
@@ -143,8 +148,44 @@ func (r Reader) fetch(ctx context.Context, filter string, from uint64, batch int
 }
 
 // request sends a direct get and returns the messages and, for a batch,
-// how many more match after them.
+// how many more match after them. An answer that stops coming for
+// Patience is asked for again, from the start, until ctx ends.
 func (r Reader) request(ctx context.Context, filter string, get directGet) ([]events.Message, uint64, error) {
+	patience := r.Patience
+	if patience <= 0 {
+		patience = 2 * time.Second
+	}
+	absent := 0
+	for {
+		msgs, pending, err := r.attempt(ctx, filter, get, patience)
+		switch {
+		case ctx.Err() != nil:
+			return msgs, pending, err
+		case errors.Is(err, errImpatient):
+		case errors.Is(err, ErrNoStream) && absent < len(noStreamRetries):
+			// Nobody answers for the stream: it may not exist, or a
+			// server just (re)joining its cluster may not yet know who
+			// serves it. Ask again a few times before believing it.
+			select {
+			case <-ctx.Done():
+				return nil, 0, err
+			case <-time.After(noStreamRetries[absent]):
+			}
+			absent++
+		default:
+			return msgs, pending, err
+		}
+	}
+}
+
+// noStreamRetries are the pauses before asking again when nobody answers
+// for the stream: about 1.5 s in all.
+var noStreamRetries = []time.Duration{50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond, 800 * time.Millisecond}
+
+// errImpatient: no answer came within the reader's patience.
+var errImpatient = errors.New("store: no answer in time")
+
+func (r Reader) attempt(ctx context.Context, filter string, get directGet, patience time.Duration) ([]events.Message, uint64, error) {
 	inbox := r.NC.NewRespInbox()
 	sub, err := r.NC.SubscribeSync(inbox)
 	if err != nil {
@@ -161,10 +202,15 @@ func (r Reader) request(ctx context.Context, filter string, get directGet) ([]ev
 	}
 	var out []events.Message
 	for {
-		m, err := sub.NextMsgWithContext(ctx)
+		wait, cancel := context.WithTimeout(ctx, patience)
+		m, err := sub.NextMsgWithContext(wait)
+		cancel()
 		if err != nil {
 			if errors.Is(err, nats.ErrNoResponders) {
 				return nil, 0, fmt.Errorf("%w: %s", ErrNoStream, r.Stream)
+			}
+			if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+				return nil, 0, errImpatient
 			}
 			return nil, 0, fmt.Errorf("store: read %s: %w", filter, err)
 		}

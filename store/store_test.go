@@ -1,8 +1,10 @@
 package store_test
 
 import (
+	"context"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -179,4 +181,48 @@ func TestScanAll(t *testing.T) {
 	require.Len(t, seqs, 36, "40 less 4 deleted; not the one published during the scan")
 	assert.Equal(t, uint64(40), seqs[len(seqs)-1])
 	assert.True(t, slices.IsSorted(seqs))
+}
+
+// A read whose answer never comes (the replica that took it went down) is
+// asked for again after the reader's patience, not waited on until the
+// caller gives up.
+func TestLoadAsksAgainWhenTheAnswerIsLost(t *testing.T) {
+	js, r := setup(t)
+	kp, _ := nkeys.CreateServer()
+	id := uuid.NewString()
+	var last uint64
+	for n := range 10 {
+		out, err := events.Seal(draft(id, n), kp)
+		require.NoError(t, err)
+		last, err = store.Append(t.Context(), js, "WRIT", out, last, events.RequestFilter("acme", id))
+		require.NoError(t, err)
+	}
+	// A responder in front of the stream that loses the first ask.
+	var asks atomic.Int32
+	sub, err := r.NC.Subscribe("$LOSSY.API.DIRECT.GET.WRIT", func(m *nats.Msg) {
+		if asks.Add(1) == 1 {
+			return
+		}
+		_ = r.NC.PublishRequest("$JS.API.DIRECT.GET.WRIT", m.Reply, m.Data)
+	})
+	require.NoError(t, err)
+	defer func() { _ = sub.Unsubscribe() }()
+	r.APIPrefix, r.Patience = "$LOSSY.API", 200*time.Millisecond
+
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	msgs, err := r.Load(ctx, events.RequestFilter("acme", id), 1)
+	require.NoError(t, err)
+	assert.Len(t, msgs, 10)
+	assert.EqualValues(t, 3, asks.Load(), "the lost ask again, then the second batch of 7")
+
+	// Nobody answering at all is still bounded by the caller.
+	r.APIPrefix = "$SILENT.API"
+	silent, err := r.NC.Subscribe("$SILENT.API.DIRECT.GET.WRIT", func(*nats.Msg) {})
+	require.NoError(t, err)
+	defer func() { _ = silent.Unsubscribe() }()
+	ctx, cancel = context.WithTimeout(t.Context(), 700*time.Millisecond)
+	defer cancel()
+	_, err = r.Load(ctx, events.RequestFilter("acme", id), 1)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
 }
