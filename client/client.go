@@ -34,6 +34,10 @@ type Options struct {
 	// limits.max_event_bytes); default events.DefaultMaxBody. The client
 	// judges events by the same rule as the pipeline.
 	MaxBody int
+	// APIPrefix reaches the home stream's JetStream when it is not the
+	// connection's own: "$JS.<domain>.API" from a leaf node whose hub holds
+	// it. Default "$JS.API".
+	APIPrefix string
 }
 
 // Client talks to a Writ pipeline through its audit stream.
@@ -45,6 +49,7 @@ type Client struct {
 	reader  store.Reader
 	checker events.Checker
 	clock   func() time.Time
+	seen    *seen
 }
 
 // ErrInvalidSpec is returned for a request the pipeline would reject.
@@ -70,15 +75,19 @@ func New(nc *nats.Conn, o Options) (*Client, error) {
 	if o.Clock == nil {
 		o.Clock = time.Now
 	}
-	js, err := jetstream.New(nc)
+	if o.APIPrefix == "" {
+		o.APIPrefix = "$JS.API"
+	}
+	js, err := jetstream.NewWithAPIPrefix(nc, o.APIPrefix)
 	if err != nil {
 		return nil, err
 	}
 	return &Client{
 		nc: nc, js: js, stream: o.Stream, home: o.Home,
-		reader:  store.Reader{NC: nc, Stream: o.Stream},
+		reader:  store.Reader{NC: nc, Stream: o.Stream, APIPrefix: o.APIPrefix},
 		checker: events.Checker{Bundle: o.Bundle, MaxBody: o.MaxBody},
 		clock:   o.Clock,
+		seen:    &seen{m: make(map[string]uint64)},
 	}, nil
 }
 
@@ -137,7 +146,8 @@ func (c *Client) Request(ctx context.Context, who *identity.Identity, s Spec) (s
 		return "", err
 	}
 	// A new id has no history: expecting last sequence 0 makes sure of it.
-	if _, err := store.Append(ctx, c.js, c.stream, out, 0, events.RequestFilter(s.Domain, id)); err != nil {
+	seq, err := store.Append(ctx, c.js, c.stream, out, 0, events.RequestFilter(s.Domain, id))
+	if err != nil {
 		if store.IsUnknownOutcome(err) {
 			// It may be stored yet: say so, with the id to look it up by.
 			return id, fmt.Errorf("%w: request %s: %w", ErrOutcomeUnknown, id, err)
@@ -145,6 +155,7 @@ func (c *Client) Request(ctx context.Context, who *identity.Identity, s Spec) (s
 		// Fail closed: what the trail does not hold did not happen.
 		return "", fmt.Errorf("client: the audit stream did not record the request, so it was not made: %w", err)
 	}
+	c.seen.note(s.Domain, id, seq)
 	return id, nil
 }
 
@@ -155,15 +166,32 @@ type Request struct {
 	Errs    map[uint64]error // why each record changed nothing
 }
 
-// Load reads and folds a request's history.
+// Load reads and folds a request's history. Reads are monotonic: a read
+// never shows less of a request than this client has written or read of
+// it before (a replicated stream's followers answer reads too, and one may
+// lag behind; its answer is asked for again until ctx ends).
 func (c *Client) Load(ctx context.Context, domain, id string) (*Request, error) {
-	msgs, err := c.readerFor(domain).Load(ctx, events.RequestFilter(domain, id), 1)
-	if err != nil {
-		return nil, err
+	floor := c.seen.get(domain, id)
+	var msgs []events.Message
+	for wait := time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
+		var err error
+		msgs, err = c.readerFor(domain).Load(ctx, events.RequestFilter(domain, id), 1)
+		if err != nil {
+			return nil, err
+		}
+		if len(msgs) > 0 && msgs[len(msgs)-1].Seq >= floor {
+			break
+		}
+		if floor == 0 {
+			return nil, fmt.Errorf("%w: %s in %s", ErrNotFound, id, domain)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("client: request %s: every read showed less than this client saw before (sequence %d): %w", id, floor, ctx.Err())
+		case <-time.After(wait):
+		}
 	}
-	if len(msgs) == 0 {
-		return nil, fmt.Errorf("%w: %s in %s", ErrNotFound, id, domain)
-	}
+	c.seen.note(domain, id, msgs[len(msgs)-1].Seq)
 	now := c.clock()
 	r := &Request{Records: make([]events.Record, len(msgs))}
 	for i, m := range msgs {
@@ -208,8 +236,10 @@ func (c *Client) Wait(ctx context.Context, domain, id string, done func(request.
 		return nil, err
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	// Make sure the server has the subscription before the first read.
-	if err := c.nc.FlushTimeout(5 * time.Second); err != nil {
+	// Make sure the server has the subscription before the first read. A
+	// flush cut short by a reconnect is no reason to stop: the reads below
+	// do not depend on it, the notices only make them sooner.
+	if err := c.nc.FlushTimeout(5 * time.Second); err != nil && c.nc.IsClosed() {
 		return nil, err
 	}
 	// A message reaches subscribers before the stream has stored it, so a
@@ -219,20 +249,28 @@ func (c *Client) Wait(ctx context.Context, domain, id string, done func(request.
 	poll := first
 	timer := time.NewTimer(poll)
 	defer timer.Stop()
+	var last *Request
+	var readErr error
 	for {
 		r, err := c.Load(ctx, domain, id)
-		if err != nil && !errors.Is(err, ErrNotFound) {
-			return nil, err
-		}
-		if err == nil && done(r.State) {
+		switch {
+		case err == nil && done(r.State):
 			return r, nil
+		case err == nil:
+			last = r
+		case errors.Is(err, ErrNotFound):
+		case errors.Is(err, store.ErrNoStream) || c.nc.IsClosed() || ctx.Err() != nil:
+			return last, err
+		default:
+			// A read lost to a reconnect or a failover: read again.
+			readErr = err
 		}
 		select {
 		case <-ctx.Done():
-			if r != nil {
-				return r, ctx.Err()
+			if readErr != nil {
+				return last, fmt.Errorf("%w (last read failed: %w)", ctx.Err(), readErr)
 			}
-			return nil, ctx.Err()
+			return last, ctx.Err()
 		case <-ch:
 			poll = first
 		case <-timer.C:

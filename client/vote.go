@@ -108,6 +108,9 @@ func (c *Client) appendAs(ctx context.Context, who *identity.Identity, domain, i
 		if store.IsConflict(err) {
 			continue
 		}
+		if err == nil {
+			c.seen.note(domain, id, seq)
+		}
 		return seq, err
 	}
 	return 0, store.ErrConflict

@@ -1,0 +1,116 @@
+package client_test
+
+import (
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/writ-dev/writ/client"
+	"github.com/writ-dev/writ/internal/writtest"
+	"github.com/writ-dev/writ/request"
+)
+
+// laggingReplica stands in front of the stream's JetStream API under
+// prefix "$LAG.API" and, while behind > 0, answers that many reads of a
+// request's history as a replica of the stream that lags would: without
+// its last message. Everything else it passes on.
+type laggingReplica struct {
+	behind atomic.Int32
+	served atomic.Int32 // stale answers given
+}
+
+func newLaggingReplica(t *testing.T, nc *nats.Conn) *laggingReplica {
+	t.Helper()
+	l := &laggingReplica{}
+	sub, err := nc.Subscribe("$LAG.API.>", func(m *nats.Msg) {
+		real := "$JS.API." + strings.TrimPrefix(m.Subject, "$LAG.API.")
+		if !strings.Contains(m.Subject, ".DIRECT.GET.") || l.behind.Add(-1) < 0 {
+			_ = nc.PublishMsg(&nats.Msg{Subject: real, Reply: m.Reply, Header: m.Header, Data: m.Data})
+			return
+		}
+		// Read the real answer, and give it without its last message.
+		inbox := nats.NewInbox()
+		answers, err := nc.SubscribeSync(inbox)
+		if err != nil {
+			return
+		}
+		defer func() { _ = answers.Unsubscribe() }()
+		if nc.PublishRequest(real, inbox, m.Data) != nil {
+			return
+		}
+		var held []*nats.Msg
+		for {
+			a, err := answers.NextMsg(5 * time.Second)
+			if err != nil {
+				return
+			}
+			if a.Header.Get("Nats-Sequence") != "" {
+				held = append(held, a)
+				continue
+			}
+			if len(held) > 0 {
+				held = held[:len(held)-1]
+			}
+			for _, h := range held {
+				_ = nc.PublishMsg(&nats.Msg{Subject: m.Reply, Header: h.Header, Data: h.Data})
+			}
+			status := nats.Header{"Status": {"204"}, "Nats-Num-Pending": {"0"}}
+			if len(held) == 0 {
+				status = nats.Header{"Status": {"404"}}
+			}
+			_ = nc.PublishMsg(&nats.Msg{Subject: m.Reply, Header: status})
+			l.served.Add(1)
+			return
+		}
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	return l
+}
+
+// A client's reads never go back on what it has seen: after its own
+// request, and after it saw the request pending, a replica that lags
+// behind is asked again rather than believed.
+func TestReadsAreMonotonic(t *testing.T) {
+	e := writtest.Start(t, writtest.Options{})
+	lag := newLaggingReplica(t, e.NC)
+	cl, err := client.New(e.NC, client.Options{Bundle: e.Runtime.Bundle, Home: e.Domain, APIPrefix: "$LAG.API"})
+	require.NoError(t, err)
+	carol, alice := e.Identity("carol"), e.Identity("alice")
+
+	// Its own request: a replica without it does not make it "not found".
+	lag.behind.Store(2)
+	id, err := cl.Request(t.Context(), carol, client.Spec{Domain: e.Domain, Action: "restart", Resource: "prod/db"})
+	require.NoError(t, err)
+	r, err := cl.Load(t.Context(), e.Domain, id)
+	require.NoError(t, err)
+	assert.NotEmpty(t, r.Records)
+	assert.EqualValues(t, 2, lag.served.Load(), "two stale answers, asked again each time")
+
+	// Pending once: a vote's read of the history from a replica that has
+	// not yet stored the evaluation does not see it requested.
+	r, err = cl.Wait(t.Context(), e.Domain, id, func(s request.State) bool { return s.Status.IsPending() })
+	require.NoError(t, err)
+	require.True(t, r.State.Status.IsPending())
+	lag.behind.Store(3)
+	_, err = cl.Vote(t.Context(), alice, e.Domain, id, client.Vote{Approve: true})
+	require.NoError(t, err)
+	assert.EqualValues(t, 5, lag.served.Load())
+
+	// The guarantee is the client's own: another client, which has seen
+	// nothing of the request, takes the lagging answer.
+	now, err := cl.Load(t.Context(), e.Domain, id)
+	require.NoError(t, err)
+	fresh, err := client.New(e.NC, client.Options{Bundle: e.Runtime.Bundle, Home: e.Domain, APIPrefix: "$LAG.API"})
+	require.NoError(t, err)
+	lag.behind.Store(1)
+	behind, err := fresh.Load(t.Context(), e.Domain, id)
+	require.NoError(t, err)
+	assert.Len(t, behind.Records, len(now.Records)-1)
+	assert.EqualValues(t, 6, lag.served.Load())
+}
