@@ -27,6 +27,16 @@ const MaxDeliver = 1000
 // handleTimeout bounds one message's handling.
 const handleTimeout = 20 * time.Second
 
+// AckWait is how long the server waits for a delivered message's ack
+// before it delivers it again. It is short, so that a message lost on its
+// way (a consumer's leader changing hands, a replica killed holding it)
+// comes back in seconds; a handler still working says so every
+// progressEvery, so a slow one keeps its message.
+const (
+	AckWait       = 5 * time.Second
+	progressEvery = 2 * time.Second
+)
+
 // retryAfter asks for redelivery after a delay (a transient condition).
 type retryAfter struct {
 	delay time.Duration
@@ -173,7 +183,13 @@ func handle(ctx context.Context, m jetstream.Msg, log *slog.Logger, probe Consum
 	if md, err := m.Metadata(); err == nil {
 		seq, delivered = md.Sequence.Stream, md.NumDelivered
 	}
+	var beat *time.Timer
+	beat = time.AfterFunc(progressEvery, func() {
+		_ = m.InProgress()
+		beat.Reset(progressEvery)
+	})
 	err := func() (err error) {
+		defer beat.Stop()
 		defer func() {
 			if p := recover(); p != nil {
 				err = fmt.Errorf("panic: %v", p)
@@ -233,7 +249,7 @@ func durableConfig(name string, filters ...string) jetstream.ConsumerConfig {
 		Durable:        name,
 		FilterSubjects: filters,
 		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        30 * time.Second,
+		AckWait:        AckWait,
 		DeliverPolicy:  jetstream.DeliverAllPolicy,
 		MaxDeliver:     MaxDeliver,
 		MaxAckPending:  1024,
