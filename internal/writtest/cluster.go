@@ -310,6 +310,71 @@ func (c *ClusterEnv) AwaitStreamLeader(stream string, timeout time.Duration) int
 	return leader
 }
 
+// AwaitCurrent waits until every stream and every consumer has a leader
+// among the running nodes and each of their running replicas is current:
+// what an operator waits for before restarting the next node in a rolling
+// restart, since taking one down while another catches up leaves a group
+// without a quorum.
+func (c *ClusterEnv) AwaitCurrent(timeout time.Duration) {
+	c.T.Helper()
+	var behind string
+	ok := func(what string, leader string, replicas []*jetstream.PeerInfo) bool {
+		if !slices.ContainsFunc(c.Nodes, func(n *Node) bool { return n.Name == leader && n.Server != nil }) {
+			behind = what + ": no leader"
+			return false
+		}
+		for _, p := range replicas {
+			if slices.ContainsFunc(c.Nodes, func(n *Node) bool { return n.Name == p.Name && n.Server != nil }) && !p.Current {
+				behind = what + ": " + p.Name + " not current"
+				return false
+			}
+		}
+		return true
+	}
+	check := func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		js, err := jetstream.New(c.NC)
+		if err != nil {
+			return false
+		}
+		streams := js.ListStreams(ctx)
+		for info := range streams.Info() {
+			if info.Cluster == nil || !ok("stream "+info.Config.Name, info.Cluster.Leader, info.Cluster.Replicas) {
+				if info.Cluster == nil {
+					behind = "stream " + info.Config.Name + ": no cluster info"
+				}
+				return false
+			}
+			s, err := js.Stream(ctx, info.Config.Name)
+			if err != nil {
+				behind = err.Error()
+				return false
+			}
+			consumers := s.ListConsumers(ctx)
+			for ci := range consumers.Info() {
+				if ci.Cluster == nil || !ok("consumer "+info.Config.Name+"/"+ci.Name, ci.Cluster.Leader, ci.Cluster.Replicas) {
+					return false
+				}
+			}
+			if err := consumers.Err(); err != nil {
+				behind = err.Error()
+				return false
+			}
+		}
+		if err := streams.Err(); err != nil {
+			behind = err.Error()
+			return false
+		}
+		return true
+	}
+	for deadline := time.Now().Add(timeout); !check(); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			require.FailNow(c.T, "not every stream and consumer is current", "after %s: %s", timeout, behind)
+		}
+	}
+}
+
 // Replica is one Writ replica (`writ serve --server` with every
 // component) on a connection of its own.
 type Replica struct {
