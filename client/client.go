@@ -52,6 +52,10 @@ type Client struct {
 	seen    *seen
 }
 
+// clientInspectCache is how many checked events a client remembers: a
+// requester waiting on its requests reads each history several times.
+const clientInspectCache = 1024
+
 // ErrInvalidSpec is returned for a request the pipeline would reject.
 var ErrInvalidSpec = errors.New("client: invalid request")
 
@@ -85,7 +89,7 @@ func New(nc *nats.Conn, o Options) (*Client, error) {
 	return &Client{
 		nc: nc, js: js, stream: o.Stream, home: o.Home,
 		reader:  store.Reader{NC: nc, Stream: o.Stream, APIPrefix: o.APIPrefix},
-		checker: events.Checker{Bundle: o.Bundle, MaxBody: o.MaxBody},
+		checker: events.Checker{Bundle: o.Bundle, MaxBody: o.MaxBody, Cache: events.NewInspectCache(clientInspectCache)},
 		clock:   o.Clock,
 		seen:    &seen{m: make(map[string]uint64)},
 	}, nil

@@ -51,6 +51,10 @@ type Env struct {
 	DurableSuffix string
 	// Observer hears what the components do (metrics, health); optional.
 	Observer Observer
+	// Inspected remembers which stored events were checked and what was
+	// found, so that histories read again are not verified again; share one
+	// among the components of a process. Default: one per component.
+	Inspected *events.InspectCache
 }
 
 // Validate checks the environment and fills in defaults.
@@ -81,6 +85,9 @@ func (e *Env) Validate() error {
 	}
 	if e.Observer == nil {
 		e.Observer = nopObserver{}
+	}
+	if e.Inspected == nil {
+		e.Inspected = events.NewInspectCache(events.DefaultInspectCache)
 	}
 	return errors.Join(errs...)
 }
@@ -121,7 +128,7 @@ func newComponent(env Env, role identity.Role, key nkeys.KeyPair) (*component, e
 		env:     env,
 		js:      js,
 		reader:  store.Reader{NC: env.NC, Stream: env.Streams.Name},
-		checker: events.Checker{Bundle: env.Bundle, MaxBody: env.MaxBody},
+		checker: events.Checker{Bundle: env.Bundle, MaxBody: env.MaxBody, Cache: env.Inspected},
 		key:     key,
 		pub:     pub,
 		role:    role,

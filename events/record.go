@@ -55,6 +55,10 @@ func (r Record) Valid() bool { return r.Err == nil }
 type Checker struct {
 	Bundle  *identity.Bundle
 	MaxBody int // 0 means DefaultMaxBody
+	// Cache, when set, keeps what Inspect concluded about stored messages
+	// (those with a stored time), so that one read again is not verified
+	// again. Share one among the checkers of a process.
+	Cache *InspectCache
 }
 
 // Inspect checks, in order: subject, size, JSON, type against subject,
@@ -67,6 +71,18 @@ type Checker struct {
 // that a history stays valid after its signers' JWTs expire; now is used
 // only for a message that has no stored time.
 func (c Checker) Inspect(m Message, now time.Time) Record {
+	if m.Time.IsZero() || c.Cache == nil {
+		return c.inspect(m, now)
+	}
+	if r, ok := c.Cache.get(m, c.Bundle, c.MaxBody); ok {
+		return r
+	}
+	r := c.inspect(m, now)
+	c.Cache.put(r, c.Bundle, c.MaxBody)
+	return r
+}
+
+func (c Checker) inspect(m Message, now time.Time) Record {
 	if !m.Time.IsZero() {
 		now = m.Time
 	}

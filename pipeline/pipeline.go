@@ -15,6 +15,7 @@ import (
 
 	"github.com/writ-dev/writ/config"
 	"github.com/writ-dev/writ/consumers"
+	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
 )
 
@@ -97,6 +98,9 @@ func Build(nc *nats.Conn, rt *config.Runtime, o Options) (*Pipeline, error) {
 		Clock: o.Clock, Logger: o.Logger, Workers: rt.Config.Limits.Workers,
 		MaxBody: rt.Config.Limits.MaxEventBytes, DurableSuffix: o.DurableSuffix,
 		Observer: o.Observer,
+		// One cache for every component: each reads what the others
+		// wrote, and what one checked the others need not.
+		Inspected: events.NewInspectCache(events.DefaultInspectCache),
 	}
 	p := &Pipeline{observer: o.Observer}
 	for _, n := range names {

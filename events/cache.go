@@ -1,0 +1,84 @@
+package events
+
+import (
+	"bytes"
+	"sync"
+
+	"github.com/writ-dev/writ/identity"
+)
+
+// InspectCache remembers what Inspect concluded about stored messages.
+// Every component reads a request's whole history for each message it
+// handles, and a requester reads it again while it waits: without the
+// cache each read verifies every signature, identity and schema again.
+//
+// It answers only for a message identical to the one it judged (subject,
+// sequence, stored time, signer, signature and body) and judged by the
+// same bundle and limit, so a changed or forged copy is inspected afresh.
+// Records it returns share their decoded Data with every other reader of
+// the same message: treat Data as read-only (the fold does). It holds at
+// most its size; the oldest entry goes first.
+type InspectCache struct {
+	mu   sync.Mutex
+	m    map[cacheKey]cached
+	ring []cacheKey
+	next int
+}
+
+type cacheKey struct {
+	subject string
+	seq     uint64
+}
+
+type cached struct {
+	r       Record
+	bundle  *identity.Bundle
+	maxBody int
+}
+
+// NewInspectCache returns a cache of at most size records.
+func NewInspectCache(size int) *InspectCache {
+	size = max(size, 1)
+	return &InspectCache{m: make(map[cacheKey]cached, size), ring: make([]cacheKey, 0, size)}
+}
+
+// DefaultInspectCache is a size that holds the recent histories of a busy
+// pipeline in a few megabytes.
+const DefaultInspectCache = 8192
+
+func (c *InspectCache) get(m Message, bundle *identity.Bundle, maxBody int) (Record, bool) {
+	c.mu.Lock()
+	e, ok := c.m[cacheKey{m.Subject, m.Seq}]
+	c.mu.Unlock()
+	if !ok || e.bundle != bundle || e.maxBody != maxBody || !e.r.Time.Equal(m.Time) ||
+		e.r.header(HeaderSigner) != m.header(HeaderSigner) || e.r.header(HeaderSignature) != m.header(HeaderSignature) ||
+		!bytes.Equal(e.r.Body, m.Body) {
+		return Record{}, false
+	}
+	r := e.r
+	r.Message = m
+	return r, true
+}
+
+func (c *InspectCache) put(r Record, bundle *identity.Bundle, maxBody int) {
+	k := cacheKey{r.Subject, r.Seq}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.m[k]; !ok {
+		if len(c.ring) < cap(c.ring) {
+			c.ring = append(c.ring, k)
+		} else {
+			delete(c.m, c.ring[c.next])
+			c.ring[c.next] = k
+			c.next = (c.next + 1) % len(c.ring)
+		}
+	}
+	c.m[k] = cached{r: r, bundle: bundle, maxBody: maxBody}
+}
+
+// Len is how many records the cache holds.
+func (c *InspectCache) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.m)
+}
