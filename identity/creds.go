@@ -50,7 +50,7 @@ func ParseCreds(b []byte) (*Identity, error) {
 	if pub != p.Key {
 		return nil, errors.New("identity: creds: the seed does not match the JWT's subject")
 	}
-	return &Identity{JWT: token, Key: kp, Principal: p}, nil
+	return &Identity{JWT: token, Key: Fast(kp), Principal: p}, nil
 }
 
 // UserSpec describes a principal to issue.
@@ -125,5 +125,5 @@ func LoadSeed(path string) (nkeys.KeyPair, error) {
 	if err != nil {
 		return nil, fmt.Errorf("identity: key %s: %w", path, err)
 	}
-	return kp, nil
+	return Fast(kp), nil
 }

@@ -239,9 +239,7 @@ func setup(js jetstream.JetStream, rt *config.Runtime, ids map[string]*identity.
 	for role, kp := range map[identity.Role]nkeys.KeyPair{
 		identity.RolePolicy: rt.PolicyKey, identity.RoleApproval: rt.ApprovalKey, identity.RoleIssuer: rt.IssuerKey,
 	} {
-		if keys[role], err = newFastKey(kp); err != nil {
-			return nil, fmt.Errorf("gen: %s key: %w", role, err)
-		}
+		keys[role] = identity.Fast(kp)
 	}
 	m, err := issuer.New(keys[identity.RoleIssuer], rt.IssuerXKey)
 	if err != nil {
@@ -260,10 +258,7 @@ func setup(js jetstream.JetStream, rt *config.Runtime, ids map[string]*identity.
 		if err != nil {
 			return nil, fmt.Errorf("gen: identity %s: %w", name, err)
 		}
-		key, err := newFastKey(id.Key)
-		if err != nil {
-			return nil, fmt.Errorf("gen: identity %s: %w", name, err)
-		}
+		key := identity.Fast(id.Key)
 		g.people[name] = person{id: id, key: key, p: p}
 	}
 	// The review flow's deadline, as the policies resolve it, places the

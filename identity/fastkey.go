@@ -1,0 +1,50 @@
+package identity
+
+import (
+	"crypto/ed25519"
+
+	"github.com/nats-io/nkeys"
+)
+
+// Fast returns a signing key pair that derives its Ed25519 private key and
+// public key once. nkeys derives both from the seed again on every Sign
+// and PublicKey, which was most of the cost of sealing an event (Seal asks
+// for the public key and signs twice). Signatures are the same: Ed25519 is
+// deterministic. A key that is not an Ed25519 signing key (a curve key) or
+// whose seed cannot be read is returned as it is.
+func Fast(kp nkeys.KeyPair) nkeys.KeyPair {
+	if kp == nil {
+		return nil
+	}
+	if _, ok := kp.(*fastKey); ok {
+		return kp
+	}
+	seed, err := kp.Seed()
+	if err != nil {
+		return kp
+	}
+	prefix, raw, err := nkeys.DecodeSeed(seed)
+	if err != nil || prefix == nkeys.PrefixByteCurve || len(raw) != ed25519.SeedSize {
+		return kp
+	}
+	pub, err := kp.PublicKey()
+	if err != nil {
+		return kp
+	}
+	return &fastKey{KeyPair: kp, pub: pub, priv: ed25519.NewKeyFromSeed(raw)}
+}
+
+type fastKey struct {
+	nkeys.KeyPair
+	pub  string
+	priv ed25519.PrivateKey
+}
+
+func (k *fastKey) PublicKey() (string, error)        { return k.pub, nil }
+func (k *fastKey) Sign(input []byte) ([]byte, error) { return ed25519.Sign(k.priv, input), nil }
+
+// Wipe clears the derived key as well as the seed.
+func (k *fastKey) Wipe() {
+	clear(k.priv)
+	k.KeyPair.Wipe()
+}

@@ -1,0 +1,48 @@
+package identity_test
+
+import (
+	"testing"
+
+	"github.com/nats-io/nkeys"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/writ-dev/writ/identity"
+)
+
+func TestFastKeySignsAsNkeysDoes(t *testing.T) {
+	for name, create := range map[string]func() (nkeys.KeyPair, error){
+		"user": nkeys.CreateUser, "server": nkeys.CreateServer, "account": nkeys.CreateAccount,
+	} {
+		kp, err := create()
+		require.NoError(t, err)
+		fast := identity.Fast(kp)
+		require.NotSame(t, kp, fast, name)
+		assert.Same(t, fast, identity.Fast(fast), "%s: wrapped once", name)
+		want, _ := kp.PublicKey()
+		got, err := fast.PublicKey()
+		require.NoError(t, err)
+		assert.Equal(t, want, got, name)
+		msg := []byte("the same bytes, the same signature")
+		sig, err := fast.Sign(msg)
+		require.NoError(t, err)
+		ref, _ := kp.Sign(msg)
+		assert.Equal(t, ref, sig, name)
+		assert.NoError(t, kp.Verify(msg, sig), name)
+		seed, err := fast.Seed()
+		require.NoError(t, err)
+		assert.NotEmpty(t, seed, name)
+	}
+	// A curve key is not a signing key: unchanged.
+	x, err := nkeys.CreateCurveKeys()
+	require.NoError(t, err)
+	assert.Same(t, x, identity.Fast(x))
+	assert.Nil(t, identity.Fast(nil))
+
+	// Wiped, it signs no more.
+	kp, _ := nkeys.CreateUser()
+	fast := identity.Fast(kp)
+	fast.Wipe()
+	sig, _ := fast.Sign([]byte("x"))
+	assert.Error(t, kp.Verify([]byte("x"), sig))
+}
