@@ -131,7 +131,10 @@ func (i *Issuer) Mint(c Constraints) (string, Claims, error) {
 	if err != nil {
 		return "", Claims{}, fmt.Errorf("issuer: sign grant: %w", err)
 	}
-	cl, err := claimsOf(token)
+	// Encode filled in the issuer, id and issue time: the claims are read
+	// from what was signed, not from a decoding (and a second signature
+	// check) of the token.
+	cl, err := claimsFrom(gc)
 	if err != nil {
 		return "", Claims{}, err
 	}
@@ -204,6 +207,10 @@ func claimsOf(token string) (Claims, error) {
 	if err != nil {
 		return Claims{}, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
+	return claimsFrom(gc)
+}
+
+func claimsFrom(gc *jwt.GenericClaims) (Claims, error) {
 	str := func(k string) string { s, _ := gc.Data[k].(string); return s }
 	bg, _ := gc.Data["break_glass"].(bool)
 	if str("type") != GrantType {
