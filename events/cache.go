@@ -2,9 +2,9 @@ package events
 
 import (
 	"bytes"
-	"sync"
 
 	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/internal/fifo"
 )
 
 // InspectCache remembers what Inspect concluded about stored messages.
@@ -19,10 +19,7 @@ import (
 // the same message: treat Data as read-only (the fold does). It holds at
 // most its size; the oldest entry goes first.
 type InspectCache struct {
-	mu   sync.Mutex
-	m    map[cacheKey]cached
-	ring []cacheKey
-	next int
+	c *fifo.Cache[cacheKey, cached]
 }
 
 type cacheKey struct {
@@ -38,8 +35,7 @@ type cached struct {
 
 // NewInspectCache returns a cache of at most size records.
 func NewInspectCache(size int) *InspectCache {
-	size = max(size, 1)
-	return &InspectCache{m: make(map[cacheKey]cached, size), ring: make([]cacheKey, 0, size)}
+	return &InspectCache{c: fifo.New[cacheKey, cached](size)}
 }
 
 // DefaultInspectCache is a size that holds the recent histories of a busy
@@ -47,9 +43,7 @@ func NewInspectCache(size int) *InspectCache {
 const DefaultInspectCache = 8192
 
 func (c *InspectCache) get(m Message, bundle *identity.Bundle, maxBody int) (Record, bool) {
-	c.mu.Lock()
-	e, ok := c.m[cacheKey{m.Subject, m.Seq}]
-	c.mu.Unlock()
+	e, ok := c.c.Get(cacheKey{m.Subject, m.Seq})
 	if !ok || e.bundle != bundle || e.maxBody != maxBody || !e.r.Time.Equal(m.Time) ||
 		e.r.header(HeaderSigner) != m.header(HeaderSigner) || e.r.header(HeaderSignature) != m.header(HeaderSignature) ||
 		!bytes.Equal(e.r.Body, m.Body) {
@@ -61,24 +55,8 @@ func (c *InspectCache) get(m Message, bundle *identity.Bundle, maxBody int) (Rec
 }
 
 func (c *InspectCache) put(r Record, bundle *identity.Bundle, maxBody int) {
-	k := cacheKey{r.Subject, r.Seq}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, ok := c.m[k]; !ok {
-		if len(c.ring) < cap(c.ring) {
-			c.ring = append(c.ring, k)
-		} else {
-			delete(c.m, c.ring[c.next])
-			c.ring[c.next] = k
-			c.next = (c.next + 1) % len(c.ring)
-		}
-	}
-	c.m[k] = cached{r: r, bundle: bundle, maxBody: maxBody}
+	c.c.Put(cacheKey{r.Subject, r.Seq}, cached{r: r, bundle: bundle, maxBody: maxBody})
 }
 
 // Len is how many records the cache holds.
-func (c *InspectCache) Len() int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.m)
-}
+func (c *InspectCache) Len() int { return c.c.Len() }
