@@ -339,3 +339,40 @@ func TestRolesAndNames(t *testing.T) {
 		assert.Equal(t, want, identity.ValidDomainName(name), "%q", name)
 	}
 }
+
+// VerifyUser remembers a token whose signature it checked, but what the
+// bundle says of it is decided on every call: a cached token is still
+// refused once its key is revoked, once it has expired, or by a bundle
+// that does not trust its domain; and a caller's copy is its own.
+func TestVerifyUserDecidesAgainEachCall(t *testing.T) {
+	tr := newTrust(t)
+	alice := issue(t, tr.acme, identity.UserSpec{Domain: "acme", Name: "alice", Groups: []string{"sre-leads"}, TTL: time.Hour, Now: t0})
+	p, err := tr.bundle.VerifyUser(alice.JWT, t0)
+	require.NoError(t, err)
+	p.Groups[0] = "admins" // a caller scribbling on its copy
+	again, err := tr.bundle.VerifyUser(alice.JWT, t0)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"sre-leads"}, again.Groups)
+
+	_, err = tr.bundle.VerifyUser(alice.JWT, t0.Add(2*time.Hour))
+	assert.ErrorIs(t, err, identity.ErrIdentityExpired)
+
+	revoked := tr.bundle.Clone()
+	_, err = revoked.Revoke("acme", pub(t, tr.acme))
+	require.NoError(t, err)
+	_, err = revoked.VerifyUser(alice.JWT, t0)
+	assert.ErrorIs(t, err, identity.ErrKeyRevoked)
+
+	other := tr.bundle.Clone()
+	require.NoError(t, other.Remove("acme"))
+	_, err = other.VerifyUser(alice.JWT, t0)
+	assert.ErrorIs(t, err, identity.ErrUnknownDomain)
+
+	// A token changed in one byte of its signature is another token.
+	forged := alice.JWT[:len(alice.JWT)-2] + "AA"
+	if forged == alice.JWT {
+		forged = alice.JWT[:len(alice.JWT)-2] + "BB"
+	}
+	_, err = tr.bundle.VerifyUser(forged, t0)
+	assert.ErrorIs(t, err, identity.ErrIdentityMalformed)
+}

@@ -9,6 +9,8 @@ import (
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
+
+	"github.com/writ-dev/writ/internal/fifo"
 )
 
 // Errors returned when an identity is refused. Each is a distinct reason.
@@ -78,7 +80,7 @@ func Claims(token string) (*jwt.UserClaims, Principal, error) {
 // keys, not revoked for it, and be valid at now. Each refusal wraps its own
 // error: ErrUnknownDomain, ErrKeyRevoked, ErrUntrustedKey, ErrIdentityExpired…
 func (b *Bundle) VerifyUser(token string, now time.Time) (Principal, error) {
-	uc, p, err := Claims(token)
+	uc, p, err := cachedClaims(token)
 	if err != nil {
 		return Principal{}, err
 	}
@@ -108,4 +110,32 @@ func (b *Bundle) VerifyUser(token string, now time.Time) (Principal, error) {
 		return Principal{}, ErrNotYetValid
 	}
 	return p, nil
+}
+
+// decoded holds the user JWTs whose signature was checked lately: one
+// requester's token arrives with each of its requests and votes, and every
+// component reads it again in each history. What the bundle says of it
+// (trusted, revoked, expired) is decided again on each call.
+var decoded = fifo.New[string, claimed](4096)
+
+type claimed struct {
+	uc *jwt.UserClaims
+	p  Principal
+}
+
+// cachedClaims is Claims, remembering tokens that passed. The claims are
+// shared: callers read them, and get their own copy of the groups.
+func cachedClaims(token string) (*jwt.UserClaims, Principal, error) {
+	if c, ok := decoded.Get(token); ok {
+		p := c.p
+		p.Groups = slices.Clone(p.Groups)
+		return c.uc, p, nil
+	}
+	uc, p, err := Claims(token)
+	if err != nil {
+		return nil, Principal{}, err
+	}
+	decoded.Put(token, claimed{uc: uc, p: p})
+	p.Groups = slices.Clone(p.Groups)
+	return uc, p, nil
 }
