@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/writ-dev/writ/events"
+	"github.com/writ-dev/writ/identity"
 )
 
 func TestSeal(t *testing.T) {
@@ -62,6 +63,9 @@ func TestSealMsgIDIsDeterministicAndKeyed(t *testing.T) {
 	c, err := events.Seal(draft, f.alice.Key)
 	require.NoError(t, err)
 	assert.NotEqual(t, a.MsgID, c.MsgID, "another key cannot take the id")
+	fast, err := events.Seal(draft, identity.Fast(f.bob.Key))
+	require.NoError(t, err)
+	assert.Equal(t, a.MsgID, fast.MsgID, "a key loaded once makes the same ids")
 	draft.Data = f.sample(events.KindApproved)
 	draft.Kind = events.KindApproved
 	d, err := events.Seal(draft, f.bob.Key)

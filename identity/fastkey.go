@@ -2,6 +2,7 @@ package identity
 
 import (
 	"crypto/ed25519"
+	"crypto/sha256"
 
 	"github.com/nats-io/nkeys"
 )
@@ -31,20 +32,34 @@ func Fast(kp nkeys.KeyPair) nkeys.KeyPair {
 	if err != nil {
 		return kp
 	}
-	return &fastKey{KeyPair: kp, pub: pub, priv: ed25519.NewKeyFromSeed(raw)}
+	return &fastKey{KeyPair: kp, pub: pub, priv: ed25519.NewKeyFromSeed(raw), tag: TagKey(raw)}
+}
+
+// TagKey is the secret a key's keyed tags (events.KeyedTag) are made with,
+// derived from its raw seed: only the key's holder can make them.
+func TagKey(rawSeed []byte) []byte {
+	h := sha256.New()
+	h.Write([]byte("writ tag key v1\x00"))
+	h.Write(rawSeed)
+	return h.Sum(nil)
 }
 
 type fastKey struct {
 	nkeys.KeyPair
 	pub  string
 	priv ed25519.PrivateKey
+	tag  []byte
 }
 
 func (k *fastKey) PublicKey() (string, error)        { return k.pub, nil }
 func (k *fastKey) Sign(input []byte) ([]byte, error) { return ed25519.Sign(k.priv, input), nil }
 
+// TagKey is the key's TagKey, derived once.
+func (k *fastKey) TagKey() []byte { return k.tag }
+
 // Wipe clears the derived key as well as the seed.
 func (k *fastKey) Wipe() {
 	clear(k.priv)
+	clear(k.tag)
 	k.KeyPair.Wipe()
 }
