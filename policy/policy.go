@@ -14,6 +14,7 @@ import (
 
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/internal/fifo"
 )
 
 // Outcome is the result of a decision. The zero value is deny.
@@ -241,7 +242,14 @@ func recordOf(m map[string]string) map[string]any {
 	return out
 }
 
+// emptyRecord is shared by every empty map: most requests carry no
+// params and meet no state, and a record costs a sort and a hash to make.
+var emptyRecord = cedar.NewRecord(nil)
+
 func cedarRecord(m map[string]string) cedar.Record {
+	if len(m) == 0 {
+		return emptyRecord
+	}
 	out := make(cedar.RecordMap, len(m))
 	for k, v := range m {
 		out[cedar.String(k)] = cedar.String(v)
@@ -283,10 +291,19 @@ func groupUID(domain, g string) cedar.EntityUID {
 	return cedar.NewEntityUID("Group", cedar.String(domain+"/"+g))
 }
 
+// principals holds the entities of principals seen lately: a requester
+// sends many requests, and its entities depend only on who it is.
+var principals = fifo.New[string, cedar.EntityMap](4096)
+
 // principalEntities is a principal as the policies see it: a User whose
-// parents are its groups, with attributes domain and name.
+// parents are its groups, with attributes domain and name. The map is
+// shared: read it, do not add to it.
 func principalEntities(p identity.Principal) (cedar.EntityUID, cedar.EntityMap) {
 	uid := principalUID(p)
+	key := p.Domain + "\x00" + p.Name + "\x00" + strings.Join(p.Groups, "\x00")
+	if m, ok := principals.Get(key); ok {
+		return uid, m
+	}
 	entities := cedar.EntityMap{}
 	parents := make([]cedar.EntityUID, 0, len(p.Groups))
 	for _, g := range p.Groups {
@@ -302,21 +319,36 @@ func principalEntities(p identity.Principal) (cedar.EntityUID, cedar.EntityMap) 
 			"name":   cedar.String(p.Name),
 		}),
 	}
+	principals.Put(key, entities)
 	return uid, entities
+}
+
+// requestEntities are the entities of one decision: the principal's,
+// shared, and the resource, its own.
+type requestEntities struct {
+	principal cedar.EntityMap
+	resource  cedar.Entity
+}
+
+func (e *requestEntities) Get(uid cedar.EntityUID) (cedar.Entity, bool) {
+	if uid == e.resource.UID {
+		return e.resource, true
+	}
+	return e.principal.Get(uid)
 }
 
 // Decide evaluates the input. It never fails: an evaluation error denies.
 func (s *Set) Decide(in Input) Decision {
-	principal, entities := principalEntities(in.Principal)
+	principal, shared := principalEntities(in.Principal)
 	resource := cedar.NewEntityUID("Resource", cedar.String(in.Domain+"/"+in.Resource))
-	entities[resource] = cedar.Entity{
+	entities := &requestEntities{principal: shared, resource: cedar.Entity{
 		UID: resource,
 		Attributes: cedar.NewRecord(cedar.RecordMap{
 			"domain": cedar.String(in.Domain),
 			"path":   cedar.String(in.Resource),
 			"state":  cedarRecord(in.Context.ResourceState),
 		}),
-	}
+	}}
 	ok, diag := s.ps.IsAuthorized(entities, cedar.Request{
 		Principal: principal,
 		Action:    cedar.NewEntityUID("Action", cedar.String(in.Action)),
