@@ -1,0 +1,341 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
+	"time"
+)
+
+// Options configure a run. Zero values take the defaults shown.
+type Options struct {
+	// Server is the NATS URL to bench against; "" starts an embedded
+	// server with JetStream on a random loopback port, its store in a
+	// temporary directory. On a server of its own choosing the run makes
+	// streams and consumers of its own, and deletes them at the end.
+	Server string
+	Creds  string // credentials for Server
+	// Sync makes the embedded server write every message to disk before
+	// acknowledging it (sync_always, what `writ serve` does); false is the
+	// NATS default, which flushes in the background. Ignored with Server.
+	Sync           bool
+	StreamReplicas int           // replicas of every stream; default 1
+	Requests       int           // requests a phase and path; default 2000
+	Inflight       int           // requests in flight in concurrent phases; default 64
+	Replicas       []int         // Writ replicas, one concurrent phase each; default [1]
+	Review         bool          // also the two-approver path
+	Timeout        time.Duration // the whole run but its clean-up; default 5m
+	RequestTimeout time.Duration // one request; default 30s
+	// Warmup is how many requests each path makes before it is measured;
+	// default a tenth of Requests, at least 8 and at most 200.
+	Warmup int
+	// Progress hears how far each phase is, from one goroutine at a time.
+	// Optional.
+	Progress func(Progress)
+	Logger   *slog.Logger // the replicas' and the server's complaints; nil: none
+}
+
+// Progress is how far one path of one phase is.
+type Progress struct {
+	Phase       string // e.g. "writ concurrent, 2 replicas"
+	Done, Total int
+}
+
+// Defaults and bounds.
+const (
+	DefaultRequests = 2000
+	DefaultInflight = 64
+	DefaultTimeout  = 5 * time.Minute
+	MaxRequests     = 1_000_000
+	MaxInflight     = 4096
+	MaxReplicas     = 16
+)
+
+func (o *Options) defaults() error {
+	if o.StreamReplicas == 0 {
+		o.StreamReplicas = 1
+	}
+	if o.Requests == 0 {
+		o.Requests = DefaultRequests
+	}
+	if o.Inflight == 0 {
+		o.Inflight = DefaultInflight
+	}
+	if len(o.Replicas) == 0 {
+		o.Replicas = []int{1}
+	}
+	if o.Timeout == 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.RequestTimeout == 0 {
+		o.RequestTimeout = 30 * time.Second
+	}
+	if o.Warmup == 0 {
+		o.Warmup = min(max(o.Requests/10, 8), 200)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	var errs []error
+	if o.Requests < 1 || o.Requests > MaxRequests {
+		errs = append(errs, fmt.Errorf("requests %d: want 1 to %d", o.Requests, MaxRequests))
+	}
+	if o.Inflight < 1 || o.Inflight > MaxInflight {
+		errs = append(errs, fmt.Errorf("in flight %d: want 1 to %d", o.Inflight, MaxInflight))
+	}
+	for _, r := range o.Replicas {
+		if r < 1 || r > MaxReplicas {
+			errs = append(errs, fmt.Errorf("replicas %d: want 1 to %d", r, MaxReplicas))
+		}
+	}
+	if o.StreamReplicas < 1 || o.StreamReplicas > 5 {
+		errs = append(errs, fmt.Errorf("stream replicas %d: want 1 to 5", o.StreamReplicas))
+	}
+	if o.Timeout < 0 || o.RequestTimeout < 0 || o.Warmup < 0 {
+		errs = append(errs, errors.New("timeouts and warm-up must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// ErrInvalid is returned for options that cannot run.
+var ErrInvalid = errors.New("bench: invalid options")
+
+// ErrFailed is returned, with the report, when any measured request
+// failed: not granted, or out of time.
+var ErrFailed = errors.New("bench: requests failed")
+
+// Run measures every phase and returns the report, also when it stops
+// early (its Incomplete says why) or requests failed (ErrFailed). It
+// stops everything it started before it returns, on ctx's end too.
+func Run(ctx context.Context, o Options) (*Report, error) {
+	if err := o.defaults(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	e, err := open(ctx, o, o.Logger)
+	if err != nil {
+		return nil, err
+	}
+	defer e.close()
+	r := &runner{e: e, o: o, rep: &Report{Settings: settings(o, e)}}
+	err = r.run(ctx)
+	if err != nil && ctx.Err() != nil {
+		r.rep.Incomplete = fmt.Sprintf("stopped in %s: %v", r.at, context.Cause(ctx))
+	}
+	for _, p := range r.rep.Phases {
+		for _, res := range []*Result{p.Limit, p.Writ} {
+			if res != nil {
+				r.rep.Errors += res.Errors
+			}
+		}
+	}
+	if err == nil && r.rep.Errors > 0 {
+		err = fmt.Errorf("%w: %d of the requests measured", ErrFailed, r.rep.Errors)
+	}
+	return r.rep, err
+}
+
+func settings(o Options, e *env) Settings {
+	s := Settings{
+		Server: "embedded", Storage: "file", Sync: SyncDefault,
+		StreamReplicas: o.StreamReplicas, Replicas: o.Replicas, Requests: o.Requests, Inflight: o.Inflight,
+		Warmup: o.Warmup, Review: o.Review, Components: Components, Workers: e.rt.Config.Limits.Workers,
+		Go: runtime.Version(), NATSServer: e.admin.ConnectedServerVersion(),
+		GOMAXPROCS: runtime.GOMAXPROCS(0), NumCPU: runtime.NumCPU(), Started: time.Now().UTC(),
+	}
+	switch {
+	case o.Server != "":
+		s.Server, s.Sync = o.Server, SyncServer
+	case o.Sync:
+		s.Sync = SyncAlways
+	}
+	return s
+}
+
+// runner runs the phases in turn, each path's replicas scaled to the
+// phase, limit first, then Writ.
+type runner struct {
+	e   *env
+	o   Options
+	rep *Report
+	at  string // the phase running, for a run cut short
+
+	writ      *writ
+	writPool  *pool
+	relay     *relay
+	relayPool *pool
+	relayReq  requestFunc
+	hops      int // persisted messages of an auto-approved request
+	payload   int // the mean size of its events
+}
+
+func (r *runner) run(ctx context.Context) error {
+	e := r.e
+	cl, _, err := e.client("requester")
+	if err != nil {
+		return err
+	}
+	r.writ = &writ{e: e, cl: cl}
+	bot, err := e.identity("deploy-bot")
+	if err != nil {
+		return err
+	}
+	auto := r.writ.request(bot, autoSpec, nil)
+
+	// Writ first, to learn how large its events are: the relay's messages
+	// are as large.
+	r.writPool = e.pool("writ", e.replica)
+	if err := r.writPool.scale(r.o.Replicas[0]); err != nil {
+		return err
+	}
+	var mu sync.Mutex
+	learn := r.writ.request(bot, autoSpec, func(sizes []int) {
+		mu.Lock()
+		defer mu.Unlock()
+		r.hops, r.payload = len(sizes), mean(sizes)
+	})
+	if err := r.warm(ctx, "writ", r.o.Inflight, learn); err != nil {
+		return err
+	}
+	r.rep.Settings.RelayPayload = r.payload
+
+	r.relay, r.relayPool, r.relayReq, err = e.startRelay("relay", r.hops-1, r.payload, r.o.Replicas[0])
+	if err != nil {
+		return err
+	}
+	if err := r.warm(ctx, "limit", r.o.Inflight, r.relayReq); err != nil {
+		return err
+	}
+
+	if err := r.phase(ctx, "sequential", r.o.Replicas[0], 1, r.relay, r.relayReq, r.hops, auto); err != nil {
+		return err
+	}
+	for i, n := range r.o.Replicas {
+		if i > 0 && n != r.o.Replicas[i-1] {
+			if err := r.scale(n); err != nil {
+				return err
+			}
+			if err := r.warm(ctx, "limit", r.o.Inflight, r.relayReq); err != nil {
+				return err
+			}
+			if err := r.warm(ctx, "writ", r.o.Inflight, auto); err != nil {
+				return err
+			}
+		}
+		if err := r.phase(ctx, "concurrent", n, r.o.Inflight, r.relay, r.relayReq, r.hops, auto); err != nil {
+			return err
+		}
+	}
+	if r.o.Review {
+		return r.review(ctx)
+	}
+	return nil
+}
+
+// review measures the two-approver path, sequentially. Its limit is a
+// relay as long as the path's critical path: the request, the evaluation,
+// one vote, the approval and the grant, five messages in a row (the other
+// vote is written alongside, not after).
+func (r *runner) review(ctx context.Context) error {
+	e := r.e
+	if err := r.relayPool.scale(0); err != nil {
+		return err
+	}
+	n := r.o.Replicas[0]
+	if err := r.writPool.scale(n); err != nil {
+		return err
+	}
+	carol, err := e.identity("carol")
+	if err != nil {
+		return err
+	}
+	bctx, stop := context.WithCancel(ctx)
+	var bots approvers
+	wait, err := bots.start(bctx, e)
+	if err != nil {
+		stop()
+		return err
+	}
+	defer func() { stop(); wait() }()
+	var hops int
+	var mu sync.Mutex
+	req := r.writ.request(carol, reviewSpec, func(sizes []int) {
+		mu.Lock()
+		defer mu.Unlock()
+		hops = len(sizes)
+	})
+	rl, p, relayReq, err := e.startRelay("review relay", 4, r.payload, n)
+	if err != nil {
+		return err
+	}
+	defer p.stopAll()
+	if err := r.warm(ctx, "limit", 1, relayReq); err != nil {
+		return err
+	}
+	if err := r.warm(ctx, "writ review", 1, req); err != nil {
+		return errors.Join(err, bots.err())
+	}
+	err = r.phase(ctx, "review", n, 1, rl, relayReq, hops, req)
+	return errors.Join(err, bots.err())
+}
+
+// scale runs n replicas of Writ and of the relay.
+func (r *runner) scale(n int) error {
+	return errors.Join(r.writPool.scale(n), r.relayPool.scale(n))
+}
+
+// warm makes Warmup requests, unmeasured; any failure stops the run.
+func (r *runner) warm(ctx context.Context, what string, inflight int, one requestFunc) error {
+	r.at = what + " warm-up"
+	res := drive(ctx, r.load(r.o.Warmup, inflight, r.at), one)
+	if res.Errors > 0 {
+		return fmt.Errorf("bench: %s: %d of %d requests failed, e.g. %s", r.at, res.Errors, res.Requests, res.ErrorSamples[0])
+	}
+	return ctx.Err()
+}
+
+// phase measures the limit, then Writ, with n replicas each and inflight
+// requests at a time, and records them.
+func (r *runner) phase(ctx context.Context, name string, n, inflight int, rl *relay, limit requestFunc, hops int, writ requestFunc) error {
+	p := Phase{Name: name, Replicas: n, Inflight: inflight, Hops: hops, LimitHops: rl.hops + 1}
+	label := fmt.Sprintf("%s, %d replica", name, n)
+	if n > 1 {
+		label += "s"
+	}
+	r.at = "limit " + label
+	lim := drive(ctx, r.load(r.o.Requests, inflight, r.at), limit)
+	p.Limit = &lim
+	if err := ctx.Err(); err != nil {
+		r.rep.Phases = append(r.rep.Phases, p)
+		return err
+	}
+	r.at = "writ " + label
+	w := drive(ctx, r.load(r.o.Requests, inflight, r.at), writ)
+	p.Writ = &w
+	p.Ratio = compare(p.Limit, p.Writ)
+	r.rep.Phases = append(r.rep.Phases, p)
+	return errors.Join(ctx.Err(), r.e.poolsErr())
+}
+
+func (r *runner) load(n, inflight int, label string) load {
+	l := load{n: n, inflight: inflight, timeout: r.o.RequestTimeout}
+	if r.o.Progress != nil {
+		l.progress = func(done int) { r.o.Progress(Progress{Phase: label, Done: done, Total: n}) }
+	}
+	return l
+}
+
+func mean(xs []int) int {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := 0
+	for _, x := range xs {
+		s += x
+	}
+	return s / len(xs)
+}

@@ -1,0 +1,270 @@
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/writ-dev/writ/config"
+	"github.com/writ-dev/writ/embedded"
+	"github.com/writ-dev/writ/locks"
+	"github.com/writ-dev/writ/pipeline"
+	"github.com/writ-dev/writ/redeem"
+	"github.com/writ-dev/writ/state"
+)
+
+// stopTimeout bounds how long a replica, or the clean-up on a server, may
+// take to stop.
+const stopTimeout = 30 * time.Second
+
+// env is what a run starts: the server, or a connection to one; the bench
+// domain, its streams and the relay's; and the connections and replicas
+// on them. close stops all of it, last started first.
+type env struct {
+	o      Options
+	log    *slog.Logger
+	dir    string // temporary: the domain's files, the embedded store
+	srv    *embedded.Server
+	url    string
+	admin  *nats.Conn // setup and clean-up
+	js     jetstream.JetStream
+	rt     *config.Runtime
+	domain string
+	relay  string // the relay's stream
+	// buckets are the KV buckets this run created on a server it does not
+	// own (the pipeline's shared buckets, when they were missing).
+	buckets []string
+	pools   []*pool
+	closers []func()
+}
+
+// open starts the server (unless o.Server names one), sets up a bench
+// domain in a temporary directory and makes its streams. On error it has
+// stopped what it started.
+func open(ctx context.Context, o Options, log *slog.Logger) (_ *env, err error) {
+	e := &env{o: o, log: log}
+	defer func() {
+		if err != nil {
+			e.close()
+		}
+	}()
+	if e.dir, err = os.MkdirTemp("", "writ-bench-*"); err != nil {
+		return nil, err
+	}
+	e.onClose(func() { _ = os.RemoveAll(e.dir) })
+	suffix := make([]byte, 3)
+	_, _ = rand.Read(suffix)
+	tag := hex.EncodeToString(suffix)
+	e.domain = "bench-" + tag
+	upper := "WRITBENCH_" + strings.ToUpper(tag)
+	e.relay = upper + "_RELAY"
+
+	if _, err := config.Init(filepath.Join(e.dir, "writ"), e.domain); err != nil {
+		return nil, err
+	}
+	cfg, err := config.Load(filepath.Join(e.dir, "writ"))
+	if err != nil {
+		return nil, err
+	}
+	// Streams of its own, so that a bench on a shared server touches
+	// nothing else; no auditor (see Components).
+	cfg.Stream.Name, cfg.Stream.Timers, cfg.Stream.Replicas = upper, upper+"_TIMERS", o.StreamReplicas
+	cfg.Audit = nil
+	if err := cfg.Save(cfg.Dir()); err != nil {
+		return nil, err
+	}
+	if e.rt, err = cfg.Open(); err != nil {
+		return nil, err
+	}
+
+	e.url = o.Server
+	if o.Server == "" {
+		e.srv, err = embedded.Start(embedded.Options{
+			Port: -1, StoreDir: filepath.Join(e.dir, "jetstream"), SyncAlways: o.Sync,
+			Name: "writ-bench", JetStreamDomain: e.domain,
+		})
+		if err != nil {
+			return nil, err
+		}
+		e.onClose(e.srv.Shutdown)
+		e.url = e.srv.ClientURL()
+	}
+	if e.admin, err = e.conn("setup"); err != nil {
+		return nil, err
+	}
+	if e.js, err = jetstream.New(e.admin); err != nil {
+		return nil, err
+	}
+	if o.Server != "" {
+		e.onClose(e.cleanServer)
+		if err := e.noteBuckets(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if err := pipeline.Ensure(ctx, e.admin, e.rt); err != nil {
+		return nil, err
+	}
+	return e, e.relayStream(ctx)
+}
+
+// onClose runs f at close, before what was deferred earlier.
+func (e *env) onClose(f func()) { e.closers = append(e.closers, f) }
+
+// close stops everything, last started first.
+func (e *env) close() {
+	for i := len(e.closers) - 1; i >= 0; i-- {
+		e.closers[i]()
+	}
+	e.closers = nil
+}
+
+// conn is connect, closed at close.
+func (e *env) conn(name string) (*nats.Conn, error) {
+	nc, err := e.connect(name)
+	if err == nil {
+		e.onClose(nc.Close)
+	}
+	return nc, err
+}
+
+// connect opens a connection of its own, over TCP even to the embedded
+// server: replicas and requesters are separate processes in production.
+func (e *env) connect(name string) (*nats.Conn, error) {
+	opts := []nats.Option{nats.Name("writ bench " + name), nats.Timeout(5 * time.Second)}
+	if e.o.Creds != "" {
+		opts = append(opts, nats.UserCredentials(e.o.Creds))
+	}
+	nc, err := nats.Connect(e.url, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("bench: connect to %s: %w", e.url, err)
+	}
+	return nc, nil
+}
+
+// sharedBuckets are the pipeline's KV buckets, which pipeline.Ensure makes
+// when missing and which other Writ setups on the server may use.
+var sharedBuckets = []string{locks.Bucket, state.Bucket, redeem.BucketUsed, redeem.BucketNonces, redeem.BucketRevocations}
+
+// noteBuckets remembers which shared buckets are missing, so that the
+// clean-up deletes only those this run made.
+func (e *env) noteBuckets(ctx context.Context) error {
+	for _, b := range sharedBuckets {
+		_, err := e.js.KeyValue(ctx, b)
+		switch {
+		case errors.Is(err, jetstream.ErrBucketNotFound):
+			e.buckets = append(e.buckets, b)
+		case err != nil:
+			return fmt.Errorf("bench: bucket %s: %w", b, err)
+		}
+	}
+	return nil
+}
+
+// cleanServer deletes the streams and buckets the run made on a server it
+// does not own; the durable consumers go with their streams.
+func (e *env) cleanServer() {
+	ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+	defer cancel()
+	s := pipeline.Streams(e.rt)
+	for _, name := range []string{e.relay, s.Timers, s.Name} {
+		if err := e.js.DeleteStream(ctx, name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			e.log.Warn("bench: could not delete a stream", "stream", name, "err", err)
+		}
+	}
+	for _, b := range e.buckets {
+		if err := e.js.DeleteKeyValue(ctx, b); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) {
+			e.log.Warn("bench: could not delete a bucket", "bucket", b, "err", err)
+		}
+	}
+}
+
+// member is one running replica: its connection and how to stop it.
+type member struct {
+	nc     *nats.Conn
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// pool runs replicas of one thing (a Writ pipeline, a relay), each on its
+// own connection, sharing durable consumers, and scales them.
+type pool struct {
+	e       *env
+	name    string
+	run     func(ctx context.Context, nc *nats.Conn) error
+	members []*member
+	mu      sync.Mutex
+	failed  error // a replica that stopped by itself
+}
+
+func (e *env) pool(name string, run func(ctx context.Context, nc *nats.Conn) error) *pool {
+	p := &pool{e: e, name: name, run: run}
+	e.pools = append(e.pools, p)
+	e.onClose(p.stopAll)
+	return p
+}
+
+// poolsErr reports any replica that stopped by itself.
+func (e *env) poolsErr() error {
+	var errs []error
+	for _, p := range e.pools {
+		errs = append(errs, p.err())
+	}
+	return errors.Join(errs...)
+}
+
+// scale starts or stops replicas until n run.
+func (p *pool) scale(n int) error {
+	for len(p.members) > n {
+		p.stop(p.members[len(p.members)-1])
+		p.members = p.members[:len(p.members)-1]
+	}
+	for len(p.members) < n {
+		nc, err := p.e.connect(fmt.Sprintf("%s %d", p.name, len(p.members)+1))
+		if err != nil {
+			return err
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		m := &member{nc: nc, cancel: cancel, done: make(chan error, 1)}
+		go func() {
+			err := p.run(ctx, nc)
+			if ctx.Err() == nil {
+				p.mu.Lock()
+				p.failed = fmt.Errorf("bench: a %s replica stopped: %v", p.name, err)
+				p.mu.Unlock()
+			}
+			m.done <- err
+		}()
+		p.members = append(p.members, m)
+	}
+	return p.err()
+}
+
+// err reports a replica that stopped by itself.
+func (p *pool) err() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.failed
+}
+
+func (p *pool) stop(m *member) {
+	m.cancel()
+	select {
+	case <-m.done:
+	case <-time.After(stopTimeout):
+		p.e.log.Warn("bench: a replica did not stop in time", "replica", p.name)
+	}
+	m.nc.Close()
+}
+
+func (p *pool) stopAll() { _ = p.scale(0) }

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/writ-dev/writ/bench"
+)
+
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("bench", "bench [--requests N] [--inflight N] [--replicas 1,2,4] [--sync=false] [--review] [--server URL [--creds FILE]] [--json]", stderr)
+	server := fs.String("server", "", "bench on this NATS instead of an embedded one: the bench makes streams of its own there, and deletes them at the end")
+	creds := fs.String("creds", "", "credentials for --server")
+	syncAlways := fs.Bool("sync", true, "the embedded server writes every message to disk before acknowledging it, as 'writ serve' does; --sync=false: the NATS default, flushed in the background")
+	streamReplicas := fs.Int("stream-replicas", 1, "replicas of the bench's streams: 3 on a three-node cluster (--server)")
+	requests := fs.Int("requests", bench.DefaultRequests, "requests in each phase, on the limit and on Writ each")
+	inflight := fs.Int("inflight", bench.DefaultInflight, "requests in flight in the concurrent phases")
+	replicas := fs.String("replicas", "1", "Writ replicas: a concurrent phase for each count in this comma-separated list, e.g. 1,2,4")
+	review := fs.Bool("review", false, "also the two-approver path, sequential: carol restarts prod/*, bots alice and bob approve at once")
+	timeout := fs.Duration("timeout", bench.DefaultTimeout, "bound on the whole run; the phases not done by then are not measured")
+	asJSON := fs.Bool("json", false, "print one JSON document instead of the table: the settings and every figure (nanoseconds, requests/s)")
+	logLevel := fs.String("log-level", "error", "the replicas' and the embedded server's log on standard error: debug, info, warn or error")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageError("bench takes no arguments, got %q", pos)
+	}
+	counts, err := replicaCounts(*replicas)
+	if err != nil {
+		return err
+	}
+	if *timeout <= 0 {
+		return usageError("--timeout %s: want more than 0", *timeout)
+	}
+	bar := newBenchBar(stderr, isTerminal(stderr), time.Now)
+	log, err := newLogger(bar.above(stderr), *logLevel, "text")
+	if err != nil {
+		return err
+	}
+	rep, err := bench.Run(ctx, bench.Options{
+		Server: *server, Creds: *creds, Sync: *syncAlways, StreamReplicas: *streamReplicas,
+		Requests: *requests, Inflight: *inflight, Replicas: counts, Review: *review, Timeout: *timeout,
+		Progress: bar.update, Logger: log,
+	})
+	bar.clear()
+	if errors.Is(err, bench.ErrInvalid) {
+		return usageError("%v", err)
+	}
+	if rep != nil {
+		var werr error
+		if *asJSON {
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			werr = enc.Encode(rep)
+		} else {
+			werr = rep.WriteTable(stdout)
+		}
+		err = errors.Join(err, werr)
+	}
+	return err
+}
+
+// replicaCounts parses --replicas: "1,2,4".
+func replicaCounts(s string) ([]int, error) {
+	var out []int
+	for f := range strings.SplitSeq(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || n > bench.MaxReplicas {
+			return nil, usageError("--replicas %q: want counts of 1 to %d, comma-separated", s, bench.MaxReplicas)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// benchBar is progressBar for a bench: it counts requests, draws for any
+// total (a phase of a few hundred requests can take a while), names the
+// phase, and starts its rate and ETA over with each phase.
+type benchBar struct {
+	*progressBar
+	phase string
+}
+
+func newBenchBar(w io.Writer, tty bool, now func() time.Time) *benchBar {
+	return &benchBar{progressBar: newProgressBar(w, tty, now)}
+}
+
+func (b *benchBar) update(p bench.Progress) {
+	if !b.tty {
+		return
+	}
+	now := b.now()
+	if p.Phase != b.phase {
+		b.phase, b.start = p.Phase, now
+	}
+	if now.Sub(b.last) < progressEvery {
+		return
+	}
+	b.last, b.shown = now, true
+	line := strings.ReplaceAll(b.render(uint64(p.Done), uint64(p.Total), now.Sub(b.start)), "events", "requests")
+	fmt.Fprint(b.w, "\r"+p.Phase+"  "+line+"\x1b[K")
+}
