@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -292,10 +293,13 @@ func (r *runner) scale(n int) error {
 func (r *runner) warm(ctx context.Context, what string, inflight int, one requestFunc) error {
 	r.at = what + " warm-up"
 	res := drive(ctx, r.load(r.o.Warmup, inflight, r.at), one)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	if res.Errors > 0 {
 		return fmt.Errorf("bench: %s: %d of %d requests failed, e.g. %s", r.at, res.Errors, res.Requests, res.ErrorSamples[0])
 	}
-	return ctx.Err()
+	return nil
 }
 
 // phase measures the limit, then Writ, with n replicas each and inflight
@@ -307,18 +311,27 @@ func (r *runner) phase(ctx context.Context, name string, n, inflight int, rl *re
 		label += "s"
 	}
 	r.at = "limit " + label
-	lim := drive(ctx, r.load(r.o.Requests, inflight, r.at), limit)
+	lim := r.measure(ctx, inflight, limit, &r.e.slow.limit)
 	p.Limit = &lim
 	if err := ctx.Err(); err != nil {
 		r.rep.Phases = append(r.rep.Phases, p)
 		return err
 	}
 	r.at = "writ " + label
-	w := drive(ctx, r.load(r.o.Requests, inflight, r.at), writ)
+	w := r.measure(ctx, inflight, writ, &r.e.slow.writ)
 	p.Writ = &w
 	p.Ratio = compare(p.Limit, p.Writ)
 	r.rep.Phases = append(r.rep.Phases, p)
 	return errors.Join(ctx.Err(), r.e.poolsErr())
+}
+
+// measure drives Requests requests, and counts the slow consumers on the
+// path's connections meanwhile.
+func (r *runner) measure(ctx context.Context, inflight int, one requestFunc, slow *atomic.Int64) Result {
+	before := slow.Load()
+	res := drive(ctx, r.load(r.o.Requests, inflight, r.at), one)
+	res.SlowConsumers = slow.Load() - before
+	return res
 }
 
 func (r *runner) load(n, inflight int, label string) load {

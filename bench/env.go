@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -47,6 +48,10 @@ type env struct {
 	buckets []string
 	pools   []*pool
 	closers []func()
+	// slow counts, for the limit's connections and for Writ's, the times
+	// the client library dropped messages a subscription could not take
+	// (a slow consumer): a dropped delivery comes back after the ack wait.
+	slow struct{ limit, writ atomic.Int64 }
 }
 
 // open starts the server (unless o.Server names one), sets up a bench
@@ -92,7 +97,7 @@ func open(ctx context.Context, o Options, log *slog.Logger) (_ *env, err error) 
 	if o.Server == "" {
 		e.srv, err = embedded.Start(embedded.Options{
 			Port: -1, StoreDir: filepath.Join(e.dir, "jetstream"), SyncAlways: o.Sync,
-			Name: "writ-bench", JetStreamDomain: e.domain,
+			Name: "writ-bench", JetStreamDomain: e.domain, Logger: log,
 		})
 		if err != nil {
 			return nil, err
@@ -141,7 +146,26 @@ func (e *env) conn(name string) (*nats.Conn, error) {
 // connect opens a connection of its own, over TCP even to the embedded
 // server: replicas and requesters are separate processes in production.
 func (e *env) connect(name string) (*nats.Conn, error) {
-	opts := []nats.Option{nats.Name("writ bench " + name), nats.Timeout(5 * time.Second)}
+	// The relay's connections are named for it: their slow consumers are
+	// the limit's.
+	slow := &e.slow.writ
+	if strings.Contains(name, "relay") {
+		slow = &e.slow.limit
+	}
+	opts := []nats.Option{
+		nats.Name("writ bench " + name), nats.Timeout(5 * time.Second),
+		// Counted and logged, not printed: the default prints to stderr.
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			if errors.Is(err, nats.ErrSlowConsumer) {
+				slow.Add(1)
+			}
+			subject := ""
+			if sub != nil {
+				subject = sub.Subject
+			}
+			e.log.Warn("bench: NATS client error", "connection", name, "subject", subject, "err", err)
+		}),
+	}
 	if e.o.Creds != "" {
 		opts = append(opts, nats.UserCredentials(e.o.Creds))
 	}

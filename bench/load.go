@@ -16,6 +16,11 @@ type Result struct {
 	Elapsed    time.Duration `json:"elapsed_ns"` // first send to last answer
 	Throughput float64       `json:"throughput_rps"`
 	Latency    Summary       `json:"latency"`
+	// SlowConsumers counts the times, during the phase, that the NATS
+	// client dropped messages its subscription could not take on this
+	// path's connections; such a delivery comes back only after the ack
+	// wait (5 s), and shows in the tail.
+	SlowConsumers int64 `json:"slow_consumers"`
 	// ErrorSamples are the first few errors, to say what went wrong.
 	ErrorSamples []string `json:"error_samples,omitempty"`
 }

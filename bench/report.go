@@ -115,7 +115,23 @@ func (r *Report) WriteTable(w io.Writer) error {
 				times(q.Min), times(q.P50), times(q.P90), times(q.P99), times(q.P999), times(q.Max)})
 		}
 	}
-	table(&b, rows, 2)
+	if len(r.Phases) > 0 {
+		table(&b, rows, 2)
+	}
+	var slow []string
+	for _, p := range r.Phases {
+		for _, x := range []struct {
+			path string
+			res  *Result
+		}{{"limit", p.Limit}, {"writ", p.Writ}} {
+			if x.res != nil && x.res.SlowConsumers > 0 {
+				slow = append(slow, fmt.Sprintf("%s x%d %s: %d", p.Name, p.Replicas, x.path, x.res.SlowConsumers))
+			}
+		}
+	}
+	if len(slow) > 0 {
+		fmt.Fprintf(&b, "\nslow consumers (the NATS client dropped deliveries, which came back after the ack wait): %s\n", strings.Join(slow, "; "))
+	}
 	if r.Errors > 0 {
 		fmt.Fprintf(&b, "\n%d requests failed:\n", r.Errors)
 		for _, p := range r.Phases {
