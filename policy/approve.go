@@ -29,9 +29,9 @@ type ApproveInput struct {
 // groups is checked elsewhere; self-approval is refused whatever this
 // says. An evaluation error denies.
 func (s *Set) MayApprove(in ApproveInput) Decision {
-	principal, entities := principalEntities(in.Approver)
+	principal, shared := principalEntities(in.Approver)
 	req := cedar.NewEntityUID("Request", cedar.String(in.Domain+"/"+in.RequestID))
-	entities[req] = cedar.Entity{UID: req, Attributes: cedar.NewRecord(cedar.RecordMap{
+	entities := &requestEntities{principal: shared, resource: cedar.Entity{UID: req, Attributes: cedar.NewRecord(cedar.RecordMap{
 		"requester":        cedar.String(in.Requester.ID()),
 		"requester_domain": cedar.String(in.Requester.Domain),
 		"domain":           cedar.String(in.Domain),
@@ -44,8 +44,8 @@ func (s *Set) MayApprove(in ApproveInput) Decision {
 		// resources (resource.path, resource.state) read the requested
 		// resource rather than fail on a request: a failure denies.
 		"path":  cedar.String(in.Resource),
-		"state": cedar.NewRecord(cedar.RecordMap{}),
-	})}
+		"state": emptyRecord,
+	})}}
 	t := in.Time.UTC()
 	ok, diag := s.ps.IsAuthorized(entities, cedar.Request{
 		Principal: principal,

@@ -3,6 +3,7 @@ package policy_test
 import (
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -45,4 +46,36 @@ func TestMayApproveWithTheSamplePolicies(t *testing.T) {
 	none, err := policy.Load(map[string][]byte{"a.cedar": []byte(`permit (principal, action == Action::"read", resource);`)})
 	require.NoError(t, err)
 	assert.Equal(t, policy.OutcomeDeny, none.MayApprove(in(lead, local, "prod/db")).Outcome)
+}
+
+// A principal's entities are shared between decisions: what one decision
+// adds (the request an approver answers) must not be seen by the next, and
+// decisions for one principal may run at once (go test -race).
+func TestDecisionsShareNothingTheyAdd(t *testing.T) {
+	set, err := policy.Load(map[string][]byte{"a.cedar": []byte(`
+permit (principal, action == Action::"approve", resource);
+// Allows only if Request::"acme/r1" is an entity of this decision.
+permit (principal, action == Action::"read", resource) when { Request::"acme/r1".flow == "f" };`)})
+	require.NoError(t, err)
+	alice := identity.Principal{Domain: "acme", Name: "alice", Groups: []string{"sre-leads"}}
+	approve := policy.ApproveInput{Approver: alice, Domain: "acme", RequestID: "r1", Requester: identity.Principal{Domain: "acme", Name: "carol"},
+		Action: "restart", Resource: "prod/db", Urgency: "normal", Flow: "f", Stage: "s", Time: time.Now()}
+	read := policy.Input{Principal: alice, Action: "read", Domain: "acme", Resource: "prod/db", Context: policy.Context{Urgency: "normal", Time: time.Now()}}
+
+	require.Equal(t, policy.OutcomeAllow, set.MayApprove(approve).Outcome)
+	assert.Equal(t, policy.OutcomeDeny, set.Decide(read).Outcome, "the request entity of the approval is not in the next decision")
+
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Go(func() {
+			for range 50 {
+				if i%2 == 0 {
+					set.MayApprove(approve)
+				} else {
+					set.Decide(read)
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
