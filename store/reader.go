@@ -187,7 +187,11 @@ var errImpatient = errors.New("store: no answer in time")
 
 func (r Reader) attempt(ctx context.Context, filter string, get directGet, patience time.Duration) ([]events.Message, uint64, error) {
 	inbox := r.NC.NewRespInbox()
-	sub, err := r.NC.SubscribeSync(inbox)
+	// A channel that holds a whole answer: at most Batch messages and the
+	// end-of-batch marker. (A sync subscription would allocate the
+	// connection's default 64k-message channel for each read.)
+	ch := make(chan *nats.Msg, max(get.Batch, 1)+1)
+	sub, err := r.NC.ChanSubscribe(inbox, ch)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -201,18 +205,17 @@ func (r Reader) attempt(ctx context.Context, filter string, get directGet, patie
 		return nil, 0, err
 	}
 	var out []events.Message
+	quiet := time.NewTimer(patience)
+	defer quiet.Stop()
 	for {
-		wait, cancel := context.WithTimeout(ctx, patience)
-		m, err := sub.NextMsgWithContext(wait)
-		cancel()
-		if err != nil {
-			if errors.Is(err, nats.ErrNoResponders) {
-				return nil, 0, fmt.Errorf("%w: %s", ErrNoStream, r.Stream)
-			}
-			if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-				return nil, 0, errImpatient
-			}
-			return nil, 0, fmt.Errorf("store: read %s: %w", filter, err)
+		var m *nats.Msg
+		select {
+		case m = <-ch:
+			quiet.Reset(patience)
+		case <-quiet.C:
+			return nil, 0, errImpatient
+		case <-ctx.Done():
+			return nil, 0, fmt.Errorf("store: read %s: %w", filter, ctx.Err())
 		}
 		// A stored message comes back with the server's headers appended to
 		// the ones its publisher wrote, which may include forged copies of

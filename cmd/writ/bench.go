@@ -6,6 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -26,6 +29,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	timeout := fs.Duration("timeout", bench.DefaultTimeout, "bound on the whole run; the phases not done by then are not measured")
 	asJSON := fs.Bool("json", false, "print one JSON document instead of the table: the settings and every figure (nanoseconds, requests/s)")
 	logLevel := fs.String("log-level", "error", "the replicas' and the embedded server's log on standard error: debug, info, warn or error")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (server, replicas and load alike) to this file, for go tool pprof")
+	memProfile := fs.String("memprofile", "", "write a heap profile at the end of the run to this file")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -39,6 +44,26 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if *timeout <= 0 {
 		return usageError("--timeout %s: want more than 0", *timeout)
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	if *memProfile != "" {
+		defer func() {
+			if f, err := os.Create(*memProfile); err == nil {
+				runtime.GC()
+				_ = pprof.WriteHeapProfile(f)
+				f.Close()
+			}
+		}()
 	}
 	bar := newBenchBar(stderr, isTerminal(stderr), time.Now)
 	log, err := newLogger(bar.above(stderr), *logLevel, "text")
