@@ -104,7 +104,11 @@ func (r *relay) request(nc *nats.Conn, js jetstream.JetStream) requestFunc {
 		// Subscribed first: the subscription reaches the server before the
 		// publish on the same connection, so the last message cannot be
 		// missed.
-		sub, err := nc.SubscribeSync(r.subject(id, r.hops))
+		// A channel of one: a sync subscription would allocate the
+		// connection's default 64k-message channel per request, a cost
+		// Writ's reads do not pay either.
+		done := make(chan *nats.Msg, 1)
+		sub, err := nc.ChanSubscribe(r.subject(id, r.hops), done)
 		if err != nil {
 			return err
 		}
@@ -118,10 +122,12 @@ func (r *relay) request(nc *nats.Conn, js jetstream.JetStream) requestFunc {
 		if ack.Duplicate {
 			return fmt.Errorf("relay %s: the stream took the request for a duplicate", id)
 		}
-		if _, err := sub.NextMsgWithContext(ctx); err != nil {
-			return fmt.Errorf("relay %s: no answer: %w", id, err)
+		select {
+		case <-done:
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("relay %s: no answer: %w", id, ctx.Err())
 		}
-		return nil
 	}
 }
 
