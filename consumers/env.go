@@ -190,5 +190,10 @@ func (c *component) emit(ctx context.Context, st request.State, kind events.Kind
 	if len(out.Body) > c.env.MaxBody {
 		return 0, fmt.Errorf("%w: %s of %d bytes, limit %d", events.ErrOversized, kind, len(out.Body), c.env.MaxBody)
 	}
-	return store.Append(ctx, c.js, c.env.Streams.Name, out, st.LastSeq, events.RequestFilter(st.Domain, st.ID))
+	seq, err := store.Append(ctx, c.js, c.env.Streams.Name, out, st.LastSeq, events.RequestFilter(st.Domain, st.ID))
+	if err == nil {
+		// The next component to read this history need not check it again.
+		c.checker.Remember(out, seq)
+	}
+	return seq, err
 }

@@ -2,6 +2,7 @@ package events
 
 import (
 	"bytes"
+	"encoding/json"
 
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/internal/fifo"
@@ -44,7 +45,9 @@ const DefaultInspectCache = 8192
 
 func (c *InspectCache) get(m Message, bundle *identity.Bundle, maxBody int) (Record, bool) {
 	e, ok := c.c.Get(cacheKey{m.Subject, m.Seq})
-	if !ok || e.bundle != bundle || e.maxBody != maxBody || !e.r.Time.Equal(m.Time) ||
+	// Only a principal's event is judged by its stored time (its identity
+	// must be valid then); a component's verdict holds at any time.
+	if !ok || e.bundle != bundle || e.maxBody != maxBody || (e.r.Kind.FromPrincipal() && !e.r.Time.Equal(m.Time)) ||
 		e.r.header(HeaderSigner) != m.header(HeaderSigner) || e.r.header(HeaderSignature) != m.header(HeaderSignature) ||
 		!bytes.Equal(e.r.Body, m.Body) {
 		return Record{}, false
@@ -60,3 +63,37 @@ func (c *InspectCache) put(r Record, bundle *identity.Bundle, maxBody int) {
 
 // Len is how many records the cache holds.
 func (c *InspectCache) Len() int { return c.c.Len() }
+
+// Remember records the verdict on an event this process sealed itself and
+// the stream stored at seq, without checking its signature and schema
+// again: the components of a pipeline read back what the others wrote.
+// Only a component's event of a domain whose key is entitled to it is
+// remembered, and only with a cache; anything else is left to Inspect.
+func (c Checker) Remember(out Outgoing, seq uint64) {
+	if c.Cache == nil {
+		return
+	}
+	r := Record{
+		Message: Message{Subject: out.Subject, Seq: seq, Header: out.Header(), Body: out.Body},
+		Digest:  Digest(out.Body), Signer: out.Signer,
+	}
+	var err error
+	if r.Domain, r.RequestID, r.Kind, err = ParseSubject(out.Subject); err != nil || r.Kind.FromPrincipal() {
+		return
+	}
+	if json.Unmarshal(out.Body, &r.Envelope) != nil || r.Envelope.Type != r.Kind.Type() {
+		return
+	}
+	if r.Data, err = decodeData(r.Kind, r.Envelope.Data); err != nil {
+		return
+	}
+	role := RoleFor(r.Kind)
+	if r.Kind == KindRefused {
+		role, _ = c.Bundle.RoleOf(r.Domain, r.Signer)
+	}
+	if role == "" || !c.Bundle.Entitled(r.Domain, role, r.Signer) {
+		return
+	}
+	r.Role = role
+	c.Cache.put(r, c.Bundle, c.MaxBody)
+}

@@ -72,3 +72,42 @@ func TestInspectCache(t *testing.T) {
 	}
 	assert.Equal(t, 2, cache.Len())
 }
+
+// What Remember records of an event a component sealed is what Inspect
+// would have concluded from the stored message; nothing is remembered for
+// a principal's event or a key not entitled to the kind.
+func TestRememberAgreesWithInspect(t *testing.T) {
+	f := newFixture(t)
+	for _, k := range []events.Kind{events.KindEvaluated, events.KindGranted, events.KindApproved} {
+		out, err := events.Seal(events.Draft{Domain: "acme", RequestID: reqID, Kind: k, Source: "writ://acme/test", Time: t0, Data: f.sample(k)}, f.signer(k))
+		require.NoError(t, err)
+		stored := events.Message{Subject: out.Subject, Seq: 7, Time: t0.Add(time.Second), Header: out.Header(), Body: out.Body}
+		want := events.Checker{Bundle: f.bundle}.Inspect(stored, t0)
+		require.True(t, want.Valid(), "%s: %v", k, want.Err)
+
+		c := events.Checker{Bundle: f.bundle, Cache: events.NewInspectCache(8)}
+		c.Remember(out, 7)
+		require.Equal(t, 1, c.Cache.Len(), k)
+		got := c.Inspect(stored, t0)
+		assert.Equal(t, want, got, "%s: remembered as Inspect judges it", k)
+
+		// A changed copy at that sequence is inspected afresh.
+		bad := stored
+		bad.Body = append(append([]byte(nil), stored.Body[:len(stored.Body)-1]...), ' ')
+		assert.False(t, c.Inspect(bad, t0).Valid(), k)
+	}
+	c := events.Checker{Bundle: f.bundle, Cache: events.NewInspectCache(8)}
+	for name, sealed := range map[string]func() (events.Outgoing, error){
+		"a principal's vote": func() (events.Outgoing, error) {
+			return events.Seal(events.Draft{Domain: "acme", RequestID: reqID, Kind: events.KindVoted, Source: "writ://acme/test", Time: t0, Data: f.sample(events.KindVoted)}, f.bob.Key)
+		},
+		"an evaluation by the issuer's key": func() (events.Outgoing, error) {
+			return events.Seal(events.Draft{Domain: "acme", RequestID: reqID, Kind: events.KindEvaluated, Source: "writ://acme/test", Time: t0, Data: f.sample(events.KindEvaluated)}, f.issuer)
+		},
+	} {
+		out, err := sealed()
+		require.NoError(t, err)
+		c.Remember(out, 9)
+		assert.Zero(t, c.Cache.Len(), name)
+	}
+}
