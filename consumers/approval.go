@@ -150,6 +150,9 @@ func (a *Approval) sweep(ctx context.Context) error {
 }
 
 func (a *Approval) handle(ctx context.Context, m jetstream.Msg) error {
+	if settledEvaluation(m.Subject(), m.Data()) {
+		return nil
+	}
 	var st request.State
 	var last *effect // what the decision that counted appended
 	err := handleAudit(ctx, a.c, m, func(ctx context.Context, h *history, this events.Record) (*effect, error) {
@@ -162,6 +165,30 @@ func (a *Approval) handle(ctx context.Context, m jetstream.Msg) error {
 		a.unschedule(ctx, st)
 	}
 	return err
+}
+
+// settledEvaluation reports whether a message is an evaluation that leaves the
+// approval component nothing to do: allowed or denied outright, with no
+// review after the fact. Most evaluations are; reading their history only
+// to find that out was a third of the component's work. Trusting the body
+// unchecked is safe here: a forged evaluation skipped is still refused by
+// the issuer, which takes every evaluation, and a genuine one that needs
+// approvers says so.
+func settledEvaluation(subject string, body []byte) bool {
+	if _, _, kind, err := events.ParseSubject(subject); err != nil || kind != events.KindEvaluated {
+		return false
+	}
+	var peek struct {
+		Data struct {
+			Outcome    string `json:"outcome"`
+			BreakGlass bool   `json:"break_glass"`
+		} `json:"data"`
+	}
+	if json.Unmarshal(body, &peek) != nil {
+		return false
+	}
+	o := peek.Data.Outcome
+	return (o == events.OutcomeAllow || o == events.OutcomeDeny) && !peek.Data.BreakGlass
 }
 
 // ends reports whether appending kind to a request collecting votes (st)
