@@ -246,12 +246,21 @@ func (c *Client) Wait(ctx context.Context, domain, id string, done func(request.
 	if err := c.nc.FlushTimeout(5 * time.Second); err != nil && c.nc.IsClosed() {
 		return nil, err
 	}
-	// A message reaches subscribers before the stream has stored it, so a
-	// read right after the notice may miss it: read again soon after each
-	// notice, then less and less often.
-	const first, most = 2 * time.Millisecond, time.Second
+	// A message reaches subscribers before the stream has stored it (and
+	// one the stream refuses reaches them too): after a notice, read until
+	// a read holds the message noticed — at once, then soon, then less
+	// often — and give up on it after noticeGiveUp. With nothing noticed
+	// and unread, read again only on the next notice, or every idlePoll in
+	// case a notice was lost. Reads were most of a waiting client's cost
+	// when it polled on a timer alone.
+	const (
+		first, most  = 2 * time.Millisecond, 100 * time.Millisecond
+		idlePoll     = time.Second
+		noticeGiveUp = 2 * time.Second
+	)
+	unread := map[string]time.Time{} // digests noticed → when
 	poll := first
-	timer := time.NewTimer(poll)
+	timer := time.NewTimer(idlePoll)
 	defer timer.Stop()
 	var last *Request
 	var readErr error
@@ -261,7 +270,10 @@ func (c *Client) Wait(ctx context.Context, domain, id string, done func(request.
 		case err == nil && done(r.State):
 			return r, nil
 		case err == nil:
-			last = r
+			last, readErr = r, nil
+			for _, rec := range r.Records {
+				delete(unread, rec.Digest)
+			}
 		case errors.Is(err, ErrNotFound):
 		case errors.Is(err, store.ErrNoStream) || c.nc.IsClosed() || ctx.Err() != nil:
 			return last, err
@@ -269,18 +281,36 @@ func (c *Client) Wait(ctx context.Context, domain, id string, done func(request.
 			// A read lost to a reconnect or a failover: read again.
 			readErr = err
 		}
+		now := time.Now()
+		for d, at := range unread {
+			if now.Sub(at) > noticeGiveUp {
+				delete(unread, d) // never stored: refused, or a duplicate
+			}
+		}
+		next := idlePoll
+		if len(unread) > 0 || readErr != nil {
+			next, poll = poll, min(2*poll, most)
+		}
+		timer.Reset(next)
 		select {
 		case <-ctx.Done():
 			if readErr != nil {
 				return last, fmt.Errorf("%w (last read failed: %w)", ctx.Err(), readErr)
 			}
 			return last, ctx.Err()
-		case <-ch:
+		case m := <-ch:
+			unread[events.Digest(m.Data)] = now
+			for more := true; more; {
+				select {
+				case m := <-ch:
+					unread[events.Digest(m.Data)] = now
+				default:
+					more = false
+				}
+			}
 			poll = first
 		case <-timer.C:
-			poll = min(2*poll, most)
 		}
-		timer.Reset(poll)
 	}
 }
 

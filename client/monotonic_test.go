@@ -1,6 +1,7 @@
 package client_test
 
 import (
+	"context"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -22,6 +23,7 @@ import (
 type laggingReplica struct {
 	behind atomic.Int32
 	served atomic.Int32 // stale answers given
+	reads  atomic.Int32 // reads of a history asked for
 }
 
 func newLaggingReplica(t *testing.T, nc *nats.Conn) *laggingReplica {
@@ -29,6 +31,9 @@ func newLaggingReplica(t *testing.T, nc *nats.Conn) *laggingReplica {
 	l := &laggingReplica{}
 	sub, err := nc.Subscribe("$LAG.API.>", func(m *nats.Msg) {
 		real := "$JS.API." + strings.TrimPrefix(m.Subject, "$LAG.API.")
+		if strings.Contains(m.Subject, ".DIRECT.GET.") {
+			l.reads.Add(1)
+		}
 		if !strings.Contains(m.Subject, ".DIRECT.GET.") || l.behind.Add(-1) < 0 {
 			_ = nc.PublishMsg(&nats.Msg{Subject: real, Reply: m.Reply, Header: m.Header, Data: m.Data})
 			return
@@ -113,4 +118,35 @@ func TestReadsAreMonotonic(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, behind.Records, len(now.Records)-1)
 	assert.EqualValues(t, 6, lag.served.Load())
+}
+
+// Waiting reads the history when told something happened, not on a timer:
+// a request nobody answers for half a second is read once, and each event
+// the pipeline appends costs about one read.
+func TestWaitReadsWhenTold(t *testing.T) {
+	e := writtest.Start(t, writtest.Options{})
+	lag := newLaggingReplica(t, e.NC)
+	cl, err := client.New(e.NC, client.Options{Bundle: e.Runtime.Bundle, Home: e.Domain, APIPrefix: "$LAG.API"})
+	require.NoError(t, err)
+	id := e.Request("carol", client.Spec{Action: "restart", Resource: "prod/db"})
+	e.Pending(id)
+
+	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+	defer cancel()
+	lag.reads.Store(0)
+	_, err = cl.Wait(ctx, e.Domain, id, client.Settled)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.LessOrEqual(t, lag.reads.Load(), int32(2), "nothing happened: read once")
+
+	// Two votes, an approval and a grant: about a read each.
+	lag.reads.Store(0)
+	go func() {
+		e.Vote("alice", id, true, "")
+		e.Vote("bob", id, true, "")
+	}()
+	r, err := cl.Wait(t.Context(), e.Domain, id, client.Settled)
+	require.NoError(t, err)
+	assert.Equal(t, request.StatusGranted, r.State.Status)
+	assert.LessOrEqual(t, lag.reads.Load(), int32(12), "reads while four events were appended")
+	t.Logf("%d reads while the request was approved and granted", lag.reads.Load())
 }
