@@ -10,6 +10,7 @@ import (
 
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/internal/fifo"
 	"github.com/writ-dev/writ/store"
 )
 
@@ -53,7 +54,9 @@ func (c *Client) Pending(ctx context.Context, domain string, who identity.Princi
 }
 
 // Watch calls fn with a request's state each time an event is appended to
-// it, for every request of domain ("" for all), until ctx ends.
+// it, for every request of domain ("" for all), until ctx ends. fn is
+// called from one goroutine at a time, and never with an older state of a
+// request than one it was given before.
 func (c *Client) Watch(ctx context.Context, domain string, fn func(*Request)) error {
 	if domain == "" {
 		domain = "*"
@@ -63,30 +66,75 @@ func (c *Client) Watch(ctx context.Context, domain string, fn func(*Request)) er
 		return err
 	}
 	defer func() { _ = sub.Unsubscribe() }()
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	// Each notice is read on its own goroutine (at most watchAhead at
+	// once): subscribers hear of a message before the stream stores it,
+	// and of one it refuses too, so a read may wait a while for a message
+	// that never comes; the notices behind it must not wait with it.
+	results := make(chan *Request, watchAhead)
+	failed := make(chan error, 1)
+	wg.Go(func() {
+		slots := make(chan struct{}, watchAhead)
+		for {
+			m, err := sub.NextMsgWithContext(ctx)
+			if err != nil {
+				select {
+				case failed <- err:
+				default:
+				}
+				return
+			}
+			d, id, _, err := events.ParseSubject(m.Subject)
+			if err != nil {
+				continue
+			}
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			wg.Go(func() {
+				defer func() { <-slots }()
+				r, err := c.loadHolding(ctx, d, id, events.Digest(m.Data))
+				if err != nil {
+					select {
+					case failed <- err:
+					default:
+					}
+					return
+				}
+				select {
+				case results <- r:
+				case <-ctx.Done():
+				}
+			})
+		}
+	})
+	shown := fifo.New[string, uint64](16384) // request → last sequence shown
 	for {
-		m, err := sub.NextMsgWithContext(ctx)
-		if err != nil {
+		select {
+		case r := <-results:
+			key := r.State.Domain + "/" + r.State.ID
+			if last, ok := shown.Get(key); ok && r.State.LastSeq <= last {
+				continue // a read that finished after a later one
+			}
+			shown.Put(key, r.State.LastSeq)
+			fn(r)
+		case err := <-failed:
 			if ctx.Err() != nil {
 				return nil
 			}
 			return err
+		case <-ctx.Done():
+			return nil
 		}
-		d, id, _, err := events.ParseSubject(m.Subject)
-		if err != nil {
-			continue
-		}
-		// Subscribers hear of a message before the stream has stored it:
-		// read until the history holds it (briefly), so fn sees the change.
-		r, err := c.loadHolding(ctx, d, id, events.Digest(m.Data))
-		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
-		}
-		fn(r)
 	}
 }
+
+// watchAhead bounds the notices Watch reads at once.
+const watchAhead = 32
 
 // Requests streams the requests of domain ("" for all) in the order they
 // were made, loading each one's history for fn (ScanRequests, unfiltered).
