@@ -18,12 +18,26 @@ type Options struct {
 	// temporary directory. On a server of its own choosing the run makes
 	// streams and consumers of its own, and deletes them at the end.
 	Server string
-	Creds  string // credentials for Server
+	Creds  string // credentials for Server; with Setup, default the setup's
+	// Cluster, 2 or more, starts that many embedded servers instead of one,
+	// as one JetStream cluster on loopback: the scaling curve of replicas
+	// on replicated streams, each replica and requester connected to a
+	// node of its own. Not with Server.
+	Cluster int
+	// Setup is the directory of a Writ setup already served on Server
+	// (`writ serve --dir Setup`, embedded server or not): the run benches
+	// that pipeline, from outside it, with the setup's domain, streams and
+	// sample identities. It starts no Writ replica and makes or deletes
+	// nothing of Writ's; the relay's stream is still its own. Replicas and
+	// StreamReplicas must be unset: they are the served pipeline's.
+	Setup string
 	// Sync makes the embedded server write every message to disk before
 	// acknowledging it (sync_always, what `writ serve` does); false is the
 	// NATS default, which flushes in the background. Ignored with Server.
-	Sync           bool
-	StreamReplicas int           // replicas of every stream; default 1
+	Sync bool
+	// StreamReplicas are the replicas of every stream; default 1, or
+	// min(Cluster, 3) on a cluster.
+	StreamReplicas int
 	Requests       int           // requests a phase and path; default 2000
 	Inflight       int           // requests in flight in concurrent phases; default 64
 	Replicas       []int         // Writ replicas, one concurrent phase each; default [1]
@@ -53,9 +67,35 @@ const (
 	MaxRequests     = 1_000_000
 	MaxInflight     = 4096
 	MaxReplicas     = 16
+	MaxCluster      = 7
 )
 
 func (o *Options) defaults() error {
+	var errs []error
+	switch {
+	case o.Cluster != 0 && o.Server != "":
+		errs = append(errs, errors.New("a cluster is of embedded servers: not with a server of yours"))
+	case o.Cluster < 0 || o.Cluster == 1 || o.Cluster > MaxCluster:
+		// One node elects no meta leader: a single server is no cluster.
+		errs = append(errs, fmt.Errorf("cluster %d: want 2 to %d nodes (0: one server, no cluster)", o.Cluster, MaxCluster))
+	case o.StreamReplicas == 0 && o.Cluster > 0:
+		o.StreamReplicas = min(o.Cluster, 3)
+	case o.Cluster > 0 && o.StreamReplicas > o.Cluster:
+		errs = append(errs, fmt.Errorf("stream replicas %d: more than the cluster's %d nodes", o.StreamReplicas, o.Cluster))
+	}
+	if o.Setup != "" {
+		// The served pipeline's replicas and streams are its own; the relay
+		// runs one replica, as one `writ serve` does.
+		switch {
+		case o.Server == "":
+			errs = append(errs, errors.New("a served setup needs the server it is served on"))
+		case len(o.Replicas) > 0:
+			errs = append(errs, errors.New("Writ replicas are served elsewhere with a setup"))
+		case o.StreamReplicas != 0:
+			errs = append(errs, errors.New("stream replicas are the served setup's"))
+		}
+		o.Replicas, o.StreamReplicas = []int{1}, 1
+	}
 	if o.StreamReplicas == 0 {
 		o.StreamReplicas = 1
 	}
@@ -80,7 +120,6 @@ func (o *Options) defaults() error {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	var errs []error
 	if o.Requests < 1 || o.Requests > MaxRequests {
 		errs = append(errs, fmt.Errorf("requests %d: want 1 to %d", o.Requests, MaxRequests))
 	}
@@ -142,8 +181,8 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 
 func settings(o Options, e *env) Settings {
 	s := Settings{
-		Server: "embedded", Storage: "file", Sync: SyncDefault,
-		StreamReplicas: o.StreamReplicas, Replicas: o.Replicas, Requests: o.Requests, Inflight: o.Inflight,
+		Server: "embedded", Cluster: o.Cluster, Storage: "file", Sync: SyncDefault,
+		StreamReplicas: e.rt.Config.Stream.Replicas, Replicas: o.Replicas, Requests: o.Requests, Inflight: o.Inflight,
 		Warmup: o.Warmup, Review: o.Review, Components: Components, Workers: e.rt.Config.Limits.Workers,
 		Go: runtime.Version(), NATSServer: e.admin.ConnectedServerVersion(),
 		GOMAXPROCS: runtime.GOMAXPROCS(0), NumCPU: runtime.NumCPU(), Started: time.Now().UTC(),
@@ -153,6 +192,11 @@ func settings(o Options, e *env) Settings {
 		s.Server, s.Sync = o.Server, SyncServer
 	case o.Sync:
 		s.Sync = SyncAlways
+	}
+	if o.Setup != "" {
+		// What runs there is the served process's business.
+		s.Setup, s.Domain, s.Stream = o.Setup, e.domain, e.rt.Config.Stream.Name
+		s.Replicas, s.Components = nil, nil
 	}
 	return s
 }
@@ -176,11 +220,10 @@ type runner struct {
 
 func (r *runner) run(ctx context.Context) error {
 	e := r.e
-	cl, _, err := e.client("requester")
-	if err != nil {
+	var err error
+	if r.writ, err = e.requesters(); err != nil {
 		return err
 	}
-	r.writ = &writ{e: e, cl: cl}
 	bot, err := e.identity("deploy-bot")
 	if err != nil {
 		return err
@@ -188,8 +231,10 @@ func (r *runner) run(ctx context.Context) error {
 	auto := r.writ.request(bot, autoSpec, nil)
 
 	// Writ first, to learn how large its events are: the relay's messages
-	// are as large.
-	r.writPool = e.pool("writ", e.replica)
+	// are as large. A served setup's replicas run elsewhere: no pool.
+	if r.o.Setup == "" {
+		r.writPool = e.pool("writ", e.replica)
+	}
 	if err := r.writPool.scale(r.o.Replicas[0]); err != nil {
 		return err
 	}
@@ -306,10 +351,10 @@ func (r *runner) warm(ctx context.Context, what string, inflight int, one reques
 // requests at a time, and records them.
 func (r *runner) phase(ctx context.Context, name string, n, inflight int, rl *relay, limit requestFunc, hops int, writ requestFunc) error {
 	p := Phase{Name: name, Replicas: n, Inflight: inflight, Hops: hops, LimitHops: rl.hops + 1}
-	label := fmt.Sprintf("%s, %d replica", name, n)
-	if n > 1 {
-		label += "s"
+	if r.o.Setup != "" {
+		p.Replicas = 0 // served elsewhere; the relay runs one
 	}
+	label := p.label()
 	r.at = "limit " + label
 	lim := r.measure(ctx, inflight, limit, &r.e.slow.limit)
 	p.Limit = &lim

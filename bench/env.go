@@ -30,21 +30,29 @@ import (
 const stopTimeout = 30 * time.Second
 
 // env is what a run starts: the server, or a connection to one; the bench
-// domain, its streams and the relay's; and the connections and replicas
-// on them. close stops all of it, last started first.
+// domain (or a served setup's), its streams and the relay's; and the
+// connections and replicas on them. close stops all of it, last started
+// first.
 type env struct {
-	o      Options
-	log    *slog.Logger
-	dir    string // temporary: the domain's files, the embedded store
-	srv    *embedded.Server
-	url    string
+	o   Options
+	log *slog.Logger
+	dir string // temporary: the domain's files, the embedded store
+	// urls are the client URLs of the embedded nodes, or the server given:
+	// connection k prefers the k-th (modulo their number).
+	urls   []string
+	creds  string
 	admin  *nats.Conn // setup and clean-up
 	js     jetstream.JetStream
 	rt     *config.Runtime
 	domain string
 	relay  string // the relay's stream
-	// buckets are the KV buckets this run created on a server it does not
-	// own (the pipeline's shared buckets, when they were missing).
+	// relaySubjects prefixes the relay's subjects: the run's own, also on
+	// a served setup's server.
+	relaySubjects string
+	// owned are the streams this run made on a server it does not own,
+	// deleted at close; buckets are the KV buckets it made there (the
+	// pipeline's shared buckets, when they were missing).
+	owned   []string
 	buckets []string
 	pools   []*pool
 	closers []func()
@@ -54,11 +62,11 @@ type env struct {
 	slow struct{ limit, writ atomic.Int64 }
 }
 
-// open starts the server (unless o.Server names one), sets up a bench
-// domain in a temporary directory and makes its streams. On error it has
-// stopped what it started.
+// open starts the server or cluster (unless o.Server names one), sets up a
+// bench domain in a temporary directory, or loads o.Setup's, and makes the
+// streams the run needs. On error it has stopped what it started.
 func open(ctx context.Context, o Options, log *slog.Logger) (_ *env, err error) {
-	e := &env{o: o, log: log}
+	e := &env{o: o, log: log, creds: o.Creds}
 	defer func() {
 		if err != nil {
 			e.close()
@@ -71,56 +79,120 @@ func open(ctx context.Context, o Options, log *slog.Logger) (_ *env, err error) 
 	suffix := make([]byte, 3)
 	_, _ = rand.Read(suffix)
 	tag := hex.EncodeToString(suffix)
-	e.domain = "bench-" + tag
 	upper := "WRITBENCH_" + strings.ToUpper(tag)
-	e.relay = upper + "_RELAY"
-
-	if _, err := config.Init(filepath.Join(e.dir, "writ"), e.domain); err != nil {
+	e.relay, e.relaySubjects = upper+"_RELAY", "writbench.bench-"+tag
+	if o.Setup != "" {
+		err = e.openServed(ctx)
+	} else {
+		err = e.openOwn(ctx, "bench-"+tag, upper)
+	}
+	if err != nil {
 		return nil, err
+	}
+	if err := e.retry(ctx, func() error { return e.relayStream(ctx) }); err != nil {
+		return nil, err
+	}
+	if o.Cluster > 0 {
+		return e, e.awaitStreams(ctx)
+	}
+	return e, nil
+}
+
+// openOwn sets up a bench domain named domain, on the embedded server or
+// cluster it starts, or on o.Server, with streams named upper of its own.
+func (e *env) openOwn(ctx context.Context, domain, upper string) error {
+	o := e.o
+	e.domain = domain
+	if _, err := config.Init(filepath.Join(e.dir, "writ"), e.domain); err != nil {
+		return err
 	}
 	cfg, err := config.Load(filepath.Join(e.dir, "writ"))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	// Streams of its own, so that a bench on a shared server touches
 	// nothing else; no auditor (see Components).
 	cfg.Stream.Name, cfg.Stream.Timers, cfg.Stream.Replicas = upper, upper+"_TIMERS", o.StreamReplicas
 	cfg.Audit = nil
 	if err := cfg.Save(cfg.Dir()); err != nil {
-		return nil, err
+		return err
 	}
 	if e.rt, err = cfg.Open(); err != nil {
-		return nil, err
+		return err
 	}
 
-	e.url = o.Server
-	if o.Server == "" {
-		e.srv, err = embedded.Start(embedded.Options{
+	switch {
+	case o.Server != "":
+		e.urls = []string{o.Server}
+	case o.Cluster > 0:
+		if err := e.startCluster(ctx, o.Cluster); err != nil {
+			return err
+		}
+	default:
+		srv, err := embedded.Start(embedded.Options{
 			Port: -1, StoreDir: filepath.Join(e.dir, "jetstream"), SyncAlways: o.Sync,
-			Name: "writ-bench", JetStreamDomain: e.domain, Logger: log,
+			Name: "writ-bench", JetStreamDomain: e.domain, Logger: e.log,
 		})
 		if err != nil {
-			return nil, err
+			return err
 		}
-		e.onClose(e.srv.Shutdown)
-		e.url = e.srv.ClientURL()
+		e.onClose(srv.Shutdown)
+		e.urls = []string{srv.ClientURL()}
 	}
-	if e.admin, err = e.conn("setup"); err != nil {
-		return nil, err
-	}
-	if e.js, err = jetstream.New(e.admin); err != nil {
-		return nil, err
+	if err := e.openAdmin(); err != nil {
+		return err
 	}
 	if o.Server != "" {
-		e.onClose(e.cleanServer)
+		e.owned = []string{e.relay, cfg.Stream.Timers, cfg.Stream.Name}
 		if err := e.noteBuckets(ctx); err != nil {
-			return nil, err
+			return err
 		}
 	}
-	if err := pipeline.Ensure(ctx, e.admin, e.rt); err != nil {
-		return nil, err
+	// A cluster that has just elected its meta leader may still be
+	// settling its peers: the first API calls can fail for a while.
+	return e.retry(ctx, func() error { return pipeline.Ensure(ctx, e.admin, e.rt) })
+}
+
+// openAdmin connects the setup's connection, and deletes, at close, what
+// the run made on a server it does not own.
+func (e *env) openAdmin() error {
+	var err error
+	if e.admin, err = e.conn("setup", 0); err != nil {
+		return err
 	}
-	return e, e.relayStream(ctx)
+	if e.js, err = jetstream.New(e.admin); err != nil {
+		return err
+	}
+	if e.o.Server != "" {
+		e.onClose(e.cleanServer)
+	}
+	return nil
+}
+
+// setupTimeout bounds how long a cluster may take to elect its leaders, and
+// its first stream operations to succeed.
+const setupTimeout = time.Minute
+
+// retry calls f until it succeeds, for up to setupTimeout, and returns its
+// last error; on a single server it calls f once: a failure there is no
+// passing election.
+func (e *env) retry(ctx context.Context, f func() error) error {
+	if e.o.Cluster == 0 {
+		return f()
+	}
+	ctx, cancel := context.WithTimeout(ctx, setupTimeout)
+	defer cancel()
+	for {
+		err := f()
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // onClose runs f at close, before what was deferred earlier.
@@ -135,8 +207,8 @@ func (e *env) close() {
 }
 
 // conn is connect, closed at close.
-func (e *env) conn(name string) (*nats.Conn, error) {
-	nc, err := e.connect(name)
+func (e *env) conn(name string, node int) (*nats.Conn, error) {
+	nc, err := e.connect(name, node)
 	if err == nil {
 		e.onClose(nc.Close)
 	}
@@ -144,8 +216,9 @@ func (e *env) conn(name string) (*nats.Conn, error) {
 }
 
 // connect opens a connection of its own, over TCP even to the embedded
-// server: replicas and requesters are separate processes in production.
-func (e *env) connect(name string) (*nats.Conn, error) {
+// server: replicas and requesters are separate processes in production. On
+// a cluster it prefers node (modulo the nodes) and knows every other.
+func (e *env) connect(name string, node int) (*nats.Conn, error) {
 	// The relay's connections are named for it: their slow consumers are
 	// the limit's.
 	slow := &e.slow.writ
@@ -166,15 +239,26 @@ func (e *env) connect(name string) (*nats.Conn, error) {
 			e.log.Warn("bench: NATS client error", "connection", name, "subject", subject, "err", err)
 		}),
 	}
-	if e.o.Creds != "" {
-		opts = append(opts, nats.UserCredentials(e.o.Creds))
+	if e.creds != "" {
+		opts = append(opts, nats.UserCredentials(e.creds))
 	}
-	nc, err := nats.Connect(e.url, opts...)
+	urls := make([]string, len(e.urls))
+	for k := range urls {
+		urls[k] = e.urls[(node+k)%len(e.urls)]
+	}
+	if len(urls) > 1 {
+		opts = append(opts, nats.DontRandomize())
+	}
+	url := strings.Join(urls, ",")
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("bench: connect to %s: %w", e.url, err)
+		return nil, fmt.Errorf("bench: connect to %s: %w", url, err)
 	}
 	return nc, nil
 }
+
+// nodes is how many servers the run spreads its connections over.
+func (e *env) nodes() int { return len(e.urls) }
 
 // sharedBuckets are the pipeline's KV buckets, which pipeline.Ensure makes
 // when missing and which other Writ setups on the server may use.
@@ -200,8 +284,7 @@ func (e *env) noteBuckets(ctx context.Context) error {
 func (e *env) cleanServer() {
 	ctx, cancel := context.WithTimeout(context.Background(), stopTimeout)
 	defer cancel()
-	s := pipeline.Streams(e.rt)
-	for _, name := range []string{e.relay, s.Timers, s.Name} {
+	for _, name := range e.owned {
 		if err := e.js.DeleteStream(ctx, name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
 			e.log.Warn("bench: could not delete a stream", "stream", name, "err", err)
 		}
@@ -247,14 +330,19 @@ func (e *env) poolsErr() error {
 	return errors.Join(errs...)
 }
 
-// scale starts or stops replicas until n run.
+// scale starts or stops replicas until n run, replica k on a connection
+// preferring node k. A nil pool runs nothing: Writ served elsewhere.
 func (p *pool) scale(n int) error {
+	if p == nil {
+		return nil
+	}
 	for len(p.members) > n {
 		p.stop(p.members[len(p.members)-1])
 		p.members = p.members[:len(p.members)-1]
 	}
 	for len(p.members) < n {
-		nc, err := p.e.connect(fmt.Sprintf("%s %d", p.name, len(p.members)+1))
+		k := len(p.members)
+		nc, err := p.e.connect(fmt.Sprintf("%s %d", p.name, k+1), k)
 		if err != nil {
 			return err
 		}

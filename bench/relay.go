@@ -33,7 +33,7 @@ func (e *env) relayStream(ctx context.Context) error {
 	_, err := e.js.CreateStream(ctx, jetstream.StreamConfig{
 		Name:        e.relay,
 		Description: "writ bench: the bare JetStream relay",
-		Subjects:    []string{e.relaySubjects() + ".>"},
+		Subjects:    []string{e.relaySubjects + ".>"},
 		Storage:     audit.Storage,
 		Retention:   audit.Retention,
 		Discard:     audit.Discard,
@@ -46,8 +46,6 @@ func (e *env) relayStream(ctx context.Context) error {
 	}
 	return nil
 }
-
-func (e *env) relaySubjects() string { return "writbench." + e.domain }
 
 // relay is a chain of hops durable pull consumers: a request is message 0,
 // published by the requester; the consumer of hop i takes message i,
@@ -69,28 +67,35 @@ type relay struct {
 
 func (e *env) newRelay(hops, payload int) *relay {
 	return &relay{
-		stream: e.relay, prefix: e.relaySubjects() + ".c" + strconv.Itoa(hops), hops: hops,
+		stream: e.relay, prefix: e.relaySubjects + ".c" + strconv.Itoa(hops), hops: hops,
 		workers: e.rt.Config.Limits.Workers, body: make([]byte, payload),
 	}
 }
 
 // startRelay starts a relay of hops with n replicas, and a requester on a
-// connection of its own.
+// connection of its own for every node, taken in turn, as Writ's are.
 func (e *env) startRelay(name string, hops, payload, n int) (*relay, *pool, requestFunc, error) {
 	r := e.newRelay(hops, payload)
 	p := e.pool(name, r.serve)
 	if err := p.scale(n); err != nil {
 		return nil, nil, nil, err
 	}
-	nc, err := e.conn(name + " requester")
-	if err != nil {
-		return nil, nil, nil, err
+	var reqs []requestFunc
+	for k := range e.nodes() {
+		nc, err := e.conn(fmt.Sprintf("%s requester %d", name, k+1), k)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		reqs = append(reqs, r.request(nc, js))
 	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	return r, p, r.request(nc, js), nil
+	var next atomic.Uint64
+	return r, p, func(ctx context.Context) error {
+		return reqs[next.Add(1)%uint64(len(reqs))](ctx)
+	}, nil
 }
 
 func (r *relay) subject(id string, hop int) string {

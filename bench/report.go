@@ -30,7 +30,15 @@ const (
 
 // Settings say what was measured, and where.
 type Settings struct {
-	Server         string    `json:"server"` // "embedded", or the URL given
+	Server string `json:"server"` // "embedded", or the URL given
+	// Cluster is the number of embedded nodes, when they were a cluster.
+	Cluster int `json:"cluster,omitempty"`
+	// Setup, Domain and Stream say which served pipeline was measured,
+	// when its replicas ran elsewhere (Replicas and Components are then
+	// empty: they are the serving process's).
+	Setup          string    `json:"setup,omitempty"`
+	Domain         string    `json:"domain,omitempty"`
+	Stream         string    `json:"stream,omitempty"`
 	Storage        string    `json:"storage"`
 	Sync           string    `json:"sync"` // SyncAlways, SyncDefault or SyncServer
 	StreamReplicas int       `json:"stream_replicas"`
@@ -97,15 +105,23 @@ func (r *Report) WriteTable(w io.Writer) error {
 		SyncServer: "sync as the server is set",
 	}[s.Sync]
 	var b strings.Builder
+	server := s.Server
+	if s.Cluster > 0 {
+		server = fmt.Sprintf("cluster of %d embedded nodes", s.Cluster)
+	}
 	fmt.Fprintf(&b, "writ bench: server %s (nats-server %s), %s storage, %s, stream replicas %d\n",
-		s.Server, s.NATSServer, strings.ToLower(s.Storage), sync, s.StreamReplicas)
-	fmt.Fprintf(&b, "  %d requests a phase after %d warm-up, %d in flight when concurrent; Writ replicas %s (%s, %d workers each)\n",
-		s.Requests, s.Warmup, s.Inflight, ints(s.Replicas), strings.Join(s.Components, ", "), s.Workers)
+		server, s.NATSServer, strings.ToLower(s.Storage), sync, s.StreamReplicas)
+	writ := fmt.Sprintf("Writ replicas %s (%s, %d workers each)", ints(s.Replicas), strings.Join(s.Components, ", "), s.Workers)
+	if s.Setup != "" {
+		writ = fmt.Sprintf("Writ replicas %s: domain %s, stream %s, setup %s", servedElsewhere, s.Domain, s.Stream, s.Setup)
+	}
+	fmt.Fprintf(&b, "  %d requests a phase after %d warm-up, %d in flight when concurrent; %s\n",
+		s.Requests, s.Warmup, s.Inflight, writ)
 	fmt.Fprintf(&b, "  %s, GOMAXPROCS %d (%d CPUs); limit: a bare JetStream relay, %d-byte messages\n\n",
 		s.Go, s.GOMAXPROCS, s.NumCPU, s.RelayPayload)
 	rows := [][]string{{"phase", "path", "hops", "ok", "errors", "req/s", "min", "p50", "p90", "p99", "p99.9", "max"}}
 	for _, p := range r.Phases {
-		name := fmt.Sprintf("%s x%d", p.Name, p.Replicas)
+		name := p.short()
 		if p.Inflight > 1 {
 			name += fmt.Sprintf(", %d in flight", p.Inflight)
 		}
@@ -125,7 +141,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 			res  *Result
 		}{{"limit", p.Limit}, {"writ", p.Writ}} {
 			if x.res != nil && x.res.SlowConsumers > 0 {
-				slow = append(slow, fmt.Sprintf("%s x%d %s: %d", p.Name, p.Replicas, x.path, x.res.SlowConsumers))
+				slow = append(slow, fmt.Sprintf("%s %s: %d", p.short(), x.path, x.res.SlowConsumers))
 			}
 		}
 	}
@@ -150,6 +166,28 @@ func (r *Report) WriteTable(w io.Writer) error {
 	_, err := io.WriteString(w, b.String())
 	return err
 }
+
+// short names the phase in the table: "concurrent x2", or, when Writ's
+// replicas were served elsewhere, "concurrent, served elsewhere".
+func (p Phase) short() string {
+	if p.Replicas == 0 {
+		return p.Name + ", " + servedElsewhere
+	}
+	return fmt.Sprintf("%s x%d", p.Name, p.Replicas)
+}
+
+// label names the phase in progress and errors: "concurrent, 2 replicas".
+func (p Phase) label() string {
+	switch p.Replicas {
+	case 0:
+		return p.Name + ", " + servedElsewhere
+	case 1:
+		return p.Name + ", 1 replica"
+	}
+	return fmt.Sprintf("%s, %d replicas", p.Name, p.Replicas)
+}
+
+const servedElsewhere = "served elsewhere"
 
 func row(phase, path string, hops int, r *Result) []string {
 	out := []string{phase, path, strconv.Itoa(hops)}

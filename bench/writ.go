@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -31,19 +32,35 @@ var (
 	reviewSpec = client.Spec{Action: "restart", Resource: "prod/bench", Reason: "writ bench"}
 )
 
-// writ is the requester side of the bench domain.
+// writ is the requester side of the bench domain: a client on each node,
+// taken in turn.
 type writ struct {
-	e  *env
-	cl *client.Client
+	e    *env
+	cls  []*client.Client
+	next atomic.Uint64
+}
+
+// requesters opens a client on a connection of its own for every node.
+func (e *env) requesters() (*writ, error) {
+	w := &writ{e: e}
+	for k := range e.nodes() {
+		cl, _, err := e.client(fmt.Sprintf("requester %d", k+1), k)
+		if err != nil {
+			return nil, err
+		}
+		w.cls = append(w.cls, cl)
+	}
+	return w, nil
 }
 
 func (e *env) identity(name string) (*identity.Identity, error) {
 	return identity.LoadCreds(filepath.Join(e.rt.Config.Dir(), "creds", name+".creds"))
 }
 
-// client opens a Writ client of the bench domain on a connection of its own.
-func (e *env) client(name string) (*client.Client, *nats.Conn, error) {
-	nc, err := e.conn(name)
+// client opens a Writ client of the bench domain on a connection of its
+// own, preferring node.
+func (e *env) client(name string, node int) (*client.Client, *nats.Conn, error) {
+	nc, err := e.conn(name, node)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -73,11 +90,12 @@ func (e *env) replica(ctx context.Context, nc *nats.Conn) error {
 func (w *writ) request(who *identity.Identity, spec client.Spec, sizes func([]int)) requestFunc {
 	spec.Domain = w.e.domain
 	return func(ctx context.Context) error {
-		id, err := w.cl.Request(ctx, who, spec)
+		cl := w.cls[w.next.Add(1)%uint64(len(w.cls))]
+		id, err := cl.Request(ctx, who, spec)
 		if err != nil {
 			return err
 		}
-		r, err := w.cl.Wait(ctx, spec.Domain, id, client.Settled)
+		r, err := cl.Wait(ctx, spec.Domain, id, client.Settled)
 		if err != nil {
 			return fmt.Errorf("request %s: %w", id, err)
 		}
@@ -125,12 +143,12 @@ const voteTimeout = 10 * time.Second
 func (a *approvers) start(ctx context.Context, e *env) (wait func(), err error) {
 	var wg sync.WaitGroup
 	subject := events.Prefix + "." + e.domain + ".*." + events.KindEvaluated.String()
-	for _, name := range []string{"alice", "bob"} {
+	for k, name := range []string{"alice", "bob"} {
 		who, err := e.identity(name)
 		if err != nil {
 			return nil, err
 		}
-		cl, nc, err := e.client("approver " + name)
+		cl, nc, err := e.client("approver "+name, k)
 		if err != nil {
 			return nil, err
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -17,11 +18,13 @@ import (
 )
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("bench", "bench [--requests N] [--inflight N] [--replicas 1,2,4] [--sync=false] [--review] [--server URL [--creds FILE]] [--json]", stderr)
+	fs := newFlags("bench", "bench [--requests N] [--inflight N] [--replicas 1,2,4] [--sync=false] [--review] [--cluster N | --server URL [--creds FILE] [--setup DIR]] [--json]", stderr)
 	server := fs.String("server", "", "bench on this NATS instead of an embedded one: the bench makes streams of its own there, and deletes them at the end")
-	creds := fs.String("creds", "", "credentials for --server")
+	creds := fs.String("creds", "", "credentials for --server (with --setup: default the setup's)")
+	cluster := fs.Int("cluster", 0, "start this many embedded servers as one JetStream cluster on loopback instead of one, replicas and requesters spread over them, e.g. 3")
+	setup := fs.String("setup", "", "bench the pipeline 'writ serve --dir DIR' already serves on --server, from outside it: its domain, streams and sample identities; no Writ replica of the bench's own, nothing of Writ's made or deleted")
 	syncAlways := fs.Bool("sync", true, "the embedded server writes every message to disk before acknowledging it, as 'writ serve' does; --sync=false: the NATS default, flushed in the background")
-	streamReplicas := fs.Int("stream-replicas", 1, "replicas of the bench's streams: 3 on a three-node cluster (--server)")
+	streamReplicas := fs.Int("stream-replicas", 0, "replicas of the bench's streams (default 1, with --cluster N min(N,3)): 3 on a three-node cluster (--server)")
 	requests := fs.Int("requests", bench.DefaultRequests, "requests in each phase, on the limit and on Writ each")
 	inflight := fs.Int("inflight", bench.DefaultInflight, "requests in flight in the concurrent phases")
 	replicas := fs.String("replicas", "1", "Writ replicas: a concurrent phase for each count in this comma-separated list, e.g. 1,2,4")
@@ -38,9 +41,23 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if len(pos) > 0 {
 		return usageError("bench takes no arguments, got %q", pos)
 	}
-	counts, err := replicaCounts(*replicas)
-	if err != nil {
-		return err
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	switch {
+	case *cluster != 0 && *server != "":
+		return usageError("--cluster starts embedded servers: not with --server")
+	case *setup != "" && *server == "":
+		return usageError("--setup needs --server: the NATS that 'writ serve --dir %s' serves on", *setup)
+	case *setup != "" && set["replicas"]:
+		return usageError("--replicas with --setup: Writ's replicas are the ones serving %s", *setup)
+	case *setup != "" && set["stream-replicas"]:
+		return usageError("--stream-replicas with --setup: the streams are the served setup's")
+	}
+	var counts []int
+	if *setup == "" {
+		if counts, err = replicaCounts(*replicas); err != nil {
+			return err
+		}
 	}
 	if *timeout <= 0 {
 		return usageError("--timeout %s: want more than 0", *timeout)
@@ -71,7 +88,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	rep, err := bench.Run(ctx, bench.Options{
-		Server: *server, Creds: *creds, Sync: *syncAlways, StreamReplicas: *streamReplicas,
+		Server: *server, Creds: *creds, Cluster: *cluster, Setup: *setup, Sync: *syncAlways, StreamReplicas: *streamReplicas,
 		Requests: *requests, Inflight: *inflight, Replicas: counts, Review: *review, Timeout: *timeout,
 		Progress: bar.update, Logger: log,
 	})

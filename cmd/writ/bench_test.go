@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -18,15 +19,7 @@ import (
 )
 
 func TestBenchJSON(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	var out, errOut bytes.Buffer
-	err := run(ctx, []string{"bench", "--requests", "40", "--inflight", "8", "--json", "--sync=false", "--replicas", "1,2", "--review"}, &out, &errOut)
-	require.NoError(t, err, errOut.String())
-	assert.Empty(t, errOut.String(), "no progress bar, no log, off a terminal")
-
-	var rep bench.Report
-	require.NoError(t, json.Unmarshal(out.Bytes(), &rep), out.String())
+	rep := benchJSON(t, 2*time.Minute, "--requests", "40", "--inflight", "8", "--sync=false", "--replicas", "1,2", "--review")
 	s := rep.Settings
 	assert.Equal(t, "embedded", s.Server)
 	assert.Equal(t, bench.SyncDefault, s.Sync)
@@ -38,37 +31,10 @@ func TestBenchJSON(t *testing.T) {
 	assert.NotEmpty(t, s.NATSServer)
 	assert.Positive(t, s.GOMAXPROCS)
 	assert.Positive(t, s.RelayPayload)
-	assert.Zero(t, rep.Errors)
-	assert.Empty(t, rep.Incomplete)
+	assert.Zero(t, s.Cluster)
+	assert.Empty(t, s.Setup)
 
-	var names []string
-	for _, p := range rep.Phases {
-		names = append(names, p.Name+"/"+strings.Repeat("r", p.Replicas))
-		require.NotNil(t, p.Limit, p.Name)
-		require.NotNil(t, p.Writ, p.Name)
-		require.NotNil(t, p.Ratio, p.Name)
-		for path, r := range map[string]*bench.Result{"limit": p.Limit, "writ": p.Writ} {
-			assert.Equal(t, 40, r.Requests, "%s %s", p.Name, path)
-			assert.Equal(t, 40, r.OK, "%s %s: every request granted", p.Name, path)
-			assert.Zero(t, r.Errors)
-			l := r.Latency
-			assert.Equal(t, 40, l.Count)
-			assert.Positive(t, l.Min)
-			assert.LessOrEqual(t, l.Min, l.P50)
-			assert.LessOrEqual(t, l.P50, l.P90)
-			assert.LessOrEqual(t, l.P90, l.P99)
-			assert.LessOrEqual(t, l.P99, l.P999)
-			assert.LessOrEqual(t, l.P999, l.Max)
-			assert.Positive(t, r.Throughput)
-			assert.Positive(t, r.Elapsed)
-		}
-		assert.Positive(t, p.Ratio.Throughput)
-		assert.InDelta(t, p.Writ.Throughput/p.Limit.Throughput, p.Ratio.Throughput, 1e-9)
-		assert.InDelta(t, float64(p.Writ.Latency.P99)/float64(p.Limit.Latency.P99), p.Ratio.P99, 1e-9)
-		assert.Positive(t, p.Ratio.P50)
-		assert.Positive(t, p.Ratio.P999)
-	}
-	assert.Equal(t, []string{"sequential/r", "concurrent/r", "concurrent/rr", "review/r"}, names)
+	assert.Equal(t, []string{"sequential/r", "concurrent/r", "concurrent/rr", "review/r"}, phasesGranted(t, rep, 40))
 	// Persisted messages: requested, evaluated, granted; the review adds
 	// two votes and the approval; its relay is its critical path.
 	assert.Equal(t, 3, rep.Phases[0].Hops)
@@ -84,6 +50,133 @@ func TestBenchJSON(t *testing.T) {
 	assert.Contains(t, table.String(), "sync NATS default")
 	assert.Contains(t, table.String(), "review x1")
 	assert.Equal(t, 4, strings.Count(table.String(), "writ/limit"))
+}
+
+// benchJSON runs writ bench with args and --json, and decodes its report.
+func benchJSON(t *testing.T, timeout time.Duration, args ...string) *bench.Report {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var out, errOut bytes.Buffer
+	err := run(ctx, append(append([]string{"bench"}, args...), "--json"), &out, &errOut)
+	require.NoError(t, err, errOut.String())
+	assert.Empty(t, errOut.String(), "no progress bar, no log, off a terminal")
+	var rep bench.Report
+	require.NoError(t, json.Unmarshal(out.Bytes(), &rep), out.String())
+	assert.Zero(t, rep.Errors)
+	assert.Empty(t, rep.Incomplete)
+	return &rep
+}
+
+// phasesGranted checks that every phase measured both paths, each of its n
+// requests granted, and names the phases: "concurrent/rr" for a phase with
+// two Writ replicas, "concurrent/" for one served elsewhere.
+func phasesGranted(t *testing.T, rep *bench.Report, n int) []string {
+	t.Helper()
+	var names []string
+	for _, p := range rep.Phases {
+		names = append(names, p.Name+"/"+strings.Repeat("r", p.Replicas))
+		require.NotNil(t, p.Limit, p.Name)
+		require.NotNil(t, p.Writ, p.Name)
+		require.NotNil(t, p.Ratio, p.Name)
+		for path, r := range map[string]*bench.Result{"limit": p.Limit, "writ": p.Writ} {
+			assert.Equal(t, n, r.Requests, "%s %s", p.Name, path)
+			assert.Equal(t, n, r.OK, "%s %s: every request granted", p.Name, path)
+			assert.Zero(t, r.Errors)
+			l := r.Latency
+			assert.Equal(t, n, l.Count)
+			assert.Positive(t, l.Min)
+			assert.LessOrEqual(t, l.Min, l.P50)
+			assert.LessOrEqual(t, l.P50, l.P90)
+			assert.LessOrEqual(t, l.P90, l.P99)
+			assert.LessOrEqual(t, l.P99, l.P999)
+			assert.LessOrEqual(t, l.P999, l.Max)
+			assert.Positive(t, r.Throughput)
+			assert.Positive(t, r.Elapsed)
+		}
+		assert.Positive(t, p.Ratio.Throughput)
+		assert.InDelta(t, p.Writ.Throughput/p.Limit.Throughput, p.Ratio.Throughput, 1e-9)
+		assert.InDelta(t, float64(p.Writ.Latency.P99)/float64(p.Limit.Latency.P99), p.Ratio.P99, 1e-9)
+		assert.Positive(t, p.Ratio.P50)
+		assert.Positive(t, p.Ratio.P999)
+	}
+	return names
+}
+
+// TestBenchCluster runs the bench on a three-node embedded cluster: every
+// stream replicated three times, the replicas and requesters spread over
+// the nodes.
+func TestBenchCluster(t *testing.T) {
+	rep := benchJSON(t, time.Minute, "--cluster", "3", "--requests", "30", "--inflight", "8", "--replicas", "1,2")
+	s := rep.Settings
+	assert.Equal(t, 3, s.Cluster)
+	assert.Equal(t, 3, s.StreamReplicas, "min(N, 3) by default")
+	assert.Equal(t, "embedded", s.Server)
+	assert.Equal(t, bench.SyncAlways, s.Sync)
+	assert.Equal(t, []string{"sequential/r", "concurrent/r", "concurrent/rr"}, phasesGranted(t, rep, 30))
+
+	var table bytes.Buffer
+	require.NoError(t, rep.WriteTable(&table))
+	assert.Contains(t, table.String(), "writ bench: server cluster of 3 embedded nodes (nats-server ")
+	assert.Contains(t, table.String(), "stream replicas 3")
+}
+
+// TestBenchSetup benches a pipeline 'writ serve' serves, from outside it:
+// the Writ phases run on the setup's stream, and the bench leaves every
+// stream as it found it, but for the requests it made.
+func TestBenchSetup(t *testing.T) {
+	dir, url := serve(t)
+	nc, err := nats.Connect(url)
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	// Every stream and its consumers, and how many messages the audit
+	// stream holds.
+	streams := func() (map[string][]string, uint64) {
+		out, writ := map[string][]string{}, uint64(0)
+		for info := range js.ListStreams(ctx).Info() {
+			s, err := js.Stream(ctx, info.Config.Name)
+			require.NoError(t, err)
+			var cons []string
+			for c := range s.ListConsumers(ctx).Info() {
+				if c.Config.Durable != "" {
+					cons = append(cons, c.Name)
+				}
+			}
+			out[info.Config.Name] = cons
+			if info.Config.Name == "WRIT" {
+				writ = info.State.Msgs
+			}
+		}
+		return out, writ
+	}
+	before, held := streams()
+	require.Contains(t, before, "WRIT")
+
+	rep := benchJSON(t, time.Minute, "--server", url, "--setup", dir, "--requests", "20", "--inflight", "4", "--review")
+	s := rep.Settings
+	assert.Equal(t, dir, s.Setup)
+	assert.Equal(t, "acme", s.Domain)
+	assert.Equal(t, "WRIT", s.Stream)
+	assert.Equal(t, url, s.Server)
+	assert.Equal(t, bench.SyncServer, s.Sync)
+	assert.Equal(t, 1, s.StreamReplicas)
+	assert.Empty(t, s.Replicas, "served elsewhere")
+	assert.Equal(t, []string{"sequential/", "concurrent/", "review/"}, phasesGranted(t, rep, 20))
+
+	after, holds := streams()
+	assert.Equal(t, before, after, "no stream or durable consumer made or deleted")
+	// Three events an automatic request, six a reviewed one, warm-ups
+	// besides.
+	assert.GreaterOrEqual(t, holds-held, uint64(3*20*2+6*20), "the requests went to the served stream")
+
+	var table bytes.Buffer
+	require.NoError(t, rep.WriteTable(&table))
+	assert.Contains(t, table.String(), "Writ replicas served elsewhere: domain acme, stream WRIT, setup "+dir)
+	assert.Contains(t, table.String(), "concurrent, served elsewhere, 4 in flight")
 }
 
 // TestBenchServer runs the bench on a server of its own and checks the
@@ -124,6 +217,12 @@ func TestBenchUsage(t *testing.T) {
 		{"bench", "--requests", "-1"},
 		{"bench", "--timeout", "0s"},
 		{"bench", "extra"},
+		{"bench", "--cluster", "3", "--server", "nats://127.0.0.1:4222"},
+		{"bench", "--cluster", "1"},
+		{"bench", "--cluster", "3", "--stream-replicas", "5"},
+		{"bench", "--setup", "/nonexistent"},
+		{"bench", "--setup", "/nonexistent", "--server", "nats://127.0.0.1:4222", "--replicas", "2"},
+		{"bench", "--setup", "/nonexistent", "--server", "nats://127.0.0.1:4222", "--stream-replicas", "1"},
 	} {
 		_, _, err := writ(t, args...)
 		require.Error(t, err, args)

@@ -1,0 +1,176 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/writ-dev/writ/embedded"
+)
+
+// clusterName is the NATS cluster name of a bench's embedded nodes.
+const clusterName = "writ-bench"
+
+// startCluster starts n embedded servers as one JetStream cluster on
+// loopback, each with its store under the run's directory and the run's
+// sync setting, and waits until every node is current with a meta leader.
+// Its nodes stop at close.
+func (e *env) startCluster(ctx context.Context, n int) error {
+	// Every port is reserved before any node starts, and every node is
+	// given the whole route list: nodes started at once find each other
+	// whichever comes up first.
+	ports, err := loopbackPorts(2 * n)
+	if err != nil {
+		return err
+	}
+	routes := make([]string, n)
+	for i := range n {
+		routes[i] = fmt.Sprintf("nats-route://127.0.0.1:%d", ports[2*i+1])
+	}
+	quiet := new(atomic.Bool)
+	quiet.Store(true)
+	nodes := make([]*embedded.Server, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			name := fmt.Sprintf("writ-bench-n%d", i+1)
+			nodes[i], errs[i] = embedded.Start(embedded.Options{
+				Port: ports[2*i], StoreDir: filepath.Join(e.dir, "jetstream", name), SyncAlways: e.o.Sync,
+				Name: name, JetStreamDomain: e.domain,
+				Logger:  slog.New(settling{Handler: e.log.Handler().WithAttrs([]slog.Attr{slog.String("node", name)}), quiet: quiet}),
+				Cluster: &embedded.Cluster{Name: clusterName, Port: ports[2*i+1], Routes: routes},
+			})
+		})
+	}
+	wg.Wait()
+	var up []*embedded.Server
+	for _, s := range nodes {
+		if s != nil {
+			up = append(up, s)
+			e.urls = append(e.urls, s.ClientURL())
+		}
+	}
+	e.onClose(func() {
+		quiet.Store(true)
+		shutdown(up)
+	})
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("bench: cluster: %w", err)
+	}
+	err = e.awaitMeta(ctx, up)
+	quiet.Store(false)
+	return err
+}
+
+// settling passes a node's log on, but, while quiet, at debug level: nodes
+// started at once fail to reach the peers not listening yet, and nodes
+// stopped at once lose their peers mid-sentence; those complaints are
+// expected, and would bury the ones that are not.
+type settling struct {
+	slog.Handler
+	quiet *atomic.Bool
+}
+
+func (h settling) Handle(ctx context.Context, r slog.Record) error {
+	if h.quiet.Load() && r.Level > slog.LevelDebug {
+		if !h.Handler.Enabled(ctx, slog.LevelDebug) {
+			return nil
+		}
+		r.Level = slog.LevelDebug
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h settling) WithAttrs(as []slog.Attr) slog.Handler {
+	return settling{Handler: h.Handler.WithAttrs(as), quiet: h.quiet}
+}
+
+func (h settling) WithGroup(name string) slog.Handler {
+	return settling{Handler: h.Handler.WithGroup(name), quiet: h.quiet}
+}
+
+// shutdown stops the nodes at once: each hands the raft groups it leads to
+// another on its way out, which one at a time would take a while.
+func shutdown(nodes []*embedded.Server) {
+	var wg sync.WaitGroup
+	for _, s := range nodes {
+		wg.Go(s.Shutdown)
+	}
+	wg.Wait()
+}
+
+// loopbackPorts finds n free loopback ports, holding each open until it
+// has them all, so that no two are the same.
+func loopbackPorts(n int) ([]int, error) {
+	ports := make([]int, 0, n)
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("bench: reserve a port: %w", err)
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+// awaitMeta waits until every node is current with the JetStream meta
+// leader, for up to setupTimeout.
+func (e *env) awaitMeta(ctx context.Context, nodes []*embedded.Server) error {
+	return await(ctx, "a JetStream meta leader", func(context.Context) (bool, error) {
+		for _, s := range nodes {
+			if !s.JetStreamCurrent() {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+}
+
+// awaitStreams waits until every stream on the cluster (Writ's, its
+// buckets', the relay's) has a leader and every replica is current, so that
+// no election lands in a phase.
+func (e *env) awaitStreams(ctx context.Context) error {
+	return await(ctx, "a leader and current replicas for every stream", func(ctx context.Context) (bool, error) {
+		streams := e.js.ListStreams(ctx)
+		for info := range streams.Info() {
+			c := info.Cluster
+			if c == nil || c.Leader == "" || len(c.Replicas) < info.Config.Replicas-1 {
+				return false, nil
+			}
+			for _, p := range c.Replicas {
+				if !p.Current {
+					return false, nil
+				}
+			}
+		}
+		return true, streams.Err()
+	})
+}
+
+// await asks ready every 50 ms until it says so, for up to setupTimeout;
+// an error it gives is the last word only when time is up.
+func await(ctx context.Context, what string, ready func(context.Context) (bool, error)) error {
+	ctx, cancel := context.WithTimeout(ctx, setupTimeout)
+	defer cancel()
+	for {
+		qctx, qcancel := context.WithTimeout(ctx, 5*time.Second)
+		ok, err := ready(qctx)
+		qcancel()
+		if ok && err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("bench: cluster: still waiting for %s: %w", what, errors.Join(ctx.Err(), err))
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
