@@ -12,4 +12,10 @@
 // flight (throughput), across in-process Writ replicas each on its own
 // connection, and both are driven by the same load loop, bounded in count
 // and in time.
+//
+// The server is one embedded nats-server, a cluster of them on loopback
+// (Options.Cluster: replicas, requesters and the relay's consumers each
+// prefer a node of their own), or the caller's. On the caller's it can
+// also bench a pipeline served there already (Options.Setup), from
+// outside the serving process, to see what a long run costs that process.
 package bench
