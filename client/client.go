@@ -252,12 +252,17 @@ func (c *Client) Wait(ctx context.Context, domain, id string, done func(request.
 	// often — and give up on it after noticeGiveUp. With nothing noticed
 	// and unread, read again only on the next notice, or every idlePoll in
 	// case a notice was lost. Reads were most of a waiting client's cost
-	// when it polled on a timer alone.
+	// when it polled on a timer alone. A message stored just before the
+	// subscription was made is noticed by nobody, and the first read may
+	// come from a replica of the stream that has not caught up with it:
+	// so the first reads are followed by a few more (settle), sooner than
+	// idlePoll.
 	const (
 		first, most  = 2 * time.Millisecond, 100 * time.Millisecond
 		idlePoll     = time.Second
 		noticeGiveUp = 2 * time.Second
 	)
+	settle := []time.Duration{10 * time.Millisecond, 50 * time.Millisecond, 250 * time.Millisecond}
 	unread := map[string]time.Time{} // digests noticed → when
 	poll := first
 	timer := time.NewTimer(idlePoll)
@@ -288,8 +293,11 @@ func (c *Client) Wait(ctx context.Context, domain, id string, done func(request.
 			}
 		}
 		next := idlePoll
-		if len(unread) > 0 || readErr != nil {
+		switch {
+		case len(unread) > 0 || readErr != nil:
 			next, poll = poll, min(2*poll, most)
+		case len(settle) > 0:
+			next, settle = settle[0], settle[1:]
 		}
 		timer.Reset(next)
 		select {

@@ -121,8 +121,9 @@ func TestReadsAreMonotonic(t *testing.T) {
 }
 
 // Waiting reads the history when told something happened, not on a timer:
-// a request nobody answers for half a second is read once, and each event
-// the pipeline appends costs about one read.
+// a request nobody answers for half a second is read four times (once,
+// then three more as a lagging replica of the stream may catch up), where
+// a timer read it nine, and each event appended costs about one read.
 func TestWaitReadsWhenTold(t *testing.T) {
 	e := writtest.Start(t, writtest.Options{})
 	lag := newLaggingReplica(t, e.NC)
@@ -136,7 +137,7 @@ func TestWaitReadsWhenTold(t *testing.T) {
 	lag.reads.Store(0)
 	_, err = cl.Wait(ctx, e.Domain, id, client.Settled)
 	require.ErrorIs(t, err, context.DeadlineExceeded)
-	assert.LessOrEqual(t, lag.reads.Load(), int32(2), "nothing happened: read once")
+	assert.LessOrEqual(t, lag.reads.Load(), int32(4), "nothing happened: read once, and three times more while a replica may catch up")
 
 	// Two votes, an approval and a grant: about a read each.
 	lag.reads.Store(0)
