@@ -40,9 +40,25 @@ func (c *component) react(ctx context.Context, domain, id string, seq uint64, de
 		var this events.Record
 		if seq != 0 {
 			var ok bool
-			if this, ok = h.record(seq); !ok {
-				// A replica that has not caught up with the message yet.
-				return &retryAfter{delay: 250 * time.Millisecond, cause: errors.New("history does not hold the message yet")}
+			// A read answered by a replica of the stream that has not
+			// caught up with the message yet: read again, soon, a few
+			// times (it is milliseconds behind), before giving the
+			// message back for later.
+			for wait := 2 * time.Millisecond; ; wait *= 2 {
+				if this, ok = h.record(seq); ok {
+					break
+				}
+				if wait > 64*time.Millisecond {
+					return &retryAfter{delay: 250 * time.Millisecond, cause: errors.New("history does not hold the message yet")}
+				}
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(wait):
+				}
+				if h, err = c.load(ctx, domain, id); err != nil {
+					return err
+				}
 			}
 		}
 		eff, err := decide(ctx, h, this)
