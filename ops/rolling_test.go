@@ -22,7 +22,7 @@ import (
 // again in turn while requests keep coming. Every request made is granted:
 // a replica that stops finishes what it holds and the other takes the rest.
 // A message a stopping replica took and dropped would come back after the
-// ack wait (30s) as a redelivery no nak asked for: there is none.
+// ack wait (5s) as a redelivery no nak asked for: there is none.
 func TestRollingRestartFailsNoRequest(t *testing.T) {
 	const (
 		autoRequests = 300 // at least, from 4 requesters
