@@ -323,6 +323,33 @@ func principalEntities(p identity.Principal) (cedar.EntityUID, cedar.EntityMap) 
 	return uid, entities
 }
 
+// resources holds the entities of resources without state seen lately:
+// an agent acts on the same few resources again and again.
+var resources = fifo.New[string, cedar.Entity](4096)
+
+// resourceEntity is a resource as the policies see it: its domain, path
+// and state. One without state is remembered.
+func resourceEntity(domain, path string, state map[string]string) cedar.Entity {
+	id := domain + "/" + path
+	if len(state) == 0 {
+		if e, ok := resources.Get(id); ok {
+			return e
+		}
+	}
+	e := cedar.Entity{
+		UID: cedar.NewEntityUID("Resource", cedar.String(id)),
+		Attributes: cedar.NewRecord(cedar.RecordMap{
+			"domain": cedar.String(domain),
+			"path":   cedar.String(path),
+			"state":  cedarRecord(state),
+		}),
+	}
+	if len(state) == 0 {
+		resources.Put(id, e)
+	}
+	return e
+}
+
 // requestEntities are the entities of one decision: the principal's,
 // shared, and the resource, its own.
 type requestEntities struct {
@@ -340,19 +367,11 @@ func (e *requestEntities) Get(uid cedar.EntityUID) (cedar.Entity, bool) {
 // Decide evaluates the input. It never fails: an evaluation error denies.
 func (s *Set) Decide(in Input) Decision {
 	principal, shared := principalEntities(in.Principal)
-	resource := cedar.NewEntityUID("Resource", cedar.String(in.Domain+"/"+in.Resource))
-	entities := &requestEntities{principal: shared, resource: cedar.Entity{
-		UID: resource,
-		Attributes: cedar.NewRecord(cedar.RecordMap{
-			"domain": cedar.String(in.Domain),
-			"path":   cedar.String(in.Resource),
-			"state":  cedarRecord(in.Context.ResourceState),
-		}),
-	}}
+	entities := &requestEntities{principal: shared, resource: resourceEntity(in.Domain, in.Resource, in.Context.ResourceState)}
 	ok, diag := s.ps.IsAuthorized(entities, cedar.Request{
 		Principal: principal,
 		Action:    cedar.NewEntityUID("Action", cedar.String(in.Action)),
-		Resource:  resource,
+		Resource:  entities.resource.UID,
 		Context:   in.Context.cedar(),
 	})
 	var d Decision
