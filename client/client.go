@@ -49,7 +49,7 @@ type Client struct {
 	reader  store.Reader
 	checker events.Checker
 	clock   func() time.Time
-	seen    *seen
+	seen    seen
 }
 
 // clientInspectCache is how many checked events a client remembers: a
@@ -91,7 +91,7 @@ func New(nc *nats.Conn, o Options) (*Client, error) {
 		reader:  store.Reader{NC: nc, Stream: o.Stream, APIPrefix: o.APIPrefix},
 		checker: events.Checker{Bundle: o.Bundle, MaxBody: o.MaxBody, Cache: events.NewInspectCache(clientInspectCache)},
 		clock:   o.Clock,
-		seen:    &seen{m: make(map[string]uint64)},
+		seen:    newSeen(),
 	}, nil
 }
 
@@ -175,25 +175,12 @@ type Request struct {
 // it before (a replicated stream's followers answer reads too, and one may
 // lag behind; its answer is asked for again until ctx ends).
 func (c *Client) Load(ctx context.Context, domain, id string) (*Request, error) {
-	floor := c.seen.get(domain, id)
-	var msgs []events.Message
-	for wait := time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
-		var err error
-		msgs, err = c.readerFor(domain).Load(ctx, events.RequestFilter(domain, id), 1)
-		if err != nil {
-			return nil, err
-		}
-		if len(msgs) > 0 && msgs[len(msgs)-1].Seq >= floor {
-			break
-		}
-		if floor == 0 {
-			return nil, fmt.Errorf("%w: %s in %s", ErrNotFound, id, domain)
-		}
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("client: request %s: every read showed less than this client saw before (sequence %d): %w", id, floor, ctx.Err())
-		case <-time.After(wait):
-		}
+	msgs, err := c.readerFor(domain).LoadReaching(ctx, events.RequestFilter(domain, id), c.seen.get(domain, id), 0)
+	if err != nil {
+		return nil, err
+	}
+	if len(msgs) == 0 {
+		return nil, fmt.Errorf("%w: %s in %s", ErrNotFound, id, domain)
 	}
 	c.seen.note(domain, id, msgs[len(msgs)-1].Seq)
 	now := c.clock()

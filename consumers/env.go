@@ -137,6 +137,10 @@ func newComponent(env Env, role identity.Role, key nkeys.KeyPair) (*component, e
 	}, nil
 }
 
+// lagReadWait is how long a component reads again for a message it was
+// handed before it gives the message back for later.
+const lagReadWait = 128 * time.Millisecond
+
 // history is a request's inspected history and its fold.
 type history struct {
 	records []events.Record
@@ -157,7 +161,15 @@ func (h *history) record(seq uint64) (events.Record, bool) {
 }
 
 func (c *component) load(ctx context.Context, domain, id string) (*history, error) {
-	msgs, err := c.reader.Load(ctx, events.RequestFilter(domain, id), 1)
+	return c.loadReaching(ctx, domain, id, 0)
+}
+
+// loadReaching is load, reading again for a little while (lagReadWait)
+// while the history ends before sequence floor: the message being handled
+// is in it, and a replica of the stream that answered without it is
+// milliseconds behind. Past that, store.ErrBehind.
+func (c *component) loadReaching(ctx context.Context, domain, id string, floor uint64) (*history, error) {
+	msgs, err := c.reader.LoadReaching(ctx, events.RequestFilter(domain, id), floor, lagReadWait)
 	if err != nil {
 		return nil, err
 	}

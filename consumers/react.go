@@ -33,32 +33,19 @@ const maxConflicts = 16
 // when the trigger is not in the audit stream (a timer).
 func (c *component) react(ctx context.Context, domain, id string, seq uint64, decide decideFunc) error {
 	for range maxConflicts {
-		h, err := c.load(ctx, domain, id)
+		h, err := c.loadReaching(ctx, domain, id, seq)
+		if errors.Is(err, store.ErrBehind) {
+			// A replica of the stream still without the message: later.
+			return &retryAfter{delay: 250 * time.Millisecond, cause: err}
+		}
 		if err != nil {
 			return err
 		}
 		var this events.Record
 		if seq != 0 {
 			var ok bool
-			// A read answered by a replica of the stream that has not
-			// caught up with the message yet: read again, soon, a few
-			// times (it is milliseconds behind), before giving the
-			// message back for later.
-			for wait := 2 * time.Millisecond; ; wait *= 2 {
-				if this, ok = h.record(seq); ok {
-					break
-				}
-				if wait > 64*time.Millisecond {
-					return &retryAfter{delay: 250 * time.Millisecond, cause: errors.New("history does not hold the message yet")}
-				}
-				select {
-				case <-ctx.Done():
-					return ctx.Err()
-				case <-time.After(wait):
-				}
-				if h, err = c.load(ctx, domain, id); err != nil {
-					return err
-				}
+			if this, ok = h.record(seq); !ok {
+				return &retryAfter{delay: 250 * time.Millisecond, cause: errors.New("history does not hold the message")}
 			}
 		}
 		eff, err := decide(ctx, h, this)

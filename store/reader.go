@@ -59,6 +59,37 @@ func (r Reader) Last(ctx context.Context, subject string) (*events.Message, erro
 	return &msgs[0], nil
 }
 
+// ErrBehind is returned by LoadReaching when every read in the time given
+// ended before the sequence asked for.
+var ErrBehind = errors.New("store: the stream's answers stay behind")
+
+// LoadReaching reads every message matching filter, as Load from sequence
+// 1, until the last one read is at sequence floor or later. Replicas of a
+// replicated stream answer reads too, and one may be milliseconds behind:
+// a read that ends short is made again at 1 ms, 2 ms, … (at most 100 ms
+// apart), for up to wait (0: until ctx ends), and then ErrBehind. With
+// floor 0 any answer will do, none included.
+func (r Reader) LoadReaching(ctx context.Context, filter string, floor uint64, wait time.Duration) ([]events.Message, error) {
+	var giveUp time.Time
+	if wait > 0 {
+		giveUp = time.Now().Add(wait)
+	}
+	for pause := time.Millisecond; ; pause = min(2*pause, 100*time.Millisecond) {
+		msgs, err := r.Load(ctx, filter, 1)
+		if err != nil || floor == 0 || len(msgs) > 0 && msgs[len(msgs)-1].Seq >= floor {
+			return msgs, err
+		}
+		if !giveUp.IsZero() && time.Now().Add(pause).After(giveUp) {
+			return nil, fmt.Errorf("%w: %s ends before sequence %d", ErrBehind, filter, floor)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: %s ends before sequence %d: %w", ErrBehind, filter, floor, ctx.Err())
+		case <-time.After(pause):
+		}
+	}
+}
+
 // Load returns every message matching filter from sequence from on, in order.
 func (r Reader) Load(ctx context.Context, filter string, from uint64) ([]events.Message, error) {
 	if _, ok := ctx.Deadline(); !ok {

@@ -226,3 +226,51 @@ func TestLoadAsksAgainWhenTheAnswerIsLost(t *testing.T) {
 	_, err = r.Load(ctx, events.RequestFilter("acme", id), 1)
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
 }
+
+// LoadReaching reads again while the history ends before the sequence
+// asked for (a lagging replica's answer), and says so when it stays behind.
+func TestLoadReaching(t *testing.T) {
+	js, r := setup(t)
+	kp, _ := nkeys.CreateServer()
+	id := uuid.NewString()
+	filter := events.RequestFilter("acme", id)
+	var last uint64
+	add := func(n int) {
+		out, err := events.Seal(draft(id, n), kp)
+		require.NoError(t, err)
+		last, err = store.Append(t.Context(), js, "WRIT", out, last, filter)
+		require.NoError(t, err)
+	}
+	for n := range 3 {
+		add(n)
+	}
+
+	msgs, err := r.LoadReaching(t.Context(), filter, last, time.Second)
+	require.NoError(t, err)
+	assert.Len(t, msgs, 3, "already there")
+
+	none, err := r.LoadReaching(t.Context(), events.RequestFilter("acme", uuid.NewString()), 0, time.Second)
+	require.NoError(t, err)
+	assert.Empty(t, none, "floor 0: no message is an answer")
+
+	_, err = r.LoadReaching(t.Context(), filter, last+1, 50*time.Millisecond)
+	assert.ErrorIs(t, err, store.ErrBehind)
+
+	// The message arrives while it reads again.
+	want := last + 1
+	go func() {
+		time.Sleep(30 * time.Millisecond)
+		add(3)
+	}()
+	msgs, err = r.LoadReaching(t.Context(), filter, want, 5*time.Second)
+	require.NoError(t, err)
+	require.Len(t, msgs, 4)
+	assert.Equal(t, want, msgs[3].Seq)
+
+	// Without a bound of its own, it reads until ctx ends.
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	_, err = r.LoadReaching(ctx, filter, want+1, 0)
+	assert.ErrorIs(t, err, store.ErrBehind)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+}
