@@ -29,6 +29,19 @@ func (c *Cache[K, V]) Get(k K) (V, bool) {
 func (c *Cache[K, V]) Put(k K, v V) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.put(k, v)
+}
+
+// Update sets the value for k to f of the value held (and whether one
+// was), in one step: concurrent updates of a key do not lose each other.
+func (c *Cache[K, V]) Update(k K, f func(old V, ok bool) V) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old, ok := c.m[k]
+	c.put(k, f(old, ok))
+}
+
+func (c *Cache[K, V]) put(k K, v V) {
 	if _, ok := c.m[k]; !ok {
 		if len(c.ring) < cap(c.ring) {
 			c.ring = append(c.ring, k)

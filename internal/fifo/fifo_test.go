@@ -50,3 +50,26 @@ func TestCacheIsSafeForConcurrentUse(t *testing.T) {
 	wg.Wait()
 	assert.Equal(t, 64, c.Len())
 }
+
+func TestUpdateIsOneStep(t *testing.T) {
+	c := fifo.New[string, int](4)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 1000 {
+				c.Update("n", func(old int, _ bool) int { return old + 1 })
+			}
+		})
+	}
+	wg.Wait()
+	n, ok := c.Get("n")
+	assert.True(t, ok)
+	assert.Equal(t, 8000, n, "no update lost")
+	c.Update("fresh", func(old int, ok bool) int {
+		assert.False(t, ok)
+		assert.Zero(t, old)
+		return 7
+	})
+	v, _ := c.Get("fresh")
+	assert.Equal(t, 7, v)
+}
