@@ -89,13 +89,8 @@ func (c Checker) Remember(out Outgoing, seq uint64) {
 	if r.Data, err = decodeData(r.Kind, r.Envelope.Data); err != nil {
 		return
 	}
-	role := RoleFor(r.Kind)
-	if r.Kind == KindRefused {
-		role, _ = c.Bundle.RoleOf(r.Domain, r.Signer)
-	}
-	if role == "" || !c.Bundle.Entitled(r.Domain, role, r.Signer) {
+	if r.Role, err = c.entitledRole(r); err != nil {
 		return
 	}
-	r.Role = role
 	c.Cache.put(r, c.Bundle, c.MaxBody)
 }

@@ -133,17 +133,22 @@ func (c Checker) inspect(m Message, now time.Time) Record {
 		r.Err = c.checkPrincipal(&r, now)
 		return r
 	}
+	r.Role, r.Err = c.entitledRole(r)
+	return r
+}
+
+// entitledRole is the role a component event's signer holds for it in its
+// domain: the role that owns the kind, or for a refusal any of the
+// domain's components.
+func (c Checker) entitledRole(r Record) (identity.Role, error) {
 	role := RoleFor(r.Kind)
 	if r.Kind == KindRefused {
-		// Any of the domain's components may refuse an input it handles.
 		role, _ = c.Bundle.RoleOf(r.Domain, r.Signer)
 	}
 	if role == "" || !c.Bundle.Entitled(r.Domain, role, r.Signer) {
-		r.Err = fmt.Errorf("%w: %s for %q", ErrNotEntitled, r.Kind, r.Domain)
-		return r
+		return "", fmt.Errorf("%w: %s for %q", ErrNotEntitled, r.Kind, r.Domain)
 	}
-	r.Role = role
-	return r
+	return role, nil
 }
 
 func (c Checker) checkPrincipal(r *Record, now time.Time) error {

@@ -32,12 +32,12 @@ func Fast(kp nkeys.KeyPair) nkeys.KeyPair {
 	if err != nil {
 		return kp
 	}
-	return &fastKey{KeyPair: kp, pub: pub, priv: ed25519.NewKeyFromSeed(raw), tag: TagKey(raw)}
+	return &fastKey{KeyPair: kp, pub: pub, priv: ed25519.NewKeyFromSeed(raw), tag: tagKey(raw)}
 }
 
-// TagKey is the secret a key's keyed tags (events.KeyedTag) are made with,
+// tagKey is the secret a key's keyed tags (events.KeyedTag) are made with,
 // derived from its raw seed: only the key's holder can make them.
-func TagKey(rawSeed []byte) []byte {
+func tagKey(rawSeed []byte) []byte {
 	h := sha256.New()
 	h.Write([]byte("writ tag key v1\x00"))
 	h.Write(rawSeed)
@@ -54,7 +54,7 @@ type fastKey struct {
 func (k *fastKey) PublicKey() (string, error)        { return k.pub, nil }
 func (k *fastKey) Sign(input []byte) ([]byte, error) { return ed25519.Sign(k.priv, input), nil }
 
-// TagKey is the key's TagKey, derived once.
+// TagKey is the secret of the key's keyed tags, derived once.
 func (k *fastKey) TagKey() []byte { return k.tag }
 
 // Wipe clears the derived key as well as the seed.
