@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -25,9 +24,9 @@ func (e *env) startCluster(ctx context.Context, n int) error {
 	// Every port is reserved before any node starts, and every node is
 	// given the whole route list: nodes started at once find each other
 	// whichever comes up first.
-	ports, err := loopbackPorts(2 * n)
+	ports, err := embedded.ReservePorts(2 * n)
 	if err != nil {
-		return err
+		return fmt.Errorf("bench: cluster: %w", err)
 	}
 	routes := make([]string, n)
 	for i := range n {
@@ -106,21 +105,6 @@ func shutdown(nodes []*embedded.Server) {
 	wg.Wait()
 }
 
-// loopbackPorts finds n free loopback ports, holding each open until it
-// has them all, so that no two are the same.
-func loopbackPorts(n int) ([]int, error) {
-	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("bench: reserve a port: %w", err)
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
 // awaitMeta waits until every node is current with the JetStream meta
 // leader, for up to setupTimeout.
 func (e *env) awaitMeta(ctx context.Context, nodes []*embedded.Server) error {
@@ -135,23 +119,12 @@ func (e *env) awaitMeta(ctx context.Context, nodes []*embedded.Server) error {
 }
 
 // awaitStreams waits until every stream on the cluster (Writ's, its
-// buckets', the relay's) has a leader and every replica is current, so that
-// no election lands in a phase.
+// buckets', the relay's) and every consumer has a leader and all its
+// replicas current, so that no election lands in a phase.
 func (e *env) awaitStreams(ctx context.Context) error {
 	return await(ctx, "a leader and current replicas for every stream", func(ctx context.Context) (bool, error) {
-		streams := e.js.ListStreams(ctx)
-		for info := range streams.Info() {
-			c := info.Cluster
-			if c == nil || c.Leader == "" || len(c.Replicas) < info.Config.Replicas-1 {
-				return false, nil
-			}
-			for _, p := range c.Replicas {
-				if !p.Current {
-					return false, nil
-				}
-			}
-		}
-		return true, streams.Err()
+		behind, err := embedded.Behind(ctx, e.js, nil)
+		return behind == "", err
 	})
 }
 

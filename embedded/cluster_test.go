@@ -19,19 +19,13 @@ import (
 // catches up when it returns on its store.
 func TestClusterReplicatesAStream(t *testing.T) {
 	const n = 3
-	var ls []net.Listener
-	for range 2 * n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		require.NoError(t, err)
-		ls = append(ls, l)
-	}
-	port := func(i int) int { return ls[i].Addr().(*net.TCPAddr).Port }
+	ports, err := embedded.ReservePorts(2 * n)
+	require.NoError(t, err)
+	require.Len(t, ports, 2*n)
+	port := func(i int) int { return ports[i] }
 	var routes []string
 	for i := range n {
 		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", port(n+i)))
-	}
-	for _, l := range ls {
-		require.NoError(t, l.Close())
 	}
 	opts := make([]embedded.Options, n)
 	srvs := make([]*embedded.Server, n)
@@ -86,6 +80,14 @@ func TestClusterReplicatesAStream(t *testing.T) {
 		assert.NoError(c, err)
 	}, 30*time.Second, 100*time.Millisecond, "two of three nodes take writes")
 	t.Logf("writes again %s after the leader went", time.Since(t0))
+	downName := srvs[down].Name()
+	behind, err := embedded.Behind(t.Context(), js, nil)
+	require.NoError(t, err)
+	assert.NotEmpty(t, behind, "counting the stopped node, a replica is not current")
+	require.Eventually(t, func() bool {
+		b, err := embedded.Behind(t.Context(), js, func(node string) bool { return node != downName })
+		return err == nil && b == ""
+	}, 30*time.Second, 50*time.Millisecond, "the nodes that run serve every stream")
 
 	t0 = time.Now()
 	start(down)
@@ -101,6 +103,10 @@ func TestClusterReplicatesAStream(t *testing.T) {
 		}
 		return len(info.Cluster.Replicas) == 2
 	}, 30*time.Second, 50*time.Millisecond, "the node is back and current")
+	require.Eventually(t, func() bool {
+		b, err := embedded.Behind(t.Context(), js, nil)
+		return err == nil && b == ""
+	}, 30*time.Second, 50*time.Millisecond, "nothing behind")
 	t.Logf("the node current again %s after its restart", time.Since(t0))
 }
 

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -79,7 +78,8 @@ func Cluster(t testing.TB, n int, o Options) *ClusterEnv {
 	c := &ClusterEnv{T: t, Domain: base.Domain, Dir: base.Dir, Runtime: base.Runtime, Replicas: replicas, Logger: base.Logger, base: base}
 	t.Cleanup(c.Close)
 
-	ports := reservePorts(t, 2*n)
+	ports, err := embedded.ReservePorts(2 * n)
+	require.NoError(t, err)
 	for i := range n {
 		c.Nodes = append(c.Nodes, &Node{
 			Name: fmt.Sprintf("n%d", i+1), Port: ports[2*i], Route: ports[2*i+1],
@@ -109,26 +109,6 @@ func Cluster(t testing.TB, n int, o Options) *ClusterEnv {
 	c.Client, err = client.New(c.NC, client.Options{Bundle: c.Runtime.Bundle, MaxBody: c.Runtime.Config.Limits.MaxEventBytes, Home: c.Domain})
 	require.NoError(t, err)
 	return c
-}
-
-// reservePorts finds n free loopback ports, holding them all open until it
-// has them, so that no two are the same.
-func reservePorts(t testing.TB, n int) []int {
-	t.Helper()
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			_ = l.Close()
-		}
-	}()
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		require.NoError(t, err)
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports
 }
 
 func (c *ClusterEnv) start(i int) error {
@@ -318,55 +298,22 @@ func (c *ClusterEnv) AwaitStreamLeader(stream string, timeout time.Duration) int
 func (c *ClusterEnv) AwaitCurrent(timeout time.Duration) {
 	c.T.Helper()
 	var behind string
-	ok := func(what string, leader string, replicas []*jetstream.PeerInfo) bool {
-		if !slices.ContainsFunc(c.Nodes, func(n *Node) bool { return n.Name == leader && n.Server != nil }) {
-			behind = what + ": no leader"
-			return false
-		}
-		for _, p := range replicas {
-			if slices.ContainsFunc(c.Nodes, func(n *Node) bool { return n.Name == p.Name && n.Server != nil }) && !p.Current {
-				behind = what + ": " + p.Name + " not current"
-				return false
-			}
-		}
-		return true
-	}
 	check := func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		js, err := jetstream.New(c.NC)
 		if err != nil {
-			return false
-		}
-		streams := js.ListStreams(ctx)
-		for info := range streams.Info() {
-			if info.Cluster == nil || !ok("stream "+info.Config.Name, info.Cluster.Leader, info.Cluster.Replicas) {
-				if info.Cluster == nil {
-					behind = "stream " + info.Config.Name + ": no cluster info"
-				}
-				return false
-			}
-			s, err := js.Stream(ctx, info.Config.Name)
-			if err != nil {
-				behind = err.Error()
-				return false
-			}
-			consumers := s.ListConsumers(ctx)
-			for ci := range consumers.Info() {
-				if ci.Cluster == nil || !ok("consumer "+info.Config.Name+"/"+ci.Name, ci.Cluster.Leader, ci.Cluster.Replicas) {
-					return false
-				}
-			}
-			if err := consumers.Err(); err != nil {
-				behind = err.Error()
-				return false
-			}
-		}
-		if err := streams.Err(); err != nil {
 			behind = err.Error()
 			return false
 		}
-		return true
+		running := func(node string) bool {
+			return slices.ContainsFunc(c.Nodes, func(n *Node) bool { return n.Name == node && n.Server != nil })
+		}
+		if behind, err = embedded.Behind(ctx, js, running); err != nil {
+			behind = err.Error()
+			return false
+		}
+		return behind == ""
 	}
 	for deadline := time.Now().Add(timeout); !check(); time.Sleep(100 * time.Millisecond) {
 		if time.Now().After(deadline) {
