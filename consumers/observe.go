@@ -65,7 +65,20 @@ type ConsumerProbe interface {
 	// Begin says worker slot (0 ≤ slot < workers) took a message at start;
 	// End says what became of it.
 	Begin(slot int, start time.Time)
-	End(slot int, o Outcome, delivered uint64, took time.Duration)
+	End(slot int, h Handled)
+}
+
+// Handled is what became of one message.
+type Handled struct {
+	Outcome   Outcome
+	Delivered uint64        // times delivered, this one included
+	Took      time.Duration // handling, the acknowledgement included
+	// Age is how long after it was stored the message was taken. A
+	// redelivery older than the ack wait was taken before and never
+	// answered (lost on its way) or naked with a long delay; a younger one
+	// was naked, or handed on by the server at once when its delivery
+	// reached no one (a replica unsubscribing as it stops).
+	Age time.Duration
 }
 
 // HandleTimeout bounds one message's handling: a handler still busy long
@@ -79,11 +92,11 @@ func (nopObserver) Consumer(Durable, int) ConsumerProbe { return nopProbe{} }
 
 type nopProbe struct{}
 
-func (nopProbe) Running(bool)                            {}
-func (nopProbe) Appended(events.Kind)                    {}
-func (nopProbe) Loop(Loop)                               {}
-func (nopProbe) Begin(int, time.Time)                    {}
-func (nopProbe) End(int, Outcome, uint64, time.Duration) {}
+func (nopProbe) Running(bool)         {}
+func (nopProbe) Appended(events.Kind) {}
+func (nopProbe) Loop(Loop)            {}
+func (nopProbe) Begin(int, time.Time) {}
+func (nopProbe) End(int, Handled)     {}
 
 // durable names one of a component's durable consumers.
 func (e *Env) durable(component, name, stream, prefix string) Durable {

@@ -179,9 +179,10 @@ func handle(ctx context.Context, m jetstream.Msg, log *slog.Logger, probe Consum
 	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), handleTimeout)
 	defer cancel()
 	var seq uint64
+	var age time.Duration
 	delivered := uint64(1)
 	if md, err := m.Metadata(); err == nil {
-		seq, delivered = md.Sequence.Stream, md.NumDelivered
+		seq, delivered, age = md.Sequence.Stream, md.NumDelivered, start.Sub(md.Timestamp)
 	}
 	var beat *time.Timer
 	beat = time.AfterFunc(progressEvery, func() {
@@ -221,7 +222,7 @@ func handle(ctx context.Context, m jetstream.Msg, log *slog.Logger, probe Consum
 			log.Warn("nak failed", msgAttrs(m, seq, "err", nerr)...)
 		}
 	}
-	probe.End(slot, outcome, delivered, time.Since(start))
+	probe.End(slot, Handled{Outcome: outcome, Delivered: delivered, Took: time.Since(start), Age: age})
 }
 
 // msgAttrs are the log attributes of a message handled: its stream

@@ -43,6 +43,14 @@ type replica struct {
 	url  string // the operations endpoints, on loopback
 	mu   sync.Mutex
 	stop func()
+	durs []consumers.Durable // the pipeline's, once started
+}
+
+// durables are the durable consumers the replica's pipeline reads.
+func (r *replica) durables() []consumers.Durable {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.durs
 }
 
 func newReplica(t *testing.T, e *writtest.Env) *replica {
@@ -79,6 +87,7 @@ func (r *replica) start() {
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
 	r.mu.Lock()
+	r.durs = p.Durables()
 	r.stop = func() {
 		cancel()
 		select {
@@ -210,6 +219,7 @@ func TestEndpointsFollowThePipeline(t *testing.T) {
 		`writ_events_handled_total{consumer="approval",outcome="acked"}`,
 		`writ_handle_seconds_bucket{consumer="issuer",le="0.005"}`,
 		`writ_redeliveries_total{consumer="approval-timers"} 0`,
+		`writ_late_redeliveries_total{consumer="issuer"} 0`,
 		`writ_consumer_pending{consumer="policy"} 0`,
 		`writ_consumer_ack_pending{consumer="approval"} `, // sampled: a message may be in hand
 		`writ_requests_pending{domain="acme"} 0`,
