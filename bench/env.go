@@ -148,9 +148,11 @@ func (e *env) openOwn(ctx context.Context, domain, upper string) error {
 			return err
 		}
 	}
-	// A cluster that has just elected its meta leader may still be
-	// settling its peers: the first API calls can fail for a while.
-	return e.retry(ctx, func() error { return pipeline.Ensure(ctx, e.admin, e.rt) })
+	// Ensure waits, within its deadline, for a cluster still settling its
+	// peers.
+	ctx, cancel := context.WithTimeout(ctx, setupTimeout)
+	defer cancel()
+	return pipeline.Ensure(ctx, e.admin, e.rt)
 }
 
 // openAdmin connects the setup's connection, and deletes, at close, what

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/writ-dev/writ/events"
@@ -108,8 +109,63 @@ func TimersStreamConfig(c StreamConfig) jetstream.StreamConfig {
 }
 
 // EnsureStreams creates the audit and timer streams, or checks the ones
-// that exist, and refuses an audit stream that the server weakened.
+// that exist, and refuses an audit stream that the server weakened. A
+// cluster still forming (no meta leader yet, or too few peers known to
+// place the replicas) is waited for until ctx ends; any other error is
+// returned at once.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, c StreamConfig) error {
+	for attempt := uint64(1); ; attempt++ {
+		// Each attempt is bounded: an API request no leader answers must
+		// not take all of ctx's time.
+		actx, cancel := context.WithTimeout(ctx, ensureAttempt)
+		err := ensureStreams(actx, js, c)
+		cancel()
+		if err == nil || !clusterForming(err) {
+			return err
+		}
+		if ctx.Err() == nil {
+			select {
+			case <-ctx.Done():
+			case <-time.After(backoff(min(attempt, 4))):
+			}
+		}
+		if ctx.Err() != nil {
+			if errors.Is(err, context.DeadlineExceeded) {
+				return fmt.Errorf("%w: JetStream did not answer (a cluster without a meta leader?)", err)
+			}
+			return err
+		}
+	}
+}
+
+// ensureAttempt bounds one attempt at the streams and buckets: each takes
+// milliseconds when the cluster answers.
+const ensureAttempt = 3 * time.Second
+
+// clusterForming says whether err is one a JetStream cluster gives while it
+// forms: no meta leader, peers not yet known, or no answer in time.
+func clusterForming(err error) bool {
+	var api *jetstream.APIError
+	if errors.As(err, &api) {
+		switch api.ErrorCode {
+		case jsClusterNoPeers, jsClusterNotAvailable, jsClusterNotLeader, jsClusterIncomplete:
+			return true
+		}
+		return false
+	}
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders)
+}
+
+// The server's error codes (nats-server's JSCluster… identifiers) for a
+// cluster that cannot serve a request yet.
+const (
+	jsClusterIncomplete   jetstream.ErrorCode = 10004
+	jsClusterNoPeers      jetstream.ErrorCode = 10005
+	jsClusterNotAvailable jetstream.ErrorCode = 10008
+	jsClusterNotLeader    jetstream.ErrorCode = 10009
+)
+
+func ensureStreams(ctx context.Context, js jetstream.JetStream, c StreamConfig) error {
 	c.defaults()
 	if c.Domain == "" {
 		return errors.New("consumers: streams need the domain they serve")

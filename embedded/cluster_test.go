@@ -59,8 +59,13 @@ func TestClusterReplicatesAStream(t *testing.T) {
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	require.NoError(t, err)
-	s, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "R3", Subjects: []string{"r3.>"}, Replicas: 3, Storage: jetstream.FileStorage})
-	require.NoError(t, err)
+	// Just after its election the meta leader may not know every peer to
+	// be online yet ("no suitable peers for placement"): ask again.
+	var s jetstream.Stream
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		s, err = js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "R3", Subjects: []string{"r3.>"}, Replicas: 3, Storage: jetstream.FileStorage})
+		assert.NoError(c, err)
+	}, 30*time.Second, 100*time.Millisecond, "an R3 stream placed")
 	assert.Len(t, s.CachedInfo().Cluster.Replicas, 2, "a leader and two followers")
 	_, err = js.Publish(t.Context(), "r3.a", []byte("1"))
 	require.NoError(t, err)

@@ -100,9 +100,9 @@ func Cluster(t testing.TB, n int, o Options) *ClusterEnv {
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	// The first API calls after the meta leader's election may still meet
-	// a cluster settling its peers: try again for a while.
-	require.NoError(t, retry(ctx, func() error { return pipeline.Ensure(ctx, c.NC, c.Runtime) }))
+	// Ensure waits for a cluster still settling its peers after the meta
+	// leader's election.
+	require.NoError(t, pipeline.Ensure(ctx, c.NC, c.Runtime))
 	for _, s := range []string{c.Runtime.Config.Stream.Name, c.Runtime.Config.Stream.Timers} {
 		c.AwaitStreamLeader(s, time.Minute)
 	}
