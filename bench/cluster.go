@@ -21,16 +21,9 @@ const clusterName = "writ-bench"
 // sync setting, and waits until every node is current with a meta leader.
 // Its nodes stop at close.
 func (e *env) startCluster(ctx context.Context, n int) error {
-	// Every port is reserved before any node starts, and every node is
-	// given the whole route list: nodes started at once find each other
-	// whichever comes up first.
-	ports, err := embedded.ReservePorts(2 * n)
+	opts, err := embedded.LoopbackCluster(clusterName, "writ-bench-n", n, func(name string) string { return filepath.Join(e.dir, "jetstream", name) })
 	if err != nil {
 		return fmt.Errorf("bench: cluster: %w", err)
-	}
-	routes := make([]string, n)
-	for i := range n {
-		routes[i] = fmt.Sprintf("nats-route://127.0.0.1:%d", ports[2*i+1])
 	}
 	quiet := new(atomic.Bool)
 	quiet.Store(true)
@@ -39,13 +32,10 @@ func (e *env) startCluster(ctx context.Context, n int) error {
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			name := fmt.Sprintf("writ-bench-n%d", i+1)
-			nodes[i], errs[i] = embedded.Start(embedded.Options{
-				Port: ports[2*i], StoreDir: filepath.Join(e.dir, "jetstream", name), SyncAlways: e.o.Sync,
-				Name: name, JetStreamDomain: e.domain,
-				Logger:  slog.New(settling{Handler: e.log.Handler().WithAttrs([]slog.Attr{slog.String("node", name)}), quiet: quiet}),
-				Cluster: &embedded.Cluster{Name: clusterName, Port: ports[2*i+1], Routes: routes},
-			})
+			o := opts[i]
+			o.SyncAlways, o.JetStreamDomain = e.o.Sync, e.domain
+			o.Logger = slog.New(settling{Handler: e.log.Handler().WithAttrs([]slog.Attr{slog.String("node", o.Name)}), quiet: quiet})
+			nodes[i], errs[i] = embedded.Start(o)
 		})
 	}
 	wg.Wait()

@@ -25,6 +25,30 @@ func ReservePorts(n int) ([]int, error) {
 	return ports, nil
 }
 
+// LoopbackCluster returns the options of the n nodes of cluster on
+// loopback: each has a reserved client and route port and the whole route
+// list, so nodes started from them at once find each other whichever comes
+// up first. Node i is named prefix followed by i+1 and stores under
+// store(name). The caller adds what else each node needs (a JetStream
+// domain, a logger, its sync setting).
+func LoopbackCluster(cluster, prefix string, n int, store func(name string) string) ([]Options, error) {
+	ports, err := ReservePorts(2 * n)
+	if err != nil {
+		return nil, err
+	}
+	routes := make([]string, n)
+	for i := range n {
+		routes[i] = fmt.Sprintf("nats-route://127.0.0.1:%d", ports[2*i+1])
+	}
+	opts := make([]Options, n)
+	for i := range n {
+		name := fmt.Sprintf("%s%d", prefix, i+1)
+		opts[i] = Options{Port: ports[2*i], StoreDir: store(name), Name: name,
+			Cluster: &Cluster{Name: cluster, Port: ports[2*i+1], Routes: routes}}
+	}
+	return opts, nil
+}
+
 // Behind says which stream or consumer of js is not yet served in full by
 // the nodes that run — no leader among them, or a replica on one of them
 // not current — or "" when none is. running says whether the node of that

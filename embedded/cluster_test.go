@@ -1,7 +1,6 @@
 package embedded_test
 
 import (
-	"fmt"
 	"net"
 	"testing"
 	"time"
@@ -19,20 +18,16 @@ import (
 // catches up when it returns on its store.
 func TestClusterReplicatesAStream(t *testing.T) {
 	const n = 3
-	ports, err := embedded.ReservePorts(2 * n)
+	opts, err := embedded.LoopbackCluster("c", "n", n, func(string) string { return t.TempDir() })
 	require.NoError(t, err)
-	require.Len(t, ports, 2*n)
-	port := func(i int) int { return ports[i] }
-	var routes []string
-	for i := range n {
-		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", port(n+i)))
+	require.Len(t, opts, n)
+	ports := map[int]bool{}
+	for _, o := range opts {
+		ports[o.Port], ports[o.Cluster.Port] = true, true
+		assert.Len(t, o.Cluster.Routes, n, "every node has the whole route list")
 	}
-	opts := make([]embedded.Options, n)
+	assert.Len(t, ports, 2*n, "no port given twice")
 	srvs := make([]*embedded.Server, n)
-	for i := range n {
-		opts[i] = embedded.Options{Port: port(i), StoreDir: t.TempDir(), Name: fmt.Sprintf("n%d", i+1),
-			Cluster: &embedded.Cluster{Name: "c", Port: port(n + i), Routes: routes}}
-	}
 	start := func(i int) {
 		s, err := embedded.Start(opts[i])
 		require.NoError(t, err)

@@ -2,7 +2,6 @@ package clustertest
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
@@ -23,16 +22,10 @@ import (
 // while a cluster forms); when the deadline ends first, the error says
 // what the cluster answered.
 func TestEnsureWaitsForTheClusterToForm(t *testing.T) {
-	const n = 3
-	ports, err := embedded.ReservePorts(2 * n)
+	opts, err := embedded.LoopbackCluster("c", "n", 3, func(string) string { return t.TempDir() })
 	require.NoError(t, err)
-	var routes []string
-	for i := range n {
-		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", ports[n+i]))
-	}
 	start := func(i int) *embedded.Server {
-		s, err := embedded.Start(embedded.Options{Port: ports[i], StoreDir: t.TempDir(), Name: fmt.Sprintf("n%d", i+1),
-			Cluster: &embedded.Cluster{Name: "c", Port: ports[n+i], Routes: routes}})
+		s, err := embedded.Start(opts[i])
 		require.NoError(t, err)
 		t.Cleanup(s.Shutdown)
 		return s

@@ -53,9 +53,9 @@ type ClusterEnv struct {
 type Node struct {
 	Name   string
 	Port   int // client port
-	Route  int // route port
 	Store  string
 	Server *embedded.Server // nil while down
+	opts   embedded.Options
 }
 
 // URL is the node's client URL.
@@ -78,13 +78,11 @@ func Cluster(t testing.TB, n int, o Options) *ClusterEnv {
 	c := &ClusterEnv{T: t, Domain: base.Domain, Dir: base.Dir, Runtime: base.Runtime, Replicas: replicas, Logger: base.Logger, base: base}
 	t.Cleanup(c.Close)
 
-	ports, err := embedded.ReservePorts(2 * n)
+	opts, err := embedded.LoopbackCluster(ClusterName, "n", n, func(name string) string { return filepath.Join(base.Dir, "jetstream", name) })
 	require.NoError(t, err)
-	for i := range n {
-		c.Nodes = append(c.Nodes, &Node{
-			Name: fmt.Sprintf("n%d", i+1), Port: ports[2*i], Route: ports[2*i+1],
-			Store: filepath.Join(base.Dir, "jetstream", fmt.Sprintf("n%d", i+1)),
-		})
+	for _, o := range opts {
+		o.JetStreamDomain = c.Domain
+		c.Nodes = append(c.Nodes, &Node{Name: o.Name, Port: o.Port, Store: o.StoreDir, opts: o})
 	}
 	// Started at once: a node listens before its peers are up, and waits
 	// for them only for JetStream.
@@ -113,18 +111,11 @@ func Cluster(t testing.TB, n int, o Options) *ClusterEnv {
 
 func (c *ClusterEnv) start(i int) error {
 	n := c.Nodes[i]
-	routes := make([]string, len(c.Nodes))
-	for j, m := range c.Nodes {
-		routes[j] = fmt.Sprintf("nats-route://127.0.0.1:%d", m.Route)
-	}
-	var log *slog.Logger
+	o := n.opts
 	if os.Getenv("WRIT_TEST_LOG") != "" {
-		log = c.Logger.With("node", n.Name)
+		o.Logger = c.Logger.With("node", n.Name)
 	}
-	s, err := embedded.Start(embedded.Options{
-		Port: n.Port, StoreDir: n.Store, Name: n.Name, JetStreamDomain: c.Domain, Logger: log,
-		Cluster: &embedded.Cluster{Name: ClusterName, Port: n.Route, Routes: routes},
-	})
+	s, err := embedded.Start(o)
 	if err != nil {
 		return fmt.Errorf("node %s: %w", n.Name, err)
 	}
