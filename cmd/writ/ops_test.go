@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/writ-dev/writ/config"
 	"github.com/writ-dev/writ/embedded"
 )
 
@@ -155,4 +156,27 @@ func TestServeRefusesABadLogFormat(t *testing.T) {
 	require.Error(t, err)
 	assert.Equal(t, exitUsage, exitCode(err))
 	assert.Contains(t, err.Error(), "--log-format")
+}
+
+// The configuration's components list says what serve runs, as
+// --components does; the flag, when given, wins.
+func TestServeRunsTheConfiguredComponents(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "writ")
+	_, errOut, err := writ(t, "init", "--dir", dir)
+	require.NoError(t, err, errOut)
+	cfg, err := config.Load(dir)
+	require.NoError(t, err)
+	cfg.Components = []string{"policy"}
+	require.NoError(t, cfg.Save(dir))
+
+	base, nats, _ := serveOps(t, dir, "--port", "-1")
+	_, body := httpGet(t, base+"/healthz")
+	assert.Contains(t, body, `"policy":"running"`)
+	assert.NotContains(t, body, `"issuer"`, "only what the configuration names runs")
+
+	// A second replica on the first one's server.
+	base, _, _ = serveOps(t, dir, "--server", nats, "--components", "issuer")
+	_, body = httpGet(t, base+"/healthz")
+	assert.Contains(t, body, `"issuer":"running"`)
+	assert.NotContains(t, body, `"policy"`, "the flag overrides the file")
 }

@@ -90,7 +90,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	port := fs.Int("port", 0, "embedded NATS port on 127.0.0.1 (-1: any free port)")
 	server := fs.String("server", envOr("NATS_URL", ""), "use this NATS instead of the embedded one; env NATS_URL")
 	creds := fs.String("creds", "", "credentials for --server")
-	components := fs.String("components", "", "comma-separated components to run: policy,approval,issuer (default: all)")
+	components := fs.String("components", "", "comma-separated components to run: policy,approval,issuer (default: the configuration's components, or all)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text, or json: one JSON object a line")
 	httpAddr := fs.String("http", "", "answer /healthz, /readyz and /metrics on this address, e.g. 127.0.0.1:9180 (default: the config's http, else none)")
@@ -119,7 +119,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("load %s: %w", *dir, err)
 	}
-	var names []string
+	names := cfg.Components // the flag, when given, overrides the file
 	if *components != "" {
 		names = strings.Split(*components, ",")
 	}
