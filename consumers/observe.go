@@ -71,13 +71,15 @@ type ConsumerProbe interface {
 // Handled is what became of one message.
 type Handled struct {
 	Outcome   Outcome
+	Seq       uint64        // its stream sequence
 	Delivered uint64        // times delivered, this one included
 	Took      time.Duration // handling, the acknowledgement included
-	// Age is how long after it was stored the message was taken. A
-	// redelivery older than the ack wait was taken before and never
-	// answered (lost on its way) or naked with a long delay; a younger one
-	// was naked, or handed on by the server at once when its delivery
-	// reached no one (a replica unsubscribing as it stops).
+	// Age is how long after it was stored the message was taken: the
+	// server's clock (the stream leader's) against this process's, so
+	// only as good as their agreement. A redelivery of a message never
+	// naked that is younger than the ack wait was handed on by the server
+	// when its delivery reached no one (a replica unsubscribing as it
+	// stops); one that is older may have been taken and lost.
 	Age time.Duration
 }
 

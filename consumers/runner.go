@@ -222,7 +222,7 @@ func handle(ctx context.Context, m jetstream.Msg, log *slog.Logger, probe Consum
 			log.Warn("nak failed", msgAttrs(m, seq, "err", nerr)...)
 		}
 	}
-	probe.End(slot, Handled{Outcome: outcome, Delivered: delivered, Took: time.Since(start), Age: age})
+	probe.End(slot, Handled{Outcome: outcome, Seq: seq, Delivered: delivered, Took: time.Since(start), Age: age})
 }
 
 // msgAttrs are the log attributes of a message handled: its stream

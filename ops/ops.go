@@ -56,7 +56,6 @@ type metrics struct {
 	handled     *prometheus.CounterVec
 	seconds     *prometheus.HistogramVec
 	redelivered *prometheus.CounterVec
-	late        *prometheus.CounterVec
 	pending     *prometheus.GaugeVec
 	ackPending  *prometheus.GaugeVec
 	requests    *prometheus.GaugeVec
@@ -90,10 +89,6 @@ func New(o Options) (*Ops, error) {
 		redelivered: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "writ_redeliveries_total", Help: "Messages handled that had been delivered before.",
 		}, []string{"consumer"}),
-		late: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "writ_late_redeliveries_total",
-			Help: "Redeliveries of messages stored at least the ack wait before: taken earlier and never answered (lost on the way to or from a consumer), or naked with a long backoff.",
-		}, []string{"consumer"}),
 		pending: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "writ_consumer_pending", Help: "Messages not yet delivered to a durable consumer (its lag), as last sampled.",
 		}, []string{"consumer"}),
@@ -108,7 +103,7 @@ func New(o Options) (*Ops, error) {
 		}, []string{"component", "kind"}),
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(m.handled, m.seconds, m.redelivered, m.late, m.pending, m.ackPending, m.requests, m.appended,
+	reg.MustRegister(m.handled, m.seconds, m.redelivered, m.pending, m.ackPending, m.requests, m.appended,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return &Ops{
 		o: o, js: js, reg: reg, m: m,
@@ -172,7 +167,6 @@ func (o *Ops) consumerLocked(d consumers.Durable) *consumerProbe {
 			kick:        o.kick,
 			seconds:     o.m.seconds.WithLabelValues(d.Name),
 			redelivered: o.m.redelivered.WithLabelValues(d.Name),
-			late:        o.m.late.WithLabelValues(d.Name),
 		}
 		for _, oc := range consumers.Outcomes {
 			p.outcomes[oc] = o.m.handled.WithLabelValues(d.Name, oc.String())
@@ -209,7 +203,6 @@ type consumerProbe struct {
 	outcomes    [3]prometheus.Counter
 	seconds     prometheus.Observer
 	redelivered prometheus.Counter
-	late        prometheus.Counter
 	slots       []atomic.Int64 // when each worker slot took its message (Unix ns); 0: free
 }
 
@@ -238,9 +231,6 @@ func (p *consumerProbe) End(slot int, h consumers.Handled) {
 	p.seconds.Observe(h.Took.Seconds())
 	if h.Delivered > 1 {
 		p.redelivered.Inc()
-		if h.Age >= consumers.AckWait {
-			p.late.Inc()
-		}
 	}
 }
 

@@ -5,8 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -49,38 +47,8 @@ func TestProbesDoNotAllocate(t *testing.T) {
 	start := time.Now()
 	allocs := testing.AllocsPerRun(100, func() {
 		probe.Begin(3, start)
-		probe.End(3, consumers.Handled{Outcome: consumers.Acked, Delivered: 2, Took: time.Millisecond, Age: time.Minute})
+		probe.End(3, consumers.Handled{Outcome: consumers.Acked, Delivered: 2, Took: time.Millisecond})
 		c.Appended(events.KindGranted)
 	})
 	assert.Zero(t, allocs)
-}
-
-// A redelivery counts as late when the message was stored at least the ack
-// wait before it was taken again: only then can it be one a consumer took
-// and lost. The server's prompt hand-on of a delivery that reached no one
-// is a redelivery, not a late one.
-func TestLateRedeliveriesAreOlderThanTheAckWait(t *testing.T) {
-	e := writtest.Start(t, writtest.Options{NoServe: true})
-	o, err := New(Options{NC: e.NC, Domain: e.Domain})
-	require.NoError(t, err)
-	probe := o.Consumer(consumers.Durable{Name: "issuer"}, 1)
-	for _, h := range []consumers.Handled{
-		{Outcome: consumers.Acked, Delivered: 1, Age: time.Minute},                          // first delivery, however old
-		{Outcome: consumers.Acked, Delivered: 2, Age: time.Millisecond},                     // handed on at once
-		{Outcome: consumers.Acked, Delivered: 2, Age: consumers.AckWait - time.Millisecond}, // naked, then taken
-		{Outcome: consumers.Acked, Delivered: 2, Age: consumers.AckWait},                    // waited out the ack wait
-		{Outcome: consumers.Retried, Delivered: 3, Age: time.Minute},
-	} {
-		probe.Begin(0, time.Now())
-		probe.End(0, h)
-	}
-	assert.Equal(t, 4.0, count(t, o.m.redelivered.WithLabelValues("issuer")))
-	assert.Equal(t, 2.0, count(t, o.m.late.WithLabelValues("issuer")))
-}
-
-func count(t *testing.T, c prometheus.Counter) float64 {
-	t.Helper()
-	var m dto.Metric
-	require.NoError(t, c.Write(&m))
-	return m.GetCounter().GetValue()
 }
