@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -110,8 +111,8 @@ func TimersStreamConfig(c StreamConfig) jetstream.StreamConfig {
 
 // EnsureStreams creates the audit and timer streams, or checks the ones
 // that exist, and refuses an audit stream that the server weakened. A
-// cluster still forming (no meta leader yet, or too few peers known to
-// place the replicas) is waited for until ctx ends; any other error is
+// cluster still forming (no meta leader yet, a peer not yet online to
+// place a replica on) is waited for until ctx ends; any other error is
 // returned at once.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, c StreamConfig) error {
 	for attempt := uint64(1); ; attempt++ {
@@ -129,10 +130,13 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, c StreamConfig) 
 			case <-time.After(backoff(min(attempt, 4))):
 			}
 		}
-		if ctx.Err() != nil {
-			if errors.Is(err, context.DeadlineExceeded) {
-				return fmt.Errorf("%w: JetStream did not answer (a cluster without a meta leader?)", err)
-			}
+		switch {
+		case errors.Is(ctx.Err(), context.Canceled):
+			return fmt.Errorf("%w (the cluster was not ready: %v)", ctx.Err(), err)
+		case ctx.Err() == nil:
+		case errors.Is(err, context.DeadlineExceeded):
+			return fmt.Errorf("%w: JetStream did not answer (a cluster without a meta leader?)", err)
+		default:
 			return err
 		}
 	}
@@ -143,17 +147,23 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, c StreamConfig) 
 const ensureAttempt = 3 * time.Second
 
 // clusterForming says whether err is one a JetStream cluster gives while it
-// forms: no meta leader, peers not yet known, or no answer in time.
+// forms: no meta leader, a peer not yet online, or no answer in time. No
+// responders is not: a server without JetStream stays so.
 func clusterForming(err error) bool {
 	var api *jetstream.APIError
 	if errors.As(err, &api) {
 		switch api.ErrorCode {
-		case jsClusterNoPeers, jsClusterNotAvailable, jsClusterNotLeader, jsClusterIncomplete:
+		case jsClusterNotAvailable, jsClusterNotLeader, jsClusterIncomplete:
 			return true
+		case jsClusterNoPeers:
+			// The same code says the cluster is too small, or lacks the
+			// tags or storage asked for, which no wait cures; only a
+			// peer offline (or not yet seen online) may come.
+			return strings.Contains(api.Description, "peer offline")
 		}
 		return false
 	}
-	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders)
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)
 }
 
 // The server's error codes (nats-server's JSCluster… identifiers) for a

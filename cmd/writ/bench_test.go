@@ -153,8 +153,14 @@ func TestBenchSetup(t *testing.T) {
 		}
 		return out, writ
 	}
+	// serve says it serves as its components start, before each has made
+	// its durable consumer: wait for the three on the audit stream and
+	// the one on the timers.
 	before, held := streams()
-	require.Contains(t, before, "WRIT")
+	for deadline := time.Now().Add(30 * time.Second); len(before["WRIT"]) < 3 || len(before["WRIT_TIMERS"]) < 1; before, held = streams() {
+		require.True(t, time.Now().Before(deadline), "the served pipeline's consumers: %v", before)
+		time.Sleep(20 * time.Millisecond)
+	}
 
 	rep := benchJSON(t, time.Minute, "--server", url, "--setup", dir, "--requests", "20", "--inflight", "4", "--review")
 	s := rep.Settings

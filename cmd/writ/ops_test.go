@@ -85,15 +85,15 @@ func TestServeOperationsEndpoints(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "writ")
 	base, nats, stderr := serveOps(t, dir, "--port", "-1", "--log-format", "json")
 
-	code, body := httpGet(t, base+"/healthz")
-	require.Equal(t, http.StatusOK, code, body)
+	// The components start running just after serve says it serves.
+	body := awaitStatus(t, base+"/healthz", http.StatusOK)
 	assert.Contains(t, body, `"policy":"running"`)
 	awaitStatus(t, base+"/readyz", http.StatusOK)
 
 	_, errOut, err := writ(t, "request", "--dir", dir, "--server", nats, "--creds", filepath.Join(dir, "creds", "deploy-bot.creds"),
 		"--action", "deploy", "--resource", "staging/web", "--wait")
 	require.NoError(t, err, errOut)
-	code, body = httpGet(t, base+"/metrics")
+	code, body := httpGet(t, base+"/metrics")
 	require.Equal(t, http.StatusOK, code)
 	for _, want := range []string{
 		`writ_events_handled_total{consumer="policy",outcome="acked"} 1`,
@@ -170,13 +170,13 @@ func TestServeRunsTheConfiguredComponents(t *testing.T) {
 	require.NoError(t, cfg.Save(dir))
 
 	base, nats, _ := serveOps(t, dir, "--port", "-1")
-	_, body := httpGet(t, base+"/healthz")
+	body := awaitStatus(t, base+"/healthz", http.StatusOK)
 	assert.Contains(t, body, `"policy":"running"`)
 	assert.NotContains(t, body, `"issuer"`, "only what the configuration names runs")
 
 	// A second replica on the first one's server.
 	base, _, _ = serveOps(t, dir, "--server", nats, "--components", "issuer")
-	_, body = httpGet(t, base+"/healthz")
+	body = awaitStatus(t, base+"/healthz", http.StatusOK)
 	assert.Contains(t, body, `"issuer":"running"`)
 	assert.NotContains(t, body, `"policy"`, "the flag overrides the file")
 }

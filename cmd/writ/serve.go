@@ -169,6 +169,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	err = pipeline.Ensure(setupCtx, nc, rt)
 	cancel()
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while waiting for the cluster
+		}
 		return err
 	}
 	// Operations endpoints (health, readiness, metrics), when asked for.

@@ -38,13 +38,22 @@ func TestEnsureWaitsForTheClusterToForm(t *testing.T) {
 	require.NoError(t, err)
 	cfg := consumers.StreamConfig{Domain: "acme", Replicas: 3}
 
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 	began := time.Now()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 	err = consumers.EnsureStreams(ctx, js, cfg)
 	cancel()
 	require.Error(t, err, "nothing is made on a cluster without a meta leader")
 	assert.GreaterOrEqual(t, time.Since(began), 2*time.Second, "waited out its deadline: %v", err)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
 	t.Logf("two nodes of three, after 2s: %v", err)
+
+	// Stopped while waiting (writ serve given Ctrl-C): it says so.
+	ctx, cancel = context.WithCancel(t.Context())
+	time.AfterFunc(300*time.Millisecond, cancel)
+	began = time.Now()
+	err = consumers.EnsureStreams(ctx, js, cfg)
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.Less(t, time.Since(began), 2*time.Second, "stopped when asked")
 
 	done := make(chan error, 1)
 	began = time.Now()
@@ -78,8 +87,13 @@ func TestEnsureDoesNotWaitOnAPermanentError(t *testing.T) {
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	require.NoError(t, err)
+	// A deadline far beyond "at once", so that a wait shows as a failure
+	// rather than a hang.
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
 	began := time.Now()
-	err = consumers.EnsureStreams(t.Context(), js, consumers.StreamConfig{Domain: "acme", Replicas: 3})
+	err = consumers.EnsureStreams(ctx, js, consumers.StreamConfig{Domain: "acme", Replicas: 3})
 	require.Error(t, err)
+	assert.NotErrorIs(t, err, context.DeadlineExceeded)
 	assert.Less(t, time.Since(began), 5*time.Second, "answered at once: %v", err)
 }
