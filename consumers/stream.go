@@ -157,9 +157,15 @@ func clusterForming(err error) bool {
 			return true
 		case jsClusterNoPeers:
 			// The same code says the cluster is too small, or lacks the
-			// tags or storage asked for, which no wait cures; only a
-			// peer offline (or not yet seen online) may come.
-			return strings.Contains(api.Description, "peer offline")
+			// tags or storage asked for, which no wait cures. A peer
+			// offline, one not yet heard from ("miscellaneous issue") or
+			// none known yet may come.
+			for _, forming := range []string{"peer offline", "miscellaneous issue", "jetstream not enabled in cluster"} {
+				if strings.Contains(api.Description, forming) {
+					return true
+				}
+			}
+			return false
 		}
 		return false
 	}

@@ -25,6 +25,9 @@ func TestClusterForming(t *testing.T) {
 		{api(10009, "JetStream cluster can not handle request"), true},
 		{api(10004, "incomplete results"), true},
 		{api(10005, "no suitable peers for placement, peer offline"), true},
+		{api(10005, "no suitable peers for placement, miscellaneous issue"), true}, // a peer not yet heard from
+		{api(10005, "no suitable peers for placement, jetstream not enabled in cluster"), true},
+		{api(10005, "no suitable peers for placement"), false}, // fewer nodes than replicas
 		{api(10005, "no suitable peers for placement, insufficient storage"), false},
 		{api(10005, "no suitable peers for placement, tags not matched ['ssd']"), false},
 		{api(10074, "replicas > 1 not supported in non-clustered mode"), false},
