@@ -13,9 +13,6 @@ import (
 	"github.com/writ-dev/writ/events"
 )
 
-// consumerCheckInterval is how often a consumer's existence is checked.
-const consumerCheckInterval = 2 * time.Second
-
 // MaxDeliver bounds redeliveries. A transient failure (the stream cannot
 // take writes) is retried with a backoff growing to 10s, so this is hours
 // of outage; an input that cannot be handled is answered and dropped long
@@ -55,8 +52,9 @@ func (t *terminate) Error() string { return "terminated: " + t.reason }
 type handlerFunc func(ctx context.Context, m jetstream.Msg) error
 
 // consume runs h over the durable pull consumer d (cfg) with up to workers
-// messages in flight, until ctx ends; then it stops fetching, finishes what
-// it holds and returns. A message is acked only after h returns nil. A
+// messages in flight, until ctx ends; then it stops pulling, handles what
+// its last pull brings (within fetchWait), finishes what it holds and
+// returns. A message is acked only after h returns nil. A
 // consumer that disappears while still wanted is made again. obs hears of
 // the loop's state and of every message.
 func consume(ctx context.Context, js jetstream.JetStream, obs Observer, d Durable, cfg jetstream.ConsumerConfig, workers int, log *slog.Logger, h handlerFunc) error {
@@ -88,86 +86,80 @@ func consume(ctx context.Context, js jetstream.JetStream, obs Observer, d Durabl
 	}
 }
 
-// errIteratorClosed reports an iterator that closed while still wanted.
-var errIteratorClosed = errors.New("consumers: message iterator closed")
+// fetchWait is how long one pull waits for messages: how soon a pull lost
+// on its way (a consumer's leader changing hands) is replaced, and how long
+// a stopping loop may wait for its last pull to end.
+const fetchWait = time.Second
 
 func consumeOnce(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.ConsumerConfig, log *slog.Logger, probe ConsumerProbe, slots chan int, wg *sync.WaitGroup, h handlerFunc) error {
 	cons, err := js.CreateOrUpdateConsumer(ctx, stream, cfg)
 	if err != nil {
 		return fmt.Errorf("create consumer: %w", err)
 	}
-	// Heartbeats every second: a pull lost in a leader change is noticed
-	// (and made again) in seconds, not after the default's 30.
-	iter, err := cons.Messages(jetstream.PullMaxMessages(cap(slots)*4), jetstream.PullHeartbeat(time.Second))
-	if err != nil {
-		return fmt.Errorf("consume: %w", err)
-	}
 	probe.Loop(LoopConsuming)
-	stop := context.AfterFunc(ctx, func() {
-		probe.Loop(LoopIdle) // draining: taking no new messages
-		iter.Drain()
-	})
+	stop := context.AfterFunc(ctx, func() { probe.Loop(LoopIdle) }) // draining
 	defer stop()
-	defer iter.Stop()
-	// A consumer deleted while no pull was waiting goes unnoticed until
-	// heartbeats time out: look for it now and then, and start over.
-	gone := make(chan struct{})
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		t := time.NewTicker(consumerCheckInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-wctx.Done():
-				return
-			case <-t.C:
-				if _, err := cons.Info(wctx); errors.Is(err, jetstream.ErrConsumerNotFound) {
-					close(gone)
-					iter.Stop()
-					return
-				}
-			}
-		}
-	}()
 	log.Debug("consuming", "durable", cfg.Durable)
-	drainErrs := 0
-	for {
-		m, err := iter.Next()
-		if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-			select {
-			case <-gone:
-				return jetstream.ErrConsumerNotFound
-			default:
-			}
-			return errIteratorClosed
+	// Each pull asks for as many messages as there are free workers, so
+	// every message delivered has a worker ready for it. None waits in a
+	// client buffer, where its ack wait would run and where, with a
+	// fixed-size buffer, status messages piling up behind busy workers
+	// made the client drop deliveries (back only after the ack wait).
+	var free []int
+	for failures := uint64(0); ; {
+		if ctx.Err() != nil { // a select would pick a free slot as often
+			return nil
 		}
-		if err != nil {
-			if ctx.Err() != nil {
-				// Draining: a hiccup must not drop the messages still
-				// buffered while they can be acked; a few, and give up.
-				if drainErrs++; drainErrs < 3 && js.Conn().IsConnected() {
-					continue
-				}
-				return nil
+		select {
+		case <-ctx.Done():
+			return nil
+		case slot := <-slots:
+			free = append(free[:0], slot)
+		}
+		for more := true; more; {
+			select {
+			case slot := <-slots:
+				free = append(free, slot)
+			default:
+				more = false
 			}
-			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
-				return err
+		}
+		// A pull, once made, is read to its end even when ctx ends: what
+		// the server sends for it is handled, not dropped.
+		batch, err := cons.Fetch(len(free), jetstream.FetchMaxWait(fetchWait))
+		if err == nil {
+			for m := range batch.Messages() {
+				slot := free[0]
+				free = free[1:]
+				wg.Add(1)
+				go func() {
+					defer func() { slots <- slot; wg.Done() }()
+					handle(ctx, m, log, probe, slot, h)
+				}()
 			}
-			// Missed heartbeats and the like: make sure the consumer is
-			// still there before waiting on it again.
-			if _, ierr := cons.Info(ctx); errors.Is(ierr, jetstream.ErrConsumerNotFound) {
-				return ierr
-			}
-			log.Warn("fetch failed", "durable", cfg.Durable, "err", err)
+			err = batch.Error()
+		}
+		for _, slot := range free {
+			slots <- slot
+		}
+		if err == nil || ctx.Err() != nil {
+			failures = 0
 			continue
 		}
-		slot := <-slots
-		wg.Add(1)
-		go func() {
-			defer func() { slots <- slot; wg.Done() }()
-			handle(ctx, m, log, probe, slot, h)
-		}()
+		if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return err
+		}
+		// A leader change, a reconnect, no responders: make sure the
+		// consumer is still there, then pull again after a pause.
+		if _, ierr := cons.Info(ctx); errors.Is(ierr, jetstream.ErrConsumerNotFound) {
+			return ierr
+		}
+		failures++
+		log.Warn("pull failed", "durable", cfg.Durable, "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff(min(failures, 4))):
+		}
 	}
 }
 
@@ -184,13 +176,31 @@ func handle(ctx context.Context, m jetstream.Msg, log *slog.Logger, probe Consum
 	if md, err := m.Metadata(); err == nil {
 		seq, delivered, age = md.Sequence.Stream, md.NumDelivered, start.Sub(md.Timestamp)
 	}
-	var beat *time.Timer
+	// Progress acks while the handler works. The beat is armed under mu
+	// and stopped under it, so that a beat already firing when handling
+	// ends does not arm itself again.
+	var (
+		mu      sync.Mutex
+		stopped bool
+		beat    *time.Timer
+	)
+	mu.Lock()
 	beat = time.AfterFunc(progressEvery, func() {
-		_ = m.InProgress()
-		beat.Reset(progressEvery)
+		mu.Lock()
+		defer mu.Unlock()
+		if !stopped {
+			_ = m.InProgress()
+			beat.Reset(progressEvery)
+		}
 	})
+	mu.Unlock()
 	err := func() (err error) {
-		defer beat.Stop()
+		defer func() {
+			mu.Lock()
+			stopped = true
+			beat.Stop()
+			mu.Unlock()
+		}()
 		defer func() {
 			if p := recover(); p != nil {
 				err = fmt.Errorf("panic: %v", p)
