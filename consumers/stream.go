@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -111,9 +110,10 @@ func TimersStreamConfig(c StreamConfig) jetstream.StreamConfig {
 
 // EnsureStreams creates the audit and timer streams, or checks the ones
 // that exist, and refuses an audit stream that the server weakened. A
-// cluster still forming (no meta leader yet, a peer not yet online to
-// place a replica on) is waited for until ctx ends; any other error is
-// returned at once.
+// cluster still forming (no meta leader yet, too few peers known or online
+// to place the replicas) is waited for until ctx ends, which is also how
+// long a cluster too small for good takes to be reported; any other error
+// is returned at once.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, c StreamConfig) error {
 	for attempt := uint64(1); ; attempt++ {
 		// Each attempt is bounded: an API request no leader answers must
@@ -156,16 +156,12 @@ func clusterForming(err error) bool {
 		case jsClusterNotAvailable, jsClusterNotLeader, jsClusterIncomplete:
 			return true
 		case jsClusterNoPeers:
-			// The same code says the cluster is too small, or lacks the
-			// tags or storage asked for, which no wait cures. A peer
-			// offline, one not yet heard from ("miscellaneous issue") or
-			// none known yet may come.
-			for _, forming := range []string{"peer offline", "miscellaneous issue", "jetstream not enabled in cluster"} {
-				if strings.Contains(api.Description, forming) {
-					return true
-				}
-			}
-			return false
+			// Waited on whatever the reason: a forming cluster gives it
+			// bare (it knows fewer peers than the replicas yet), with
+			// "peer offline" or with "miscellaneous issue" (a peer not
+			// yet heard from), and those read the same as a cluster too
+			// small for good. A deadline ends the wait, with the reason.
+			return true
 		}
 		return false
 	}

@@ -11,8 +11,8 @@ import (
 	"github.com/stretchr/testify/assert"
 )
 
-// Only what a forming cluster answers is waited on; what a wait cannot
-// cure is returned at once.
+// What a forming cluster answers is waited on (until the caller's
+// deadline); what is never a cluster forming is returned at once.
 func TestClusterForming(t *testing.T) {
 	api := func(code jetstream.ErrorCode, desc string) error {
 		return fmt.Errorf("consumers: audit stream WRIT: %w", &jetstream.APIError{Code: 503, ErrorCode: code, Description: desc})
@@ -27,9 +27,9 @@ func TestClusterForming(t *testing.T) {
 		{api(10005, "no suitable peers for placement, peer offline"), true},
 		{api(10005, "no suitable peers for placement, miscellaneous issue"), true}, // a peer not yet heard from
 		{api(10005, "no suitable peers for placement, jetstream not enabled in cluster"), true},
-		{api(10005, "no suitable peers for placement"), false}, // fewer nodes than replicas
-		{api(10005, "no suitable peers for placement, insufficient storage"), false},
-		{api(10005, "no suitable peers for placement, tags not matched ['ssd']"), false},
+		{api(10005, "no suitable peers for placement"), true},                       // fewer peers known than replicas: forming, or too small
+		{api(10005, "no suitable peers for placement, insufficient storage"), true}, // reads as any other 10005
+		{api(10005, "no suitable peers for placement, tags not matched ['ssd']"), true},
 		{api(10074, "replicas > 1 not supported in non-clustered mode"), false},
 		{api(10058, "stream name already in use with a different configuration"), false},
 		{fmt.Errorf("consumers: audit stream WRIT: %w", context.DeadlineExceeded), true},
