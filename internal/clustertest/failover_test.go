@@ -35,7 +35,7 @@ func long() bool { return os.Getenv("WRIT_LONG") != "" }
 // acknowledged request must reach exactly one terminal event — a grant,
 // with its approvals where it needs them — and the whole trail must verify.
 // CI: 200 requests, one failover, the replica stopped the way Ctrl-C stops
-// it (an abrupt kill holds its messages for the consumers' 30s AckWait);
+// it (an abrupt kill holds its messages for the consumers' 5s AckWait);
 // WRIT_LONG=1: 2,000 requests, three failovers, replicas killed.
 func TestClusterFailover(t *testing.T) {
 	// Budgets are safety nets for a stuck run, far beyond what a run takes.
