@@ -124,20 +124,16 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, c StreamConfig) 
 		if err == nil || !clusterForming(err) {
 			return err
 		}
-		if ctx.Err() == nil {
-			select {
-			case <-ctx.Done():
-			case <-time.After(backoff(min(attempt, 4))):
+		select {
+		case <-ctx.Done():
+			switch {
+			case errors.Is(ctx.Err(), context.Canceled):
+				return fmt.Errorf("%w (the cluster was not ready: %v)", ctx.Err(), err)
+			case errors.Is(err, context.DeadlineExceeded):
+				return fmt.Errorf("%w: JetStream did not answer (a cluster without a meta leader?)", err)
 			}
-		}
-		switch {
-		case errors.Is(ctx.Err(), context.Canceled):
-			return fmt.Errorf("%w (the cluster was not ready: %v)", ctx.Err(), err)
-		case ctx.Err() == nil:
-		case errors.Is(err, context.DeadlineExceeded):
-			return fmt.Errorf("%w: JetStream did not answer (a cluster without a meta leader?)", err)
-		default:
 			return err
+		case <-time.After(backoff(min(attempt, 4))):
 		}
 	}
 }
@@ -152,15 +148,13 @@ const ensureAttempt = 3 * time.Second
 func clusterForming(err error) bool {
 	var api *jetstream.APIError
 	if errors.As(err, &api) {
+		// "No suitable peers" is waited on whatever its reason: a forming
+		// cluster gives it bare (it knows fewer peers than the replicas
+		// yet), with "peer offline" or with "miscellaneous issue" (a peer
+		// not yet heard from), and those read the same as a cluster too
+		// small for good. A deadline ends the wait, with the reason.
 		switch api.ErrorCode {
-		case jsClusterNotAvailable, jsClusterNotLeader, jsClusterIncomplete:
-			return true
-		case jsClusterNoPeers:
-			// Waited on whatever the reason: a forming cluster gives it
-			// bare (it knows fewer peers than the replicas yet), with
-			// "peer offline" or with "miscellaneous issue" (a peer not
-			// yet heard from), and those read the same as a cluster too
-			// small for good. A deadline ends the wait, with the reason.
+		case jsClusterNotAvailable, jsClusterNotLeader, jsClusterIncomplete, jsClusterNoPeers:
 			return true
 		}
 		return false
