@@ -89,7 +89,16 @@ func open(ctx context.Context, o Options, log *slog.Logger) (_ *env, err error) 
 	if err != nil {
 		return nil, err
 	}
-	if err := e.retry(ctx, func() error { return e.relayStream(ctx) }); err != nil {
+	if o.Cluster > 0 {
+		// A cluster just formed may not place the stream yet.
+		err = await(ctx, "the relay's stream", func(ctx context.Context) (bool, error) {
+			err := e.relayStream(ctx)
+			return err == nil, err
+		})
+	} else {
+		err = e.relayStream(ctx)
+	}
+	if err != nil {
 		return nil, err
 	}
 	if o.Cluster > 0 {
@@ -174,28 +183,6 @@ func (e *env) openAdmin() error {
 // setupTimeout bounds how long a cluster may take to elect its leaders, and
 // its first stream operations to succeed.
 const setupTimeout = time.Minute
-
-// retry calls f until it succeeds, for up to setupTimeout, and returns its
-// last error; on a single server it calls f once: a failure there is no
-// passing election.
-func (e *env) retry(ctx context.Context, f func() error) error {
-	if e.o.Cluster == 0 {
-		return f()
-	}
-	ctx, cancel := context.WithTimeout(ctx, setupTimeout)
-	defer cancel()
-	for {
-		err := f()
-		if err == nil || ctx.Err() != nil {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
 
 // onClose runs f at close, before what was deferred earlier.
 func (e *env) onClose(f func()) { e.closers = append(e.closers, f) }

@@ -41,17 +41,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if len(pos) > 0 {
 		return usageError("bench takes no arguments, got %q", pos)
 	}
+	// bench.Run refuses the other combinations of flags; this one it
+	// cannot see, --replicas having a default.
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	switch {
-	case *cluster != 0 && *server != "":
-		return usageError("--cluster starts embedded servers: not with --server")
-	case *setup != "" && *server == "":
-		return usageError("--setup needs --server: the NATS that 'writ serve --dir %s' serves on", *setup)
-	case *setup != "" && set["replicas"]:
+	if *setup != "" && set["replicas"] {
 		return usageError("--replicas with --setup: Writ's replicas are the ones serving %s", *setup)
-	case *setup != "" && set["stream-replicas"]:
-		return usageError("--stream-replicas with --setup: the streams are the served setup's")
 	}
 	var counts []int
 	if *setup == "" {
