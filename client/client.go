@@ -294,14 +294,12 @@ func (c *Client) Wait(ctx context.Context, domain, id string, done func(request.
 			}
 			return last, ctx.Err()
 		case m := <-ch:
-			unread[events.Digest(m.Data)] = now
-			for more := true; more; {
-				select {
-				case m := <-ch:
-					unread[events.Digest(m.Data)] = now
-				default:
-					more = false
-				}
+			// Stamped now, not when the wait began: a notice's give-up
+			// time runs from its arrival.
+			at := time.Now()
+			unread[events.Digest(m.Data)] = at
+			for range len(ch) {
+				unread[events.Digest((<-ch).Data)] = at
 			}
 			poll = first
 		case <-timer.C:

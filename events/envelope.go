@@ -123,16 +123,14 @@ func Seal(d Draft, kp nkeys.KeyPair) (Outgoing, error) {
 // KeyedTag is a short tag over text that only kp can make, and that kp
 // always makes the same: it keeps message ids deterministic for their
 // producer and unforgeable by others. It is an HMAC-SHA256 under a key
-// derived from kp's seed (see TagKey), which costs a microsecond where a
-// signature cost tens.
+// derived from kp's seed (identity.TagKey), which costs a microsecond where
+// a signature cost tens.
 func KeyedTag(kp nkeys.KeyPair, text string) (string, error) {
-	// A key loaded by package identity has its tag key derived already;
-	// any other is wrapped the same way, for this call.
-	k, ok := identity.Fast(kp).(interface{ TagKey() []byte })
+	key, ok := identity.TagKey(kp)
 	if !ok {
 		return "", errors.New("events: tag: not an Ed25519 signing key with a seed")
 	}
-	mac := hmac.New(sha256.New, k.TagKey())
+	mac := hmac.New(sha256.New, key)
 	mac.Write([]byte("writ msg-id\x00" + text))
 	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(mac.Sum(nil)[:10])), nil
 }

@@ -20,12 +20,8 @@ func Fast(kp nkeys.KeyPair) nkeys.KeyPair {
 	if _, ok := kp.(*fastKey); ok {
 		return kp
 	}
-	seed, err := kp.Seed()
-	if err != nil {
-		return kp
-	}
-	prefix, raw, err := nkeys.DecodeSeed(seed)
-	if err != nil || prefix == nkeys.PrefixByteCurve || len(raw) != ed25519.SeedSize {
+	raw, ok := signingSeed(kp)
+	if !ok {
 		return kp
 	}
 	pub, err := kp.PublicKey()
@@ -33,6 +29,37 @@ func Fast(kp nkeys.KeyPair) nkeys.KeyPair {
 		return kp
 	}
 	return &fastKey{KeyPair: kp, pub: pub, priv: ed25519.NewKeyFromSeed(raw), tag: tagKey(raw)}
+}
+
+// signingSeed is kp's raw Ed25519 seed, when it is a signing key that has
+// one.
+func signingSeed(kp nkeys.KeyPair) ([]byte, bool) {
+	seed, err := kp.Seed()
+	if err != nil {
+		return nil, false
+	}
+	prefix, raw, err := nkeys.DecodeSeed(seed)
+	if err != nil || prefix == nkeys.PrefixByteCurve || len(raw) != ed25519.SeedSize {
+		return nil, false
+	}
+	return raw, true
+}
+
+// TagKey is the secret kp's keyed tags are made with: derived once for a
+// key from Fast, else from its seed now (one hash, no key derivation).
+// false: kp is no Ed25519 signing key with a seed.
+func TagKey(kp nkeys.KeyPair) ([]byte, bool) {
+	if k, ok := kp.(*fastKey); ok {
+		return k.tag, true
+	}
+	if kp == nil {
+		return nil, false
+	}
+	raw, ok := signingSeed(kp)
+	if !ok {
+		return nil, false
+	}
+	return tagKey(raw), true
 }
 
 // tagKey is the secret a key's keyed tags (events.KeyedTag) are made with,
@@ -55,7 +82,6 @@ func (k *fastKey) PublicKey() (string, error)        { return k.pub, nil }
 func (k *fastKey) Sign(input []byte) ([]byte, error) { return ed25519.Sign(k.priv, input), nil }
 
 // TagKey is the secret of the key's keyed tags, derived once.
-func (k *fastKey) TagKey() []byte { return k.tag }
 
 // Wipe clears the derived key as well as the seed.
 func (k *fastKey) Wipe() {

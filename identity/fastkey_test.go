@@ -51,3 +51,34 @@ func TestFastKeySignsAsNkeysDoes(t *testing.T) {
 	sig, _ := fast.Sign([]byte("x"))
 	assert.Error(t, verifier.Verify([]byte("x"), sig), "the derived key is gone too")
 }
+
+// A key's tag key is the same whether it was wrapped by Fast or not, is
+// its own, and exists only for a signing key with a seed.
+func TestTagKey(t *testing.T) {
+	kp, err := nkeys.CreateUser()
+	require.NoError(t, err)
+	plain, ok := identity.TagKey(kp)
+	require.True(t, ok)
+	fast, ok := identity.TagKey(identity.Fast(kp))
+	require.True(t, ok)
+	assert.Equal(t, plain, fast)
+
+	other, err := nkeys.CreateUser()
+	require.NoError(t, err)
+	theirs, ok := identity.TagKey(other)
+	require.True(t, ok)
+	assert.NotEqual(t, plain, theirs)
+
+	pub, err := kp.PublicKey()
+	require.NoError(t, err)
+	public, err := nkeys.FromPublicKey(pub)
+	require.NoError(t, err)
+	_, ok = identity.TagKey(public)
+	assert.False(t, ok, "a public key makes no tags")
+	curve, err := nkeys.CreateCurveKeys()
+	require.NoError(t, err)
+	_, ok = identity.TagKey(curve)
+	assert.False(t, ok, "nor does a curve key")
+	_, ok = identity.TagKey(nil)
+	assert.False(t, ok)
+}
