@@ -70,11 +70,15 @@ type Config struct {
 // leafnodes, hub and spokes. Each server is its own JetStream domain, named
 // as its Writ domain.
 type Federation struct {
-	// Hub: where spokes connect, and the secret each spoke domain presents.
+	// Hub: where spokes connect, and the spoke domains. A spoke connects
+	// with leaf creds this hub issued (writ identity issue --role leaf
+	// --name SPOKE); the values once held secrets and are not used.
 	Listen string            `json:"listen,omitempty"`
 	Spokes map[string]string `json:"spokes,omitempty"`
-	// Spoke: the hubs to connect to (nats-leaf://writ-leaf-<domain>:<secret>@host:port).
+	// Spoke: the hubs to connect to (nats-leaf://host:port), and the leaf
+	// creds the hub issued for this domain.
 	Remotes []string `json:"remotes,omitempty"`
+	Creds   string   `json:"creds,omitempty"`
 }
 
 // Stream configures the audit and timer streams.
@@ -203,12 +207,22 @@ func (c *Config) Validate() error {
 			errs = append(errs, errors.New("federation: neither a hub (listen) nor a spoke (remotes)"))
 		}
 		if f.Listen != "" && len(f.Spokes) == 0 {
-			errs = append(errs, errors.New("federation: a hub needs its spokes' domains and secrets"))
+			errs = append(errs, errors.New("federation: a hub needs its spokes' domains"))
 		}
-		for d, secret := range f.Spokes {
-			if !identity.ValidDomainName(d) || len(secret) < 16 {
-				errs = append(errs, fmt.Errorf("federation: spoke %q needs a domain name and a secret of 16 characters or more", d))
+		for d := range f.Spokes {
+			if !identity.ValidDomainName(d) {
+				errs = append(errs, fmt.Errorf("federation: spoke %q is not a domain name", d))
 			}
+		}
+		for _, r := range f.Remotes {
+			if u, err := url.Parse(r); err != nil || u.Host == "" {
+				errs = append(errs, fmt.Errorf("federation: remote %q is not a nats-leaf://host:port URL", r))
+			} else if u.User != nil {
+				errs = append(errs, fmt.Errorf("federation: remote %s carries a user and secret; a spoke now presents the leaf creds its hub issued (federation.creds): drop them from the URL", u.Redacted()))
+			}
+		}
+		if len(f.Remotes) > 0 && f.Creds == "" {
+			errs = append(errs, errors.New("federation: a spoke needs creds, the leaf creds its hub issued ('writ identity issue --dir HUB --role leaf --name THIS-DOMAIN')"))
 		}
 	}
 	if a := c.Audit; a != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/writ-dev/writ/embedded"
 	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/internal/access"
 	"github.com/writ-dev/writ/policy"
 )
 
@@ -86,17 +87,11 @@ func Init(dir, domain string) (*Config, error) {
 	if err := bundle.Save(c.Path(c.Trust)); err != nil {
 		return nil, err
 	}
-	now := time.Now()
-	for _, s := range SampleIdentities {
-		creds, err := identity.IssueUser(account, identity.UserSpec{
-			Domain: domain, Name: s.Name, Groups: s.Groups, TTL: 365 * 24 * time.Hour, Now: now,
-		})
-		if err != nil {
-			return nil, err
-		}
-		if err := os.WriteFile(filepath.Join(dir, "creds", s.Name+".creds"), creds, 0o600); err != nil {
-			return nil, err
-		}
+	if err := writeServerKeys(dir); err != nil {
+		return nil, err
+	}
+	if err := c.writeRoleCreds(account, time.Now()); err != nil {
+		return nil, err
 	}
 	policyText := strings.ReplaceAll(samplePolicy, "{{domain}}", domain)
 	if err := os.WriteFile(filepath.Join(dir, "policies", "main.cedar"), []byte(policyText), 0o644); err != nil {
@@ -113,6 +108,61 @@ func Init(dir, domain string) (*Config, error) {
 		return nil, fmt.Errorf("config: the new setup does not load: %w", err)
 	}
 	return &c, nil
+}
+
+// writeRoleCreds issues a new setup's creds: the sample principals, a
+// reader (what audit commands use by default), the redeemer, and the
+// operator's, kept with the keys.
+func (c *Config) writeRoleCreds(account nkeys.KeyPair, now time.Time) error {
+	var files []roleFile
+	for _, s := range SampleIdentities {
+		files = append(files, roleFile{filepath.Join("creds", s.Name+".creds"),
+			RoleSpec{Roles: []access.Role{access.Principal}, Name: s.Name, Groups: s.Groups, TTL: credsTTL}})
+	}
+	_, err := c.writeCreds(account, now, append(files, serviceCreds...))
+	return err
+}
+
+// credsTTL is how long the creds a setup makes for itself are valid.
+const credsTTL = 365 * 24 * time.Hour
+
+// roleFile is creds to write, at a path relative to the setup.
+type roleFile struct {
+	path string
+	spec RoleSpec
+}
+
+// serviceCreds are the creds every setup has besides its principals'.
+var serviceCreds = []roleFile{
+	{ReaderCreds, RoleSpec{Roles: []access.Role{access.Reader}, Name: "reader", TTL: credsTTL}},
+	{RedeemerCreds, RoleSpec{Roles: []access.Role{access.Redeemer}, Name: "redeemer", TTL: credsTTL}},
+	{OperatorCreds, RoleSpec{Roles: []access.Role{access.Operator}, Name: "operator", TTL: credsTTL}},
+}
+
+// writeCreds issues files with the account key, as of now, and returns
+// the paths written.
+func (c *Config) writeCreds(account nkeys.KeyPair, now time.Time, files []roleFile) ([]string, error) {
+	var done []string
+	for _, f := range files {
+		f.spec.Now = now
+		creds, err := c.IssueRole(account, f.spec)
+		if err != nil {
+			return done, err
+		}
+		if err := writeFileAtomic(c.Path(f.path), creds, 0o600); err != nil {
+			return done, err
+		}
+		done = append(done, c.Path(f.path))
+	}
+	return done, nil
+}
+
+func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, mode); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
 
 func writeSeed(path string, kp nkeys.KeyPair) error {
@@ -273,10 +323,10 @@ const sampleFlows = `{
 // Leaf is the leafnode configuration of the embedded server, or nil when
 // the domain does not federate. A spoke never forwards the component
 // events of the other domains it trusts.
-func (r *Runtime) Leaf() *embedded.Leaf {
+func (r *Runtime) Leaf() (*embedded.Leaf, error) {
 	f := r.Config.Federation
 	if f == nil {
-		return nil
+		return nil, nil
 	}
 	var others []string
 	for d := range r.Bundle.Domains {
@@ -285,5 +335,17 @@ func (r *Runtime) Leaf() *embedded.Leaf {
 		}
 	}
 	sort.Strings(others)
-	return &embedded.Leaf{Domain: r.Config.Domain, Listen: f.Listen, Spokes: f.Spokes, Remotes: f.Remotes, Others: others}
+	l := &embedded.Leaf{Domain: r.Config.Domain, Listen: f.Listen, Spokes: f.Spokes, Remotes: f.Remotes, Others: others}
+	if len(f.Remotes) > 0 {
+		if f.Creds == "" {
+			return nil, fmt.Errorf("federation: a spoke connects to its hub with the leaf creds the hub issued: set federation.creds (the hub's operator runs 'writ identity issue --dir HUB --role leaf --name %s')", r.Config.Domain)
+		}
+		account, err := identity.LoadSeed(r.Config.Path(AccountSeed))
+		if err != nil {
+			return nil, err
+		}
+		l.Account, _ = account.PublicKey()
+		l.Creds = r.Config.Path(f.Creds)
+	}
+	return l, nil
 }

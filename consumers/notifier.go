@@ -355,12 +355,7 @@ func DeadLetterSubject(domain, id string) string { return deadLetterPrefix + "."
 
 // Durables lists the durable consumers the notifier reads: the audit
 // stream's, and its delivery queue's.
-func (n *Notifier) Durables() []Durable {
-	return []Durable{
-		n.env.durable("notifier", "notifier", n.env.Streams.Name, DurableNotifier),
-		n.env.durable("notifier", "notifier-delivery", n.cfg.Queue, DurableNotifierDelivery),
-	}
-}
+func (n *Notifier) Durables() []Durable { return n.env.DurablesOf("notifier", n.cfg.Queue) }
 
 // Run consumes events and deliveries until ctx ends. Notifications never
 // stop the pipeline: when its streams cannot be made, the notifier says so
@@ -943,3 +938,8 @@ func (n *Notifier) deadLetter(ctx context.Context, d delivery, w Webhook, attemp
 		"attempts", attempts, "err", cause)
 	return nil
 }
+
+// NotifySubjects and DeadLetterSubjects match a domain's subjects in the
+// notifier's delivery queue and dead-letter streams.
+func NotifySubjects(domain string) string     { return notifyPrefix + "." + domain + ".>" }
+func DeadLetterSubjects(domain string) string { return deadLetterPrefix + "." + domain + ".>" }

@@ -100,6 +100,33 @@ func (nopProbe) Loop(Loop)            {}
 func (nopProbe) Begin(int, time.Time) {}
 func (nopProbe) End(int, Handled)     {}
 
+// DurablesOf lists the durable consumers component reads (queue: the
+// notifier's delivery queue stream, default WRIT_NOTIFY), without
+// building it: what its connection must be allowed to read.
+func (e Env) DurablesOf(component, queue string) []Durable {
+	e.Streams.defaults()
+	if queue == "" {
+		queue = DefaultNotifyStream
+	}
+	switch component {
+	case "policy":
+		return []Durable{e.durable("policy", "policy", e.Streams.Name, DurablePolicy)}
+	case "approval":
+		return []Durable{
+			e.durable("approval", "approval", e.Streams.Name, DurableApproval),
+			e.durable("approval", "approval-timers", e.Streams.Timers, DurableTimers),
+		}
+	case "issuer":
+		return []Durable{e.durable("issuer", "issuer", e.Streams.Name, DurableIssuer)}
+	case "notifier":
+		return []Durable{
+			e.durable("notifier", "notifier", e.Streams.Name, DurableNotifier),
+			e.durable("notifier", "notifier-delivery", queue, DurableNotifierDelivery),
+		}
+	}
+	return nil
+}
+
 // durable names one of a component's durable consumers.
 func (e *Env) durable(component, name, stream, prefix string) Durable {
 	return Durable{Component: component, Name: name, Stream: stream, Consumer: prefix + e.Domain + e.DurableSuffix}

@@ -249,3 +249,7 @@ func CheckAuditStream(got, want jetstream.StreamConfig) error {
 	}
 	return nil
 }
+
+// TimerSubjects matches every subject of a domain's timers: schedules
+// and what they fire.
+func TimerSubjects(domain string) string { return timerPrefix + "." + domain + ".>" }

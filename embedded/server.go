@@ -33,6 +33,10 @@ type Options struct {
 	// Cluster makes this server one node of a JetStream cluster (then Name
 	// is required, and unique in the cluster). Nil: a standalone server.
 	Cluster *Cluster
+	// Auth makes every connection authenticate with a user JWT and gives it
+	// the permissions the JWT carries. Nil: the server trusts every
+	// connection (tests of the server itself only).
+	Auth *Auth
 }
 
 // Cluster joins embedded servers on one machine into a NATS cluster with
@@ -100,6 +104,13 @@ type Leaf struct {
 	Spokes  map[string]string // hub: spoke domain → the secret it presents as LeafUser(domain)
 	Remotes []string          // spoke: hub URLs, nats-leaf://writ-leaf-DOMAIN:SECRET@host:port
 	Others  []string          // spoke: the other domains it trusts, whose component events it never forwards
+
+	// With Options.Auth (operator mode) a hub has no users of its own: a
+	// spoke connects with leaf creds the hub's account issued, whose JWT
+	// carries what the spoke may send and hear (access.Leaf), so Spokes'
+	// secrets are not used, and Remotes are plain nats-leaf://host:port.
+	Account string // spoke: its own account's public key, where the link lands
+	Creds   string // spoke: the leaf .creds file the hub issued for it
 }
 
 // leafInbound is what a spoke of domain d may send into a hub: requests,
@@ -128,18 +139,14 @@ func randomSecret() string {
 // componentKinds are the event kinds only a domain's own components emit.
 var componentKinds = []string{"rejected", "evaluated", "approved", "denied", "expired", "granted", "refused", "redeemed", "revoked"}
 
-func (l *Leaf) options(o *server.Options) error {
+func (l *Leaf) options(o *server.Options, operatorMode bool) error {
+	if operatorMode {
+		return l.operatorOptions(o)
+	}
 	if l.Listen != "" {
-		host, port, err := net.SplitHostPort(l.Listen)
+		host, p, err := listenAddr(l.Listen)
 		if err != nil {
-			return fmt.Errorf("embedded: leafnode listen %q: %w", l.Listen, err)
-		}
-		if !IsLoopback(host) {
-			return fmt.Errorf("%w: leafnode listen %q", ErrNotLoopback, l.Listen)
-		}
-		p, err := strconv.Atoi(port)
-		if err != nil {
-			return fmt.Errorf("embedded: leafnode listen %q: %w", l.Listen, err)
+			return err
 		}
 		if len(l.Spokes) == 0 {
 			return errors.New("embedded: a leafnode hub needs its spokes' domains and secrets")
@@ -176,19 +183,7 @@ func (l *Leaf) options(o *server.Options) error {
 		if err != nil {
 			return fmt.Errorf("embedded: leafnode remote %q: %w", r, err)
 		}
-		// Timers never cross. Out: never another trusted domain's
-		// component events (only that domain's own components emit them).
-		// In, this domain's own component events would be refused too, but
-		// a deny there also stops the hub's interest in writ.<domain>.>,
-		// so requesters on the hub would hear of this domain's decisions
-		// only by polling: those are left to the signature and entitlement
-		// checks, which refuse and record anything forged.
-		imports, exports := []string{"writ-timers.>"}, []string{"writ-timers.>"}
-		for _, k := range componentKinds {
-			for _, d := range l.Others {
-				exports = append(exports, "writ."+d+".*."+k)
-			}
-		}
+		imports, exports := l.denied()
 		o.LeafNode.Remotes = append(o.LeafNode.Remotes, &server.RemoteLeafOpts{
 			URLs:        []*url.URL{u},
 			DenyImports: imports,
@@ -196,6 +191,39 @@ func (l *Leaf) options(o *server.Options) error {
 		})
 	}
 	return nil
+}
+
+// denied is what a spoke never takes from or sends to its hub. Timers
+// never cross. Out: never another trusted domain's component events (only
+// that domain's own components emit them). In, this domain's own
+// component events would be refused too, but a deny there also stops the
+// hub's interest in writ.<domain>.>, so requesters on the hub would hear
+// of this domain's decisions only by polling: those are left to the
+// signature and entitlement checks, which refuse and record anything
+// forged.
+func (l *Leaf) denied() (imports, exports []string) {
+	imports, exports = []string{"writ-timers.>"}, []string{"writ-timers.>"}
+	for _, k := range componentKinds {
+		for _, d := range l.Others {
+			exports = append(exports, "writ."+d+".*."+k)
+		}
+	}
+	return imports, exports
+}
+
+func listenAddr(addr string) (string, int, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("embedded: leafnode listen %q: %w", addr, err)
+	}
+	if !IsLoopback(host) {
+		return "", 0, fmt.Errorf("%w: leafnode listen %q", ErrNotLoopback, addr)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil {
+		return "", 0, fmt.Errorf("embedded: leafnode listen %q: %w", addr, err)
+	}
+	return host, p, nil
 }
 
 // ErrNotLoopback is returned for a listen host other than a loopback address.
@@ -252,10 +280,18 @@ func Start(o Options) (*Server, error) {
 		// Writ events are small; a larger body is refused by the checker,
 		// but must reach it to be recorded.
 		MaxPayload: 1 << 20,
+		// A CONNECT carries the user JWT, and a role's permissions make it
+		// longer than the default 4 KiB control line.
+		MaxControlLine: MaxControlLine,
 	}
 	opts.JetStreamDomain = o.JetStreamDomain
+	if o.Auth != nil {
+		if err := o.Auth.options(opts); err != nil {
+			return nil, err
+		}
+	}
 	if o.Leaf != nil {
-		if err := o.Leaf.options(opts); err != nil {
+		if err := o.Leaf.options(opts, o.Auth != nil); err != nil {
 			return nil, err
 		}
 	}
@@ -277,6 +313,39 @@ func Start(o Options) (*Server, error) {
 		return nil, fmt.Errorf("embedded: nats-server on %s:%d did not become ready", o.Host, o.Port)
 	}
 	return &Server{ns: ns}, nil
+}
+
+// operatorOptions: a hub listens and lets the leaf JWTs' permissions speak;
+// a spoke binds each remote to its own account and presents its creds.
+func (l *Leaf) operatorOptions(o *server.Options) error {
+	if l.Listen != "" {
+		host, p, err := listenAddr(l.Listen)
+		if err != nil {
+			return err
+		}
+		o.LeafNode.Host, o.LeafNode.Port = host, p
+	}
+	if len(l.Remotes) == 0 {
+		return nil
+	}
+	if l.Creds == "" || l.Account == "" {
+		return errors.New("embedded: a spoke with authentication needs its account and the leaf creds its hub issued")
+	}
+	for _, r := range l.Remotes {
+		u, err := url.Parse(r)
+		if err != nil {
+			return fmt.Errorf("embedded: leafnode remote %q: %w", r, err)
+		}
+		if u.User != nil {
+			return fmt.Errorf("embedded: leafnode remote %q carries a user and secret: with authentication a spoke presents the leaf creds its hub issued instead", u.Redacted())
+		}
+		imports, exports := l.denied()
+		o.LeafNode.Remotes = append(o.LeafNode.Remotes, &server.RemoteLeafOpts{
+			URLs: []*url.URL{u}, LocalAccount: l.Account, Credentials: l.Creds,
+			DenyImports: imports, DenyExports: exports,
+		})
+	}
+	return nil
 }
 
 // ClientURL is the nats:// URL clients connect to.

@@ -300,3 +300,18 @@ var codes = []struct {
 	{identity.ErrIdentityExpired, "identity-expired"},
 	{identity.ErrNotYetValid, "identity-not-yet-valid"},
 }
+
+// Kinds lists every event kind.
+func Kinds() []Kind {
+	out := make([]Kind, 0, len(kindNames)-1)
+	for k := KindNone + 1; int(k) < len(kindNames); k++ {
+		out = append(out, k)
+	}
+	return out
+}
+
+// IsAsk reports whether k is a principal's signed ask (a request, a vote,
+// a revocation or lock ask...): the kinds no component owns.
+func IsAsk(k Kind) bool {
+	return k != KindNone && k != KindRefused && int(k) < len(kindNames) && RoleFor(k) == ""
+}

@@ -60,29 +60,60 @@ type UserSpec struct {
 	Groups []string
 	TTL    time.Duration // zero: no expiry
 	Now    time.Time
+	// User is the user key to sign for; nil: a new one.
+	User nkeys.KeyPair
+	// Permissions, when set, gives the NATS permissions the JWT carries
+	// for the user key (its inbox is named after it). Without them the
+	// user gets the account's default permissions.
+	Permissions func(user string) (jwt.Permissions, error)
+	// Tags are carried besides the domain and groups (e.g. "role:issuer").
+	Tags []string
+	// ConnectionTypes limits how the user may connect (jwt.ConnectionType*);
+	// empty: any.
+	ConnectionTypes []string
 }
 
 // IssueUser creates a user key and a user JWT for it signed by account, and
 // returns the .creds file contents.
 func IssueUser(account nkeys.KeyPair, s UserSpec) ([]byte, error) {
+	token, user, err := SignUser(account, s)
+	if err != nil {
+		return nil, err
+	}
+	seed, err := user.Seed()
+	if err != nil {
+		return nil, err
+	}
+	return jwt.FormatUserConfig(token, seed)
+}
+
+// SignUser signs a user JWT for s.User (a new user key when nil) with
+// account, and returns it with the user key.
+func SignUser(account nkeys.KeyPair, s UserSpec) (string, nkeys.KeyPair, error) {
 	if !ValidDomainName(s.Domain) {
-		return nil, fmt.Errorf("identity: invalid domain name %q", s.Domain)
+		return "", nil, fmt.Errorf("identity: invalid domain name %q", s.Domain)
 	}
 	if s.Name == "" {
-		return nil, errors.New("identity: a principal needs a name")
+		return "", nil, errors.New("identity: a principal needs a name")
 	}
 	for _, g := range s.Groups {
 		// JWT tags are lower-cased on the way in; refuse what would not
 		// survive, rather than issue a group no policy could name.
 		if !ValidGroupName(g) {
-			return nil, fmt.Errorf("identity: group %q: lower case letters, digits, '.', '_' and '-'", g)
+			return "", nil, fmt.Errorf("identity: group %q: lower case letters, digits, '.', '_' and '-'", g)
 		}
 	}
-	user, err := nkeys.CreateUser()
-	if err != nil {
-		return nil, err
+	user := s.User
+	if user == nil {
+		var err error
+		if user, err = nkeys.CreateUser(); err != nil {
+			return "", nil, err
+		}
 	}
-	pub, _ := user.PublicKey()
+	pub, err := user.PublicKey()
+	if err != nil || !nkeys.IsValidPublicUserKey(pub) {
+		return "", nil, errors.New("identity: the user key is not a user nkey")
+	}
 	uc := jwt.NewUserClaims(pub)
 	uc.Name = s.Name
 	uc.Tags.Add(TagDomain + s.Domain)
@@ -98,15 +129,24 @@ func IssueUser(account nkeys.KeyPair, s UserSpec) ([]byte, error) {
 		}
 		uc.Expires = now.Add(s.TTL).Unix()
 	}
+	for _, t := range s.Tags {
+		uc.Tags.Add(t)
+	}
+	if s.Permissions != nil {
+		p, err := s.Permissions(pub)
+		if err != nil {
+			return "", nil, err
+		}
+		uc.Permissions = p
+	}
+	for _, t := range s.ConnectionTypes {
+		uc.AllowedConnectionTypes.Add(t)
+	}
 	token, err := uc.Encode(account)
 	if err != nil {
-		return nil, fmt.Errorf("identity: sign user JWT: %w", err)
+		return "", nil, fmt.Errorf("identity: sign user JWT: %w", err)
 	}
-	seed, err := user.Seed()
-	if err != nil {
-		return nil, err
-	}
-	return jwt.FormatUserConfig(token, seed)
+	return token, user, nil
 }
 
 // LoadSeed reads an nkey seed file (one seed, optional surrounding whitespace).

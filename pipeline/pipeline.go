@@ -11,12 +11,14 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/writ-dev/writ/config"
 	"github.com/writ-dev/writ/consumers"
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/internal/access"
 )
 
 // Components lists the core components, in pipeline order.
@@ -55,6 +57,11 @@ type Options struct {
 	// Observer hears what the components do: metrics and health (see
 	// package ops). Optional.
 	Observer consumers.Observer
+	// Connect, when set, gives each component a connection of its own
+	// (with the permissions of its role): Build calls it once per
+	// component, and Run closes what it returned once the components have
+	// stopped. Nil: every component uses Build's connection.
+	Connect func(component string) (*nats.Conn, error)
 }
 
 // Pipeline is a set of components ready to run.
@@ -62,6 +69,7 @@ type Pipeline struct {
 	parts    []runner
 	names    []string
 	observer consumers.Observer
+	conns    []*nats.Conn // the components' own connections, closed by Run
 }
 
 type runner interface{ Run(context.Context) error }
@@ -104,42 +112,68 @@ func Build(nc *nats.Conn, rt *config.Runtime, o Options) (*Pipeline, error) {
 	}
 	p := &Pipeline{observer: o.Observer}
 	for _, n := range names {
-		var r runner
-		var err error
-		switch n {
-		case string(identity.RolePolicy):
-			r, err = consumers.NewPolicy(env, rt.PolicyKey, rt.Policies, rt.Flows)
-		case string(identity.RoleApproval):
-			r, err = consumers.NewApproval(env, rt.ApprovalKey, rt.Policies)
-		case string(identity.RoleIssuer):
-			r, err = consumers.NewIssuer(env, rt.IssuerKey, rt.IssuerXKey, consumers.GrantPolicy{
-				DefaultTTL: time.Duration(rt.Config.Grants.DefaultTTL), MaxTTL: time.Duration(rt.Config.Grants.MaxTTL),
-			})
-		case Auditor:
-			a := rt.Config.Audit
-			if a == nil || rt.AuditorKey == nil {
-				return nil, fmt.Errorf("pipeline: the auditor needs an audit section and keys.auditor in %s", config.FileName)
-			}
-			r, err = consumers.NewAuditor(env, rt.AuditorKey, consumers.AuditorConfig{
-				Interval: time.Duration(a.CheckpointInterval), Witness: a.Witness, Federated: rt.Config.Federation != nil,
-			})
-		case Notifier:
-			var cfg consumers.NotifierConfig
-			if cfg, err = NotifierConfig(rt.Config.Notify, os.Getenv); err == nil {
-				r, err = consumers.NewNotifier(env, cfg)
-			}
-		default:
-			return nil, fmt.Errorf("pipeline: unknown component %q; known: %v", n, Known())
-		}
-		if err != nil {
-			return nil, err
-		}
 		if slices.Contains(p.names, n) {
+			p.close()
 			return nil, fmt.Errorf("pipeline: component %q named twice", n)
+		}
+		r, err := p.build(n, env, rt, o)
+		if err != nil {
+			p.close()
+			return nil, err
 		}
 		p.parts, p.names = append(p.parts, r), append(p.names, n)
 	}
 	return p, nil
+}
+
+// build makes component n, on a connection of its own when o says so.
+func (p *Pipeline) build(n string, env consumers.Env, rt *config.Runtime, o Options) (runner, error) {
+	if !slices.Contains(Known(), n) {
+		return nil, fmt.Errorf("pipeline: unknown component %q; known: %v", n, Known())
+	}
+	if o.Connect != nil {
+		nc, err := o.Connect(n)
+		if err != nil {
+			return nil, fmt.Errorf("pipeline: %s: connect: %w", n, err)
+		}
+		p.conns = append(p.conns, nc)
+		env.NC = nc
+	}
+	switch n {
+	case string(identity.RolePolicy):
+		return consumers.NewPolicy(env, rt.PolicyKey, rt.Policies, rt.Flows)
+	case string(identity.RoleApproval):
+		return consumers.NewApproval(env, rt.ApprovalKey, rt.Policies)
+	case string(identity.RoleIssuer):
+		return consumers.NewIssuer(env, rt.IssuerKey, rt.IssuerXKey, consumers.GrantPolicy{
+			DefaultTTL: time.Duration(rt.Config.Grants.DefaultTTL), MaxTTL: time.Duration(rt.Config.Grants.MaxTTL),
+		})
+	case Auditor:
+		a := rt.Config.Audit
+		if a == nil || rt.AuditorKey == nil {
+			return nil, fmt.Errorf("pipeline: the auditor needs an audit section and keys.auditor in %s", config.FileName)
+		}
+		return consumers.NewAuditor(env, rt.AuditorKey, consumers.AuditorConfig{
+			Interval: time.Duration(a.CheckpointInterval), Witness: a.Witness, Federated: rt.Config.Federation != nil,
+		})
+	case Notifier:
+		cfg, err := NotifierConfig(rt.Config.Notify, os.Getenv)
+		if err != nil {
+			return nil, err
+		}
+		return consumers.NewNotifier(env, cfg)
+	}
+	return nil, fmt.Errorf("pipeline: unknown component %q", n)
+}
+
+// close closes the components' own connections, once what they published
+// has reached the server.
+func (p *Pipeline) close() {
+	for _, nc := range p.conns {
+		_ = nc.FlushTimeout(5 * time.Second)
+		nc.Close()
+	}
+	p.conns = nil
 }
 
 // NotifierConfig translates a notify section, reading its secret with getenv.
@@ -214,5 +248,53 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			return r.Run(ctx)
 		})
 	}
+	defer p.close()
 	return g.Wait()
+}
+
+// RoleConnector returns an Options.Connect that connects each component
+// with connect, as a user of its own role: a key made for the connection
+// and a user JWT the domain's account key signs with that role's
+// permissions. Nothing is written to disk; the JWT does not expire, and
+// dies with the key when the process ends.
+//
+// An error the server reports on the connection (a permission it refused)
+// is logged to log: a component refused what its role needs is a bug.
+func RoleConnector(rt *config.Runtime, suffix string, log *slog.Logger, connect func(...nats.Option) (*nats.Conn, error)) (func(string) (*nats.Conn, error), error) {
+	account, err := identity.LoadSeed(rt.Config.Path(config.AccountSeed))
+	if err != nil {
+		return nil, fmt.Errorf("pipeline: the components' connections are signed with the account key: %w", err)
+	}
+	return func(component string) (*nats.Conn, error) {
+		opts, err := RoleOptions(rt.Config, account, suffix, access.Role(component))
+		if err != nil {
+			return nil, err
+		}
+		return connect(append(opts, nats.Name("writ "+component), nats.MaxReconnects(-1), ErrorLogger(log, component))...)
+	}, nil
+}
+
+// RoleOptions are the connection options of a user of roles (their
+// union), signed by account for a key made now.
+func RoleOptions(c *config.Config, account nkeys.KeyPair, suffix string, roles ...access.Role) ([]nats.Option, error) {
+	token, user, err := c.SignRole(account, config.RoleSpec{Roles: roles, Name: "writ-" + string(roles[0]), DurableSuffix: suffix})
+	if err != nil {
+		return nil, err
+	}
+	return access.KeyOptions(token, user)
+}
+
+// ErrorLogger logs the errors the server reports on a connection
+// (permissions refused, slow consumers) at error level.
+func ErrorLogger(log *slog.Logger, name string) nats.Option {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+		attrs := []any{"connection", name, "err", err}
+		if sub != nil {
+			attrs = append(attrs, "subject", sub.Subject)
+		}
+		log.Error("NATS server reported an error", attrs...)
+	})
 }

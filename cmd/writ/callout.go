@@ -14,6 +14,8 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/writ-dev/writ/callout"
+	"github.com/writ-dev/writ/config"
+	"github.com/writ-dev/writ/internal/access"
 	"github.com/writ-dev/writ/redeem"
 )
 
@@ -28,7 +30,7 @@ func runCallout(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	account := fs.String("account", "", "account granted users are placed in (config mode)")
 	xkeyFile := fs.String("xkey", "", "seed file of the curve key named as auth_callout xkey (optional)")
 	writServer := fs.String("writ-server", "", "NATS URL of the domain's Writ JetStream (default: the Writ directory's config)")
-	writCreds := fs.String("writ-creds", "", ".creds for the Writ JetStream connection (optional)")
+	writCreds := fs.String("writ-creds", "", ".creds of a redeemer for the Writ JetStream connection (default: the Writ directory's creds/redeemer.creds)")
 	prefix := fs.String("prefix", callout.DefaultPrefix, "first token of action subjects")
 	verbose := fs.Bool("v", false, "log each decision")
 	pos, err := parse(fs, args)
@@ -91,9 +93,12 @@ func runCallout(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		wurl = "nats://" + rt.Config.Listen
 	}
 	wopts := []nats.Option{nats.Name("writ-callout-redeemer"), nats.Timeout(5 * time.Second), nats.MaxReconnects(-1)}
-	if *writCreds != "" {
-		wopts = append(wopts, nats.UserCredentials(*writCreds))
+	// Consuming a grant is the redeemer's right on the server.
+	copts, err := access.CredsOptions(firstNonEmpty(*writCreds, rt.Config.Path(config.RedeemerCreds)))
+	if err != nil {
+		return fmt.Errorf("--writ-creds: %w", err)
 	}
+	wopts = append(wopts, copts...)
 	wnc, err := nats.Connect(wurl, wopts...)
 	if err != nil {
 		return fmt.Errorf("connect to Writ's NATS at %s: %w", wurl, err)

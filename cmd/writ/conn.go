@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/writ-dev/writ/client"
 	"github.com/writ-dev/writ/config"
 	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/internal/access"
 )
 
 const defaultDir = ".writ"
@@ -72,13 +74,32 @@ func (c *conn) open() (*nats.Conn, *client.Client, error) {
 		return nil, nil, err
 	}
 	opts := []nats.Option{nats.Name("writ"), nats.Timeout(5 * time.Second)}
-	if c.creds != "" {
-		opts = append(opts, nats.UserCredentials(c.creds))
+	// Who connects: --creds, else the setup's read-only identity, which
+	// is all that reading the trail needs.
+	creds := c.creds
+	if creds == "" && cfgErr == nil {
+		if _, err := os.Stat(cfg.Path(config.ReaderCreds)); err == nil {
+			creds = cfg.Path(config.ReaderCreds)
+		}
+	}
+	if creds != "" {
+		copts, err := access.CredsOptions(creds)
+		if err != nil {
+			return nil, nil, err
+		}
+		opts = append(opts, copts...)
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		if errors.Is(err, nats.ErrNoServers) {
 			return nil, nil, fmt.Errorf("cannot reach NATS at %s: is 'writ serve' running? (point elsewhere with --server or NATS_URL)", url)
+		}
+		if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked) {
+			who := "no credentials"
+			if creds != "" {
+				who = creds
+			}
+			return nil, nil, fmt.Errorf("NATS at %s refused the connection (%s): %v; pass --creds with an identity this domain issued", url, who, err)
 		}
 		return nil, nil, fmt.Errorf("connect to %s: %w", url, err)
 	}

@@ -150,6 +150,7 @@ func grantRedeem(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	action := fs.String("action", "", "the action about to be performed (required)")
 	resource := fs.String("resource", "", "the resource it is performed on (required)")
 	service := fs.String("service", "writ-cli", "the redeeming service's name, recorded in the audit stream")
+	redeemerCreds := fs.String("redeemer-creds", "", "the redeemer's .creds, which may consume grants (default: the Writ directory's creds/redeemer.creds)")
 	leeway := fs.Duration("leeway", issuer.DefaultLeeway, "clock skew tolerated on not-before and expiry (at most 5m)")
 	var params multiFlag
 	fs.Var(&params, "param", "a parameter key=value the grant must bind exactly (repeatable)")
@@ -182,7 +183,14 @@ func grantRedeem(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	who, nc, _, err := c.openAs()
+	// The holder proves possession; the connection is the redeemer's,
+	// the role the server lets consume a grant.
+	who, err := c.identity()
+	if err != nil {
+		return err
+	}
+	c.creds = firstNonEmpty(*redeemerCreds, rt.Config.Path(config.RedeemerCreds))
+	nc, _, err := c.open()
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -17,14 +18,15 @@ import (
 	"github.com/writ-dev/writ/config"
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/internal/access"
 )
 
-const identitySynopsis = `identity issue --domain D --name N [--group G]... [--ttl 720h] [--out FILE] [--force] [--dir DIR]
+const identitySynopsis = `identity issue --domain D --name N [--role R[,R...]] [--group G]... [--ttl 720h] [--out FILE] [--force] [--dir DIR]
        writ identity show --creds FILE [--dir DIR] [--json]`
 
 // accountSeed is where 'writ init' keeps a domain's account seed, relative
 // to its Writ directory.
-var accountSeed = filepath.Join("keys", "account.nk")
+var accountSeed = config.AccountSeed
 
 func runIdentity(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
@@ -50,6 +52,7 @@ func identityIssue(args []string, stdout, stderr io.Writer) error {
 	var groups multiFlag
 	fs.Var(&groups, "group", "a group the principal belongs to; repeatable")
 	ttl := fs.Duration("ttl", 720*time.Hour, "how long the identity is valid")
+	roleList := fs.String("role", "principal", "what the server lets it do: principal (ask, vote; read), reader (read only), redeemer (consume grants), leaf (a spoke domain's link to this hub: --name is the spoke's domain), operator (every right: break-glass only), or components policy,approval,issuer,auditor,notifier (several: comma-separated, for a 'writ serve --server' replica)")
 	out := fs.String("out", "", "where to write the .creds file (default DIR/creds/NAME.creds)")
 	force := fs.Bool("force", false, "replace an existing file")
 	pos, err := parse(fs, args)
@@ -72,6 +75,24 @@ func identityIssue(args []string, stdout, stderr io.Writer) error {
 		if !identity.ValidGroupName(g) {
 			return usageError("invalid group %q: lower case letters, digits, '.', '_' and '-'", g)
 		}
+	}
+	var roles []access.Role
+	for _, r := range strings.Split(*roleList, ",") {
+		role, err := access.ParseRole(strings.TrimSpace(r))
+		if err != nil {
+			return usageError("--role: %v", err)
+		}
+		roles = append(roles, role)
+	}
+	spoke := ""
+	if slices.Contains(roles, access.Leaf) {
+		if len(roles) > 1 {
+			return usageError("--role leaf stands alone: a leafnode link is nothing else")
+		}
+		if !identity.ValidDomainName(*name) {
+			return usageError("--role leaf: --name must be the spoke's domain, got %q", *name)
+		}
+		spoke = *name
 	}
 
 	s, err := loadSetup(*dir)
@@ -103,7 +124,7 @@ func identityIssue(args []string, stdout, stderr io.Writer) error {
 	}
 
 	now := time.Now()
-	creds, err := identity.IssueUser(account, identity.UserSpec{Domain: *domain, Name: *name, Groups: groups, TTL: *ttl, Now: now})
+	creds, err := s.cfg.IssueRole(account, config.RoleSpec{Roles: roles, Name: *name, Groups: groups, TTL: *ttl, Now: now, Spoke: spoke})
 	if err != nil {
 		return err
 	}
@@ -121,8 +142,8 @@ func identityIssue(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stderr, "Issued %s (groups: %s; expires %s), signed by %s.\n",
-		id.Principal.ID(), groupList(id.Principal.Groups), id.Principal.Expires.Format(time.RFC3339), accountPub)
+	fmt.Fprintf(stderr, "Issued %s as %s (groups: %s; expires %s), signed by %s.\n",
+		id.Principal.ID(), *roleList, groupList(id.Principal.Groups), id.Principal.Expires.Format(time.RFC3339), accountPub)
 	fmt.Fprintln(stdout, path)
 	return nil
 }

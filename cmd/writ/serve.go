@@ -6,27 +6,35 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 
 	"github.com/writ-dev/writ/config"
 	"github.com/writ-dev/writ/embedded"
+	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/internal/access"
 	"github.com/writ-dev/writ/pipeline"
 )
 
 func runInit(_ context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("init", "init [--dir DIR] [--domain NAME] [--port N] [--replicas N]", stderr)
+	fs := newFlags("init", "init [--dir DIR] [--domain NAME] [--port N] [--replicas N] | init --upgrade [--dir DIR]", stderr)
 	dir := fs.String("dir", envOr("WRIT_HOME", defaultDir), "directory to create the setup in; env WRIT_HOME")
 	domain := fs.String("domain", "acme", "name of the domain (lower case letters, digits, dashes)")
 	port := fs.Int("port", 4222, "port of the embedded NATS on 127.0.0.1; give each setup on one machine its own")
 	replicas := fs.Int("replicas", 1, "replicas of the audit and timer streams: 3 on a three-node NATS cluster")
+	upgrade := fs.Bool("upgrade", false, "give a setup made by an earlier 'writ init' server-enforced roles: the server's keys, and its creds re-issued with their roles")
 	if _, err := parse(fs, args); err != nil {
 		return err
+	}
+	if *upgrade {
+		return upgradeSetup(*dir, stdout)
 	}
 	if *port < 1 || *port > 65535 {
 		return usageError("--port %d: want 1 to 65535", *port)
@@ -55,6 +63,27 @@ func runInit(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
+func upgradeSetup(dir string, stdout io.Writer) error {
+	if !config.Exists(dir) {
+		return fmt.Errorf("no Writ setup in %s to upgrade; 'writ init --dir %s' makes a new one", dir, dir)
+	}
+	files, err := config.Upgrade(dir)
+	if errors.Is(err, config.ErrUpToDate) {
+		fmt.Fprintf(stdout, "%s already has server-enforced roles: nothing to do.\n", dir)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("upgrade %s: %w", dir, err)
+	}
+	fmt.Fprintf(stdout, "Upgraded %s: its NATS server now admits only this domain's identities, each limited to its role.\n", dir)
+	for _, f := range files {
+		fmt.Fprintf(stdout, "  re-issued  %s\n", f)
+	}
+	fmt.Fprintln(stdout, "Hand the re-issued creds to whoever holds the old ones: creds issued before have no rights on the server.")
+	fmt.Fprintf(stdout, "The operator's creds (%s) have every right: keep them for break-glass use.\n", filepath.Join(dir, config.OperatorCreds))
+	return nil
+}
+
 func describeSetup(w io.Writer, cfg *config.Config) {
 	dir := cfg.Dir()
 	fmt.Fprintf(w, "Created a Writ setup for domain %q in %s:\n", cfg.Domain, dir)
@@ -70,7 +99,8 @@ func describeSetup(w io.Writer, cfg *config.Config) {
 		fmt.Fprintf(w, "%s: %s", s.Name, strings.Join(s.Groups, ","))
 	}
 	fmt.Fprintln(w, ")")
-	fmt.Fprintf(w, "  keys          %s (secret: keep them private)\n", filepath.Join(dir, "keys"))
+	fmt.Fprintf(w, "  services      %s (read-only: audit commands), %s (consumes grants)\n", cfg.Path(config.ReaderCreds), cfg.Path(config.RedeemerCreds))
+	fmt.Fprintf(w, "  keys          %s (secret: keep them private; %s has every right on NATS, for break-glass use only)\n", filepath.Join(dir, "keys"), filepath.Base(config.OperatorCreds))
 }
 
 // syncSetting is --sync when given, else the configuration's sync_always.
@@ -126,10 +156,18 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	var nc *nats.Conn
 	var srv *embedded.Server
+	var connect func(string) (*nats.Conn, error) // each component's own connection; nil: nc
 	if *server != "" {
 		opts := []nats.Option{nats.Name("writ serve"), nats.MaxReconnects(-1)}
 		if c := firstNonEmpty(*creds, cfg.Path(cfg.Creds)); c != "" {
-			opts = append(opts, nats.UserCredentials(c))
+			copts, err := access.CredsOptions(c)
+			if err != nil {
+				return err
+			}
+			opts = append(opts, copts...)
+			warnIfRewrites(log, c, cfg.Stream.Name)
+		} else {
+			log.Warn("no --creds for --server: the components connect with whatever rights the server gives a connection without credentials")
 		}
 		if nc, err = nats.Connect(*server, opts...); err != nil {
 			return fmt.Errorf("connect to %s: %w", *server, err)
@@ -145,16 +183,31 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if *port != 0 {
 			portNum = *port
 		}
+		auth, err := cfg.ServerAuth()
+		if errors.Is(err, config.ErrNoServerAuth) {
+			return fmt.Errorf("%s: %w; %s", *dir, err, config.UpgradeHint(*dir))
+		} else if err != nil {
+			return err
+		}
+		leaf, err := rt.Leaf()
+		if err != nil {
+			return err
+		}
 		srv, err = embedded.Start(embedded.Options{
 			Host: host, Port: portNum, StoreDir: cfg.Path(cfg.StoreDir),
 			SyncAlways: syncSetting(fs, *syncAlways, cfg.SyncAlways), Name: "writ-" + cfg.Domain,
-			Logger: log, JetStreamDomain: cfg.Domain, Leaf: rt.Leaf(),
+			Logger: log, JetStreamDomain: cfg.Domain, Leaf: leaf, Auth: auth,
 		})
 		if err != nil {
 			return err
 		}
 		defer srv.Shutdown()
-		if nc, err = srv.Connect(nats.Name("writ serve"), nats.MaxReconnects(-1)); err != nil {
+		// serve's own connection (stream setup, health) holds the rights
+		// of the components it runs; each component gets its own.
+		if connect, err = pipeline.RoleConnector(rt, "", log, srv.Connect); err != nil {
+			return err
+		}
+		if nc, err = serveConn(rt, srv, names); err != nil {
 			return err
 		}
 		durability := "every write on disk before it is acknowledged"
@@ -179,7 +232,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	p, err := pipeline.Build(nc, rt, pipeline.Options{Components: names, Logger: log, Observer: opsSrv.observer()})
+	p, err := pipeline.Build(nc, rt, pipeline.Options{Components: names, Logger: log, Observer: opsSrv.observer(), Connect: connect})
 	if err != nil {
 		return err
 	}
@@ -200,6 +253,47 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		err = nil
 	}
 	return err
+}
+
+// serveConn connects serve itself to the embedded server with the union
+// of the rights of the components it runs.
+func serveConn(rt *config.Runtime, srv *embedded.Server, names []string) (*nats.Conn, error) {
+	if len(names) == 0 {
+		names = pipeline.Defaults(rt)
+	}
+	roles := make([]access.Role, len(names))
+	for i, n := range names {
+		roles[i] = access.Role(n)
+	}
+	account, err := identity.LoadSeed(rt.Config.Path(config.AccountSeed))
+	if err != nil {
+		return nil, err
+	}
+	opts, err := pipeline.RoleOptions(rt.Config, account, "", roles...)
+	if err != nil {
+		return nil, err
+	}
+	return srv.Connect(append(opts, nats.Name("writ serve"), nats.MaxReconnects(-1))...)
+}
+
+// warnIfRewrites logs a warning when the creds serve runs with could
+// rewrite or remove the audit stream: a component needs none of that.
+func warnIfRewrites(log *slog.Logger, creds, stream string) {
+	id, err := identity.LoadCreds(creds)
+	if err != nil {
+		return // the connection will say what is wrong with them
+	}
+	uc, err := jwt.DecodeUserClaims(id.JWT)
+	if err != nil {
+		return
+	}
+	if uc.Permissions.Pub.Empty() && uc.Permissions.Sub.Empty() {
+		log.Warn("the --creds carry no permissions of their own: the account's defaults apply, which may let anyone holding them update, purge or delete the audit stream; issue component creds with 'writ identity issue --role policy,approval,issuer'", "creds", creds)
+		return
+	}
+	if calls := access.Rewrites(uc.Permissions, stream); len(calls) > 0 {
+		log.Warn("the --creds may rewrite or remove the audit stream, which no component needs; issue component creds with 'writ identity issue --role policy,approval,issuer'", "creds", creds, "allowed", strings.Join(calls, ", "))
+	}
 }
 
 func firstNonEmpty(vs ...string) string {

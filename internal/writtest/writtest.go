@@ -21,6 +21,7 @@ import (
 	"github.com/writ-dev/writ/embedded"
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/internal/access"
 	"github.com/writ-dev/writ/pipeline"
 	"github.com/writ-dev/writ/request"
 )
@@ -137,10 +138,17 @@ func Federation(t testing.TB, o map[string]Options, hub string, spokes ...string
 	}
 	port := freePort(t)
 	fed := map[string]*config.Federation{hub: {Listen: fmt.Sprintf("127.0.0.1:%d", port), Spokes: map[string]string{}}}
+	hubCfg, err := config.Load(envs[hub].Dir)
+	require.NoError(t, err)
+	hubAccount, err := identity.LoadSeed(hubCfg.Path(config.AccountSeed))
+	require.NoError(t, err)
 	for _, d := range spokes {
-		secret := "secret-of-" + d + "-0123456789"
-		fed[hub].Spokes[d] = secret
-		fed[d] = &config.Federation{Remotes: []string{fmt.Sprintf("nats-leaf://%s:%s@127.0.0.1:%d", embedded.LeafUser(d), secret, port)}}
+		fed[hub].Spokes[d] = ""
+		// The hub issues each spoke the creds of its leafnode link.
+		creds, err := hubCfg.IssueRole(hubAccount, config.RoleSpec{Roles: []access.Role{access.Leaf}, Name: "leaf-" + d, Spoke: d})
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(envs[d].Dir, "leaf-"+hub+".creds"), creds, 0o600))
+		fed[d] = &config.Federation{Remotes: []string{fmt.Sprintf("nats-leaf://127.0.0.1:%d", port)}, Creds: "leaf-" + hub + ".creds"}
 	}
 	for _, d := range names {
 		require.NoError(t, merged.Save(filepath.Join(envs[d].Dir, "trust.json")))
@@ -178,9 +186,18 @@ func logger(t testing.TB) *slog.Logger {
 func (e *Env) StartServer() {
 	t := e.T
 	t.Helper()
-	s, err := embedded.Start(embedded.Options{Port: -1, StoreDir: e.Store, JetStreamDomain: e.Domain, Leaf: e.Runtime.Leaf(), Name: e.Domain, SyncAlways: e.sync})
+	leaf, err := e.Runtime.Leaf()
 	require.NoError(t, err)
-	nc, err := s.Connect(nats.MaxReconnects(-1))
+	auth, err := e.Runtime.Config.ServerAuth()
+	require.NoError(t, err)
+	s, err := embedded.Start(embedded.Options{Port: -1, StoreDir: e.Store, JetStreamDomain: e.Domain, Leaf: leaf, Name: e.Domain, SyncAlways: e.sync, Auth: auth})
+	require.NoError(t, err)
+	// The test's own connection is the operator's: tests tamper with what
+	// no other role may touch. The pipeline's components connect with
+	// their own roles (Serve).
+	opts, err := access.CredsOptions(e.Runtime.Config.Path(config.OperatorCreds))
+	require.NoError(t, err)
+	nc, err := s.Connect(append(opts, nats.MaxReconnects(-1))...)
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -196,7 +213,9 @@ func (e *Env) StartServer() {
 func (e *Env) Serve(suffix string) func() {
 	t := e.T
 	t.Helper()
-	p, err := pipeline.Build(e.NC, e.Runtime, pipeline.Options{Logger: e.Logger, DurableSuffix: suffix})
+	connect, err := pipeline.RoleConnector(e.Runtime, suffix, e.Logger, e.Server.Connect)
+	require.NoError(t, err)
+	p, err := pipeline.Build(e.NC, e.Runtime, pipeline.Options{Logger: e.Logger, DurableSuffix: suffix, Connect: connect})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -1,0 +1,409 @@
+package access
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/nats-io/jwt/v2"
+
+	"github.com/writ-dev/writ/consumers"
+	"github.com/writ-dev/writ/events"
+	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/locks"
+	"github.com/writ-dev/writ/redeem"
+	"github.com/writ-dev/writ/state"
+)
+
+// Role is what a connection is for. The zero value is no role.
+type Role string
+
+// The roles. Reader, Principal, Redeemer, Leaf and Operator are people's and
+// services' roles; the others are the pipeline's components.
+const (
+	Reader    Role = "reader"    // reads histories and notices: auditors, dashboards
+	Principal Role = "principal" // a reader that also asks: requests, votes, revocations, locks, state
+	Policy    Role = Role(identity.RolePolicy)
+	Approval  Role = Role(identity.RoleApproval)
+	Issuer    Role = Role(identity.RoleIssuer)
+	Auditor   Role = Role(identity.RoleAuditor)
+	Notifier  Role = "notifier"
+	Redeemer  Role = Role(identity.RoleRedeemer) // a target's service: consumes grants once
+	Leaf      Role = "leaf"                      // another domain's server, linked as a leafnode spoke
+	Operator  Role = "operator"                  // every right; break-glass only
+)
+
+// Roles lists every role, people's first.
+var Roles = []Role{Reader, Principal, Redeemer, Leaf, Operator, Policy, Approval, Issuer, Auditor, Notifier}
+
+// Components lists the roles of the pipeline's components.
+var Components = []Role{Policy, Approval, Issuer, Auditor, Notifier}
+
+// ErrUnknownRole is returned by ParseRole.
+var ErrUnknownRole = errors.New("unknown role")
+
+// ParseRole returns the role named s.
+func ParseRole(s string) (Role, error) {
+	if r := Role(s); slices.Contains(Roles, r) {
+		return r, nil
+	}
+	names := make([]string, len(Roles))
+	for i, r := range Roles {
+		names[i] = string(r)
+	}
+	return "", fmt.Errorf("%w %q: want one of %s", ErrUnknownRole, s, strings.Join(names, ", "))
+}
+
+func (r Role) String() string { return string(r) }
+
+// IsComponent reports whether r is one of the pipeline's components.
+func (r Role) IsComponent() bool { return slices.Contains(Components, r) }
+
+// Scope is what a role's permissions are computed for: one domain's
+// streams, the durable consumers a component reads, and the user key whose
+// inbox the connection may hear.
+type Scope struct {
+	Domain     string
+	Stream     string // audit stream; default WRIT
+	Timers     string // timer stream; default WRIT_TIMERS
+	Queue      string // notifier's delivery queue; default WRIT_NOTIFY
+	DeadLetter string // notifier's dead letters; default WRIT_DEADLETTER
+	// Consumers are the durable consumers a component reads (see
+	// consumers.Env.DurablesOf). Only components have any.
+	Consumers []consumers.Durable
+	// User is the connection's user public key: it may subscribe only
+	// under InboxPrefix(User). Empty: no inbox (a leafnode).
+	User string
+	// Spoke is the domain of the leafnode spoke a Leaf role is for.
+	Spoke string
+}
+
+func (s *Scope) defaults() {
+	if s.Stream == "" {
+		s.Stream = consumers.DefaultStream
+	}
+	if s.Timers == "" {
+		s.Timers = consumers.DefaultTimersStream
+	}
+	if s.Queue == "" {
+		s.Queue = consumers.DefaultNotifyStream
+	}
+	if s.DeadLetter == "" {
+		s.DeadLetter = consumers.DefaultDeadLetterStream
+	}
+}
+
+// InboxPrefix is the inbox prefix of a connection of user key user: every
+// role may hear replies there and nowhere else under _INBOX. Clients set
+// it with nats.CustomInboxPrefix.
+func InboxPrefix(user string) string { return "_INBOX." + user }
+
+// Buckets Writ keeps, by who writes them.
+var (
+	bucketsApproval = []string{locks.Bucket, state.Bucket, redeem.BucketRevocations}
+	bucketsRedeemer = []string{redeem.BucketUsed, redeem.BucketNonces}
+	// Every bucket: read by the components and redeemers that watch them.
+	bucketsAll = []string{locks.Bucket, state.Bucket, redeem.BucketRevocations, redeem.BucketUsed, redeem.BucketNonces}
+)
+
+func kvStream(bucket string) string { return "KV_" + bucket }
+
+// apis are the two spellings of a JetStream API subject: the local one and
+// the one through a JetStream domain ($JS.<domain>.API), which reaches the
+// same server's streams when it names its own domain.
+func apis(suffix ...string) []string {
+	out := make([]string, 0, 2*len(suffix))
+	for _, s := range suffix {
+		out = append(out, "$JS.API."+s, "$JS.*.API."+s)
+	}
+	return out
+}
+
+// Dangerous are the JetStream API subjects that rewrite or remove stored
+// messages, streams or consumers, or administer the server: denied by name
+// to every role but the operator (an allow wide enough to match them by
+// mistake is still refused).
+var Dangerous = apis(
+	"STREAM.UPDATE.>", "STREAM.DELETE.>", "STREAM.PURGE.>", "STREAM.MSG.DELETE.>",
+	"STREAM.RESTORE.>", "STREAM.SNAPSHOT.>", "STREAM.PEER.REMOVE.>", "STREAM.LEADER.STEPDOWN.>",
+	"CONSUMER.DELETE.>", "CONSUMER.PAUSE.>", "CONSUMER.UNPIN.>", "CONSUMER.LEADER.STEPDOWN.>",
+	"CONSUMER.DURABLE.CREATE.>", "META.>", "SERVER.>", "ACCOUNT.>",
+)
+
+// Permissions returns the permissions of role in scope. The operator's are
+// everything; a Leaf's are what a spoke may send into this hub and hear
+// from it (publish and subscribe are seen from the spoke's side).
+func Permissions(role Role, s Scope) (jwt.Permissions, error) {
+	s.defaults()
+	if !identity.ValidDomainName(s.Domain) {
+		return jwt.Permissions{}, fmt.Errorf("access: invalid domain %q", s.Domain)
+	}
+	var p perms
+	switch role {
+	case Operator:
+		return jwt.Permissions{Pub: jwt.Permission{Allow: []string{">"}}, Sub: jwt.Permission{Allow: []string{">"}}}, nil
+	case Leaf:
+		if !identity.ValidDomainName(s.Spoke) {
+			return jwt.Permissions{}, fmt.Errorf("access: a leaf role needs the spoke's domain (got %q)", s.Spoke)
+		}
+		p.leaf(s)
+	case Reader:
+		p.reader(s)
+	case Principal:
+		p.reader(s)
+		p.pub(askSubjects()...)
+	case Redeemer:
+		p.reader(s)
+		p.emit(s.Domain, identity.RoleRedeemer)
+		p.pub("writ." + s.Domain + ".*." + events.KindRefused.String())
+		p.watch(bucketsAll...)
+		p.write(bucketsRedeemer...)
+		p.create(kvStreams(redeem.BucketUsed, redeem.BucketNonces, redeem.BucketRevocations)...)
+	case Policy, Approval, Issuer, Auditor, Notifier:
+		p.component(role, s)
+	default:
+		return jwt.Permissions{}, fmt.Errorf("access: %w %q", ErrUnknownRole, role)
+	}
+	if role != Leaf {
+		if s.User == "" {
+			return jwt.Permissions{}, fmt.Errorf("access: role %s needs the user key whose inbox it hears", role)
+		}
+		p.sub(InboxPrefix(s.User) + ".>")
+		p.pub(apis("INFO")...)
+		p.denyPub(Dangerous...)
+		// The purges of Writ's own streams, also by name: the approval
+		// component's deny list lacks the wildcard, and so does a union of
+		// roles that includes it.
+		for _, st := range append([]string{s.Stream, s.Queue, s.DeadLetter}, kvStreams(bucketsAll...)...) {
+			p.denyPub(apis("STREAM.PURGE." + st)...)
+		}
+		p.denyPub("$SYS.>")
+		p.denySub("$SYS.>")
+	}
+	return p.done(), nil
+}
+
+// askSubjects are the subjects of the asks a principal signs, in any
+// domain (a request in another domain is made there).
+func askSubjects() []string {
+	var out []string
+	for _, k := range events.Kinds() {
+		if events.IsAsk(k) {
+			out = append(out, events.Prefix+".*.*."+k.String())
+		}
+	}
+	return out
+}
+
+func kvStreams(buckets ...string) []string {
+	out := make([]string, len(buckets))
+	for i, b := range buckets {
+		out[i] = kvStream(b)
+	}
+	return out
+}
+
+// reader: direct reads of any domain's audit stream (another domain's
+// through its JetStream domain), the stream's info, this domain's dead
+// letters, notices of every event, and asking the auditor.
+func (p *perms) reader(s Scope) {
+	p.pub(apis(
+		"DIRECT.GET."+s.Stream, "DIRECT.GET."+s.Stream+".>",
+		"STREAM.INFO."+s.Stream,
+		"DIRECT.GET."+s.DeadLetter, "DIRECT.GET."+s.DeadLetter+".>", "STREAM.INFO."+s.DeadLetter,
+	)...)
+	p.pub(consumers.CheckpointSubject("*"), consumers.AttestSubject("*"))
+	p.sub(events.Prefix + ".>")
+}
+
+// component: its own durable consumers, the kinds it is entitled to sign,
+// reads of the audit stream, and the streams and buckets it keeps.
+func (p *perms) component(role Role, s Scope) {
+	p.pub(apis("DIRECT.GET."+s.Stream, "DIRECT.GET."+s.Stream+".>", "STREAM.INFO."+s.Stream, "STREAM.INFO."+s.Timers)...)
+	// Creating a stream that exists with the same configuration is a
+	// no-op, and with another one an error: creation cannot weaken one.
+	p.create(s.Stream, s.Timers)
+	for _, c := range s.Consumers {
+		p.pub(apis(
+			"CONSUMER.CREATE."+c.Stream+"."+c.Consumer, "CONSUMER.CREATE."+c.Stream+"."+c.Consumer+".>",
+			"CONSUMER.INFO."+c.Stream+"."+c.Consumer, "CONSUMER.MSG.NEXT."+c.Stream+"."+c.Consumer,
+		)...)
+		p.pub("$JS.ACK."+c.Stream+"."+c.Consumer+".>", "$JS.ACK.*.*."+c.Stream+"."+c.Consumer+".>")
+	}
+	p.emit(s.Domain, identity.Role(role))
+	// Any component may refuse what it was handed.
+	p.pub("writ." + s.Domain + ".*." + events.KindRefused.String())
+	// Every component watches the lock list, and the policy the state.
+	p.watch(bucketsAll...)
+	p.create(kvStreams(bucketsAll...)...)
+	switch role {
+	case Approval:
+		p.write(bucketsApproval...)
+		// Deadline timers: schedules it writes, reads back and withdraws.
+		p.pub(consumers.TimerSubjects(s.Domain))
+		p.pub(apis("DIRECT.GET."+s.Timers, "DIRECT.GET."+s.Timers+".>", "STREAM.MSG.GET."+s.Timers)...)
+		// It may purge the timers stream, and no other (denied by name
+		// for every role, below).
+		p.allowPurge = s.Timers
+	case Auditor:
+		// Checkpoints on demand and evidence to attest: answered on the
+		// asker's inbox.
+		p.sub(consumers.CheckpointSubject(s.Domain), consumers.AttestSubject(s.Domain))
+		p.resp = true
+		// Witnessing: other domains' checkpoints, read through their
+		// JetStream domains.
+		p.pub("$JS.*.API.DIRECT.GET.>", "$JS.*.API.STREAM.INFO.>")
+	case Notifier:
+		p.create(s.Queue, s.DeadLetter)
+		p.pub(consumers.NotifySubjects(s.Domain), consumers.DeadLetterSubjects(s.Domain))
+		p.pub(apis("STREAM.INFO."+s.Queue, "STREAM.INFO."+s.DeadLetter)...)
+	}
+}
+
+// leaf: what a spoke may send into the hub, and hear from it. Requests,
+// votes and the other asks to any domain; the spoke domain's own events
+// (so that requesters on this side hear its decisions); direct reads of
+// any domain's history; and replies.
+func (p *perms) leaf(s Scope) {
+	p.pub(askSubjects()...)
+	p.pub(events.Prefix+"."+s.Spoke+".>", "_INBOX.>", "$JS.*.API.DIRECT.GET.>")
+	p.sub(events.Prefix+".>", "_INBOX.>", "$JS.*.API.DIRECT.GET.>")
+}
+
+// emit allows the event kinds role is entitled to sign in domain.
+func (p *perms) emit(domain string, role identity.Role) {
+	for _, k := range events.Kinds() {
+		if events.RoleFor(k) == role {
+			p.pub(events.Prefix + "." + domain + ".*." + k.String())
+		}
+	}
+}
+
+// watch allows reading buckets and watching them (an ordered consumer on
+// the bucket's stream, which holds no durable a watcher could change).
+func (p *perms) watch(buckets ...string) {
+	for _, b := range buckets {
+		st := kvStream(b)
+		p.pub(apis("STREAM.INFO."+st, "DIRECT.GET."+st, "DIRECT.GET."+st+".>", "STREAM.MSG.GET."+st,
+			"CONSUMER.CREATE."+st, "CONSUMER.CREATE."+st+".>", "CONSUMER.INFO."+st+".*", "CONSUMER.MSG.NEXT."+st+".*")...)
+	}
+	// Flow control and heartbeats of the watchers' ordered consumers.
+	p.pub("$JS.FC.>")
+}
+
+// write allows putting (and so deleting: a KV delete is a put with a
+// header) entries of buckets.
+func (p *perms) write(buckets ...string) {
+	for _, b := range buckets {
+		p.pub("$KV." + b + ".>")
+	}
+}
+
+func (p *perms) create(streams ...string) {
+	for _, st := range streams {
+		p.pub(apis("STREAM.CREATE." + st)...)
+	}
+}
+
+type perms struct {
+	pubAllow, pubDeny, subAllow, subDeny []string
+	resp                                 bool
+	allowPurge                           string // the one stream this role may purge (the approval's timers)
+}
+
+func (p *perms) pub(s ...string)     { p.pubAllow = append(p.pubAllow, s...) }
+func (p *perms) sub(s ...string)     { p.subAllow = append(p.subAllow, s...) }
+func (p *perms) denyPub(s ...string) { p.pubDeny = append(p.pubDeny, s...) }
+func (p *perms) denySub(s ...string) { p.subDeny = append(p.subDeny, s...) }
+
+func (p *perms) done() jwt.Permissions {
+	deny := p.pubDeny
+	if p.allowPurge != "" {
+		// A deny wins over an allow: purging one stream needs the wildcard
+		// purge deny replaced by one per stream, every other stream named.
+		deny = slices.DeleteFunc(slices.Clone(deny), func(s string) bool { return strings.HasSuffix(s, "STREAM.PURGE.>") })
+		p.pub(apis("STREAM.PURGE." + p.allowPurge)...)
+	}
+	out := jwt.Permissions{
+		Pub: jwt.Permission{Allow: dedupe(p.pubAllow), Deny: dedupe(deny)},
+		Sub: jwt.Permission{Allow: dedupe(p.subAllow), Deny: dedupe(p.subDeny)},
+	}
+	if p.resp {
+		out.Resp = &jwt.ResponsePermission{MaxMsgs: 1}
+	}
+	return out
+}
+
+// Union is the permissions of a connection that holds both a's and b's
+// roles: what either allows, denied only what both deny (a zero a is no
+// role yet).
+func Union(a, b jwt.Permissions) jwt.Permissions {
+	if a.Pub.Empty() && a.Sub.Empty() {
+		return b
+	}
+	out := jwt.Permissions{
+		Pub:  jwt.Permission{Allow: dedupe(append(slices.Clone(a.Pub.Allow), b.Pub.Allow...)), Deny: common(a.Pub.Deny, b.Pub.Deny)},
+		Sub:  jwt.Permission{Allow: dedupe(append(slices.Clone(a.Sub.Allow), b.Sub.Allow...)), Deny: common(a.Sub.Deny, b.Sub.Deny)},
+		Resp: a.Resp,
+	}
+	if out.Resp == nil {
+		out.Resp = b.Resp
+	}
+	return out
+}
+
+func common(a, b []string) []string {
+	var out []string
+	for _, s := range a {
+		if slices.Contains(b, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func dedupe(s []string) []string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return slices.Compact(s)
+}
+
+// Allows reports whether p lets its holder publish to subject (a literal
+// subject), as the server decides: matched by an allow (or no allow list at
+// all) and by no deny.
+func Allows(p jwt.Permission, subject string) bool {
+	if len(p.Allow) > 0 && !slices.ContainsFunc(p.Allow, func(f string) bool { return match(f, subject) }) {
+		return false
+	}
+	return !slices.ContainsFunc(p.Deny, func(f string) bool { return match(f, subject) })
+}
+
+// match reports whether the subject filter f (with * and >) matches the
+// literal subject s.
+func match(f, s string) bool {
+	ft, st := strings.Split(f, "."), strings.Split(s, ".")
+	for i, t := range ft {
+		switch {
+		case t == ">":
+			return len(st) > i
+		case i >= len(st):
+			return false
+		case t != "*" && t != st[i]:
+			return false
+		}
+	}
+	return len(ft) == len(st)
+}
+
+// Rewrites lists the JetStream API calls on stream that p would let its
+// holder make and that rewrite or remove what the stream holds.
+func Rewrites(p jwt.Permissions, stream string) []string {
+	var out []string
+	for _, api := range []string{"STREAM.UPDATE.", "STREAM.DELETE.", "STREAM.PURGE.", "STREAM.MSG.DELETE."} {
+		if s := "$JS.API." + api + stream; Allows(p.Pub, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}

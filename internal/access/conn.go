@@ -1,0 +1,41 @@
+package access
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+)
+
+// CredsOptions are the connection options for a .creds file: the user JWT
+// and key, and the inbox prefix its permissions let it hear.
+func CredsOptions(path string) ([]nats.Option, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read credentials: %w", err)
+	}
+	token, err := jwt.ParseDecoratedJWT(b)
+	if err != nil {
+		return nil, fmt.Errorf("credentials %s: not a .creds file (%v)", path, err)
+	}
+	uc, err := jwt.DecodeUserClaims(token)
+	if err != nil {
+		return nil, fmt.Errorf("credentials %s: the user JWT does not decode (%v)", path, err)
+	}
+	return []nats.Option{nats.UserCredentials(path), nats.CustomInboxPrefix(InboxPrefix(uc.Subject))}, nil
+}
+
+// KeyOptions are the connection options for a user JWT and its key held in
+// memory (a component's connection, minted at start).
+func KeyOptions(token string, user nkeys.KeyPair) ([]nats.Option, error) {
+	pub, err := user.PublicKey()
+	if err != nil {
+		return nil, err
+	}
+	return []nats.Option{
+		nats.UserJWT(func() (string, error) { return token, nil }, func(nonce []byte) ([]byte, error) { return user.Sign(nonce) }),
+		nats.CustomInboxPrefix(InboxPrefix(pub)),
+	}, nil
+}
