@@ -343,7 +343,13 @@ func (n *Notifier) ensureStreams(ctx context.Context, d string) error {
 		NotifyStreamConfig(n.cfg.Queue, d, n.env.Streams.Replicas),
 		DeadLetterStreamConfig(n.cfg.DeadLetter, d, n.env.Streams.Replicas),
 	} {
-		if _, err := n.js.CreateOrUpdateStream(ctx, sc); err != nil {
+		// Create, never update: the notifier's role may not change a
+		// stream (an operator changes one made by an older version).
+		_, err := n.js.CreateStream(ctx, sc)
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			_, err = n.js.Stream(ctx, sc.Name)
+		}
+		if err != nil {
 			return fmt.Errorf("consumers: notifier: stream %s: %w", sc.Name, err)
 		}
 	}

@@ -73,7 +73,7 @@ type Scope struct {
 	// consumers.Env.DurablesOf). Only components have any.
 	Consumers []consumers.Durable
 	// User is the connection's user public key: it may subscribe only
-	// under InboxPrefix(User). Empty: no inbox (a leafnode).
+	// under InboxPrefix(Domain, User). Empty: no inbox (a leafnode).
 	User string
 	// Spoke is the domain of the leafnode spoke a Leaf role is for.
 	Spoke string
@@ -94,10 +94,11 @@ func (s *Scope) defaults() {
 	}
 }
 
-// InboxPrefix is the inbox prefix of a connection of user key user: every
-// role may hear replies there and nowhere else under _INBOX. Clients set
-// it with nats.CustomInboxPrefix.
-func InboxPrefix(user string) string { return "_INBOX." + user }
+// InboxPrefix is the inbox prefix of a connection of user key user of
+// domain: every role may hear replies there and nowhere else under _INBOX.
+// The domain comes first so that a leafnode link carries only its own
+// domain's replies. Clients set it with nats.CustomInboxPrefix.
+func InboxPrefix(domain, user string) string { return "_INBOX." + domain + "." + user }
 
 // Buckets Writ keeps, by who writes them.
 var (
@@ -169,14 +170,17 @@ func Permissions(role Role, s Scope) (jwt.Permissions, error) {
 		if s.User == "" {
 			return jwt.Permissions{}, fmt.Errorf("access: role %s needs the user key whose inbox it hears", role)
 		}
-		p.sub(InboxPrefix(s.User) + ".>")
+		p.sub(InboxPrefix(s.Domain, s.User) + ".>")
 		p.pub(apis("INFO")...)
 		p.denyPub(Dangerous...)
-		// The purges of Writ's own streams, also by name: the approval
-		// component's deny list lacks the wildcard, and so does a union of
-		// roles that includes it.
-		for _, st := range append([]string{s.Stream, s.Queue, s.DeadLetter}, kvStreams(bucketsAll...)...) {
-			p.denyPub(apis("STREAM.PURGE." + st)...)
+		// The dangerous APIs also by Writ's stream names: a role exempted
+		// from one wildcard (and a union of roles including it) still has
+		// these.
+		for _, api := range exemptable {
+			for _, st := range s.protected(api) {
+				p.denyPub(apis(strings.TrimSuffix(api, ">") + st)...)
+				p.denyPub(apis(strings.TrimSuffix(api, ">") + st + ".>")...)
+			}
 		}
 		p.denyPub("$SYS.>")
 		p.denySub("$SYS.>")
@@ -243,9 +247,11 @@ func (p *perms) component(role Role, s Scope) {
 		// Deadline timers: schedules it writes, reads back and withdraws.
 		p.pub(consumers.TimerSubjects(s.Domain))
 		p.pub(apis("DIRECT.GET."+s.Timers, "DIRECT.GET."+s.Timers+".>", "STREAM.MSG.GET."+s.Timers)...)
-		// It may purge the timers stream, and no other (denied by name
-		// for every role, below).
-		p.allowPurge = s.Timers
+		// It withdraws timers: purges and deletes in the timers stream,
+		// and no other.
+		p.exempt("STREAM.PURGE.>")
+		p.exempt("STREAM.MSG.DELETE.>")
+		p.pub(apis("STREAM.PURGE."+s.Timers, "STREAM.MSG.DELETE."+s.Timers)...)
 	case Auditor:
 		// Checkpoints on demand and evidence to attest: answered on the
 		// asker's inbox.
@@ -265,10 +271,21 @@ func (p *perms) component(role Role, s Scope) {
 // votes and the other asks to any domain; the spoke domain's own events
 // (so that requesters on this side hear its decisions); direct reads of
 // any domain's history; and replies.
+//
+// Replies cross only to their own side's inboxes: the spoke hears the
+// inboxes of its domain's users (InboxPrefix), and may answer only into
+// this hub's domain's, so a spoke cannot listen to the hub's replies.
+// Reads cross only to the audit streams.
 func (p *perms) leaf(s Scope) {
+	reads := []string{"$JS.*.API.DIRECT.GET." + s.Stream, "$JS.*.API.DIRECT.GET." + s.Stream + ".>"}
 	p.pub(askSubjects()...)
-	p.pub(events.Prefix+"."+s.Spoke+".>", "_INBOX.>", "$JS.*.API.DIRECT.GET.>")
-	p.sub(events.Prefix+".>", "_INBOX.>", "$JS.*.API.DIRECT.GET.>")
+	p.pub(events.Prefix+"."+s.Spoke+".>", "_INBOX."+s.Domain+".>")
+	p.pub(reads...)
+	p.sub(events.Prefix+".>", "_INBOX."+s.Spoke+".>")
+	p.sub(reads...)
+	// Never the dangerous API, even through the spoke's JetStream domain.
+	p.denyPub(Dangerous...)
+	p.denySub(Dangerous...)
 }
 
 // emit allows the event kinds role is entitled to sign in domain.
@@ -290,6 +307,21 @@ func (p *perms) watch(buckets ...string) {
 	}
 	// Flow control and heartbeats of the watchers' ordered consumers.
 	p.pub("$JS.FC.>")
+	// A watcher deletes its consumer when it stops: on a bucket's stream,
+	// which holds no durable of Writ's, that is allowed.
+	p.exempt("CONSUMER.DELETE.>")
+	for _, b := range buckets {
+		p.pub(apis("CONSUMER.DELETE." + kvStream(b) + ".*")...)
+	}
+}
+
+// exempt replaces the wildcard deny of a dangerous API (Dangerous) by a
+// deny per stream of Writ's (done adds them), for a role allowed that API
+// on some other stream: a deny wins over any allow.
+func (p *perms) exempt(api string) {
+	if !slices.Contains(p.exempted, api) {
+		p.exempted = append(p.exempted, api)
+	}
 }
 
 // write allows putting (and so deleting: a KV delete is a put with a
@@ -306,10 +338,25 @@ func (p *perms) create(streams ...string) {
 	}
 }
 
+// exemptable are the dangerous APIs some role needs on a stream that is
+// not Writ's audit trail (see exempt).
+var exemptable = []string{"STREAM.PURGE.>", "STREAM.MSG.DELETE.>", "CONSUMER.DELETE.>"}
+
+// protected are the streams on which no role but the operator may call
+// api: Writ's streams and buckets; for consumer deletes, the streams that
+// hold durable consumers (a bucket's hold only watchers' ephemeral ones).
+func (s Scope) protected(api string) []string {
+	out := []string{s.Stream, s.Timers, s.Queue, s.DeadLetter}
+	if api == "CONSUMER.DELETE.>" {
+		return out
+	}
+	return append(out, kvStreams(bucketsAll...)...)
+}
+
 type perms struct {
 	pubAllow, pubDeny, subAllow, subDeny []string
 	resp                                 bool
-	allowPurge                           string // the one stream this role may purge (the approval's timers)
+	exempted                             []string // wildcard denies this role is exempt from (see exempt)
 }
 
 func (p *perms) pub(s ...string)     { p.pubAllow = append(p.pubAllow, s...) }
@@ -318,13 +365,13 @@ func (p *perms) denyPub(s ...string) { p.pubDeny = append(p.pubDeny, s...) }
 func (p *perms) denySub(s ...string) { p.subDeny = append(p.subDeny, s...) }
 
 func (p *perms) done() jwt.Permissions {
-	deny := p.pubDeny
-	if p.allowPurge != "" {
-		// A deny wins over an allow: purging one stream needs the wildcard
-		// purge deny replaced by one per stream, every other stream named.
-		deny = slices.DeleteFunc(slices.Clone(deny), func(s string) bool { return strings.HasSuffix(s, "STREAM.PURGE.>") })
-		p.pub(apis("STREAM.PURGE." + p.allowPurge)...)
-	}
+	deny := slices.DeleteFunc(slices.Clone(p.pubDeny), func(d string) bool {
+		return slices.ContainsFunc(p.exempted, func(api string) bool { return strings.HasSuffix(d, "API."+api) })
+	})
+	// What the role is allowed by name it keeps: the per-stream denies
+	// name every stream of Writ's, and an allowed one (the timers, for the
+	// approval component) is taken off.
+	deny = slices.DeleteFunc(deny, func(d string) bool { return slices.Contains(p.pubAllow, d) })
 	out := jwt.Permissions{
 		Pub: jwt.Permission{Allow: dedupe(p.pubAllow), Deny: dedupe(deny)},
 		Sub: jwt.Permission{Allow: dedupe(p.subAllow), Deny: dedupe(p.subDeny)},

@@ -1,0 +1,91 @@
+package access_test
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/writ-dev/writ/consumers"
+	"github.com/writ-dev/writ/internal/access"
+)
+
+// TestPermissionsTable checks the table's decisions subject by subject,
+// as the server matches them: what each role needs is allowed, and the
+// dangerous API on Writ's streams is refused to every role but the
+// operator.
+func TestPermissionsTable(t *testing.T) {
+	const user = "UCXB6SPQSY5LQRNIOJ5AVZCDMXVSWG3MAAJKEVJYVJ5JQCSLKQY3UT6B"
+	type check struct {
+		subject string
+		pub     bool // else sub
+		allowed bool
+	}
+	pub := func(s string, ok bool) check { return check{s, true, ok} }
+	sub := func(s string, ok bool) check { return check{s, false, ok} }
+	dangerous := []check{
+		pub("$JS.API.STREAM.UPDATE.WRIT", false), pub("$JS.acme.API.STREAM.UPDATE.WRIT", false),
+		pub("$JS.API.STREAM.DELETE.WRIT", false), pub("$JS.API.STREAM.PURGE.WRIT", false),
+		pub("$JS.API.STREAM.MSG.DELETE.WRIT", false), pub("$JS.API.CONSUMER.DELETE.WRIT.writ-issuer-acme", false),
+		pub("$JS.API.CONSUMER.PAUSE.WRIT.writ-issuer-acme", false), pub("$JS.API.STREAM.PURGE.KV_writ-locks", false),
+		pub("$JS.API.STREAM.UPDATE.KV_writ-grants-used", false), pub("$JS.API.STREAM.DELETE.KV_writ-locks", false),
+		pub("$JS.API.STREAM.PURGE.WRIT_NOTIFY", false), pub("$JS.API.CONSUMER.DURABLE.CREATE.WRIT.x", false),
+		pub("$JS.API.CONSUMER.DELETE.WRIT_TIMERS.writ-timers-acme", false),
+		sub("$SYS.>", false), sub("_INBOX.acme.UOTHER.>", false), sub("_INBOX.>", false),
+	}
+	cases := map[access.Role][]check{
+		access.Reader: append([]check{
+			pub("$JS.API.DIRECT.GET.WRIT", true), pub("$JS.beta.API.DIRECT.GET.WRIT", true),
+			pub("$JS.API.STREAM.INFO.WRIT", true), sub("writ.>", true), sub("_INBOX.acme."+user+".x", true),
+			pub("writ.acme.x.requested", false), pub("$KV.writ-locks.principal.acme.carol", false),
+			pub("$JS.API.CONSUMER.CREATE.WRIT.x.writ.>", false),
+		}, dangerous...),
+		access.Principal: append([]check{
+			pub("writ.acme.x.requested", true), pub("writ.beta.x.voted", true), pub("writ.acme.x.lock", true),
+			pub("writ.acme.x.granted", false), pub("writ.acme.x.evaluated", false),
+			pub("$KV.writ-resource-state.acme.prod", false),
+			pub("$JS.API.CONSUMER.CREATE.WRIT.writ-issuer-acme.writ.acme.*.approved", false),
+		}, dangerous...),
+		access.Issuer: append([]check{
+			pub("writ.acme.x.granted", true), pub("writ.acme.x.approved", false), pub("writ.beta.x.granted", false),
+			pub("$JS.API.CONSUMER.MSG.NEXT.WRIT.writ-issuer-acme", true),
+			pub("$JS.API.CONSUMER.MSG.NEXT.WRIT.writ-policy-acme", false),
+			pub("$JS.API.CONSUMER.DELETE.KV_writ-locks.abc", true),
+			pub("$KV.writ-locks.x", false),
+		}, dangerous...),
+		access.Approval: append([]check{
+			pub("$JS.API.STREAM.PURGE.WRIT_TIMERS", true), pub("$JS.API.STREAM.MSG.DELETE.WRIT_TIMERS", true),
+			pub("$KV.writ-locks.principal.acme.carol", true), pub("$KV.writ-grants-used.x", false),
+			pub("writ-timers.acme.schedule.x", true),
+		}, dangerous...),
+		access.Redeemer: append([]check{
+			pub("$KV.writ-grants-used.x", true), pub("$KV.writ-locks.x", false), pub("writ.acme.x.redeemed", true),
+		}, dangerous...),
+	}
+	for role, checks := range cases {
+		p, err := access.Permissions(role, access.Scope{Domain: "acme", User: user,
+			Consumers: nil})
+		require.NoError(t, err)
+		if role == access.Issuer {
+			p, err = access.Permissions(role, access.Scope{Domain: "acme", User: user,
+				Consumers: issuerDurables()})
+			require.NoError(t, err)
+		}
+		for _, c := range checks {
+			perm := p.Sub
+			if c.pub {
+				perm = p.Pub
+			}
+			assert.Equal(t, c.allowed, access.Allows(perm, c.subject), "%s: %s (pub %v)", role, c.subject, c.pub)
+		}
+	}
+	op, err := access.Permissions(access.Operator, access.Scope{Domain: "acme", User: user})
+	require.NoError(t, err)
+	for _, c := range dangerous {
+		assert.True(t, access.Allows(op.Pub, c.subject) || !c.pub, "operator: %s", c.subject)
+	}
+}
+
+func issuerDurables() []consumers.Durable {
+	return consumers.Env{Domain: "acme"}.DurablesOf("issuer", "")
+}
