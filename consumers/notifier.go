@@ -335,6 +335,10 @@ func DeadLetterStreamConfig(name, domain string, replicas int) jetstream.StreamC
 		Replicas:    max(replicas, 1),
 		Duplicates:  time.Hour,
 		MaxAge:      30 * 24 * time.Hour,
+		// `writ deadletter` reads it with direct gets (store.Scan): its
+		// users may not create consumers. A stream made without it is
+		// updated when the notifier starts (CreateOrUpdateStream).
+		AllowDirect: true,
 	}
 }
 

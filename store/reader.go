@@ -42,6 +42,9 @@ type directGet struct {
 	NextFor string `json:"next_by_subj,omitempty"`
 	Batch   int    `json:"batch,omitempty"`
 	LastFor string `json:"last_by_subj,omitempty"`
+	// StartTime starts a batch at the first message stored at or after it
+	// (instead of at Seq).
+	StartTime *time.Time `json:"start_time,omitempty"`
 }
 
 // Last returns the last message on subject (no wildcards), or nil when
@@ -70,21 +73,38 @@ var ErrBehind = errors.New("store: the stream's answers stay behind")
 // apart), for up to wait (0: until ctx ends), and then ErrBehind. With
 // floor 0 any answer will do, none included.
 func (r Reader) LoadReaching(ctx context.Context, filter string, floor uint64, wait time.Duration) ([]events.Message, error) {
+	var msgs []events.Message
+	err := catchUp(ctx, filter, floor, wait, func() (bool, error) {
+		var err error
+		msgs, err = r.Load(ctx, filter, 1)
+		return floor == 0 || len(msgs) > 0 && msgs[len(msgs)-1].Seq >= floor, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return msgs, nil
+}
+
+// catchUp calls read until read says its answer reached sequence floor or
+// fails, pausing 1 ms, 2 ms, … (at most 100 ms apart) between reads, for
+// up to wait (0: until ctx ends), and then returns ErrBehind. Replicas of a
+// replicated stream answer reads too, and one may be milliseconds behind.
+func catchUp(ctx context.Context, filter string, floor uint64, wait time.Duration, read func() (reached bool, err error)) error {
 	var giveUp time.Time
 	if wait > 0 {
 		giveUp = time.Now().Add(wait)
 	}
 	for pause := time.Millisecond; ; pause = min(2*pause, 100*time.Millisecond) {
-		msgs, err := r.Load(ctx, filter, 1)
-		if err != nil || floor == 0 || len(msgs) > 0 && msgs[len(msgs)-1].Seq >= floor {
-			return msgs, err
+		reached, err := read()
+		if err != nil || reached {
+			return err
 		}
 		if !giveUp.IsZero() && time.Now().Add(pause).After(giveUp) {
-			return nil, fmt.Errorf("%w: %s ends before sequence %d", ErrBehind, filter, floor)
+			return fmt.Errorf("%w: %s ends before sequence %d", ErrBehind, filter, floor)
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("%w: %s ends before sequence %d: %w", ErrBehind, filter, floor, ctx.Err())
+			return fmt.Errorf("%w: %s ends before sequence %d: %w", ErrBehind, filter, floor, ctx.Err())
 		case <-time.After(pause):
 		}
 	}
@@ -97,10 +117,7 @@ func (r Reader) Load(ctx context.Context, filter string, from uint64) ([]events.
 		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 	}
-	batch := r.Batch
-	if batch <= 0 {
-		batch = 256
-	}
+	batch := r.batch()
 	if from == 0 {
 		from = 1
 	}
@@ -123,54 +140,71 @@ func (r Reader) Load(ctx context.Context, filter string, from uint64) ([]events.
 // held when ScanAll began. It needs no consumer, so it also reads another
 // domain's stream across leafnodes, where only direct gets are allowed.
 func (r Reader) ScanAll(ctx context.Context, from uint64, fn func(events.Message) error) error {
-	batch := r.Batch
-	if batch <= 0 {
-		batch = 256
+	return r.scan(ctx, ">", directGet{Seq: max(from, 1)}, fn)
+}
+
+// scanCatchUp is how long a scan asks again while the answers end before
+// the scan's last message (a replica that is behind), before ErrBehind.
+const scanCatchUp = 5 * time.Second
+
+// scan calls fn with every message matching filter from where start says
+// (a sequence, or a start time) on, oldest first, one batch in memory at a
+// time, up to the last message matching filter when scan began.
+func (r Reader) scan(ctx context.Context, filter string, start directGet, fn func(events.Message) error) error {
+	// The last message matching now is where the scan ends: the messages
+	// added meanwhile are the next scan's. Knowing its sequence also tells
+	// a batch that ends early from a replica that is behind.
+	end, _, err := r.scanRequest(ctx, filter, directGet{LastFor: filter})
+	if err != nil || len(end) == 0 {
+		return err
 	}
-	if from == 0 {
-		from = 1
+	last := end[0]
+	if last.Seq < start.Seq || start.StartTime != nil && last.Time.Before(*start.StartTime) {
+		return nil // nothing matches from the start on
 	}
-	// The first batch says how many messages follow it; each sequence
-	// skipped over later (a deleted message) moves that end one further.
-	var end, firstLast, prev uint64
+	get := start
+	get.NextFor, get.Batch = filter, r.batch()
 	for {
-		bctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		msgs, pending, err := r.fetchPending(bctx, ">", from, batch)
-		cancel()
+		var msgs []events.Message
+		err := catchUp(ctx, filter, last.Seq, scanCatchUp, func() (bool, error) {
+			var pending uint64
+			var err error
+			msgs, pending, err = r.scanRequest(ctx, filter, get)
+			// More pending is an answer to go on with, even from a
+			// replica that is behind.
+			return len(msgs) > 0 && (pending > 0 || msgs[len(msgs)-1].Seq >= last.Seq), err
+		})
 		if err != nil {
 			return err
 		}
-		if len(msgs) == 0 {
-			return nil
-		}
-		if end == 0 {
-			firstLast = msgs[len(msgs)-1].Seq
-			end = firstLast + pending
-		}
 		for _, m := range msgs {
-			if m.Seq > firstLast && m.Seq > prev+1 {
-				end += m.Seq - prev - 1
-			}
-			prev = m.Seq
-			if m.Seq > end {
+			if m.Seq > last.Seq {
 				return nil
 			}
 			if err := fn(m); err != nil {
 				return err
 			}
+			if m.Seq == last.Seq {
+				return nil
+			}
 		}
-		if pending == 0 || prev >= end {
-			return nil
-		}
-		from = prev + 1
+		get = directGet{Seq: msgs[len(msgs)-1].Seq + 1, NextFor: filter, Batch: get.Batch}
 	}
 }
 
-// fetchPending is fetch, returning how many more messages match after
-// the batch (a bound: the count is of subjects matching, at any sequence
-// past the batch).
-func (r Reader) fetchPending(ctx context.Context, filter string, from uint64, batch int) ([]events.Message, uint64, error) {
-	return r.request(ctx, filter, directGet{Seq: from, NextFor: filter, Batch: batch})
+// scanRequest is request, bounded: a scan's ctx may have no deadline, and
+// a stream that stops answering must not hold it for ever.
+func (r Reader) scanRequest(ctx context.Context, filter string, get directGet) ([]events.Message, uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	return r.request(ctx, filter, get)
+}
+
+func (r Reader) batch() int {
+	if r.Batch <= 0 {
+		return 256
+	}
+	return r.Batch
 }
 
 func (r Reader) fetch(ctx context.Context, filter string, from uint64, batch int) ([]events.Message, bool, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -11,65 +12,51 @@ import (
 	"github.com/writ-dev/writ/events"
 )
 
+// ErrNoDirect is returned when a stream to scan does not allow direct gets.
+var ErrNoDirect = errors.New("store: the stream does not allow direct gets")
+
 // Scan streams every message of the stream matching filter, oldest first
 // (from since, when it is not zero), to fn, and returns once it has caught
 // up with the stream as it was when Scan started. It holds one batch at a
 // time, so it suits histories of any size.
+//
+// It reads with batched direct gets, as Reader does, and creates no
+// consumer: whoever may read the stream may scan it, without the right to
+// create (and so to change) consumers. The stream must allow direct gets.
 func Scan(ctx context.Context, js jetstream.JetStream, stream, filter string, since time.Time, fn func(events.Message) error) error {
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}}
+	r := Reader{NC: js.Conn(), Stream: stream, APIPrefix: apiPrefix(js.Options())}
+	start := directGet{Seq: 1}
 	if !since.IsZero() {
-		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &since
+		start = directGet{StartTime: &since}
 	}
-	return scan(ctx, js, stream, cfg, fn)
+	err := r.scan(ctx, filter, start, fn)
+	if errors.Is(err, ErrNoStream) {
+		return whyNoAnswer(ctx, js, stream, err)
+	}
+	return err
 }
 
-func scan(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.OrderedConsumerConfig, fn func(events.Message) error) error {
+// whyNoAnswer tells, when nobody answered a stream's direct gets, a
+// stream that does not exist from one that does not allow direct gets.
+func whyNoAnswer(ctx context.Context, js jetstream.JetStream, stream string, noAnswer error) error {
 	s, err := js.Stream(ctx, stream)
 	if err != nil {
 		return fmt.Errorf("store: stream %s: %w", stream, err)
 	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		return err
+	if !s.CachedInfo().Config.AllowDirect {
+		return fmt.Errorf("%w: stream %s (made by an older Writ? `writ serve` updates its notifier's streams when it starts; `nats stream edit %s --allow-direct` updates any)", ErrNoDirect, stream, stream)
 	}
-	if info.State.Msgs == 0 {
-		return nil
+	return noAnswer
+}
+
+// apiPrefix is the prefix Reader needs to reach the JetStream that js
+// reaches.
+func apiPrefix(o jetstream.JetStreamOptions) string {
+	switch {
+	case o.APIPrefix != "":
+		return strings.TrimSuffix(o.APIPrefix, ".")
+	case o.Domain != "":
+		return DomainAPI(o.Domain)
 	}
-	last := info.State.LastSeq
-	if cfg.OptStartSeq > last {
-		return nil
-	}
-	cons, err := s.OrderedConsumer(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	for {
-		batch, err := cons.Fetch(256, jetstream.FetchMaxWait(time.Second))
-		if err != nil {
-			return err
-		}
-		n := 0
-		for m := range batch.Messages() {
-			n++
-			md, err := m.Metadata()
-			if err != nil {
-				return err
-			}
-			if err := fn(events.Message{
-				Subject: m.Subject(), Seq: md.Sequence.Stream, Time: md.Timestamp,
-				Header: m.Headers(), Body: m.Data(),
-			}); err != nil {
-				return err
-			}
-			if md.Sequence.Stream >= last || md.NumPending == 0 {
-				return nil
-			}
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
-			return err
-		}
-		if n == 0 {
-			return nil // nothing more matches the filter
-		}
-	}
+	return ""
 }

@@ -20,7 +20,7 @@ import (
 	"github.com/writ-dev/writ/store"
 )
 
-func setup(t *testing.T) (jetstream.JetStream, store.Reader) {
+func setup(t testing.TB) (jetstream.JetStream, store.Reader) {
 	t.Helper()
 	srv, err := embedded.Start(embedded.Options{Port: -1, StoreDir: t.TempDir()})
 	require.NoError(t, err)
