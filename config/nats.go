@@ -100,12 +100,14 @@ func serverAuth(op, sys, account nkeys.KeyPair, domain string) (*embedded.Auth, 
 }
 
 // Scope is what a role's permissions cover in this setup, for user key user.
-// (suffix: the durable consumers' suffix, see pipeline.Options).
-func (c *Config) Scope(role access.Role, user, suffix string) access.Scope {
+// and roles (suffix: the durable consumers' suffix, see pipeline.Options).
+func (c *Config) Scope(user, suffix string, roles ...access.Role) access.Scope {
 	s := access.Scope{Domain: c.Domain, Stream: c.Stream.Name, Timers: c.Stream.Timers, User: user}
-	if role.IsComponent() {
-		env := consumers.Env{Domain: c.Domain, Streams: consumers.StreamConfig{Name: c.Stream.Name, Timers: c.Stream.Timers}, DurableSuffix: suffix}
-		s.Consumers = env.DurablesOf(string(role), "")
+	env := consumers.Env{Domain: c.Domain, Streams: consumers.StreamConfig{Name: c.Stream.Name, Timers: c.Stream.Timers}, DurableSuffix: suffix}
+	for _, role := range roles {
+		if role.IsComponent() {
+			s.Consumers = append(s.Consumers, env.DurablesOf(string(role), "")...)
+		}
 	}
 	return s
 }
@@ -154,17 +156,9 @@ func (c *Config) SignRole(account nkeys.KeyPair, r RoleSpec) (string, nkeys.KeyP
 		}
 	}
 	spec.Permissions = func(user string) (jwt.Permissions, error) {
-		var all jwt.Permissions
-		for _, role := range r.Roles {
-			s := c.Scope(role, user, r.DurableSuffix)
-			s.Spoke = r.Spoke
-			p, err := access.Permissions(role, s)
-			if err != nil {
-				return jwt.Permissions{}, err
-			}
-			all = access.Union(all, p)
-		}
-		return all, nil
+		s := c.Scope(user, r.DurableSuffix, r.Roles...)
+		s.Spoke = r.Spoke
+		return access.Permissions(s, r.Roles...)
 	}
 	return identity.SignUser(account, spec)
 }

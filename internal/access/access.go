@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/nats-io/jwt/v2"
 
@@ -132,60 +133,62 @@ var Dangerous = apis(
 	"CONSUMER.DURABLE.CREATE.>", "META.>", "SERVER.>", "ACCOUNT.>",
 )
 
-// Permissions returns the permissions of role in scope. The operator's are
-// everything; a Leaf's are what a spoke may send into this hub and hear
-// from it (publish and subscribe are seen from the spoke's side).
-func Permissions(role Role, s Scope) (jwt.Permissions, error) {
+// Permissions returns the permissions of a connection that holds roles
+// (several: what any of them may do, as for a replica running several
+// components) in scope. The operator's are everything; a Leaf's are what a
+// spoke may send into this hub and hear from it (publish and subscribe are
+// seen from the spoke's side), and it holds no other role.
+func Permissions(s Scope, roles ...Role) (jwt.Permissions, error) {
 	s.defaults()
 	if !identity.ValidDomainName(s.Domain) {
 		return jwt.Permissions{}, fmt.Errorf("access: invalid domain %q", s.Domain)
 	}
-	var p perms
-	switch role {
-	case Operator:
+	if len(roles) == 0 {
+		return jwt.Permissions{}, errors.New("access: name a role")
+	}
+	if slices.Contains(roles, Operator) {
 		return jwt.Permissions{Pub: jwt.Permission{Allow: []string{">"}}, Sub: jwt.Permission{Allow: []string{">"}}}, nil
-	case Leaf:
+	}
+	var p perms
+	if slices.Contains(roles, Leaf) {
+		if len(roles) > 1 {
+			return jwt.Permissions{}, errors.New("access: a leaf holds no other role")
+		}
 		if !identity.ValidDomainName(s.Spoke) {
 			return jwt.Permissions{}, fmt.Errorf("access: a leaf role needs the spoke's domain (got %q)", s.Spoke)
 		}
 		p.leaf(s)
-	case Reader:
-		p.reader(s)
-	case Principal:
-		p.reader(s)
-		p.pub(askSubjects()...)
-	case Redeemer:
-		p.reader(s)
-		p.emit(s.Domain, identity.RoleRedeemer)
-		p.pub("writ." + s.Domain + ".*." + events.KindRefused.String())
-		p.watch(bucketsAll...)
-		p.write(bucketsRedeemer...)
-		p.create(kvStreams(redeem.BucketUsed, redeem.BucketNonces, redeem.BucketRevocations)...)
-	case Policy, Approval, Issuer, Auditor, Notifier:
-		p.component(role, s)
-	default:
-		return jwt.Permissions{}, fmt.Errorf("access: %w %q", ErrUnknownRole, role)
+		return p.done(s), nil
 	}
-	if role != Leaf {
-		if s.User == "" {
-			return jwt.Permissions{}, fmt.Errorf("access: role %s needs the user key whose inbox it hears", role)
-		}
-		p.sub(InboxPrefix(s.Domain, s.User) + ".>")
-		p.pub(apis("INFO")...)
-		p.denyPub(Dangerous...)
-		// The dangerous APIs also by Writ's stream names: a role exempted
-		// from one wildcard (and a union of roles including it) still has
-		// these.
-		for _, api := range exemptable {
-			for _, st := range s.protected(api) {
-				p.denyPub(apis(strings.TrimSuffix(api, ">") + st)...)
-				p.denyPub(apis(strings.TrimSuffix(api, ">") + st + ".>")...)
-			}
-		}
-		p.denyPub("$SYS.>")
-		p.denySub("$SYS.>")
+	if s.User == "" {
+		return jwt.Permissions{}, fmt.Errorf("access: role %s needs the user key whose inbox it hears", roles[0])
 	}
-	return p.done(), nil
+	for _, role := range roles {
+		switch role {
+		case Reader:
+			p.reader(s)
+		case Principal:
+			p.reader(s)
+			p.pub(askSubjects()...)
+		case Redeemer:
+			p.reader(s)
+			p.emit(s.Domain, identity.RoleRedeemer)
+			p.pub("writ." + s.Domain + ".*." + events.KindRefused.String())
+			p.watch(bucketsAll...)
+			p.write(bucketsRedeemer...)
+			p.create(kvStreams(redeem.BucketUsed, redeem.BucketNonces, redeem.BucketRevocations)...)
+		case Policy, Approval, Issuer, Auditor, Notifier:
+			p.component(role, s)
+		default:
+			return jwt.Permissions{}, fmt.Errorf("access: %w %q", ErrUnknownRole, role)
+		}
+	}
+	p.sub(InboxPrefix(s.Domain, s.User) + ".>")
+	p.pub(apis("INFO")...)
+	p.denyPub(Dangerous...)
+	p.denyPub("$SYS.>")
+	p.denySub("$SYS.>")
+	return p.done(s), nil
 }
 
 // askSubjects are the subjects of the asks a principal signs, in any
@@ -256,7 +259,7 @@ func (p *perms) component(role Role, s Scope) {
 		// Checkpoints on demand and evidence to attest: answered on the
 		// asker's inbox.
 		p.sub(consumers.CheckpointSubject(s.Domain), consumers.AttestSubject(s.Domain))
-		p.resp = true
+		p.resp = &jwt.ResponsePermission{MaxMsgs: 1}
 		// Witnessing: other domains' checkpoints, read through their
 		// JetStream domains.
 		p.pub("$JS.*.API.DIRECT.GET.>", "$JS.*.API.STREAM.INFO.>")
@@ -272,15 +275,17 @@ func (p *perms) component(role Role, s Scope) {
 // (so that requesters on this side hear its decisions); direct reads of
 // any domain's history; and replies.
 //
-// Replies cross only to their own side's inboxes: the spoke hears the
-// inboxes of its domain's users (InboxPrefix), and may answer only into
-// this hub's domain's, so a spoke cannot listen to the hub's replies.
-// Reads cross only to the audit streams.
+// Replies cross only as replies: the spoke hears the inboxes of its own
+// domain's users (InboxPrefix), and may publish into this hub's inboxes
+// only the answers to requests the hub sent it (a response permission,
+// for a minute), so a spoke can neither listen to the hub's replies nor
+// forge one. Reads cross only to the audit streams.
 func (p *perms) leaf(s Scope) {
 	reads := []string{"$JS.*.API.DIRECT.GET." + s.Stream, "$JS.*.API.DIRECT.GET." + s.Stream + ".>"}
 	p.pub(askSubjects()...)
-	p.pub(events.Prefix+"."+s.Spoke+".>", "_INBOX."+s.Domain+".>")
+	p.pub(events.Prefix + "." + s.Spoke + ".>")
 	p.pub(reads...)
+	p.resp = &jwt.ResponsePermission{MaxMsgs: -1, Expires: time.Minute} // a direct read answers in many messages
 	p.sub(events.Prefix+".>", "_INBOX."+s.Spoke+".>")
 	p.sub(reads...)
 	// Never the dangerous API, even through the spoke's JetStream domain.
@@ -355,7 +360,7 @@ func (s Scope) protected(api string) []string {
 
 type perms struct {
 	pubAllow, pubDeny, subAllow, subDeny []string
-	resp                                 bool
+	resp                                 *jwt.ResponsePermission
 	exempted                             []string // wildcard denies this role is exempt from (see exempt)
 }
 
@@ -364,49 +369,27 @@ func (p *perms) sub(s ...string)     { p.subAllow = append(p.subAllow, s...) }
 func (p *perms) denyPub(s ...string) { p.pubDeny = append(p.pubDeny, s...) }
 func (p *perms) denySub(s ...string) { p.subDeny = append(p.subDeny, s...) }
 
-func (p *perms) done() jwt.Permissions {
+func (p *perms) done(s Scope) jwt.Permissions {
+	// A role exempt from a dangerous API's wildcard deny (allowed it on
+	// some stream not of the trail's) gets a deny per stream of Writ's
+	// instead, less the ones it is allowed by name.
 	deny := slices.DeleteFunc(slices.Clone(p.pubDeny), func(d string) bool {
 		return slices.ContainsFunc(p.exempted, func(api string) bool { return strings.HasSuffix(d, "API."+api) })
 	})
-	// What the role is allowed by name it keeps: the per-stream denies
-	// name every stream of Writ's, and an allowed one (the timers, for the
-	// approval component) is taken off.
-	deny = slices.DeleteFunc(deny, func(d string) bool { return slices.Contains(p.pubAllow, d) })
+	for _, api := range p.exempted {
+		for _, st := range s.protected(api) {
+			for _, d := range apis(strings.TrimSuffix(api, ">")+st, strings.TrimSuffix(api, ">")+st+".>") {
+				if !slices.Contains(p.pubAllow, d) {
+					deny = append(deny, d)
+				}
+			}
+		}
+	}
 	out := jwt.Permissions{
 		Pub: jwt.Permission{Allow: dedupe(p.pubAllow), Deny: dedupe(deny)},
 		Sub: jwt.Permission{Allow: dedupe(p.subAllow), Deny: dedupe(p.subDeny)},
 	}
-	if p.resp {
-		out.Resp = &jwt.ResponsePermission{MaxMsgs: 1}
-	}
-	return out
-}
-
-// Union is the permissions of a connection that holds both a's and b's
-// roles: what either allows, denied only what both deny (a zero a is no
-// role yet).
-func Union(a, b jwt.Permissions) jwt.Permissions {
-	if a.Pub.Empty() && a.Sub.Empty() {
-		return b
-	}
-	out := jwt.Permissions{
-		Pub:  jwt.Permission{Allow: dedupe(append(slices.Clone(a.Pub.Allow), b.Pub.Allow...)), Deny: common(a.Pub.Deny, b.Pub.Deny)},
-		Sub:  jwt.Permission{Allow: dedupe(append(slices.Clone(a.Sub.Allow), b.Sub.Allow...)), Deny: common(a.Sub.Deny, b.Sub.Deny)},
-		Resp: a.Resp,
-	}
-	if out.Resp == nil {
-		out.Resp = b.Resp
-	}
-	return out
-}
-
-func common(a, b []string) []string {
-	var out []string
-	for _, s := range a {
-		if slices.Contains(b, s) {
-			out = append(out, s)
-		}
-	}
+	out.Resp = p.resp
 	return out
 }
 

@@ -6,7 +6,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/writ-dev/writ/config"
 	"github.com/writ-dev/writ/consumers"
+	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/internal/access"
 )
 
@@ -63,14 +65,12 @@ func TestPermissionsTable(t *testing.T) {
 		}, dangerous...),
 	}
 	for role, checks := range cases {
-		p, err := access.Permissions(role, access.Scope{Domain: "acme", User: user,
-			Consumers: nil})
-		require.NoError(t, err)
+		scope := access.Scope{Domain: "acme", User: user}
 		if role == access.Issuer {
-			p, err = access.Permissions(role, access.Scope{Domain: "acme", User: user,
-				Consumers: issuerDurables()})
-			require.NoError(t, err)
+			scope.Consumers = issuerDurables()
 		}
+		p, err := access.Permissions(scope, role)
+		require.NoError(t, err)
 		for _, c := range checks {
 			perm := p.Sub
 			if c.pub {
@@ -79,7 +79,7 @@ func TestPermissionsTable(t *testing.T) {
 			assert.Equal(t, c.allowed, access.Allows(perm, c.subject), "%s: %s (pub %v)", role, c.subject, c.pub)
 		}
 	}
-	op, err := access.Permissions(access.Operator, access.Scope{Domain: "acme", User: user})
+	op, err := access.Permissions(access.Scope{Domain: "acme", User: user}, access.Operator)
 	require.NoError(t, err)
 	for _, c := range dangerous {
 		assert.True(t, access.Allows(op.Pub, c.subject) || !c.pub, "operator: %s", c.subject)
@@ -88,4 +88,33 @@ func TestPermissionsTable(t *testing.T) {
 
 func issuerDurables() []consumers.Durable {
 	return consumers.Env{Domain: "acme"}.DurablesOf("issuer", "")
+}
+
+// TestUnionKeepsTheDenies: a replica running the approval component (which
+// may purge its timers) and the issuer still may not purge the trail.
+func TestUnionKeepsTheDenies(t *testing.T) {
+	const user = "UCXB6SPQSY5LQRNIOJ5AVZCDMXVSWG3MAAJKEVJYVJ5JQCSLKQY3UT6B"
+	p, err := access.Permissions(access.Scope{Domain: "acme", User: user, Consumers: issuerDurables()}, access.Approval, access.Issuer)
+	require.NoError(t, err)
+	for s, want := range map[string]bool{
+		"$JS.API.STREAM.PURGE.WRIT_TIMERS": true, "$JS.API.STREAM.PURGE.WRIT": false,
+		"$JS.API.STREAM.MSG.DELETE.WRIT": false, "$JS.acme.API.STREAM.PURGE.WRIT": false,
+		"$JS.API.STREAM.PURGE.KV_writ-locks": false, "$JS.API.CONSUMER.DELETE.WRIT.writ-issuer-acme": false,
+		"writ.acme.x.granted": true, "writ.acme.x.approved": true,
+	} {
+		assert.Equal(t, want, access.Allows(p.Pub, s), s)
+	}
+}
+
+// TestPrincipalJWTStaysSmall: a principal's user JWT travels inside every
+// request and vote it signs, whose schema caps it at 8 KiB.
+func TestPrincipalJWTStaysSmall(t *testing.T) {
+	dir := t.TempDir()
+	cfg, err := config.Init(dir, "acme")
+	require.NoError(t, err)
+	for _, name := range []string{"carol", "alice"} {
+		id, err := identity.LoadCreds(cfg.Path("creds/" + name + ".creds"))
+		require.NoError(t, err)
+		assert.Less(t, len(id.JWT), 4096, "%s's JWT", name)
+	}
 }

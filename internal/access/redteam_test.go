@@ -238,7 +238,7 @@ func inboxOf(t *testing.T, creds string) string {
 	require.NoError(t, err)
 	pub, err := id.Key.PublicKey()
 	require.NoError(t, err)
-	return access.InboxPrefix(pub)
+	return access.InboxPrefix(id.Principal.Domain, pub)
 }
 
 // Looks: what an attempt could change, read by the hub's operator.
@@ -620,20 +620,6 @@ func waitInterest(t *testing.T, f *fixture, subject string) {
 	}, 5*time.Second, 20*time.Millisecond)
 }
 
-// knownHoles are attempts the hub's leaf creds let a spoke make, reported
-// to be fixed in the role table (access.Permissions, role Leaf): the leaf
-// may publish and subscribe "_INBOX.>", so whoever has full rights on a
-// spoke's server (its operator) hears every reply to every connection of
-// the hub (JetStream API answers, KV reads and watches, direct gets) and
-// can publish into any hub inbox (a forged answer racing the real one).
-// A case still runs: once the table is fixed it passes instead of
-// skipping, and its entry here should go.
-var knownHoles = map[string]string{
-	"sub _INBOX.<another principal>.>":                  "the spoke's operator hears a hub principal's inbox through the leaf creds (leaf sub _INBOX.>)",
-	"sub _INBOX.>":                                      "the spoke's operator hears every hub inbox through the leaf creds (leaf sub _INBOX.>)",
-	"pub _INBOX.<another principal>.x (a forged reply)": "the spoke's operator publishes into a hub principal's inbox through the leaf creds (leaf pub _INBOX.>)",
-}
-
 // outcome is what the server did with one (role, attempt).
 type outcome struct {
 	role, attempt string
@@ -691,9 +677,6 @@ func TestRedTeam(t *testing.T) {
 					o.refused = after == "map[]"
 				}
 				want := a.may(r)
-				if why, ok := knownHoles[a.name]; ok && r.viaLeaf && !want && !o.refused {
-					t.Skip("hole: " + why)
-				}
 				switch {
 				case !want && !o.refused:
 					t.Errorf("hole: %s may not %s, and the server let it (answer: %s)", r.name, a.name, o.answer)
