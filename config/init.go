@@ -52,6 +52,7 @@ func Init(dir, domain string) (*Config, error) {
 	}
 	c := Default(domain)
 	c.dir = dir
+	c.Creds = ComponentsCreds // what 'writ serve --server' connects with
 
 	account, err := nkeys.CreateAccount()
 	if err != nil {
@@ -137,6 +138,7 @@ var serviceCreds = []roleFile{
 	{ReaderCreds, RoleSpec{Roles: []access.Role{access.Reader}, Name: "reader", TTL: credsTTL}},
 	{RedeemerCreds, RoleSpec{Roles: []access.Role{access.Redeemer}, Name: "redeemer", TTL: credsTTL}},
 	{OperatorCreds, RoleSpec{Roles: []access.Role{access.Operator}, Name: "operator", TTL: credsTTL}},
+	{ComponentsCreds, RoleSpec{Roles: access.Components, Name: "writ-serve", TTL: credsTTL}},
 }
 
 // writeCreds issues files with the account key, as of now, and returns

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -27,6 +28,9 @@ const (
 	OperatorCreds    = "keys/operator.creds"
 	ReaderCreds      = "creds/reader.creds"
 	RedeemerCreds    = "creds/redeemer.creds"
+	// ComponentsCreds hold every component's rights, for 'writ serve
+	// --server' replicas (the embedded server's components get their own).
+	ComponentsCreds = "creds/components.creds"
 )
 
 // ErrNoServerAuth is returned for a setup made before the server enforced
@@ -203,7 +207,7 @@ func Upgrade(dir string) ([]string, error) {
 	now := time.Now()
 	for _, path := range paths {
 		rel, _ := filepath.Rel(dir, path)
-		if rel == ReaderCreds || rel == RedeemerCreds {
+		if rel == ReaderCreds || rel == RedeemerCreds || rel == ComponentsCreds {
 			continue
 		}
 		id, err := identity.LoadCreds(path)
@@ -227,8 +231,55 @@ func Upgrade(dir string) ([]string, error) {
 	if err != nil {
 		return done, err
 	}
+	if c.Creds == "" {
+		c.Creds = ComponentsCreds
+		if err := c.Save(dir); err != nil {
+			return done, err
+		}
+	}
 	return done, writeServerKeys(dir)
 }
 
 // ErrUpToDate is returned by Upgrade for a setup that needs nothing.
 var ErrUpToDate = errors.New("this setup already has server-enforced roles")
+
+// ServerConf is a nats-server configuration that gives a real server the
+// guarantees of the embedded one: operator mode with this domain's
+// account (users have only the rights their JWTs carry), the system
+// account, JetStream in this domain's JetStream domain writing every event
+// to disk before acknowledging it, and room for a role's JWT in CONNECT.
+// With authOnly it holds the authentication settings alone, for a server
+// configuration that includes it and says the rest itself (a cluster
+// node's: listen, store_dir, cluster routes).
+func (c *Config) ServerConf(storeDir string, authOnly bool) ([]byte, error) {
+	auth, err := c.ServerAuth()
+	if err != nil {
+		return nil, err
+	}
+	op, err := jwt.DecodeOperatorClaims(auth.Operator)
+	if err != nil {
+		return nil, err
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "# nats-server configuration for Writ domain %q, written by 'writ init --server-config'.\n", c.Domain)
+	fmt.Fprintf(&b, "# Every connection must present a user JWT of the domain's account (writ identity issue),\n")
+	fmt.Fprintf(&b, "# and may do only what its role allows. Writ it again after changing the account key.\n\n")
+	if !authOnly {
+		fmt.Fprintf(&b, "server_name: %q\nlisten: %q\n\n", "writ-"+c.Domain, c.Listen)
+		fmt.Fprintf(&b, "jetstream {\n  store_dir: %q\n  domain: %q\n", storeDir, c.Domain)
+		fmt.Fprintf(&b, "  # Every write on disk before it is acknowledged: an audit trail must\n  # not lose acknowledged events on power loss.\n  sync_interval: always\n}\n\n")
+	} else {
+		fmt.Fprintf(&b, "# The including file says where JetStream stores, and should have\n#   jetstream { domain: %q, sync_interval: always, store_dir: ... }\n\n", c.Domain)
+	}
+	fmt.Fprintf(&b, "max_payload: 1MB\n# A CONNECT carries a role's user JWT: several KiB.\nmax_control_line: %d\n\n", embedded.MaxControlLine)
+	fmt.Fprintf(&b, "operator: %s\nsystem_account: %s\nresolver: MEMORY\nresolver_preload: {\n", auth.Operator, op.SystemAccount)
+	for _, t := range append([]string{auth.System}, auth.Accounts...) {
+		ac, err := jwt.DecodeAccountClaims(t)
+		if err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(&b, "  # %s\n  %s: %s\n", ac.Name, ac.Subject, t)
+	}
+	b.WriteString("}\n")
+	return []byte(b.String()), nil
+}

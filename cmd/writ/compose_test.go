@@ -40,6 +40,7 @@ func TestComposeFile(t *testing.T) {
 	conf, err := os.ReadFile(filepath.Join(root, "deploy", "nats.conf"))
 	require.NoError(t, err)
 	assert.Regexp(t, `(?m)^\s*sync_interval:\s*always\s*$`, string(conf))
+	assert.Regexp(t, `(?m)^include \./writ-auth\.conf$`, string(conf), "the nodes run in operator mode, with the setup's accounts")
 	var nats, writs []string
 	for name, s := range c.Services {
 		switch {
@@ -50,11 +51,13 @@ func TestComposeFile(t *testing.T) {
 			assert.Contains(t, c.Volumes, name)
 			assert.NotEmpty(t, s.Healthcheck.Test, name)
 			assert.Contains(t, string(conf), "nats-route://"+name+":6222", "every node routes to %s", name)
+			assert.Contains(t, s.Volumes, "./deploy/writ-auth.conf:/etc/nats/writ-auth.conf:ro", "%s has the setup's authentication", name)
 		case s.Build != nil:
 			writs = append(writs, name)
 			assert.NotEmpty(t, s.Healthcheck.Test, name)
 			require.GreaterOrEqual(t, len(s.Command), 1)
 			assert.Equal(t, "serve", s.Command[0])
+			assert.Contains(t, strings.Join(s.Command, " "), "--creds /writ/creds/components.creds", "%s connects as the components", name)
 			_, help, _ := writ(t, "serve", "--help")
 			for _, arg := range s.Command[1:] {
 				if f, ok := strings.CutPrefix(arg, "--"); ok {

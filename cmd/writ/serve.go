@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -30,11 +31,17 @@ func runInit(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	port := fs.Int("port", 4222, "port of the embedded NATS on 127.0.0.1; give each setup on one machine its own")
 	replicas := fs.Int("replicas", 1, "replicas of the audit and timer streams: 3 on a three-node NATS cluster")
 	upgrade := fs.Bool("upgrade", false, "give a setup made by an earlier 'writ init' server-enforced roles: the server's keys, and its creds re-issued with their roles")
+	serverConf := fs.String("server-config", "", "also write FILE: the nats-server configuration that gives your own NATS the embedded server's guarantees (operator mode with this domain's account, JetStream domain, sync_interval: always); for an existing setup, only that")
+	storeDir := fs.String("store-dir", "/data/jetstream", "with --server-config: where that server keeps JetStream")
+	authOnly := fs.Bool("auth-only", false, "with --server-config: only the authentication settings, for a server configuration that includes the file (a cluster node's)")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
 	if *upgrade {
 		return upgradeSetup(*dir, stdout)
+	}
+	if *serverConf != "" && config.Exists(*dir) {
+		return writeServerConf(*dir, *serverConf, *storeDir, *authOnly, stdout)
 	}
 	if *port < 1 || *port > 65535 {
 		return usageError("--port %d: want 1 to 65535", *port)
@@ -60,6 +67,28 @@ func runInit(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	describeSetup(stdout, cfg)
 	fmt.Fprintf(stdout, "  NATS          nats://%s ('writ serve --dir %s' listens there)\n", cfg.Listen, *dir)
+	if *serverConf != "" {
+		return writeServerConf(*dir, *serverConf, *storeDir, *authOnly, stdout)
+	}
+	return nil
+}
+
+func writeServerConf(dir, path, storeDir string, authOnly bool, stdout io.Writer) error {
+	cfg, err := config.Load(dir)
+	if err != nil {
+		return err
+	}
+	conf, err := cfg.ServerConf(storeDir, authOnly)
+	if errors.Is(err, config.ErrNoServerAuth) {
+		return fmt.Errorf("%s: %w; %s", dir, err, config.UpgradeHint(dir))
+	} else if err != nil {
+		return err
+	}
+	if err := os.WriteFile(path, conf, 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "Wrote %s: the nats-server configuration for domain %q (run: nats-server -c %s).\n", path, cfg.Domain, path)
+	fmt.Fprintf(stdout, "Run each Writ replica with 'writ serve --server URL --creds FILE', FILE from 'writ identity issue --dir %s --domain %s --name writ --role policy,approval,issuer,auditor'.\n", dir, cfg.Domain)
 	return nil
 }
 
