@@ -13,35 +13,52 @@ import (
 	"github.com/nats-io/nkeys"
 	"github.com/stretchr/testify/require"
 
-	"github.com/writ-dev/writ/config"
 	"github.com/writ-dev/writ/embedded"
+	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/issuer"
 )
 
 var benchWant = Want{Action: "deploy", Resource: "staging/web"}
 
 // benchEnv is a domain's keys and an embedded server, without a pipeline
-// (the consumers import this package, so its own tests cannot use writtest).
+// (the consumers import this package, so its own tests cannot use writtest
+// or config).
 type benchEnv struct {
 	NC      *nats.Conn
-	Runtime *config.Runtime
+	Runtime benchKeys
+}
+
+// benchKeys are the keys and trust bundle of a domain with an issuer and a
+// redeemer.
+type benchKeys struct {
+	Bundle                             *identity.Bundle
+	IssuerKey, IssuerXKey, RedeemerKey nkeys.KeyPair
 }
 
 func newBenchEnv(b *testing.B) *benchEnv {
 	dir := b.TempDir()
-	_, err := config.Init(dir, benchDomain)
+	account, _ := nkeys.CreateAccount()
+	accountPub, _ := account.PublicKey()
+	iss, _ := nkeys.CreateServer()
+	red, _ := nkeys.CreateServer()
+	xk, err := nkeys.CreateCurveKeys()
 	require.NoError(b, err)
-	cfg, err := config.Load(dir)
-	require.NoError(b, err)
-	rt, err := cfg.Open()
-	require.NoError(b, err)
+	issPub, _ := iss.PublicKey()
+	redPub, _ := red.PublicKey()
+	keys := benchKeys{
+		Bundle: &identity.Bundle{Domains: map[string]*identity.Domain{benchDomain: {
+			Accounts:   []string{accountPub},
+			Components: map[identity.Role][]string{identity.RoleIssuer: {issPub}, identity.RoleRedeemer: {redPub}},
+		}}},
+		IssuerKey: identity.Fast(iss), IssuerXKey: xk, RedeemerKey: identity.Fast(red),
+	}
 	srv, err := embedded.Start(embedded.Options{Port: -1, StoreDir: filepath.Join(dir, "js")})
 	require.NoError(b, err)
 	b.Cleanup(srv.Shutdown)
 	nc, err := srv.Connect()
 	require.NoError(b, err)
 	b.Cleanup(nc.Close)
-	return &benchEnv{NC: nc, Runtime: rt}
+	return &benchEnv{NC: nc, Runtime: keys}
 }
 
 const benchDomain = "acme"
