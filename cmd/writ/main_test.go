@@ -12,10 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-
-	"github.com/writ-dev/writ/embedded"
 )
 
 // syncBuffer is a bytes.Buffer safe for a writer and a reader in two goroutines.
@@ -213,29 +213,52 @@ func TestClientCommandsSayWhenNoServerRuns(t *testing.T) {
 }
 
 // `serve --server` joins an existing NATS instead of embedding one.
+// A real nats-server configured by 'writ init --server-config' serves the
+// pipeline with the components' creds, admits the domain's principals, and
+// refuses a connection without credentials; serve warns when its creds
+// could rewrite the audit stream.
 func TestServeOnAnExistingServer(t *testing.T) {
-	store := t.TempDir()
-	srv, err := embedded.Start(embedded.Options{Port: -1, StoreDir: store})
-	require.NoError(t, err)
-	defer srv.Shutdown()
 	dir := filepath.Join(t.TempDir(), "w")
-	_, _, err = writ(t, "init", "--dir", dir, "--domain", "globex")
+	conf := filepath.Join(t.TempDir(), "nats.conf")
+	_, _, err := writ(t, "init", "--dir", dir, "--domain", "globex", "--server-config", conf, "--store-dir", filepath.Join(t.TempDir(), "js"))
 	require.NoError(t, err)
+	opts, err := server.ProcessConfigFile(conf)
+	require.NoError(t, err)
+	opts.Port, opts.NoSigs, opts.NoLog = -1, true, true
+	ns, err := server.NewServer(opts)
+	require.NoError(t, err)
+	go ns.Start()
+	require.True(t, ns.ReadyForConnections(10*time.Second))
+	defer ns.Shutdown()
+	url := ns.ClientURL()
+	_, err = nats.Connect(url)
+	require.ErrorIs(t, err, nats.ErrAuthorization, "a connection without credentials is refused")
 
-	ctx, cancel := context.WithCancel(context.Background())
-	var out, errOut syncBuffer
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"serve", "--dir", dir, "--server", srv.ClientURL(), "--log-level", "warn"}, &out, &errOut)
-	}()
-	require.Eventually(t, func() bool { return strings.Contains(out.String(), "Ctrl-C stops") }, 15*time.Second, 20*time.Millisecond, errOut.String())
-	assert.Contains(t, out.String(), "Using NATS at "+srv.ClientURL())
+	for _, c := range []struct {
+		creds string
+		warns bool
+	}{{"", false}, {filepath.Join(dir, "keys", "operator.creds"), true}} {
+		ctx, cancel := context.WithCancel(context.Background())
+		var out, errOut syncBuffer
+		done := make(chan error, 1)
+		args := []string{"serve", "--dir", dir, "--server", url, "--log-level", "warn"}
+		if c.creds != "" {
+			args = append(args, "--creds", c.creds)
+		}
+		go func() { done <- run(ctx, args, &out, &errOut) }()
+		require.Eventually(t, func() bool { return strings.Contains(out.String(), "Ctrl-C stops") }, 15*time.Second, 20*time.Millisecond, errOut.String())
+		assert.Contains(t, out.String(), "Using NATS at "+url)
+		if c.warns {
+			assert.Contains(t, errOut.String(), "may rewrite or remove the audit stream", "serve warns about the operator's creds")
+		} else {
+			assert.NotContains(t, errOut.String(), "rewrite", "the components' creds rewrite nothing")
+		}
 
-	stdout, errText, err := writ(t, "request", "--dir", dir, "--server", srv.ClientURL(), "--creds", filepath.Join(dir, "creds", "deploy-bot.creds"),
-		"--action", "deploy", "--resource", "staging/api", "--wait")
-	require.NoError(t, err, errText)
-	assert.NotEmpty(t, strings.TrimSpace(stdout))
-
-	cancel()
-	require.NoError(t, <-done)
+		stdout, errText, err := writ(t, "request", "--dir", dir, "--server", url, "--creds", filepath.Join(dir, "creds", "deploy-bot.creds"),
+			"--action", "deploy", "--resource", "staging/api", "--wait")
+		require.NoError(t, err, errText)
+		assert.NotEmpty(t, strings.TrimSpace(stdout))
+		cancel()
+		require.NoError(t, <-done)
+	}
 }
