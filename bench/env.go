@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/writ-dev/writ/config"
+	"github.com/writ-dev/writ/internal/access"
 	"github.com/writ-dev/writ/embedded"
 	"github.com/writ-dev/writ/locks"
 	"github.com/writ-dev/writ/pipeline"
@@ -229,7 +230,11 @@ func (e *env) connect(name string, node int) (*nats.Conn, error) {
 		}),
 	}
 	if e.creds != "" {
-		opts = append(opts, nats.UserCredentials(e.creds))
+		copts, err := access.CredsOptions(e.creds)
+		if err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+		opts = append(opts, copts...)
 	}
 	urls := make([]string, len(e.urls))
 	for k := range urls {

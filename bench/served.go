@@ -25,7 +25,13 @@ func (e *env) openServed(ctx context.Context) error {
 	e.rt = &config.Runtime{Config: cfg, Bundle: bundle}
 	e.domain = cfg.Domain
 	if e.creds == "" {
-		e.creds = cfg.Path(cfg.Creds) // what `writ serve --server` connects with
+		// The bench makes its relay stream, asks as the setup's
+		// principals and reads every stream's state: the operator's
+		// rights (a setup from before roles: what serve connects with).
+		e.creds = cfg.Path(cfg.Creds)
+		if cfg.HasServerAuth() {
+			e.creds = cfg.Path(config.OperatorCreds)
+		}
 	}
 	e.urls = []string{e.o.Server}
 	if err := e.openAdmin(); err != nil {

@@ -14,6 +14,10 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/writ-dev/writ/config"
+	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/internal/access"
 )
 
 // twoStageFlows replaces the sample flow with two stages of one SRE lead
@@ -192,10 +196,19 @@ func TestRequestWaitExitCodes(t *testing.T) {
 	creds := func(name string) string { return filepath.Join(dir, "creds", name+".creds") }
 	cmd := func(args ...string) []string { return append(args, "--dir", dir, "--server", url) }
 
-	// A stranger: a domain this setup does not trust.
-	other := filepath.Join(t.TempDir(), "globex")
-	_, _, err := writ(t, "init", "--dir", other, "--domain", "globex")
+	// A stranger: an identity claiming a domain this setup does not trust.
+	// (Another domain's own identities are refused by the server before
+	// they could ask; this one the server admits, signed by acme's
+	// account, and the pipeline rejects.)
+	stranger := filepath.Join(t.TempDir(), "stranger.creds")
+	cfg, err := config.Load(dir)
 	require.NoError(t, err)
+	account, err := identity.LoadSeed(cfg.Path(config.AccountSeed))
+	require.NoError(t, err)
+	cfg.Domain = "globex"
+	b, err := cfg.IssueRole(account, config.RoleSpec{Roles: []access.Role{access.Principal}, Name: "carol", Groups: []string{"developers"}})
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(stranger, b, 0o600))
 
 	for _, tc := range []struct {
 		name   string
@@ -209,7 +222,7 @@ func TestRequestWaitExitCodes(t *testing.T) {
 			[]string{"evaluated: deny by no-prod-database-drop"}},
 		{"expired", []string{"--creds", creds("carol"), "--action", "restart", "--resource", "prod/db"}, 4,
 			[]string{"evaluated: review by developers-restart-prod", "waiting for two-sre-leads: stage 1/2 'lead', 0 of 1", "deadline:", "now expired"}},
-		{"rejected", []string{"--creds", filepath.Join(other, "creds", "carol.creds"), "--domain", "acme", "--action", "restart", "--resource", "prod/db"}, 5,
+		{"rejected", []string{"--creds", stranger, "--domain", "acme", "--action", "restart", "--resource", "prod/db"}, 5,
 			[]string{"rejected:"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -20,7 +20,7 @@ import (
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("bench", "bench [--requests N] [--inflight N] [--replicas 1,2,4] [--sync=false] [--review] [--cluster N | --server URL [--creds FILE] [--setup DIR]] [--json]", stderr)
 	server := fs.String("server", "", "bench on this NATS instead of an embedded one: the bench makes streams of its own there, and deletes them at the end")
-	creds := fs.String("creds", "", "credentials for --server (with --setup: default the setup's)")
+	creds := fs.String("creds", "", "credentials for --server (with --setup: default the setup's operator creds, keys/operator.creds)")
 	cluster := fs.Int("cluster", 0, "start this many embedded servers as one JetStream cluster on loopback instead of one, replicas and requesters spread over them, e.g. 3")
 	setup := fs.String("setup", "", "bench the pipeline 'writ serve --dir DIR' already serves on --server, from outside it: its domain, streams and sample identities; no Writ replica of the bench's own, nothing of Writ's made or deleted")
 	syncAlways := fs.Bool("sync", true, "the embedded server writes every message to disk before acknowledging it, as 'writ serve' does; --sync=false: the NATS default, flushed in the background")

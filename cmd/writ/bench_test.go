@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -126,7 +125,7 @@ func TestBenchCluster(t *testing.T) {
 // stream as it found it, but for the requests it made.
 func TestBenchSetup(t *testing.T) {
 	dir, url := serve(t)
-	nc, err := nats.Connect(url)
+	nc, err := operatorConn(t, dir, url)
 	require.NoError(t, err)
 	defer nc.Close()
 	js, err := jetstream.New(nc)

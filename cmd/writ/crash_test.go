@@ -62,7 +62,7 @@ func TestCrashSoak(t *testing.T) {
 
 	bundle, err := identity.LoadBundle(filepath.Join(dir, "trust.json"))
 	require.NoError(t, err)
-	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond),
+	nc, err := operatorConn(t, dir, url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond),
 		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {})) // the crashes are the point
 	require.NoError(t, err)
 	defer nc.Close()

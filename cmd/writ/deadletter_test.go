@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 	"github.com/stretchr/testify/assert"
@@ -38,7 +37,7 @@ func TestAuditDeadLetter(t *testing.T) {
 	require.NoError(t, err)
 	rt, err := cfg.Open()
 	require.NoError(t, err)
-	nc, err := nats.Connect(url)
+	nc, err := operatorConn(t, dir, url)
 	require.NoError(t, err)
 	defer nc.Close()
 	js, err := jetstream.New(nc)

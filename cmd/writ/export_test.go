@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -24,7 +23,7 @@ func TestAuditExport(t *testing.T) {
 	require.NoError(t, err, errOut)
 
 	// Junk on a request subject: rejected, and exported as not verified.
-	nc, err := nats.Connect(url)
+	nc, err := operatorConn(t, dir, url)
 	require.NoError(t, err)
 	defer nc.Close()
 	junk := uuid.Must(uuid.NewV7()).String()

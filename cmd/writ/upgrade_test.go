@@ -9,11 +9,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/writ-dev/writ/config"
 	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/internal/access"
 )
 
 // oldSetup turns a new setup into one made before roles existed: no server
@@ -83,4 +85,13 @@ func urlOf(t *testing.T, out string) string {
 	m := regexp.MustCompile(`listening on (nats://[0-9.:]+)`).FindStringSubmatch(out)
 	require.NotNil(t, m, out)
 	return m[1]
+}
+
+// operatorConn connects the test to a setup's NATS with the operator's
+// creds: tests read and tamper with what no other role may touch.
+func operatorConn(t *testing.T, dir, url string, opts ...nats.Option) (*nats.Conn, error) {
+	t.Helper()
+	copts, err := access.CredsOptions(filepath.Join(dir, config.OperatorCreds))
+	require.NoError(t, err)
+	return nats.Connect(url, append(copts, opts...)...)
 }

@@ -85,7 +85,7 @@ func TestAuditVerifyCheckpointAndBundle(t *testing.T) {
 
 	// The stream refuses deletes; a forged decision published by someone
 	// who may publish shows.
-	nc, err := nats.Connect(url)
+	nc, err := operatorConn(t, dir, url)
 	require.NoError(t, err)
 	defer nc.Close()
 	js, err := jetstream.New(nc)

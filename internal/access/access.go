@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/nats-io/jwt/v2"
 
@@ -275,17 +274,20 @@ func (p *perms) component(role Role, s Scope) {
 // (so that requesters on this side hear its decisions); direct reads of
 // any domain's history; and replies.
 //
-// Replies cross only as replies: the spoke hears the inboxes of its own
-// domain's users (InboxPrefix), and may publish into this hub's inboxes
-// only the answers to requests the hub sent it (a response permission,
-// for a minute), so a spoke can neither listen to the hub's replies nor
-// forge one. Reads cross only to the audit streams.
+// Replies cross to their own side only: the spoke hears the inboxes of
+// its own domain's users (InboxPrefix) and no others, and publishes into
+// this hub's domain's inboxes the answers to the hub's reads of its
+// stream. (A response permission would narrow that to the replies of
+// requests the hub sent it, but on nats-server 2.15.2 it does not follow a
+// reply across a leafnode.) Unable to hear the hub's inboxes, a spoke
+// learns no live reply subject to forge an answer into, and every answer
+// is a signed event checked on arrival. Reads cross only to the audit
+// streams.
 func (p *perms) leaf(s Scope) {
 	reads := []string{"$JS.*.API.DIRECT.GET." + s.Stream, "$JS.*.API.DIRECT.GET." + s.Stream + ".>"}
 	p.pub(askSubjects()...)
-	p.pub(events.Prefix + "." + s.Spoke + ".>")
+	p.pub(events.Prefix+"."+s.Spoke+".>", "_INBOX."+s.Domain+".>")
 	p.pub(reads...)
-	p.resp = &jwt.ResponsePermission{MaxMsgs: -1, Expires: time.Minute} // a direct read answers in many messages
 	p.sub(events.Prefix+".>", "_INBOX."+s.Spoke+".>")
 	p.sub(reads...)
 	// Never the dangerous API, even through the spoke's JetStream domain.
