@@ -18,8 +18,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/writ-dev/writ/config"
-	"github.com/writ-dev/writ/internal/access"
 	"github.com/writ-dev/writ/embedded"
+	"github.com/writ-dev/writ/internal/access"
 	"github.com/writ-dev/writ/locks"
 	"github.com/writ-dev/writ/pipeline"
 	"github.com/writ-dev/writ/redeem"
