@@ -19,7 +19,7 @@ import (
 
 	"github.com/writ-dev/writ/config"
 	"github.com/writ-dev/writ/embedded"
-	"github.com/writ-dev/writ/internal/access"
+	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/locks"
 	"github.com/writ-dev/writ/pipeline"
 	"github.com/writ-dev/writ/redeem"
@@ -230,7 +230,7 @@ func (e *env) connect(name string, node int) (*nats.Conn, error) {
 		}),
 	}
 	if e.creds != "" {
-		copts, err := access.CredsOptions(e.creds)
+		copts, err := identity.ConnectOptions(e.creds)
 		if err != nil {
 			return nil, fmt.Errorf("bench: %w", err)
 		}

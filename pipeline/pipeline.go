@@ -281,7 +281,7 @@ func RoleOptions(c *config.Config, account nkeys.KeyPair, suffix string, roles .
 	if err != nil {
 		return nil, err
 	}
-	return access.KeyOptions(c.Domain, token, user)
+	return identity.KeyOptions(c.Domain, token, user)
 }
 
 // ErrorLogger logs the errors the server reports on a connection

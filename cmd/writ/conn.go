@@ -14,7 +14,6 @@ import (
 	"github.com/writ-dev/writ/client"
 	"github.com/writ-dev/writ/config"
 	"github.com/writ-dev/writ/identity"
-	"github.com/writ-dev/writ/internal/access"
 )
 
 const defaultDir = ".writ"
@@ -83,7 +82,7 @@ func (c *conn) open() (*nats.Conn, *client.Client, error) {
 		}
 	}
 	if creds != "" {
-		copts, err := access.CredsOptions(creds)
+		copts, err := identity.ConnectOptions(creds)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -189,7 +189,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *server != "" {
 		opts := []nats.Option{nats.Name("writ serve"), nats.MaxReconnects(-1)}
 		if c := firstNonEmpty(*creds, cfg.Path(cfg.Creds)); c != "" {
-			copts, err := access.CredsOptions(c)
+			copts, err := identity.ConnectOptions(c)
 			if err != nil {
 				return err
 			}

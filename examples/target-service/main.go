@@ -44,7 +44,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	dir := fs.String("dir", envOr("WRIT_HOME", ".writ"), "Writ directory of the domain: config, trust bundle, redeemer key; env WRIT_HOME")
 	server := fs.String("server", envOr("NATS_URL", ""), "NATS server URL; env NATS_URL (default: the Writ directory's listen address)")
-	creds := fs.String("creds", "", "credentials for --server, if it asks for them")
+	creds := fs.String("creds", "", "a redeemer's .creds (default: the Writ directory's creds/redeemer.creds)")
 	name := fs.String("service", dboperator.DefaultName, "service name: the micro service's, the subject prefix, and the redeemer name in the audit stream")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
@@ -75,9 +75,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		url = "nats://" + cfg.Listen
 	}
 	opts := []nats.Option{nats.Name(*name), nats.MaxReconnects(-1)}
-	if *creds != "" {
-		opts = append(opts, nats.UserCredentials(*creds))
+	// A redeemer's creds: consuming a grant is that role's right on the
+	// server (the Writ directory's creds/redeemer.creds by default).
+	c := *creds
+	if c == "" {
+		c = cfg.Path(config.RedeemerCreds)
 	}
+	copts, err := identity.ConnectOptions(c)
+	if err != nil {
+		return err
+	}
+	opts = append(opts, copts...)
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		return fmt.Errorf("connect to %s: %w", url, err)
@@ -166,7 +174,11 @@ func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	nc, err := nats.Connect(*server, nats.Name(*name+"-caller"))
+	copts, err := identity.ConnectOptions(*credsPath)
+	if err != nil {
+		return err
+	}
+	nc, err := nats.Connect(*server, append(copts, nats.Name(*name+"-caller"))...)
 	if err != nil {
 		return fmt.Errorf("connect to %s: %w", *server, err)
 	}

@@ -75,7 +75,7 @@ func TestRun(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("run did not return")
 	}
-	assert.Contains(t, stdout.String(), `acme-db serving domain "acme" on acme-db.*`)
+	assert.Contains(t, stdout.String(), `acme-db serving domain "acme" on act.acme-db.*`)
 	assert.Contains(t, stderr.String(), "applied migrations to staging/orders")
 	assert.NotContains(t, stderr.String(), token, "the token is never logged")
 

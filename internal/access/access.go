@@ -94,11 +94,13 @@ func (s *Scope) defaults() {
 	}
 }
 
-// InboxPrefix is the inbox prefix of a connection of user key user of
-// domain: every role may hear replies there and nowhere else under _INBOX.
-// The domain comes first so that a leafnode link carries only its own
-// domain's replies. Clients set it with nats.CustomInboxPrefix.
-func InboxPrefix(domain, user string) string { return "_INBOX." + domain + "." + user }
+// InboxPrefix is where a connection hears replies (identity.InboxPrefix).
+func InboxPrefix(domain, user string) string { return identity.InboxPrefix(domain, user) }
+
+// ServiceSubjects are those of the services that act only on a redeemed
+// grant (act.<service or domain>.<action>...; see package callout and
+// examples/target-service): principals call them, redeemers serve them.
+const ServiceSubjects = "act.>"
 
 // Buckets Writ keeps, by who writes them.
 var (
@@ -169,6 +171,7 @@ func Permissions(s Scope, roles ...Role) (jwt.Permissions, error) {
 		case Principal:
 			p.reader(s)
 			p.pub(askSubjects()...)
+			p.pub(ServiceSubjects) // call the services that act on grants
 		case Redeemer:
 			p.reader(s)
 			p.emit(s.Domain, identity.RoleRedeemer)
@@ -176,6 +179,11 @@ func Permissions(s Scope, roles ...Role) (jwt.Permissions, error) {
 			p.watch(bucketsAll...)
 			p.write(bucketsRedeemer...)
 			p.create(kvStreams(redeem.BucketUsed, redeem.BucketNonces, redeem.BucketRevocations)...)
+			// A target's service: it serves the actions it guards
+			// (answering on the caller's inbox) and NATS micro's
+			// discovery.
+			p.sub(ServiceSubjects, "$SRV.>")
+			p.resp = &jwt.ResponsePermission{MaxMsgs: 1}
 		case Policy, Approval, Issuer, Auditor, Notifier:
 			p.component(role, s)
 		default:

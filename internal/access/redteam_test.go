@@ -183,7 +183,7 @@ func startFixture(t *testing.T) *fixture {
 func (f *fixture) roles(t *testing.T) []*role {
 	hubCreds := func(name, rel string) *role {
 		path := filepath.Join(f.hub.Dir, rel)
-		opts, err := access.CredsOptions(path)
+		opts, err := identity.ConnectOptions(path)
 		require.NoError(t, err)
 		return &role{name: name, dial: dialer(f.hub, opts), api: "$JS.API"}
 	}
@@ -205,12 +205,12 @@ func (f *fixture) roles(t *testing.T) []*role {
 		out = append(out, &role{name: string(c), kind: c, dial: dialer(f.hub, opts), api: "$JS.API"})
 	}
 	spokePath := filepath.Join(f.spoke.Dir, "creds/carol.creds")
-	opts, err := access.CredsOptions(spokePath)
+	opts, err := identity.ConnectOptions(spokePath)
 	require.NoError(t, err)
 	out = append(out, &role{name: spokeDomain + "/carol (over the leafnode)", kind: access.Principal,
 		dial: dialer(f.spoke, opts), api: "$JS." + hubDomain + ".API", onSpoke: true})
 	opPath := filepath.Join(f.spoke.Dir, config.OperatorCreds)
-	opts, err = access.CredsOptions(opPath)
+	opts, err = identity.ConnectOptions(opPath)
 	require.NoError(t, err)
 	out = append(out, &role{name: spokeDomain + " operator (hub's leaf creds)", dial: dialer(f.spoke, opts),
 		api: "$JS." + hubDomain + ".API", viaLeaf: true, onSpoke: true})

@@ -195,7 +195,7 @@ func (e *Env) StartServer() {
 	// The test's own connection is the operator's: tests tamper with what
 	// no other role may touch. The pipeline's components connect with
 	// their own roles (Serve).
-	opts, err := access.CredsOptions(e.Runtime.Config.Path(config.OperatorCreds))
+	opts, err := identity.ConnectOptions(e.Runtime.Config.Path(config.OperatorCreds))
 	require.NoError(t, err)
 	nc, err := s.Connect(append(opts, nats.MaxReconnects(-1))...)
 	require.NoError(t, err)

@@ -106,8 +106,13 @@ func validName(s string) bool {
 	return true
 }
 
+// ServicePrefix is the first token of the subjects of services that act
+// on grants: Writ's roles let principals call them and redeemers serve
+// them (package access).
+const ServicePrefix = "act"
+
 // Subject is the subject of a service's endpoint for action.
-func Subject(name, action string) string { return name + "." + action }
+func Subject(name, action string) string { return ServicePrefix + "." + name + "." + action }
 
 // Command is the body of a call: the grant, the holder's proof of
 // possession (redeem.Proof.Encode), and what to act on.
@@ -179,7 +184,7 @@ func (o *Operator) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("dboperator: add service: %w", err)
 	}
-	g := svc.AddGroup(o.cfg.Name)
+	g := svc.AddGroup(ServicePrefix + "." + o.cfg.Name)
 	for _, action := range []string{ActionRestart, ActionDeploy} {
 		h := micro.ContextHandler(ctx, func(ctx context.Context, req micro.Request) { o.handle(ctx, action, req) })
 		if err := g.AddEndpoint(action, h, micro.WithEndpointMetadata(map[string]string{"scope": Scopes[action] + "*"})); err != nil {
