@@ -21,8 +21,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/writ-dev/writ/client"
+	"github.com/writ-dev/writ/config"
 	"github.com/writ-dev/writ/consumers"
 	"github.com/writ-dev/writ/embedded"
+	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/internal/writtest"
 	"github.com/writ-dev/writ/ops"
 	"github.com/writ-dev/writ/pipeline"
@@ -98,9 +100,12 @@ func newReplica(t *testing.T, e *writtest.Env) *replica {
 	t.Helper()
 	// Over TCP, as a replica in its own process: it reconnects to a server
 	// started again on the same port.
-	nc, err := nats.Connect(e.Server.ClientURL(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
-	require.NoError(t, err)
+	// With the components' creds, as 'writ serve --server' connects.
 	cfg := e.Runtime.Config
+	copts, err := identity.ConnectOptions(cfg.Path(config.ComponentsCreds))
+	require.NoError(t, err)
+	nc, err := nats.Connect(e.Server.ClientURL(), append(copts, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))...)
+	require.NoError(t, err)
 	o, err := ops.New(ops.Options{NC: nc, Domain: cfg.Domain, Stream: cfg.Stream.Name, Timers: cfg.Stream.Timers, Interval: interval})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -297,11 +302,19 @@ func TestReadinessFollowsNATS(t *testing.T) {
 	assert.Equal(t, http.StatusOK, code, body)
 
 	// Back on the same port and store: ready again, and serving.
-	s, err := embedded.Start(embedded.Options{Port: port, StoreDir: e.Store, JetStreamDomain: e.Domain, Name: e.Domain})
+	auth, err := e.Runtime.Config.ServerAuth()
+	require.NoError(t, err)
+	s, err := embedded.Start(embedded.Options{Port: port, StoreDir: e.Store, JetStreamDomain: e.Domain, Name: e.Domain, Auth: auth})
 	require.NoError(t, err)
 	e.Server = s // shut down at cleanup
 	r.ready(http.StatusOK)
-	c, err := client.New(r.nc, client.Options{Bundle: e.Runtime.Bundle, Home: e.Domain})
+	// The requester on a connection of its own: the replica's may not ask.
+	copts, err := identity.ConnectOptions(e.Runtime.Config.Path("creds/deploy-bot.creds"))
+	require.NoError(t, err)
+	bot, err := s.Connect(copts...)
+	require.NoError(t, err)
+	defer bot.Close()
+	c, err := client.New(bot, client.Options{Bundle: e.Runtime.Bundle, Home: e.Domain})
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
