@@ -21,6 +21,7 @@ import (
 	"github.com/writ-dev/writ/config"
 	"github.com/writ-dev/writ/embedded"
 	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/internal/access"
 	"github.com/writ-dev/writ/pipeline"
 )
 
@@ -80,8 +81,11 @@ func Cluster(t testing.TB, n int, o Options) *ClusterEnv {
 
 	opts, err := embedded.LoopbackCluster(ClusterName, "n", n, func(name string) string { return filepath.Join(base.Dir, "jetstream", name) })
 	require.NoError(t, err)
+	auth, err := c.Runtime.Config.ServerAuth()
+	require.NoError(t, err)
 	for _, o := range opts {
 		o.JetStreamDomain = c.Domain
+		o.Auth = auth
 		c.Nodes = append(c.Nodes, &Node{Name: o.Name, Port: o.Port, Store: o.StoreDir, opts: o})
 	}
 	// Started at once: a node listens before its peers are up, and waits
@@ -142,12 +146,16 @@ func (c *ClusterEnv) Connect(first int, opts ...nats.Option) *nats.Conn {
 	return nc
 }
 
+// connect connects as the operator (the test reads and tampers with what
+// no other role may), unless opts say who else.
 func (c *ClusterEnv) connect(first int, opts ...nats.Option) *nats.Conn {
 	c.T.Helper()
-	nc, err := nats.Connect(strings.Join(c.URLs(first), ","), append([]nats.Option{
-		nats.DontRandomize(), nats.MaxReconnects(-1), nats.ReconnectWait(100 * time.Millisecond),
+	operator, err := identity.ConnectOptions(c.Runtime.Config.Path(config.OperatorCreds))
+	require.NoError(c.T, err)
+	nc, err := nats.Connect(strings.Join(c.URLs(first), ","), append(append(operator,
+		nats.DontRandomize(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond),
 		nats.ReconnectJitter(50*time.Millisecond, 50*time.Millisecond),
-	}, opts...)...)
+	), opts...)...)
 	require.NoError(c.T, err)
 	return nc
 }
@@ -333,7 +341,13 @@ func (c *ClusterEnv) Serve(node int, suffix string) *Replica {
 	node %= len(c.Nodes)
 	// Closed by Stop, after the replica has finished: a cleanup of its
 	// own would run before the cluster's and cut it short.
-	nc := c.connect(node, nats.Name(fmt.Sprintf("writ-replica-%d%s", node, suffix)))
+	// As a replica of 'writ serve --server' would: every component's
+	// rights, for its durable consumers.
+	account, err := identity.LoadSeed(c.Runtime.Config.Path(config.AccountSeed))
+	require.NoError(c.T, err)
+	role, err := pipeline.RoleOptions(c.Runtime.Config, account, suffix, access.Components...)
+	require.NoError(c.T, err)
+	nc := c.connect(node, append(role, nats.Name(fmt.Sprintf("writ-replica-%d%s", node, suffix)))...)
 	p, err := pipeline.Build(nc, c.Runtime, pipeline.Options{Logger: c.Logger.With("replica", node, "suffix", suffix), DurableSuffix: suffix})
 	if err != nil {
 		nc.Close()
