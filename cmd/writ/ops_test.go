@@ -93,7 +93,13 @@ func TestServeOperationsEndpoints(t *testing.T) {
 	_, errOut, err := writ(t, "request", "--dir", dir, "--server", nats, "--creds", filepath.Join(dir, "creds", "deploy-bot.creds"),
 		"--action", "deploy", "--resource", "staging/web", "--wait")
 	require.NoError(t, err, errOut)
-	code, body := httpGet(t, base+"/metrics")
+	// The requester may hear of the grant before the issuer, on a
+	// connection of its own, has counted its append.
+	var code int
+	require.Eventually(t, func() bool {
+		code, body = httpGet(t, base+"/metrics")
+		return strings.Contains(body, `writ_events_appended_total{component="issuer",kind="granted"} 1`)
+	}, 5*time.Second, 20*time.Millisecond, "the issuer counts its grant")
 	require.Equal(t, http.StatusOK, code)
 	for _, want := range []string{
 		`writ_events_handled_total{consumer="policy",outcome="acked"} 1`,
