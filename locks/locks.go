@@ -92,6 +92,22 @@ func Set(ctx context.Context, js jetstream.JetStream, t events.LockTarget, unloc
 	return nil
 }
 
+// Targets lists the locks that block p: on the principal, on its user key
+// and on its domain (those it has).
+func Targets(p identity.Principal) []events.LockTarget {
+	var out []events.LockTarget
+	for _, t := range []events.LockTarget{
+		{Type: events.LockPrincipal, Name: p.ID()},
+		{Type: events.LockKey, Name: p.Key},
+		{Type: events.LockDomain, Name: p.Domain},
+	} {
+		if t.Name != "" {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
 // Watcher keeps the lock list in memory, pushed by the bucket.
 type Watcher struct {
 	*kvwatch.Cache[string]
@@ -110,13 +126,9 @@ func (w *Watcher) Check(p identity.Principal) error {
 	if !w.Ready() {
 		return ErrNotReady
 	}
-	for _, t := range []events.LockTarget{
-		{Type: events.LockPrincipal, Name: p.ID()},
-		{Type: events.LockKey, Name: p.Key},
-		{Type: events.LockDomain, Name: p.Domain},
-	} {
+	for _, t := range Targets(p) {
 		key, err := Key(t)
-		if err != nil || t.Name == "" {
+		if err != nil {
 			continue
 		}
 		if reason, ok := w.Get(key); ok {
