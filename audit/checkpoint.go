@@ -83,8 +83,16 @@ func (c *Checkpointer) load(ctx context.Context) error {
 	return nil
 }
 
+// ErrTrailCut is returned when messages no checkpoint covered are gone
+// from the stream: the tree cannot go on over them, and no checkpoint is
+// signed until someone looks. Its text names the sequences gone.
+var ErrTrailCut = errors.New("audit: messages no checkpoint covered are gone from the stream")
+
 // Checkpoint brings the tree up to the stream's end and appends a
 // checkpoint of it, unless nothing but the last checkpoint was added since.
+// It never signs over a stream that lost messages it had not yet covered
+// (the start moved past the last checkpoint, or a message after it was
+// removed): ErrTrailCut says which.
 func (c *Checkpointer) Checkpoint(ctx context.Context) (*Made, error) {
 	if err := c.init(); err != nil {
 		return nil, err
@@ -96,10 +104,24 @@ func (c *Checkpointer) Checkpoint(ctx context.Context) (*Made, error) {
 			}
 		}
 		err := c.reader.ScanAll(ctx, c.tree.LastSeq()+1, func(m events.Message) error {
+			if next := c.tree.LastSeq() + 1; m.Seq != next {
+				return fmt.Errorf("%w: #%d to #%d", ErrTrailCut, next, m.Seq-1)
+			}
 			return c.tree.Append(m)
 		})
+		if err == nil {
+			err = c.checkEnd(ctx)
+		}
 		if err != nil {
 			c.tree = nil
+			switch {
+			case errors.Is(err, ErrTrailCut) && attempt == 0:
+				// Once more from the stream's last checkpoint: a replica
+				// that answered the read may have been a moment behind.
+				continue
+			case errors.Is(err, ErrTrailCut):
+				return nil, err
+			}
 			return nil, fmt.Errorf("audit: read the stream: %w", err)
 		}
 		if c.last != nil && c.tree.LastSeq() == c.last.Seq {
@@ -118,6 +140,32 @@ func (c *Checkpointer) Checkpoint(ctx context.Context) (*Made, error) {
 		}
 		return made, err
 	}
+}
+
+// checkEnd, once the tree has read to the stream's end, checks that the
+// end is not short of what the tree knows must be there: the last
+// checkpoint appended, or, for a tree just begun, any message the stream
+// ever held.
+func (c *Checkpointer) checkEnd(ctx context.Context) error {
+	end := c.tree.LastSeq()
+	switch {
+	case c.last != nil && end < c.last.Seq:
+		return fmt.Errorf("%w: #%d to #%d, the last checkpoint included", ErrTrailCut, end+1, c.last.Seq)
+	case c.tree.Size() > 0:
+		return nil
+	}
+	s, err := c.js.Stream(ctx, c.Stream)
+	if err != nil {
+		return err
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return err
+	}
+	if last := info.State.LastSeq; last > 0 && info.State.Msgs == 0 {
+		return fmt.Errorf("%w: #1 to #%d, every message", ErrTrailCut, last)
+	}
+	return nil
 }
 
 func (c *Checkpointer) append(ctx context.Context) (*Made, error) {

@@ -3,14 +3,20 @@ package consumers
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"log/slog"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/writ-dev/writ/audit"
+	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/request"
 	"github.com/writ-dev/writ/store"
 )
 
@@ -31,8 +37,27 @@ func CheckpointSubject(domain string) string { return "writ-audit." + domain + "
 // attestation; the reply is an audit.Attestation, or {"error": "..."}.
 func AttestSubject(domain string) string { return "writ-audit." + domain + ".attest" }
 
+// DurableAuditor is the auditor's durable consumer: part of the wire
+// contract, like the others.
+const DurableAuditor = "writ-auditor-"
+
+// disownedKinds are the decision subjects the auditor answers for: every
+// kind a component emits except those whose own consumers already refuse
+// what is not genuine (evaluated: approval, issuer; approved: issuer) and
+// the auditor's own series (a refusal would break their chain of prev, as
+// junk among them already has).
+var disownedKinds = []events.Kind{
+	events.KindRejected, events.KindDenied, events.KindExpired, events.KindGranted, events.KindRefused,
+	events.KindRedeemed, events.KindRevoked, events.KindLocked, events.KindEscalated, events.KindAlerted,
+	events.KindReviewed, events.KindPolicy,
+}
+
 // Auditor appends signed checkpoints of the audit stream, at an interval
 // and on demand, and records the checkpoints of the domains it witnesses.
+// It also answers on the record every message on a decision subject that
+// is not genuine (unsigned, malformed, signed by a key not entitled to its
+// kind): a refused event, so that junk or a forgery someone published
+// reads as such in writ audit verify, and not as a genuine event altered.
 type Auditor struct {
 	c   *component
 	key nkeys.KeyPair
@@ -60,8 +85,50 @@ func (a *Auditor) Checkpoint(ctx context.Context) (*audit.Made, error) {
 	return a.cp.Checkpoint(ctx)
 }
 
-// Run makes checkpoints until ctx ends.
+// Durables lists the durable consumers the auditor reads.
+func (a *Auditor) Durables() []Durable {
+	return []Durable{a.c.env.durable("auditor", "auditor", a.c.env.Streams.Name, DurableAuditor)}
+}
+
+// Run makes checkpoints, and answers what is not genuine, until ctx ends.
 func (a *Auditor) Run(ctx context.Context) error {
+	ds := a.Durables()[0]
+	filters := make([]string, len(disownedKinds))
+	for i, k := range disownedKinds {
+		filters[i] = events.Prefix + "." + a.c.env.Domain + ".*." + k.String()
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		return consume(ctx, a.c.js, a.c.env.Observer, ds, durableConfig(ds.Consumer, filters...), a.c.env.Workers, a.c.log, a.handle)
+	})
+	g.Go(func() error { return a.checkpoints(ctx) })
+	return g.Wait()
+}
+
+// handle refuses a message on a decision subject that is not genuine. A
+// genuine one is judged by the fold (writ audit verify), not here: a
+// refusal must never hide an entitled key's illegal event.
+func (a *Auditor) handle(ctx context.Context, m jetstream.Msg) error {
+	md, err := m.Metadata()
+	if err != nil {
+		return &terminate{reason: "no metadata"}
+	}
+	msg := events.Message{Subject: m.Subject(), Seq: md.Sequence.Stream, Time: md.Timestamp, Header: m.Headers(), Body: m.Data()}
+	if a.c.checker.Inspect(msg, md.Timestamp).Valid() {
+		return nil
+	}
+	return handleAudit(ctx, a.c, m, a.disown)
+}
+
+func (a *Auditor) disown(_ context.Context, h *history, this events.Record) (*effect, error) {
+	if err := h.errs[this.Seq]; errors.Is(err, request.ErrInvalid) {
+		return refuse(h, this, err), nil
+	}
+	return nil, nil
+}
+
+// checkpoints serves checkpoints on demand and makes them at the interval.
+func (a *Auditor) checkpoints(ctx context.Context) error {
 	sub, err := a.c.env.NC.Subscribe(CheckpointSubject(a.c.env.Domain), func(m *nats.Msg) {
 		reply := func(v any) {
 			b, _ := json.Marshal(v)
@@ -69,7 +136,11 @@ func (a *Auditor) Run(ctx context.Context) error {
 		}
 		made, err := a.Checkpoint(ctx)
 		if err != nil {
-			a.c.log.Warn("checkpoint asked for failed", "err", err)
+			level := slog.LevelWarn
+			if errors.Is(err, audit.ErrTrailCut) {
+				level = slog.LevelError
+			}
+			a.c.log.Log(ctx, level, "checkpoint asked for failed", "err", err)
 			reply(map[string]string{"error": err.Error()})
 			return
 		}
@@ -106,6 +177,11 @@ func (a *Auditor) Run(ctx context.Context) error {
 func (a *Auditor) round(ctx context.Context) {
 	made, err := a.Checkpoint(ctx)
 	switch {
+	case errors.Is(err, audit.ErrTrailCut):
+		// The auditor may emit no alerted event (the approval component
+		// owns that kind), and the trail is what lost messages: the log
+		// says it, every round, until someone looks.
+		a.c.log.Error("the audit stream lost messages no checkpoint covered; no checkpoint is signed over it until it is looked into", "err", err)
 	case err != nil && ctx.Err() == nil:
 		a.c.log.Warn("checkpoint failed; trying again next round", "err", err)
 	case err == nil && made.New:

@@ -334,6 +334,6 @@ func TestReportNamesEveryDurable(t *testing.T) {
 		names = append(names, d.Name)
 		assert.True(t, strings.HasSuffix(d.Consumer, "-acme"), d.Consumer)
 	}
-	assert.Equal(t, []string{"policy", "approval", "approval-timers", "issuer"}, names)
+	assert.Equal(t, []string{"policy", "approval", "approval-timers", "issuer", "auditor"}, names)
 	assert.Equal(t, consumers.DefaultTimersStream, p.Durables()[2].Stream)
 }
