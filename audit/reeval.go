@@ -44,6 +44,11 @@ func (re *reevaluator) add(p *events.Policy) {
 	re.versions[id] = v
 }
 
+// knows reports whether the trail recorded the policy version ev names.
+func (re *reevaluator) knows(ev *events.Evaluated) bool {
+	return re.versions[events.PolicyID(ev.PolicyDigest, ev.FlowsDigest)] != nil
+}
+
 // check re-evaluates the evaluation just folded into st and says what
 // differs from the record, or "".
 // ClockSkew is how far the time a policy component says it decided at may

@@ -2,7 +2,11 @@ package audit
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/store"
@@ -10,15 +14,22 @@ import (
 
 // VerifyStream verifies a live stream, read with reader (which may reach
 // another domain's stream across leafnodes), from its first message to the
-// last it held when the verification began, one batch at a time. Messages
-// removed from its start show as missing.
+// last it held when the verification began, one batch at a time. The
+// stream's own account of what it held (its first and last sequences,
+// its message count and max age) is read first: messages gone from its
+// start, its end, or all of them, show.
 func VerifyStream(ctx context.Context, reader store.Reader, o Options, progress func(n uint64)) (*Report, error) {
 	if o.Stream == "" {
 		o.Stream = reader.Stream
 	}
 	stream := reader.Stream
+	x, err := StreamExtent(ctx, reader)
+	if err != nil {
+		return nil, err
+	}
+	o.Extent = x
 	v := NewVerifier(o)
-	err := reader.ScanAll(ctx, 1, func(m events.Message) error {
+	err = reader.ScanAll(ctx, 1, func(m events.Message) error {
 		v.Add(m)
 		if progress != nil {
 			progress(v.rep.Messages)
@@ -29,6 +40,36 @@ func VerifyStream(ctx context.Context, reader store.Reader, o Options, progress 
 		return nil, fmt.Errorf("audit: read %s: %w", stream, err)
 	}
 	return v.Finish(), nil
+}
+
+// StreamExtent asks the stream's JetStream (through the reader's API
+// prefix, so also across leafnodes) for its state and max age.
+func StreamExtent(ctx context.Context, reader store.Reader) (*Extent, error) {
+	prefix := reader.APIPrefix
+	if prefix == "" {
+		prefix = "$JS.API"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	m, err := reader.NC.RequestWithContext(ctx, prefix+".STREAM.INFO."+reader.Stream, nil)
+	if err != nil {
+		return nil, fmt.Errorf("audit: read %s's state: %w", reader.Stream, err)
+	}
+	var info struct {
+		jetstream.StreamInfo
+		Error *jetstream.APIError `json:"error"`
+	}
+	if err := json.Unmarshal(m.Data, &info); err != nil {
+		return nil, fmt.Errorf("audit: read %s's state: %w", reader.Stream, err)
+	}
+	if info.Error != nil {
+		if info.Error.ErrorCode == jetstream.JSErrCodeStreamNotFound {
+			return nil, fmt.Errorf("%w: %s", store.ErrNoStream, reader.Stream)
+		}
+		return nil, fmt.Errorf("audit: read %s's state: %w", reader.Stream, info.Error)
+	}
+	st := info.State
+	return &Extent{FirstSeq: st.FirstSeq, LastSeq: st.LastSeq, Msgs: st.Msgs, MaxAge: info.Config.MaxAge}, nil
 }
 
 // WitnessHeads returns the checkpoints of domain that witness's stream

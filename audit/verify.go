@@ -10,6 +10,7 @@ import (
 
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/locks"
 	"github.com/writ-dev/writ/request"
 )
 
@@ -25,6 +26,9 @@ const (
 	CheckWitness    = "witness"       // a checkpoint held elsewhere that the stream no longer matches
 	CheckReeval     = "re-evaluation" // a decision the recorded policy does not give
 	CheckProgress   = "progress"      // a request the pipeline never took further
+	CheckRefused    = "refused"       // a component event that is not genuine, refused by the pipeline on the record: noise, not a change
+	CheckLock       = "lock"          // a grant or redemption for a principal, key or domain the trail had locked
+	CheckTruncation = "truncation"    // messages gone from the stream's start (or all of them) that no checkpoint accounts for
 )
 
 // Severities. Only errors make a verification fail.
@@ -87,6 +91,21 @@ type Options struct {
 	Window int
 	// MaxFindings bounds the findings kept (all are counted); default 1000.
 	MaxFindings int
+	// Extent is what the stream itself said it held when the verification
+	// began; nil for a copy, which is judged by its messages alone. With
+	// it, a start past sequence 1 is judged by what accounts for it, and an
+	// empty stream that held messages fails.
+	Extent *Extent
+}
+
+// Extent is a live stream's own account of itself.
+type Extent struct {
+	FirstSeq uint64 `json:"first_seq"`
+	LastSeq  uint64 `json:"last_seq"`
+	Msgs     uint64 `json:"messages"`
+	// MaxAge is the stream's configured maximum age: only with one may
+	// the server drop the oldest messages. Writ's default keeps them all.
+	MaxAge time.Duration `json:"max_age,omitempty"`
 }
 
 // Report is the outcome of a verification.
@@ -104,6 +123,7 @@ type Report struct {
 	Warnings    int       `json:"warnings"`
 	Findings    []Finding `json:"findings"`
 	Dropped     int       `json:"dropped,omitempty"` // findings beyond the limit, counted but not kept
+	Stream      *Extent   `json:"stream,omitempty"`  // what the stream said it held, when verified live
 }
 
 // OK reports whether everything held: no errors.
@@ -117,11 +137,30 @@ type Verifier struct {
 	lag     *Tree  // the tree without the window's leaves
 	window  []leaf // the latest leaves, oldest first
 	open    map[string]*entry
-	skip    map[string]bool // requests outside the time range
+	skip    map[string]*entry // histories not checked in full: outside the time range, or begun before the stream's start
 	reeval  *reevaluator
 	seen    map[string]uint64 // checkpoint digests met, by sequence
 	lastSeq uint64
 	rep     Report
+	// cut is the first sequence read when, with an Extent, it is past 1:
+	// the messages before it are gone. cover is the checkpoint that
+	// accounts for them, once met.
+	cut        uint64
+	cover      *cover
+	unrecorded uint64          // decisions not re-evaluated: their policy record went with the start
+	locks      map[string]held // the trail's lock list as of the message being checked, by locks.Key
+}
+
+// cover is a checkpoint that covers the messages gone from the stream's start.
+type cover struct {
+	seq uint64
+	cp  events.Checkpoint
+}
+
+// held is a lock in force: the locked event that set it.
+type held struct {
+	seq    uint64
+	target events.LockTarget
 }
 
 // input is a principal's message that changed nothing: the pipeline must
@@ -130,6 +169,11 @@ type input struct {
 	f   Finding
 	err error     // what the fold found wrong with it
 	at  time.Time // when the stream stored it
+	// forged marks a component's event that is not genuine (unsigned, or
+	// signed by a key not entitled to it): tampering unless the pipeline
+	// refused it on the record, naming its kind and signer.
+	forged bool
+	signer string
 }
 
 type leaf struct {
@@ -157,8 +201,8 @@ func NewVerifier(o Options) *Verifier {
 	}
 	return &Verifier{
 		o: o, checker: events.Checker{Bundle: o.Bundle, MaxBody: o.MaxBody},
-		tree: NewTree(), lag: NewTree(), open: map[string]*entry{}, skip: map[string]bool{},
-		reeval: newReevaluator(), seen: map[string]uint64{},
+		tree: NewTree(), lag: NewTree(), open: map[string]*entry{}, skip: map[string]*entry{},
+		reeval: newReevaluator(), seen: map[string]uint64{}, locks: map[string]held{},
 	}
 }
 
@@ -183,6 +227,11 @@ func (v *Verifier) Add(m events.Message) {
 	v.rep.Messages++
 	if v.rep.FirstSeq == 0 {
 		v.rep.FirstSeq = m.Seq
+		if v.o.Extent != nil && m.Seq > 1 {
+			// The stream's start moved: Finish judges whether a
+			// checkpoint accounts for what went.
+			v.cut, v.lastSeq = m.Seq, m.Seq-1
+		}
 	}
 	switch {
 	case m.Seq <= v.lastSeq:
@@ -209,20 +258,27 @@ func (v *Verifier) check(m events.Message) {
 		return
 	}
 	key := r.Domain + "/" + r.RequestID
-	if v.skip[key] {
-		// Outside the time range, a component's event is still checked
-		// on its own: its signature and its signer's entitlement.
-		if r.Err != nil && !r.Kind.FromPrincipal() {
-			v.find(Finding{Check: CheckSignature, Seq: r.Seq, Domain: r.Domain, RequestID: r.RequestID, Kind: r.Kind.String(), Problem: r.Err.Error()})
+	if v.skip[key] == nil && v.open[key] == nil {
+		switch {
+		case r.Kind == events.KindRequested && !v.inRange(m.Time):
+			v.skip[key] = &entry{}
+		case v.cut > 0 && r.Valid() && events.Prev(r.Data) != "":
+			// The history began before the stream's start: what it
+			// builds on is gone. A checkpoint or witness series goes on
+			// from the first one left; anything else is checked on its own.
+			if r.Kind == events.KindCheckpoint || r.Kind == events.KindWitnessed {
+				v.open[key] = &entry{st: request.State{LastDigest: events.Prev(r.Data)}}
+			} else {
+				v.skip[key] = &entry{}
+			}
 		}
+	}
+	if e := v.skip[key]; e != nil {
+		v.checkAlone(e, r)
 		return
 	}
 	e := v.open[key]
 	if e == nil {
-		if r.Kind == events.KindRequested && !v.inRange(m.Time) {
-			v.skip[key] = true
-			return
-		}
 		e = &entry{}
 		v.open[key] = e
 		if r.Kind == events.KindRequested {
@@ -230,6 +286,35 @@ func (v *Verifier) check(m events.Message) {
 		}
 	}
 	v.apply(e, r)
+}
+
+// checkAlone checks a message of a history not checked in full: a
+// component's event on its own, its signature and its signer's
+// entitlement; a refusal answers one that is not genuine; a lock counts.
+func (v *Verifier) checkAlone(e *entry, r events.Record) {
+	switch d := r.Data.(type) {
+	case nil:
+	case *events.Refused:
+		if r.Valid() {
+			v.answered(e, d.RefSeq, d.Code, d.RefKind, d.RefSigner)
+		}
+	case *events.Locked:
+		if r.Valid() {
+			v.lock(r, d)
+		}
+	}
+	if r.Err != nil && !r.Kind.FromPrincipal() {
+		v.hold(e, r, Finding{Check: CheckSignature, Seq: r.Seq, Domain: r.Domain, RequestID: r.RequestID, Kind: r.Kind.String(), Problem: r.Err.Error()}, r.Err)
+	}
+}
+
+// hold keeps a component's event that is not genuine until the pipeline's
+// refusal of it, if one comes.
+func (v *Verifier) hold(e *entry, r events.Record, f Finding, err error) {
+	if e.pending == nil {
+		e.pending = map[uint64]input{}
+	}
+	e.pending[r.Seq] = input{f: f, err: err, at: r.Time, forged: true, signer: r.Signer}
 }
 
 func (v *Verifier) inRange(t time.Time) bool {
@@ -285,17 +370,41 @@ func (v *Verifier) apply(e *entry, r events.Record) {
 			e.pending[r.Seq] = input{f: f, err: err, at: r.Time}
 			return
 		}
+		if errors.Is(err, request.ErrInvalid) {
+			// Not genuine: junk or a forgery published to a decision
+			// subject, which the fold ignores — or a genuine event
+			// altered since. A refusal on the record tells them apart:
+			// the pipeline met it as it is now.
+			v.hold(e, r, f, err)
+			return
+		}
 		v.find(f)
 		return
 	}
 	switch d := r.Data.(type) {
 	case *events.Refused:
-		v.answered(e, d.RefSeq, d.Code)
+		v.answered(e, d.RefSeq, d.Code, d.RefKind, d.RefSigner)
 	case *events.Rejected:
-		v.answered(e, d.RefSeq, d.Code)
+		v.answered(e, d.RefSeq, d.Code, "", "")
+	case *events.Locked:
+		v.lock(r, d)
+	case *events.Granted:
+		v.lockedOut(f, "granted to "+e.st.Requester.ID(), locks.Targets(e.st.Requester))
+	case *events.Redeemed:
+		if d.Outcome == events.RedemptionRedeemed {
+			ts := locks.Targets(e.st.Requester)
+			if d.Holder != "" && d.Holder != e.st.Requester.Key {
+				ts = append(ts, events.LockTarget{Type: events.LockKey, Name: d.Holder})
+			}
+			v.lockedOut(f, "redeemed by "+e.st.Requester.ID(), ts)
+		}
 	case *events.Policy:
 		v.reeval.add(d)
 	case *events.Evaluated:
+		if v.cut > 0 && !v.reeval.knows(d) {
+			v.unrecorded++ // its policy record went with the stream's start
+			break
+		}
 		v.rep.Reevaluated++
 		if problem := v.reeval.check(e.st, d, request.At(r)); problem != "" {
 			f.Check, f.Problem = CheckReeval, problem
@@ -312,18 +421,59 @@ func (v *Verifier) apply(e *entry, r events.Record) {
 // answered clears an input the pipeline refused. The pipeline judges an
 // input by the same fold: an input whose chain is broken now but that was
 // refused for another reason was chained when the pipeline saw it, so the
-// history before it changed since.
-func (v *Verifier) answered(e *entry, seq uint64, code string) {
+// history before it changed since. A component's event that is not
+// genuine, refused, is noise someone published: a finding of its own,
+// unless the refusal names another kind or signer than the stream holds
+// there now.
+func (v *Verifier) answered(e *entry, seq uint64, code, kind, signer string) {
 	in, ok := e.pending[seq]
 	if !ok {
 		return
 	}
 	delete(e.pending, seq)
-	if errors.Is(in.err, request.ErrBrokenChain) && code != request.Code(in.err) {
-		f := in.f
+	f := in.f
+	switch {
+	case in.forged && (kind != f.Kind || signer != in.signer):
+		f.Check = CheckChain
+		f.Problem = fmt.Sprintf("the pipeline refused a %s signed by %q here, the stream holds a %s signed by %q now: the message changed", kind, signer, f.Kind, in.signer)
+		v.find(f)
+	case in.forged:
+		f.Check, f.Severity = CheckRefused, SeverityWarning
+		f.Problem = fmt.Sprintf("not genuine (%v); the pipeline refused it on the record (%s): junk or a forgery published to the subject, which changed nothing", in.err, code)
+		v.find(f)
+	case errors.Is(in.err, request.ErrBrokenChain) && code != request.Code(in.err):
 		f.Check = CheckChain
 		f.Problem = fmt.Sprintf("the pipeline refused it as %s, but its chain is broken now: the history before it changed", code)
 		v.find(f)
+	}
+}
+
+// lock applies a locked event to the trail's lock list.
+func (v *Verifier) lock(r events.Record, d *events.Locked) {
+	k, err := locks.Key(d.Target)
+	switch {
+	case err != nil:
+	case d.Unlock:
+		delete(v.locks, k)
+	default:
+		v.locks[k] = held{seq: r.Seq, target: d.Target}
+	}
+}
+
+// lockedOut finds a grant or redemption for a target the trail had locked
+// when it was recorded: the lock promises there is none.
+func (v *Verifier) lockedOut(f Finding, what string, targets []events.LockTarget) {
+	for _, t := range targets {
+		k, err := locks.Key(t)
+		if err != nil {
+			continue
+		}
+		if l, ok := v.locks[k]; ok {
+			f.Check = CheckLock
+			f.Problem = fmt.Sprintf("%s while %s %s was locked (locked at #%d, not unlocked since)", what, l.target.Type, l.target.Name, l.seq)
+			v.find(f)
+			return
+		}
 	}
 }
 
@@ -338,7 +488,7 @@ func (v *Verifier) settle(key string, e *entry) {
 		return
 	}
 	small := request.State{Domain: st.Domain, ID: st.ID, Status: st.Status, LastSeq: st.LastSeq, LastDigest: st.LastDigest,
-		RevokeAskers: st.RevokeAskers}
+		RevokeAskers: st.RevokeAskers, Requester: st.Requester}
 	if g := st.Grant; g != nil && !st.Status.IsClosed() {
 		small.Grant = &events.Granted{TokenHash: g.TokenHash, NotBefore: g.NotBefore, ExpiresAt: g.ExpiresAt}
 	}
@@ -361,6 +511,10 @@ func (v *Verifier) checkpoint(r events.Record, c *events.Checkpoint) {
 	if v.o.Stream != "" && c.Stream != v.o.Stream {
 		f.Problem = fmt.Sprintf("checkpoint of stream %q found in %q", c.Stream, v.o.Stream)
 		v.find(f)
+		return
+	}
+	if v.cut > 0 && v.cover == nil {
+		v.rebase(r, c)
 		return
 	}
 	// The leaves covered come before the checkpoint itself.
@@ -397,6 +551,57 @@ func (v *Verifier) checkpoint(r events.Record, c *events.Checkpoint) {
 	v.rep.Checkpoints++
 }
 
+// rebase continues the tree from the first checkpoint left that covers
+// every message gone from the stream's start: the tree of the messages
+// before cut cannot be recomputed, but this checkpoint says what it was,
+// and every later checkpoint is checked against it and the messages after
+// it. The messages it covers that the stream still holds cannot be
+// re-hashed; Finish says so.
+func (v *Verifier) rebase(r events.Record, c *events.Checkpoint) {
+	if c.FirstSeq != 1 || c.LastSeq+1 < v.cut || v.lag.Size() > 0 && v.lag.LastSeq() > c.LastSeq {
+		return
+	}
+	t, err := Restore(c)
+	if err != nil {
+		v.find(Finding{Check: CheckCheckpoint, Seq: r.Seq, Domain: r.Domain, RequestID: r.RequestID, Kind: r.Kind.String(), Problem: err.Error()})
+		return
+	}
+	base := t.clone()
+	var kept []leaf
+	for _, l := range v.window {
+		if l.seq > c.LastSeq {
+			_ = t.AppendHash(l.seq, l.hash)
+			t.lastTime = l.at
+			kept = append(kept, l)
+		}
+	}
+	v.lag, v.tree, v.window = base, t, kept
+	v.cover = &cover{seq: r.Seq, cp: *c}
+}
+
+// truncation judges a stream whose start moved past sequence 1. Only a
+// maximum age lets the server drop the oldest messages, and only a
+// checkpoint left in the stream that covers them says what they were.
+func (v *Verifier) truncation() {
+	gone := fmt.Sprintf("messages #1 to #%d are gone from the stream's start", v.cut-1)
+	f := Finding{Check: CheckTruncation, Seq: v.cut}
+	switch c := v.cover; {
+	case c == nil:
+		f.Problem = gone + ", and no checkpoint left in the stream covers them: removed by a changed limit or a delete, never accounted for"
+	case v.o.Extent.MaxAge <= 0:
+		f.Problem = gone + fmt.Sprintf(", though the stream has no max age and keeps every message: removed, not expired (checkpoint #%d still records what they were: %d messages, root %s)",
+			c.seq, c.cp.TreeSize, short(c.cp.Root))
+	default:
+		f.Severity = SeverityWarning
+		f.Problem = gone + fmt.Sprintf(", expired under the stream's max age (%s); checkpoint #%d covers them (%d messages to #%d, root %s): an archived copy can be checked against it. The %d kept messages it also covers could not be re-hashed",
+			v.o.Extent.MaxAge, c.seq, c.cp.TreeSize, c.cp.LastSeq, short(c.cp.Root), c.cp.LastSeq+1-v.cut)
+	}
+	if v.unrecorded > 0 {
+		f.Problem += fmt.Sprintf(" (%d decisions whose policy record went with them were not re-evaluated)", v.unrecorded)
+	}
+	v.find(f)
+}
+
 // witnessed checks another domain's checkpoint this domain recorded: it
 // must be genuine, signed by that domain's auditor.
 func (v *Verifier) witnessed(r events.Record, w *events.Witnessed) {
@@ -423,6 +628,19 @@ func witnessedCheckpoint(c events.Checker, w *events.Witnessed, at time.Time) ev
 func (v *Verifier) Finish() *Report {
 	v.rep.TreeSize = v.tree.Size()
 	v.rep.Root, _ = v.tree.Root()
+	if x := v.o.Extent; x != nil {
+		v.rep.Stream = x
+		switch {
+		case v.rep.Messages == 0 && x.LastSeq > 0:
+			v.find(Finding{Check: CheckTruncation, Problem: fmt.Sprintf(
+				"the stream holds no message, yet it held %d (#1 to #%d): every one was removed, checkpoints included", x.LastSeq, x.LastSeq)})
+		case v.cut > 0:
+			v.truncation()
+		}
+		if v.rep.Messages > 0 && x.LastSeq > v.lastSeq {
+			v.find(Finding{Check: CheckOrder, Seq: x.LastSeq, Problem: fmt.Sprintf("messages #%d to #%d are gone from the stream's end", v.lastSeq+1, x.LastSeq)})
+		}
+	}
 	for _, h := range v.o.Heads {
 		if seq, ok := v.seen[h.Digest]; ok && seq == h.Seq {
 			continue
@@ -432,16 +650,24 @@ func (v *Verifier) Finish() *Report {
 			h.Source, h.Seq, h.Checkpoint.TreeSize, short(h.Checkpoint.Root))})
 	}
 	horizon := v.rep.LastTime.Add(-v.o.Settle)
-	for _, k := range slices.Sorted(maps.Keys(v.open)) {
-		e := v.open[k]
+	unanswered := func(e *entry) {
 		for _, s := range slices.Sorted(maps.Keys(e.pending)) {
 			in := e.pending[s]
 			f := in.f
-			if in.at.After(horizon) {
+			// A forged decision nobody refused stays an error: in flight
+			// or not, it may be a genuine event altered.
+			if !in.forged && in.at.After(horizon) {
 				f.Severity, f.Problem = SeverityWarning, "in flight at the end: "+f.Problem
 			}
 			v.find(f)
 		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(v.skip)) {
+		unanswered(v.skip[k])
+	}
+	for _, k := range slices.Sorted(maps.Keys(v.open)) {
+		e := v.open[k]
+		unanswered(e)
 		st := e.st
 		if (st.Status == request.StatusRequested || st.Status.AwaitsGrant()) && e.at.Before(horizon) {
 			v.find(Finding{Check: CheckProgress, Severity: SeverityWarning, Seq: st.LastSeq, Domain: st.Domain, RequestID: st.ID,

@@ -14,6 +14,7 @@ import (
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/issuer"
 	"github.com/writ-dev/writ/redeem"
+	"github.com/writ-dev/writ/request"
 )
 
 func runGrant(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -62,8 +63,13 @@ func grantShow(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		defer cancel()
 		status := r.State.Status
 		if r, err = cl.Wait(wctx, domain, pos[0], client.Settled); err != nil {
-			return fmt.Errorf("request %s is %s but not granted yet: %w", pos[0], status, err)
+			return &exitError{code: exitUndecided, err: fmt.Errorf("request %s is %s but not granted yet (%w): try again in a moment", pos[0], status, err)}
 		}
+	}
+	if s := r.State.Status; s == request.StatusNone || s == request.StatusRequested || s.IsPending() {
+		// Not an outcome: neither denied (3) nor an error.
+		return &exitError{code: exitUndecided, err: fmt.Errorf("request %s is %s: no decision yet, so no grant to show; "+
+			"try again once it is decided ('writ request show %s' shows where it stands)", pos[0], s, pos[0])}
 	}
 	return printOutcome(r, who, false, stdout, stderr)
 }

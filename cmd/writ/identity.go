@@ -232,20 +232,27 @@ func identityShow(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	p := id.Principal
-	// The verdict of this setup's trust bundle, if there is one.
+	// The verdict of this setup's trust bundle, if there is one. A refused
+	// identity is still described, and the command fails: a script that
+	// checks an identity before using it must not read 0 as accepted.
 	verdict := ""
+	var refused error
 	if s, err := loadSetup(*dir); err == nil {
 		if _, err := s.bundle.VerifyUser(id.JWT, time.Now()); err != nil {
 			verdict = fmt.Sprintf("refused by %s: %s (%v)", s.path, events.Code(err), err)
+			refused = fmt.Errorf("the trust bundle %s refuses this identity: %w; issue a new one ('writ identity issue') or trust its domain ('writ trust add')", s.path, err)
 		} else {
 			verdict = "accepted by " + s.path
 		}
 	}
 	if *asJSON {
-		return json.NewEncoder(stdout).Encode(struct {
+		if err := json.NewEncoder(stdout).Encode(struct {
 			identity.Principal
 			Trust string `json:"trust,omitempty"`
-		}{p, verdict})
+		}{p, verdict}); err != nil {
+			return err
+		}
+		return refused
 	}
 	expires := "never"
 	if !p.Expires.IsZero() {
@@ -265,7 +272,7 @@ func identityShow(args []string, stdout, stderr io.Writer) error {
 	if verdict != "" {
 		fmt.Fprintf(stdout, "trust    %s\n", verdict)
 	}
-	return nil
+	return refused
 }
 
 func groupList(groups []string) string {

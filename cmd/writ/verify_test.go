@@ -83,8 +83,9 @@ func TestAuditVerifyCheckpointAndBundle(t *testing.T) {
 	require.Error(t, err)
 	assert.Equal(t, exitFindings, exitCode(err), out)
 
-	// The stream refuses deletes; a forged decision published by someone
-	// who may publish shows.
+	// The stream refuses deletes. A forged decision published by someone
+	// who may publish is refused by the pipeline on the record: reported,
+	// not tampering, unless --strict.
 	nc, err := operatorConn(t, dir, url)
 	require.NoError(t, err)
 	defer nc.Close()
@@ -99,12 +100,74 @@ func TestAuditVerifyCheckpointAndBundle(t *testing.T) {
 	require.NoError(t, err)
 	_, err = js.PublishMsg(context.Background(), &nats.Msg{Subject: forged.Subject, Data: forged.Body, Header: nats.Header(forged.Header())})
 	require.NoError(t, err)
+	require.Eventually(t, func() bool { // the refusal lands
+		out, _, err := writ(t, cmd("audit", "export", "--request", id)...)
+		return err == nil && strings.Contains(out, `"kind":"refused"`)
+	}, 10*time.Second, 50*time.Millisecond)
+	out, errOut, err = writ(t, cmd("audit", "verify")...)
+	require.NoError(t, err, out+errOut)
+	assert.Contains(t, out, "warning [refused]")
+	assert.Contains(t, out, "approved in acme/"+id)
+	assert.Contains(t, out, "OK: everything holds (1 warnings)")
+	out, _, err = writ(t, cmd("audit", "verify", "--strict")...)
+	require.Error(t, err)
+	assert.Equal(t, exitFindings, exitCode(err), "--strict: warnings fail too")
+	assert.Contains(t, out, "FAILED")
+}
+
+// One junk publish to a granted request's decision subject: the auditor
+// refuses it on the record, and verify reports it and exits 0, with
+// --since too (exit 7 with --strict). Then the whole trail expires under
+// a max age an operator set (nats stream edit WRIT --max-age=1s): the
+// empty stream fails, never "OK".
+func TestAuditVerifyJunkAndEmptiedStream(t *testing.T) {
+	dir, url := serve(t)
+	common := []string{"--dir", dir, "--server", url}
+	cmd := func(args ...string) []string { return append(args, common...) }
+	out, errOut, err := writ(t, cmd("request", "--creds", filepath.Join(dir, "creds", "deploy-bot.creds"), "--action", "deploy", "--resource", "staging/web", "--wait", "--json")...)
+	require.NoError(t, err, errOut)
+	var o outcome
+	require.NoError(t, json.Unmarshal([]byte(out), &o))
+	require.Equal(t, "granted", o.Status)
+
+	nc, err := operatorConn(t, dir, url)
+	require.NoError(t, err)
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	_, err = js.Publish(t.Context(), "writ.acme."+o.RequestID+".granted", []byte("junk"))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		out, _, err := writ(t, cmd("audit", "export", "--request", o.RequestID)...)
+		return err == nil && strings.Contains(out, `"kind":"refused"`)
+	}, 10*time.Second, 50*time.Millisecond, "the auditor refuses the junk")
+	for _, args := range [][]string{{"audit", "verify"}, {"audit", "verify", "--since", "1s"}} {
+		out, errOut, err = writ(t, cmd(args...)...)
+		require.NoError(t, err, out+errOut)
+		assert.Contains(t, out, "warning [refused]")
+		assert.Contains(t, out, "granted in acme/"+o.RequestID)
+		assert.Contains(t, out, "OK: everything holds")
+	}
+	_, _, err = writ(t, cmd("audit", "verify", "--strict")...)
+	assert.Equal(t, exitFindings, exitCode(err))
+
+	s, err := js.Stream(t.Context(), "WRIT")
+	require.NoError(t, err)
+	cfg := s.CachedInfo().Config
+	cfg.MaxAge, cfg.Duplicates = time.Second, time.Second
+	_, err = js.UpdateStream(t.Context(), cfg)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		info, err := s.Info(t.Context())
+		return err == nil && info.State.Msgs == 0
+	}, 10*time.Second, 50*time.Millisecond)
 	out, _, err = writ(t, cmd("audit", "verify")...)
 	require.Error(t, err)
-	assert.Equal(t, exitFindings, exitCode(err))
-	assert.Contains(t, out, "error [signature]")
-	assert.Contains(t, out, "approved in acme/"+id)
+	assert.Equal(t, exitFindings, exitCode(err), out)
+	assert.Contains(t, out, "error [truncation]")
+	assert.Contains(t, out, "holds no message")
 	assert.Contains(t, out, "FAILED")
+	assert.NotContains(t, out, "OK")
 }
 
 func mustRead(t *testing.T, path string) []byte {
