@@ -118,6 +118,8 @@ func (e Env) DurablesOf(component, queue string) []Durable {
 		}
 	case "issuer":
 		return []Durable{e.durable("issuer", "issuer", e.Streams.Name, DurableIssuer)}
+	case "auditor":
+		return []Durable{e.durable("auditor", "auditor", e.Streams.Name, DurableAuditor)}
 	case "notifier":
 		return []Durable{
 			e.durable("notifier", "notifier", e.Streams.Name, DurableNotifier),
