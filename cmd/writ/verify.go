@@ -131,6 +131,13 @@ func (c conn) trustBundle() (*identity.Bundle, error) {
 // printReport prints a report; with strict, warnings fail too.
 func printReport(w io.Writer, rep *audit.Report, strict bool) {
 	fmt.Fprintf(w, "messages   %d (#%d to #%d)\n", rep.Messages, rep.FirstSeq, rep.LastSeq)
+	if x := rep.Stream; x != nil {
+		fmt.Fprintf(w, "stream     says it holds %d, first #%d, last #%d", x.Msgs, x.FirstSeq, x.LastSeq)
+		if x.MaxAge > 0 {
+			fmt.Fprintf(w, ", max age %s", x.MaxAge)
+		}
+		fmt.Fprintln(w)
+	}
 	fmt.Fprintf(w, "requests   %d checked in full, %d decisions re-evaluated\n", rep.Requests, rep.Reevaluated)
 	fmt.Fprintf(w, "checkpoints %d matched; tree of %d messages, root %s\n", rep.Checkpoints, rep.TreeSize, rep.Root)
 	for _, f := range rep.Findings {

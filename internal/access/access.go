@@ -292,7 +292,9 @@ func (p *perms) component(role Role, s Scope) {
 // is a signed event checked on arrival. Reads cross only to the audit
 // streams.
 func (p *perms) leaf(s Scope) {
-	reads := []string{"$JS.*.API.DIRECT.GET." + s.Stream, "$JS.*.API.DIRECT.GET." + s.Stream + ".>"}
+	// The stream's info too: writ audit verify reads what a stream says it
+	// held, to tell messages gone from its start.
+	reads := []string{"$JS.*.API.DIRECT.GET." + s.Stream, "$JS.*.API.DIRECT.GET." + s.Stream + ".>", "$JS.*.API.STREAM.INFO." + s.Stream}
 	p.pub(askSubjects()...)
 	p.pub(events.Prefix+"."+s.Spoke+".>", "_INBOX."+s.Domain+".>")
 	p.pub(reads...)
