@@ -250,19 +250,25 @@ func TestTrustRevokeRefusesIdentities(t *testing.T) {
 	b := initSetup(t, root, "beta")
 	c := initSetup(t, root, "gamma")
 	alice := filepath.Join(b, "creds", "alice.creds")
-	show := func() string {
+	// show describes alice as alpha's bundle sees her; a refusal exits 1.
+	show := func(accepted bool) string {
 		t.Helper()
 		out, _, err := writ(t, "identity", "show", "--dir", a, "--creds", alice)
-		require.NoError(t, err)
+		if accepted {
+			require.NoError(t, err)
+		} else {
+			require.Error(t, err)
+			assert.Equal(t, 1, exitCode(err))
+		}
 		return out
 	}
-	assert.Contains(t, show(), "unknown-domain")
+	assert.Contains(t, show(false), "unknown-domain")
 	_, _, err := writ(t, "trust", "add", "--dir", a, "--from", b)
 	require.NoError(t, err)
-	assert.Contains(t, show(), "accepted by")
+	assert.Contains(t, show(true), "accepted by")
 	_, _, err = writ(t, "trust", "revoke", "beta", loadBundle(t, b).Domains["beta"].Accounts[0], "--dir", a)
 	require.NoError(t, err)
-	assert.Contains(t, show(), "key-revoked")
+	assert.Contains(t, show(false), "key-revoked")
 
 	// beta's principal claiming gamma: a key not gamma's.
 	_, _, err = writ(t, "trust", "add", "--dir", a, "--from", c)
@@ -274,7 +280,7 @@ func TestTrustRevokeRefusesIdentities(t *testing.T) {
 	mallory := filepath.Join(root, "mallory.creds")
 	require.NoError(t, os.WriteFile(mallory, creds, 0o600))
 	out, _, err := writ(t, "identity", "show", "--dir", a, "--creds", mallory)
-	require.NoError(t, err)
+	require.Error(t, err, "refused")
 	assert.Contains(t, out, "untrusted-key")
 }
 
