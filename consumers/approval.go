@@ -50,7 +50,6 @@ func (a *Approval) Durables() []Durable { return a.c.env.DurablesOf("approval", 
 
 // Run consumes evaluations, votes and fired timers until ctx ends.
 func (a *Approval) Run(ctx context.Context) error {
-	d := a.c.env.Domain
 	timers, err := a.c.js.Stream(ctx, a.c.env.Streams.Timers)
 	if err != nil {
 		return fmt.Errorf("consumers: timer stream %s: %w", a.c.env.Streams.Timers, err)
@@ -59,16 +58,10 @@ func (a *Approval) Run(ctx context.Context) error {
 	ds := a.Durables()
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		cfg := durableConfig(ds[0].Consumer,
-			events.Prefix+"."+d+".*."+events.KindEvaluated.String(),
-			events.Prefix+"."+d+".*."+events.KindVoted.String(),
-			events.Prefix+"."+d+".*."+events.KindRevoke.String(),
-			events.Prefix+"."+d+".*."+events.KindLock.String())
-		return consume(ctx, a.c.js, a.c.env.Observer, ds[0], cfg, a.c.env.Workers, a.c.log, a.handle)
+		return consume(ctx, a.c.js, a.c.env.Observer, ds[0], ds[0].Config(), a.c.env.Workers, a.c.log, a.handle)
 	})
 	g.Go(func() error {
-		cfg := durableConfig(ds[1].Consumer, fireFilter(d))
-		return consume(ctx, a.c.js, a.c.env.Observer, ds[1], cfg, a.c.env.Workers, a.c.log, a.handleTimer)
+		return consume(ctx, a.c.js, a.c.env.Observer, ds[1], ds[1].Config(), a.c.env.Workers, a.c.log, a.handleTimer)
 	})
 	g.Go(func() error {
 		// A NATS outage at start must not stop the pipeline: the sweep

@@ -91,13 +91,9 @@ func (a *Auditor) Durables() []Durable { return a.c.env.DurablesOf("auditor", ""
 // Run makes checkpoints, and answers what is not genuine, until ctx ends.
 func (a *Auditor) Run(ctx context.Context) error {
 	ds := a.Durables()[0]
-	filters := make([]string, len(disownedKinds))
-	for i, k := range disownedKinds {
-		filters[i] = events.Prefix + "." + a.c.env.Domain + ".*." + k.String()
-	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		return consume(ctx, a.c.js, a.c.env.Observer, ds, durableConfig(ds.Consumer, filters...), a.c.env.Workers, a.c.log, a.handle)
+		return consume(ctx, a.c.js, a.c.env.Observer, ds, ds.Config(), a.c.env.Workers, a.c.log, a.handle)
 	})
 	g.Go(func() error { return a.checkpoints(ctx) })
 	return g.Wait()

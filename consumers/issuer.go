@@ -67,15 +67,11 @@ func (i *Issuer) Durables() []Durable {
 
 // Run consumes decisions until ctx ends.
 func (i *Issuer) Run(ctx context.Context) error {
-	d := i.c.env.Domain
 	ds := i.Durables()[0]
-	cfg := durableConfig(ds.Consumer,
-		events.Prefix+"."+d+".*."+events.KindEvaluated.String(),
-		events.Prefix+"."+d+".*."+events.KindApproved.String())
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return keepWatching(ctx, i.c.log, "lock list", i.locks.Run) })
 	g.Go(func() error {
-		return consume(ctx, i.c.js, i.c.env.Observer, ds, cfg, i.c.env.Workers, i.c.log, i.handle)
+		return consume(ctx, i.c.js, i.c.env.Observer, ds, ds.Config(), i.c.env.Workers, i.c.log, i.handle)
 	})
 	return g.Wait()
 }

@@ -384,19 +384,13 @@ func (n *Notifier) Run(ctx context.Context) error {
 		case <-time.After(backoff(min(attempt, 8))):
 		}
 	}
-	filters := make([]string, len(notifiedKinds))
-	for i, k := range notifiedKinds {
-		filters[i] = events.Prefix + "." + d + ".*." + k.String()
-	}
 	ds := n.Durables()
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		cfg := durableConfig(ds[0].Consumer, filters...)
-		return consume(ctx, n.js, n.env.Observer, ds[0], cfg, n.env.Workers, n.log, n.handleEvent)
+		return consume(ctx, n.js, n.env.Observer, ds[0], ds[0].Config(), n.env.Workers, n.log, n.handleEvent)
 	})
 	g.Go(func() error {
-		cfg := durableConfig(ds[1].Consumer, notifyPrefix+"."+d+".>")
-		return consume(ctx, n.js, n.env.Observer, ds[1], cfg, n.cfg.Workers, n.log, n.handleDelivery)
+		return consume(ctx, n.js, n.env.Observer, ds[1], ds[1].Config(), n.cfg.Workers, n.log, n.handleDelivery)
 	})
 	return g.Wait()
 }

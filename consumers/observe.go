@@ -3,6 +3,8 @@ package consumers
 import (
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/writ-dev/writ/events"
 )
 
@@ -13,7 +15,12 @@ type Durable struct {
 	Name      string // short and stable, a metric label: policy, approval-timers, …
 	Stream    string
 	Consumer  string // the durable consumer's name on the server
+	Filters   []string
 }
+
+// Config is the configuration Writ creates the durable consumer with, and
+// holds it to (Guard).
+func (d Durable) Config() jetstream.ConsumerConfig { return durableConfig(d.Consumer, d.Filters...) }
 
 // Outcome is what became of a message handled.
 type Outcome uint8
@@ -101,35 +108,45 @@ func (nopProbe) Begin(int, time.Time) {}
 func (nopProbe) End(int, Handled)     {}
 
 // DurablesOf lists the durable consumers component reads (queue: the
-// notifier's delivery queue stream, default WRIT_NOTIFY), without
-// building it: what its connection must be allowed to read.
+// notifier's delivery queue stream, default WRIT_NOTIFY), with their
+// filters, without building it: what its connection must be allowed to
+// read, and what the guard holds them to.
 func (e Env) DurablesOf(component, queue string) []Durable {
 	e.Streams.defaults()
 	if queue == "" {
 		queue = DefaultNotifyStream
 	}
+	d := e.Domain
+	kinds := func(ks ...events.Kind) []string {
+		out := make([]string, len(ks))
+		for i, k := range ks {
+			out[i] = events.Prefix + "." + d + ".*." + k.String()
+		}
+		return out
+	}
 	switch component {
 	case "policy":
-		return []Durable{e.durable("policy", "policy", e.Streams.Name, DurablePolicy)}
+		return []Durable{e.durable("policy", "policy", e.Streams.Name, DurablePolicy, kinds(events.KindRequested)...)}
 	case "approval":
 		return []Durable{
-			e.durable("approval", "approval", e.Streams.Name, DurableApproval),
-			e.durable("approval", "approval-timers", e.Streams.Timers, DurableTimers),
+			e.durable("approval", "approval", e.Streams.Name, DurableApproval,
+				kinds(events.KindEvaluated, events.KindVoted, events.KindRevoke, events.KindLock)...),
+			e.durable("approval", "approval-timers", e.Streams.Timers, DurableTimers, fireFilter(d)),
 		}
 	case "issuer":
-		return []Durable{e.durable("issuer", "issuer", e.Streams.Name, DurableIssuer)}
+		return []Durable{e.durable("issuer", "issuer", e.Streams.Name, DurableIssuer, kinds(events.KindEvaluated, events.KindApproved)...)}
 	case "auditor":
-		return []Durable{e.durable("auditor", "auditor", e.Streams.Name, DurableAuditor)}
+		return []Durable{e.durable("auditor", "auditor", e.Streams.Name, DurableAuditor, kinds(disownedKinds...)...)}
 	case "notifier":
 		return []Durable{
-			e.durable("notifier", "notifier", e.Streams.Name, DurableNotifier),
-			e.durable("notifier", "notifier-delivery", queue, DurableNotifierDelivery),
+			e.durable("notifier", "notifier", e.Streams.Name, DurableNotifier, kinds(notifiedKinds...)...),
+			e.durable("notifier", "notifier-delivery", queue, DurableNotifierDelivery, NotifySubjects(d)),
 		}
 	}
 	return nil
 }
 
 // durable names one of a component's durable consumers.
-func (e *Env) durable(component, name, stream, prefix string) Durable {
-	return Durable{Component: component, Name: name, Stream: stream, Consumer: prefix + e.Domain + e.DurableSuffix}
+func (e *Env) durable(component, name, stream, prefix string, filters ...string) Durable {
+	return Durable{Component: component, Name: name, Stream: stream, Consumer: prefix + e.Domain + e.DurableSuffix, Filters: filters}
 }

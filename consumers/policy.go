@@ -54,7 +54,6 @@ func (p *Policy) Durables() []Durable {
 // Run consumes requests until ctx ends.
 func (p *Policy) Run(ctx context.Context) error {
 	d := p.Durables()[0]
-	cfg := durableConfig(d.Consumer, events.Prefix+"."+p.c.env.Domain+".*."+events.KindRequested.String())
 	if err := p.record(ctx); err != nil {
 		return err
 	}
@@ -62,7 +61,7 @@ func (p *Policy) Run(ctx context.Context) error {
 	g.Go(func() error { return keepWatching(ctx, p.c.log, "lock list", p.locks.Run) })
 	g.Go(func() error { return keepWatching(ctx, p.c.log, "resource state", p.state.Run) })
 	g.Go(func() error {
-		return consume(ctx, p.c.js, p.c.env.Observer, d, cfg, p.c.env.Workers, p.c.log, p.handle)
+		return consume(ctx, p.c.js, p.c.env.Observer, d, d.Config(), p.c.env.Workers, p.c.log, p.handle)
 	})
 	return g.Wait()
 }

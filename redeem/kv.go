@@ -80,15 +80,22 @@ func Revoke(ctx context.Context, js jetstream.JetStream, requestID, tokenHash st
 // EnsureBuckets creates the redemption buckets (used grants, proof
 // nonces, revocations) with replicas copies, those that do not exist yet.
 func EnsureBuckets(ctx context.Context, js jetstream.JetStream, replicas int) error {
-	for _, c := range []jetstream.KeyValueConfig{
-		bucketConfig(BucketUsed, UsedTTL, replicas), bucketConfig(BucketNonces, NonceTTL, replicas),
-		bucketConfig(BucketRevocations, RevocationTTL, replicas),
-	} {
+	for _, c := range BucketConfigs(replicas) {
 		if _, err := ensureBucket(ctx, js, c); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// BucketConfigs are the redemption buckets' configurations, with replicas
+// copies: what EnsureBuckets creates and what Writ's guard
+// (consumers.Guard) holds them to. Their TTLs are the least each needs.
+func BucketConfigs(replicas int) []jetstream.KeyValueConfig {
+	return []jetstream.KeyValueConfig{
+		bucketConfig(BucketUsed, UsedTTL, replicas), bucketConfig(BucketNonces, NonceTTL, replicas),
+		bucketConfig(BucketRevocations, RevocationTTL, replicas),
+	}
 }
 
 func bucketConfig(name string, ttl time.Duration, replicas int) jetstream.KeyValueConfig {

@@ -137,10 +137,16 @@ func Ensure(ctx context.Context, js jetstream.JetStream, replicas int) error {
 	return err
 }
 
-func ensure(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.KeyValue, error) {
-	kv, err := kvwatch.Bucket(ctx, js, jetstream.KeyValueConfig{
+// BucketConfig is the bucket's configuration, with replicas copies: what
+// Ensure creates and what Writ's guard (consumers.Guard) holds it to.
+func BucketConfig(replicas int) jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
 		Bucket: Bucket, Description: "writ resource and domain state", History: 5, Storage: jetstream.FileStorage, Replicas: max(replicas, 1),
-	})
+	}
+}
+
+func ensure(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.KeyValue, error) {
+	kv, err := kvwatch.Bucket(ctx, js, BucketConfig(replicas))
 	if err != nil {
 		return nil, fmt.Errorf("state: bucket %s: %w", Bucket, err)
 	}
