@@ -274,7 +274,17 @@ func prevField(data any) (reflect.Value, bool) {
 const (
 	AlertBreakGlass    = "break-glass"    // granted at once, to be reviewed after the fact
 	AlertReviewOverdue = "review-overdue" // the after-the-fact review missed its deadline
+
+	// A stream, bucket or durable consumer Writ relies on was weakened
+	// (its reason says how), and issuance stopped; then it was set right
+	// again, and issuance resumed. Both live under GuardID.
+	AlertWeakened = "weakened"
+	AlertRestored = "restored"
 )
+
+// IsGuardAlert reports whether an alert is one of the guard's, which live
+// under an id of their own (GuardID) rather than in a request's history.
+func IsGuardAlert(alert string) bool { return alert == AlertWeakened || alert == AlertRestored }
 
 // Alerted is something people must look at.
 type Alerted struct {
@@ -348,6 +358,12 @@ var auditNamespace = uuid.MustParse("0e5a8f6c-3b1d-4a9e-8c2f-7d4b6a1e9f30")
 // recorded.
 func CheckpointID(domain string) string {
 	return uuid.NewSHA1(auditNamespace, []byte("checkpoints\x00"+domain)).String()
+}
+
+// GuardID is the id under which the guard of domain's pipeline records
+// that what Writ relies on was weakened, and set right again.
+func GuardID(domain string) string {
+	return uuid.NewSHA1(auditNamespace, []byte("guard\x00"+domain)).String()
 }
 
 // WitnessID is the id under which a witness records domain's checkpoints.

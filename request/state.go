@@ -82,6 +82,10 @@ type State struct {
 	Checkpoint *events.Checkpoint
 	Witnessed  *events.Witnessed
 
+	// Guard is the latest alert of the guard's own history (GuardID):
+	// weakened, or restored.
+	Guard *events.Alerted
+
 	// Lock and LockDone are set on a lock's own history.
 	Lock     *events.Lock
 	LockSeq  uint64
@@ -185,6 +189,19 @@ func Apply(s State, r events.Record) (State, error) {
 		}
 		s.Votes = append(slices.Clip(s.Votes), v)
 	case *events.Alerted:
+		if events.IsGuardAlert(d.Alert) {
+			// The guard's alerts have an id of their own; restored answers
+			// a weakened, and weakened may follow weakened (what is wrong
+			// changed).
+			if s.Status != StatusNone || (s.series() && s.Guard == nil) {
+				return s, fmt.Errorf("%w: the guard's alerts have an id of their own", ErrIllegal)
+			}
+			if d.Alert == events.AlertRestored && (s.Guard == nil || s.Guard.Alert != events.AlertWeakened) {
+				return s, fmt.Errorf("%w: restored with nothing weakened", ErrIllegal)
+			}
+			s.Guard = d
+			break
+		}
 		if s.Evaluation == nil || !s.Evaluation.BreakGlass {
 			return s, fmt.Errorf("%w: alert without break-glass", ErrIllegal)
 		}
@@ -336,9 +353,10 @@ func Apply(s State, r events.Record) (State, error) {
 const RedeemLeeway = 5 * time.Minute
 
 // series reports whether the history is one of the records that live under
-// an id of their own: a policy version, a lock, checkpoints, a witness's.
+// an id of their own: a policy version, a lock, checkpoints, a witness's,
+// the guard's alerts.
 func (s State) series() bool {
-	return s.Lock != nil || s.Policy != nil || s.Checkpoint != nil || s.Witnessed != nil
+	return s.Lock != nil || s.Policy != nil || s.Checkpoint != nil || s.Witnessed != nil || s.Guard != nil
 }
 
 // answer records a refusal in a copy of the map: the state Apply was given
