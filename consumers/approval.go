@@ -58,10 +58,10 @@ func (a *Approval) Run(ctx context.Context) error {
 	ds := a.Durables()
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		return consume(ctx, a.c.js, a.c.env.Observer, ds[0], ds[0].Config(), a.c.env.Workers, a.c.log, a.handle)
+		return consume(ctx, a.c.js, a.c.env.Observer, ds[0], ds[0].Config(), a.c.env.Workers, nil, a.c.log, a.handle)
 	})
 	g.Go(func() error {
-		return consume(ctx, a.c.js, a.c.env.Observer, ds[1], ds[1].Config(), a.c.env.Workers, a.c.log, a.handleTimer)
+		return consume(ctx, a.c.js, a.c.env.Observer, ds[1], ds[1].Config(), a.c.env.Workers, nil, a.c.log, a.handleTimer)
 	})
 	g.Go(func() error {
 		// A NATS outage at start must not stop the pipeline: the sweep

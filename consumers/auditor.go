@@ -93,7 +93,7 @@ func (a *Auditor) Run(ctx context.Context) error {
 	ds := a.Durables()[0]
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		return consume(ctx, a.c.js, a.c.env.Observer, ds, ds.Config(), a.c.env.Workers, a.c.log, a.handle)
+		return consume(ctx, a.c.js, a.c.env.Observer, ds, ds.Config(), a.c.env.Workers, nil, a.c.log, a.handle)
 	})
 	g.Go(func() error { return a.checkpoints(ctx) })
 	return g.Wait()

@@ -62,7 +62,7 @@ func TestBusyWorkersLoseNoDelivery(t *testing.T) {
 	cctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		done <- consume(cctx, js, nopObserver{}, Durable{Name: "d", Stream: "S"}, durableConfig("d", "s.>"), 1, slog.New(slog.DiscardHandler), h)
+		done <- consume(cctx, js, nopObserver{}, Durable{Name: "d", Stream: "S"}, durableConfig("d", "s.>"), 1, nil, slog.New(slog.DiscardHandler), h)
 	}()
 	defer func() { cancel(); <-done }()
 	publish := func(i int) {

@@ -51,6 +51,9 @@ type Env struct {
 	DurableSuffix string
 	// Observer hears what the components do (metrics, health); optional.
 	Observer Observer
+	// Guard, when set, stops issuance while what Writ relies on is
+	// weakened: the issuer consults it before it mints.
+	Guard *Guard
 	// Inspected remembers which stored events were checked and what was
 	// found, so that histories read again are not verified again; share one
 	// among the components of a process. Default: one per component.
@@ -179,6 +182,10 @@ func (c *component) loadReaching(ctx context.Context, domain, id string, floor u
 		h.records[i] = c.checker.Inspect(m, now)
 	}
 	h.state, h.errs = request.Fold(h.records)
+	if h.state.ID == "" {
+		// No event yet: what is appended starts this id's history.
+		h.state.Domain, h.state.ID = domain, id
+	}
 	return h, nil
 }
 

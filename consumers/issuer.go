@@ -71,13 +71,23 @@ func (i *Issuer) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return keepWatching(ctx, i.c.log, "lock list", i.locks.Run) })
 	g.Go(func() error {
-		return consume(ctx, i.c.js, i.c.env.Observer, ds, ds.Config(), i.c.env.Workers, i.c.log, i.handle)
+		var shut gate // the issuer pulls only while the guard is open
+		if i.c.env.Guard != nil {
+			shut = i.c.env.Guard
+		}
+		return consume(ctx, i.c.js, i.c.env.Observer, ds, ds.Config(), i.c.env.Workers, shut, i.c.log, i.handle)
 	})
 	return g.Wait()
 }
 
 func (i *Issuer) handle(ctx context.Context, m jetstream.Msg) error {
-	return handleAudit(ctx, i.c, m, i.decide)
+	g := i.c.env.Guard
+	if g == nil {
+		return handleAudit(ctx, i.c, m, i.decide)
+	}
+	// While the guard is shut nothing is minted; the message comes back
+	// once it opens.
+	return g.hold(func() error { return handleAudit(ctx, i.c, m, i.decide) })
 }
 
 // decide re-checks the evidence by folding the whole history from

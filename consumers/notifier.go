@@ -387,10 +387,10 @@ func (n *Notifier) Run(ctx context.Context) error {
 	ds := n.Durables()
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		return consume(ctx, n.js, n.env.Observer, ds[0], ds[0].Config(), n.env.Workers, n.log, n.handleEvent)
+		return consume(ctx, n.js, n.env.Observer, ds[0], ds[0].Config(), n.env.Workers, nil, n.log, n.handleEvent)
 	})
 	g.Go(func() error {
-		return consume(ctx, n.js, n.env.Observer, ds[1], ds[1].Config(), n.cfg.Workers, n.log, n.handleDelivery)
+		return consume(ctx, n.js, n.env.Observer, ds[1], ds[1].Config(), n.cfg.Workers, nil, n.log, n.handleDelivery)
 	})
 	return g.Wait()
 }

@@ -61,7 +61,7 @@ func (p *Policy) Run(ctx context.Context) error {
 	g.Go(func() error { return keepWatching(ctx, p.c.log, "lock list", p.locks.Run) })
 	g.Go(func() error { return keepWatching(ctx, p.c.log, "resource state", p.state.Run) })
 	g.Go(func() error {
-		return consume(ctx, p.c.js, p.c.env.Observer, d, d.Config(), p.c.env.Workers, p.c.log, p.handle)
+		return consume(ctx, p.c.js, p.c.env.Observer, d, d.Config(), p.c.env.Workers, nil, p.c.log, p.handle)
 	})
 	return g.Wait()
 }

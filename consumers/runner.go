@@ -52,12 +52,13 @@ func (t *terminate) Error() string { return "terminated: " + t.reason }
 type handlerFunc func(ctx context.Context, m jetstream.Msg) error
 
 // consume runs h over the durable pull consumer d (cfg) with up to workers
-// messages in flight, until ctx ends; then it stops pulling, handles what
+// messages in flight, pulling only while g (when not nil) is open, until
+// ctx ends; then it stops pulling, handles what
 // its last pull brings (within fetchWait), finishes what it holds and
 // returns. A message is acked only after h returns nil. A
 // consumer that disappears while still wanted is made again. obs hears of
 // the loop's state and of every message.
-func consume(ctx context.Context, js jetstream.JetStream, obs Observer, d Durable, cfg jetstream.ConsumerConfig, workers int, log *slog.Logger, h handlerFunc) error {
+func consume(ctx context.Context, js jetstream.JetStream, obs Observer, d Durable, cfg jetstream.ConsumerConfig, workers int, g gate, log *slog.Logger, h handlerFunc) error {
 	probe := obs.Consumer(d, workers)
 	defer probe.Loop(LoopStopped)
 	// Free worker slots: taking one bounds the messages in flight and
@@ -70,7 +71,7 @@ func consume(ctx context.Context, js jetstream.JetStream, obs Observer, d Durabl
 	defer wg.Wait()
 	for attempt := 0; ; attempt++ {
 		probe.Loop(LoopIdle)
-		err := consumeOnce(ctx, js, d.Stream, cfg, log, probe, slots, &wg, h)
+		err := consumeOnce(ctx, js, d.Stream, cfg, g, log, probe, slots, &wg, h)
 		probe.Loop(LoopIdle)
 		if ctx.Err() != nil {
 			return nil
@@ -91,7 +92,7 @@ func consume(ctx context.Context, js jetstream.JetStream, obs Observer, d Durabl
 // a stopping loop may wait for its last pull to end.
 const fetchWait = time.Second
 
-func consumeOnce(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.ConsumerConfig, log *slog.Logger, probe ConsumerProbe, slots chan int, wg *sync.WaitGroup, h handlerFunc) error {
+func consumeOnce(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.ConsumerConfig, g gate, log *slog.Logger, probe ConsumerProbe, slots chan int, wg *sync.WaitGroup, h handlerFunc) error {
 	cons, err := js.CreateOrUpdateConsumer(ctx, stream, cfg)
 	if err != nil {
 		return fmt.Errorf("create consumer: %w", err)
@@ -108,6 +109,9 @@ func consumeOnce(ctx context.Context, js jetstream.JetStream, stream string, cfg
 	var free []int
 	for failures := uint64(0); ; {
 		if ctx.Err() != nil { // a select would pick a free slot as often
+			return nil
+		}
+		if g != nil && !waitGate(ctx, g, probe) {
 			return nil
 		}
 		select {
@@ -160,6 +164,30 @@ func consumeOnce(ctx context.Context, js jetstream.JetStream, stream string, cfg
 		case <-ctx.Done():
 		case <-time.After(backoff(min(failures, 4))):
 		}
+	}
+}
+
+// gate shuts a consumer loop: while shut, the loop pulls nothing, so that
+// messages wait in the stream rather than spend their deliveries.
+type gate interface {
+	Open() <-chan struct{} // closed while open
+}
+
+// waitGate waits until g is open; false when ctx ended first. The loop
+// shows idle while it waits.
+func waitGate(ctx context.Context, g gate, probe ConsumerProbe) bool {
+	select {
+	case <-g.Open():
+		return true
+	default:
+	}
+	probe.Loop(LoopIdle)
+	select {
+	case <-ctx.Done():
+		return false
+	case <-g.Open():
+		probe.Loop(LoopConsuming)
+		return true
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -64,9 +66,9 @@ func (c *StreamConfig) defaults() {
 	}
 }
 
-// ErrWeakened is returned when the audit stream, as the server reports it,
-// lacks a protection Writ relies on.
-var ErrWeakened = errors.New("consumers: audit stream is not append-only")
+// ErrWeakened is returned when a stream, bucket or durable consumer, as the
+// server reports it, lacks a protection Writ relies on.
+var ErrWeakened = errors.New("consumers: a stream or consumer Writ relies on is weakened")
 
 // AuditStreamConfig is the audit stream's configuration.
 func AuditStreamConfig(c StreamConfig) jetstream.StreamConfig {
@@ -221,31 +223,136 @@ func ensureStreams(ctx context.Context, js jetstream.JetStream, c StreamConfig) 
 var ErrTimers = errors.New("consumers: timers unavailable")
 
 // CheckAuditStream compares the configuration the server reports with the
-// protections Writ needs.
-func CheckAuditStream(got, want jetstream.StreamConfig) error {
-	var errs []error
-	check := func(ok bool, what string) {
-		if !ok {
-			errs = append(errs, errors.New(what))
+// protections Writ needs (CheckStream).
+func CheckAuditStream(got, want jetstream.StreamConfig) error { return CheckStream(got, want) }
+
+// CheckStream compares a stream's configuration, as the server reports it,
+// with the one Writ asks for (want): it returns nil when every protection
+// is at least as strong, else an error wrapping ErrWeakened that lists each
+// shortfall.
+func CheckStream(got, want jetstream.StreamConfig) error {
+	if problems := streamShortfalls(got, want); len(problems) > 0 {
+		return fmt.Errorf("%w: stream %s: %s", ErrWeakened, got.Name, strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// streamShortfalls says how got is weaker than want. "At least as strong"
+// is, field by field: the same subjects, retention and storage; limits
+// (messages, bytes, age, per subject, message size) as high or unlimited;
+// a duplicate window as long; as many replicas; every deny flag want has;
+// nothing that removes or rewrites stored messages (rollups, per-message
+// TTLs, delete markers, a mirror, a subject transform, counters) unless
+// want has it; schedules exactly as want; direct get and acknowledged,
+// synchronously persisted writes when want has them; not sealed.
+func streamShortfalls(got, want jetstream.StreamConfig) []string {
+	var out []string
+	bad := func(weaker bool, format string, args ...any) {
+		if weaker {
+			out = append(out, fmt.Sprintf(format, args...))
 		}
 	}
-	check(got.DenyDelete, "deny_delete is off")
-	check(got.DenyPurge, "deny_purge is off")
-	check(!got.AllowRollup, "rollups are allowed")
-	check(!got.AllowMsgTTL, "per-message TTLs are allowed")
-	check(got.SubjectDeleteMarkerTTL == 0, "subject delete markers are on")
-	check(!got.AllowMsgSchedules, "message schedules are allowed")
-	check(got.Discard == jetstream.DiscardNew, "discard policy is not 'new'")
-	check(got.Storage == jetstream.FileStorage, "storage is not file")
-	check(got.Retention == jetstream.LimitsPolicy, "retention is not 'limits'")
-	check(got.AllowDirect, "direct get is off")
-	check(slices.Equal(got.Subjects, want.Subjects), fmt.Sprintf("subjects are %v, want %v", got.Subjects, want.Subjects))
-	check(got.MaxAge == want.MaxAge, fmt.Sprintf("max age is %s, configured %s", got.MaxAge, want.MaxAge))
+	bad(got.Sealed, "it is sealed")
+	bad(!sameSet(got.Subjects, want.Subjects), "subjects are %v, want %v", got.Subjects, want.Subjects)
+	bad(got.Retention != want.Retention, "retention is %s, want %s", got.Retention, want.Retention)
+	bad(want.Discard == jetstream.DiscardNew && got.Discard != jetstream.DiscardNew, "discard policy is %s, want new", got.Discard)
+	bad(got.Storage != want.Storage, "storage is %s, want %s", got.Storage, want.Storage)
+	bad(lower(got.MaxMsgs, want.MaxMsgs), "max messages is %s, want %s", limit(got.MaxMsgs), limit(want.MaxMsgs))
+	bad(lower(got.MaxBytes, want.MaxBytes), "max bytes is %s, want %s", limit(got.MaxBytes), limit(want.MaxBytes))
+	bad(lower(int64(got.MaxAge), int64(want.MaxAge)), "max age is %s, want %s", age(got.MaxAge), age(want.MaxAge))
 	// A per-subject limit deletes a request's older events of a kind (a
 	// first vote, say) whatever discard and deny-delete say.
-	check(got.MaxMsgsPerSubject <= 0, fmt.Sprintf("max messages per subject is %d", got.MaxMsgsPerSubject))
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("%w: stream %s: %w", ErrWeakened, got.Name, err)
+	bad(lower(got.MaxMsgsPerSubject, want.MaxMsgsPerSubject), "max messages per subject is %s, want %s",
+		limit(got.MaxMsgsPerSubject), limit(want.MaxMsgsPerSubject))
+	bad(lower(int64(got.MaxMsgSize), int64(want.MaxMsgSize)), "max message size is %s, want %s",
+		limit(int64(got.MaxMsgSize)), limit(int64(want.MaxMsgSize)))
+	bad(got.Duplicates < want.Duplicates, "duplicate window is %s, want %s or more", got.Duplicates, want.Duplicates)
+	bad(got.Replicas < want.Replicas, "replicas are %d, want %d or more", got.Replicas, want.Replicas)
+	bad(want.DenyDelete && !got.DenyDelete, "deny_delete is off")
+	bad(want.DenyPurge && !got.DenyPurge, "deny_purge is off")
+	bad(got.AllowRollup && !want.AllowRollup, "rollups are allowed")
+	bad(got.AllowMsgTTL && !want.AllowMsgTTL, "per-message TTLs are allowed")
+	bad(got.SubjectDeleteMarkerTTL != 0 && want.SubjectDeleteMarkerTTL == 0, "subject delete markers are on")
+	bad(got.AllowMsgSchedules && !want.AllowMsgSchedules, "message schedules are allowed")
+	bad(!got.AllowMsgSchedules && want.AllowMsgSchedules, "message schedules are off")
+	bad(got.AllowMsgCounter && !want.AllowMsgCounter, "it is a counter stream")
+	bad(want.AllowDirect && !got.AllowDirect, "direct get is off")
+	bad(got.NoAck && !want.NoAck, "publishes are not acknowledged")
+	bad(got.PersistMode == jetstream.AsyncPersistMode && want.PersistMode != jetstream.AsyncPersistMode, "writes are persisted asynchronously")
+	bad(got.Mirror != nil && want.Mirror == nil, "it mirrors stream %s", mirrorName(got.Mirror))
+	bad(len(got.Sources) > len(want.Sources), "it takes in messages from %d other streams", len(got.Sources)-len(want.Sources))
+	bad(got.SubjectTransform != nil && want.SubjectTransform == nil, "stored subjects are transformed")
+	return out
+}
+
+// lower says whether limit got is lower than want; 0 or less is no limit.
+func lower(got, want int64) bool {
+	if want <= 0 {
+		return got > 0
+	}
+	return got > 0 && got < want
+}
+
+func limit(n int64) string {
+	if n <= 0 {
+		return "unlimited"
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+func age(d time.Duration) string {
+	if d <= 0 {
+		return "unlimited"
+	}
+	return d.String()
+}
+
+func mirrorName(m *jetstream.StreamSource) string {
+	if m == nil {
+		return ""
+	}
+	return m.Name
+}
+
+// sameSet says whether a and b hold the same strings, in any order.
+func sameSet(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(slices.Compact(a), slices.Compact(b))
+}
+
+// BucketStreamConfig is the stream a KV bucket made from c is held to
+// (CheckStream): what the JetStream client asks for when it creates the
+// bucket, so far as a protection depends on it.
+func BucketStreamConfig(c jetstream.KeyValueConfig) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:              "KV_" + c.Bucket,
+		Subjects:          []string{"$KV." + c.Bucket + ".>"},
+		Retention:         jetstream.LimitsPolicy,
+		Discard:           jetstream.DiscardNew,
+		Storage:           c.Storage,
+		MaxMsgs:           -1,
+		MaxBytes:          c.MaxBytes,
+		MaxAge:            c.TTL,
+		MaxMsgsPerSubject: int64(max(c.History, 1)),
+		MaxMsgSize:        c.MaxValueSize,
+		Replicas:          max(c.Replicas, 1),
+		DenyDelete:        true,
+		AllowRollup:       true, // a KV purge is a rollup
+		AllowDirect:       true,
+	}
+}
+
+// CheckConsumer compares a durable consumer, as the server reports it, with
+// the configuration Writ creates it with (want): it returns nil when it
+// delivers what Writ needs as Writ needs it, else an error wrapping
+// ErrWeakened that lists each shortfall. At least as strong means: not
+// paused; the same filters and ack policy; as many deliveries or
+// unlimited; never removed for being idle; whole messages.
+func CheckConsumer(got *jetstream.ConsumerInfo, want jetstream.ConsumerConfig) error {
+	if problems := consumerShortfalls(got, want); len(problems) > 0 {
+		return fmt.Errorf("%w: consumer %s: %s", ErrWeakened, got.Name, strings.Join(problems, "; "))
 	}
 	return nil
 }

@@ -145,8 +145,8 @@ func (o *Ops) healthLocked(now time.Time) Report {
 }
 
 // Ready says whether the pipeline serves requests: healthy, connected to
-// NATS, the audit stream reachable, and every durable consumer there and
-// consumed, as of a recent sample.
+// NATS, the audit stream reachable, every durable consumer there and
+// consumed, as of a recent sample, and nothing the guard watches weakened.
 func (o *Ops) Ready() Report {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -173,6 +173,11 @@ func (o *Ops) Ready() Report {
 		}
 		if l := consumers.Loop(o.consumers[d.Name].loop.Load()); l != consumers.LoopConsuming {
 			r.Problems = append(r.Problems, fmt.Sprintf("consumer %s is not being consumed (%s)", d.Name, loopNames[l]))
+		}
+	}
+	if o.guard != nil {
+		for _, w := range o.guard.Weakened() {
+			r.Problems = append(r.Problems, "issuance stopped: "+w)
 		}
 	}
 	r.OK = len(r.Problems) == 0

@@ -50,6 +50,18 @@ type Ops struct {
 	durables   []consumers.Durable
 	last       sample
 	kick       chan struct{} // sample now: a consumer loop started consuming
+	guard      Guard
+}
+
+// Guard tells what stops issuance: what Writ relies on that is weakened
+// (consumers.Guard).
+type Guard interface{ Weakened() []string }
+
+// Guard makes readiness report what g says stops issuance.
+func (o *Ops) Guard(g Guard) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.guard = g
 }
 
 type metrics struct {

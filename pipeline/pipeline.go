@@ -62,6 +62,10 @@ type Options struct {
 	// component, and Run closes what it returned once the components have
 	// stopped. Nil: every component uses Build's connection.
 	Connect func(component string) (*nats.Conn, error)
+	// Guard adjusts the guard of the streams, buckets and consumers
+	// (consumers.Guard), which runs with the issuer or the approval
+	// component.
+	Guard consumers.GuardConfig
 }
 
 // Pipeline is a set of components ready to run.
@@ -70,6 +74,7 @@ type Pipeline struct {
 	names    []string
 	observer consumers.Observer
 	conns    []*nats.Conn // the components' own connections, closed by Run
+	guard    *consumers.Guard
 }
 
 type runner interface{ Run(context.Context) error }
@@ -111,6 +116,9 @@ func Build(nc *nats.Conn, rt *config.Runtime, o Options) (*Pipeline, error) {
 		Inspected: events.NewInspectCache(events.DefaultInspectCache),
 	}
 	p := &Pipeline{observer: o.Observer}
+	if err := p.buildGuard(names, &env, rt, o); err != nil {
+		return nil, err
+	}
 	for _, n := range names {
 		if slices.Contains(p.names, n) {
 			p.close()
@@ -123,7 +131,45 @@ func Build(nc *nats.Conn, rt *config.Runtime, o Options) (*Pipeline, error) {
 		}
 		p.parts, p.names = append(p.parts, r), append(p.names, n)
 	}
+	if p.guard != nil {
+		p.guard.Expect(p.Durables())
+	}
 	return p, nil
+}
+
+// buildGuard makes the guard that stops the issuer while what Writ relies
+// on is weakened, when the issuer or the approval component runs here, and
+// gives it to the components (env). It runs as the approval component
+// when that runs here, on a connection of that role: its alerts are
+// approval's to sign (events.RoleFor). Else it runs as the issuer, and
+// logs its alerts only.
+func (p *Pipeline) buildGuard(names []string, env *consumers.Env, rt *config.Runtime, o Options) error {
+	role := ""
+	var key nkeys.KeyPair
+	switch {
+	case slices.Contains(names, string(identity.RoleApproval)):
+		role, key = string(identity.RoleApproval), rt.ApprovalKey
+	case slices.Contains(names, string(identity.RoleIssuer)):
+		role = string(identity.RoleIssuer)
+	default:
+		return nil
+	}
+	genv := *env
+	if o.Connect != nil {
+		nc, err := o.Connect(role)
+		if err != nil {
+			return fmt.Errorf("pipeline: guard: connect: %w", err)
+		}
+		p.conns = append(p.conns, nc)
+		genv.NC = nc
+	}
+	g, err := consumers.NewGuard(genv, key, o.Guard)
+	if err != nil {
+		p.close()
+		return err
+	}
+	p.guard, env.Guard = g, g
+	return nil
 }
 
 // build makes component n, on a connection of its own when o says so.
@@ -217,6 +263,10 @@ func NotifierConfig(n *config.Notify, getenv func(string) string) (consumers.Not
 	return c, errors.Join(errs...)
 }
 
+// Guard is the guard of what the pipeline relies on, or nil when it runs
+// neither the issuer nor the approval component.
+func (p *Pipeline) Guard() *consumers.Guard { return p.guard }
+
 // Names lists the components that will run.
 func (p *Pipeline) Names() []string { return slices.Clone(p.names) }
 
@@ -235,6 +285,9 @@ func (p *Pipeline) Durables() []consumers.Durable {
 // have stopped, each having finished the messages it held.
 func (p *Pipeline) Run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
+	if p.guard != nil {
+		g.Go(func() error { return p.guard.Run(ctx) })
+	}
 	for i, r := range p.parts {
 		var probe consumers.ComponentProbe
 		if p.observer != nil {

@@ -74,6 +74,9 @@ func (s *opsServer) start(ctx context.Context, p *pipeline.Pipeline, stdout io.W
 	}
 	fmt.Fprintf(stdout, "Operations endpoints on http://%s (/healthz, /readyz, /metrics)\n", l.Addr())
 	s.ops.Expect(p.Names(), p.Durables())
+	if g := p.Guard(); g != nil {
+		s.ops.Guard(g)
+	}
 	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	done := make(chan struct{}, 2)
 	go func() { _ = s.ops.Run(ctx); done <- struct{}{} }()
