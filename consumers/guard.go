@@ -207,7 +207,7 @@ func (g *Guard) hold(fn func() error) error {
 func (g *Guard) Run(ctx context.Context) error {
 	if !g.cfg.ReadBackOnly {
 		var subs []*nats.Subscription
-		for _, subj := range guardAdvisories {
+		for _, subj := range GuardAdvisories {
 			sub, err := g.env.NC.Subscribe(subj, g.advisory)
 			if err != nil {
 				g.log.Warn("cannot hear JetStream advisories; reading back only", "subject", subj, "err", err)
@@ -250,12 +250,12 @@ func (g *Guard) Run(ctx context.Context) error {
 	}
 }
 
-// The advisories the guard hears: streams updated, deleted or created,
+// GuardAdvisories are the advisories the guard hears: streams updated, deleted or created,
 // consumers deleted, paused or created, and every JetStream API request
 // (which alone tells of a consumer updated, a stream purged or a message
 // deleted, and who did it). Each one about what the guard watches starts
 // a read-back at once.
-var guardAdvisories = []string{
+var GuardAdvisories = []string{
 	"$JS.EVENT.ADVISORY.STREAM.UPDATED.*",
 	"$JS.EVENT.ADVISORY.STREAM.DELETED.*",
 	"$JS.EVENT.ADVISORY.STREAM.CREATED.*",

@@ -31,8 +31,9 @@ import (
 )
 
 // guarded is a test installation whose pipeline runs with operations
-// endpoints, as `writ serve --http` does; e.NC is a connection with full
-// rights, the operator's.
+// endpoints, as `writ serve --http` does: each component, and the guard,
+// on a connection of its own role; e.NC is a connection with full rights,
+// the operator's, which the tests weaken things with.
 type guarded struct {
 	t     *testing.T
 	e     *writtest.Env
@@ -52,7 +53,9 @@ func startGuarded(t *testing.T, cfg consumers.GuardConfig) *guarded {
 	rc := e.Runtime.Config
 	o, err := ops.New(ops.Options{NC: e.NC, Domain: rc.Domain, Stream: rc.Stream.Name, Timers: rc.Stream.Timers, Interval: 100 * time.Millisecond, Logger: log})
 	require.NoError(t, err)
-	p, err := pipeline.Build(e.NC, e.Runtime, pipeline.Options{Logger: log, Observer: o, Guard: cfg})
+	connect, err := pipeline.RoleConnector(e.Runtime, "", log, e.Server.Connect)
+	require.NoError(t, err)
+	p, err := pipeline.Build(e.NC, e.Runtime, pipeline.Options{Logger: log, Observer: o, Guard: cfg, Connect: connect})
 	require.NoError(t, err)
 	require.NotNil(t, p.Guard())
 	o.Expect(p.Names(), p.Durables())
@@ -72,6 +75,15 @@ func startGuarded(t *testing.T, cfg consumers.GuardConfig) *guarded {
 		cancel()
 		wg.Wait()
 		srv.Close()
+		// The role's permissions are enough for what the guard does (a
+		// refusal is logged by pipeline.ErrorLogger).
+		for _, line := range logs.all() {
+			if strings.Contains(line, "NATS server reported an error") {
+				for _, what := range []string{"$JS.EVENT.ADVISORY", ".INFO.", ".alerted"} {
+					assert.NotContains(t, line, what, "the guard's role lacks a permission it needs")
+				}
+			}
+		}
 	})
 	g := &guarded{t: t, e: e, js: js, guard: p.Guard(), url: srv.URL, logs: logs}
 	g.waitOpen(10 * time.Second)
@@ -429,6 +441,12 @@ func (l *errorLog) Handle(_ context.Context, r slog.Record) error {
 }
 func (l *errorLog) WithAttrs([]slog.Attr) slog.Handler { return l }
 func (l *errorLog) WithGroup(string) slog.Handler      { return l }
+
+func (l *errorLog) all() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.lines)
+}
 
 func (l *errorLog) has(s string) bool {
 	l.mu.Lock()

@@ -251,6 +251,13 @@ func (p *perms) component(role Role, s Scope) {
 	// Every component watches the lock list, and the policy the state.
 	p.watch(bucketsAll...)
 	p.create(kvStreams(bucketsAll...)...)
+	if role == Approval || role == Issuer {
+		// The guard (consumers.Guard) runs as one of them: it hears the
+		// advisories and reads back every durable consumer of Writ's
+		// streams, not only its role's own. Reads only.
+		p.sub(consumers.GuardAdvisories...)
+		p.pub(apis("CONSUMER.INFO."+s.Stream+".*", "CONSUMER.INFO."+s.Timers+".*", "CONSUMER.INFO."+s.Queue+".*")...)
+	}
 	switch role {
 	case Approval:
 		p.write(bucketsApproval...)
