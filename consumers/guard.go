@@ -47,7 +47,8 @@ type GuardConfig struct {
 // read-back every interval (which also catches what no advisory told).
 //
 // While anything is weakened the guard is shut: the issuer mints nothing
-// (Hold) and its consumer loop takes no message (the gate), so that held
+// (it handles each message under hold) and its consumer loop takes no
+// message (Open is the loop's gate), so that held
 // requests are granted once the guard opens again; readiness reports why
 // (Weakened); an alerted event (AlertWeakened, under events.GuardID) says
 // what changed, signed by the approval key when the guard has it, and a
@@ -174,8 +175,9 @@ func (g *Guard) Weakened() []string {
 	switch {
 	case s.Open:
 		return nil
-	case s.Checked.IsZero():
-		return []string{"the guard has not read back the streams and consumers yet"}
+	case len(s.Weakened) == 0:
+		// Starting, and no read-back has told everything yet.
+		return []string{"the guard has not yet read back every stream, bucket and consumer Writ relies on"}
 	}
 	return s.Weakened
 }
