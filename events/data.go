@@ -110,6 +110,11 @@ type Evaluated struct {
 	BreakGlass    bool               `json:"break_glass,omitempty"`
 	Flows         []Flow             `json:"flows,omitempty"`
 	ExpiresAt     *time.Time         `json:"expires_at,omitempty"`
+	// StateRevisions are the entries of the resource-state bucket the
+	// decision read (the resource's and its domain's, by bucket key) and
+	// the revision of each it saw, 0 for none; their values are in
+	// Context (resource_state, domain_state).
+	StateRevisions map[string]uint64 `json:"state_revisions,omitempty"`
 }
 
 // Vote decisions.
@@ -231,6 +236,45 @@ type Locked struct {
 	Target LockTarget   `json:"target"`
 	Unlock bool         `json:"unlock,omitempty"`
 	Reason string       `json:"reason"`
+}
+
+// State operations.
+const (
+	StateSet    = "set"    // replace the entry's attributes (or, with merge, add to them)
+	StateDelete = "delete" // remove the entry
+)
+
+// State is a principal's request to set (or delete) the state of a
+// resource, or of the domain itself: the facts policies read as
+// resource.state and context.domain_state. Like a lock it has its own id
+// and history: writ.<domain>.<id>.state, then .stated (or .refused). The
+// approval component decides (a Cedar permit for Action::"set-state").
+type State struct {
+	Prev     string       `json:"prev"`
+	Domain   string       `json:"domain"` // the entry's domain, signed: the subject's
+	By       PrincipalRef `json:"by"`
+	Identity string       `json:"identity"`
+	// Path is the resource's path in Domain; "" names the domain's own
+	// entry.
+	Path  string            `json:"path,omitempty"`
+	Op    string            `json:"op"`              // set | delete
+	Attrs map[string]string `json:"attrs,omitempty"` // set: the attributes named
+	// Merge, on a set, keeps the attributes the ask does not name.
+	Merge  bool   `json:"merge,omitempty"`
+	Reason string `json:"reason,omitempty"`
+}
+
+// Stated records that the approval component changed a state entry as a
+// State ask said: the entry as written (after a merge, the whole entry),
+// or its removal. The trail's latest Stated for an entry is what the
+// writ-resource-state bucket holds.
+type Stated struct {
+	Prev   string            `json:"prev"`
+	By     PrincipalRef      `json:"by"`
+	Path   string            `json:"path,omitempty"` // "" for the domain's own entry
+	Op     string            `json:"op"`             // set | delete
+	Attrs  map[string]string `json:"attrs,omitempty"`
+	Reason string            `json:"reason,omitempty"`
 }
 
 // Escalated adds approvers to a flow's open stage, its escalation delay

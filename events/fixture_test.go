@@ -186,7 +186,8 @@ func (f *fixture) sample(k events.Kind) any {
 					Required: 2, DeadlineSeconds: 1800,
 				}},
 			}},
-			ExpiresAt: &deadline,
+			ExpiresAt:      &deadline,
+			StateRevisions: map[string]uint64{"acme.prod.db": 12, "acme._domain": 0},
 		}
 	case events.KindVoted:
 		return &events.Voted{Prev: d1, Domain: "acme", Voter: bob, Identity: f.bob.JWT, Decision: events.DecisionApprove, Reason: "looks fine", RequestDigest: d2}
@@ -233,6 +234,12 @@ func (f *fixture) sample(k events.Kind) any {
 		return &events.Escalated{Prev: d1, Flow: "two-leads", Stage: 0, Groups: []string{"sre-managers"}, Principals: []string{"acme/dana"}}
 	case events.KindLocked:
 		return &events.Locked{Prev: d1, By: bob, Target: events.LockTarget{Type: events.LockPrincipal, Name: "acme/carol"}, Reason: "laptop stolen"}
+	case events.KindState:
+		return &events.State{Prev: d1, Domain: "acme", By: bob, Identity: f.bob.JWT, Path: "prod/db", Op: events.StateSet,
+			Attrs: map[string]string{"on_call": "alice"}, Merge: true, Reason: "rotation"}
+	case events.KindStated:
+		return &events.Stated{Prev: d1, By: bob, Path: "prod/db", Op: events.StateSet,
+			Attrs: map[string]string{"on_call": "alice", "runbook": "https://wiki/db"}, Reason: "rotation"}
 	}
 	return nil
 }
@@ -242,7 +249,7 @@ func (f *fixture) signer(k events.Kind) nkeys.KeyPair {
 	switch k {
 	case events.KindRequested:
 		return f.alice.Key
-	case events.KindVoted, events.KindRevoke, events.KindLock:
+	case events.KindVoted, events.KindRevoke, events.KindLock, events.KindState:
 		return f.bob.Key
 	case events.KindRefused:
 		return f.approval
@@ -266,6 +273,7 @@ var allKinds = []events.Kind{
 	events.KindApproved, events.KindDenied, events.KindExpired, events.KindGranted, events.KindRefused,
 	events.KindRedeemed, events.KindRevoked, events.KindRevoke, events.KindLock, events.KindLocked, events.KindEscalated,
 	events.KindAlerted, events.KindReviewed, events.KindPolicy, events.KindCheckpoint, events.KindWitnessed,
+	events.KindState, events.KindStated,
 }
 
 // seal signs data as an acme event of kind k with kp and returns the stored message.

@@ -28,6 +28,8 @@ const (
 	KindPolicy     // a policy set and flows, as loaded, recorded once under an id of their own
 	KindCheckpoint // a signed Merkle tree head over the whole audit stream
 	KindWitnessed  // another domain's checkpoint, as this domain's auditor saw it
+	KindState      // a principal asks to set (or delete) a resource's or a domain's state
+	KindStated     // the approval component recorded the state change, then applied it
 )
 
 var kindNames = [...]string{
@@ -52,6 +54,8 @@ var kindNames = [...]string{
 	KindPolicy:     "policy",
 	KindCheckpoint: "checkpoint",
 	KindWitnessed:  "witnessed",
+	KindState:      "state",
+	KindStated:     "stated",
 }
 
 // The CloudEvents types, one per kind and version. These are the wire names;
@@ -77,6 +81,8 @@ const (
 	TypePolicy     = "writ.request.policy.v1"
 	TypeCheckpoint = "writ.audit.checkpoint.v1"
 	TypeWitnessed  = "writ.audit.witnessed.v1"
+	TypeState      = "writ.request.state.v1"
+	TypeStated     = "writ.request.stated.v1"
 )
 
 var kindTypes = [...]string{
@@ -100,6 +106,8 @@ var kindTypes = [...]string{
 	KindPolicy:     TypePolicy,
 	KindCheckpoint: TypeCheckpoint,
 	KindWitnessed:  TypeWitnessed,
+	KindState:      TypeState,
+	KindStated:     TypeStated,
 }
 
 // String returns the subject token of the kind.
@@ -131,5 +139,5 @@ func ParseKind(s string) (Kind, error) {
 // FromPrincipal reports whether events of this kind are signed by a
 // principal (requester or approver) rather than a pipeline component.
 func (k Kind) FromPrincipal() bool {
-	return k == KindRequested || k == KindVoted || k == KindRevoke || k == KindLock
+	return k == KindRequested || k == KindVoted || k == KindRevoke || k == KindLock || k == KindState
 }

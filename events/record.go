@@ -166,6 +166,8 @@ func (c Checker) checkPrincipal(r *Record, now time.Time) error {
 		token, claimed, domain = d.Identity, d.By, d.Domain
 	case *Lock:
 		token, claimed, domain = d.Identity, d.By, d.Domain
+	case *State:
+		token, claimed, domain = d.Identity, d.By, d.Domain
 	}
 	// The signature covers the body, not the subject: the body names the
 	// domain, so a signed request or vote cannot be replayed into another.
@@ -198,7 +200,7 @@ func RoleFor(k Kind) identity.Role {
 		return identity.RoleIssuer
 	case KindRedeemed:
 		return identity.RoleRedeemer
-	case KindRevoked, KindLocked, KindEscalated, KindAlerted, KindReviewed:
+	case KindRevoked, KindLocked, KindStated, KindEscalated, KindAlerted, KindReviewed:
 		return identity.RoleApproval
 	case KindCheckpoint, KindWitnessed:
 		return identity.RoleAuditor
@@ -250,6 +252,10 @@ func NewData(k Kind) any {
 		return new(Checkpoint)
 	case KindWitnessed:
 		return new(Witnessed)
+	case KindState:
+		return new(State)
+	case KindStated:
+		return new(Stated)
 	}
 	return nil
 }

@@ -36,6 +36,8 @@ func TestKind(t *testing.T) {
 		{events.KindPolicy, "policy", events.TypePolicy, false},
 		{events.KindCheckpoint, "checkpoint", events.TypeCheckpoint, false},
 		{events.KindWitnessed, "witnessed", events.TypeWitnessed, false},
+		{events.KindState, "state", events.TypeState, true},
+		{events.KindStated, "stated", events.TypeStated, false},
 	}
 	require.Len(t, tests, len(allKinds))
 	for _, tt := range tests {

@@ -91,6 +91,11 @@ type State struct {
 	LockSeq  uint64
 	LockDone *events.Locked
 
+	// StateAsk and StateDone are set on a state change's own history.
+	StateAsk  *events.State
+	StateSeq  uint64
+	StateDone *events.Stated
+
 	// Answered maps the sequence of each message a component has already
 	// rejected or refused to the reason code, so it is answered once.
 	Answered map[uint64]string
@@ -326,7 +331,24 @@ func Apply(s State, r events.Record) (State, error) {
 		if s.Lock == nil || s.LockDone != nil {
 			return s, fmt.Errorf("%w: locked without an ask, or twice", ErrIllegal)
 		}
+		if d.Target != s.Lock.Target || d.Unlock != s.Lock.Unlock || d.By != s.Lock.By {
+			return s, fmt.Errorf("%w: the lock applied is not the one asked for", ErrUnjustified)
+		}
 		s.LockDone = d
+	case *events.State:
+		// A state change lives on an id of its own, like a lock.
+		if s.Status != StatusNone || s.series() {
+			return s, fmt.Errorf("%w: a state change has an id of its own", ErrIllegal)
+		}
+		s.StateAsk, s.StateSeq = d, r.Seq
+	case *events.Stated:
+		if s.StateAsk == nil || s.StateDone != nil {
+			return s, fmt.Errorf("%w: state applied without an ask, or twice", ErrIllegal)
+		}
+		if !stateAnswers(s.StateAsk, d) {
+			return s, fmt.Errorf("%w: the change applied is not the one asked for", ErrUnjustified)
+		}
+		s.StateDone = d
 	case *events.Revoke:
 		// A request to revoke changes nothing by itself: the approval
 		// component answers it with revoked, or refused.
@@ -348,15 +370,36 @@ func Apply(s State, r events.Record) (State, error) {
 	return s, nil
 }
 
+// stateAnswers reports whether an applied state change is the one asked
+// for: the same entry and operation, and the attributes asked for (a merge
+// keeps others besides).
+func stateAnswers(a *events.State, d *events.Stated) bool {
+	if d.Path != a.Path || d.Op != a.Op || d.By != a.By || d.Reason != a.Reason {
+		return false
+	}
+	if a.Op != events.StateSet {
+		return len(d.Attrs) == 0
+	}
+	if !a.Merge {
+		return maps.Equal(d.Attrs, a.Attrs)
+	}
+	for k, v := range a.Attrs {
+		if got, ok := d.Attrs[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
 // RedeemLeeway is the clock skew a redemption's time may show past its
 // grant's lifetime (issuer.MaxLeeway, the most a redeemer tolerates).
 const RedeemLeeway = 5 * time.Minute
 
 // series reports whether the history is one of the records that live under
-// an id of their own: a policy version, a lock, checkpoints, a witness's,
-// the guard's alerts.
+// an id of their own: a policy version, a lock, a state change,
+// checkpoints, a witness's, the guard's alerts.
 func (s State) series() bool {
-	return s.Lock != nil || s.Policy != nil || s.Checkpoint != nil || s.Witnessed != nil || s.Guard != nil
+	return s.Lock != nil || s.StateAsk != nil || s.Policy != nil || s.Checkpoint != nil || s.Witnessed != nil || s.Guard != nil
 }
 
 // answer records a refusal in a copy of the map: the state Apply was given
