@@ -10,18 +10,25 @@ import (
 
 // Cache is a bucket's entries, each decoded once as it arrives.
 type Cache[T any] struct {
-	open   func(context.Context) (jetstream.KeyValue, error)
-	decode func(key string, value []byte) T
-	mu     sync.RWMutex
-	m      map[string]T
-	ready  chan struct{}
-	once   sync.Once
+	open    func(context.Context) (jetstream.KeyValue, error)
+	decode  func(e jetstream.KeyValueEntry) T
+	changed func(e jetstream.KeyValueEntry)
+	mu      sync.RWMutex
+	m       map[string]T
+	ready   chan struct{}
+	once    sync.Once
 }
 
-// New returns a cache of the bucket open returns; Run fills it.
-func New[T any](open func(context.Context) (jetstream.KeyValue, error), decode func(key string, value []byte) T) *Cache[T] {
+// New returns a cache of the bucket open returns; Run fills it. decode
+// turns an entry (its key, value and revision) into what the cache keeps.
+func New[T any](open func(context.Context) (jetstream.KeyValue, error), decode func(e jetstream.KeyValueEntry) T) *Cache[T] {
 	return &Cache[T]{open: open, decode: decode, m: map[string]T{}, ready: make(chan struct{})}
 }
+
+// OnChange makes Run call fn with every entry it applies (a put, a delete
+// or a purge), after the cache holds it. Call it before Run; fn must not
+// block.
+func (c *Cache[T]) OnChange(fn func(e jetstream.KeyValueEntry)) { c.changed = fn }
 
 // Run watches the bucket until ctx ends.
 func (c *Cache[T]) Run(ctx context.Context) error {
@@ -48,11 +55,14 @@ func (c *Cache[T]) Run(ctx context.Context) error {
 			}
 			c.mu.Lock()
 			if e.Operation() == jetstream.KeyValuePut {
-				c.m[e.Key()] = c.decode(e.Key(), e.Value())
+				c.m[e.Key()] = c.decode(e)
 			} else {
 				delete(c.m, e.Key())
 			}
 			c.mu.Unlock()
+			if c.changed != nil {
+				c.changed(e)
+			}
 		}
 	}
 }
@@ -83,4 +93,15 @@ func (c *Cache[T]) Get(key string) (T, bool) {
 	defer c.mu.RUnlock()
 	v, ok := c.m[key]
 	return v, ok
+}
+
+// Keys returns the keys the cache holds now.
+func (c *Cache[T]) Keys() []string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make([]string, 0, len(c.m))
+	for k := range c.m {
+		out = append(out, k)
+	}
+	return out
 }

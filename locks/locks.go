@@ -5,14 +5,21 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
+	"sync"
+	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/internal/trailkv"
 	"github.com/writ-dev/writ/kvwatch"
+	"github.com/writ-dev/writ/store"
 )
 
 // Bucket is the KV bucket of the lock list: part of the wire contract.
@@ -76,26 +83,139 @@ func ensure(ctx context.Context, js jetstream.JetStream, replicas int) (jetstrea
 	return kv, nil
 }
 
-// Set locks a target (or, with unlock, lifts its lock).
-func Set(ctx context.Context, js jetstream.JetStream, t events.LockTarget, unlock bool, reason string) error {
-	key, err := Key(t)
-	if err != nil {
-		return err
-	}
-	kv, err := bucket(ctx, js)
-	if err != nil {
-		return err
-	}
-	if unlock {
-		if err := kv.Delete(ctx, key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-			return fmt.Errorf("locks: unlock: %w", err)
+// Lock is the trail's word on a target: the last locked event about it.
+type Lock struct {
+	Target events.LockTarget
+	Locked bool // false: unlocked
+	By     events.PrincipalRef
+	Reason string
+}
+
+// Index is the lock list as the trail records it.
+type Index = trailkv.Index[Lock]
+
+// NewIndex returns the trail's lock list, read with reader and judged by
+// checker: every domain's valid locked events in the stream, the last one
+// about a target winning.
+func NewIndex(reader store.Reader, checker events.Checker) *Index {
+	return trailkv.NewIndex(reader, checker, events.KindLocked, func(r events.Record) (string, Lock, bool) {
+		d, ok := r.Data.(*events.Locked)
+		if !ok {
+			return "", Lock{}, false
 		}
-		return nil
+		key, err := Key(d.Target)
+		if err != nil {
+			return "", Lock{}, false
+		}
+		return key, Lock{Target: d.Target, Locked: !d.Unlock, By: d.By, Reason: d.Reason}, true
+	})
+}
+
+// Keeper writes the trail's lock list into the bucket.
+type Keeper = trailkv.Keeper[Lock]
+
+// NewKeeper returns the keeper of the bucket, for the approval component:
+// the only writer of the bucket.
+func NewKeeper(js jetstream.JetStream, index *Index, log *slog.Logger, clock func() time.Time) *Keeper {
+	return &Keeper{
+		Index:  index,
+		Bucket: func(ctx context.Context) (jetstream.KeyValue, error) { return bucket(ctx, js) },
+		Value: func(l Lock) ([]byte, bool) {
+			if !l.Locked {
+				return nil, false
+			}
+			return []byte(l.Reason), true
+		},
+		What: "lock", Log: log, Clock: clock,
 	}
-	if _, err := kv.PutString(ctx, key, reason); err != nil {
-		return fmt.Errorf("locks: lock: %w", err)
+}
+
+// SyncEvery is how often a List reads the trail when nothing prompts it.
+const SyncEvery = 5 * time.Second
+
+// List is the lock list a component or a redeemer checks. The trail's
+// locked events are the authority; the bucket is how a change arrives at
+// once. Where the trail has a word on a target, that word holds, whatever
+// the bucket says: an entry deleted from the bucket unlocks nobody, and an
+// entry put there by hand locks nobody the trail unlocked. A target the
+// trail says nothing of is locked while the bucket holds it (an entry an
+// earlier Writ wrote). The trail is read when it has news: a locked event
+// published, a bucket entry changed, a check about a target the bucket or
+// the trail locks; and every SyncEvery.
+type List struct {
+	nc    *nats.Conn
+	kv    *kvwatch.Cache[string]
+	trail *Index
+	news  chan *nats.Msg // locked events as they are published
+	kick  chan struct{}
+	log   *slog.Logger
+
+	mu      sync.Mutex
+	gone    map[string]uint64 // key → trail reads begun when its bucket entry went away
+	sub     *nats.Subscription
+	dropped int // news the client dropped, as last seen
+}
+
+// NewList returns a lock list; Run fills it. js and reader must use nc,
+// the connection of the component that checks: a locked event published
+// reaches it before any later input does. reader reads the audit stream,
+// checker judges its events.
+func NewList(nc *nats.Conn, js jetstream.JetStream, reader store.Reader, checker events.Checker, log *slog.Logger) *List {
+	open := func(ctx context.Context) (jetstream.KeyValue, error) { return bucket(ctx, js) }
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
-	return nil
+	l := &List{
+		nc:    nc,
+		kv:    kvwatch.New(open, func(e jetstream.KeyValueEntry) string { return string(e.Value()) }),
+		trail: NewIndex(reader, checker),
+		news:  make(chan *nats.Msg, 256),
+		kick:  make(chan struct{}, 1),
+		log:   log,
+		gone:  map[string]uint64{},
+	}
+	l.kv.OnChange(func(e jetstream.KeyValueEntry) {
+		if e.Operation() != jetstream.KeyValuePut {
+			l.mu.Lock()
+			l.gone[e.Key()] = l.trail.Started()
+			l.mu.Unlock()
+		}
+		select { // read the trail soon: it has news, or should have
+		case l.kick <- struct{}{}:
+		default:
+		}
+	})
+	return l
+}
+
+// Run watches the bucket, hears locked events as they are published and
+// reads the trail until ctx ends.
+func (l *List) Run(ctx context.Context) error {
+	sub, err := l.nc.ChanSubscribe(events.KindFilter(events.KindLocked), l.news)
+	if err != nil {
+		return fmt.Errorf("locks: hear locked events: %w", err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	// Subscribed before the first read: anything published from now on
+	// is in that read or announced on news.
+	l.mu.Lock()
+	l.sub, l.dropped = sub, 0
+	l.mu.Unlock()
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return l.kv.Run(ctx) })
+	g.Go(func() error { return l.trail.Run(ctx, SyncEvery, l.kick, l.log) })
+	return g.Wait()
+}
+
+// Ready reports whether the bucket and the trail have both been read.
+func (l *List) Ready() bool { return l.kv.Ready() && l.trail.Ready() }
+
+// WaitReady waits until Ready.
+func (l *List) WaitReady(ctx context.Context) error {
+	if err := l.kv.WaitReady(ctx); err != nil {
+		return err
+	}
+	return l.trail.WaitReady(ctx)
 }
 
 // Targets lists the locks that block p: on the principal, on its user key
@@ -114,32 +234,85 @@ func Targets(p identity.Principal) []events.LockTarget {
 	return out
 }
 
-// Watcher keeps the lock list in memory, pushed by the bucket.
-type Watcher struct {
-	*kvwatch.Cache[string]
-}
-
-// NewWatcher returns a watcher; Run fills it.
-func NewWatcher(js jetstream.JetStream) *Watcher {
-	open := func(ctx context.Context) (jetstream.KeyValue, error) { return bucket(ctx, js) }
-	return &Watcher{kvwatch.New(open, func(_ string, v []byte) string { return string(v) })}
-}
-
 // Check returns ErrLocked (with the reason) when the principal, its key or
-// its domain is locked, and ErrNotReady before the list is loaded: it fails
-// closed.
-func (w *Watcher) Check(p identity.Principal) error {
-	if !w.Ready() {
+// its domain is locked, and ErrNotReady before the list is loaded or when
+// the trail cannot be read: it fails closed. It reads the trail first
+// when there is news of it, or when the bucket or the trail has anything
+// on one of the three: most checks read nothing.
+func (l *List) Check(ctx context.Context, p identity.Principal) error {
+	if !l.Ready() {
 		return ErrNotReady
 	}
+	if l.heard() || l.Cached(p) != nil {
+		if err := l.trail.Sync(ctx, 0); err != nil {
+			return fmt.Errorf("%w: %v", ErrNotReady, err)
+		}
+	}
+	return l.Cached(p)
+}
+
+// heard reports (and forgets) whether locked events were published since
+// it was last asked, or news of them was lost.
+func (l *List) heard() bool {
+	n := 0
+	for more := true; more; {
+		select {
+		case <-l.news:
+			n++
+		default:
+			more = false
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.sub != nil {
+		if d, err := l.sub.Dropped(); err == nil && d != l.dropped {
+			l.dropped = d
+			n++
+		}
+	}
+	return n > 0
+}
+
+// Cached is Check without reading anything: the list as last read.
+func (l *List) Cached(p identity.Principal) error {
+	if !l.Ready() {
+		return ErrNotReady
+	}
+	done := l.trail.Done()
 	for _, t := range Targets(p) {
 		key, err := Key(t)
 		if err != nil {
 			continue
 		}
-		if reason, ok := w.Get(key); ok {
+		if e, ok := l.trail.Get(key); ok {
+			if e.Value.Locked {
+				return fmt.Errorf("%w: %s %s: %s (lock %s)", ErrLocked, t.Type, t.Name, e.Value.Reason, e.ID)
+			}
+			continue // the trail's unlock holds
+		}
+		if reason, ok := l.kv.Get(key); ok {
 			return fmt.Errorf("%w: %s %s: %s", ErrLocked, t.Type, t.Name, reason)
+		}
+		if l.held(key, done) {
+			return fmt.Errorf("%w: %s %s: its lock went from the bucket, and the trail has not been read since", ErrLocked, t.Type, t.Name)
 		}
 	}
 	return nil
+}
+
+// held reports whether key's bucket entry went away after the last trail
+// read began; it forgets the key once a later read has ended.
+func (l *List) held(key string, done uint64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	at, ok := l.gone[key]
+	if !ok {
+		return false
+	}
+	if done > at {
+		delete(l.gone, key)
+		return false
+	}
+	return true
 }

@@ -6,15 +6,19 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/internal/trailkv"
 	"github.com/writ-dev/writ/kvwatch"
+	"github.com/writ-dev/writ/store"
 )
 
 // Bucket is the KV bucket of resource and domain state: part of the wire
@@ -23,6 +27,14 @@ const Bucket = "writ-resource-state"
 
 // DomainToken is the last key token of a domain's own entry.
 const DomainToken = "_domain"
+
+// Limits of an entry set through the trail (the state event's schema says
+// the same).
+const (
+	MaxAttrs     = 64   // attributes in one entry
+	MaxAttrName  = 128  // bytes in an attribute's name
+	MaxAttrValue = 4096 // bytes in an attribute's value
+)
 
 // Errors.
 var (
@@ -153,31 +165,36 @@ func ensure(ctx context.Context, js jetstream.JetStream, replicas int) (jetstrea
 	return kv, nil
 }
 
-// Set replaces the state of a resource (path "" for the domain's own) with
-// attrs.
-func Set(ctx context.Context, js jetstream.JetStream, domain, path string, attrs map[string]string) error {
-	key, err := Key(domain, path)
-	if err != nil {
-		return err
+// CheckAttrs says whether attrs may be asked for: names non-empty, both
+// names and values UTF-8, and within the limits.
+func CheckAttrs(attrs map[string]string) error {
+	if len(attrs) > MaxAttrs {
+		return fmt.Errorf("%w: %d attributes; at most %d", ErrValue, len(attrs), MaxAttrs)
 	}
+	for k, v := range attrs {
+		if len(k) > MaxAttrName {
+			return fmt.Errorf("%w: attribute name %.20q… is longer than %d bytes", ErrValue, k, MaxAttrName)
+		}
+		if len(v) > MaxAttrValue {
+			return fmt.Errorf("%w: the value of %q is longer than %d bytes", ErrValue, k, MaxAttrValue)
+		}
+	}
+	return checkAttrs(attrs)
+}
+
+// Encode is the bucket value of a resource's (or a domain's) attributes.
+func Encode(attrs map[string]string) ([]byte, error) {
 	if attrs == nil {
 		attrs = map[string]string{}
 	}
 	if err := checkAttrs(attrs); err != nil {
-		return err
+		return nil, err
 	}
-	b, err := json.Marshal(attrs)
+	b, err := json.Marshal(attrs) // keys sorted: one value, one spelling
 	if err != nil {
-		return fmt.Errorf("%w: %v", ErrValue, err)
+		return nil, fmt.Errorf("%w: %v", ErrValue, err)
 	}
-	kv, err := bucket(ctx, js)
-	if err != nil {
-		return err
-	}
-	if _, err := kv.Put(ctx, key, b); err != nil {
-		return fmt.Errorf("state: set %s: %w", key, err)
-	}
-	return nil
+	return b, nil
 }
 
 // Get reads the state of a resource (path "" for the domain's own) from the
@@ -205,27 +222,12 @@ func Get(ctx context.Context, js jetstream.JetStream, domain, path string) (map[
 	return attrs, nil
 }
 
-// Delete removes the state of a resource (path "" for the domain's own).
-// Deleting what is not there is not an error.
-func Delete(ctx context.Context, js jetstream.JetStream, domain, path string) error {
-	key, err := Key(domain, path)
-	if err != nil {
-		return err
-	}
-	kv, err := bucket(ctx, js)
-	if err != nil {
-		return err
-	}
-	if err := kv.Delete(ctx, key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-		return fmt.Errorf("state: delete %s: %w", key, err)
-	}
-	return nil
-}
-
-// entry is a watched value: its attributes, or why it could not be read.
+// entry is a watched value: its attributes, or why it could not be read,
+// and its revision in the bucket.
 type entry struct {
-	attrs map[string]string
-	err   error
+	attrs    map[string]string
+	err      error
+	revision uint64
 }
 
 // Watcher keeps the bucket in memory, pushed by the bucket.
@@ -236,12 +238,12 @@ type Watcher struct {
 // NewWatcher returns a watcher; Run fills it.
 func NewWatcher(js jetstream.JetStream) *Watcher {
 	open := func(ctx context.Context) (jetstream.KeyValue, error) { return bucket(ctx, js) }
-	return &Watcher{kvwatch.New(open, func(key string, v []byte) entry {
-		attrs, err := decode(v)
+	return &Watcher{kvwatch.New(open, func(e jetstream.KeyValueEntry) entry {
+		attrs, err := decode(e.Value())
 		if err != nil {
-			err = fmt.Errorf("%w: %s: %w", ErrMalformed, key, err)
+			err = fmt.Errorf("%w: %s: %w", ErrMalformed, e.Key(), err)
 		}
-		return entry{attrs: attrs, err: err}
+		return entry{attrs: attrs, err: err, revision: e.Revision()}
 	})}
 }
 
@@ -268,28 +270,38 @@ func (w *Watcher) Domain(domain string) map[string]string {
 	return attrs
 }
 
-// Lookup returns copies of a resource's state and of its domain's, read
-// together. It fails closed: ErrNotReady before the initial state is
-// loaded, ErrMalformed when either entry cannot be read.
-func (w *Watcher) Lookup(domain, path string) (resource, dom map[string]string, err error) {
+// Facts is the state a decision reads: a resource's and its domain's, and
+// the bucket revision each entry was read at, by key (0: there was none).
+type Facts struct {
+	Resource  map[string]string
+	Domain    map[string]string
+	Revisions map[string]uint64
+}
+
+// Lookup returns copies of a resource's state and of its domain's, with
+// their revisions. It fails closed: ErrNotReady before the initial state
+// is loaded, ErrMalformed when either entry cannot be read (the
+// revisions are set then too, so that the error can be traced).
+func (w *Watcher) Lookup(domain, path string) (Facts, error) {
 	if path == "" {
-		return nil, nil, fmt.Errorf("%w: no resource path", ErrKey)
+		return Facts{}, fmt.Errorf("%w: no resource path", ErrKey)
 	}
 	rk, err := Key(domain, path)
 	if err != nil {
-		return nil, nil, err
+		return Facts{}, err
 	}
 	dk, _ := Key(domain, "")
 	if !w.Ready() {
-		return nil, nil, ErrNotReady
+		return Facts{}, ErrNotReady
 	}
-	if resource, err = w.copyOf(rk); err != nil {
-		return nil, nil, err
+	f := Facts{Revisions: make(map[string]uint64, 2)}
+	var rerr, derr error
+	f.Resource, f.Revisions[rk], rerr = w.copyOf(rk)
+	f.Domain, f.Revisions[dk], derr = w.copyOf(dk)
+	if err := errors.Join(rerr, derr); err != nil {
+		return Facts{Revisions: f.Revisions}, err
 	}
-	if dom, err = w.copyOf(dk); err != nil {
-		return nil, nil, err
-	}
-	return resource, dom, nil
+	return f, nil
 }
 
 func (w *Watcher) lookup(domain, path string) (map[string]string, error) {
@@ -300,17 +312,75 @@ func (w *Watcher) lookup(domain, path string) (map[string]string, error) {
 	if !w.Ready() {
 		return nil, ErrNotReady
 	}
-	return w.copyOf(key)
+	attrs, _, err := w.copyOf(key)
+	return attrs, err
 }
 
-// copyOf returns a copy of key's attributes, empty when it has none.
-func (w *Watcher) copyOf(key string) (map[string]string, error) {
+// copyOf returns a copy of key's attributes, empty when it has none, and
+// its revision.
+func (w *Watcher) copyOf(key string) (map[string]string, uint64, error) {
 	e, ok := w.Cache.Get(key)
 	if !ok {
-		return map[string]string{}, nil
+		return map[string]string{}, 0, nil
 	}
 	if e.err != nil {
-		return nil, e.err
+		return nil, e.revision, e.err
 	}
-	return maps.Clone(e.attrs), nil
+	return maps.Clone(e.attrs), e.revision, nil
+}
+
+// Word is the trail's latest word on a state entry: its attributes, or
+// none (deleted).
+type Word struct {
+	Attrs   map[string]string
+	By      events.PrincipalRef
+	Deleted bool
+}
+
+// Index is the resource state as the trail records it.
+type Index = trailkv.Index[Word]
+
+// NewIndex returns the trail's resource state, read with reader and
+// judged by checker: every valid stated event in the stream, the last one
+// about an entry winning.
+func NewIndex(reader store.Reader, checker events.Checker) *Index {
+	return trailkv.NewIndex(reader, checker, events.KindStated, func(r events.Record) (string, Word, bool) {
+		d, ok := r.Data.(*events.Stated)
+		if !ok {
+			return "", Word{}, false
+		}
+		key, err := Key(r.Domain, d.Path)
+		if err != nil {
+			return "", Word{}, false
+		}
+		if d.Op == events.StateDelete {
+			return key, Word{By: d.By, Deleted: true}, true
+		}
+		return key, Word{Attrs: d.Attrs, By: d.By}, true
+	})
+}
+
+// Keeper writes the trail's resource state into the bucket.
+type Keeper = trailkv.Keeper[Word]
+
+// NewKeeper returns the keeper of the bucket, for the approval component:
+// the only writer of the bucket.
+func NewKeeper(js jetstream.JetStream, index *Index, log *slog.Logger, clock func() time.Time) *Keeper {
+	return &Keeper{
+		Index:  index,
+		Bucket: func(ctx context.Context) (jetstream.KeyValue, error) { return bucket(ctx, js) },
+		Value: func(w Word) ([]byte, bool) {
+			if w.Deleted {
+				return nil, false
+			}
+			b, err := Encode(w.Attrs)
+			if err != nil {
+				// A stated event's attributes passed its schema; one
+				// that still cannot be written is no entry at all.
+				return nil, false
+			}
+			return b, true
+		},
+		What: "resource state", Log: log, Clock: clock,
+	}
 }

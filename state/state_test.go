@@ -2,6 +2,8 @@ package state_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -127,7 +129,33 @@ func start(t *testing.T) jetstream.JetStream {
 	return js
 }
 
-func TestStateSetGetDelete(t *testing.T) {
+// put writes an entry straight into the bucket, as the approval
+// component's keeper does (the test's connection has every right), and
+// returns its revision.
+func put(t *testing.T, js jetstream.JetStream, domain, path string, attrs map[string]string) uint64 {
+	t.Helper()
+	require.NoError(t, state.Ensure(t.Context(), js, 1))
+	kv, err := js.KeyValue(t.Context(), state.Bucket)
+	require.NoError(t, err)
+	key, err := state.Key(domain, path)
+	require.NoError(t, err)
+	b, err := state.Encode(attrs)
+	require.NoError(t, err)
+	rev, err := kv.Put(t.Context(), key, b)
+	require.NoError(t, err)
+	return rev
+}
+
+func del(t *testing.T, js jetstream.JetStream, domain, path string) {
+	t.Helper()
+	kv, err := js.KeyValue(t.Context(), state.Bucket)
+	require.NoError(t, err)
+	key, err := state.Key(domain, path)
+	require.NoError(t, err)
+	require.NoError(t, kv.Delete(t.Context(), key))
+}
+
+func TestStateGet(t *testing.T) {
 	js := start(t)
 	ctx := t.Context()
 	got, err := state.Get(ctx, js, "acme", "prod/db")
@@ -135,19 +163,43 @@ func TestStateSetGetDelete(t *testing.T) {
 	assert.Empty(t, got)
 
 	attrs := map[string]string{"on_call": "alice", "incident": "INC-7"}
-	require.NoError(t, state.Set(ctx, js, "acme", "prod/db", attrs))
+	put(t, js, "acme", "prod/db", attrs)
 	got, err = state.Get(ctx, js, "acme", "prod/db")
 	require.NoError(t, err)
 	assert.Equal(t, attrs, got)
 
-	require.NoError(t, state.Delete(ctx, js, "acme", "prod/db"))
-	require.NoError(t, state.Delete(ctx, js, "acme", "prod/db"), "deleting what is gone is fine")
+	del(t, js, "acme", "prod/db")
 	got, err = state.Get(ctx, js, "acme", "prod/db")
 	require.NoError(t, err)
 	assert.Empty(t, got)
+	_, err = state.Get(ctx, js, "acme", "prod//db")
+	assert.ErrorIs(t, err, state.ErrKey)
+}
 
-	assert.ErrorIs(t, state.Set(ctx, js, "acme", "prod/db", map[string]string{"": "x"}), state.ErrValue)
-	assert.ErrorIs(t, state.Set(ctx, js, "acme", "prod//db", nil), state.ErrKey)
+func TestEncodeAndCheckAttrs(t *testing.T) {
+	b, err := state.Encode(map[string]string{"b": "2", "a": "1"})
+	require.NoError(t, err)
+	assert.Equal(t, `{"a":"1","b":"2"}`, string(b), "one value, one spelling")
+	b, err = state.Encode(nil)
+	require.NoError(t, err)
+	assert.Equal(t, `{}`, string(b))
+	_, err = state.Encode(map[string]string{"": "x"})
+	assert.ErrorIs(t, err, state.ErrValue)
+
+	many := map[string]string{}
+	for i := range state.MaxAttrs + 1 {
+		many[fmt.Sprint("k", i)] = "v"
+	}
+	for _, bad := range []map[string]string{
+		{"": "x"},
+		{strings.Repeat("k", state.MaxAttrName+1): "x"},
+		{"k": strings.Repeat("v", state.MaxAttrValue+1)},
+		{"k": string([]byte{0xff})},
+		many,
+	} {
+		assert.ErrorIs(t, state.CheckAttrs(bad), state.ErrValue)
+	}
+	assert.NoError(t, state.CheckAttrs(map[string]string{"on-call": "alice", "note": ""}))
 }
 
 func TestStateWatcher(t *testing.T) {
@@ -155,10 +207,10 @@ func TestStateWatcher(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	// State written before the watcher starts is part of its initial load.
-	require.NoError(t, state.Set(ctx, js, "acme", "", map[string]string{"incident_active": "true"}))
+	domRev := put(t, js, "acme", "", map[string]string{"incident_active": "true"})
 
 	w := state.NewWatcher(js)
-	_, _, err := w.Lookup("acme", "prod/db")
+	_, err := w.Lookup("acme", "prod/db")
 	assert.ErrorIs(t, err, state.ErrNotReady, "fails closed before the state is loaded")
 	assert.Nil(t, w.Get("acme", "prod/db"))
 	assert.False(t, w.Ready())
@@ -169,18 +221,22 @@ func TestStateWatcher(t *testing.T) {
 	assert.Equal(t, map[string]string{"incident_active": "true"}, w.Domain("acme"))
 	assert.Equal(t, map[string]string{}, w.Get("acme", "prod/db"), "no state: empty, not nil")
 	assert.Equal(t, map[string]string{}, w.Domain("other"))
-
-	require.NoError(t, state.Set(ctx, js, "acme", "prod/db", map[string]string{"on_call": "alice"}))
-	assert.Eventually(t, func() bool { return w.Get("acme", "prod/db")["on_call"] == "alice" }, time.Second, 5*time.Millisecond)
-	res, dom, err := w.Lookup("acme", "prod/db")
+	f, err := w.Lookup("acme", "prod/db")
 	require.NoError(t, err)
-	assert.Equal(t, map[string]string{"on_call": "alice"}, res)
-	assert.Equal(t, map[string]string{"incident_active": "true"}, dom)
-	res["on_call"] = "mallory"
+	assert.Equal(t, map[string]uint64{"acme.prod.db": 0, "acme._domain": domRev}, f.Revisions, "the revisions read; 0 for none")
+
+	rev := put(t, js, "acme", "prod/db", map[string]string{"on_call": "alice"})
+	assert.Eventually(t, func() bool { return w.Get("acme", "prod/db")["on_call"] == "alice" }, time.Second, 5*time.Millisecond)
+	f, err = w.Lookup("acme", "prod/db")
+	require.NoError(t, err)
+	assert.Equal(t, map[string]string{"on_call": "alice"}, f.Resource)
+	assert.Equal(t, map[string]string{"incident_active": "true"}, f.Domain)
+	assert.Equal(t, map[string]uint64{"acme.prod.db": rev, "acme._domain": domRev}, f.Revisions)
+	f.Resource["on_call"] = "mallory"
 	assert.Equal(t, "alice", w.Get("acme", "prod/db")["on_call"], "callers get copies")
 	assert.Empty(t, w.Get("acme", "prod/db.x"), "no state leaks to a similar path")
 
-	require.NoError(t, state.Delete(ctx, js, "acme", "prod/db"))
+	del(t, js, "acme", "prod/db")
 	assert.Eventually(t, func() bool { return len(w.Get("acme", "prod/db")) == 0 }, time.Second, 5*time.Millisecond)
 	require.NotNil(t, w.Get("acme", "prod/db"))
 
@@ -189,14 +245,15 @@ func TestStateWatcher(t *testing.T) {
 	require.NoError(t, err)
 	key, err := state.Key("acme", "prod/api")
 	require.NoError(t, err)
-	_, err = kv.Put(ctx, key, []byte(`{"on_call": 7}`))
+	bad, err := kv.Put(ctx, key, []byte(`{"on_call": 7}`))
 	require.NoError(t, err)
 	assert.Eventually(t, func() bool {
-		_, _, err := w.Lookup("acme", "prod/api")
+		_, err := w.Lookup("acme", "prod/api")
 		return err != nil
 	}, time.Second, 5*time.Millisecond)
-	_, _, err = w.Lookup("acme", "prod/api")
+	f, err = w.Lookup("acme", "prod/api")
 	assert.ErrorIs(t, err, state.ErrMalformed)
+	assert.Equal(t, bad, f.Revisions[key], "the revision of what could not be read")
 	assert.Nil(t, w.Get("acme", "prod/api"))
 
 	cancel()
