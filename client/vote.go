@@ -10,6 +10,7 @@ import (
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/request"
+	"github.com/writ-dev/writ/state"
 	"github.com/writ-dev/writ/store"
 )
 
@@ -124,19 +125,63 @@ func (c *Client) Lock(ctx context.Context, who *identity.Identity, domain string
 	if strings.TrimSpace(reason) == "" {
 		return "", fmt.Errorf("%w: a lock needs a reason", ErrInvalidSpec)
 	}
+	return c.ask(ctx, who, domain, events.KindLock, &events.Lock{
+		Domain: domain, By: events.PrincipalRef{Domain: who.Principal.Domain, Name: who.Principal.Name},
+		Identity: who.JWT, Target: target, Unlock: unlock, Reason: reason,
+	})
+}
+
+// StateChange is a change to the state of a resource, or of a domain.
+type StateChange struct {
+	Path   string            // the resource's path; "" for the domain's own entry
+	Attrs  map[string]string // set: the attributes
+	Merge  bool              // set: keep the attributes not named
+	Delete bool              // remove the entry instead
+	Reason string            // optional
+}
+
+// SetState asks, as who, to change the state of a resource of domain (or
+// of domain itself) and returns the ask's id. The approval consumer
+// answers on that id with stated, once the change is recorded (then it
+// applies it to the resource-state bucket), or refused (it needs a policy
+// permit for Action::"set-state" on the resource).
+func (c *Client) SetState(ctx context.Context, who *identity.Identity, domain string, ch StateChange) (string, error) {
+	if _, err := state.Key(domain, ch.Path); err != nil {
+		return "", fmt.Errorf("%w: %w", ErrInvalidSpec, err)
+	}
+	d := &events.State{
+		Domain: domain, By: events.PrincipalRef{Domain: who.Principal.Domain, Name: who.Principal.Name},
+		Identity: who.JWT, Path: ch.Path, Op: events.StateSet, Attrs: ch.Attrs, Merge: ch.Merge, Reason: ch.Reason,
+	}
+	switch {
+	case ch.Delete && (len(ch.Attrs) > 0 || ch.Merge):
+		return "", fmt.Errorf("%w: a deletion names no attributes", ErrInvalidSpec)
+	case ch.Delete:
+		d.Op = events.StateDelete
+	case len(ch.Attrs) == 0:
+		return "", fmt.Errorf("%w: a state change sets at least one attribute (or deletes the entry)", ErrInvalidSpec)
+	}
+	if err := state.CheckAttrs(ch.Attrs); err != nil {
+		return "", fmt.Errorf("%w: %w", ErrInvalidSpec, err)
+	}
+	if len(ch.Reason) > 2048 || (ch.Reason != "" && strings.TrimSpace(ch.Reason) == "") {
+		return "", fmt.Errorf("%w: a reason is at most 2048 bytes, and not blank", ErrInvalidSpec)
+	}
+	return c.ask(ctx, who, domain, events.KindState, d)
+}
+
+// ask appends, as who, an ask that opens a history of its own (a lock, a
+// state change) and returns its id.
+func (c *Client) ask(ctx context.Context, who *identity.Identity, domain string, kind events.Kind, data any) (string, error) {
 	uid, err := uuid.NewV7()
 	if err != nil {
 		return "", err
 	}
 	id := uid.String()
 	out, err := events.Seal(events.Draft{
-		Domain: domain, RequestID: id, Kind: events.KindLock,
+		Domain: domain, RequestID: id, Kind: kind,
 		Source: "writ://" + who.Principal.Domain + "/principals/" + who.Principal.Name,
-		Time:   c.clock(),
-		Data: &events.Lock{
-			Domain: domain, By: events.PrincipalRef{Domain: who.Principal.Domain, Name: who.Principal.Name},
-			Identity: who.JWT, Target: target, Unlock: unlock, Reason: reason,
-		},
+		Time:   c.clock(), Data: data,
 	}, who.Key)
 	if err != nil {
 		return "", err

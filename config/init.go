@@ -243,7 +243,8 @@ func Exists(dir string) bool {
 const samplePolicy = `// Sample policies for domain {{domain}}, written by 'writ init'.
 // Principals are User::"<domain>/<name>" in Group::"<domain>/<group>";
 // resources are Resource::"<domain>/<path>" with attributes domain, path and
-// state (the resource's entry in the writ-resource-state bucket).
+// state (the resource's entry in the writ-resource-state bucket), and
+// Resource::"<domain>" (path "") is the domain itself.
 // Context: urgency, reason, ticket, origin, ttl_seconds, params, now, hour_utc,
 // domain_state (the domain's own entry in that bucket).
 // A permit with @flow("name") needs that approval flow; @max_ttl caps the grant.
@@ -272,7 +273,7 @@ permit (principal in Group::"{{domain}}/sre-leads", action == Action::"read-logs
 when { resource.path like "prod/*" };
 
 // The on-call SRE lead restarts their production service at once while
-// the domain has an active incident ('writ state set' writes both facts).
+// the domain has an active incident ('writ state set' asks for both facts).
 @id("on-call-during-incident")
 @max_ttl("30m")
 permit (principal in Group::"{{domain}}/sre-leads", action == Action::"restart", resource)
@@ -303,6 +304,24 @@ permit (principal in Group::"{{domain}}/sre-leads", action == Action::"revoke", 
 // SRE leads may lock (and unlock) principals, keys and domains.
 @id("sre-leads-lock")
 permit (principal in Group::"{{domain}}/sre-leads", action == Action::"lock", resource);
+
+// Resource state ('writ state set|delete') is what policies such as
+// on-call-during-incident read, so only the resources' owners and on-call
+// tooling set it: SRE leads, who own production, and the bots group (the
+// paging and incident tooling), on any resource and on the domain's own
+// entry, Resource::"{{domain}}". Developers own dev/* (developers-own-dev)
+// and may set state there only: carol cannot say who is on call for
+// prod/db, nor declare an incident. A change is Action::"set-state";
+// context.params holds the attributes it sets (none for a deletion).
+@id("owners-and-tooling-set-state")
+permit (principal, action == Action::"set-state", resource)
+when { principal in Group::"{{domain}}/sre-leads" || principal in Group::"{{domain}}/bots" };
+
+// Nobody puts themselves on call: with on-call-during-incident, that would
+// let an SRE lead grant themselves a production restart.
+@id("nobody-sets-themselves-on-call")
+forbid (principal, action == Action::"set-state", resource)
+when { context.params has on_call && context.params.on_call == principal.name };
 
 // Nobody drops a production database through Writ, whatever else says.
 @id("no-prod-database-drop")

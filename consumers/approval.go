@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 	"strings"
 	"time"
@@ -16,23 +17,32 @@ import (
 
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/internal/trailkv"
 	"github.com/writ-dev/writ/locks"
 	"github.com/writ-dev/writ/policy"
 	"github.com/writ-dev/writ/redeem"
 	"github.com/writ-dev/writ/request"
+	"github.com/writ-dev/writ/state"
 	"github.com/writ-dev/writ/store"
 )
 
 // Approval runs the approval flows: it counts votes and decides approved,
-// denied or expired. Deadlines are durable timers in the timer stream.
+// denied or expired. Deadlines are durable timers in the timer stream. It
+// also answers principals' asks to revoke, to lock and to set state, and
+// is the one writer of the lock and resource-state buckets: it applies
+// each lock and state change after recording it, and puts back whatever
+// else changes there (the trail is the authority).
 type Approval struct {
 	c        *component
 	timers   jetstream.Stream
 	policies *policy.Set
+	locks    *locks.Keeper
+	state    *state.Keeper
 }
 
 // NewApproval returns the approval consumer. The policies decide who may
-// revoke a request other than its requester (Action::"revoke").
+// revoke a request other than its requester (Action::"revoke"), lock
+// (Action::"lock") and set state (Action::"set-state").
 func NewApproval(env Env, key nkeys.KeyPair, policies *policy.Set) (*Approval, error) {
 	c, err := newComponent(env, identity.RoleApproval, key)
 	if err != nil {
@@ -41,7 +51,11 @@ func NewApproval(env Env, key nkeys.KeyPair, policies *policy.Set) (*Approval, e
 	if policies == nil {
 		return nil, errors.New("consumers: approval: policies are required")
 	}
-	return &Approval{c: c, policies: policies}, nil
+	return &Approval{
+		c: c, policies: policies,
+		locks: locks.NewKeeper(c.js, locks.NewIndex(c.reader, c.checker), c.log, c.env.Clock),
+		state: state.NewKeeper(c.js, state.NewIndex(c.reader, c.checker), c.log, c.env.Clock),
+	}, nil
 }
 
 // Durables lists the durable consumers the approval component reads: the
@@ -60,6 +74,8 @@ func (a *Approval) Run(ctx context.Context) error {
 	g.Go(func() error {
 		return consume(ctx, a.c.js, a.c.env.Observer, ds[0], ds[0].Config(), a.c.env.Workers, nil, a.c.log, a.handle)
 	})
+	g.Go(func() error { return keepWatching(ctx, a.c.log, "lock bucket", a.locks.Run) })
+	g.Go(func() error { return keepWatching(ctx, a.c.log, "resource-state bucket", a.state.Run) })
 	g.Go(func() error {
 		return consume(ctx, a.c.js, a.c.env.Observer, ds[1], ds[1].Config(), a.c.env.Workers, nil, a.c.log, a.handleTimer)
 	})
@@ -216,6 +232,8 @@ func (a *Approval) decide(ctx context.Context, h *history, this events.Record) (
 		return a.revoke(ctx, h, this)
 	case events.KindLock:
 		return a.lock(ctx, h, this)
+	case events.KindState:
+		return a.setState(ctx, h, this)
 	case events.KindVoted:
 		if _, done := h.state.Answered[this.Seq]; !done && (h.state.Status.IsPending() || h.state.ReviewOpen()) && a.rejected(h)[this.Seq] {
 			return refuse(h, this, fmt.Errorf("%w: %s", request.ErrNotPermitted, this.Principal.ID())), nil
@@ -272,14 +290,20 @@ func (a *Approval) revoke(ctx context.Context, h *history, this events.Record) (
 // lock answers a principal's request to lock or unlock a target: it needs a
 // Cedar permit for Action::"lock" on Resource::"<domain>/locks/<type>"
 // (context.params.target names the target, context.params.unlock says
-// which). The lock list is written before the event is appended; watchers
-// hear of it by push, within moments of the event.
+// which). The locked event is recorded first, then applied to the lock
+// bucket, which every component and redeemer watches: they hear of it by
+// push, and check the bucket against the trail.
 func (a *Approval) lock(ctx context.Context, h *history, this events.Record) (*effect, error) {
 	st := h.state
-	if st.LockDone != nil {
-		return nil, nil
-	}
 	d := this.Data.(*events.Lock)
+	key, kerr := locks.Key(d.Target)
+	if st.LockDone != nil {
+		// Recorded already (this is a redelivery): make sure it is applied.
+		if kerr != nil {
+			return nil, nil
+		}
+		return nil, apply(ctx, a.locks, key, answerSeq(h, events.KindLocked))
+	}
 	by := *this.Principal
 	unlock := "false"
 	if d.Unlock {
@@ -293,15 +317,100 @@ func (a *Approval) lock(ctx context.Context, h *history, this events.Record) (*e
 	if dec.Outcome != policy.OutcomeAllow {
 		return refuse(h, this, fmt.Errorf("%w: %s may not lock or unlock", request.ErrNotAuthorized, by.ID())), nil
 	}
-	if err := locks.Set(ctx, a.c.js, d.Target, d.Unlock, d.Reason); err != nil {
-		if errors.Is(err, locks.ErrTarget) {
-			return refuse(h, this, fmt.Errorf("%w: %v", request.ErrIllegal, err)), nil
-		}
-		return nil, &retryAfter{delay: time.Second, cause: err}
+	if kerr != nil {
+		return refuse(h, this, fmt.Errorf("%w: %v", request.ErrIllegal, kerr)), nil
 	}
 	return &effect{kind: events.KindLocked, data: &events.Locked{
 		Prev: st.LastDigest, By: d.By, Target: d.Target, Unlock: d.Unlock, Reason: d.Reason,
-	}}, nil
+	}, then: func(ctx context.Context, seq uint64) error { return apply(ctx, a.locks, key, seq) }}, nil
+}
+
+// setState answers a principal's request to set or delete a resource's
+// state, or its domain's: it needs a Cedar permit for Action::"set-state"
+// on the resource (Resource::"<domain>/<path>", whose state attribute is
+// empty here), or on Resource::"<domain>" for the domain's own entry;
+// context.params holds the attributes asked for (none for a deletion). The
+// stated event is recorded first, with the whole entry as it will be,
+// then applied to the resource-state bucket.
+func (a *Approval) setState(ctx context.Context, h *history, this events.Record) (*effect, error) {
+	st := h.state
+	d := this.Data.(*events.State)
+	key, kerr := state.Key(st.Domain, d.Path)
+	if st.StateDone != nil {
+		if kerr != nil {
+			return nil, nil
+		}
+		return nil, apply(ctx, a.state, key, answerSeq(h, events.KindStated))
+	}
+	by := *this.Principal
+	what := st.Domain
+	if d.Path != "" {
+		what += "/" + d.Path
+	}
+	dec := a.policies.Decide(policy.Input{
+		Principal: by, Action: "set-state", Domain: st.Domain, Resource: d.Path,
+		Context: policy.Context{Urgency: "normal", Reason: d.Reason, Origin: by.Domain, Time: h.now, Params: d.Attrs},
+	})
+	if dec.Outcome != policy.OutcomeAllow {
+		return refuse(h, this, fmt.Errorf("%w: %s may not set the state of %s", request.ErrNotAuthorized, by.ID(), what)), nil
+	}
+	if kerr != nil {
+		return refuse(h, this, fmt.Errorf("%w: %v", request.ErrIllegal, kerr)), nil
+	}
+	out := &events.Stated{Prev: st.LastDigest, By: d.By, Path: d.Path, Op: d.Op, Reason: d.Reason}
+	if d.Op == events.StateSet {
+		out.Attrs = maps.Clone(d.Attrs)
+		if d.Merge {
+			base, err := a.stateOf(ctx, key)
+			if err != nil {
+				return nil, &retryAfter{delay: time.Second, cause: err}
+			}
+			out.Attrs = base
+			maps.Copy(out.Attrs, d.Attrs)
+			if len(out.Attrs) > state.MaxAttrs {
+				return refuse(h, this, fmt.Errorf("%w: merged, %s would have %d attributes; at most %d", request.ErrIllegal, what, len(out.Attrs), state.MaxAttrs)), nil
+			}
+		}
+	}
+	return &effect{kind: events.KindStated, data: out,
+		then: func(ctx context.Context, seq uint64) error { return apply(ctx, a.state, key, seq) }}, nil
+}
+
+// stateOf is what a merge adds to: the trail's latest word on the entry,
+// or, for an entry the trail does not record (written before changes were
+// recorded), the bucket's.
+func (a *Approval) stateOf(ctx context.Context, key string) (map[string]string, error) {
+	if err := a.state.Index.Sync(ctx, 0); err != nil {
+		return nil, err
+	}
+	if w, ok := a.state.Index.Get(key); ok {
+		return maps.Clone(w.Value.Attrs), nil
+	}
+	domain, path, err := state.ParseKey(key)
+	if err != nil {
+		return nil, err
+	}
+	return state.Get(ctx, a.c.js, domain, path)
+}
+
+// apply makes a bucket hold what the trail says of key, now that the event
+// at seq is stored.
+func apply[V any](ctx context.Context, k *trailkv.Keeper[V], key string, seq uint64) error {
+	if _, err := k.Apply(ctx, key, seq); err != nil {
+		return &retryAfter{delay: time.Second, cause: err}
+	}
+	return nil
+}
+
+// answerSeq is the stream sequence of the answer of kind in a history
+// that has one (0 when it cannot be found: any read will do then).
+func answerSeq(h *history, kind events.Kind) uint64 {
+	for _, r := range h.records {
+		if r.Kind == kind && r.Valid() {
+			return r.Seq
+		}
+	}
+	return 0
 }
 
 func reasonOf(st request.State) string {

@@ -115,7 +115,16 @@ func TestBadInputCorpus(t *testing.T) {
 		// that does not fit one event must still end the request.
 		js, err := jetstream.New(e.NC)
 		require.NoError(t, err)
-		require.NoError(t, state.Set(t.Context(), js, writtest.Domain, "staging/big", map[string]string{"notes": strings.Repeat("x", badLimit)}))
+		// Written straight into the bucket: no change asked through the
+		// trail can be that large.
+		key, err := state.Key(writtest.Domain, "staging/big")
+		require.NoError(t, err)
+		kv, err := js.KeyValue(t.Context(), state.Bucket)
+		require.NoError(t, err)
+		big, err := state.Encode(map[string]string{"notes": strings.Repeat("x", badLimit)})
+		require.NoError(t, err)
+		_, err = kv.Put(t.Context(), key, big)
+		require.NoError(t, err)
 		id := submit(t, e, c.bot, client.Spec{Action: "deploy", Resource: "staging/big"})
 		r := waitFor(t, e, id, client.Settled)
 		require.Equal(t, request.StatusRejected, r.State.Status)

@@ -32,7 +32,7 @@ type Issuer struct {
 	c      *component
 	minter *issuer.Issuer
 	grants GrantPolicy
-	locks  *locks.Watcher
+	locks  *locks.List
 }
 
 // NewIssuer returns the issuer consumer. key signs events and grants; xkey seals grants.
@@ -57,7 +57,7 @@ func NewIssuer(env Env, key, xkey nkeys.KeyPair, grants GrantPolicy) (*Issuer, e
 	if grants.DefaultTTL < issuer.MinTTL || grants.MaxTTL > issuer.MaxTTL || grants.DefaultTTL > grants.MaxTTL {
 		return nil, errors.New("consumers: issuer: grant lifetimes must satisfy 10s <= default <= max <= 24h")
 	}
-	return &Issuer{c: c, minter: m, grants: grants, locks: locks.NewWatcher(c.js)}, nil
+	return &Issuer{c: c, minter: m, grants: grants, locks: locks.NewList(c.env.NC, c.js, c.reader, c.checker, c.log)}, nil
 }
 
 // Durables lists the durable consumers the issuer reads.
@@ -93,7 +93,7 @@ func (i *Issuer) handle(ctx context.Context, m jetstream.Msg) error {
 // decide re-checks the evidence by folding the whole history from
 // verified events (a forged or out-of-order decision changes nothing) and
 // mints only for a request the fold says is allowed or approved.
-func (i *Issuer) decide(_ context.Context, h *history, this events.Record) (*effect, error) {
+func (i *Issuer) decide(ctx context.Context, h *history, this events.Record) (*effect, error) {
 	if err := h.errs[this.Seq]; err != nil {
 		return refuse(h, this, err), nil
 	}
@@ -102,7 +102,7 @@ func (i *Issuer) decide(_ context.Context, h *history, this events.Record) (*eff
 		return nil, nil
 	}
 	// A lock blocks new grants: the refusal is recorded, and nothing is minted.
-	if err := i.locks.Check(st.Requester); err != nil {
+	if err := i.locks.Check(ctx, st.Requester); err != nil {
 		if errors.Is(err, locks.ErrNotReady) {
 			return nil, &retryAfter{delay: 200 * time.Millisecond, cause: err}
 		}

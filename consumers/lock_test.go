@@ -1,10 +1,13 @@
 package consumers_test
 
 import (
+	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -12,6 +15,7 @@ import (
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/internal/writtest"
 	"github.com/writ-dev/writ/locks"
+	"github.com/writ-dev/writ/pipeline"
 	"github.com/writ-dev/writ/redeem"
 	"github.com/writ-dev/writ/request"
 )
@@ -111,4 +115,123 @@ func TestLockBlocksRedemption(t *testing.T) {
 	require.NoError(t, err)
 	_, err = rd.Redeem(t.Context(), token, proof, want)
 	require.NoError(t, err, "unlocked, the grant is good again")
+}
+
+// serveOnly runs the named components of the test's pipeline until the
+// test ends or the returned function is called.
+func serveOnly(t *testing.T, e *writtest.Env, components ...string) func() {
+	t.Helper()
+	p, err := pipeline.Build(e.NC, e.Runtime, pipeline.Options{Logger: e.Logger, Components: components})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				assert.NoError(t, err)
+			case <-time.After(30 * time.Second):
+				t.Errorf("pipeline did not stop within 30s")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// The trail is the authority on locks: a lock deleted from the bucket by
+// someone with every right still refuses the locked principal's next
+// request and redemption, though nothing puts the entry back (the
+// approval component, which would, is not running). Started again, the
+// approval component puts it back; an unlock through Writ then lifts it.
+func TestLockSurvivesDeletionFromTheBucket(t *testing.T) {
+	e := writtest.Start(t, writtest.Options{NoServe: true})
+	stop := serveOnly(t, e)
+	bot := e.Identity("deploy-bot")
+	deploy := client.Spec{Action: "deploy", Resource: "staging/web"}
+
+	// A grant the bot holds from before the lock, and a redeemer.
+	r := e.Settle(e.Request("deploy-bot", deploy))
+	require.Equal(t, request.StatusGranted, r.State.Status)
+	token, err := client.OpenGrant(r.State, bot)
+	require.NoError(t, err)
+	rd, err := redeem.New(redeem.Config{NC: e.NC, Domain: writtest.Domain, Bundle: e.Runtime.Bundle, Key: e.Runtime.RedeemerKey, Service: "test"})
+	require.NoError(t, err)
+	go func() { _ = rd.Run(t.Context()) }()
+	require.NoError(t, rd.WaitReady(t.Context()))
+
+	target := events.LockTarget{Type: events.LockPrincipal, Name: "acme/deploy-bot"}
+	require.NotNil(t, lock(t, e, "alice", target, false).State.LockDone)
+	js, err := jetstream.New(e.NC)
+	require.NoError(t, err)
+	kv, err := js.KeyValue(t.Context(), locks.Bucket)
+	require.NoError(t, err)
+	key, err := locks.Key(target)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { _, err := kv.Get(t.Context(), key); return err == nil }, 5*time.Second, 5*time.Millisecond,
+		"the lock is applied to the bucket")
+
+	// Only the policy and the issuer run now: nobody puts the entry back.
+	stop()
+	serveOnly(t, e, "policy", "issuer")
+	// A watcher of our own hears the deletion; the pipeline's and the
+	// redeemer's hear it by the same push.
+	w, err := kv.Watch(t.Context(), key, jetstream.UpdatesOnly())
+	require.NoError(t, err)
+	defer func() { _ = w.Stop() }()
+	require.NoError(t, kv.Delete(t.Context(), key))
+	for u := range w.Updates() {
+		if u != nil && u.Operation() == jetstream.KeyValueDelete {
+			break
+		}
+	}
+
+	id := e.Request("deploy-bot", deploy)
+	got := e.Settle(id)
+	require.Equal(t, request.StatusRejected, got.State.Status, "no grant for a principal the trail locks")
+	assert.Equal(t, "locked", got.State.Rejection.Code)
+	assert.Contains(t, got.State.Rejection.Reason, "acme/deploy-bot")
+	want := redeem.Want{Action: "deploy", Resource: "staging/web"}
+	proof, err := redeem.Prove(bot.Key, token, want, time.Now())
+	require.NoError(t, err)
+	_, err = rd.Redeem(t.Context(), token, proof, want)
+	require.ErrorIs(t, err, redeem.ErrLocked, "nor a redemption")
+	_, err = kv.Get(t.Context(), key)
+	require.ErrorIs(t, err, jetstream.ErrKeyNotFound, "the trail refused them, not the bucket")
+
+	// The approval component, back, puts the entry back.
+	serveOnly(t, e, "approval")
+	require.Eventually(t, func() bool { _, err := kv.Get(t.Context(), key); return err == nil }, 5*time.Second, 5*time.Millisecond,
+		"the approval component restores the lock the trail records")
+
+	// Unlocked through Writ: the next request is granted at once.
+	require.NotNil(t, lock(t, e, "alice", target, true).State.LockDone)
+	assert.Equal(t, request.StatusGranted, e.Settle(e.Request("deploy-bot", deploy)).State.Status)
+	proof, err = redeem.Prove(bot.Key, token, want, time.Now())
+	require.NoError(t, err)
+	_, err = rd.Redeem(t.Context(), token, proof, want)
+	require.NoError(t, err, "unlocked, the grant is good again")
+}
+
+// A bucket entry written by hand locks nobody the trail unlocked, and the
+// approval component removes it.
+func TestLockBucketEntryTheTrailUnlocked(t *testing.T) {
+	e := writtest.Start(t, writtest.Options{})
+	target := events.LockTarget{Type: events.LockPrincipal, Name: "acme/deploy-bot"}
+	require.NotNil(t, lock(t, e, "alice", target, false).State.LockDone)
+	require.NotNil(t, lock(t, e, "alice", target, true).State.LockDone)
+	js, err := jetstream.New(e.NC)
+	require.NoError(t, err)
+	kv, err := js.KeyValue(t.Context(), locks.Bucket)
+	require.NoError(t, err)
+	key, err := locks.Key(target)
+	require.NoError(t, err)
+	_, err = kv.PutString(t.Context(), key, "forged")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { _, err := kv.Get(t.Context(), key); return errors.Is(err, jetstream.ErrKeyNotFound) }, 5*time.Second, 5*time.Millisecond,
+		"the approval component removes a lock the trail lifted")
+	assert.Equal(t, request.StatusGranted, e.Settle(e.Request("deploy-bot", client.Spec{Action: "deploy", Resource: "staging/web"})).State.Status)
 }

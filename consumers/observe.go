@@ -130,7 +130,7 @@ func (e Env) DurablesOf(component, queue string) []Durable {
 	case "approval":
 		return []Durable{
 			e.durable("approval", "approval", e.Streams.Name, DurableApproval,
-				kinds(events.KindEvaluated, events.KindVoted, events.KindRevoke, events.KindLock)...),
+				kinds(events.KindEvaluated, events.KindVoted, events.KindRevoke, events.KindLock, events.KindState)...),
 			e.durable("approval", "approval-timers", e.Streams.Timers, DurableTimers, fireFilter(d)),
 		}
 	case "issuer":

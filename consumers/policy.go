@@ -25,7 +25,7 @@ type Policy struct {
 	c        *component
 	policies *policy.Set
 	flows    *policy.Flows
-	locks    *locks.Watcher
+	locks    *locks.List
 	state    *state.Watcher // resource and domain state, read by the policies
 }
 
@@ -42,7 +42,7 @@ func NewPolicy(env Env, key nkeys.KeyPair, policies *policy.Set, flows *policy.F
 	if err := flows.Check(policies); err != nil {
 		return nil, err
 	}
-	return &Policy{c: c, policies: policies, flows: flows, locks: locks.NewWatcher(c.js),
+	return &Policy{c: c, policies: policies, flows: flows, locks: locks.NewList(c.env.NC, c.js, c.reader, c.checker, c.log),
 		state: state.NewWatcher(c.js)}, nil
 }
 
@@ -96,7 +96,7 @@ func (p *Policy) handle(ctx context.Context, m jetstream.Msg) error {
 	return handleAudit(ctx, p.c, m, p.decide)
 }
 
-func (p *Policy) decide(_ context.Context, h *history, this events.Record) (*effect, error) {
+func (p *Policy) decide(ctx context.Context, h *history, this events.Record) (*effect, error) {
 	st := h.state
 	if _, done := st.Answered[this.Seq]; done {
 		return nil, nil
@@ -117,7 +117,7 @@ func (p *Policy) decide(_ context.Context, h *history, this events.Record) (*eff
 	if st.Status != request.StatusRequested || st.RequestSeq != this.Seq {
 		return nil, nil
 	}
-	if err := p.locks.Check(st.Requester); err != nil {
+	if err := p.locks.Check(ctx, st.Requester); err != nil {
 		if errors.Is(err, locks.ErrNotReady) {
 			return nil, &retryAfter{delay: 200 * time.Millisecond, cause: err}
 		}
@@ -127,17 +127,18 @@ func (p *Policy) decide(_ context.Context, h *history, this events.Record) (*eff
 	}
 	// Fail closed: no decision before the state is loaded, and none on
 	// state that cannot be read (evaluate records the error and denies).
-	res, dom, err := p.state.Lookup(st.Domain, st.Request.Resource)
+	facts, err := p.state.Lookup(st.Domain, st.Request.Resource)
 	if errors.Is(err, state.ErrNotReady) {
 		return nil, &retryAfter{delay: 200 * time.Millisecond, cause: err}
 	}
-	return &effect{kind: events.KindEvaluated, data: p.evaluate(st, h.now, res, dom, err)}, nil
+	return &effect{kind: events.KindEvaluated, data: p.evaluate(st, h.now, facts, err)}, nil
 }
 
 // evaluate decides on the request with the resource's and the domain's
-// state; stateErr, when not nil, says the state could not be read, and
-// denies.
-func (p *Policy) evaluate(st request.State, now time.Time, res, dom map[string]string, stateErr error) *events.Evaluated {
+// state, and records which entries of the bucket it read, at which
+// revisions; stateErr, when not nil, says the state could not be read,
+// and denies.
+func (p *Policy) evaluate(st request.State, now time.Time, facts state.Facts, stateErr error) *events.Evaluated {
 	req := st.Request
 	ev := policy.Evaluate(p.policies, p.flows, policy.Input{
 		Principal: st.Requester,
@@ -153,11 +154,12 @@ func (p *Policy) evaluate(st request.State, now time.Time, res, dom map[string]s
 			Params:  req.Params,
 			Time:    now,
 
-			ResourceState: res,
-			DomainState:   dom,
+			ResourceState: facts.Resource,
+			DomainState:   facts.Domain,
 		},
 	}, stateErr)
 	ev.Prev = st.LastDigest
+	ev.StateRevisions = facts.Revisions
 	return ev
 }
 

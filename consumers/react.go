@@ -18,6 +18,11 @@ type effect struct {
 	kind    events.Kind
 	ordinal string
 	data    any
+	// then, when set, is what follows once the event is stored at seq
+	// (applying a recorded change to a bucket). Its error is the
+	// handling's: the input comes again, and decide must then do it for
+	// the event already stored.
+	then func(ctx context.Context, seq uint64) error
 }
 
 // decideFunc looks at a request's history (and, for messages of the audit
@@ -53,6 +58,7 @@ func (c *component) react(ctx context.Context, domain, id string, seq uint64, de
 			return err
 		}
 		at, err := c.emit(ctx, h.state, eff.kind, eff.ordinal, eff.data)
+		then := eff.then
 		if errors.Is(err, events.ErrOversized) && seq != 0 {
 			// What decide would append does not fit one event (a resource
 			// state too large to record in an evaluation): answer the
@@ -62,6 +68,7 @@ func (c *component) react(ctx context.Context, domain, id string, seq uint64, de
 				return nil
 			}
 			at, err = c.emit(ctx, h.state, eff.kind, eff.ordinal, eff.data)
+			then = nil
 		}
 		if store.IsConflict(err) {
 			continue
@@ -71,6 +78,9 @@ func (c *component) react(ctx context.Context, domain, id string, seq uint64, de
 		}
 		c.probe.Appended(eff.kind)
 		c.log.Info("appended", attrRequest, id, attrKind, eff.kind.String(), attrSeq, at)
+		if then != nil {
+			return then(ctx, at)
+		}
 		return nil
 	}
 	return &retryAfter{delay: time.Second, cause: store.ErrConflict}

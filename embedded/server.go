@@ -114,12 +114,12 @@ type Leaf struct {
 }
 
 // leafInbound is what a spoke of domain d may send into a hub: requests,
-// votes, revocation and lock asks for any domain, its own domain's events
+// votes, revocation, lock and state asks for any domain, its own domain's events
 // (for requesters waiting on the hub side), direct reads of any domain's
 // history, and replies.
 func leafInbound(d string) []string {
 	return []string{
-		"writ.*.*.requested", "writ.*.*.voted", "writ.*.*.revoke", "writ.*.*.lock",
+		"writ.*.*.requested", "writ.*.*.voted", "writ.*.*.revoke", "writ.*.*.lock", "writ.*.*.state",
 		"writ." + d + ".>", "_INBOX.>", "$JS.*.API.DIRECT.GET.>",
 	}
 }
@@ -137,7 +137,7 @@ func randomSecret() string {
 }
 
 // componentKinds are the event kinds only a domain's own components emit.
-var componentKinds = []string{"rejected", "evaluated", "approved", "denied", "expired", "granted", "refused", "redeemed", "revoked"}
+var componentKinds = []string{"rejected", "evaluated", "approved", "denied", "expired", "granted", "refused", "redeemed", "revoked", "locked", "stated"}
 
 func (l *Leaf) options(o *server.Options, operatorMode bool) error {
 	if operatorMode {

@@ -185,7 +185,7 @@ type Input struct {
 	Principal identity.Principal
 	Action    string
 	Domain    string // the target domain, which owns the resource
-	Resource  string // the resource's path within its domain
+	Resource  string // the resource's path within its domain; "" for the domain itself
 	Context   Context
 }
 
@@ -328,9 +328,14 @@ func principalEntities(p identity.Principal) (cedar.EntityUID, cedar.EntityMap) 
 var resources = fifo.New[string, cedar.Entity](4096)
 
 // resourceEntity is a resource as the policies see it: its domain, path
-// and state. One without state is remembered.
+// and state. One without state is remembered. Path "" is the domain
+// itself, Resource::"<domain>" (what a domain's own state entry is set
+// on): no resource path spells that id.
 func resourceEntity(domain, path string, state map[string]string) cedar.Entity {
 	id := domain + "/" + path
+	if path == "" {
+		id = domain
+	}
 	if len(state) == 0 {
 		if e, ok := resources.Get(id); ok {
 			return e

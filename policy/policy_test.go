@@ -140,6 +140,49 @@ when { resource.domain == "acme" && resource.path == "dev/api" && principal.doma
 	assert.Equal(t, policy.OutcomeDeny, s.Decide(in).Outcome)
 }
 
+// Who may set resource state in the sample: owners (SRE leads for
+// production, developers for dev/*) and tooling (bots), never oneself on
+// call; the domain's own entry is Resource::"acme".
+func TestDecideSetStateSample(t *testing.T) {
+	s := sample(t)
+	set := func(p identity.Principal, path string, attrs map[string]string) policy.Decision {
+		return s.Decide(policy.Input{Principal: p, Action: "set-state", Domain: "acme", Resource: path,
+			Context: policy.Context{Urgency: "normal", Origin: p.Domain, Time: t0, Params: attrs}})
+	}
+	onCall := func(name string) map[string]string { return map[string]string{"on_call": name} }
+	incident := map[string]string{"incident_active": "true"}
+	for _, tc := range []struct {
+		name  string
+		p     identity.Principal
+		path  string
+		attrs map[string]string
+		allow bool
+	}{
+		{"an SRE lead says who is on call", alice, "prod/db", onCall("bob"), true},
+		{"an SRE lead declares an incident for the domain", alice, "", incident, true},
+		{"a bot, for the paging tooling, sets the on-call", bot, "prod/db", onCall("alice"), true},
+		{"a bot opens an incident", bot, "", incident, true},
+		{"an SRE lead deletes an entry", alice, "prod/db", nil, true},
+		{"nobody puts themselves on call", alice, "prod/db", onCall("alice"), false},
+		{"a developer says nothing about production", carol, "prod/db", onCall("bob"), false},
+		{"a developer declares no incident", carol, "", incident, false},
+		{"a developer owns dev resources", carol, "dev/db", map[string]string{"owner": "carol"}, true},
+		{"someone outside the groups", admin, "prod/db", onCall("bob"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := set(tc.p, tc.path, tc.attrs)
+			assert.Equal(t, tc.allow, d.Outcome == policy.OutcomeAllow, "%+v", d)
+			assert.Empty(t, d.Errors)
+		})
+	}
+	// The domain's own entry is the domain itself, with path "".
+	d, err := policy.Load(map[string][]byte{"p.cedar": []byte(`
+permit (principal, action == Action::"set-state", resource == Resource::"acme") when { resource.path == "" };`)})
+	require.NoError(t, err)
+	assert.Equal(t, policy.OutcomeAllow, d.Decide(policy.Input{Principal: carol, Action: "set-state", Domain: "acme", Context: policy.Context{Time: t0}}).Outcome)
+	assert.Equal(t, policy.OutcomeDeny, d.Decide(policy.Input{Principal: carol, Action: "set-state", Domain: "acme", Resource: "x", Context: policy.Context{Time: t0}}).Outcome)
+}
+
 func TestDecideCombines(t *testing.T) {
 	s := sample(t, `
 @id("admins-all")

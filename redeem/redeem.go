@@ -134,7 +134,7 @@ type Redeemer struct {
 	revoked    map[string]string
 	used       jetstream.KeyValue
 	nonces     jetstream.KeyValue
-	locks      *locks.Watcher
+	locks      *locks.List
 }
 
 // New returns a Redeemer. It does no I/O: Run creates the buckets and
@@ -147,7 +147,7 @@ func New(cfg Config) (*Redeemer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Redeemer{
+	r := &Redeemer{
 		cfg:     cfg,
 		js:      js,
 		reader:  store.Reader{NC: cfg.NC, Stream: cfg.Stream},
@@ -155,8 +155,9 @@ func New(cfg Config) (*Redeemer, error) {
 		source:  "writ://" + cfg.Domain + "/redeemer/" + url.PathEscape(cfg.Service),
 		log:     cfg.Logger.With("component", "redeemer", attrDomain, cfg.Domain, "service", cfg.Service),
 		revoked: map[string]string{},
-		locks:   locks.NewWatcher(js),
-	}, nil
+	}
+	r.locks = locks.NewList(cfg.NC, js, r.reader, r.checker, r.log)
+	return r, nil
 }
 
 // Run creates the KV buckets if they are missing and watches revocations
@@ -295,7 +296,7 @@ func (r *Redeemer) inSync() bool {
 
 // Locked returns the lock on a principal, its key or its domain, as this
 // Redeemer last heard of the lock list (locks.ErrLocked), or nil.
-func (r *Redeemer) Locked(p identity.Principal) error { return r.locks.Check(p) }
+func (r *Redeemer) Locked(p identity.Principal) error { return r.locks.Cached(p) }
 
 // WaitReady waits until Run has caught up with the revocation and lock lists.
 func (r *Redeemer) WaitReady(ctx context.Context) error {
@@ -466,7 +467,7 @@ func (r *Redeemer) redeem(ctx context.Context, a *attempt) (issuer.Claims, error
 	if err != nil {
 		return c, err
 	}
-	if err := r.unlocked(h.state); err != nil {
+	if err := r.unlocked(ctx, h.state); err != nil {
 		return c, err
 	}
 	if err := granted(h.state, a.hash); err != nil {
@@ -486,9 +487,10 @@ func (r *Redeemer) redeem(ctx context.Context, a *attempt) (issuer.Claims, error
 }
 
 // unlocked refuses a grant whose requester (its holder), key or domain is
-// locked; it fails closed until the lock list is loaded.
-func (r *Redeemer) unlocked(st request.State) error {
-	err := r.locks.Check(st.Requester)
+// locked, by the lock bucket or by the trail; it fails closed until the
+// lock list is loaded.
+func (r *Redeemer) unlocked(ctx context.Context, st request.State) error {
+	err := r.locks.Check(ctx, st.Requester)
 	switch {
 	case err == nil:
 		return nil

@@ -178,6 +178,30 @@ func summary(rec events.Record) string {
 			verb = "unlocked"
 		}
 		return fmt.Sprintf("%s %s %s by %s: %q", verb, d.Target.Type, d.Target.Name, d.By.ID(), d.Reason)
+	case *events.State:
+		return "asks to " + stateSummary(d.Op, d.Path, d.Attrs, d.Merge, d.Reason)
+	case *events.Stated:
+		return "STATE " + stateSummary(d.Op, d.Path, d.Attrs, false, d.Reason) + " by " + d.By.ID()
 	}
 	return ""
+}
+
+// stateSummary says what a state change does, in one line.
+func stateSummary(op, path string, attrs map[string]string, merge bool, reason string) string {
+	what := "the domain's own state"
+	if path != "" {
+		what = "the state of " + path
+	}
+	s := "delete " + what
+	if op == events.StateSet {
+		b, _ := json.Marshal(attrs)
+		s = "set " + what + " to " + string(b)
+		if merge {
+			s = "add " + string(b) + " to " + what
+		}
+	}
+	if reason != "" {
+		s += fmt.Sprintf(": %q", reason)
+	}
+	return s
 }

@@ -73,7 +73,7 @@ func commands() []command {
 		{"revoke", "withdraw a request or its grant (yours, or as policy allows)", runRevoke},
 		{"lock", "'lock principal|key|domain NAME': no new grants to it, no redemptions by it", runLock},
 		{"unlock", "lift a lock", runUnlock},
-		{"state", "'state set|get|delete DOMAIN[/PATH]': the resource and domain state policies read", runState},
+		{"state", "'state set|delete DOMAIN[/PATH] --creds FILE' asks to change the resource and domain state policies read; 'state get' reads it", runState},
 		{"grant", "'grant show ID' opens your grant; 'grant verify TOKEN' checks one; 'grant redeem TOKEN' uses it", runGrant},
 		{"audit", "'audit replay' each request's history; 'audit verify' checks the trail end to end; 'audit checkpoint'; 'audit export' for a SIEM, or one request's evidence bundle", runAudit},
 		{"trust", "'trust add|list|remove|revoke': the domains and keys this setup trusts", runTrust},
