@@ -81,6 +81,20 @@ func evaluated() doc {
 	})
 }
 
+func stateAsk() doc {
+	return envelope("writ.request.state.v1", map[string]any{
+		"prev": "", "domain": "acme", "by": map[string]any{"domain": "acme", "name": "bob"}, "identity": jwt,
+		"path": "prod/db", "op": "set", "attrs": map[string]any{"on_call": "alice"}, "merge": true, "reason": "rotation",
+	})
+}
+
+func stated() doc {
+	return envelope("writ.request.stated.v1", map[string]any{
+		"prev": digest, "by": map[string]any{"domain": "acme", "name": "bob"},
+		"path": "prod/db", "op": "set", "attrs": map[string]any{"on_call": "alice"},
+	})
+}
+
 // edit returns a deep copy of d with the value at path set, or removed if v is del.
 func (d doc) edit(t *testing.T, path string, v any) []byte {
 	t.Helper()
@@ -107,12 +121,21 @@ func (d doc) edit(t *testing.T, path string, v any) []byte {
 	return b
 }
 
+// editDoc is edit, as a doc to edit further.
+func (d doc) editDoc(t *testing.T, path string, v any) doc {
+	t.Helper()
+	var out doc
+	require.NoError(t, json.Unmarshal(d.edit(t, path, v), &out))
+	return out
+}
+
 type deletion struct{}
 
 var del = deletion{}
 
 func TestValidateAcceptsBaseDocuments(t *testing.T) {
-	for name, d := range map[string]doc{"requested": requested(), "voted": voted(), "granted": granted(), "evaluated": evaluated()} {
+	for name, d := range map[string]doc{"requested": requested(), "voted": voted(), "granted": granted(), "evaluated": evaluated(),
+		"state": stateAsk(), "stated": stated()} {
 		t.Run(name, func(t *testing.T) {
 			b, err := json.Marshal(d)
 			require.NoError(t, err)
@@ -193,6 +216,31 @@ func TestValidate(t *testing.T) {
 		{"grant with the token in clear", granted(), "data.token", "eyJ...", false},
 		{"grant to an account key", granted(), "data.holder", "A" + ukey[1:], false},
 		{"grant without expiry", granted(), "data.expires_at", del, false},
+
+		{"evaluation with the state revisions it read", evaluated(), "data.state_revisions", map[string]any{"acme.prod.db": 7, "acme._domain": 0}, true},
+		{"evaluation with a negative revision", evaluated(), "data.state_revisions", map[string]any{"acme.prod.db": -1}, false},
+		{"evaluation with a revision as a string", evaluated(), "data.state_revisions", map[string]any{"acme.prod.db": "7"}, false},
+
+		{"state of the domain itself", stateAsk(), "data.path", del, true},
+		{"state without a reason", stateAsk(), "data.reason", del, true},
+		{"state with 64 attributes", stateAsk(), "data.attrs", manyParams(64), true},
+		{"state value of 4096", stateAsk(), "data.attrs", map[string]any{"k": s(4096)}, true},
+		{"state attribute named with a dash", stateAsk(), "data.attrs", map[string]any{"on-call": "alice"}, true},
+		{"state set without attributes", stateAsk(), "data.attrs", del, false},
+		{"state set of no attribute", stateAsk(), "data.attrs", map[string]any{}, false},
+		{"state with 65 attributes", stateAsk(), "data.attrs", manyParams(65), false},
+		{"state value of 4097", stateAsk(), "data.attrs", map[string]any{"k": s(4097)}, false},
+		{"state attribute of an empty name", stateAsk(), "data.attrs", map[string]any{"": "x"}, false},
+		{"state value that is a number", stateAsk(), "data.attrs", map[string]any{"k": 1}, false},
+		{"state delete with attributes", stateAsk(), "data.op", "delete", false},
+		{"state of another operation", stateAsk(), "data.op", "append", false},
+		{"state with an empty path", stateAsk(), "data.path", "", false},
+		{"state with a dot-dot path", stateAsk(), "data.path", "prod/../db", false},
+		{"state with a blank reason", stateAsk(), "data.reason", "", false},
+		{"state without its signed domain", stateAsk(), "data.domain", del, false},
+		{"stated delete", stated().editDoc(t, "data.attrs", del), "data.op", "delete", true},
+		{"stated delete with attributes", stated(), "data.op", "delete", false},
+		{"stated set without attributes", stated(), "data.attrs", del, false},
 
 		{"evaluation with an unknown outcome", evaluated(), "data.outcome", "maybe", false},
 		{"evaluation without a policy digest", evaluated(), "data.policy_digest", del, false},
