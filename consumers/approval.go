@@ -53,8 +53,8 @@ func NewApproval(env Env, key nkeys.KeyPair, policies *policy.Set) (*Approval, e
 	}
 	return &Approval{
 		c: c, policies: policies,
-		locks: locks.NewKeeper(c.js, locks.NewIndex(c.reader, c.checker), c.log, c.env.Clock),
-		state: state.NewKeeper(c.js, state.NewIndex(c.reader, c.checker), c.log, c.env.Clock),
+		locks: locks.NewKeeper(c.env.NC, c.js, locks.NewIndex(c.reader, c.checker), c.log, c.env.Clock),
+		state: state.NewKeeper(c.env.NC, c.js, state.NewIndex(c.reader, c.checker), c.log, c.env.Clock),
 	}, nil
 }
 

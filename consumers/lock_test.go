@@ -121,7 +121,9 @@ func TestLockBlocksRedemption(t *testing.T) {
 // test ends or the returned function is called.
 func serveOnly(t *testing.T, e *writtest.Env, components ...string) func() {
 	t.Helper()
-	p, err := pipeline.Build(e.NC, e.Runtime, pipeline.Options{Logger: e.Logger, Components: components})
+	connect, err := pipeline.RoleConnector(e.Runtime, "", e.Logger, e.Server.Connect)
+	require.NoError(t, err)
+	p, err := pipeline.Build(e.NC, e.Runtime, pipeline.Options{Logger: e.Logger, Components: components, Connect: connect})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

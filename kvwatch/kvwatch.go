@@ -40,7 +40,7 @@ func (c *Cache[T]) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("kvwatch: watch: %w", err)
 	}
-	defer func() { _ = kw.Stop() }()
+	defer stop(ctx, kw)
 	for {
 		select {
 		case <-ctx.Done():
@@ -104,4 +104,14 @@ func (c *Cache[T]) Keys() []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// stop ends a watch that is still wanted. One whose ctx ended is ended by
+// the client already; stopping it again would ask the server to delete
+// its consumer, a request some roles may not make, whose answer never
+// comes (the shutdown would wait out the request's timeout).
+func stop(ctx context.Context, kw jetstream.KeyWatcher) {
+	if ctx.Err() == nil {
+		_ = kw.Stop()
+	}
 }

@@ -116,9 +116,10 @@ type Keeper = trailkv.Keeper[Lock]
 
 // NewKeeper returns the keeper of the bucket, for the approval component:
 // the only writer of the bucket.
-func NewKeeper(js jetstream.JetStream, index *Index, log *slog.Logger, clock func() time.Time) *Keeper {
+func NewKeeper(nc *nats.Conn, js jetstream.JetStream, index *Index, log *slog.Logger, clock func() time.Time) *Keeper {
 	return &Keeper{
 		Index:  index,
+		NC:     nc,
 		Bucket: func(ctx context.Context) (jetstream.KeyValue, error) { return bucket(ctx, js) },
 		Value: func(l Lock) ([]byte, bool) {
 			if !l.Locked {

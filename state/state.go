@@ -12,6 +12,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/writ-dev/writ/events"
@@ -365,9 +366,10 @@ type Keeper = trailkv.Keeper[Word]
 
 // NewKeeper returns the keeper of the bucket, for the approval component:
 // the only writer of the bucket.
-func NewKeeper(js jetstream.JetStream, index *Index, log *slog.Logger, clock func() time.Time) *Keeper {
+func NewKeeper(nc *nats.Conn, js jetstream.JetStream, index *Index, log *slog.Logger, clock func() time.Time) *Keeper {
 	return &Keeper{
 		Index:  index,
+		NC:     nc,
 		Bucket: func(ctx context.Context) (jetstream.KeyValue, error) { return bucket(ctx, js) },
 		Value: func(w Word) ([]byte, bool) {
 			if w.Deleted {

@@ -229,6 +229,10 @@ func (p *perms) reader(s Scope) {
 	)...)
 	p.pub(consumers.CheckpointSubject("*"), consumers.AttestSubject("*"))
 	p.sub(events.Prefix + ".>")
+	// The resource state policies read, as 'writ state get' shows it:
+	// direct reads of its bucket's stream, no consumer.
+	st := kvStream(state.Bucket)
+	p.pub(apis("STREAM.INFO."+st, "DIRECT.GET."+st, "DIRECT.GET."+st+".>")...)
 }
 
 // component: its own durable consumers, the kinds it is entitled to sign,
@@ -259,7 +263,13 @@ func (p *perms) component(role Role, s Scope) {
 		p.pub(apis("CONSUMER.INFO."+s.Stream+".*", "CONSUMER.INFO."+s.Timers+".*", "CONSUMER.INFO."+s.Queue+".*")...)
 	}
 	switch role {
+	case Policy, Issuer:
+		// Locked events as they are published: a lock list hears of a
+		// lock before any input that comes after it (locks.List).
+		p.sub(events.KindFilter(events.KindLocked))
 	case Approval:
+		// The only writer of the lock and resource-state buckets: it
+		// applies the changes it records, and puts back what others do.
 		p.write(bucketsApproval...)
 		// Deadline timers: schedules it writes, reads back and withdraws.
 		p.pub(consumers.TimerSubjects(s.Domain))

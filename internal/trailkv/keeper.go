@@ -7,10 +7,14 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/writ-dev/writ/store"
 )
 
 // Keeper makes a bucket hold the trail's word on every key the trail
@@ -19,6 +23,7 @@ import (
 // changes (Run).
 type Keeper[V any] struct {
 	Index  *Index[V]
+	NC     *nats.Conn // reads the bucket's stream for a comparison
 	Bucket func(context.Context) (jetstream.KeyValue, error)
 	// Value is the bucket value the trail's word asks for, or false when
 	// it asks for no entry (an unlock, a deletion).
@@ -117,7 +122,7 @@ func (k *Keeper[V]) Reconcile(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	bucket, err := snapshot(ctx, kv)
+	bucket, err := k.snapshot(ctx, kv)
 	if err != nil {
 		return err
 	}
@@ -141,11 +146,11 @@ func (k *Keeper[V]) Reconcile(ctx context.Context) error {
 		cur, inBucket := bucket[key]
 		e, inTrail := trail[key]
 		if !inTrail {
-			k.reportUnbacked(key, cur)
+			k.reportUnbacked(key, cur.revision)
 			continue
 		}
 		want, present := k.Value(e.Value)
-		if present == inBucket && (!present || bytes.Equal(cur.Value(), want)) {
+		if present == inBucket && (!present || bytes.Equal(cur.value, want)) {
 			continue
 		}
 		if err := k.restore(ctx, key, "compared with the trail"); err != nil {
@@ -174,25 +179,25 @@ func (k *Keeper[V]) restore(ctx context.Context, key, how string) error {
 	case Unbacked:
 		if kv, err := k.Bucket(ctx); err == nil {
 			if cur, err := kv.Get(ctx, key); err == nil {
-				k.reportUnbacked(key, cur)
+				k.reportUnbacked(key, cur.Revision())
 			}
 		}
 	}
 	return nil
 }
 
-func (k *Keeper[V]) reportUnbacked(key string, cur jetstream.KeyValueEntry) {
+func (k *Keeper[V]) reportUnbacked(key string, revision uint64) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.unbacked == nil {
 		k.unbacked = map[string]uint64{}
 	}
-	if k.unbacked[key] == cur.Revision() {
+	if k.unbacked[key] == revision {
 		return
 	}
-	k.unbacked[key] = cur.Revision()
+	k.unbacked[key] = revision
 	k.Log.Warn("the "+k.What+" bucket holds an entry no event in the trail records; left as it is (an earlier Writ, or someone with rights to the bucket, wrote it)",
-		"key", key, "revision", cur.Revision())
+		"key", key, "revision", revision)
 }
 
 // Run compares the bucket with the trail at once and every Every, and
@@ -206,7 +211,11 @@ func (k *Keeper[V]) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("trailkv: watch %s: %w", k.What, err)
 	}
-	defer func() { _ = w.Stop() }()
+	defer func() {
+		if ctx.Err() == nil { // else the client ended it (see kvwatch)
+			_ = w.Stop()
+		}
+	}()
 	every := k.Every
 	if every <= 0 {
 		every = 30 * time.Second
@@ -256,26 +265,37 @@ func (k *Keeper[V]) grace() time.Duration {
 	return k.Grace
 }
 
-// snapshot reads every live entry of the bucket.
-func snapshot(ctx context.Context, kv jetstream.KeyValue) (map[string]jetstream.KeyValueEntry, error) {
-	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+// entry is a live bucket entry as a snapshot read it.
+type entry struct {
+	value    []byte
+	revision uint64
+}
+
+// snapshot reads every live entry of the bucket with direct gets on its
+// stream: a watch would create a consumer, and a reader needs none.
+func (k *Keeper[V]) snapshot(ctx context.Context, kv jetstream.KeyValue) (map[string]entry, error) {
+	st, err := kv.Status(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("trailkv: read the bucket: %w", err)
 	}
-	defer func() { _ = w.Stop() }()
-	out := map[string]jetstream.KeyValueEntry{}
-	for {
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case e, ok := <-w.Updates():
-			if !ok {
-				return nil, errors.New("trailkv: the bucket read ended early")
-			}
-			if e == nil {
-				return out, nil
-			}
-			out[e.Key()] = e
+	bucket := st.Bucket()
+	prefix := "$KV." + bucket + "."
+	msgs, err := store.Reader{NC: k.NC, Stream: "KV_" + bucket}.Load(ctx, prefix+">", 1)
+	if err != nil {
+		return nil, fmt.Errorf("trailkv: read the bucket: %w", err)
+	}
+	out := map[string]entry{}
+	for _, m := range msgs { // in stream order: the last of each key wins
+		key := strings.TrimPrefix(m.Subject, prefix)
+		switch op := m.Header[kvOperation]; {
+		case len(op) > 0 && (op[len(op)-1] == "DEL" || op[len(op)-1] == "PURGE"):
+			delete(out, key)
+		default:
+			out[key] = entry{value: m.Body, revision: m.Seq}
 		}
 	}
+	return out, nil
 }
+
+// kvOperation is the header that marks a KV delete or purge.
+const kvOperation = "KV-Operation"

@@ -148,6 +148,7 @@ func (f *fixture) keeper(log *logs) (*trailkv.Keeper[word], jetstream.KeyValue) 
 	require.NoError(f.t, err)
 	return &trailkv.Keeper[word]{
 		Index:  f.idx,
+		NC:     f.e.NC,
 		Bucket: func(context.Context) (jetstream.KeyValue, error) { return kv, nil },
 		Value: func(w word) ([]byte, bool) {
 			return []byte("locked"), w.locked
