@@ -235,6 +235,9 @@ func (k *Keeper[V]) Run(ctx context.Context) error {
 			}
 		case e, ok := <-w.Updates():
 			if !ok {
+				if ctx.Err() != nil {
+					return nil // the client ended the watch with ctx
+				}
 				return fmt.Errorf("trailkv: the watch of the %s bucket ended", k.What)
 			}
 			if e == nil {
