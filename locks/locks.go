@@ -203,7 +203,15 @@ func (l *List) Run(ctx context.Context) error {
 	l.sub, l.dropped = sub, 0
 	l.mu.Unlock()
 	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return l.kv.Run(ctx) })
+	g.Go(func() error {
+		err := l.kv.Run(ctx)
+		if err == nil && ctx.Err() == nil {
+			// The watch ended under us: end Run, so that it is started
+			// again, rather than go on without the push.
+			err = errors.New("locks: the bucket watch ended")
+		}
+		return err
+	})
 	g.Go(func() error { return l.trail.Run(ctx, SyncEvery, l.kick, l.log) })
 	return g.Wait()
 }
