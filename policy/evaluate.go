@@ -71,6 +71,11 @@ func ContextFromRecord(r map[string]any) (Context, error) {
 	if err != nil {
 		return c, fmt.Errorf("%w: now: %v", ErrContext, err)
 	}
+	// Recorded in UTC, a time must still be one RFC 3339 can spell: year
+	// 0000 at a positive offset is year -1 in UTC.
+	if y := now.UTC().Year(); y < 0 || y > 9999 {
+		return c, fmt.Errorf("%w: now: %s is outside the years 0000 to 9999 in UTC", ErrContext, str("now"))
+	}
 	c.Time = now
 	var errs []error
 	stringsOf := func(k string) map[string]string {
