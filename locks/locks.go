@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -155,6 +156,10 @@ type List struct {
 	gone    map[string]uint64 // key → trail reads begun when its bucket entry went away
 	sub     *nats.Subscription
 	dropped int // news the client dropped, as last seen
+	// pending is the number of the first trail read that must end before
+	// a check may answer from memory: one begun after news was last heard.
+	// Every check waits for it, not only the one that heard the news.
+	pending atomic.Uint64
 }
 
 // NewList returns a lock list; Run fills it. js and reader must use nc,
@@ -252,7 +257,8 @@ func (l *List) Check(ctx context.Context, p identity.Principal) error {
 	if !l.Ready() {
 		return ErrNotReady
 	}
-	if l.heard() || l.Cached(p) != nil {
+	l.heard()
+	if l.trail.Done() < l.pending.Load() || l.Cached(p) != nil {
 		if err := l.trail.Sync(ctx, 0); err != nil {
 			return fmt.Errorf("%w: %v", ErrNotReady, err)
 		}
@@ -260,27 +266,33 @@ func (l *List) Check(ctx context.Context, p identity.Principal) error {
 	return l.Cached(p)
 }
 
-// heard reports (and forgets) whether locked events were published since
-// it was last asked, or news of them was lost.
-func (l *List) heard() bool {
-	n := 0
+// heard takes the news of locked events published (or of news lost)
+// since it was last asked: a trail read that begins after now must end
+// before any check answers from memory (pending). pending is raised
+// before the news is taken, so a check that finds no news left (another
+// took it) still waits for that read.
+func (l *List) heard() {
+	l.mu.Lock()
+	lost := false
+	if l.sub != nil {
+		if d, err := l.sub.Dropped(); err == nil && d != l.dropped {
+			l.dropped, lost = d, true
+		}
+	}
+	l.mu.Unlock()
+	if len(l.news) == 0 && !lost {
+		return
+	}
+	want := l.trail.Started() + 1
+	for cur := l.pending.Load(); cur < want && !l.pending.CompareAndSwap(cur, want); cur = l.pending.Load() {
+	}
 	for more := true; more; {
 		select {
 		case <-l.news:
-			n++
 		default:
 			more = false
 		}
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.sub != nil {
-		if d, err := l.sub.Dropped(); err == nil && d != l.dropped {
-			l.dropped = d
-			n++
-		}
-	}
-	return n > 0
 }
 
 // Cached is Check without reading anything: the list as last read.
