@@ -384,5 +384,9 @@ func NewKeeper(nc *nats.Conn, js jetstream.JetStream, index *Index, log *slog.Lo
 			return b, true
 		},
 		What: "resource state", Log: log, Clock: clock,
+		// State a policy reads must be recorded: an entry written around
+		// the trail (by someone with rights to the bucket, or an earlier
+		// Writ) is deleted, not read.
+		DropUnbacked: true,
 	}
 }

@@ -38,6 +38,11 @@ type Keeper[V any] struct {
 	// (default 2s): a difference with an event younger than that is put
 	// right quietly, since it is most likely that write on its way.
 	Grace time.Duration
+	// DropUnbacked deletes an entry no event in the trail records, rather
+	// than leave it (and report it): for a bucket whose entries grant
+	// something when present (resource state a policy reads), an entry
+	// nobody recorded must not count.
+	DropUnbacked bool
 
 	mu       sync.Mutex
 	unbacked map[string]uint64 // key → revision already reported
@@ -146,7 +151,9 @@ func (k *Keeper[V]) Reconcile(ctx context.Context) error {
 		cur, inBucket := bucket[key]
 		e, inTrail := trail[key]
 		if !inTrail {
-			k.reportUnbacked(key, cur.revision)
+			if err := k.unbacked1(ctx, kv, key, cur.revision); err != nil {
+				errs = append(errs, err)
+			}
 			continue
 		}
 		want, present := k.Value(e.Value)
@@ -179,10 +186,29 @@ func (k *Keeper[V]) restore(ctx context.Context, key, how string) error {
 	case Unbacked:
 		if kv, err := k.Bucket(ctx); err == nil {
 			if cur, err := kv.Get(ctx, key); err == nil {
-				k.reportUnbacked(key, cur.Revision())
+				return k.unbacked1(ctx, kv, key, cur.Revision())
 			}
 		}
 	}
+	return nil
+}
+
+// unbacked1 deals with an entry at revision the trail does not speak
+// for: deleted (DropUnbacked) or reported once.
+func (k *Keeper[V]) unbacked1(ctx context.Context, kv jetstream.KeyValue, key string, revision uint64) error {
+	if !k.DropUnbacked {
+		k.reportUnbacked(key, revision)
+		return nil
+	}
+	err := kv.Delete(ctx, key, jetstream.LastRevision(revision))
+	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil // changed since: looked at again as it happens
+	}
+	if err != nil {
+		return fmt.Errorf("trailkv: delete %s: %w", key, err)
+	}
+	k.Log.Warn("the "+k.What+" bucket held an entry no event in the trail records; deleted (set it with a recorded ask)",
+		"key", key, "revision", revision)
 	return nil
 }
 
