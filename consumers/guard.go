@@ -314,7 +314,7 @@ func (g *Guard) apiAudit(data []byte) {
 	// $JS.API.<op…> or, through a JetStream domain, $JS.<domain>.API.<op…>.
 	tok := strings.Split(a.Subject, ".")
 	if len(tok) > 2 && tok[0] == "$JS" && tok[1] != "API" {
-		tok = tok[1:]
+		tok = append([]string{"$JS"}, tok[2:]...) // drop the domain
 	}
 	if len(tok) < 4 || tok[0] != "$JS" || tok[1] != "API" {
 		return
@@ -524,12 +524,17 @@ func (g *Guard) weaken(ctx context.Context, problems, keys []string, why string)
 	text := strings.Join(problems, "; ")
 	g.log.Error("what Writ relies on is weakened: issuance stopped until it is set right",
 		"weakened", text, "noticed", why, attrSeq, barrier)
-	g.alert(ctx, events.AlertWeakened, text)
+	_ = g.alert(ctx, events.AlertWeakened, text) // shut either way; the log line says it
 }
 
 // restore records that everything is right again, then opens the guard.
+// A restoration it could not record leaves the guard shut until the next
+// round records it: no grant comes after a weakening without the record
+// that it ended.
 func (g *Guard) restore(ctx context.Context) {
-	g.alert(ctx, events.AlertRestored, "every stream, bucket and durable consumer Writ relies on is as it needs them again")
+	if err := g.alert(ctx, events.AlertRestored, "every stream, bucket and durable consumer Writ relies on is as it needs them again"); err != nil {
+		return
+	}
 	g.mu.Lock()
 	since := g.status.Since
 	g.status.Open, g.status.Weakened, g.keys = true, nil, nil
@@ -546,9 +551,9 @@ func (g *Guard) restore(ctx context.Context) {
 // alert records a guard alert in the trail, unless the trail's last one
 // says the same already (another replica's guard recorded it) or, for
 // restored, nothing weakened is on record.
-func (g *Guard) alert(ctx context.Context, alert, text string) {
+func (g *Guard) alert(ctx context.Context, alert, text string) error {
 	if g.signer == nil {
-		return // the log line is the record
+		return nil // the log line is the record
 	}
 	ctx, cancel := context.WithTimeout(ctx, alertTimeout)
 	defer cancel()
@@ -570,6 +575,7 @@ func (g *Guard) alert(ctx context.Context, alert, text string) {
 	if err != nil {
 		g.log.Error("could not record the alert in the trail", "alert", alert, "reason", text, "err", err)
 	}
+	return err
 }
 
 // alertTimeout bounds recording an alert.

@@ -315,9 +315,3 @@ func Kinds() []Kind {
 	}
 	return out
 }
-
-// IsAsk reports whether k is a principal's signed ask (a request, a vote,
-// a revocation or lock ask...): the kinds no component owns.
-func IsAsk(k Kind) bool {
-	return k != KindNone && k != KindRefused && int(k) < len(kindNames) && RoleFor(k) == ""
-}

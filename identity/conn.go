@@ -25,17 +25,20 @@ func ConnectOptions(creds string) ([]nats.Option, error) {
 	}
 	token, err := jwt.ParseDecoratedJWT(b)
 	if err != nil {
-		return nil, fmt.Errorf("credentials %s: not a .creds file (%v)", creds, err)
+		return nil, fmt.Errorf("credentials %s: not a .creds file (a user JWT and an nkey seed)", creds)
 	}
 	uc, err := jwt.DecodeUserClaims(token)
 	if err != nil {
-		return nil, fmt.Errorf("credentials %s: the user JWT does not decode (%v)", creds, err)
+		return nil, fmt.Errorf("credentials %s: the user JWT in it is damaged; issue new ones with 'writ identity issue'", creds)
 	}
 	domain := ""
 	for _, t := range uc.Tags {
 		if len(t) > len(TagDomain) && t[:len(TagDomain)] == TagDomain {
 			domain = t[len(TagDomain):]
 		}
+	}
+	if !ValidDomainName(domain) {
+		return nil, fmt.Errorf("credentials %s name no domain: they were not issued by Writ; issue them with 'writ identity issue'", creds)
 	}
 	return []nats.Option{nats.UserCredentials(creds), nats.CustomInboxPrefix(InboxPrefix(domain, uc.Subject))}, nil
 }

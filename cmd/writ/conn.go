@@ -98,7 +98,7 @@ func (c *conn) open() (*nats.Conn, *client.Client, error) {
 			if creds != "" {
 				who = creds
 			}
-			return nil, nil, fmt.Errorf("NATS at %s refused the connection (%s): %v; pass --creds with an identity this domain issued", url, who, err)
+			return nil, nil, fmt.Errorf("NATS at %s refused the connection (%s): the server admits only identities this domain issued, not expired; pass --creds with one ('writ identity issue' makes one)", url, who)
 		}
 		return nil, nil, fmt.Errorf("connect to %s: %w", url, err)
 	}

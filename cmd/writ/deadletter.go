@@ -31,7 +31,7 @@ type deadLetter struct {
 func runAuditDeadLetter(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("audit deadletter", "audit deadletter [--domain D] [--json]", stderr)
 	var c conn
-	c.register(fs, "credentials to connect to NATS, if it needs them")
+	c.register(fs, "the .creds to connect with (default: the Writ directory's read-only creds/reader.creds; the server refuses connections without credentials)")
 	domain := fs.String("domain", "", "only this domain (default: all in the stream)")
 	asJSON := fs.Bool("json", false, "JSON lines")
 	if _, err := parse(fs, args); err != nil {

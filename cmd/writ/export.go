@@ -50,7 +50,7 @@ func (e exportRecord) row() []string {
 func runAuditExport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("audit export", "audit export [--format jsonl|csv] [--domain D] [--request ID] | audit export --bundle --request ID", stderr)
 	var c conn
-	c.register(fs, "credentials to connect to NATS, if it needs them")
+	c.register(fs, "the .creds to connect with (default: the Writ directory's read-only creds/reader.creds; the server refuses connections without credentials)")
 	format := fs.String("format", "jsonl", "jsonl (one event a line, with the event itself) or csv")
 	domain := fs.String("domain", "", "only this domain's requests")
 	id := fs.String("request", "", "only this request")

@@ -57,7 +57,7 @@ func runAuditReplay(ctx context.Context, args []string, stdout, stderr io.Writer
 		fs.PrintDefaults()
 	}
 	var c conn
-	c.register(fs, "credentials to connect to NATS, if it needs them")
+	c.register(fs, "the .creds to connect with (default: the Writ directory's read-only creds/reader.creds; the server refuses connections without credentials)")
 	var fl replayFlags
 	fs.StringVar(&fl.since, "since", "", "requests made at or after this time (RFC 3339, date, or duration ago)")
 	fs.StringVar(&fl.until, "until", "", "requests made before this time (RFC 3339, date, or duration ago)")

@@ -211,7 +211,7 @@ func noGrantCode(s request.Status) int {
 func runRequestShow(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("request show", "request show ID [--json] [--domain D]", stderr)
 	var c conn
-	c.register(fs, "credentials to connect to NATS, if it needs them")
+	c.register(fs, "the .creds to connect with (default: the Writ directory's read-only creds/reader.creds; the server refuses connections without credentials)")
 	domain := fs.String("domain", "", "the request's domain (default: found from the id)")
 	asJSON := fs.Bool("json", false, "print the request as JSON")
 	pos, err := parse(fs, args)

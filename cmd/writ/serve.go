@@ -88,7 +88,7 @@ func writeServerConf(dir, path, storeDir string, authOnly bool, stdout io.Writer
 		return err
 	}
 	fmt.Fprintf(stdout, "Wrote %s: the nats-server configuration for domain %q (run: nats-server -c %s).\n", path, cfg.Domain, path)
-	fmt.Fprintf(stdout, "Run each Writ replica with 'writ serve --server URL --creds FILE', FILE from 'writ identity issue --dir %s --domain %s --name writ --role policy,approval,issuer,auditor'.\n", dir, cfg.Domain)
+	fmt.Fprintf(stdout, "Run each Writ replica with 'writ serve --dir %s --server URL' (it connects with %s, every component's rights and no more).\n", dir, cfg.Path(config.ComponentsCreds))
 	return nil
 }
 

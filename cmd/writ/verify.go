@@ -25,7 +25,7 @@ func runAuditVerify(ctx context.Context, args []string, stdout, stderr io.Writer
 	// account for it. Noise (junk the pipeline refused on the record, a
 	// request still in flight) is a warning: exit 0 unless --strict.
 	var c conn
-	c.register(fs, "credentials to connect to NATS, if it needs them")
+	c.register(fs, "the .creds to connect with (default: the Writ directory's read-only creds/reader.creds; the server refuses connections without credentials)")
 	domain := fs.String("domain", "", "the domain whose stream to verify (default: the configuration's)")
 	since := fs.String("since", "", "check in full only requests made from this time (RFC 3339, or a duration ago such as 24h)")
 	until := fs.String("until", "", "… and before this time")
@@ -156,7 +156,7 @@ func printReport(w io.Writer, rep *audit.Report, strict bool) {
 func runAuditCheckpoint(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("audit checkpoint", "audit checkpoint [--domain D]", stderr)
 	var c conn
-	c.register(fs, "credentials to connect to NATS, if it needs them")
+	c.register(fs, "the .creds to connect with (default: the Writ directory's read-only creds/reader.creds; the server refuses connections without credentials)")
 	domain := fs.String("domain", "", "the domain whose auditor to ask (default: the configuration's)")
 	if _, err := parse(fs, args); err != nil {
 		return err

@@ -203,7 +203,7 @@ func Permissions(s Scope, roles ...Role) (jwt.Permissions, error) {
 func askSubjects() []string {
 	var out []string
 	for _, k := range events.Kinds() {
-		if events.IsAsk(k) {
+		if k.FromPrincipal() {
 			out = append(out, events.Prefix+".*.*."+k.String())
 		}
 	}
@@ -459,8 +459,9 @@ func match(f, s string) bool {
 // holder make and that rewrite or remove what the stream holds.
 func Rewrites(p jwt.Permissions, stream string) []string {
 	var out []string
-	for _, api := range []string{"STREAM.UPDATE.", "STREAM.DELETE.", "STREAM.PURGE.", "STREAM.MSG.DELETE."} {
-		if s := "$JS.API." + api + stream; Allows(p.Pub, s) {
+	for _, s := range apis("STREAM.UPDATE."+stream, "STREAM.DELETE."+stream, "STREAM.PURGE."+stream, "STREAM.MSG.DELETE."+stream) {
+		// The domain form as the server sees it: any domain name.
+		if Allows(p.Pub, strings.Replace(s, "$JS.*.", "$JS.somedomain.", 1)) {
 			out = append(out, s)
 		}
 	}

@@ -3,6 +3,7 @@ package access_test
 import (
 	"testing"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -117,4 +118,17 @@ func TestPrincipalJWTStaysSmall(t *testing.T) {
 		require.NoError(t, err)
 		assert.Less(t, len(id.JWT), 4096, "%s's JWT", name)
 	}
+}
+
+// TestRewrites: what serve warns about, in both spellings of the API.
+func TestRewrites(t *testing.T) {
+	const user = "UCXB6SPQSY5LQRNIOJ5AVZCDMXVSWG3MAAJKEVJYVJ5JQCSLKQY3UT6B"
+	comp, err := access.Permissions(access.Scope{Domain: "acme", User: user}, access.Components...)
+	require.NoError(t, err)
+	assert.Empty(t, access.Rewrites(comp, "WRIT"), "the components rewrite nothing")
+	op, err := access.Permissions(access.Scope{Domain: "acme", User: user}, access.Operator)
+	require.NoError(t, err)
+	assert.Len(t, access.Rewrites(op, "WRIT"), 8)
+	domainOnly := jwt.Permissions{Pub: jwt.Permission{Allow: []string{"$JS.*.API.STREAM.UPDATE.WRIT"}}}
+	assert.Equal(t, []string{"$JS.*.API.STREAM.UPDATE.WRIT"}, access.Rewrites(domainOnly, "WRIT"))
 }

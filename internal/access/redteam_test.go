@@ -429,7 +429,7 @@ func attempts(f *fixture) []attempt {
 	// Events: every kind a component (or the redeemer) signs, published
 	// straight to the trail.
 	for _, k := range events.Kinds() {
-		if events.IsAsk(k) {
+		if k.FromPrincipal() {
 			continue
 		}
 		subject := events.Subject(hubDomain, uuid.NewString(), k)
