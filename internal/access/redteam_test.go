@@ -169,6 +169,9 @@ func startFixture(t *testing.T) *fixture {
 	require.NoError(t, locks.Ensure(ctx, f.js, 1))
 	require.NoError(t, state.Ensure(ctx, f.js, 1))
 	require.NoError(t, redeem.EnsureBuckets(ctx, f.js, 1))
+	// The resource-state entry, recorded (bob is an SRE lead).
+	_, err = f.hub.Client.SetState(ctx, f.hub.Identity("bob"), hubDomain, client.StateChange{Path: stateProbePath, Attrs: map[string]string{"probe": "yes"}})
+	require.NoError(t, err)
 	// A pending request: the trail holds events, the timers a deadline.
 	f.id = f.hub.Request("carol", client.Spec{Action: "restart", Resource: "prod/db", Reason: "red team"})
 	f.hub.Pending(f.id)
@@ -299,7 +302,7 @@ func lookEntry(bucket string) func(*testing.T, *fixture) string {
 		defer cancel()
 		kv, err := f.js.KeyValue(ctx, bucket)
 		require.NoError(t, err)
-		e, err := kv.Get(ctx, probeKey)
+		e, err := kv.Get(ctx, probeKeyOf(bucket))
 		if errors.Is(err, jetstream.ErrKeyNotFound) {
 			return "no entry"
 		}
@@ -407,13 +410,13 @@ func attempts(f *fixture) []attempt {
 		}
 		for _, op := range []string{"put", "del"} {
 			out = append(out, attempt{
-				name: "kv " + op + " " + b + " " + probeKey,
+				name: "kv " + op + " " + b + " " + probeKeyOf(b),
 				do: func(t *testing.T, f *fixture, r *role, c *probe) *nats.Subscription {
 					h := guarded()
 					if op == "del" {
 						h.Set("KV-Operation", "DEL")
 					}
-					return request(t, c, "$KV."+b+"."+probeKey, []byte("forged"), h)
+					return request(t, c, "$KV."+b+"."+probeKeyOf(b), []byte("forged"), h)
 				},
 				look: lookEntry(b),
 				may:  writer,
@@ -706,8 +709,36 @@ func seedEntry(t *testing.T, f *fixture, bucket string) {
 	defer cancel()
 	kv, err := f.js.KeyValue(ctx, bucket)
 	require.NoError(t, err)
+	if bucket == state.Bucket {
+		// Its entry is the trail's: the approval component puts it back
+		// after any change (and deletes one no event records).
+		require.Eventually(t, func() bool {
+			e, err := kv.Get(ctx, probeKeyOf(bucket))
+			return err == nil && string(e.Value()) == stateProbe
+		}, 5*time.Second, 10*time.Millisecond, "the recorded state entry is in the bucket")
+		return
+	}
 	_, err = kv.Put(ctx, probeKey, []byte("probe"))
 	require.NoError(t, err)
+}
+
+// stateProbe is the resource-state entry the fixture records (through a
+// signed ask: an entry no event records is deleted), at stateProbePath.
+const (
+	stateProbePath = "redteam/probe"
+	stateProbe     = `{"probe":"yes"}`
+)
+
+// probeKeyOf is the key of bucket's entry the attempts go for.
+func probeKeyOf(bucket string) string {
+	if bucket == state.Bucket {
+		key, err := state.Key(hubDomain, stateProbePath)
+		if err != nil {
+			panic(err)
+		}
+		return key
+	}
+	return probeKey
 }
 
 // positives: each role can do what it needs.
