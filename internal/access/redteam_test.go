@@ -461,6 +461,12 @@ func attempts(f *fixture) []attempt {
 		listen("sub _INBOX.>", func(*role) string { return "_INBOX.>" }, func(r *role) string { return r.victim + ".y" }),
 		listen("sub $SYS.>", func(*role) string { return "$SYS.>" }, func(*role) string { return "$SYS.REDTEAM.probe" }),
 	)
+	// The JetStream advisories (who changed what): the guard's, which
+	// runs as the approval or issuer component, and nobody else's.
+	advisories := listen("sub $JS.EVENT.ADVISORY.API", func(*role) string { return "$JS.EVENT.ADVISORY.API" },
+		func(*role) string { return "$JS.EVENT.ADVISORY.API" })
+	advisories.may = is(access.Approval, access.Issuer)
+	out = append(out, advisories)
 	out = append(out, forgeReply())
 	out = append(out, attempt{
 		name: "pub $SYS.REQ.SERVER.PING",
