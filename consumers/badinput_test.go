@@ -719,7 +719,7 @@ func (w *warnings) all() []string {
 // keeper has removed it.
 func TestEvaluationTooLargeToRecord(t *testing.T) {
 	e := writtest.Start(t, writtest.Options{MaxEventBytes: badLimit, NoServe: true})
-	serveOnly(t, e, "policy", "issuer")
+	e.ServeOnly("policy", "issuer")
 	js, err := jetstream.New(e.NC)
 	require.NoError(t, err)
 	key, err := state.Key(writtest.Domain, "staging/big")

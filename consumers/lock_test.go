@@ -1,9 +1,7 @@
 package consumers_test
 
 import (
-	"context"
 	"errors"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,7 +13,6 @@ import (
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/internal/writtest"
 	"github.com/writ-dev/writ/locks"
-	"github.com/writ-dev/writ/pipeline"
 	"github.com/writ-dev/writ/redeem"
 	"github.com/writ-dev/writ/request"
 )
@@ -117,33 +114,6 @@ func TestLockBlocksRedemption(t *testing.T) {
 	require.NoError(t, err, "unlocked, the grant is good again")
 }
 
-// serveOnly runs the named components of the test's pipeline until the
-// test ends or the returned function is called.
-func serveOnly(t *testing.T, e *writtest.Env, components ...string) func() {
-	t.Helper()
-	connect, err := pipeline.RoleConnector(e.Runtime, "", e.Logger, e.Server.Connect)
-	require.NoError(t, err)
-	p, err := pipeline.Build(e.NC, e.Runtime, pipeline.Options{Logger: e.Logger, Components: components, Connect: connect})
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				assert.NoError(t, err)
-			case <-time.After(30 * time.Second):
-				t.Errorf("pipeline did not stop within 30s")
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return stop
-}
-
 // The trail is the authority on locks: a lock deleted from the bucket by
 // someone with every right still refuses the locked principal's next
 // request and redemption, though nothing puts the entry back (the
@@ -151,7 +121,7 @@ func serveOnly(t *testing.T, e *writtest.Env, components ...string) func() {
 // approval component puts it back; an unlock through Writ then lifts it.
 func TestLockSurvivesDeletionFromTheBucket(t *testing.T) {
 	e := writtest.Start(t, writtest.Options{NoServe: true})
-	stop := serveOnly(t, e)
+	stop := e.ServeOnly()
 	bot := e.Identity("deploy-bot")
 	deploy := client.Spec{Action: "deploy", Resource: "staging/web"}
 
@@ -178,7 +148,7 @@ func TestLockSurvivesDeletionFromTheBucket(t *testing.T) {
 
 	// Only the policy and the issuer run now: nobody puts the entry back.
 	stop()
-	serveOnly(t, e, "policy", "issuer")
+	e.ServeOnly("policy", "issuer")
 	// A watcher of our own hears the deletion; the pipeline's and the
 	// redeemer's hear it by the same push.
 	w, err := kv.Watch(t.Context(), key, jetstream.UpdatesOnly())
@@ -205,7 +175,7 @@ func TestLockSurvivesDeletionFromTheBucket(t *testing.T) {
 	require.ErrorIs(t, err, jetstream.ErrKeyNotFound, "the trail refused them, not the bucket")
 
 	// The approval component, back, puts the entry back.
-	serveOnly(t, e, "approval")
+	e.ServeOnly("approval")
 	require.Eventually(t, func() bool { _, err := kv.Get(t.Context(), key); return err == nil }, 5*time.Second, 5*time.Millisecond,
 		"the approval component restores the lock the trail records")
 

@@ -230,7 +230,7 @@ func TestStateMalformedDenies(t *testing.T) {
 	// entry: no recorded state can be malformed, so this is what the
 	// policy does with one written around the trail until then.
 	e := writtest.Start(t, writtest.Options{NoServe: true})
-	serveOnly(t, e, "policy", "issuer")
+	e.ServeOnly("policy", "issuer")
 	kv := stateBucket(t, e)
 	ctx := t.Context()
 	key, err := state.Key(writtest.Domain, "staging/web")

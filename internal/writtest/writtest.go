@@ -211,11 +211,23 @@ func (e *Env) StartServer() {
 // another suffix gives the pipeline its own copy of every message. It
 // returns a function that stops the pipeline and waits for it.
 func (e *Env) Serve(suffix string) func() {
+	e.T.Helper()
+	return e.serve(suffix, nil)
+}
+
+// ServeOnly starts a pipeline of the named components alone (on the
+// default durable consumers); stopped as Serve's is.
+func (e *Env) ServeOnly(components ...string) func() {
+	e.T.Helper()
+	return e.serve("", components)
+}
+
+func (e *Env) serve(suffix string, components []string) func() {
 	t := e.T
 	t.Helper()
 	connect, err := pipeline.RoleConnector(e.Runtime, suffix, e.Logger, e.Server.Connect)
 	require.NoError(t, err)
-	p, err := pipeline.Build(e.NC, e.Runtime, pipeline.Options{Logger: e.Logger, DurableSuffix: suffix, Connect: connect})
+	p, err := pipeline.Build(e.NC, e.Runtime, pipeline.Options{Logger: e.Logger, DurableSuffix: suffix, Components: components, Connect: connect})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
