@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
+	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -261,4 +264,22 @@ func TestServeOnAnExistingServer(t *testing.T) {
 		cancel()
 		require.NoError(t, <-done)
 	}
+}
+
+// A second serve on a running setup's directory is refused, whatever port
+// it is given, and the refusal names the running one; the first keeps
+// serving.
+func TestSecondServeOnOneDirectoryRefused(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "w")
+	_, _, err := writ(t, "init", "--dir", dir)
+	require.NoError(t, err)
+	opsURL, natsURL, _ := serveOps(t, dir, "--port", "-1")
+
+	_, _, err = writ(t, "serve", "--dir", dir, "--port", "-1")
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "another 'writ serve' is running on "+dir)
+	assert.Contains(t, err.Error(), fmt.Sprintf("process %d", os.Getpid()))
+	assert.Contains(t, err.Error(), natsURL, "it says where the running one listens")
+	assert.NotContains(t, err.Error(), "pick another with --port")
+	awaitStatus(t, opsURL+"/readyz", http.StatusOK) // the first serve is unharmed
 }

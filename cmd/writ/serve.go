@@ -21,6 +21,7 @@ import (
 	"github.com/writ-dev/writ/embedded"
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/internal/access"
+	"github.com/writ-dev/writ/internal/dirlock"
 	"github.com/writ-dev/writ/pipeline"
 )
 
@@ -212,6 +213,16 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if *port != 0 {
 			portNum = *port
 		}
+		// One embedded server per store: a second one on the same
+		// directory would open the same JetStream files.
+		lock, err := dirlock.Acquire(cfg.Dir(), serveLock, "starting")
+		var held *dirlock.HeldError
+		if errors.As(err, &held) {
+			return fmt.Errorf("another 'writ serve' is running on %s: %w. Stop it first%s, or give this one a setup of its own with 'writ init --dir OTHER --port N'", *dir, held, stopHint(held))
+		} else if err != nil {
+			return err
+		}
+		defer lock.Release()
 		auth, err := cfg.ServerAuth()
 		if errors.Is(err, config.ErrNoServerAuth) {
 			return fmt.Errorf("%s: %w; %s", *dir, err, config.UpgradeHint(*dir))
@@ -242,6 +253,9 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		durability := "every write on disk before it is acknowledged"
 		if !syncSetting(fs, *syncAlways, cfg.SyncAlways) {
 			durability = "writes flushed in batches: development only, a power loss can lose acknowledged events"
+		}
+		if err := lock.SetNote(srv.ClientURL()); err != nil {
+			log.Warn("the serve lock file does not say where this server listens", "err", err)
 		}
 		fmt.Fprintf(stdout, "NATS with JetStream listening on %s (store: %s; %s)\n", srv.ClientURL(), cfg.Path(cfg.StoreDir), durability)
 	}
@@ -282,6 +296,17 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		err = nil
 	}
 	return err
+}
+
+// serveLock is the file in the setup directory that a serving process
+// holds locked.
+const serveLock = "serve.lock"
+
+func stopHint(h *dirlock.HeldError) string {
+	if h.Holder.PID == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" (Ctrl-C where it runs, or kill %d)", h.Holder.PID)
 }
 
 // serveConn connects serve itself to the embedded server with the union
