@@ -164,6 +164,31 @@ func TestInvariantViolationsAreReported(t *testing.T) {
 			return []want{{invariant, c.redeem(id), "closed (revoked)"}}
 		},
 	}, {
+		// The connection a grant opened through the NATS callout lives
+		// until the grant expires: revoking it is recorded, to end it.
+		name: "revoked while the redeemed grant is in use (control)",
+		craft: func(c *crafter) []want {
+			id := c.allowed()
+			c.grant(id, c.now(), 5*time.Minute)
+			c.redeem(id)
+			c.advance(time.Minute)
+			bot := c.r.who["deploy-bot"]
+			by := events.PrincipalRef{Domain: bot.Principal.Domain, Name: bot.Principal.Name}
+			c.as(id, events.KindRevoke, bot, &events.Revoke{Domain: c.r.env.Domain, By: by, Identity: bot.JWT, Reason: "compromised host"})
+			c.emit(id, events.KindRevoked, &events.Revoked{By: by, Reason: "compromised host"})
+			return nil
+		},
+	}, {
+		name: "revoked after the redeemed grant expired",
+		craft: func(c *crafter) []want {
+			id := c.allowed()
+			c.grant(id, c.now(), time.Minute)
+			c.redeem(id)
+			c.advance(time.Minute + request.RedeemLeeway + time.Second)
+			by := events.PrincipalRef{Domain: "acme", Name: "deploy-bot"}
+			return []want{{invariant, c.emit(id, events.KindRevoked, &events.Revoked{By: by, Reason: "too late"}), "closed (redeemed)"}}
+		},
+	}, {
 		name: "granted twice",
 		craft: func(c *crafter) []want {
 			id := c.allowed()

@@ -489,7 +489,8 @@ func (v *Verifier) settle(key string, e *entry) {
 	}
 	small := request.State{Domain: st.Domain, ID: st.ID, Status: st.Status, LastSeq: st.LastSeq, LastDigest: st.LastDigest,
 		RevokeAskers: st.RevokeAskers, Requester: st.Requester}
-	if g := st.Grant; g != nil && !st.Status.IsClosed() {
+	// A redeemed grant keeps what a revocation while it is in use needs.
+	if g := st.Grant; g != nil && (!st.Status.IsClosed() || st.Status == request.StatusRedeemed) {
 		small.Grant = &events.Granted{TokenHash: g.TokenHash, NotBefore: g.NotBefore, ExpiresAt: g.ExpiresAt}
 	}
 	e.st = small

@@ -62,8 +62,9 @@ func (c *Client) Vote(ctx context.Context, who *identity.Identity, domain, id st
 	})
 }
 
-// Revoke asks, as who, to revoke a request or its grant, and returns the
-// stream sequence of the ask. The approval consumer answers with revoked
+// Revoke asks, as who, to revoke a request or its grant (also a redeemed
+// grant until it expires: the connection it opened through the NATS
+// callout is then ended), and returns the stream sequence of the ask. The approval consumer answers with revoked
 // (the requester may always withdraw their own; anyone else needs a policy
 // permit for Action::"revoke") or refused; Wait for it.
 func (c *Client) Revoke(ctx context.Context, who *identity.Identity, domain, id, reason string) (uint64, error) {
@@ -71,7 +72,9 @@ func (c *Client) Revoke(ctx context.Context, who *identity.Identity, domain, id,
 		return 0, fmt.Errorf("%w: a revocation needs a reason", ErrInvalidSpec)
 	}
 	return c.appendAs(ctx, who, domain, id, events.KindRevoke, who.Principal.Key, func(st request.State) (any, error) {
-		if st.Status.IsClosed() {
+		// A redeemed grant may still be in use until it expires (what it
+		// opened through the NATS callout): the approval component judges.
+		if st.Status.IsClosed() && !st.InUse(c.clock()) {
 			return nil, fmt.Errorf("%w: it is %s", ErrClosed, st.Status)
 		}
 		return &events.Revoke{

@@ -252,14 +252,23 @@ func (a *Approval) decide(ctx context.Context, h *history, this events.Record) (
 // revoke answers a principal's request to revoke: the requester may always
 // withdraw their own request; anyone else needs a Cedar permit for
 // Action::"revoke" on the request's resource. Verifiers hear of it through
-// the revocation bucket they watch before the event is appended.
+// the revocation bucket they watch before the event is appended; so does
+// the NATS callout, which ends the connection a redeemed grant opened (a
+// redeemed grant may be revoked until it expires, request.State.InUse).
 func (a *Approval) revoke(ctx context.Context, h *history, this events.Record) (*effect, error) {
 	st := h.state
 	if st.Status == request.StatusRevoked {
 		return nil, nil
 	}
-	if st.Status.IsClosed() {
-		// Used, denied or expired since the ask: say so instead of a
+	switch {
+	case st.Status == request.StatusRedeemed && st.Grant != nil && h.now.Before(st.Grant.ExpiresAt):
+		// Used, but what it opened (a connection through the NATS
+		// callout) lives until the grant expires: the revocation ends it.
+	case st.Status == request.StatusRedeemed && st.Grant != nil:
+		return refuse(h, this, fmt.Errorf("%w: the grant was used and expired at %s: nothing is left to revoke",
+			request.ErrClosed, st.Grant.ExpiresAt.UTC().Format(time.RFC3339))), nil
+	case st.Status.IsClosed():
+		// Denied or expired since the ask: say so instead of a
 		// revocation the history cannot take.
 		return refuse(h, this, fmt.Errorf("%w: the request is already %s", request.ErrClosed, st.Status)), nil
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/writ-dev/writ/client"
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/internal/writtest"
+	"github.com/writ-dev/writ/issuer"
 	"github.com/writ-dev/writ/redeem"
 	"github.com/writ-dev/writ/request"
 )
@@ -71,9 +72,10 @@ func TestRevocationNeedsPolicy(t *testing.T) {
 }
 
 // A revocation asked while the grant was live, answered after the grant was
-// used: it is refused as closed, not turned into a revocation the history
-// cannot take.
-func TestRevokeAfterRedemptionIsRefused(t *testing.T) {
+// used: the grant may still be in use (a connection it opened through the
+// NATS callout lives until it expires), so it is revoked, and recorded;
+// verifiers, the callout among them, hear of it.
+func TestRevokeAfterRedemptionIsRecorded(t *testing.T) {
 	e := writtest.Start(t, writtest.Options{NoServe: true})
 	stop := e.Serve("")
 	id := e.Request("deploy-bot", client.Spec{Action: "deploy", Resource: "staging/web"})
@@ -86,10 +88,7 @@ func TestRevokeAfterRedemptionIsRefused(t *testing.T) {
 	require.NoError(t, err)
 	token, err := client.OpenGrant(r.State, bot)
 	require.NoError(t, err)
-	rd, err := redeem.New(redeem.Config{NC: e.NC, Domain: writtest.Domain, Bundle: e.Runtime.Bundle, Key: e.Runtime.RedeemerKey, Service: "test"})
-	require.NoError(t, err)
-	go func() { _ = rd.Run(t.Context()) }()
-	require.NoError(t, rd.WaitReady(t.Context()))
+	rd := redeemer(t, e)
 	want := redeem.Want{Action: "deploy", Resource: "staging/web"}
 	proof, err := redeem.Prove(bot.Key, token, want, time.Now())
 	require.NoError(t, err)
@@ -97,8 +96,54 @@ func TestRevokeAfterRedemptionIsRefused(t *testing.T) {
 	require.NoError(t, err)
 
 	e.Serve("")
-	r = e.Await(id, 10*time.Second, func(s request.State) bool { return s.Answered[seq] != "" })
+	r = e.Await(id, 10*time.Second, func(s request.State) bool { return s.Answered[seq] != "" || s.Status == request.StatusRevoked })
+	assert.Equal(t, request.StatusRevoked, r.State.Status)
+	assert.Equal(t, []string{"requested", "evaluated", "granted", "revoke", "redeemed", "revoked"}, writtest.Kinds(r))
+	assert.Empty(t, r.Errs, "every event in the history counts")
+	assert.Eventually(t, func() bool { return rd.Revoked(id, r.State.Grant.TokenHash) }, time.Second, 10*time.Millisecond)
+}
+
+// An SRE lead revokes a grant already redeemed and still live: allowed by
+// the same policy, and recorded. Once the grant has expired there is
+// nothing left to revoke: the ask is refused as closed.
+func TestRevokeRedeemedGrant(t *testing.T) {
+	e := writtest.Start(t, writtest.Options{})
+	rd := redeemer(t, e)
+	bot := e.Identity("deploy-bot")
+	redeemed := func(ttl time.Duration) *client.Request {
+		id := e.Request("deploy-bot", client.Spec{Action: "deploy", Resource: "staging/web", TTL: ttl})
+		r := e.Settle(id)
+		require.Equal(t, request.StatusGranted, r.State.Status)
+		token, err := client.OpenGrant(r.State, bot)
+		require.NoError(t, err)
+		want := redeem.Want{Action: "deploy", Resource: "staging/web"}
+		proof, err := redeem.Prove(bot.Key, token, want, time.Now())
+		require.NoError(t, err)
+		_, err = rd.Redeem(t.Context(), token, proof, want)
+		require.NoError(t, err)
+		return e.Await(id, 10*time.Second, func(s request.State) bool { return s.Status == request.StatusRedeemed })
+	}
+
+	live := redeemed(5 * time.Minute)
+	r, seq := revoke(t, e, "alice", live.State.ID, "bot compromised")
+	require.Equal(t, request.StatusRevoked, r.State.Status, "answered %q", r.State.Answered[seq])
+	assert.Equal(t, "acme/alice", r.State.Revocation.By.ID())
+	assert.False(t, r.State.RedeemedAt.IsZero(), "the redemption stays on record")
+	assert.Empty(t, r.Errs)
+	assert.True(t, rd.Revoked(live.State.ID, live.State.Grant.TokenHash), "written to the revocation list before it is recorded")
+
+	short := redeemed(issuer.MinTTL)
+	time.Sleep(time.Until(short.State.Grant.ExpiresAt) + 10*time.Millisecond)
+	r, seq = revoke(t, e, "alice", short.State.ID, "too late")
 	assert.Equal(t, "closed", r.State.Answered[seq])
 	assert.Equal(t, request.StatusRedeemed, r.State.Status)
-	assert.Empty(t, r.Errs, "every event in the history counts")
+}
+
+func redeemer(t *testing.T, e *writtest.Env) *redeem.Redeemer {
+	t.Helper()
+	rd, err := redeem.New(redeem.Config{NC: e.NC, Domain: writtest.Domain, Bundle: e.Runtime.Bundle, Key: e.Runtime.RedeemerKey, Service: "test"})
+	require.NoError(t, err)
+	go func() { _ = rd.Run(t.Context()) }()
+	require.NoError(t, rd.WaitReady(t.Context()))
+	return rd
 }

@@ -130,7 +130,7 @@ func deepCopy(s request.State) request.State {
 }
 
 // edges are the status changes a record may make; nothing leaves a closed
-// request.
+// request but a redeemed one, to revoked, while its grant is in use.
 var edges = map[request.Status][]request.Status{
 	request.StatusNone:      {request.StatusRequested, request.StatusRejected},
 	request.StatusRequested: {request.StatusPending, request.StatusAllowed, request.StatusDenied, request.StatusRejected, request.StatusRevoked},
@@ -138,6 +138,8 @@ var edges = map[request.Status][]request.Status{
 	request.StatusAllowed:   {request.StatusGranted, request.StatusRevoked},
 	request.StatusApproved:  {request.StatusGranted, request.StatusRevoked},
 	request.StatusGranted:   {request.StatusRedeemed, request.StatusRevoked},
+	// A redeemed grant still in use may be revoked (State.InUse).
+	request.StatusRedeemed: {request.StatusRevoked},
 }
 
 // onceKinds are the kinds a request's history counts at most once.
@@ -212,6 +214,9 @@ func (m *machine) checkStep(t *rapid.T, pre request.State, r events.Record, post
 		}
 	case *events.Revoked:
 		require.Contains(t, pre.RevokeAskers, d.By)
+		if pre.Status == request.StatusRedeemed {
+			require.True(t, request.At(r).Before(pre.Grant.ExpiresAt.Add(request.RedeemLeeway)), "revoked a redeemed grant after it expired")
+		}
 	case *events.Escalated:
 		require.Equal(t, request.StatusPending, pre.Status)
 	case *events.Reviewed:

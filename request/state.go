@@ -151,9 +151,14 @@ func Apply(s State, r events.Record) (State, error) {
 	if d, ok := r.Data.(*events.Redeemed); ok && d.Outcome == events.RedemptionRefused {
 		return s, nil // a refused attempt is on record and changes nothing
 	}
-	afterGrant := r.Kind == events.KindRedeemed || r.Kind == events.KindRevoked || r.Kind == events.KindRevoke
+	revocation := r.Kind == events.KindRevoked || r.Kind == events.KindRevoke
+	afterGrant := r.Kind == events.KindRedeemed || revocation
 	review := s.ReviewOpen() && (r.Kind == events.KindVoted || r.Kind == events.KindAlerted || r.Kind == events.KindReviewed)
-	if !review && (s.Status.IsClosed() || (s.Status.IsTerminal() && !(s.Status == StatusGranted && afterGrant))) {
+	// A redeemed grant may still be in use (a connection it opened through
+	// the NATS callout lives until the grant expires): revoking it is
+	// recorded, so that what it opened is ended.
+	inUse := revocation && s.InUse(At(r))
+	if !review && !inUse && (s.Status.IsClosed() || (s.Status.IsTerminal() && !(s.Status == StatusGranted && afterGrant))) {
 		return s, fmt.Errorf("%w (%s)", ErrClosed, s.Status)
 	}
 	switch d := r.Data.(type) {
@@ -448,6 +453,16 @@ func (s State) checkEscalation(d *events.Escalated, at time.Time) error {
 		return nil
 	}
 	return fmt.Errorf("%w: no flow %q", ErrUnjustified, d.Flow)
+}
+
+// InUse reports whether the request's grant was redeemed and may still be
+// in use at at: before its expiry, with the clock skew a redeemer may
+// tolerate (RedeemLeeway, as for the redemption itself). Until then a
+// revocation has something to end — the connection the grant opened
+// through the NATS callout, which the server closes at the grant's expiry
+// — and may be recorded; after it there is nothing left to revoke.
+func (s State) InUse(at time.Time) bool {
+	return s.Status == StatusRedeemed && s.Grant != nil && at.Before(s.Grant.ExpiresAt.Add(RedeemLeeway))
 }
 
 // ReviewOpen reports whether a break-glass grant's after-the-fact review

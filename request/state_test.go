@@ -841,3 +841,65 @@ func TestRevokedAnswersAnAsk(t *testing.T) {
 	h.add(revoked(p.alice))
 	assert.Equal(t, request.StatusRevoked, h.fold().Status)
 }
+
+// A redeemed grant may be revoked while it may still be in use — the
+// connection it opened through the NATS callout lives until it expires —
+// and the revocation is recorded; once it has expired (past the
+// redeemers' leeway) there is nothing left to revoke.
+func TestRevokeRedeemedWhileInUse(t *testing.T) {
+	p := newPeople(t)
+	ask := event{kind: events.KindRevoke, by: &p.bob, data: &events.Revoke{Domain: "acme", By: events.PrincipalRef{Domain: "acme", Name: "bob"}, Reason: "compromised host"}}
+	revoked := event{kind: events.KindRevoked, data: &events.Revoked{By: events.PrincipalRef{Domain: "acme", Name: "bob"}, Reason: "compromised host"}}
+	redeemed := func(at time.Time) event {
+		return event{kind: events.KindRedeemed, at: at, data: &events.Redeemed{Outcome: events.RedemptionRedeemed, TokenHash: "sha256:ab", Service: "nats-callout"}}
+	}
+	live := func(t *testing.T) (*history, time.Time) {
+		h := newHistory(t)
+		h.add(requested(&p.carol, 0))
+		h.add(allowed(0))
+		h.add(granted(p.carol.Key, 10*time.Minute))
+		g := h.fold().Grant
+		h.add(redeemed(g.NotBefore.Add(time.Second)))
+		return h, g.ExpiresAt
+	}
+
+	t.Run("in use", func(t *testing.T) {
+		h, exp := live(t)
+		ask.at, revoked.at = exp.Add(-time.Minute), exp.Add(-time.Minute)
+		h.add(ask)
+		h.add(revoked)
+		s := h.fold()
+		assert.Equal(t, request.StatusRevoked, s.Status)
+		require.NotNil(t, s.Revocation)
+		assert.Equal(t, "compromised host", s.Revocation.Reason)
+		assert.False(t, s.RedeemedAt.IsZero(), "the redemption stays on record")
+	})
+	t.Run("within the redeemers' leeway", func(t *testing.T) {
+		h, exp := live(t)
+		ask.at, revoked.at = exp.Add(request.RedeemLeeway/2), exp.Add(request.RedeemLeeway/2)
+		h.add(ask)
+		h.add(revoked)
+		assert.Equal(t, request.StatusRevoked, h.fold().Status)
+	})
+	t.Run("expired", func(t *testing.T) {
+		h, exp := live(t)
+		ask.at = exp.Add(request.RedeemLeeway)
+		s, err := request.Apply(h.fold(), h.add(ask))
+		require.ErrorIs(t, err, request.ErrClosed)
+		assert.Empty(t, s.RevokeAskers)
+		revoked.at = exp.Add(request.RedeemLeeway + time.Second)
+		_, err = request.Apply(s, h.add(revoked))
+		require.ErrorIs(t, err, request.ErrClosed)
+	})
+	t.Run("once", func(t *testing.T) {
+		h, exp := live(t)
+		ask.at, revoked.at = exp.Add(-time.Minute), exp.Add(-time.Minute)
+		h.add(ask)
+		h.add(revoked)
+		s := h.fold()
+		again := revoked
+		again.at = exp.Add(-time.Second)
+		_, err := request.Apply(s, h.add(again))
+		require.ErrorIs(t, err, request.ErrClosed, "a revoked request is closed")
+	})
+}

@@ -17,7 +17,7 @@ const (
 	StatusDenied
 	StatusExpired
 	StatusRedeemed // the grant was used, once
-	StatusRevoked  // withdrawn before it was used
+	StatusRevoked  // withdrawn: before it was used, or while what it opened was live (State.InUse)
 )
 
 var statusNames = [...]string{"none", "requested", "pending", "allowed", "approved", "granted", "rejected", "denied", "expired", "redeemed", "revoked"}
@@ -46,7 +46,8 @@ func (s Status) IsTerminal() bool {
 	return s == StatusGranted || s.IsClosed() || s == StatusRejected || s == StatusDenied || s == StatusExpired
 }
 
-// IsClosed reports whether nothing at all can change the request any more.
+// IsClosed reports whether nothing at all can change the request any more,
+// but the revocation of a redeemed grant still in use (State.InUse).
 func (s Status) IsClosed() bool {
 	return s == StatusRedeemed || s == StatusRevoked || s == StatusRejected || s == StatusDenied || s == StatusExpired
 }
