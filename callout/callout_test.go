@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -23,6 +24,7 @@ import (
 	"github.com/writ-dev/writ/client"
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/internal/access"
 	"github.com/writ-dev/writ/internal/writtest"
 	"github.com/writ-dev/writ/issuer"
 	"github.com/writ-dev/writ/redeem"
@@ -54,6 +56,10 @@ type fixture struct {
 	svc       *nats.Conn // a service in the APP account, listening on act.>
 	heard     chan *nats.Msg
 	codes     *codes
+	authUser  nkeys.KeyPair // the responder's auth_users user
+	sysUser   nkeys.KeyPair // the responder's system-account user (callout-system)
+	signer    nkeys.KeyPair
+	xkey      nkeys.KeyPair
 }
 
 func start(t *testing.T, sealed bool) *fixture {
@@ -74,69 +80,90 @@ func start(t *testing.T, sealed bool) *fixture {
 	f.bundle.Domains["other"] = &identity.Domain{Components: map[identity.Role][]string{identity.RoleIssuer: {otherPub}}}
 	require.NoError(t, f.bundle.Validate())
 
-	signer := mustKey(t, nkeys.CreateAccount)
-	authUser := mustKey(t, nkeys.CreateUser)
+	f.signer = mustKey(t, nkeys.CreateAccount)
+	f.authUser = mustKey(t, nkeys.CreateUser)
+	f.sysUser = mustKey(t, nkeys.CreateUser)
 	svcUser := mustKey(t, nkeys.CreateUser)
-	var xkey nkeys.KeyPair
 	if sealed {
-		xkey = mustKey(t, nkeys.CreateCurveKeys)
+		f.xkey = mustKey(t, nkeys.CreateCurveKeys)
 	}
-	f.target = startTarget(t, signer, authUser, svcUser, xkey)
+	f.target = startTarget(t, f.signer, f.authUser, svcUser, f.sysUser, f.xkey)
 
-	authConn := connectNkey(t, f.target.ClientURL(), authUser)
 	f.svc = connectNkey(t, f.target.ClientURL(), svcUser)
 	f.heard = make(chan *nats.Msg, 16)
 	_, err = f.svc.ChanSubscribe("act.>", f.heard)
 	require.NoError(t, err)
 	require.NoError(t, f.svc.Flush())
+	f.resp = f.respond(t)
+	return f
+}
 
+// respond starts a Responder (they share the requests: a queue group) and
+// waits until it answers; it stops when the test ends, or with stop.
+func (f *fixture) respond(t *testing.T) *callout.Responder {
+	t.Helper()
+	r, _ := f.respondStop(t)
+	return r
+}
+
+func (f *fixture) respondStop(t *testing.T) (*callout.Responder, func()) {
+	t.Helper()
+	sysPub, _ := f.sysUser.PublicKey()
 	logger := slog.New(f.codes)
-	f.resp, err = callout.New(callout.Config{
-		Conn: authConn,
+	resp, err := callout.New(callout.Config{
+		Conn:   connectNkey(t, f.target.ClientURL(), f.authUser),
+		System: connectNkey(t, f.target.ClientURL(), f.sysUser, nats.CustomInboxPrefix(access.InboxPrefix(writtest.Domain, sysPub))),
 		Redeem: redeem.Config{
-			NC: e.NC, Domain: writtest.Domain, Bundle: f.bundle, Key: e.Runtime.RedeemerKey, Logger: logger,
+			NC: f.e.NC, Domain: writtest.Domain, Bundle: f.bundle, Key: f.e.Runtime.RedeemerKey, Logger: logger,
 		},
-		Signer: signer, Account: "APP", XKey: xkey, Logger: logger,
+		Signer: f.signer, Account: "APP", XKey: f.xkey, Logger: logger,
 	})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- f.resp.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			assert.NoError(t, err)
-		case <-time.After(10 * time.Second):
-			t.Error("Run did not return")
-		}
-	})
+	go func() { done <- resp.Run(ctx) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				assert.NoError(t, err)
+			case <-time.After(10 * time.Second):
+				t.Error("Run did not return")
+			}
+		})
+	}
+	t.Cleanup(stop)
 	wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
 	defer wcancel()
-	require.NoError(t, f.resp.WaitReady(wctx))
-	return f
+	require.NoError(t, resp.WaitReady(wctx))
+	return resp, stop
 }
 
 // targetConf is the target server's configuration: the responder's user in
-// AUTH, a service user in APP (both skip the callout), every other client
-// authorized by the callout and placed in APP.
+// AUTH, a service user in APP, the responder's system-account user in SYS
+// with the callout-system role's rights (all three skip the callout), every
+// other client authorized by the callout and placed in APP.
 const targetConf = `
 listen: "127.0.0.1:-1"
 accounts {
   AUTH { users: [ { nkey: %[1]s } ] }
   APP  { users: [ { nkey: %[2]s } ] }
+  SYS  { users: [ %[5]s ] }
 }
+system_account: SYS
 authorization {
   auth_callout {
     issuer: %[3]s
     account: AUTH
-    auth_users: [ %[1]s, %[2]s ]
+    auth_users: [ %[1]s, %[2]s, %[6]s ]
     %[4]s
   }
 }
 `
 
-func startTarget(t *testing.T, signer, authUser, svcUser, xkey nkeys.KeyPair) *server.Server {
+func startTarget(t *testing.T, signer, authUser, svcUser, sysUser, xkey nkeys.KeyPair) *server.Server {
 	t.Helper()
 	pub := func(kp nkeys.KeyPair) string { p, _ := kp.PublicKey(); return p }
 	xline := ""
@@ -144,7 +171,7 @@ func startTarget(t *testing.T, signer, authUser, svcUser, xkey nkeys.KeyPair) *s
 		xline = "xkey: " + pub(xkey)
 	}
 	path := filepath.Join(t.TempDir(), "target.conf")
-	conf := fmt.Sprintf(targetConf, pub(authUser), pub(svcUser), pub(signer), xline)
+	conf := fmt.Sprintf(targetConf, pub(authUser), pub(svcUser), pub(signer), xline, confUser(t, sysUser, access.CalloutSystem), pub(sysUser))
 	require.NoError(t, os.WriteFile(path, []byte(conf), 0o600))
 	opts, err := server.ProcessConfigFile(path)
 	require.NoError(t, err)
@@ -157,10 +184,22 @@ func startTarget(t *testing.T, signer, authUser, svcUser, xkey nkeys.KeyPair) *s
 	return s
 }
 
-func connectNkey(t *testing.T, url string, kp nkeys.KeyPair) *nats.Conn {
+// confUser is a config-mode nkey user with role's rights, as
+// internal/access computes them.
+func confUser(t *testing.T, kp nkeys.KeyPair, role access.Role) string {
 	t.Helper()
 	pub, _ := kp.PublicKey()
-	nc, err := nats.Connect(url, nats.Nkey(pub, kp.Sign))
+	p, err := access.Permissions(access.Scope{Domain: writtest.Domain, User: pub}, role)
+	require.NoError(t, err)
+	list := func(l []string) string { return `["` + strings.Join(l, `", "`) + `"]` }
+	return fmt.Sprintf("{ nkey: %s, permissions: { publish: { allow: %s }, subscribe: { allow: %s } } }",
+		pub, list(p.Pub.Allow), list(p.Sub.Allow))
+}
+
+func connectNkey(t *testing.T, url string, kp nkeys.KeyPair, opts ...nats.Option) *nats.Conn {
+	t.Helper()
+	pub, _ := kp.PublicKey()
+	nc, err := nats.Connect(url, append([]nats.Option{nats.Nkey(pub, kp.Sign)}, opts...)...)
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
 	return nc

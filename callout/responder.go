@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -36,6 +37,9 @@ const ServiceName = "nats-callout"
 // MaxRequest bounds the size of an authorization request.
 const MaxRequest = 64 << 10
 
+// attrRequest is the log attribute of a request id (as the redeemer's).
+const attrRequest = "request_id"
+
 // Errors of request parsing and of the holder's proof.
 var (
 	ErrBadRequest = errors.New("callout: malformed authorization request")
@@ -48,6 +52,12 @@ type Config struct {
 	// Conn is the connection to the target server, as one of its
 	// auth_callout auth_users; the Responder subscribes on it.
 	Conn *nats.Conn
+	// System is a connection to the target server as a user of its system
+	// account allowed SystemSubjects alone (role access.CalloutSystem;
+	// its inbox prefix set to its own): the Responder lists the
+	// connections grants opened and ends those of revoked grants and
+	// locked holders. Without it no connection is authorized.
+	System *nats.Conn
 	// Redeem configures the Redeemer that checks and consumes grants (its
 	// NC reaches the domain's Writ JetStream: audit stream and KV buckets).
 	// Service defaults to ServiceName.
@@ -65,7 +75,11 @@ type Config struct {
 	Prefix string
 	// Workers is how many requests are handled at once; default 8.
 	Workers int
-	Logger  *slog.Logger
+	// SweepEvery is how often the target's connections are listed again
+	// to find those another responder authorized; default
+	// DefaultSweepEvery.
+	SweepEvery time.Duration
+	Logger     *slog.Logger
 }
 
 // Validate checks the configuration and fills in defaults.
@@ -73,6 +87,12 @@ func (c *Config) Validate() error {
 	var errs []error
 	if c.Conn == nil {
 		errs = append(errs, errors.New("no connection to the target server"))
+	}
+	if c.System == nil {
+		errs = append(errs, errors.New("no system-account connection to the target server: revoked grants' connections could not be ended"))
+	}
+	if c.SweepEvery <= 0 {
+		c.SweepEvery = DefaultSweepEvery
 	}
 	if c.Redeem.Service == "" {
 		c.Redeem.Service = ServiceName
@@ -107,6 +127,9 @@ type Responder struct {
 	cfg      Config
 	redeemer *redeem.Redeemer
 	log      *slog.Logger
+	account  string // the account granted users are placed in, as the server names it
+	live     *live
+	armed    atomic.Bool // the system connection was shown to list and end connections
 }
 
 // New returns a Responder. It does no I/O: Run subscribes.
@@ -121,12 +144,35 @@ func New(cfg Config) (*Responder, error) {
 	if err != nil {
 		return nil, fmt.Errorf("callout: %w", err)
 	}
-	return &Responder{cfg: cfg, redeemer: r, log: cfg.Logger.With("component", "callout", "domain", cfg.Redeem.Domain)}, nil
+	account := cfg.Account
+	if account == "" {
+		// Operator mode: the account is named by its key, the signer.
+		account, _ = cfg.Signer.PublicKey()
+	}
+	resp := &Responder{cfg: cfg, redeemer: r, log: cfg.Logger.With("component", "callout", "domain", cfg.Redeem.Domain),
+		account: account, live: newLive()}
+	r.OnChange(resp.live.heard)
+	return resp, nil
 }
 
-// WaitReady waits until the Redeemer is in sync with the revocation list;
-// until then every request is refused.
-func (r *Responder) WaitReady(ctx context.Context) error { return r.redeemer.WaitReady(ctx) }
+// WaitReady waits until the Redeemer is in sync with the revocation and
+// lock lists, and the system-account connection has been shown to list and
+// end connections; until then every request is refused.
+func (r *Responder) WaitReady(ctx context.Context) error {
+	if err := r.redeemer.WaitReady(ctx); err != nil {
+		return err
+	}
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !r.armed.Load() {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %w", ErrCannotEnd, ctx.Err())
+		case <-tick.C:
+		}
+	}
+	return nil
+}
 
 // Revoked reports whether the Redeemer has heard of a revocation of the
 // request or the token hash.
@@ -134,8 +180,10 @@ func (r *Responder) Revoked(requestID, tokenHash string) bool {
 	return r.redeemer.Revoked(requestID, tokenHash)
 }
 
-// Run runs the Redeemer and answers requests until ctx ends; it returns
-// once its goroutines are done.
+// Run runs the Redeemer, answers requests and ends the connections of
+// revoked grants and locked holders until ctx ends; it returns once its
+// goroutines are done. It returns an error early when the system-account
+// connection cannot list and end connections.
 func (r *Responder) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -147,6 +195,14 @@ func (r *Responder) Run(ctx context.Context) error {
 			cancel()
 		}
 		rerr <- err
+	})
+	eerr := make(chan error, 1)
+	wg.Go(func() {
+		err := r.enforce(ctx)
+		if err != nil {
+			cancel()
+		}
+		eerr <- err
 	})
 	msgs := make(chan *nats.Msg, 64*r.cfg.Workers)
 	sub, err := r.cfg.Conn.ChanQueueSubscribe(AuthSubject, QueueGroup, msgs)
@@ -174,7 +230,7 @@ func (r *Responder) Run(ctx context.Context) error {
 	<-ctx.Done()
 	_ = sub.Unsubscribe()
 	wg.Wait()
-	return <-rerr
+	return errors.Join(<-rerr, <-eerr)
 }
 
 func (r *Responder) handle(ctx context.Context, m *nats.Msg) {
@@ -311,6 +367,12 @@ func (r *Responder) authorize(ctx context.Context, req *jwt.AuthorizationRequest
 		log.Info("refused", "code", "bad-holder", "error", err)
 		return "", err
 	}
+	// Fail closed: a connection the Responder could not end, were its
+	// grant revoked, is not opened, and its grant not used.
+	if !r.armed.Load() || !r.cfg.System.IsConnected() {
+		log.Warn("refused", "code", "cannot-end", "error", ErrCannotEnd)
+		return "", ErrCannotEnd
+	}
 	var subject string
 	accept := func(c issuer.Claims) error {
 		if now := r.clock(); !now.Before(c.Expires.Add(-time.Second)) {
@@ -327,8 +389,18 @@ func (r *Responder) authorize(ctx context.Context, req *jwt.AuthorizationRequest
 		// The redeemer has logged and recorded the refusal.
 		return "", err
 	}
+	// Tracked before the server hears the answer: a revocation from now
+	// on ends it (the server holds the client from its first byte); one
+	// heard before is refused here.
+	hash := issuer.TokenHash(grant)
+	r.live.track(&liveConn{connKey: connKey{server: req.Server.ID, cid: req.ClientInformation.ID},
+		id: c.RequestID, hash: hash, expires: c.Expires, since: r.clock()})
+	if r.redeemer.Revoked(c.RequestID, hash) {
+		log.Info("refused", "code", "revoked", attrRequest, c.RequestID, "error", "revoked while being redeemed")
+		return "", fmt.Errorf("%w: revoked while being redeemed", redeem.ErrRevoked)
+	}
 	uc := jwt.NewUserClaims(req.UserNkey)
-	uc.Name = "writ-grant-" + c.RequestID
+	uc.Name = UserPrefix + c.RequestID
 	uc.Audience = r.cfg.Account
 	uc.Expires = c.Expires.Unix()
 	uc.Permissions.Pub.Allow.Add(subject)

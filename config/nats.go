@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -148,6 +149,11 @@ func (c *Config) IssueRole(account nkeys.KeyPair, r RoleSpec) ([]byte, error) {
 func (c *Config) SignRole(account nkeys.KeyPair, r RoleSpec) (string, nkeys.KeyPair, error) {
 	if len(r.Roles) == 0 {
 		return "", nil, errors.New("config: name a role")
+	}
+	if slices.Contains(r.Roles, access.CalloutSystem) {
+		// Not a user of this domain's account: the callout's target server
+		// signs (or lists) its system-account users itself.
+		return "", nil, errors.New("config: a callout-system user belongs to the system account of the server writ callout answers for: create it there with the rights callout.SystemSubjects lists (see package callout)")
 	}
 	spec := identity.UserSpec{Domain: c.Domain, Name: r.Name, Groups: r.Groups, TTL: r.TTL, Now: r.Now, User: r.User}
 	for _, role := range r.Roles {

@@ -151,6 +151,8 @@ type List struct {
 	news  chan *nats.Msg // locked events as they are published
 	kick  chan struct{}
 	log   *slog.Logger
+	// changed is told of every bucket change (OnChange).
+	changed func()
 
 	mu      sync.Mutex
 	gone    map[string]uint64 // key → trail reads begun when its bucket entry went away
@@ -190,9 +192,18 @@ func NewList(nc *nats.Conn, js jetstream.JetStream, reader store.Reader, checker
 		case l.kick <- struct{}{}:
 		default:
 		}
+		if l.changed != nil {
+			l.changed()
+		}
 	})
 	return l
 }
+
+// OnChange makes the list call fn after each change of the bucket (a lock
+// applied, lifted, or tampered with): Check then answers with it, reading
+// the trail where the bucket names the target. fn must not block. Call it
+// before Run.
+func (l *List) OnChange(fn func()) { l.changed = fn }
 
 // Run watches the bucket, hears locked events as they are published and
 // reads the trail until ctx ends.

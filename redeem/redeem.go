@@ -135,6 +135,7 @@ type Redeemer struct {
 	used       jetstream.KeyValue
 	nonces     jetstream.KeyValue
 	locks      *locks.List
+	changed    func(requestID string)
 }
 
 // New returns a Redeemer. It does no I/O: Run creates the buckets and
@@ -158,6 +159,29 @@ func New(cfg Config) (*Redeemer, error) {
 	}
 	r.locks = locks.NewList(cfg.NC, js, r.reader, r.checker, r.log)
 	return r, nil
+}
+
+// OnChange makes the Redeemer call fn each time its revocation list or its
+// lock list changes, after the change is in (Revoked and CheckLocked see
+// it): with the request id when a request's revocation arrived, with ""
+// for anything else (a token's revocation, a lock's bucket entry, the list
+// read again after a reconnect). fn must not block. Call it before Run.
+// The NATS callout uses it to end the connections revoked or locked grants
+// opened.
+func (r *Redeemer) OnChange(fn func(requestID string)) {
+	r.changed = fn
+	r.locks.OnChange(func() { fn("") })
+}
+
+func (r *Redeemer) notify(key string) {
+	if r.changed == nil {
+		return
+	}
+	id, _ := strings.CutPrefix(key, requestKey(""))
+	if id == key {
+		id = ""
+	}
+	r.changed(id)
 }
 
 // Run creates the KV buckets if they are missing and watches revocations
@@ -252,6 +276,7 @@ func (r *Redeemer) watch(ctx context.Context, revs jetstream.KeyValue) error {
 					synced = true
 					r.setReady(true, pending, reconnects)
 					r.log.Info("revocation list in sync", "revocations", len(pending))
+					r.notify("")
 				}
 				continue
 			}
@@ -264,6 +289,7 @@ func (r *Redeemer) watch(ctx context.Context, revs jetstream.KeyValue) error {
 			r.mu.Unlock()
 			if e.Operation() == jetstream.KeyValuePut {
 				r.log.Info("revocation", "key", e.Key())
+				r.notify(e.Key())
 			}
 		}
 	}
@@ -297,6 +323,23 @@ func (r *Redeemer) inSync() bool {
 // Locked returns the lock on a principal, its key or its domain, as this
 // Redeemer last heard of the lock list (locks.ErrLocked), or nil.
 func (r *Redeemer) Locked(p identity.Principal) error { return r.locks.Cached(p) }
+
+// CheckLocked is Locked after reading the trail when the lock list has
+// news of it (locks.List.Check): locks.ErrLocked, locks.ErrNotReady while
+// the list cannot be trusted, or nil.
+func (r *Redeemer) CheckLocked(ctx context.Context, p identity.Principal) error {
+	return r.locks.Check(ctx, p)
+}
+
+// Request reads a request's history from the audit stream and returns it
+// folded, as Redeem judges it: only events genuine for their kind count.
+func (r *Redeemer) Request(ctx context.Context, id string) (request.State, error) {
+	h, err := r.load(ctx, id)
+	if err != nil {
+		return request.State{}, err
+	}
+	return h.state, nil
+}
 
 // WaitReady waits until Run has caught up with the revocation and lock lists.
 func (r *Redeemer) WaitReady(ctx context.Context) error {

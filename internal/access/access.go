@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/jwt/v2"
 
+	"github.com/writ-dev/writ/callout"
 	"github.com/writ-dev/writ/consumers"
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
@@ -32,10 +33,15 @@ const (
 	Redeemer  Role = Role(identity.RoleRedeemer) // a target's service: consumes grants once
 	Leaf      Role = "leaf"                      // another domain's server, linked as a leafnode spoke
 	Operator  Role = "operator"                  // every right; break-glass only
+	// CalloutSystem is a user of the system account of the server writ
+	// callout answers for: it lists that server's connections and ends
+	// those of revoked grants and locked holders (callout.SystemSubjects),
+	// and nothing else. It is not a user of the domain's account.
+	CalloutSystem Role = "callout-system"
 )
 
 // Roles lists every role, people's first.
-var Roles = []Role{Reader, Principal, Redeemer, Leaf, Operator, Policy, Approval, Issuer, Auditor, Notifier}
+var Roles = []Role{Reader, Principal, Redeemer, Leaf, Operator, Policy, Approval, Issuer, Auditor, Notifier, CalloutSystem}
 
 // Components lists the roles of the pipeline's components.
 var Components = []Role{Policy, Approval, Issuer, Auditor, Notifier}
@@ -163,6 +169,16 @@ func Permissions(s Scope, roles ...Role) (jwt.Permissions, error) {
 	}
 	if s.User == "" {
 		return jwt.Permissions{}, fmt.Errorf("access: role %s needs the user key whose inbox it hears", roles[0])
+	}
+	if slices.Contains(roles, CalloutSystem) {
+		if len(roles) > 1 {
+			return jwt.Permissions{}, errors.New("access: a callout-system user holds no other role: it lives in another account (the system account)")
+		}
+		// The connection lists and the disconnection of a client, on
+		// every server of the target; answers on its own inbox.
+		p.pub(callout.SystemSubjects...)
+		p.sub(InboxPrefix(s.Domain, s.User) + ".>")
+		return p.done(s), nil
 	}
 	for _, role := range roles {
 		switch role {

@@ -63,6 +63,16 @@ func TestPermissionsTable(t *testing.T) {
 		}, dangerous...),
 		access.Redeemer: append([]check{
 			pub("$KV.writ-grants-used.x", true), pub("$KV.writ-locks.x", false), pub("writ.acme.x.redeemed", true),
+			pub("$SYS.REQ.SERVER.PING.CONNZ", false), pub("$SYS.REQ.SERVER.NSRV.KICK", false),
+		}, dangerous...),
+		// writ callout's system-account user: the connection lists and
+		// the kick, and nothing else at all.
+		access.CalloutSystem: append([]check{
+			pub("$SYS.REQ.SERVER.PING.CONNZ", true), pub("$SYS.REQ.SERVER.NSRV.CONNZ", true), pub("$SYS.REQ.SERVER.NSRV.KICK", true),
+			pub("$SYS.REQ.SERVER.PING", false), pub("$SYS.REQ.SERVER.NSRV.RELOAD", false), pub("$SYS.REQ.SERVER.PING.VARZ", false),
+			pub("$SYS.REQ.ACCOUNT.AACC.CLAIMS.UPDATE", false), pub("$SYS.REQ.USER.AUTH", false),
+			pub("writ.acme.x.requested", false), pub("$JS.API.STREAM.INFO.WRIT", false), pub("act.acme.deploy.x", false),
+			sub("_INBOX.acme."+user+".x", true), sub("writ.>", false),
 		}, dangerous...),
 	}
 	for role, checks := range cases {

@@ -15,11 +15,13 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/writ-dev/writ/callout"
 	"github.com/writ-dev/writ/client"
 	"github.com/writ-dev/writ/config"
 	"github.com/writ-dev/writ/events"
@@ -58,6 +60,10 @@ type fixture struct {
 	id         string              // a request of carol's, pending in the hub
 	issuer     string              // the issuer's durable consumer on WRIT
 	account    *config.Config
+	// victim is carol's connection to the hub, which the system's KICK
+	// is tried on: only a callout-system user may end it.
+	victim   *nats.Conn
+	victimID string // its server's id
 }
 
 // role is a connection an attacker could hold.
@@ -179,7 +185,37 @@ func startFixture(t *testing.T) *fixture {
 	_, err = f.js.Consumer(ctx, "WRIT", f.issuer)
 	require.NoError(t, err, "the issuer's durable consumer")
 	f.account = f.hub.Runtime.Config
+	f.victim = f.dial(t, "creds/carol.creds", nats.NoReconnect())
+	f.victimID = f.victim.ConnectedServerId()
 	return f
+}
+
+// dial connects to the hub with the creds at rel.
+func (f *fixture) dial(t *testing.T, rel string, more ...nats.Option) *nats.Conn {
+	t.Helper()
+	opts, err := identity.ConnectOptions(filepath.Join(f.hub.Dir, rel))
+	require.NoError(t, err)
+	nc, err := f.hub.Server.Connect(append(opts, more...)...)
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// calloutSystem signs a user of the hub's system account with the
+// callout-system role, as the server writ callout answers for would hold
+// one, and returns its connection options.
+func (f *fixture) calloutSystem(t *testing.T) []nats.Option {
+	t.Helper()
+	sys, err := identity.LoadSeed(f.account.Path(config.NATSSystemSeed))
+	require.NoError(t, err)
+	token, user, err := identity.SignUser(sys, identity.UserSpec{Domain: hubDomain, Name: "callout", Permissions: func(pub string) (jwt.Permissions, error) {
+		return access.Permissions(access.Scope{Domain: hubDomain, User: pub}, access.CalloutSystem)
+	}})
+	require.NoError(t, err)
+	seed, err := user.Seed()
+	require.NoError(t, err)
+	pub, _ := user.PublicKey()
+	return []nats.Option{nats.UserJWTAndSeed(token, string(seed)), nats.CustomInboxPrefix(access.InboxPrefix(hubDomain, pub))}
 }
 
 // roles are the connections the suite attacks with.
@@ -217,6 +253,9 @@ func (f *fixture) roles(t *testing.T) []*role {
 	require.NoError(t, err)
 	out = append(out, &role{name: spokeDomain + " operator (hub's leaf creds)", dial: dialer(f.spoke, opts),
 		api: "$JS." + hubDomain + ".API", viaLeaf: true, onSpoke: true})
+	// Last: its kick, allowed, ends the victim.
+	out = append(out, &role{name: "callout-system (the hub's system account)", kind: access.CalloutSystem,
+		dial: dialer(f.hub, f.calloutSystem(t)), api: "$JS.API"})
 	for _, r := range out {
 		r.victim = aliceInbox
 		if r == alice {
@@ -476,7 +515,44 @@ func attempts(f *fixture) []attempt {
 		look: func(*testing.T, *fixture) string { return "" },
 		may:  nobody,
 	})
+	// What writ callout's system-account user does to end a revoked
+	// grant's connection (callout.SystemSubjects): its role alone.
+	out = append(out, attempt{
+		name: "pub $SYS.REQ.SERVER.PING.CONNZ (every connection)",
+		do: func(t *testing.T, f *fixture, r *role, c *probe) *nats.Subscription {
+			return request(t, c, callout.ConnzPing, []byte(`{"auth":true}`), nil)
+		},
+		look: func(*testing.T, *fixture) string { return "" },
+		may:  is(access.CalloutSystem),
+		// Not from the spoke: its own server answers its operator with
+		// the spoke account's own connections (every account may list
+		// its own), and the leaf link carries no $SYS subject.
+	}, attempt{
+		name: "pub $SYS.REQ.SERVER.<id>.KICK (carol's connection)",
+		do: func(t *testing.T, f *fixture, r *role, c *probe) *nats.Subscription {
+			return request(t, c, "$SYS.REQ.SERVER."+f.victimID+".KICK", jsonOf(t, map[string]uint64{"cid": victimCID(t, f)}), nil)
+		},
+		look: func(t *testing.T, f *fixture) string {
+			// The kick is answered once the server closed the client;
+			// the client hears of it moments later.
+			if !f.victim.IsClosed() {
+				if _, err := f.victim.GetClientID(); err == nil && f.victim.FlushTimeout(time.Second) == nil {
+					return "connected"
+				}
+			}
+			return "closed"
+		},
+		may:   is(access.CalloutSystem),
+		spoke: true,
+	})
 	return out
+}
+
+func victimCID(t *testing.T, f *fixture) uint64 {
+	t.Helper()
+	cid, err := f.victim.GetClientID()
+	require.NoError(t, err)
+	return cid
 }
 
 // listen tries to subscribe to filter; the hub's operator then sends a
@@ -500,6 +576,14 @@ func listen(name string, filter, probeSubject func(*role) string) attempt {
 		do: func(t *testing.T, f *fixture, r *role, c *probe) *nats.Subscription {
 			barrier := c.nc.NewInbox() // under the connection's own prefix
 			ch := make(chan *nats.Msg, 64)
+			if r.kind == access.CalloutSystem {
+				// A user of the system account, where the hub's
+				// operator cannot publish a probe or a barrier: the
+				// server's refusal of the subscription is the answer.
+				_, err := c.nc.ChanSubscribe(filter(r), ch)
+				require.NoError(t, err)
+				return nil
+			}
 			_, err := c.nc.ChanSubscribe(barrier, ch)
 			require.NoError(t, err)
 			_, err = c.nc.ChanSubscribe(filter(r), ch)
@@ -756,6 +840,39 @@ func positives(t *testing.T, f *fixture, roles []*role) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
+
+	t.Run("callout-system lists the connections and ends carol's", func(t *testing.T) {
+		r := byKind("callout-system (the hub's system account)")
+		c := connect(t, r)
+		victim := f.dial(t, "creds/carol.creds", nats.NoReconnect())
+		closed := make(chan struct{})
+		victim.SetClosedHandler(func(*nats.Conn) { close(closed) })
+		cid, err := victim.GetClientID()
+		require.NoError(t, err)
+		m, err := c.nc.Request(callout.ConnzPing, jsonOf(t, map[string]any{"auth": true, "cid": cid}), 5*time.Second)
+		require.NoError(t, err)
+		var connz struct {
+			Data struct {
+				Conns []struct {
+					CID  uint64 `json:"cid"`
+					User string `json:"authorized_user"`
+				} `json:"connections"`
+			} `json:"data"`
+		}
+		require.NoError(t, json.Unmarshal(m.Data, &connz), string(m.Data))
+		require.Len(t, connz.Data.Conns, 1, string(m.Data))
+		m, err = c.nc.Request("$SYS.REQ.SERVER."+victim.ConnectedServerId()+".KICK", jsonOf(t, map[string]uint64{"cid": cid}), 5*time.Second)
+		require.NoError(t, err)
+		assert.NotContains(t, string(m.Data), `"error"`)
+		select {
+		case <-closed:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the kicked connection is still open")
+		}
+		assert.False(t, c.refused(t))
+		assert.True(t, f.victim.IsClosed() || func() bool { _, err := f.victim.GetClientID(); return err != nil }(),
+			"the table's kick, by callout-system, ended the shared victim")
+	})
 
 	t.Run("carol requests and reads her request back by direct get", func(t *testing.T) {
 		c := connect(t, byKind("carol (requester)"))
