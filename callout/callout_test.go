@@ -58,8 +58,12 @@ type fixture struct {
 	codes     *codes
 	authUser  nkeys.KeyPair // the responder's auth_users user
 	sysUser   nkeys.KeyPair // the responder's system-account user (callout-system)
+	sysReader nkeys.KeyPair // a system-account user with the reader's rights instead
+	svcUser   nkeys.KeyPair
 	signer    nkeys.KeyPair
 	xkey      nkeys.KeyPair
+	stopResp  func() // stops the first responder
+	lastID    string // the request of the last grant
 }
 
 func start(t *testing.T, sealed bool) *fixture {
@@ -83,18 +87,19 @@ func start(t *testing.T, sealed bool) *fixture {
 	f.signer = mustKey(t, nkeys.CreateAccount)
 	f.authUser = mustKey(t, nkeys.CreateUser)
 	f.sysUser = mustKey(t, nkeys.CreateUser)
-	svcUser := mustKey(t, nkeys.CreateUser)
+	f.sysReader = mustKey(t, nkeys.CreateUser)
+	f.svcUser = mustKey(t, nkeys.CreateUser)
 	if sealed {
 		f.xkey = mustKey(t, nkeys.CreateCurveKeys)
 	}
-	f.target = startTarget(t, f.signer, f.authUser, svcUser, f.sysUser, f.xkey)
+	f.target = startTarget(t, f.signer, f.authUser, f.svcUser, f.xkey, f.sysUser, f.sysReader)
 
-	f.svc = connectNkey(t, f.target.ClientURL(), svcUser)
+	f.svc = connectNkey(t, f.target.ClientURL(), f.svcUser)
 	f.heard = make(chan *nats.Msg, 16)
 	_, err = f.svc.ChanSubscribe("act.>", f.heard)
 	require.NoError(t, err)
 	require.NoError(t, f.svc.Flush())
-	f.resp = f.respond(t)
+	f.resp, f.stopResp = f.respondStop(t)
 	return f
 }
 
@@ -150,20 +155,22 @@ listen: "127.0.0.1:-1"
 accounts {
   AUTH { users: [ { nkey: %[1]s } ] }
   APP  { users: [ { nkey: %[2]s } ] }
-  SYS  { users: [ %[5]s ] }
+  SYS  { users: [ %[5]s, %[7]s ] }
 }
 system_account: SYS
 authorization {
   auth_callout {
     issuer: %[3]s
     account: AUTH
-    auth_users: [ %[1]s, %[2]s, %[6]s ]
+    auth_users: [ %[1]s, %[2]s, %[6]s, %[8]s ]
     %[4]s
   }
 }
 `
 
-func startTarget(t *testing.T, signer, authUser, svcUser, sysUser, xkey nkeys.KeyPair) *server.Server {
+// startTarget starts the target server; sysUser is a system-account user
+// with the callout-system role's rights, sysReader one with the reader's.
+func startTarget(t *testing.T, signer, authUser, svcUser, xkey, sysUser, sysReader nkeys.KeyPair) *server.Server {
 	t.Helper()
 	pub := func(kp nkeys.KeyPair) string { p, _ := kp.PublicKey(); return p }
 	xline := ""
@@ -171,7 +178,8 @@ func startTarget(t *testing.T, signer, authUser, svcUser, sysUser, xkey nkeys.Ke
 		xline = "xkey: " + pub(xkey)
 	}
 	path := filepath.Join(t.TempDir(), "target.conf")
-	conf := fmt.Sprintf(targetConf, pub(authUser), pub(svcUser), pub(signer), xline, confUser(t, sysUser, access.CalloutSystem), pub(sysUser))
+	conf := fmt.Sprintf(targetConf, pub(authUser), pub(svcUser), pub(signer), xline,
+		confUser(t, sysUser, access.CalloutSystem), pub(sysUser), confUser(t, sysReader, access.Reader), pub(sysReader))
 	require.NoError(t, os.WriteFile(path, []byte(conf), 0o600))
 	opts, err := server.ProcessConfigFile(path)
 	require.NoError(t, err)
@@ -237,7 +245,15 @@ func (f *fixture) grant(t *testing.T, ttl time.Duration) (string, string) {
 	require.Equal(t, request.StatusGranted, r.State.Status)
 	token, err := client.OpenGrant(r.State, f.e.Identity(holderName))
 	require.NoError(t, err)
+	f.lastID = id
 	return id, token
+}
+
+// token is a new grant's.
+func (f *fixture) token(t *testing.T) string {
+	t.Helper()
+	_, token := f.grant(t, 5*time.Minute)
+	return token
 }
 
 func (f *fixture) history(t *testing.T, id string) (request.State, []*events.Redeemed) {

@@ -56,10 +56,11 @@ const (
 	trailTries = 20
 )
 
-// ErrCannotEnd refuses a connection the Responder could not end if its
-// grant were revoked: its system-account connection is down, or has not
-// yet been shown to list and end connections.
-var ErrCannotEnd = errors.New("callout: cannot end connections now (the system-account connection is down or not checked yet); no grant is used")
+// ErrCannotEnd is the Responder's system-account connection failing: it
+// could not end a connection whose grant is revoked. A connection is then
+// refused (its grant is not used), and Run ends when that connection
+// cannot list and end connections at all.
+var ErrCannotEnd = errors.New("callout: the responder cannot end connections")
 
 // live is what the Responder knows of the connections grants opened: those
 // it authorized, and those it found listed on the target's servers.
@@ -221,11 +222,11 @@ func (r *Responder) enforce(ctx context.Context) error {
 func (r *Responder) arm(ctx context.Context) error {
 	servers, err := r.list(ctx, "")
 	if err != nil {
-		return fmt.Errorf("callout: the system-account connection cannot list the target's connections (%s): %w", ConnzPing, err)
+		return fmt.Errorf("%w: its system-account connection cannot list the target's connections (%s; does its user have the callout-system rights?): %w", ErrCannotEnd, ConnzPing, err)
 	}
 	gone, err := r.kick(ctx, connKey{server: servers[0]})
 	if err != nil || !gone {
-		return fmt.Errorf("callout: the system-account connection cannot end connections (%s): %w", fmt.Sprintf(kickServer, servers[0]), err)
+		return fmt.Errorf("%w: its system-account connection cannot end one (%s; is its user in the system account, with the callout-system rights?): %v", ErrCannotEnd, fmt.Sprintf(kickServer, servers[0]), err)
 	}
 	r.armed.Store(true)
 	r.log.Info("ending revoked and locked grants' connections", "servers", len(servers))

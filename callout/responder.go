@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
+	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/issuer"
 	"github.com/writ-dev/writ/redeem"
 )
@@ -179,6 +180,10 @@ func (r *Responder) WaitReady(ctx context.Context) error {
 func (r *Responder) Revoked(requestID, tokenHash string) bool {
 	return r.redeemer.Revoked(requestID, tokenHash)
 }
+
+// Locked returns the lock on a principal, its key or its domain, as the
+// Redeemer last heard of the lock list, or nil.
+func (r *Responder) Locked(p identity.Principal) error { return r.redeemer.Locked(p) }
 
 // Run runs the Redeemer, answers requests and ends the connections of
 // revoked grants and locked holders until ctx ends; it returns once its
@@ -370,8 +375,9 @@ func (r *Responder) authorize(ctx context.Context, req *jwt.AuthorizationRequest
 	// Fail closed: a connection the Responder could not end, were its
 	// grant revoked, is not opened, and its grant not used.
 	if !r.armed.Load() || !r.cfg.System.IsConnected() {
-		log.Warn("refused", "code", "cannot-end", "error", ErrCannotEnd)
-		return "", ErrCannotEnd
+		err := fmt.Errorf("%w: its system-account connection is down or not checked yet; no grant is used", ErrCannotEnd)
+		log.Warn("refused", "code", "cannot-end", "error", err)
+		return "", err
 	}
 	var subject string
 	accept := func(c issuer.Claims) error {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -16,19 +17,22 @@ import (
 	"github.com/writ-dev/writ/callout"
 	"github.com/writ-dev/writ/config"
 	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/internal/access"
 	"github.com/writ-dev/writ/redeem"
 )
 
 // runCallout answers a NATS server's auth callout requests with this Writ
 // directory's domain's grants: see package callout for the server's side.
 func runCallout(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("callout", "callout --server URL (--creds AUTHUSER.creds | --nkey AUTHUSER.nk) --signer SIGNER.nk [--account APP] [--xkey X.nk] [--dir DIR]", stderr)
+	fs := newFlags("callout", "callout --server URL (--creds AUTHUSER.creds | --nkey AUTHUSER.nk) (--system-creds SYS.creds | --system-nkey SYS.nk) --signer SIGNER.nk [--account APP] [--xkey X.nk] [--dir DIR]", stderr)
 	var c conn
 	c.register(fs, "the auth callout user's .creds file (operator mode)")
 	nkeyFile := fs.String("nkey", "", "the auth callout user's nkey seed file (config mode: an nkey user listed in auth_users)")
 	signerFile := fs.String("signer", "", "seed file of the account nkey named as auth_callout issuer (required)")
 	account := fs.String("account", "", "account granted users are placed in (config mode)")
 	xkeyFile := fs.String("xkey", "", "seed file of the curve key named as auth_callout xkey (optional)")
+	sysCreds := fs.String("system-creds", "", "the .creds of a user of the server's system account allowed "+strings.Join(callout.SystemSubjects, " and ")+" (operator mode): it ends the connections of revoked grants and locked holders")
+	sysNkey := fs.String("system-nkey", "", "the nkey seed file of such a system-account user (config mode; see package callout)")
 	writServer := fs.String("writ-server", "", "NATS URL of the domain's Writ JetStream (default: the Writ directory's config)")
 	writCreds := fs.String("writ-creds", "", ".creds of a redeemer for the Writ JetStream connection (default: the Writ directory's creds/redeemer.creds)")
 	prefix := fs.String("prefix", callout.DefaultPrefix, "first token of action subjects")
@@ -48,6 +52,9 @@ func runCallout(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	if *signerFile == "" {
 		return usageError("--signer is required: the seed of the auth_callout issuer account key")
+	}
+	if (*sysCreds == "") == (*sysNkey == "") {
+		return usageError("give one of --system-creds or --system-nkey: a user of the server's system account, with which the responder ends the connections of revoked grants and locked holders")
 	}
 	rt, bundle, err := c.redeemer("the callout needs the domain's trust bundle and redeemer key")
 	if err != nil {
@@ -87,6 +94,11 @@ func runCallout(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return fmt.Errorf("connect to %s: %w", c.server, err)
 	}
 	defer target.Close()
+	sys, err := connectSystem(c.server, *sysCreds, *sysNkey, rt.Config.Domain)
+	if err != nil {
+		return err
+	}
+	defer sys.Close()
 
 	wurl := *writServer
 	if wurl == "" {
@@ -111,7 +123,7 @@ func runCallout(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	r, err := callout.New(callout.Config{
-		Conn: target,
+		Conn: target, System: sys,
 		Redeem: redeem.Config{
 			NC: wnc, Domain: rt.Config.Domain, Bundle: bundle, Key: rt.RedeemerKey, Stream: stream, Logger: logger,
 		},
@@ -120,9 +132,62 @@ func runCallout(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "answering auth callout for domain %s on %s (subjects %s.%s.<action>.<resource>)\n",
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	// Ready: in sync with the revocation and lock lists, and shown to
+	// list and end the server's connections. Until then every connection
+	// is refused.
+	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+	defer wcancel()
+	ready := make(chan error, 1)
+	go func() { ready <- r.WaitReady(wctx) }()
+	select {
+	case err := <-done: // it could not start
+		return err
+	case err := <-ready:
+		if err != nil {
+			cancel()
+			if rerr := <-done; rerr != nil {
+				return rerr
+			}
+			return fmt.Errorf("the callout is not ready: %w", err)
+		}
+	}
+	fmt.Fprintf(stdout, "answering auth callout for domain %s on %s (subjects %s.%s.<action>.<resource>); revoking a grant or locking its holder ends its connection\n",
 		rt.Config.Domain, c.server, *prefix, rt.Config.Domain)
-	return r.Run(ctx)
+	return <-done
+}
+
+// connectSystem connects to the target server as the system-account user
+// of a .creds file or an nkey seed, hearing answers under its own inbox
+// prefix (the callout-system role's only subscription).
+func connectSystem(url, creds, nkeyFile, domain string) (*nats.Conn, error) {
+	flag, file := "--system-creds", creds
+	if creds == "" {
+		flag, file = "--system-nkey", nkeyFile
+	}
+	kp, err := readSeed(file)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", flag, err)
+	}
+	pub, err := kp.PublicKey()
+	if err != nil || !nkeys.IsValidPublicUserKey(pub) {
+		return nil, fmt.Errorf("%s: %s holds no user key", flag, file)
+	}
+	opts := []nats.Option{nats.Name("writ-callout-system"), nats.Timeout(5 * time.Second), nats.MaxReconnects(-1),
+		nats.CustomInboxPrefix(access.InboxPrefix(domain, pub))}
+	if creds != "" {
+		opts = append(opts, nats.UserCredentials(creds))
+	} else {
+		opts = append(opts, nats.Nkey(pub, kp.Sign))
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s as the system-account user of %s: %w", url, flag, err)
+	}
+	return nc, nil
 }
 
 // readSeed reads an nkey seed file, plain or decorated (.creds, .nk).
