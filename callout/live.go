@@ -303,6 +303,11 @@ func (r *Responder) check(ctx context.Context) {
 			st, err := r.redeemer.Request(ctx, c.id)
 			if err != nil {
 				r.log.Warn("cannot read a live grant's history", attrRequest, c.id, "error", err)
+			} else if st.Request == nil && c.hash == "" {
+				// Found listed, but no request of this domain: another
+				// domain's responder's connection, not this one's to end.
+				r.live.drop(c.connKey)
+				continue
 			} else if st.Request != nil {
 				p := st.Requester
 				c.requester, c.revoked, c.reload = &p, st.Status == request.StatusRevoked, false

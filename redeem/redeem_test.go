@@ -21,6 +21,7 @@ import (
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/internal/writtest"
 	"github.com/writ-dev/writ/issuer"
+	"github.com/writ-dev/writ/locks"
 	"github.com/writ-dev/writ/redeem"
 	"github.com/writ-dev/writ/request"
 	"github.com/writ-dev/writ/store"
@@ -612,4 +613,48 @@ func FuzzParseProof(f *testing.F) {
 
 func natsMsg(out events.Outgoing) *nats.Msg {
 	return &nats.Msg{Subject: out.Subject, Data: out.Body, Header: nats.Header(out.Header())}
+}
+
+// OnChange tells of each revocation as it arrives (with the request id
+// when it names one) and of each change of the lock list: what the NATS
+// callout ends live connections on.
+func TestOnChange(t *testing.T) {
+	f := start(t)
+	heard := make(chan string, 64)
+	r, err := redeem.New(redeem.Config{NC: f.e.NC, Domain: writtest.Domain, Bundle: f.e.Runtime.Bundle, Key: f.e.Runtime.RedeemerKey, Service: "watcher"})
+	require.NoError(t, err)
+	r.OnChange(func(id string) { heard <- id })
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- r.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	require.NoError(t, r.WaitReady(t.Context()))
+	next := func(want func(string) bool) {
+		t.Helper()
+		for {
+			select {
+			case id := <-heard:
+				if want(id) {
+					return
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("not told")
+			}
+		}
+	}
+
+	id, token := f.grant(t)
+	require.NoError(t, redeem.Revoke(t.Context(), f.js, id, "", "incident 42"))
+	next(func(got string) bool { return got == id })
+	assert.True(t, r.Revoked(id, issuer.TokenHash(token)), "told after the list holds it")
+
+	require.NoError(t, redeem.Revoke(t.Context(), f.js, "", issuer.TokenHash(token), "incident 43"))
+	next(func(got string) bool { return got == "" })
+
+	lockID, err := f.e.Client.Lock(t.Context(), f.e.Identity("alice"), writtest.Domain,
+		events.LockTarget{Type: events.LockPrincipal, Name: "acme/" + holderName}, false, "stolen laptop")
+	require.NoError(t, err)
+	f.e.Await(lockID, 10*time.Second, func(s request.State) bool { return s.LockDone != nil })
+	bot := f.e.Identity(holderName).Principal
+	next(func(got string) bool { return got == "" && errors.Is(r.CheckLocked(t.Context(), bot), locks.ErrLocked) })
 }
