@@ -63,13 +63,14 @@ type fixture struct {
 	signer    nkeys.KeyPair
 	xkey      nkeys.KeyPair
 	stopResp  func() // stops the first responder
+	stopPipe  func() // stops the pipeline
 	lastID    string // the request of the last grant
 }
 
 func start(t *testing.T, sealed bool) *fixture {
 	t.Helper()
-	e := writtest.Start(t, writtest.Options{})
-	f := &fixture{e: e, holder: e.Identity(holderName).Key, codes: &codes{}}
+	e := writtest.Start(t, writtest.Options{NoServe: true})
+	f := &fixture{e: e, holder: e.Identity(holderName).Key, codes: &codes{}, stopPipe: e.Serve("")}
 	f.holderPub, _ = f.holder.PublicKey()
 	var err error
 	f.js, err = jetstream.New(e.NC)

@@ -250,6 +250,13 @@ func (r *Responder) round(ctx context.Context) {
 			r.log.Warn("cannot list the target's connections", "error", err)
 			l.heard("")
 		}
+		// And read every live grant's history again: a revoked event
+		// whose notice was lost (a reconnect) is found there.
+		l.mu.Lock()
+		for _, c := range l.conns {
+			c.reload = true
+		}
+		l.mu.Unlock()
 	}
 	for id := range news {
 		if !sweep && !l.tracks(id) {

@@ -16,6 +16,7 @@ import (
 	"github.com/writ-dev/writ/internal/writtest"
 	"github.com/writ-dev/writ/redeem"
 	"github.com/writ-dev/writ/request"
+	"github.com/writ-dev/writ/store"
 )
 
 // endBound is how soon after the revocation (or the lock) is asked the
@@ -137,6 +138,41 @@ func TestLockEndsConnection(t *testing.T) {
 			f.publishes(t, again.nc)
 		})
 	}
+}
+
+// TestTrailRevocationEndsConnection: a revoked event that the revocation
+// list never heard of (as a break-glass review's denial may record) ends
+// the connection too: the responder hears the trail, and checks the
+// event there before it acts.
+func TestTrailRevocationEndsConnection(t *testing.T) {
+	t.Parallel()
+	f := start(t, false)
+	id, token := f.grant(t, 5*time.Minute)
+	c := f.open(t, token)
+	f.stopPipe()
+
+	bot := f.e.Identity(holderName)
+	_, err := f.e.Client.Revoke(t.Context(), bot, writtest.Domain, id, "done early")
+	require.NoError(t, err)
+	r, err := f.e.Client.Load(t.Context(), writtest.Domain, id)
+	require.NoError(t, err)
+	require.Len(t, r.State.RevokeAskers, 1)
+	// The approval component's answer, recorded by its key, without a
+	// word to the revocation list.
+	out, err := events.Seal(events.Draft{
+		Domain: writtest.Domain, RequestID: id, Kind: events.KindRevoked, Source: "writ://acme/approval", Time: time.Now(),
+		Data: &events.Revoked{Prev: r.State.LastDigest, By: r.State.RevokeAskers[0], Reason: "done early"},
+	}, f.e.Runtime.ApprovalKey)
+	require.NoError(t, err)
+	f.publishes(t, c.nc) // the ask alone ended nothing
+	appended := time.Now()
+	_, err = store.Append(t.Context(), f.js, "WRIT", out, r.State.LastSeq, events.RequestFilter(writtest.Domain, id))
+	require.NoError(t, err)
+	took := c.endedWithin(t, appended)
+	t.Logf("revoked event appended → connection closed: %s", took)
+	assert.Less(t, took, endBound)
+	f.revokedAfterUse(t, id)
+	assert.False(t, f.resp.Revoked(id, ""), "the revocation list never heard of it")
 }
 
 // TestRevokedWhileNoResponderRuns: the responder that authorized a
