@@ -248,7 +248,9 @@ func (r *Responder) round(ctx context.Context) {
 	if sweep {
 		if _, err := r.list(ctx, ""); err != nil {
 			r.log.Warn("cannot list the target's connections", "error", err)
-			l.heard("")
+			l.mu.Lock()
+			l.sweep = true // again at the next tick, not at once
+			l.mu.Unlock()
 		}
 		// And read every live grant's history again: a revoked event
 		// whose notice was lost (a reconnect) is found there.
