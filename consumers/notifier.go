@@ -257,6 +257,10 @@ func (c *NotifierConfig) all() []Webhook {
 // payload for a replay) and the delivery is acked. Nothing the pipeline
 // needs waits on the notifier.
 //
+// The notifier tells of events stored after it first started (see
+// position): turned on for a setup with a history, it does not replay it.
+// Its durable consumer keeps its place across restarts.
+//
 // Delivery is at least once: an event redelivered after the duplicate
 // window of the queue, or a try whose answer was lost, notifies again.
 // HeaderDelivery is the same for every try of one notification to one
@@ -372,8 +376,13 @@ func (n *Notifier) Durables() []Durable { return n.env.DurablesOf("notifier", n.
 // and tries again, and returns only when ctx ends.
 func (n *Notifier) Run(ctx context.Context) error {
 	d := n.env.Domain
+	ds := n.Durables()
+	var audit jetstream.ConsumerConfig
 	for attempt := uint64(1); ; attempt++ {
 		err := n.ensureStreams(ctx, d)
+		if err == nil {
+			audit, err = n.position(ctx, ds[0])
+		}
 		if err == nil {
 			break
 		}
@@ -384,15 +393,55 @@ func (n *Notifier) Run(ctx context.Context) error {
 		case <-time.After(backoff(min(attempt, 8))):
 		}
 	}
-	ds := n.Durables()
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		return consume(ctx, n.js, n.env.Observer, ds[0], ds[0].Config(), n.env.Workers, nil, n.log, n.handleEvent)
+		return consume(ctx, n.js, n.env.Observer, ds[0], audit, n.env.Workers, nil, n.log, n.handleEvent)
 	})
 	g.Go(func() error {
 		return consume(ctx, n.js, n.env.Observer, ds[1], ds[1].Config(), n.cfg.Workers, nil, n.log, n.handleDelivery)
 	})
 	return g.Wait()
+}
+
+// position returns the configuration of the notifier's durable consumer on
+// the audit stream (d), which is where the notifier keeps its place: what
+// it acked is never notified again, and what came while it was stopped is
+// notified when it starts. The first time (a setup that never notified, or
+// that turns notifications on now) it starts after the stream's last event:
+// people hear of what happens from then on, not of the trail's history.
+// Later starts keep the consumer's start as the server holds it (a start
+// cannot be changed, only the consumer's place past it).
+func (n *Notifier) position(ctx context.Context, d Durable) (jetstream.ConsumerConfig, error) {
+	cfg := d.Config()
+	for range 3 {
+		c, err := n.js.Consumer(ctx, d.Stream, d.Consumer)
+		if err == nil {
+			have := c.CachedInfo().Config
+			cfg.DeliverPolicy, cfg.OptStartSeq, cfg.OptStartTime = have.DeliverPolicy, have.OptStartSeq, have.OptStartTime
+			return cfg, nil
+		}
+		if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return cfg, fmt.Errorf("consumers: notifier: consumer %s: %w", d.Consumer, err)
+		}
+		s, err := n.js.Stream(ctx, d.Stream)
+		if err != nil {
+			return cfg, fmt.Errorf("consumers: notifier: stream %s: %w", d.Stream, err)
+		}
+		from := s.CachedInfo().State.LastSeq + 1
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, from
+		_, err = n.js.CreateConsumer(ctx, d.Stream, cfg)
+		switch {
+		case err == nil:
+			n.log.Info("notifier starts now: events stored before are not notified", attrSeq, from)
+			return cfg, nil
+		case errors.Is(err, jetstream.ErrConsumerExists):
+			// Another replica made it first, from its own now: take that.
+			cfg = d.Config()
+		default:
+			return cfg, fmt.Errorf("consumers: notifier: consumer %s: %w", d.Consumer, err)
+		}
+	}
+	return cfg, fmt.Errorf("consumers: notifier: consumer %s: made and gone again, three times", d.Consumer)
 }
 
 // delivery is a queued webhook call: the rendered payload and its target.

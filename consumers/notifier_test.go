@@ -478,3 +478,107 @@ func TestNotifierAlertsBreakGlass(t *testing.T) {
 	assert.Equal(t, "break-glass", n.Outcome.Code)
 	assert.Contains(t, n.Outcome.Reason, "INC-7")
 }
+
+// drain waits until the notifier has handled every event it was given and
+// made every webhook call it queued: after it, the hooks have heard all
+// they will hear of what came before (the barrier of the tests below).
+func drain(t *testing.T, e *writtest.Env) {
+	t.Helper()
+	js, err := jetstream.New(e.NC)
+	require.NoError(t, err)
+	for _, c := range []struct{ stream, durable string }{
+		{consumers.DefaultStream, consumers.DurableNotifier + writtest.Domain},
+		{consumers.DefaultNotifyStream, consumers.DurableNotifierDelivery + writtest.Domain},
+	} {
+		cons, err := js.Consumer(t.Context(), c.stream, c.durable)
+		require.NoError(t, err)
+		require.Eventually(t, func() bool {
+			info, err := cons.Info(t.Context())
+			return err == nil && info.NumPending == 0 && info.NumAckPending == 0 && info.NumRedelivered == 0
+		}, 10*time.Second, 10*time.Millisecond, "%s drained", c.durable)
+	}
+}
+
+// tally keeps every call a hook receives, by request id, and checks that
+// no delivery is made twice.
+type tally struct {
+	h          *hook
+	deliveries map[string]bool
+	got        map[string][]string // request id → kinds notified
+}
+
+func (y *tally) take(t *testing.T, c hit) {
+	t.Helper()
+	n := notice(t, c)
+	id := c.header.Get(consumers.HeaderDelivery)
+	assert.False(t, y.deliveries[id], "delivery %s made twice", id)
+	y.deliveries[id] = true
+	y.got[n.Request.ID] = append(y.got[n.Request.ID], n.Event.Kind)
+}
+
+// await takes calls until one tells of kind for request id.
+func (y *tally) await(t *testing.T, kind, id string) {
+	t.Helper()
+	for !slices.Contains(y.got[id], kind) {
+		y.take(t, y.h.next(t))
+	}
+}
+
+// rest takes the calls received so far and returns all taken since the
+// last reset.
+func (y *tally) rest(t *testing.T) map[string][]string {
+	t.Helper()
+	for {
+		select {
+		case c := <-y.h.hits:
+			y.take(t, c)
+		default:
+			return y.got
+		}
+	}
+}
+
+// Turning notifications on for a setup that has a history tells of what
+// happens from then on, not of that history; stopped and started again,
+// the notifier tells of what came in between, and nothing twice.
+func TestNotifierStartsNowAndResumes(t *testing.T) {
+	e := writtest.Start(t, writtest.Options{}) // no notify section: no notifier
+	grant := func() string {
+		id := e.Request("deploy-bot", client.Spec{Action: "deploy", Resource: "staging/web"})
+		require.Equal(t, request.StatusGranted, e.Settle(id).State.Status)
+		return id
+	}
+	var old []string
+	for range 5 {
+		old = append(old, grant())
+	}
+	denied := e.Request("carol", client.Spec{Action: "drop-database", Resource: "prod/db"})
+	require.Equal(t, request.StatusDenied, e.Settle(denied).State.Status)
+	old = append(old, denied)
+
+	// Notifications turned on: the notifier starts.
+	h := newHook(t, nil)
+	y := &tally{h: h, deliveries: map[string]bool{}, got: map[string][]string{}}
+	e.Runtime.Config.Notify = notify(t, nil, config.Webhook{URL: h.srv.URL, Format: config.FormatJSON})
+	stop := e.ServeOnly(pipeline.Notifier)
+	first := grant()
+	y.await(t, "granted", first)
+	drain(t, e)
+	assert.Equal(t, map[string][]string{first: {"granted"}}, y.rest(t), "only what came after it started")
+
+	// Stopped, events come; started again, it tells of them.
+	stop()
+	var missed []string
+	for range 3 {
+		missed = append(missed, grant())
+	}
+	e.ServeOnly(pipeline.Notifier)
+	last := grant()
+	y.await(t, "granted", last)
+	drain(t, e)
+	want := map[string][]string{first: {"granted"}, last: {"granted"}}
+	for _, id := range missed {
+		want[id] = []string{"granted"}
+	}
+	assert.Equal(t, want, y.rest(t), "what came while it was stopped, and nothing again")
+}

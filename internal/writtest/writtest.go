@@ -8,11 +8,13 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -249,7 +251,30 @@ func (e *Env) serve(suffix string, components []string) func() {
 	e.mu.Lock()
 	e.stops = append(e.stops, stop)
 	e.mu.Unlock()
+	e.awaitNotifier(p)
 	return stop
+}
+
+// awaitNotifier waits until a pipeline's notifier has taken its place in
+// the audit stream: it notifies only what is stored after it first starts,
+// so a test's first request must come after that.
+func (e *Env) awaitNotifier(p *pipeline.Pipeline) {
+	t := e.T
+	t.Helper()
+	if !slices.Contains(p.Names(), pipeline.Notifier) {
+		return
+	}
+	js, err := jetstream.New(e.NC)
+	require.NoError(t, err)
+	for _, d := range p.Durables() {
+		if d.Component != pipeline.Notifier || d.Name != "notifier" { // its audit stream's, not its queue's
+			continue
+		}
+		require.Eventually(t, func() bool {
+			_, err := js.Consumer(context.Background(), d.Stream, d.Consumer)
+			return err == nil
+		}, 10*time.Second, 5*time.Millisecond, "the notifier did not start within 10s")
+	}
 }
 
 // StopAll stops every pipeline and then the server.
