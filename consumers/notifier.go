@@ -60,7 +60,7 @@ const (
 	NoticeApprovalNeeded = "approval_needed" // a stage waits for its approvers
 	NoticeEscalated      = "escalated"       // a stage still open after its escalation delay gains approvers
 	NoticeOutcome        = "outcome"         // the requester hears what became of a request
-	NoticeAlert          = "alert"           // break-glass use, or its review overdue: look now
+	NoticeAlert          = "alert"           // break-glass use, its review overdue or denied: look now
 )
 
 // HTTP headers of a delivery.
@@ -492,6 +492,7 @@ func (n *Notifier) handleEvent(ctx context.Context, m jetstream.Msg) error {
 	current, _ := request.Fold(records)
 	notes := n.plan(before, then, current, records[at])
 	for _, note := range notes {
+		note.notice.Title = note.notice.heading()
 		body, err := render(note.webhook.Format, note.notice)
 		if err != nil {
 			return &terminate{reason: "cannot render: " + err.Error()}
@@ -548,9 +549,11 @@ func (n *Notifier) plan(before, then, current request.State, this events.Record)
 	note := newNotification(then, this)
 	switch this.Kind {
 	case events.KindAlerted:
-		// Break-glass use and overdue reviews: loud, to the reviewers and
-		// to whoever hears outcomes.
+		// Break-glass use, overdue or denied reviews: loud, to the
+		// reviewers and to whoever hears outcomes. Break-glass use opens
+		// the review: its reviewers hear what to answer, and by when.
 		note.Type = NoticeAlert
+		note.waiting(then)
 		for _, p := range then.Progress() {
 			if !p.Done() {
 				approvers(note, p.Flow.Stages[p.Stage])
@@ -562,10 +565,14 @@ func (n *Notifier) plan(before, then, current request.State, this events.Record)
 		if then.Status == request.StatusDenied && this.Kind == events.KindEvaluated {
 			break // denied by policy: no other event follows
 		}
-		if !then.Status.IsPending() || !current.Status.IsPending() {
-			return nil // allowed (the grant follows), or decided since
+		if this.Kind == events.KindEvaluated && !then.Status.IsPending() {
+			return nil // allowed: the grant follows (and a break-glass review opens with its alert)
+		}
+		if !then.Collecting() || !current.Collecting() {
+			return nil // decided since, or the review settled
 		}
 		note.Type = NoticeApprovalNeeded
+		note.waiting(then)
 		if esc, ok := this.Data.(*events.Escalated); ok {
 			// The approvers the escalation adds.
 			note.Type = NoticeEscalated
@@ -608,11 +615,17 @@ func groupKeys(g, domain string) []string {
 // Notification is the json payload (NotificationVersion); the Slack
 // payload says the same in text and blocks.
 type Notification struct {
-	Version     string        `json:"version"`
-	Type        string        `json:"type"` // approval_needed | outcome
-	Status      string        `json:"status"`
-	Event       NoticeEvent   `json:"event"`
-	Request     NoticeRequest `json:"request"`
+	Version string `json:"version"`
+	Type    string `json:"type"` // approval_needed | escalated | outcome | alert
+	// Title is the heading people read first, the Slack message's text:
+	// what happened, to what, by whom.
+	Title   string        `json:"title"`
+	Status  string        `json:"status"`
+	Event   NoticeEvent   `json:"event"`
+	Request NoticeRequest `json:"request"`
+	// Review says the stages are a break-glass grant's review after the
+	// fact: the grant was issued, the reviewers judge its use.
+	Review      bool          `json:"review,omitempty"`
 	Stages      []NoticeStage `json:"stages,omitempty"`
 	Deadline    *time.Time    `json:"deadline,omitempty"`
 	ApproveHint string        `json:"approve_hint,omitempty"`
@@ -640,6 +653,7 @@ type NoticeRequest struct {
 	Reason       string            `json:"reason,omitempty"`
 	Urgency      string            `json:"urgency,omitempty"`
 	Ticket       string            `json:"ticket,omitempty"`
+	TTLSeconds   int64             `json:"ttl_seconds,omitempty"` // the grant lifetime asked for
 	RequestedAt  time.Time         `json:"requested_at,omitzero"`
 	Digest       string            `json:"digest,omitempty"` // of the requested event; a vote names it
 }
@@ -660,8 +674,10 @@ type NoticeStage struct {
 // NoticeResult is what became of the request. A grant is named by the
 // hash of its token, never the token.
 type NoticeResult struct {
-	By         []string   `json:"by,omitempty"`
-	Reason     string     `json:"reason,omitempty"`
+	By     []string `json:"by,omitempty"`
+	Reason string   `json:"reason,omitempty"`
+	// Code is a rejection's code, "policy" for a denial by policy, or an
+	// alert's kind (events.AlertBreakGlass, …).
 	Code       string     `json:"code,omitempty"`
 	TokenHash  string     `json:"token_hash,omitempty"`
 	NotBefore  *time.Time `json:"not_before,omitempty"`
@@ -680,27 +696,8 @@ func newNotification(st request.State, this events.Record) *Notification {
 		n.Request = NoticeRequest{
 			ID: st.ID, Domain: st.Domain, Requester: st.Requester.ID(), OriginDomain: st.Requester.Domain,
 			Action: r.Action, Resource: r.Resource, Params: r.Params, Reason: r.Reason, Urgency: r.Urgency,
-			Ticket: r.Ticket, RequestedAt: st.RequestedAt, Digest: st.RequestDigest,
+			Ticket: r.Ticket, TTLSeconds: r.TTLSeconds, RequestedAt: st.RequestedAt, Digest: st.RequestDigest,
 		}
-	}
-	if ev := st.Evaluation; ev != nil && st.Status.IsPending() {
-		n.Deadline = ev.ExpiresAt
-		if d := st.Deadline(); !d.IsZero() {
-			n.Deadline = &d
-		}
-		for _, p := range st.Progress() {
-			if p.Done() {
-				continue
-			}
-			s, extra := p.Flow.Stages[p.Stage], p.Extra[p.Stage]
-			n.Stages = append(n.Stages, NoticeStage{
-				Flow: p.Flow.Name, Stage: s.Name, Index: p.Stage, Of: len(p.Flow.Stages),
-				Groups: slices.Concat(s.Groups, extra.Groups), Principals: slices.Concat(s.Principals, extra.Principals),
-				Required: s.Required, AllGroups: s.AllGroups, Approved: principalNames(slices.Concat(p.Approvals[:p.Stage+1]...)),
-			})
-		}
-		n.ApproveHint = "writ approve " + st.ID + " --creds <your.creds>"
-		n.DenyHint = "writ deny " + st.ID + " --creds <your.creds> --reason <why>"
 	}
 	o := &NoticeResult{}
 	switch d := this.Data.(type) {
@@ -729,6 +726,77 @@ func newNotification(st request.State, this events.Record) *Notification {
 	}
 	n.Outcome = o
 	return n
+}
+
+// waiting adds what approvers (or a break-glass grant's reviewers) need to
+// answer a request that collects votes: its open stages, the deadline and
+// how to answer. Nothing for a request that collects none.
+func (n *Notification) waiting(st request.State) {
+	ev := st.Evaluation
+	if ev == nil || !st.Collecting() {
+		return
+	}
+	n.Review = st.ReviewOpen()
+	n.Deadline = ev.ExpiresAt
+	if d := st.Deadline(); !d.IsZero() {
+		n.Deadline = &d
+	}
+	for _, p := range st.Progress() {
+		if p.Done() {
+			continue
+		}
+		s, extra := p.Flow.Stages[p.Stage], p.Extra[p.Stage]
+		n.Stages = append(n.Stages, NoticeStage{
+			Flow: p.Flow.Name, Stage: s.Name, Index: p.Stage, Of: len(p.Flow.Stages),
+			Groups: slices.Concat(s.Groups, extra.Groups), Principals: slices.Concat(s.Principals, extra.Principals),
+			Required: s.Required, AllGroups: s.AllGroups, Approved: principalNames(slices.Concat(p.Approvals[:p.Stage+1]...)),
+		})
+	}
+	n.ApproveHint = "writ approve " + st.ID + " --creds <your.creds>"
+	n.DenyHint = "writ deny " + st.ID + " --creds <your.creds> --reason <why>"
+}
+
+// heading is the notification's Title.
+func (n *Notification) heading() string {
+	r := n.Request
+	who := r.Requester
+	if who == "" {
+		who = "someone"
+	}
+	what := r.Action + " " + r.Resource
+	switch n.Type {
+	case NoticeApprovalNeeded:
+		if n.Review {
+			return fmt.Sprintf("Review needed: %s used break-glass to %s in %s", who, what, r.Domain)
+		}
+		return fmt.Sprintf("Approval needed: %s asks to %s in %s", who, what, r.Domain)
+	case NoticeEscalated:
+		return fmt.Sprintf("Escalated, approval needed: %s asks to %s in %s", who, what, r.Domain)
+	case NoticeAlert:
+		alert := ""
+		if n.Outcome != nil {
+			alert = n.Outcome.Code
+		}
+		switch alert {
+		case events.AlertBreakGlass:
+			h := fmt.Sprintf("Break-glass used: %s was granted %s in %s at once", who, what, r.Domain)
+			if n.Review {
+				h += "; review needed"
+			}
+			return h
+		case events.AlertReviewOverdue:
+			return fmt.Sprintf("Review overdue: nobody reviewed %s's break-glass %s in %s in time", who, what, r.Domain)
+		case events.AlertWeakened:
+			return fmt.Sprintf("Writ weakened in %s: issuance stopped", r.Domain)
+		case events.AlertRestored:
+			return fmt.Sprintf("Writ restored in %s: issuance resumed", r.Domain)
+		}
+		if r.Action == "" {
+			return fmt.Sprintf("Alert (%s) in %s", alert, r.Domain)
+		}
+		return fmt.Sprintf("Alert (%s): %s by %s in %s", alert, what, who, r.Domain)
+	}
+	return fmt.Sprintf("Request %s: %s (%s by %s in %s)", n.Status, r.ID, what, who, r.Domain)
 }
 
 func principalNames(ps []identity.Principal) []string {
@@ -787,19 +855,9 @@ func slackEscape(s string) string {
 
 func slackPayload(n *Notification) slackMessage {
 	r := n.Request
-	who := r.Requester
-	if who == "" {
-		who = "someone"
-	}
-	what := r.Action + " " + r.Resource
-	var headline string
-	switch n.Type {
-	case NoticeApprovalNeeded:
-		headline = fmt.Sprintf("Approval needed: %s asks to %s in %s", who, what, r.Domain)
-	case NoticeEscalated:
-		headline = fmt.Sprintf("Escalated, approval needed: %s asks to %s in %s", who, what, r.Domain)
-	default:
-		headline = fmt.Sprintf("Request %s: %s (%s by %s in %s)", n.Status, r.ID, what, who, r.Domain)
+	headline := n.Title
+	if headline == "" {
+		headline = n.heading()
 	}
 	var fields []*slackText
 	field := func(name, value string) {
@@ -807,12 +865,22 @@ func slackPayload(n *Notification) slackMessage {
 			fields = append(fields, &slackText{Type: "mrkdwn", Text: "*" + name + "*\n" + slackEscape(value)})
 		}
 	}
+	if o := n.Outcome; o != nil && n.Type == NoticeAlert {
+		field("Alert", o.Code)
+	}
 	field("Requester", r.Requester)
 	field("Origin domain", r.OriginDomain)
 	field("Action", r.Action)
-	field("Resource", r.Domain+"/"+r.Resource)
+	if r.Resource != "" {
+		field("Resource", r.Domain+"/"+r.Resource)
+	}
+	field("Params", events.FormatParams(r.Params))
 	field("Reason", r.Reason)
+	field("Ticket", r.Ticket)
 	field("Urgency", r.Urgency)
+	if r.TTLSeconds > 0 {
+		field("TTL", (time.Duration(r.TTLSeconds) * time.Second).String())
+	}
 	var stages []string
 	for _, s := range n.Stages {
 		label := fmt.Sprintf("%s / %s (%d of %s)", s.Flow, s.Stage, s.Required, strings.Join(slices.Concat(s.Groups, s.Principals), ", "))
@@ -829,6 +897,7 @@ func slackPayload(n *Notification) slackMessage {
 		field("Deadline", n.Deadline.UTC().Format(time.RFC3339))
 	}
 	field("Request ID", r.ID)
+	field("Digest", r.Digest)
 	field("Status", n.Status)
 	if o := n.Outcome; o != nil {
 		field("By", strings.Join(o.By, ", "))

@@ -21,6 +21,7 @@ import (
 	"github.com/writ-dev/writ/client"
 	"github.com/writ-dev/writ/config"
 	"github.com/writ-dev/writ/consumers"
+	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/internal/writtest"
 	"github.com/writ-dev/writ/pipeline"
 	"github.com/writ-dev/writ/request"
@@ -581,4 +582,152 @@ func TestNotifierStartsNowAndResumes(t *testing.T) {
 		want[id] = []string{"granted"}
 	}
 	assert.Equal(t, want, y.rest(t), "what came while it was stopped, and nothing again")
+}
+
+// slackMsg is the part of a Slack payload the tests read.
+type slackMsg struct {
+	Text   string `json:"text"`
+	Blocks []struct {
+		Type     string `json:"type"`
+		Text     *struct{ Type, Text string }
+		Fields   []struct{ Type, Text string }
+		Elements []struct{ Type, Text string }
+	} `json:"blocks"`
+}
+
+// fields lists a Slack payload's section fields.
+func (m slackMsg) fields() []string {
+	var out []string
+	for _, b := range m.Blocks {
+		for _, f := range b.Fields {
+			out = append(out, f.Text)
+		}
+	}
+	return out
+}
+
+func slackOf(t *testing.T, c hit) slackMsg {
+	t.Helper()
+	var m slackMsg
+	require.NoError(t, json.Unmarshal(c.body, &m), "%s", c.body)
+	return m
+}
+
+// Both payloads carry what 'writ approvals list' shows an approver: who
+// asks, what, the parameters, reason, ticket, urgency, lifetime, the
+// digest a vote binds to, and the deadline.
+func TestNotifierMessagesCarryWhatTheCLIShows(t *testing.T) {
+	slack, plain := newHook(t, nil), newHook(t, nil)
+	e := writtest.Start(t, writtest.Options{Notify: notify(t, map[string][]config.Webhook{
+		"sre-leads": {{URL: slack.srv.URL, Format: config.FormatSlack}, {URL: plain.srv.URL, Format: config.FormatJSON}},
+	})})
+	id := e.Request("carol", client.Spec{Action: "restart", Resource: "prod/db", Reason: "stuck replication", Urgency: "high",
+		Ticket: "INC-42", TTL: 10 * time.Minute, Params: map[string]string{"replica": "db-2", "mode": "rolling <fast>"}})
+	r := e.Pending(id)
+	deadline := r.State.Deadline()
+	require.False(t, deadline.IsZero())
+
+	n := notice(t, plain.until(t, of("evaluated", id)))
+	assert.Equal(t, "Approval needed: acme/carol asks to restart prod/db in acme", n.Title)
+	assert.Equal(t, map[string]string{"replica": "db-2", "mode": "rolling <fast>"}, n.Request.Params)
+	assert.Equal(t, "INC-42", n.Request.Ticket)
+	assert.Equal(t, "high", n.Request.Urgency)
+	assert.Equal(t, "stuck replication", n.Request.Reason)
+	assert.EqualValues(t, 600, n.Request.TTLSeconds)
+	assert.Equal(t, r.State.RequestDigest, n.Request.Digest, "the digest a vote binds to")
+	require.NotNil(t, n.Deadline)
+	assert.True(t, n.Deadline.Equal(deadline))
+
+	m := slackOf(t, slack.until(t, of("evaluated", id)))
+	assert.Equal(t, n.Title, m.Text)
+	for _, want := range []string{
+		"*Requester*\nacme/carol", "*Action*\nrestart", "*Resource*\nacme/prod/db",
+		"*Params*\n" + `mode="rolling &lt;fast&gt;" replica="db-2"`, "*Reason*\nstuck replication",
+		"*Ticket*\nINC-42", "*Urgency*\nhigh", "*TTL*\n10m0s", "*Digest*\n" + r.State.RequestDigest,
+		"*Deadline*\n" + deadline.UTC().Format(time.RFC3339),
+	} {
+		assert.Contains(t, m.fields(), want)
+	}
+}
+
+// Break-glass use is an alert with its own heading; it opens the review,
+// and the reviewers hear what to answer and by when. A review stage that
+// opens later is announced to its reviewers; an overdue review is an alert
+// of its own.
+func TestNotifierBreakGlassReviewers(t *testing.T) {
+	alice, bob, ops := newHook(t, nil), newHook(t, nil), newHook(t, nil)
+	cfg := notify(t, nil, config.Webhook{URL: ops.srv.URL, Format: config.FormatSlack})
+	cfg.Principals = map[string][]config.Webhook{
+		"acme/alice": {{URL: alice.srv.URL, Format: config.FormatJSON}},
+		"acme/bob":   {{URL: bob.srv.URL, Format: config.FormatJSON}},
+	}
+	flows := `{"flows": {"two-sre-leads": {"stages": [
+	  {"name": "lead", "principals": ["acme/alice"], "required": 1, "deadline": "1h"},
+	  {"name": "security", "principals": ["acme/bob"], "required": 1, "deadline": "2s"}]}}}`
+	e := writtest.Start(t, writtest.Options{Policies: breakGlassPolicies, Flows: flows, Notify: cfg})
+	id, r := breakGlass(t, e)
+	const heading = "Break-glass used: acme/carol was granted restart prod/db in acme at once; review needed"
+
+	// The first review stage's reviewer: the alert, with what to answer.
+	n := notice(t, alice.until(t, of("alerted", id)))
+	assert.Equal(t, consumers.NoticeAlert, n.Type)
+	assert.Equal(t, heading, n.Title)
+	assert.True(t, n.Review)
+	assert.Equal(t, []consumers.NoticeStage{{Flow: "two-sre-leads", Stage: "lead", Of: 2, Principals: []string{"acme/alice"}, Required: 1}}, n.Stages)
+	require.NotNil(t, n.Deadline)
+	assert.True(t, n.Deadline.Equal(r.State.Deadline()))
+	assert.Equal(t, "writ approve "+id+" --creds <your.creds>", n.ApproveHint)
+	assert.Equal(t, "INC-7", n.Request.Ticket)
+	assert.Equal(t, events.AlertBreakGlass, n.Outcome.Code)
+
+	// Whoever hears outcomes hears the alert under its own heading, not
+	// "Request granted".
+	m := slackOf(t, ops.until(t, of("alerted", id)))
+	assert.Equal(t, heading, m.Text)
+	assert.Contains(t, m.fields(), "*Alert*\nbreak-glass")
+
+	// Alice's review opens the second stage: Bob hears of it.
+	e.Vote("alice", id, true, "was needed")
+	n = notice(t, bob.until(t, of("voted", id)))
+	assert.Equal(t, consumers.NoticeApprovalNeeded, n.Type)
+	assert.Equal(t, "Review needed: acme/carol used break-glass to restart prod/db in acme", n.Title)
+	assert.True(t, n.Review)
+	require.Len(t, n.Stages, 1)
+	assert.Equal(t, "security", n.Stages[0].Stage)
+	assert.Equal(t, []string{"acme/alice"}, n.Stages[0].Approved)
+
+	// Bob does not answer in time: the overdue alert.
+	n = notice(t, bob.until(t, of("alerted", id)))
+	assert.Equal(t, consumers.NoticeAlert, n.Type)
+	assert.Equal(t, events.AlertReviewOverdue, n.Outcome.Code)
+	assert.Equal(t, "Review overdue: nobody reviewed acme/carol's break-glass restart prod/db in acme in time", n.Title)
+	assert.Empty(t, n.Stages, "the review is closed")
+	m = slackOf(t, ops.until(t, func(c hit) bool { return bytes.Contains(c.body, []byte("Review overdue")) }))
+	assert.Contains(t, m.Text, "Review overdue")
+}
+
+// Every alert kind has a heading of its own; one the notifier does not
+// know (a newer pipeline's) gets a generic one, never "Request granted".
+func TestNotifierAlertHeadings(t *testing.T) {
+	req := consumers.NoticeRequest{ID: "01", Domain: "acme", Requester: "acme/carol", Action: "restart", Resource: "prod/db"}
+	for _, tc := range []struct{ alert, want string }{
+		{events.AlertBreakGlass, "Break-glass used: acme/carol was granted restart prod/db in acme at once"},
+		{events.AlertReviewOverdue, "Review overdue: nobody reviewed acme/carol's break-glass restart prod/db in acme in time"},
+		{events.AlertWeakened, "Writ weakened in acme: issuance stopped"},
+		{events.AlertRestored, "Writ restored in acme: issuance resumed"},
+		{"something-new", "Alert (something-new): restart prod/db by acme/carol in acme"},
+	} {
+		t.Run(tc.alert, func(t *testing.T) {
+			n := &consumers.Notification{Type: consumers.NoticeAlert, Status: "granted", Request: req, Outcome: &consumers.NoticeResult{Code: tc.alert}}
+			assert.Equal(t, tc.want, consumers.Heading(n))
+			b, err := consumers.Render(consumers.FormatSlack, n)
+			require.NoError(t, err)
+			var m slackMsg
+			require.NoError(t, json.Unmarshal(b, &m))
+			assert.Equal(t, tc.want, m.Text)
+			assert.NotContains(t, m.Text, "Request granted")
+		})
+	}
+	guard := &consumers.Notification{Type: consumers.NoticeAlert, Request: consumers.NoticeRequest{ID: "g", Domain: "acme"}, Outcome: &consumers.NoticeResult{Code: "other"}}
+	assert.Equal(t, "Alert (other) in acme", consumers.Heading(guard), "no request: no action to name")
 }

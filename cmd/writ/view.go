@@ -276,21 +276,6 @@ func countdown(t, now time.Time) string {
 	return d.String()
 }
 
-func params(p map[string]string) string {
-	keys := make([]string, 0, len(p))
-	for k := range p {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var parts []string
-	for _, k := range keys {
-		// Quoted: a requester's values must not reach an approver's
-		// terminal as escape sequences, newlines or look-alike pairs.
-		parts = append(parts, k+"="+strconv.Quote(p[k]))
-	}
-	return strings.Join(parts, " ")
-}
-
 // writeFacts prints what an approver judges: the requested event's fields
 // and its digest, the flows and the deadline. indent prefixes each line.
 func writeFacts(w io.Writer, v requestView, now time.Time, indent string) {
@@ -300,7 +285,7 @@ func writeFacts(w io.Writer, v requestView, now time.Time, indent string) {
 		line("action", r.Action)
 		line("resource", v.Domain+"/"+r.Resource)
 		if len(r.Params) > 0 {
-			line("params", params(r.Params))
+			line("params", events.FormatParams(r.Params))
 		}
 		if r.Reason != "" {
 			line("reason", fmt.Sprintf("%q", r.Reason))

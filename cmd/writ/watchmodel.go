@@ -296,7 +296,7 @@ func pendingLine(v requestView, now time.Time) string {
 		line += "  ticket=" + strconv.Quote(r.Ticket)
 	}
 	if len(r.Params) > 0 {
-		line += "  params=" + params(r.Params)
+		line += "  params=" + events.FormatParams(r.Params)
 	}
 	if r.TTLSeconds > 0 {
 		line += fmt.Sprintf("  ttl=%ds", r.TTLSeconds)

@@ -143,7 +143,7 @@ func TestDecodeKeys(t *testing.T) {
 // sequence, newline or look-alike key=value can pass for something else.
 func TestRequesterTextIsQuoted(t *testing.T) {
 	evil := map[string]string{"table": "users\x1b[2A\x1b[2K  action:     read-table", "x": "a b=c"}
-	got := params(evil)
+	got := events.FormatParams(evil)
 	assert.NotContains(t, got, "\x1b")
 	assert.Equal(t, `table="users\x1b[2A\x1b[2K  action:     read-table" x="a b=c"`, got)
 }
