@@ -619,15 +619,17 @@ func TestSinceStillChecksEverySignature(t *testing.T) {
 // it, the verifier's own (request.Apply over the same history). An input
 // whose chain is broken now but that the pipeline refused for another
 // reason was chained when the pipeline judged it: the history before it
-// changed since. Alice's vote replaced by dave's breaks the chain of
-// carol's next vote, whose refusal as a self-approval must not hide it.
+// changed since. The approval's answer to alice's vote (counted), altered,
+// breaks the chain of carol's next vote, whose refusal as a self-approval
+// must not hide it.
 func TestRefusalForAnotherReason(t *testing.T) {
 	r := keyedShared(t)
 	k := newKit(t, r)
 	msgs := withoutCheckpoints(cloneTrail(r.msgs))
-	i := k.replaceVote(t, msgs, "two", "alice")
+	i := locate(t, r, msgs, "two", events.KindCounted, nil)
+	msgs[i] = reseal(t, msgs[i], r.env.Runtime.ApprovalKey, func(d *events.Draft) { d.Time = d.Time.Add(time.Millisecond) })
 	j := slices.IndexFunc(msgs[i+1:], func(m events.Message) bool { return inspect(r, m).RequestID == r.ids["two"] }) + i + 1
-	require.Equal(t, events.KindVoted, inspect(r, msgs[j]).Kind, "carol's self-approval follows alice's vote")
+	require.Equal(t, events.KindVoted, inspect(r, msgs[j]).Kind, "carol's self-approval follows the answer to alice's vote")
 	rep := verify(msgs, k.options())
 	logFindings(t, rep)
 	assert.True(t, slices.ContainsFunc(newErrors(verify(withoutCheckpoints(cloneTrail(r.msgs)), k.options()), rep), func(f audit.Finding) bool {

@@ -103,9 +103,12 @@ func TestReadsAreMonotonic(t *testing.T) {
 	require.NoError(t, err)
 	require.True(t, r.State.Status.IsPending())
 	lag.behind.Store(3)
-	_, err = cl.Vote(t.Context(), alice, e.Domain, id, client.Vote{Approve: true})
+	seq, err := cl.Vote(t.Context(), alice, e.Domain, id, client.Vote{Approve: true})
 	require.NoError(t, err)
 	assert.EqualValues(t, 5, lag.served.Load())
+	// The history stops growing once the vote is answered (counted).
+	_, err = cl.AwaitAnswer(t.Context(), e.Domain, id, seq)
+	require.NoError(t, err)
 
 	// The guarantee is the client's own: another client, which has seen
 	// nothing of the request, takes the lagging answer.

@@ -34,8 +34,8 @@ var ErrDigestChanged = errors.New("client: the request is not the one shown")
 
 // Vote signs and publishes who's answer to a pending request, bound to the
 // request event the approver was shown, and returns its stream sequence.
-// The approval consumer has the last word: Load the request afterwards to
-// see whether the vote was counted or refused, and why.
+// The approval consumer has the last word: AwaitAnswer tells whether the
+// vote was counted or refused, and why.
 func (c *Client) Vote(ctx context.Context, who *identity.Identity, domain, id string, v Vote) (uint64, error) {
 	// The ordinal is the voter's key: a retried vote dedupes, and an
 	// approver's answers cannot be multiplied by resending.
@@ -60,6 +60,16 @@ func (c *Client) Vote(ctx context.Context, who *identity.Identity, domain, id st
 			RequestDigest: st.RequestDigest,
 		}, nil
 	})
+}
+
+// AwaitAnswer waits until the pipeline has answered the vote stored at seq
+// (see request.State.VoteAnswered): counted it (the request still waits
+// for others), refused it (State.Answered says why), or made the decision
+// that ends the collecting. The approval component answers every vote as
+// it handles it, so this takes milliseconds while it runs; bound ctx for
+// when it does not.
+func (c *Client) AwaitAnswer(ctx context.Context, domain, id string, seq uint64) (*Request, error) {
+	return c.Wait(ctx, domain, id, func(s request.State) bool { return s.VoteAnswered(seq) })
 }
 
 // Revoke asks, as who, to revoke a request or its grant (also a redeemed

@@ -246,7 +246,28 @@ func (a *Approval) decide(ctx context.Context, h *history, this events.Record) (
 			return nil, err
 		}
 	}
-	return a.next(h), nil
+	if eff := a.next(h); eff != nil || this.Kind != events.KindVoted {
+		return eff, nil
+	}
+	return counted(h, this), nil
+}
+
+// counted answers a vote that decided nothing, once. Every vote gets an
+// answer (counted, refused, or the decision it made), so a voter waits for
+// the answer rather than for a timer, and the trail says that the vote
+// was counted, not only that it was cast.
+func counted(h *history, this events.Record) *effect {
+	if !h.state.Collecting() {
+		return nil
+	}
+	for _, v := range h.state.Votes {
+		if v.Seq == this.Seq && !v.Counted {
+			return &effect{kind: events.KindCounted, ordinal: strconv.FormatUint(this.Seq, 10), data: &events.Counted{
+				Prev: h.state.LastDigest, RefSeq: this.Seq, Voter: events.PrincipalRef{Domain: v.Voter.Domain, Name: v.Voter.Name},
+			}}
+		}
+	}
+	return nil
 }
 
 // revoke answers a principal's request to revoke: the requester may always

@@ -49,7 +49,7 @@ const DurableAuditor = "writ-auditor-"
 var disownedKinds = []events.Kind{
 	events.KindRejected, events.KindDenied, events.KindExpired, events.KindGranted, events.KindRefused,
 	events.KindRedeemed, events.KindRevoked, events.KindLocked, events.KindEscalated, events.KindAlerted,
-	events.KindReviewed, events.KindPolicy, events.KindStated,
+	events.KindReviewed, events.KindPolicy, events.KindStated, events.KindCounted,
 }
 
 // Auditor appends signed checkpoints of the audit stream, at an interval

@@ -111,8 +111,9 @@ func TestBadInputCorpus(t *testing.T) {
 	})
 
 	t.Run("a genuine vote replayed", func(t *testing.T) {
-		vote(t, e, e.Identity("alice"), pending, true)
-		r := waitFor(t, e, pending, func(s request.State) bool { return len(s.Votes) == 1 })
+		cast := vote(t, e, e.Identity("alice"), pending, true)
+		r := waitFor(t, e, pending, func(s request.State) bool { return s.VoteAnswered(cast) })
+		require.Len(t, r.State.Votes, 1)
 		stored := lastOf(t, r, events.KindVoted)
 
 		// As stored, it still carries the expected last sequence it was

@@ -65,10 +65,13 @@ func TestTwoApproversGrant(t *testing.T) {
 	e.Vote("bob", id, true, "looks right")
 	r = e.Settle(id)
 	require.Equal(t, request.StatusGranted, r.State.Status)
-	assert.Equal(t, []string{"requested", "evaluated", "voted", "voted", "approved", "granted"}, writtest.Kinds(r))
-	approved := r.Records[4].Data.(*events.Approved)
+	// The first vote decides nothing: counted answers it. The second
+	// decides: the approval answers it.
+	assert.Equal(t, []string{"requested", "evaluated", "voted", "counted", "voted", "approved", "granted"}, writtest.Kinds(r))
+	assert.Equal(t, r.Records[2].Seq, r.Records[3].Data.(*events.Counted).RefSeq)
+	approved := r.Records[5].Data.(*events.Approved)
 	assert.ElementsMatch(t, []string{"acme/alice", "acme/bob"}, []string{approved.Approvers[0].ID(), approved.Approvers[1].ID()})
-	assert.Equal(t, r.Records[4].Digest, r.State.Grant.Evidence, "the grant names the approval it rests on")
+	assert.Equal(t, r.Records[5].Digest, r.State.Grant.Evidence, "the grant names the approval it rests on")
 }
 
 func TestDenyByPolicy(t *testing.T) {
@@ -90,8 +93,8 @@ func TestDenyByApprover(t *testing.T) {
 	e.Vote("bob", id, false, "not during the release freeze")
 	r := e.Settle(id)
 	require.Equal(t, request.StatusDenied, r.State.Status)
-	assert.Equal(t, []string{"requested", "evaluated", "voted", "voted", "denied"}, writtest.Kinds(r))
-	denied := r.Records[4].Data.(*events.Denied)
+	assert.Equal(t, []string{"requested", "evaluated", "voted", "counted", "voted", "denied"}, writtest.Kinds(r))
+	denied := r.Records[5].Data.(*events.Denied)
 	assert.Equal(t, "acme/bob", denied.By[0].ID())
 	assert.Equal(t, "not during the release freeze", denied.Reason)
 }
@@ -106,8 +109,8 @@ func TestPendingRequestExpires(t *testing.T) {
 	e.Vote("alice", id, true, "")
 	r = e.Settle(id)
 	require.Equal(t, request.StatusExpired, r.State.Status)
-	assert.Equal(t, []string{"requested", "evaluated", "voted", "expired"}, writtest.Kinds(r))
-	expiredAt := r.Records[3].Envelope.Time
+	assert.Equal(t, []string{"requested", "evaluated", "voted", "counted", "expired"}, writtest.Kinds(r))
+	expiredAt := r.Records[4].Envelope.Time
 	assert.False(t, expiredAt.Before(deadline), "never expired early")
 	assert.Less(t, expiredAt.Sub(deadline), time.Second, "fired within a second of the deadline")
 	t.Logf("expired %s after the deadline", expiredAt.Sub(deadline))

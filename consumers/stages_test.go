@@ -130,6 +130,6 @@ func TestStagedFlowSurvivesRestarts(t *testing.T) {
 	e.Serve("")
 	r = e.Settle(id)
 	require.Equal(t, request.StatusExpired, r.State.Status, "%v", writtest.Kinds(r))
-	assert.Equal(t, []string{"requested", "evaluated", "escalated", "voted", "expired"}, writtest.Kinds(r))
+	assert.Equal(t, []string{"requested", "evaluated", "escalated", "voted", "counted", "expired"}, writtest.Kinds(r))
 	assert.Empty(t, r.Errs)
 }

@@ -52,6 +52,16 @@ type Refused struct {
 	Reason    string `json:"reason"`
 }
 
+// Counted is the approval component's answer to a vote it counted that
+// decided nothing yet (the flows still wait for others): every vote is
+// answered, by counted, refused, or the decision it made. The voter waits
+// for the answer, not for a timer.
+type Counted struct {
+	Prev   string       `json:"prev"`
+	RefSeq uint64       `json:"ref_seq"` // the vote
+	Voter  PrincipalRef `json:"voter"`
+}
+
 // EvaluatedPrincipal is the verified requester as the policy saw it.
 type EvaluatedPrincipal struct {
 	Domain string   `json:"domain"`

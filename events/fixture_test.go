@@ -237,6 +237,8 @@ func (f *fixture) sample(k events.Kind) any {
 	case events.KindState:
 		return &events.State{Prev: d1, Domain: "acme", By: bob, Identity: f.bob.JWT, Path: "prod/db", Op: events.StateSet,
 			Attrs: map[string]string{"on_call": "alice"}, Merge: true, Reason: "rotation"}
+	case events.KindCounted:
+		return &events.Counted{Prev: d1, RefSeq: 4, Voter: bob}
 	case events.KindStated:
 		return &events.Stated{Prev: d1, By: bob, Path: "prod/db", Op: events.StateSet,
 			Attrs: map[string]string{"on_call": "alice", "runbook": "https://wiki/db"}, Reason: "rotation"}
@@ -273,7 +275,7 @@ var allKinds = []events.Kind{
 	events.KindApproved, events.KindDenied, events.KindExpired, events.KindGranted, events.KindRefused,
 	events.KindRedeemed, events.KindRevoked, events.KindRevoke, events.KindLock, events.KindLocked, events.KindEscalated,
 	events.KindAlerted, events.KindReviewed, events.KindPolicy, events.KindCheckpoint, events.KindWitnessed,
-	events.KindState, events.KindStated,
+	events.KindState, events.KindStated, events.KindCounted,
 }
 
 // seal signs data as an acme event of kind k with kp and returns the stored message.

@@ -30,6 +30,7 @@ const (
 	KindWitnessed  // another domain's checkpoint, as this domain's auditor saw it
 	KindState      // a principal asks to set (or delete) a resource's or a domain's state
 	KindStated     // the approval component recorded the state change, then applied it
+	KindCounted    // the approval component counted a vote that decided nothing yet
 )
 
 var kindNames = [...]string{
@@ -56,6 +57,7 @@ var kindNames = [...]string{
 	KindWitnessed:  "witnessed",
 	KindState:      "state",
 	KindStated:     "stated",
+	KindCounted:    "counted",
 }
 
 // The CloudEvents types, one per kind and version. These are the wire names;
@@ -83,6 +85,7 @@ const (
 	TypeWitnessed  = "writ.audit.witnessed.v1"
 	TypeState      = "writ.request.state.v1"
 	TypeStated     = "writ.request.stated.v1"
+	TypeCounted    = "writ.request.counted.v1"
 )
 
 var kindTypes = [...]string{
@@ -108,6 +111,7 @@ var kindTypes = [...]string{
 	KindWitnessed:  TypeWitnessed,
 	KindState:      TypeState,
 	KindStated:     TypeStated,
+	KindCounted:    TypeCounted,
 }
 
 // String returns the subject token of the kind.

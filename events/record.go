@@ -200,7 +200,7 @@ func RoleFor(k Kind) identity.Role {
 		return identity.RoleIssuer
 	case KindRedeemed:
 		return identity.RoleRedeemer
-	case KindRevoked, KindLocked, KindStated, KindEscalated, KindAlerted, KindReviewed:
+	case KindRevoked, KindLocked, KindStated, KindEscalated, KindAlerted, KindReviewed, KindCounted:
 		return identity.RoleApproval
 	case KindCheckpoint, KindWitnessed:
 		return identity.RoleAuditor
@@ -256,6 +256,8 @@ func NewData(k Kind) any {
 		return new(State)
 	case KindStated:
 		return new(Stated)
+	case KindCounted:
+		return new(Counted)
 	}
 	return nil
 }

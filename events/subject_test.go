@@ -38,6 +38,7 @@ func TestKind(t *testing.T) {
 		{events.KindWitnessed, "witnessed", events.TypeWitnessed, false},
 		{events.KindState, "state", events.TypeState, true},
 		{events.KindStated, "stated", events.TypeStated, false},
+		{events.KindCounted, "counted", events.TypeCounted, false},
 	}
 	require.Len(t, tests, len(allKinds))
 	for _, tt := range tests {

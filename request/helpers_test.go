@@ -191,3 +191,7 @@ func rejected(code string) event {
 func refused(refSeq uint64, code string) event {
 	return event{kind: events.KindRefused, data: &events.Refused{RefSeq: refSeq, RefKind: "voted", Code: code, Reason: "refused"}}
 }
+
+func counted(refSeq uint64, p identity.Principal) event {
+	return event{kind: events.KindCounted, data: &events.Counted{RefSeq: refSeq, Voter: events.PrincipalRef{Domain: p.Domain, Name: p.Name}}}
+}

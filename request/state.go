@@ -41,6 +41,9 @@ type Vote struct {
 	Reason  string
 	Seq     uint64
 	At      time.Time // when the stream stored it
+	// Counted says the approval component answered the vote with counted
+	// (it decided nothing yet).
+	Counted bool
 }
 
 // State is a request folded from its history.
@@ -153,7 +156,7 @@ func Apply(s State, r events.Record) (State, error) {
 	}
 	revocation := r.Kind == events.KindRevoked || r.Kind == events.KindRevoke
 	afterGrant := r.Kind == events.KindRedeemed || revocation
-	review := s.ReviewOpen() && (r.Kind == events.KindVoted || r.Kind == events.KindAlerted || r.Kind == events.KindReviewed)
+	review := s.ReviewOpen() && (r.Kind == events.KindVoted || r.Kind == events.KindAlerted || r.Kind == events.KindReviewed || r.Kind == events.KindCounted)
 	// A redeemed grant may still be in use (a connection it opened through
 	// the NATS callout lives until the grant expires): revoking it is
 	// recorded, so that what it opened is ended.
@@ -198,6 +201,19 @@ func Apply(s State, r events.Record) (State, error) {
 			return s, err
 		}
 		s.Votes = append(slices.Clip(s.Votes), v)
+	case *events.Counted:
+		if !s.Collecting() {
+			return s, fmt.Errorf("%w: counted in %s", ErrIllegal, s.Status)
+		}
+		i := slices.IndexFunc(s.Votes, func(v Vote) bool { return v.Seq == d.RefSeq })
+		if i < 0 || s.Votes[i].Voter.Domain != d.Voter.Domain || s.Votes[i].Voter.Name != d.Voter.Name {
+			return s, fmt.Errorf("%w: counts #%d, which is not %s's counted vote", ErrUnjustified, d.RefSeq, d.Voter.ID())
+		}
+		if s.Votes[i].Counted {
+			return s, fmt.Errorf("%w: vote #%d counted twice", ErrIllegal, d.RefSeq)
+		}
+		s.Votes = slices.Clone(s.Votes)
+		s.Votes[i].Counted = true
 	case *events.Alerted:
 		if events.IsGuardAlert(d.Alert) {
 			// The guard's alerts have an id of their own; restored answers
@@ -492,6 +508,16 @@ func NextReview(s State, now time.Time) Decision {
 		}}
 	}
 	return Decision{}
+}
+
+// VoteAnswered reports whether the pipeline has answered the vote stored
+// at seq: counted it, refused it, or made the decision that ends the
+// collecting (the answer to a vote that decides).
+func (s State) VoteAnswered(seq uint64) bool {
+	if s.Answered[seq] != "" || !s.Collecting() {
+		return true
+	}
+	return slices.ContainsFunc(s.Votes, func(v Vote) bool { return v.Seq == seq && v.Counted })
 }
 
 // WithoutVotes returns the state with the votes drop says to leave out.

@@ -2,6 +2,7 @@ package request_test
 
 import (
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -902,4 +903,61 @@ func TestRevokeRedeemedWhileInUse(t *testing.T) {
 		_, err := request.Apply(s, h.add(again))
 		require.ErrorIs(t, err, request.ErrClosed, "a revoked request is closed")
 	})
+}
+
+// Every vote is answered: counted (deciding nothing yet), refused, or by
+// the decision it makes. counted names a vote the fold counts, once, while
+// votes are collected.
+func TestCountedAnswersAVote(t *testing.T) {
+	p := newPeople(t)
+	h := newHistory(t)
+	h.add(requested(&p.carol, 0))
+	h.add(review(0))
+	vote := h.add(h.vote(&p.alice, true, "")).Seq
+	s := h.fold()
+	assert.False(t, s.VoteAnswered(vote), "not answered yet")
+	h.add(counted(vote, p.alice))
+	s = h.fold()
+	assert.True(t, s.VoteAnswered(vote))
+	require.Len(t, s.Votes, 1)
+	assert.True(t, s.Votes[0].Counted)
+	assert.Equal(t, request.StatusPending, s.Status, "counted decides nothing")
+
+	for _, tc := range []struct {
+		name string
+		ev   event
+		want error
+	}{
+		{"twice", counted(vote, p.alice), request.ErrIllegal},
+		{"not a vote", counted(1, p.alice), request.ErrUnjustified},
+		{"another voter", counted(vote, p.bob), request.ErrUnjustified},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := request.Apply(s, h2(t, h, tc.ev))
+			assert.ErrorIs(t, err, tc.want)
+		})
+	}
+
+	// A refused vote is answered; so is any vote once the request is decided.
+	bad := h.add(h.vote(&p.dave, true, "")).Seq
+	s, errs := request.Fold(h.records)
+	require.Error(t, errs[bad])
+	assert.False(t, s.VoteAnswered(bad))
+	h.add(refused(bad, "not-eligible"))
+	s, _ = request.Fold(h.records)
+	assert.True(t, s.VoteAnswered(bad))
+	second := h.add(h.vote(&p.bob, true, "")).Seq
+	h.add(approved(p.alice, p.bob))
+	s, errs = request.Fold(h.records)
+	require.Len(t, errs, 1, "the ineligible vote alone")
+	assert.True(t, s.VoteAnswered(second), "the decision answers the vote that made it")
+	_, err := request.Apply(s, h2(t, h, counted(second, p.bob)))
+	assert.ErrorIs(t, err, request.ErrIllegal, "no counting once decided")
+}
+
+// h2 is the record ev would be if appended to h, without appending it.
+func h2(t *testing.T, h *history, ev event) events.Record {
+	t.Helper()
+	c := &history{t: t, records: slices.Clone(h.records)}
+	return c.add(ev)
 }

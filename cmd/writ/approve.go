@@ -10,7 +10,6 @@ import (
 
 	"github.com/writ-dev/writ/client"
 	"github.com/writ-dev/writ/identity"
-	"github.com/writ-dev/writ/request"
 )
 
 func runApprove(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -60,6 +59,10 @@ func vote(ctx context.Context, name string, approve bool, args []string, stdout,
 	return nil
 }
 
+// voteAnswerWait bounds the wait for the pipeline's answer to a vote, which
+// takes milliseconds while the approval component runs.
+const voteAnswerWait = 10 * time.Second
+
 // errDigestChanged refuses a vote on a request other than the one shown.
 var errDigestChanged = errors.New("the request is not the one you were shown")
 
@@ -87,20 +90,18 @@ func submitVote(ctx context.Context, cl *client.Client, who *identity.Identity, 
 	if err != nil {
 		return "", err
 	}
-	// Wait briefly for the pipeline's answer: a refusal, or a decision. A
-	// vote that is simply counted gets no answer, so do not wait long.
-	wctx, cancel := context.WithTimeout(ctx, 1500*time.Millisecond)
+	// The pipeline answers every vote (counted, refused, or the decision it
+	// made) as it handles it: wait for that answer, not for a timer.
+	wctx, cancel := context.WithTimeout(ctx, voteAnswerWait)
 	defer cancel()
-	r, err := cl.Wait(wctx, domain, id, func(s request.State) bool {
-		return s.Answered[seq] != "" || !s.Status.IsPending()
-	})
-	if r == nil {
-		if ctx.Err() != nil {
-			return "", ctx.Err()
-		}
-		return fmt.Sprintf("vote on %s recorded at #%d; its outcome is not known yet (%v): writ audit replay --request %s", id, seq, err, id), nil
+	r, err := cl.AwaitAnswer(wctx, domain, id, seq)
+	if ctx.Err() != nil {
+		return "", ctx.Err()
 	}
-	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+	if r == nil || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Sprintf("vote on %s recorded at #%d; the pipeline has not answered it within %s (is writ serve running?): follow it with writ request show %s", id, seq, voteAnswerWait, id), nil
+	}
+	if err != nil {
 		return "", err
 	}
 	s := r.State

@@ -145,6 +145,8 @@ func summary(rec events.Record) string {
 		return s
 	case *events.Refused:
 		return fmt.Sprintf("refused #%d (%s): %s", d.RefSeq, d.RefKind, d.Code)
+	case *events.Counted:
+		return fmt.Sprintf("vote #%d by %s counted; the flows wait for others", d.RefSeq, d.Voter.ID())
 	case *events.Policy:
 		return fmt.Sprintf("policy set %s (%d bytes), flows %s (%d bytes)", shortHash(d.PolicyDigest), len(d.PolicySource), shortHash(d.FlowsDigest), len(d.FlowsSource))
 	case *events.Alerted:

@@ -156,9 +156,10 @@ func TestWalkthrough(t *testing.T) {
 	out, _, err = writ(t, cmd("audit", "replay", "--json")...)
 	require.NoError(t, err)
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	// deploy 3, drop 2, restart 6 (two votes), denied restart 4; carol's own
-	// vote was refused by the command before anything was published.
-	assert.Len(t, lines, 3+2+6+4)
+	// deploy 3, drop 2, restart 7 (two votes, the first counted), denied
+	// restart 4; carol's own vote was refused by the command before
+	// anything was published.
+	assert.Len(t, lines, 3+2+7+4)
 	for _, l := range lines {
 		var rec map[string]any
 		require.NoError(t, json.Unmarshal([]byte(l), &rec), l)

@@ -45,12 +45,13 @@ func TestPermissionsTable(t *testing.T) {
 		}, dangerous...),
 		access.Principal: append([]check{
 			pub("writ.acme.x.requested", true), pub("writ.beta.x.voted", true), pub("writ.acme.x.lock", true),
-			pub("writ.acme.x.granted", false), pub("writ.acme.x.evaluated", false),
+			pub("writ.acme.x.granted", false), pub("writ.acme.x.evaluated", false), pub("writ.acme.x.counted", false),
 			pub("$KV.writ-resource-state.acme.prod", false),
 			pub("$JS.API.CONSUMER.CREATE.WRIT.writ-issuer-acme.writ.acme.*.approved", false),
 		}, dangerous...),
 		access.Issuer: append([]check{
 			pub("writ.acme.x.granted", true), pub("writ.acme.x.approved", false), pub("writ.beta.x.granted", false),
+			pub("writ.acme.x.counted", false),
 			pub("$JS.API.CONSUMER.MSG.NEXT.WRIT.writ-issuer-acme", true),
 			pub("$JS.API.CONSUMER.MSG.NEXT.WRIT.writ-policy-acme", false),
 			pub("$JS.API.CONSUMER.DELETE.KV_writ-locks.abc", true),
@@ -60,6 +61,7 @@ func TestPermissionsTable(t *testing.T) {
 			pub("$JS.API.STREAM.PURGE.WRIT_TIMERS", true), pub("$JS.API.STREAM.MSG.DELETE.WRIT_TIMERS", true),
 			pub("$KV.writ-locks.principal.acme.carol", true), pub("$KV.writ-grants-used.x", false),
 			pub("writ-timers.acme.schedule.x", true),
+			pub("writ.acme.x.counted", true), pub("writ.beta.x.counted", false),
 		}, dangerous...),
 		access.Redeemer: append([]check{
 			pub("$KV.writ-grants-used.x", true), pub("$KV.writ-locks.x", false), pub("writ.acme.x.redeemed", true),

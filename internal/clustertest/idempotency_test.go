@@ -187,7 +187,8 @@ func TestExactlyOnceOnR3(t *testing.T) {
 		vote(t, c, bob, id, "")
 		r = settle(t, c, id)
 		assert.Equal(t, request.StatusGranted, r.State.Status)
-		assert.Equal(t, []string{"requested", "evaluated", "voted", "voted", "refused", "voted", "approved", "granted"}, writtest.Kinds(r))
+		// Alice's first vote is counted, at a time the race decides.
+		assert.Equal(t, []string{"requested", "evaluated", "voted", "voted", "refused", "voted", "approved", "granted"}, writtest.Kinds(r, events.KindCounted))
 		assert.ElementsMatch(t, []string{"alice", "bob"}, voterNames(r))
 	})
 
@@ -240,7 +241,7 @@ func TestExactlyOnceOnR3(t *testing.T) {
 		}
 		for _, id := range review {
 			r := settle(t, c, id)
-			assert.Equal(t, []string{"requested", "evaluated", "voted", "voted", "approved", "granted"}, writtest.Kinds(r), id)
+			assert.Equal(t, []string{"requested", "evaluated", "voted", "voted", "approved", "granted"}, writtest.Kinds(r, events.KindCounted), id)
 		}
 	})
 
