@@ -49,6 +49,17 @@ func (p Progress) EscalationDue() (time.Time, bool) {
 	return p.StageStart.Add(time.Duration(e.AfterSeconds) * time.Second), true
 }
 
+// MissingGroups lists the groups of the open stage, in all-groups mode,
+// that no approval counts for yet (a request of domain): such a stage can
+// have its required number of approvals and still wait. Nil for a stage
+// in the usual mode, or once the flow is done.
+func (p Progress) MissingGroups(domain string) []string {
+	if p.Done() {
+		return nil
+	}
+	return missingGroups(p.Flow.Stages[p.Stage], p.Approvals[p.Stage], domain)
+}
+
 // eligible reports whether voter may answer the open stage.
 func (p Progress) eligible(voter identity.Principal, domain string) bool {
 	if p.Done() {
@@ -105,15 +116,23 @@ func satisfied(st events.Stage, approvals []identity.Principal, domain string) b
 	if len(approvals) < st.Required {
 		return false
 	}
-	if st.AllGroups {
-		for _, g := range st.Groups {
-			one := events.Stage{Groups: []string{g}}
-			if !slices.ContainsFunc(approvals, func(a identity.Principal) bool { return Eligible(one, a, domain) }) {
-				return false
-			}
+	return len(missingGroups(st, approvals, domain)) == 0
+}
+
+// missingGroups lists, in all-groups mode, the groups of st that none of
+// approvals is from.
+func missingGroups(st events.Stage, approvals []identity.Principal, domain string) []string {
+	if !st.AllGroups {
+		return nil
+	}
+	var out []string
+	for _, g := range st.Groups {
+		one := events.Stage{Groups: []string{g}}
+		if !slices.ContainsFunc(approvals, func(a identity.Principal) bool { return Eligible(one, a, domain) }) {
+			out = append(out, g)
 		}
 	}
-	return true
+	return out
 }
 
 // Escalation is a counted escalated event.

@@ -306,10 +306,12 @@ func (p *progress) observe(s request.State, now time.Time) {
 				if pr.Done() {
 					verb = "flow done:"
 				}
-				fmt.Fprintf(p.w, "%s %s\n", verb, progressSummary(pr))
+				fmt.Fprintf(p.w, "%s %s\n", verb, progressSummary(pr, s.Domain))
 			}
 		}
-		if d := s.Deadline(); !d.Equal(p.deadline) {
+		// Once every flow is done nothing is due (the decision follows):
+		// no deadline to show.
+		if d := s.Deadline(); !d.IsZero() && !d.Equal(p.deadline) {
 			p.deadline = d
 			fmt.Fprintf(p.w, "deadline: %s (in %s)\n", d.Local().Format(time.TimeOnly), countdown(d, now))
 		}

@@ -76,12 +76,16 @@ type flowView struct {
 }
 
 type stageView struct {
-	Name        string    `json:"name"`
-	State       string    `json:"state"` // done, open or waiting
+	Name string `json:"name"`
+	// State is done, open or waiting while the request collects votes;
+	// once it ended, the stage it ended in says how (denied, expired,
+	// revoked, overdue, …) and the stages after it are "not reached".
+	State       string    `json:"state"`
 	Groups      []string  `json:"groups,omitempty"`
 	Principals  []string  `json:"principals,omitempty"`
 	Required    int       `json:"required"`
 	AllGroups   bool      `json:"all_groups,omitempty"`
+	Missing     []string  `json:"missing_groups,omitempty"` // all-groups mode: the open stage's groups none has approved for yet
 	Approvals   []string  `json:"approvals,omitempty"`
 	DeadlineSec int64     `json:"deadline_seconds"`
 	Deadline    time.Time `json:"deadline,omitzero"`     // for the open stage
@@ -141,7 +145,7 @@ func viewOf(s request.State, records []events.Record) requestView {
 		}
 	}
 	for _, p := range s.Progress() {
-		v.Flows = append(v.Flows, flowOf(p, s.Status.IsPending()))
+		v.Flows = append(v.Flows, flowOf(p, s))
 	}
 	if s.Status.IsPending() {
 		v.Deadline, v.NextDue = s.Deadline(), s.NextDue()
@@ -179,9 +183,11 @@ func viewOf(s request.State, records []events.Record) requestView {
 	return v
 }
 
-func flowOf(p request.Progress, open bool) flowView {
+// flowOf describes a flow of the request s.
+func flowOf(p request.Progress, s request.State) flowView {
+	open := s.Collecting()
 	f := flowView{
-		Name: p.Flow.Name, Summary: progressSummary(p), Stage: p.Stage + 1, Done: p.Done(),
+		Name: p.Flow.Name, Summary: progressSummary(p, s.Domain), Stage: p.Stage + 1, Done: p.Done(),
 		DenyQuorum: max(p.Flow.DenyQuorum, 1), Denials: ids(p.Denials),
 	}
 	for i, st := range p.Flow.Stages {
@@ -193,25 +199,41 @@ func flowOf(p request.Progress, open bool) flowView {
 		switch {
 		case i < p.Stage:
 			sv.State = "done"
-		case i == p.Stage:
+		case i == p.Stage && open:
 			sv.State = "open"
-			if open {
-				sv.Deadline = p.Deadline()
-				if due, ok := p.EscalationDue(); ok {
-					sv.EscalatesAt = due
-				}
+			sv.Missing = p.MissingGroups(s.Domain)
+			sv.Deadline = p.Deadline()
+			if due, ok := p.EscalationDue(); ok {
+				sv.EscalatesAt = due
 			}
-		default:
+		case i == p.Stage:
+			sv.State = endedIn(s)
+		case open:
 			sv.State = "waiting"
+		default:
+			sv.State = "not reached"
 		}
 		f.Stages = append(f.Stages, sv)
 	}
 	return f
 }
 
-// progressSummary says where a flow stands, e.g.
-// "lead-then-security: stage 1/2 'lead', 0 of 1 from team-leads".
-func progressSummary(p request.Progress) string {
+// endedIn is what the stage a request ended in shows: how it ended.
+func endedIn(s request.State) string {
+	switch {
+	case s.ReviewOverdue:
+		return "overdue"
+	case s.Status == request.StatusNone:
+		return "closed"
+	}
+	return s.Status.String()
+}
+
+// progressSummary says where a flow of a request of domain stands, e.g.
+// "lead-then-security: stage 1/2 'lead', 0 of 1 from team-leads". A stage
+// in all-groups mode names the groups it still waits for: it may have its
+// number of approvals and still wait.
+func progressSummary(p request.Progress, domain string) string {
 	n := len(p.Flow.Stages)
 	if p.Done() {
 		return fmt.Sprintf("%s: all %d stage(s) approved", p.Flow.Name, n)
@@ -223,7 +245,11 @@ func progressSummary(p request.Progress) string {
 	s := fmt.Sprintf("%s: stage %d/%d '%s', %d of %d from %s", p.Flow.Name, p.Stage+1, n, st.Name,
 		len(p.Approvals[p.Stage]), st.Required, strings.Join(who, "|"))
 	if st.AllGroups {
-		s += " (each group)"
+		s += " (each group"
+		if missing := p.MissingGroups(domain); len(missing) > 0 {
+			s += "; still none from " + strings.Join(missing, ", ")
+		}
+		s += ")"
 	}
 	if len(p.Denials) > 0 {
 		s += fmt.Sprintf(", %d denial(s) of %d to deny", len(p.Denials), max(p.Flow.DenyQuorum, 1))
@@ -235,7 +261,7 @@ func progressSummary(p request.Progress) string {
 func flowSummary(s request.State) string {
 	var parts []string
 	for _, p := range s.Progress() {
-		parts = append(parts, progressSummary(p))
+		parts = append(parts, progressSummary(p, s.Domain))
 	}
 	return strings.Join(parts, "; ")
 }
@@ -342,6 +368,9 @@ func writeShow(w io.Writer, v requestView, now time.Time) {
 			mode := ""
 			if st.AllGroups {
 				mode = ", each group"
+			}
+			if len(st.Missing) > 0 {
+				mode += "; still none from " + strings.Join(st.Missing, ", ")
 			}
 			fmt.Fprintf(w, "    %d. %-12s %-7s %d of %d from %s%s, deadline %s after it opens\n", i+1, st.Name, st.State,
 				len(st.Approvals), st.Required, who, mode, time.Duration(st.DeadlineSec)*time.Second)
