@@ -93,3 +93,32 @@ func TestClientUsesThePipelinesBodyLimit(t *testing.T) {
 	assert.Equal(t, request.StatusGranted, r.State.Status)
 	assert.Greater(t, len(r.Records[0].Body), 64<<10)
 }
+
+// The pipeline answers every vote: counted (deciding nothing yet), refused
+// (with the reason), or by the decision it made. AwaitAnswer returns on
+// that answer.
+func TestAwaitAnswer(t *testing.T) {
+	e := writtest.Start(t, writtest.Options{})
+	id := e.Request("carol", client.Spec{Action: "restart", Resource: "prod/db"})
+	e.Pending(id)
+	vote := func(name string, approve bool) (*client.Request, uint64) {
+		t.Helper()
+		seq := e.Cast(name, id, approve, "")
+		r, err := e.Client.AwaitAnswer(t.Context(), writtest.Domain, id, seq)
+		require.NoError(t, err)
+		require.True(t, r.State.VoteAnswered(seq))
+		return r, seq
+	}
+
+	r, _ := vote("alice", true)
+	assert.Equal(t, request.StatusPending, r.State.Status)
+	require.Len(t, r.State.Votes, 1)
+	assert.True(t, r.State.Votes[0].Counted, "counted")
+	assert.Equal(t, events.KindCounted, r.Records[len(r.Records)-1].Kind)
+
+	r, seq := vote("deploy-bot", true) // no approver
+	assert.Equal(t, "not-eligible", r.State.Answered[seq], "refused")
+
+	r, _ = vote("bob", true)
+	assert.NotEqual(t, request.StatusPending, r.State.Status, "the decision answers the vote that made it")
+}
