@@ -23,15 +23,23 @@ func (c *Client) Replay(ctx context.Context, filter string, fn func(events.Recor
 	})
 }
 
-// Pending lists the requests of domain ("" for all) that wait for
-// approvers and that who may answer, oldest first.
+// Pending lists the requests of domain that wait for approvers and that
+// who may answer, oldest first. "" is every domain the client's own stream
+// holds (with a home: the home's; see PendingIn for the others).
 func (c *Client) Pending(ctx context.Context, domain string, who identity.Principal) ([]*Request, error) {
 	if domain == "" {
 		domain = "*"
 	}
 	now := c.clock()
 	var ids [][2]string
-	err := c.Replay(ctx, events.Prefix+"."+domain+".*."+events.KindEvaluated.String(), func(r events.Record) error {
+	// Another domain's requests are in its own stream, read through its
+	// JetStream domain (as Load reads them).
+	js, err := c.jsFor(domain)
+	if err != nil {
+		return nil, err
+	}
+	err = store.Scan(ctx, js, c.stream, events.Prefix+"."+domain+".*."+events.KindEvaluated.String(), time.Time{}, func(m events.Message) error {
+		r := c.checker.Inspect(m, c.clock())
 		if ev, ok := r.Data.(*events.Evaluated); ok && r.Valid() && ev.Outcome == events.OutcomeReview && ev.ExpiresAt != nil && ev.ExpiresAt.After(now) {
 			ids = append(ids, [2]string{r.Domain, r.RequestID})
 		}
