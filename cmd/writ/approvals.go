@@ -38,7 +38,7 @@ func approvals(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	c.register(fs, "your .creds file (required): the approver's identity")
 	once := fs.Bool("once", false, "watch: print the pending requests you may answer, then exit")
 	asJSON := fs.Bool("json", false, "list: print the requests as JSON")
-	domain := fs.String("domain", "", "only this domain's requests (default: all)")
+	domain := fs.String("domain", "", "only this domain's requests (default: every domain this setup reaches)")
 	if _, err := parse(fs, args[1:]); err != nil {
 		return err
 	}
@@ -47,7 +47,8 @@ func approvals(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		return err
 	}
 	defer nc.Close()
-	pending, err := cl.Pending(ctx, *domain, who.Principal)
+	domains := reachable(ctx, cl, *domain, stderr)
+	pending, err := cl.PendingIn(ctx, domains, who.Principal)
 	if err != nil {
 		return err
 	}
@@ -77,7 +78,7 @@ func approvals(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	}
 	if !*once {
 		if in, ok := stdin.(*os.File); ok && isTerminal(stdout) && term.IsTerminal(int(in.Fd())) {
-			return watchTerminal(ctx, cl, who, *domain, m, in, stdout.(*os.File))
+			return watchTerminal(ctx, cl, who, domains, m, in, stdout.(*os.File))
 		}
 	}
 	if len(lines) == 0 {
@@ -89,8 +90,8 @@ func approvals(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	if *once {
 		return nil
 	}
-	fmt.Fprintf(stdout, "Watching for requests %s may answer (Ctrl-C stops). Type: approve ID [reason] | deny ID reason | list\n", who.Principal.ID())
-	return watchLines(ctx, cl, who, *domain, m, stdin, stdout, stderr)
+	fmt.Fprintf(stdout, "Watching for requests %s may answer in %s (Ctrl-C stops). Type: approve ID [reason] | deny ID reason | list\n", who.Principal.ID(), strings.Join(domains, ", "))
+	return watchLines(ctx, cl, who, domains, m, stdin, stdout, stderr)
 }
 
 func isTerminal(w io.Writer) bool {
@@ -112,7 +113,7 @@ type voteDone struct {
 type watchLoop struct {
 	cl        *client.Client
 	who       *identity.Identity
-	domain    string
+	domains   []string // watched, each in its own stream
 	m         *watchModel
 	tick      time.Duration            // 0: no ticks
 	input     <-chan string            // lines or keys; closed at the end of input
@@ -126,14 +127,16 @@ func (l *watchLoop) run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(gctx)
 	defer func() { cancel(); _ = g.Wait() }()
 	updates := make(chan *client.Request, 64)
-	g.Go(func() error {
-		return l.cl.Watch(ctx, l.domain, func(r *client.Request) {
-			select {
-			case updates <- r:
-			case <-ctx.Done():
-			}
+	for _, d := range l.domains {
+		g.Go(func() error {
+			return l.cl.Watch(ctx, d, func(r *client.Request) {
+				select {
+				case updates <- r:
+				case <-ctx.Done():
+				}
+			})
 		})
-	})
+	}
 	results := make(chan voteDone)
 	var tick <-chan time.Time
 	if l.tick > 0 {
@@ -184,7 +187,7 @@ func (l *watchLoop) run(ctx context.Context) error {
 
 // watchLines is the line front end: the model's updates as lines on
 // stdout, commands from stdin, results on stdout, errors on stderr.
-func watchLines(ctx context.Context, cl *client.Client, who *identity.Identity, domain string, m *watchModel, stdin io.Reader, stdout, stderr io.Writer) error {
+func watchLines(ctx context.Context, cl *client.Client, who *identity.Identity, domains []string, m *watchModel, stdin io.Reader, stdout, stderr io.Writer) error {
 	lines := make(chan string)
 	go func() { // ends at the end of input; see watchLoop
 		defer close(lines)
@@ -199,7 +202,7 @@ func watchLines(ctx context.Context, cl *client.Client, who *identity.Identity, 
 	}()
 	lastStatus := ""
 	l := &watchLoop{
-		cl: cl, who: who, domain: domain, m: m, input: lines,
+		cl: cl, who: who, domains: domains, m: m, input: lines,
 		handle: func(line string) watchAction {
 			a, err := m.Command(line)
 			if err != nil {
@@ -235,7 +238,7 @@ func watchLines(ctx context.Context, cl *client.Client, who *identity.Identity, 
 
 // watchTerminal is the terminal front end: a full screen redrawn on each
 // change and every second (the deadlines count down), keys in raw mode.
-func watchTerminal(ctx context.Context, cl *client.Client, who *identity.Identity, domain string, m *watchModel, in, out *os.File) error {
+func watchTerminal(ctx context.Context, cl *client.Client, who *identity.Identity, domains []string, m *watchModel, in, out *os.File) error {
 	fd := int(in.Fd())
 	old, err := term.MakeRaw(fd)
 	if err != nil {
@@ -265,7 +268,7 @@ func watchTerminal(ctx context.Context, cl *client.Client, who *identity.Identit
 		}
 	}()
 	l := &watchLoop{
-		cl: cl, who: who, domain: domain, m: m, input: keys, tick: time.Second, quitAtEOF: true,
+		cl: cl, who: who, domains: domains, m: m, input: keys, tick: time.Second, quitAtEOF: true,
 		handle: m.Key,
 		show: func(string) {
 			width, height, err := term.GetSize(int(out.Fd()))
