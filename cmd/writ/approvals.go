@@ -48,6 +48,14 @@ func approvals(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	}
 	defer nc.Close()
 	domains := reachable(ctx, cl, *domain, stderr)
+	m := newWatchModel(who.Principal)
+	if sub == "watch" && !*once {
+		// Live: the watch lists what waits once it listens (WatchPending).
+		if in, ok := stdin.(*os.File); ok && isTerminal(stdout) && term.IsTerminal(int(in.Fd())) {
+			return watchTerminal(ctx, cl, who, domains, m, in, stdout.(*os.File))
+		}
+		return watchLines(ctx, cl, who, domains, m, stdin, stdout, stderr)
+	}
 	pending, err := cl.PendingIn(ctx, domains, who.Principal)
 	if err != nil {
 		return err
@@ -70,28 +78,13 @@ func approvals(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		}
 		return nil
 	}
-
-	m := newWatchModel(who.Principal)
-	var lines []string
-	for _, r := range pending {
-		lines = append(lines, m.Update(r.State, r.Records, now))
-	}
-	if !*once {
-		if in, ok := stdin.(*os.File); ok && isTerminal(stdout) && term.IsTerminal(int(in.Fd())) {
-			return watchTerminal(ctx, cl, who, domains, m, in, stdout.(*os.File))
-		}
-	}
-	if len(lines) == 0 {
+	if len(pending) == 0 {
 		fmt.Fprintf(stdout, "No pending requests for %s.\n", who.Principal.ID())
 	}
-	for _, l := range lines {
-		fmt.Fprintln(stdout, l)
+	for _, r := range pending {
+		fmt.Fprintln(stdout, m.Update(r.State, r.Records, now))
 	}
-	if *once {
-		return nil
-	}
-	fmt.Fprintf(stdout, "Watching for requests %s may answer in %s (Ctrl-C stops). Type: approve ID [reason] | deny ID reason | list\n", who.Principal.ID(), strings.Join(domains, ", "))
-	return watchLines(ctx, cl, who, domains, m, stdin, stdout, stderr)
+	return nil
 }
 
 func isTerminal(w io.Writer) bool {
@@ -119,6 +112,7 @@ type watchLoop struct {
 	input     <-chan string            // lines or keys; closed at the end of input
 	handle    func(string) watchAction // input → action
 	show      func(update string)      // after each change; update is the model's line for it, if any
+	caughtUp  func()                   // once the requests waiting at the start are shown
 	quitAtEOF bool
 }
 
@@ -126,17 +120,17 @@ func (l *watchLoop) run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	ctx, cancel := context.WithCancel(gctx)
 	defer func() { cancel(); _ = g.Wait() }()
+	// The requests waiting now, then a nil (caught up), then every update.
 	updates := make(chan *client.Request, 64)
-	for _, d := range l.domains {
-		g.Go(func() error {
-			return l.cl.Watch(ctx, d, func(r *client.Request) {
-				select {
-				case updates <- r:
-				case <-ctx.Done():
-				}
-			})
-		})
+	send := func(r *client.Request) {
+		select {
+		case updates <- r:
+		case <-ctx.Done():
+		}
 	}
+	g.Go(func() error {
+		return l.cl.WatchPending(ctx, l.domains, l.who.Principal, func() { send(nil) }, send)
+	})
 	results := make(chan voteDone)
 	var tick <-chan time.Time
 	if l.tick > 0 {
@@ -152,6 +146,12 @@ func (l *watchLoop) run(ctx context.Context) error {
 			cancel()
 			return g.Wait()
 		case r := <-updates:
+			if r == nil {
+				if l.caughtUp != nil {
+					l.caughtUp()
+				}
+				continue
+			}
 			l.show(l.m.Update(r.State, r.Records, time.Now()))
 		case s, ok := <-input:
 			if !ok {
@@ -203,6 +203,12 @@ func watchLines(ctx context.Context, cl *client.Client, who *identity.Identity, 
 	lastStatus := ""
 	l := &watchLoop{
 		cl: cl, who: who, domains: domains, m: m, input: lines,
+		caughtUp: func() {
+			if len(m.items) == 0 {
+				fmt.Fprintf(stdout, "No pending requests for %s.\n", who.Principal.ID())
+			}
+			fmt.Fprintf(stdout, "Watching for requests %s may answer in %s (Ctrl-C stops). Type: approve ID [reason] | deny ID reason | list\n", who.Principal.ID(), strings.Join(domains, ", "))
+		},
 		handle: func(line string) watchAction {
 			a, err := m.Command(line)
 			if err != nil {

@@ -157,11 +157,21 @@ func reachable(ctx context.Context, cl *client.Client, domain string, stderr io.
 // errWhichDomain: a request id alone does not say which domain to act in.
 var errWhichDomain = errors.New("say which domain with --domain")
 
+// explained is an error in the user's words that still is (errors.Is) the
+// errors it explains, without repeating their text.
+type explained struct {
+	msg    string
+	causes []error
+}
+
+func (e *explained) Error() string   { return e.msg }
+func (e *explained) Unwrap() []error { return e.causes }
+
 // locate loads the request an approver acts on: in domain, or, when domain
 // is "", in the one domain of those this setup reaches that holds its id.
-// An id in two domains is refused, and so is one when a linked domain did
-// not answer, which could hold it too: a vote or a revocation must not
-// reach a request other than the one meant.
+// An id in two domains is refused, and so is one when a linked domain's
+// stream cannot be read, which could hold it too: a vote or a revocation
+// must not reach a request other than the one meant.
 func locate(ctx context.Context, cl *client.Client, domain, id string) (*client.Request, error) {
 	if domain != "" {
 		return cl.Load(ctx, domain, id)
@@ -169,15 +179,24 @@ func locate(ctx context.Context, cl *client.Client, domain, id string) (*client.
 	reach := cl.Reach(ctx)
 	if len(reach.Missed) > 0 {
 		d := slices.Sorted(maps.Keys(reach.Missed))[0]
-		return nil, fmt.Errorf("cannot tell which domain holds %s: in %s, %v, and it could hold the id too; %w", id, d, reach.Missed[d], errWhichDomain)
+		return nil, &explained{
+			msg:    fmt.Sprintf("cannot tell which domain holds %s: in %s, %v, and it could hold the id too: %v", id, d, reach.Missed[d], errWhichDomain),
+			causes: []error{errWhichDomain, reach.Missed[d]},
+		}
 	}
 	d, err := cl.FindIn(ctx, id, reach.Domains)
 	var amb *client.AmbiguousError
 	switch {
 	case errors.As(err, &amb):
-		return nil, fmt.Errorf("request %s is in %d domains (%s): %w: %w", id, len(amb.Domains), strings.Join(amb.Domains, " and "), errWhichDomain, err)
+		return nil, &explained{
+			msg:    fmt.Sprintf("request %s is in %d domains (%s): %v", id, len(amb.Domains), strings.Join(amb.Domains, " and "), errWhichDomain),
+			causes: []error{errWhichDomain, err},
+		}
 	case errors.Is(err, client.ErrNotFound):
-		return nil, fmt.Errorf("no request %s in %s (the domains this setup reaches): %w", id, strings.Join(reach.Domains, ", "), err)
+		return nil, &explained{
+			msg:    fmt.Sprintf("no request %s in %s (the domains this setup reaches); check the id, or name its domain with --domain", id, strings.Join(reach.Domains, ", ")),
+			causes: []error{err},
+		}
 	case err != nil:
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -390,4 +391,37 @@ func TestCrossDomainUnreadDomain(t *testing.T) {
 	out, errOut, err = writ(t, cmd("approve", id, "--domain", "alpha")...)
 	require.NoError(t, err, errOut)
 	assert.Contains(t, out, "approved "+id+" in alpha; still pending")
+}
+
+// The live watch hears another domain's request as it comes, across the
+// leafnode, and answers it.
+func TestCrossDomainWatchLive(t *testing.T) {
+	x := startXDomain(t, "beta")
+	stdin, typeIn := io.Pipe()
+	var out, errOut syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- approvals(ctx, x.cmd("alice", "watch"), stdin, &out, &errOut) }()
+	defer func() {
+		cancel()
+		typeIn.Close()
+		select {
+		case err := <-done:
+			assert.NoError(t, err)
+		case <-time.After(10 * time.Second):
+			t.Error("watch did not stop")
+		}
+	}()
+	require.Eventually(t, func() bool {
+		return strings.Contains(out.String(), "Watching for requests alpha/alice may answer in alpha, beta")
+	},
+		10*time.Second, 20*time.Millisecond, "%s %s", out.String(), errOut.String())
+
+	id := x.pendingInBeta(t)
+	require.Eventually(t, func() bool { return strings.Contains(out.String(), "PENDING  "+id) }, 10*time.Second, 20*time.Millisecond, out.String())
+	assert.Contains(t, lineWith(out.String(), "PENDING  "+id), "beta/carol (origin beta) wants restart on beta/prod/db")
+	_, err := io.WriteString(typeIn, "approve "+id+"\n")
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return strings.Contains(out.String(), "RESULT   approved "+id+" in beta") }, 10*time.Second, 20*time.Millisecond, out.String()+errOut.String())
+	assert.Equal(t, request.StatusGranted, x.beta.Settle(id).State.Status)
 }
