@@ -43,6 +43,9 @@ when { resource.path like "prod/*" };
 
 @id("approvers-may-approve")
 permit (principal, action == Action::"approve", resource);
+
+@id("partner-leads-revoke")
+permit (principal in Group::"alpha/sre-leads", action == Action::"revoke", resource);
 `
 
 // xdomain is two federated domains: beta's flow names alpha's SRE leads,
@@ -120,7 +123,7 @@ func TestCrossDomainApprovalFromOwnSetup(t *testing.T) {
 	}
 }
 
-// deny and revoke take --domain, and so does approve.
+// deny and revoke act in another domain too: with --domain, or by id.
 func TestCrossDomainDenyAndRevokeWithDomain(t *testing.T) {
 	x := startXDomain(t, "beta")
 	id := x.pendingInBeta(t)
@@ -131,6 +134,18 @@ func TestCrossDomainDenyAndRevokeWithDomain(t *testing.T) {
 	assert.Contains(t, out, "denied "+id)
 	r := x.beta.Settle(id)
 	assert.Equal(t, request.StatusDenied, r.State.Status)
+
+	// Revoked from alpha, by id alone, as beta's policy lets alpha's leads.
+	id = x.pendingInBeta(t)
+	_, _, err = writ(t, x.cmd("alice", "approve", id, "--domain", "beta")...)
+	require.NoError(t, err)
+	require.Equal(t, request.StatusGranted, x.beta.Settle(id).State.Status)
+	out, errOut, err = writ(t, x.cmd("bob", "revoke", id, "--reason", "done with it")...)
+	require.NoError(t, err, errOut)
+	assert.Contains(t, out, "revoked "+id)
+	r, err = x.beta.Client.Load(t.Context(), "beta", id)
+	require.NoError(t, err)
+	assert.Equal(t, request.StatusRevoked, r.State.Status)
 }
 
 // An id in two domains is refused as ambiguous, by approve, deny and
