@@ -98,7 +98,7 @@ func submitVote(ctx context.Context, cl *client.Client, who *identity.Identity, 
 		if ctx.Err() != nil {
 			return "", ctx.Err()
 		}
-		return fmt.Sprintf("vote on %s recorded at #%d; its outcome is not known yet (%v): writ audit replay --request %s", id, seq, err, id), nil
+		return fmt.Sprintf("vote on %s in %s recorded at #%d; its outcome is not known yet (%v): writ audit replay --request %s", id, domain, seq, err, id), nil
 	}
 	if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return "", err

@@ -113,7 +113,7 @@ func TestCrossDomainApprovalFromOwnSetup(t *testing.T) {
 			// signed with her key, and beta's pipeline counts it.
 			out, errOut, err := writ(t, x.cmd("alice", "approve", id)...)
 			require.NoError(t, err, errOut)
-			assert.Contains(t, out, "approved "+id)
+			assertVoted(t, out, "approved", id, "beta")
 			r := x.beta.Settle(id)
 			require.Equal(t, request.StatusGranted, r.State.Status, "%v", writtest.Kinds(r))
 			require.Len(t, r.State.Votes, 1)
@@ -131,7 +131,7 @@ func TestCrossDomainDenyAndRevokeWithDomain(t *testing.T) {
 	require.ErrorIs(t, err, client.ErrNotFound, "not in alpha")
 	out, errOut, err := writ(t, x.cmd("bob", "deny", id, "--domain", "beta", "--reason", "release freeze")...)
 	require.NoError(t, err, errOut)
-	assert.Contains(t, out, "denied "+id)
+	assertVoted(t, out, "denied", id, "beta")
 	r := x.beta.Settle(id)
 	assert.Equal(t, request.StatusDenied, r.State.Status)
 
@@ -188,7 +188,7 @@ func TestCrossDomainAmbiguousID(t *testing.T) {
 
 	out, errOut, err := writ(t, x.cmd("alice", "approve", id, "--domain", "beta")...)
 	require.NoError(t, err, errOut)
-	assert.Contains(t, out, "approved "+id+" in beta")
+	assertVoted(t, out, "approved", id, "beta")
 	assert.Equal(t, request.StatusGranted, x.beta.Settle(id).State.Status)
 	r, err = x.alpha.Client.Load(t.Context(), "alpha", id)
 	require.NoError(t, err)
@@ -290,7 +290,7 @@ func TestCrossDomainReaderCannotVote(t *testing.T) {
 	// The barrier: alice's own vote, published after, is the only one.
 	out, errOut, err := writ(t, x.cmd("alice", "approve", id)...)
 	require.NoError(t, err, errOut)
-	assert.Contains(t, out, "approved "+id+" in beta")
+	assertVoted(t, out, "approved", id, "beta")
 	r := x.beta.Settle(id)
 	require.Len(t, r.State.Votes, 1)
 	assert.Equal(t, "alpha/alice", r.State.Votes[0].Voter.ID())
@@ -308,16 +308,16 @@ func TestCrossDomainSpokeToSpoke(t *testing.T) {
 		return append(args, "--dir", alpha.Dir, "--server", alpha.Server.ClientURL(), "--creds", filepath.Join(alpha.Dir, "creds", "alice.creds"))
 	}
 	var out, errOut string
+	var err error
 	require.Eventually(t, func() bool {
-		var err error
 		out, errOut, err = writ(t, cmd("approvals", "list")...)
 		return err == nil && strings.Contains(out, id)
-	}, 15*time.Second, 100*time.Millisecond, "alice's list: %s %s", out, errOut)
+	}, 30*time.Second, 100*time.Millisecond, "alice's list: %s %s %v", out, errOut, err)
 	assert.Contains(t, out, "PENDING "+id+" in gamma")
 	assert.Empty(t, errOut, "every domain answered")
-	out, errOut, err := writ(t, cmd("approve", id)...)
+	out, errOut, err = writ(t, cmd("approve", id)...)
 	require.NoError(t, err, errOut)
-	assert.Contains(t, out, "approved "+id+" in gamma")
+	assertVoted(t, out, "approved", id, "gamma")
 	assert.Equal(t, request.StatusGranted, gamma.Settle(id).State.Status)
 
 	// gamma's link without that row (its leaf creds as issued before):
@@ -405,7 +405,9 @@ func TestCrossDomainUnreadDomain(t *testing.T) {
 	assert.Contains(t, err.Error(), "cannot tell which domain holds "+id+": in beta, the stream cannot be read from here")
 	out, errOut, err = writ(t, cmd("approve", id, "--domain", "alpha")...)
 	require.NoError(t, err, errOut)
-	assert.Contains(t, out, "approved "+id+" in alpha; still pending")
+	assertVoted(t, out, "approved", id, "alpha")
+	r := alpha.Await(id, 20*time.Second, func(s request.State) bool { return len(s.Votes) > 0 })
+	assert.Equal(t, "alpha/alice", r.State.Votes[0].Voter.ID())
 }
 
 // The live watch hears another domain's request as it comes, across the
@@ -437,6 +439,17 @@ func TestCrossDomainWatchLive(t *testing.T) {
 	assert.Contains(t, lineWith(out.String(), "PENDING  "+id), "beta/carol (origin beta) wants restart on beta/prod/db")
 	_, err := io.WriteString(typeIn, "approve "+id+"\n")
 	require.NoError(t, err)
-	require.Eventually(t, func() bool { return strings.Contains(out.String(), "RESULT   approved "+id+" in beta") }, 10*time.Second, 20*time.Millisecond, out.String()+errOut.String())
+	require.Eventually(t, func() bool {
+		return strings.Contains(out.String(), "RESULT   approved "+id+" in beta") || strings.Contains(out.String(), "RESULT   vote on "+id+" in beta recorded")
+	}, 10*time.Second, 20*time.Millisecond, out.String()+errOut.String())
 	assert.Equal(t, request.StatusGranted, x.beta.Settle(id).State.Status)
+}
+
+// assertVoted checks what approve or deny printed: the vote's outcome in
+// domain, or, when the pipeline did not answer within the command's short
+// wait (a loaded machine, reads across two leafnodes), that it was
+// recorded there. The test then checks the outcome in the target's record.
+func assertVoted(t *testing.T, out, past, id, domain string) {
+	t.Helper()
+	assert.Regexp(t, "^("+past+" "+id+" in "+domain+"; |vote on "+id+" in "+domain+" recorded at #)", out)
 }
