@@ -46,6 +46,7 @@ type Client struct {
 	js      jetstream.JetStream
 	stream  string
 	home    string
+	bundle  *identity.Bundle
 	reader  store.Reader
 	checker events.Checker
 	clock   func() time.Time
@@ -87,7 +88,7 @@ func New(nc *nats.Conn, o Options) (*Client, error) {
 		return nil, err
 	}
 	return &Client{
-		nc: nc, js: js, stream: o.Stream, home: o.Home,
+		nc: nc, js: js, stream: o.Stream, home: o.Home, bundle: o.Bundle,
 		reader:  store.Reader{NC: nc, Stream: o.Stream, APIPrefix: o.APIPrefix},
 		checker: events.Checker{Bundle: o.Bundle, MaxBody: o.MaxBody, Cache: events.NewInspectCache(clientInspectCache)},
 		clock:   o.Clock,

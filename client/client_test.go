@@ -94,6 +94,7 @@ func TestClientUsesThePipelinesBodyLimit(t *testing.T) {
 	assert.Greater(t, len(r.Records[0].Body), 64<<10)
 }
 
+<<<<<<< HEAD
 // The pipeline answers every vote: counted (deciding nothing yet), refused
 // (with the reason), or by the decision it made. AwaitAnswer returns on
 // that answer.
@@ -121,4 +122,29 @@ func TestAwaitAnswer(t *testing.T) {
 
 	r, _ = vote("bob", true)
 	assert.NotEqual(t, request.StatusPending, r.State.Status, "the decision answers the vote that made it")
+=======
+// FindIn and PendingIn over the domains a client reaches; here one
+// domain alone (the cross-domain cases run across leafnodes in cmd/writ's
+// TestCrossDomain* tests).
+func TestReachFindInPendingIn(t *testing.T) {
+	e := writtest.Start(t, writtest.Options{})
+	reach := e.Client.Reach(t.Context())
+	assert.Equal(t, []string{writtest.Domain}, reach.Domains)
+	assert.Empty(t, reach.Missed)
+
+	id := e.Request("carol", client.Spec{Action: "restart", Resource: "prod/db"})
+	e.Pending(id)
+	d, err := e.Client.FindIn(t.Context(), id, reach.Domains)
+	require.NoError(t, err)
+	assert.Equal(t, writtest.Domain, d)
+	_, err = e.Client.FindIn(t.Context(), "0195a7a0-0000-7000-8000-000000000000", reach.Domains)
+	assert.ErrorIs(t, err, client.ErrNotFound)
+	_, err = e.Client.FindIn(t.Context(), "not-an-id", reach.Domains)
+	assert.Error(t, err)
+
+	pending, err := e.Client.PendingIn(t.Context(), reach.Domains, e.Identity("alice").Principal)
+	require.NoError(t, err)
+	require.Len(t, pending, 1)
+	assert.Equal(t, id, pending[0].State.ID)
+>>>>>>> h-xdomain
 }

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/writ-dev/writ/events"
@@ -23,15 +24,23 @@ func (c *Client) Replay(ctx context.Context, filter string, fn func(events.Recor
 	})
 }
 
-// Pending lists the requests of domain ("" for all) that wait for
-// approvers and that who may answer, oldest first.
+// Pending lists the requests of domain that wait for approvers and that
+// who may answer, oldest first. "" is every domain the client's own stream
+// holds (with a home: the home's; see PendingIn for the others).
 func (c *Client) Pending(ctx context.Context, domain string, who identity.Principal) ([]*Request, error) {
 	if domain == "" {
 		domain = "*"
 	}
 	now := c.clock()
 	var ids [][2]string
-	err := c.Replay(ctx, events.Prefix+"."+domain+".*."+events.KindEvaluated.String(), func(r events.Record) error {
+	// Another domain's requests are in its own stream, read through its
+	// JetStream domain (as Load reads them).
+	js, err := c.jsFor(domain)
+	if err != nil {
+		return nil, err
+	}
+	err = store.Scan(ctx, js, c.stream, events.Prefix+"."+domain+".*."+events.KindEvaluated.String(), time.Time{}, func(m events.Message) error {
+		r := c.checker.Inspect(m, c.clock())
 		if ev, ok := r.Data.(*events.Evaluated); ok && r.Valid() && ev.Outcome == events.OutcomeReview && ev.ExpiresAt != nil && ev.ExpiresAt.After(now) {
 			ids = append(ids, [2]string{r.Domain, r.RequestID})
 		}
@@ -61,11 +70,37 @@ func (c *Client) Watch(ctx context.Context, domain string, fn func(*Request)) er
 	if domain == "" {
 		domain = "*"
 	}
-	sub, err := c.nc.SubscribeSync(events.Prefix + "." + domain + ".*.*")
-	if err != nil {
-		return err
+	return c.watch(ctx, []string{domain}, nil, nil, fn)
+}
+
+// WatchPending is what an approver watches: it calls fn first with each
+// request of domains (each read in its own stream, as PendingIn) that
+// waits for who now, then caughtUp, and then, as Watch does, with a
+// request's state each time an event is appended to it, whoever it waits
+// for, until ctx ends. It listens before it lists: a request made while
+// the list is read is heard, also across a leafnode (the server passes a
+// subscription on to its links before any later message of the same
+// connection, such as the list's reads).
+func (c *Client) WatchPending(ctx context.Context, domains []string, who identity.Principal, caughtUp func(), fn func(*Request)) error {
+	return c.watch(ctx, domains, func(ctx context.Context) ([]*Request, error) {
+		return c.PendingIn(ctx, domains, who)
+	}, caughtUp, fn)
+}
+
+func (c *Client) watch(ctx context.Context, domains []string, initial func(context.Context) ([]*Request, error), caughtUp func(), fn func(*Request)) error {
+	var subs []*nats.Subscription
+	defer func() {
+		for _, sub := range subs {
+			_ = sub.Unsubscribe()
+		}
+	}()
+	for _, d := range domains {
+		sub, err := c.nc.SubscribeSync(events.Prefix + "." + d + ".*.*")
+		if err != nil {
+			return err
+		}
+		subs = append(subs, sub)
 	}
-	defer func() { _ = sub.Unsubscribe() }()
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() { cancel(); wg.Wait() }()
@@ -75,53 +110,75 @@ func (c *Client) Watch(ctx context.Context, domain string, fn func(*Request)) er
 	// that never comes; the notices behind it must not wait with it.
 	results := make(chan *Request, watchAhead)
 	failed := make(chan error, 1)
-	wg.Go(func() {
-		slots := make(chan struct{}, watchAhead)
-		for {
-			m, err := sub.NextMsgWithContext(ctx)
-			if err != nil {
-				select {
-				case failed <- err:
-				default:
-				}
-				return
-			}
-			d, id, _, err := events.ParseSubject(m.Subject)
-			if err != nil {
-				continue
-			}
-			select {
-			case slots <- struct{}{}:
-			case <-ctx.Done():
-				return
-			}
-			wg.Go(func() {
-				defer func() { <-slots }()
-				r, err := c.loadHolding(ctx, d, id, events.Digest(m.Data))
+	fail := func(err error) {
+		select {
+		case failed <- err:
+		default:
+		}
+	}
+	slots := make(chan struct{}, watchAhead)
+	for _, sub := range subs {
+		wg.Go(func() {
+			for {
+				m, err := sub.NextMsgWithContext(ctx)
 				if err != nil {
-					select {
-					case failed <- err:
-					default:
-					}
+					fail(err)
 					return
 				}
-				select {
-				case results <- r:
-				case <-ctx.Done():
+				d, id, _, err := events.ParseSubject(m.Subject)
+				if err != nil {
+					continue
 				}
-			})
-		}
-	})
+				select {
+				case slots <- struct{}{}:
+				case <-ctx.Done():
+					return
+				}
+				wg.Go(func() {
+					defer func() { <-slots }()
+					r, err := c.loadHolding(ctx, d, id, events.Digest(m.Data))
+					if err != nil {
+						fail(err)
+						return
+					}
+					select {
+					case results <- r:
+					case <-ctx.Done():
+					}
+				})
+			}
+		})
+	}
 	shown := fifo.New[string, uint64](16384) // request → last sequence shown
+	show := func(r *Request) {
+		key := r.State.Domain + "/" + r.State.ID
+		if last, ok := shown.Get(key); ok && r.State.LastSeq <= last {
+			return // a read that finished after a later one
+		}
+		shown.Put(key, r.State.LastSeq)
+		fn(r)
+	}
+	if initial != nil {
+		// The server has the subscriptions (and has passed them on)
+		// before the list's first read.
+		if err := c.nc.FlushTimeout(10 * time.Second); err != nil {
+			return err
+		}
+		list, err := initial(ctx)
+		if err != nil {
+			return err
+		}
+		for _, r := range list {
+			show(r)
+		}
+	}
+	if caughtUp != nil {
+		caughtUp()
+	}
 	for {
 		select {
 		case r := <-results:
-			key := r.State.Domain + "/" + r.State.ID
-			if last, ok := shown.Get(key); ok && r.State.LastSeq <= last {
-				continue // a read that finished after a later one
-			}
-			shown.Put(key, r.State.LastSeq)
-			fn(r)
+			show(r)
 		case err := <-failed:
 			if ctx.Err() != nil {
 				return nil

@@ -4,11 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/writ-dev/writ/embedded"
 )
 
 // What a forming cluster answers is waited on (until the caller's
@@ -40,5 +48,50 @@ func TestClusterForming(t *testing.T) {
 		{errors.New("something else"), false},
 	} {
 		assert.Equal(t, tc.wait, clusterForming(tc.err), "%v", tc.err)
+	}
+}
+
+// A stream whose store the server fails to create (as when nats-server
+// sets up the account's JetStream again under the create: storeRace) is
+// asked for again, and made once the store can be.
+func TestEnsureStreamsOutlastsAStoreRace(t *testing.T) {
+	dir := t.TempDir()
+	srv, err := embedded.Start(embedded.Options{Port: -1, StoreDir: dir})
+	require.NoError(t, err)
+	t.Cleanup(srv.Shutdown)
+	nc, err := srv.Connect()
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	// A file where the account's streams directory goes: the server cannot
+	// make the store, until it is gone.
+	account := filepath.Join(dir, "jetstream", "$G")
+	require.NoError(t, os.MkdirAll(account, 0o750))
+	block := filepath.Join(account, "streams")
+	require.NoError(t, os.WriteFile(block, nil, 0o600))
+	// The block goes once the server has refused EnsureStreams's first
+	// attempt: only another attempt can make the stream.
+	mon, err := srv.Connect()
+	require.NoError(t, err)
+	t.Cleanup(mon.Close)
+	refused := make(chan struct{})
+	var once sync.Once
+	_, err = mon.Subscribe("_INBOX.>", func(m *nats.Msg) {
+		if strings.Contains(string(m.Data), `"err_code":10049`) {
+			// (The server's cleanup of the failed create may have
+			// removed it already.)
+			once.Do(func() { _ = os.Remove(block); close(refused) })
+		}
+	})
+	require.NoError(t, err)
+	require.NoError(t, mon.Flush())
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, EnsureStreams(ctx, js, StreamConfig{Domain: "acme"}))
+	select {
+	case <-refused:
+	default:
+		t.Fatal("the first attempt was not refused")
 	}
 }

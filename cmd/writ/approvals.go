@@ -38,7 +38,7 @@ func approvals(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	c.register(fs, "your .creds file (required): the approver's identity")
 	once := fs.Bool("once", false, "watch: print the pending requests you may answer, then exit")
 	asJSON := fs.Bool("json", false, "list: print the requests as JSON")
-	domain := fs.String("domain", "", "only this domain's requests (default: all)")
+	domain := fs.String("domain", "", "only this domain's requests (default: every domain this setup reaches)")
 	if _, err := parse(fs, args[1:]); err != nil {
 		return err
 	}
@@ -47,7 +47,16 @@ func approvals(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		return err
 	}
 	defer nc.Close()
-	pending, err := cl.Pending(ctx, *domain, who.Principal)
+	domains := reachable(ctx, cl, *domain, stderr)
+	m := newWatchModel(who.Principal)
+	if sub == "watch" && !*once {
+		// Live: the watch lists what waits once it listens (WatchPending).
+		if in, ok := stdin.(*os.File); ok && isTerminal(stdout) && term.IsTerminal(int(in.Fd())) {
+			return watchTerminal(ctx, cl, who, domains, m, in, stdout.(*os.File))
+		}
+		return watchLines(ctx, cl, who, domains, m, stdin, stdout, stderr)
+	}
+	pending, err := cl.PendingIn(ctx, domains, who.Principal)
 	if err != nil {
 		return err
 	}
@@ -69,28 +78,13 @@ func approvals(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 		}
 		return nil
 	}
-
-	m := newWatchModel(who.Principal)
-	var lines []string
-	for _, r := range pending {
-		lines = append(lines, m.Update(r.State, r.Records, now))
-	}
-	if !*once {
-		if in, ok := stdin.(*os.File); ok && isTerminal(stdout) && term.IsTerminal(int(in.Fd())) {
-			return watchTerminal(ctx, cl, who, *domain, m, in, stdout.(*os.File))
-		}
-	}
-	if len(lines) == 0 {
+	if len(pending) == 0 {
 		fmt.Fprintf(stdout, "No pending requests for %s.\n", who.Principal.ID())
 	}
-	for _, l := range lines {
-		fmt.Fprintln(stdout, l)
+	for _, r := range pending {
+		fmt.Fprintln(stdout, m.Update(r.State, r.Records, now))
 	}
-	if *once {
-		return nil
-	}
-	fmt.Fprintf(stdout, "Watching for requests %s may answer (Ctrl-C stops). Type: approve ID [reason] | deny ID reason | list\n", who.Principal.ID())
-	return watchLines(ctx, cl, who, *domain, m, stdin, stdout, stderr)
+	return nil
 }
 
 func isTerminal(w io.Writer) bool {
@@ -112,12 +106,13 @@ type voteDone struct {
 type watchLoop struct {
 	cl        *client.Client
 	who       *identity.Identity
-	domain    string
+	domains   []string // watched, each in its own stream
 	m         *watchModel
 	tick      time.Duration            // 0: no ticks
 	input     <-chan string            // lines or keys; closed at the end of input
 	handle    func(string) watchAction // input → action
 	show      func(update string)      // after each change; update is the model's line for it, if any
+	caughtUp  func()                   // once the requests waiting at the start are shown
 	quitAtEOF bool
 }
 
@@ -125,14 +120,16 @@ func (l *watchLoop) run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(ctx)
 	ctx, cancel := context.WithCancel(gctx)
 	defer func() { cancel(); _ = g.Wait() }()
+	// The requests waiting now, then a nil (caught up), then every update.
 	updates := make(chan *client.Request, 64)
+	send := func(r *client.Request) {
+		select {
+		case updates <- r:
+		case <-ctx.Done():
+		}
+	}
 	g.Go(func() error {
-		return l.cl.Watch(ctx, l.domain, func(r *client.Request) {
-			select {
-			case updates <- r:
-			case <-ctx.Done():
-			}
-		})
+		return l.cl.WatchPending(ctx, l.domains, l.who.Principal, func() { send(nil) }, send)
 	})
 	results := make(chan voteDone)
 	var tick <-chan time.Time
@@ -149,6 +146,12 @@ func (l *watchLoop) run(ctx context.Context) error {
 			cancel()
 			return g.Wait()
 		case r := <-updates:
+			if r == nil {
+				if l.caughtUp != nil {
+					l.caughtUp()
+				}
+				continue
+			}
 			l.show(l.m.Update(r.State, r.Records, time.Now()))
 		case s, ok := <-input:
 			if !ok {
@@ -184,7 +187,7 @@ func (l *watchLoop) run(ctx context.Context) error {
 
 // watchLines is the line front end: the model's updates as lines on
 // stdout, commands from stdin, results on stdout, errors on stderr.
-func watchLines(ctx context.Context, cl *client.Client, who *identity.Identity, domain string, m *watchModel, stdin io.Reader, stdout, stderr io.Writer) error {
+func watchLines(ctx context.Context, cl *client.Client, who *identity.Identity, domains []string, m *watchModel, stdin io.Reader, stdout, stderr io.Writer) error {
 	lines := make(chan string)
 	go func() { // ends at the end of input; see watchLoop
 		defer close(lines)
@@ -199,7 +202,13 @@ func watchLines(ctx context.Context, cl *client.Client, who *identity.Identity, 
 	}()
 	lastStatus := ""
 	l := &watchLoop{
-		cl: cl, who: who, domain: domain, m: m, input: lines,
+		cl: cl, who: who, domains: domains, m: m, input: lines,
+		caughtUp: func() {
+			if len(m.items) == 0 {
+				fmt.Fprintf(stdout, "No pending requests for %s.\n", who.Principal.ID())
+			}
+			fmt.Fprintf(stdout, "Watching for requests %s may answer in %s (Ctrl-C stops). Type: approve ID [reason] | deny ID reason | list\n", who.Principal.ID(), strings.Join(domains, ", "))
+		},
 		handle: func(line string) watchAction {
 			a, err := m.Command(line)
 			if err != nil {
@@ -235,7 +244,7 @@ func watchLines(ctx context.Context, cl *client.Client, who *identity.Identity, 
 
 // watchTerminal is the terminal front end: a full screen redrawn on each
 // change and every second (the deadlines count down), keys in raw mode.
-func watchTerminal(ctx context.Context, cl *client.Client, who *identity.Identity, domain string, m *watchModel, in, out *os.File) error {
+func watchTerminal(ctx context.Context, cl *client.Client, who *identity.Identity, domains []string, m *watchModel, in, out *os.File) error {
 	fd := int(in.Fd())
 	old, err := term.MakeRaw(fd)
 	if err != nil {
@@ -265,7 +274,7 @@ func watchTerminal(ctx context.Context, cl *client.Client, who *identity.Identit
 		}
 	}()
 	l := &watchLoop{
-		cl: cl, who: who, domain: domain, m: m, input: keys, tick: time.Second, quitAtEOF: true,
+		cl: cl, who: who, domains: domains, m: m, input: keys, tick: time.Second, quitAtEOF: true,
 		handle: m.Key,
 		show: func(string) {
 			width, height, err := term.GetSize(int(out.Fd()))

@@ -21,10 +21,11 @@ func runDeny(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
 func vote(ctx context.Context, name string, approve bool, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags(name, name+" REQUEST-ID --creds FILE [--reason TEXT]", stderr)
+	fs := newFlags(name, name+" REQUEST-ID --creds FILE [--domain D] [--reason TEXT]", stderr)
 	var c conn
 	c.register(fs, "your .creds file (required): the approver's identity")
 	reason := fs.String("reason", "", "why; required to deny")
+	domain := fs.String("domain", "", "the request's domain (default: found by id among the domains this setup reaches)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -41,17 +42,16 @@ func vote(ctx context.Context, name string, approve bool, args []string, stdout,
 	}
 	defer nc.Close()
 	id := pos[0]
-	r, err := lookup(ctx, cl, "", id)
+	r, err := locate(ctx, cl, *domain, id)
 	if err != nil {
 		return err
 	}
-	domain := r.State.Domain
 	// Say no before publishing when the outcome is certain; the approval
 	// consumer checks again and has the last word.
 	if err := r.State.CanVote(who.Principal); err != nil {
 		return fmt.Errorf("cannot %s %s: %w", name, id, err)
 	}
-	msg, err := submitVote(ctx, cl, who, domain, id, "", client.Vote{Approve: approve, Reason: *reason})
+	msg, err := submitVote(ctx, cl, who, r.State.Domain, id, "", client.Vote{Approve: approve, Reason: *reason})
 	if err != nil {
 		return fmt.Errorf("cannot %s %s: %w", name, id, err)
 	}
@@ -99,7 +99,7 @@ func submitVote(ctx context.Context, cl *client.Client, who *identity.Identity, 
 		return "", ctx.Err()
 	}
 	if r == nil || errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Sprintf("vote on %s recorded at #%d; the pipeline has not answered it within %s (is writ serve running?): follow it with writ request show %s", id, seq, voteAnswerWait, id), nil
+		return fmt.Sprintf("vote on %s in %s recorded at #%d; the pipeline has not answered it within %s (is writ serve running in %s?): follow it with writ audit replay --request %s", id, domain, seq, voteAnswerWait, domain, id), nil
 	}
 	if err != nil {
 		return "", err
@@ -113,7 +113,7 @@ func submitVote(ctx context.Context, cl *client.Client, who *identity.Identity, 
 		return "", fmt.Errorf("your %s vote was refused: %s", name, code)
 	}
 	if s.Status.IsPending() {
-		return fmt.Sprintf("%s %s; still pending: %s", past, id, flowSummary(s)), nil
+		return fmt.Sprintf("%s %s in %s; still pending: %s", past, id, domain, flowSummary(s)), nil
 	}
-	return fmt.Sprintf("%s %s; the request is now %s", past, id, s.Status), nil
+	return fmt.Sprintf("%s %s in %s; the request is now %s", past, id, domain, s.Status), nil
 }

@@ -5,8 +5,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -133,6 +137,70 @@ func lookup(ctx context.Context, cl *client.Client, domain, id string) (*client.
 		}
 	}
 	return cl.Load(ctx, domain, id)
+}
+
+// reachable is where a command for approvers looks: the domain named, or
+// every domain this setup reaches (its own, and the others of its trust
+// bundle whose streams answer across leafnodes). It says on stderr which
+// linked domains did not answer: their requests are not shown.
+func reachable(ctx context.Context, cl *client.Client, domain string, stderr io.Writer) []string {
+	if domain != "" {
+		return []string{domain}
+	}
+	reach := cl.Reach(ctx)
+	for _, d := range slices.Sorted(maps.Keys(reach.Missed)) {
+		fmt.Fprintf(stderr, "writ: %s's requests are not shown: in %s, %v\n", d, d, reach.Missed[d])
+	}
+	return reach.Domains
+}
+
+// errWhichDomain: a request id alone does not say which domain to act in.
+var errWhichDomain = errors.New("say which domain with --domain")
+
+// explained is an error in the user's words that still is (errors.Is) the
+// errors it explains, without repeating their text.
+type explained struct {
+	msg    string
+	causes []error
+}
+
+func (e *explained) Error() string   { return e.msg }
+func (e *explained) Unwrap() []error { return e.causes }
+
+// locate loads the request an approver acts on: in domain, or, when domain
+// is "", in the one domain of those this setup reaches that holds its id.
+// An id in two domains is refused, and so is one when a linked domain's
+// stream cannot be read, which could hold it too: a vote or a revocation
+// must not reach a request other than the one meant.
+func locate(ctx context.Context, cl *client.Client, domain, id string) (*client.Request, error) {
+	if domain != "" {
+		return cl.Load(ctx, domain, id)
+	}
+	reach := cl.Reach(ctx)
+	if len(reach.Missed) > 0 {
+		d := slices.Sorted(maps.Keys(reach.Missed))[0]
+		return nil, &explained{
+			msg:    fmt.Sprintf("cannot tell which domain holds %s: in %s, %v, and it could hold the id too: %v", id, d, reach.Missed[d], errWhichDomain),
+			causes: []error{errWhichDomain, reach.Missed[d]},
+		}
+	}
+	d, err := cl.FindIn(ctx, id, reach.Domains)
+	var amb *client.AmbiguousError
+	switch {
+	case errors.As(err, &amb):
+		return nil, &explained{
+			msg:    fmt.Sprintf("request %s is in %d domains (%s): %v", id, len(amb.Domains), strings.Join(amb.Domains, " and "), errWhichDomain),
+			causes: []error{errWhichDomain, err},
+		}
+	case errors.Is(err, client.ErrNotFound):
+		return nil, &explained{
+			msg:    fmt.Sprintf("no request %s in %s (the domains this setup reaches); check the id, or name its domain with --domain", id, strings.Join(reach.Domains, ", ")),
+			causes: []error{err},
+		}
+	case err != nil:
+		return nil, err
+	}
+	return cl.Load(ctx, d, id)
 }
 
 // redeemer loads the Writ directory's configuration for a command that

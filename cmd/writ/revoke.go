@@ -16,7 +16,7 @@ func runRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var c conn
 	c.register(fs, "your .creds file (required): who revokes")
 	reason := fs.String("reason", "", "why (required)")
-	domain := fs.String("domain", "", "the request's domain (default: found by id in this setup's domain)")
+	domain := fs.String("domain", "", "the request's domain (default: found by id among the domains this setup reaches)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -32,14 +32,12 @@ func runRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer nc.Close()
-	id, d := pos[0], *domain
-	if d == "" {
-		r, err := lookup(ctx, cl, "", id)
-		if err != nil {
-			return err
-		}
-		d = r.State.Domain
+	id := pos[0]
+	found, err := locate(ctx, cl, *domain, id)
+	if err != nil {
+		return err
 	}
+	d := found.State.Domain
 	seq, err := cl.Revoke(ctx, who, d, id, *reason)
 	if err != nil {
 		return fmt.Errorf("cannot revoke %s: %w", id, err)

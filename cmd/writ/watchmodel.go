@@ -60,8 +60,10 @@ type watchModel struct {
 
 func newWatchModel(me identity.Principal) *watchModel { return &watchModel{me: me} }
 
-func (m *watchModel) index(id string) int {
-	return slices.IndexFunc(m.items, func(v requestView) bool { return v.ID == id })
+// index finds a request by domain and id: the same id may be in two
+// domains, which are two requests.
+func (m *watchModel) index(domain, id string) int {
+	return slices.IndexFunc(m.items, func(v requestView) bool { return v.Domain == domain && v.ID == id })
 }
 
 func (m *watchModel) selected() (requestView, bool) {
@@ -76,7 +78,7 @@ func (m *watchModel) selected() (requestView, bool) {
 // did).
 func (m *watchModel) Update(s request.State, records []events.Record, now time.Time) string {
 	eligible := s.CanVote(m.me) == nil
-	i := m.index(s.ID)
+	i := m.index(s.Domain, s.ID)
 	v := viewOf(s, records)
 	switch {
 	case eligible && i < 0:
@@ -190,7 +192,7 @@ var errCommand = errors.New("command")
 
 // Command handles one line of the line front end: "approve ID [reason]",
 // "deny ID reason", "list" (returns no action; the caller prints), "quit".
-// ID may be a unique prefix of a request shown.
+// ID may be a unique prefix of a request shown, or DOMAIN/ID (prefix).
 func (m *watchModel) Command(line string) (watchAction, error) {
 	verb, rest, _ := strings.Cut(strings.TrimSpace(line), " ")
 	id, reason, _ := strings.Cut(strings.TrimSpace(rest), " ")
@@ -211,9 +213,14 @@ func (m *watchModel) Command(line string) (watchAction, error) {
 	if !approve && reason == "" {
 		return watchAction{}, fmt.Errorf("%w: deny needs a reason: deny ID reason", errCommand)
 	}
+	// DOMAIN/ID names a request whose id is in two domains.
+	domain, prefix, ok := strings.Cut(id, "/")
+	if !ok {
+		domain, prefix = "", id
+	}
 	var found []int
 	for i, v := range m.items {
-		if strings.HasPrefix(v.ID, id) {
+		if strings.HasPrefix(v.ID, prefix) && (domain == "" || v.Domain == domain) {
 			found = append(found, i)
 		}
 	}
@@ -222,7 +229,11 @@ func (m *watchModel) Command(line string) (watchAction, error) {
 		return watchAction{}, fmt.Errorf("%w: %s is not a request you may answer now", errCommand, id)
 	case 1:
 	default:
-		return watchAction{}, fmt.Errorf("%w: %s matches %d requests", errCommand, id, len(found))
+		var names []string
+		for _, i := range found {
+			names = append(names, m.items[i].Domain+"/"+m.items[i].ID)
+		}
+		return watchAction{}, fmt.Errorf("%w: %s matches %d requests (%s): name one as DOMAIN/ID", errCommand, id, len(found), strings.Join(names, ", "))
 	}
 	m.sel = found[0]
 	return m.vote(approve, reason), nil

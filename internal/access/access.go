@@ -317,19 +317,21 @@ func (p *perms) component(role Role, s Scope) {
 //
 // Replies cross to their own side only: the spoke hears the inboxes of
 // its own domain's users (InboxPrefix) and no others, and publishes into
-// this hub's domain's inboxes the answers to the hub's reads of its
-// stream. (A response permission would narrow that to the replies of
-// requests the hub sent it, but on nats-server 2.15.2 it does not follow a
-// reply across a leafnode.) Unable to hear the hub's inboxes, a spoke
-// learns no live reply subject to forge an answer into, and every answer
-// is a signed event checked on arrival. Reads cross only to the audit
-// streams.
+// other domains' inboxes the answers to their reads of its stream and to
+// their asks: the hub's, and another spoke's through the hub (an approver
+// in one spoke answers a request of another, which the other's flow names
+// them for). (A response permission would narrow that to the replies of
+// requests sent to it, but on nats-server 2.15.2 it does not follow a
+// reply across a leafnode.) Unable to hear other domains' inboxes, a spoke
+// learns only the reply subjects of messages that reach it, and every
+// answer that matters is a signed event checked on arrival. Reads cross
+// only to the audit streams.
 func (p *perms) leaf(s Scope) {
 	// The stream's info too: writ audit verify reads what a stream says it
 	// held, to tell messages gone from its start.
 	reads := []string{"$JS.*.API.DIRECT.GET." + s.Stream, "$JS.*.API.DIRECT.GET." + s.Stream + ".>", "$JS.*.API.STREAM.INFO." + s.Stream}
 	p.pub(askSubjects()...)
-	p.pub(events.Prefix+"."+s.Spoke+".>", "_INBOX."+s.Domain+".>")
+	p.pub(events.Prefix+"."+s.Spoke+".>", "_INBOX.*.>")
 	p.pub(reads...)
 	p.sub(events.Prefix+".>", "_INBOX."+s.Spoke+".>")
 	p.sub(reads...)

@@ -144,3 +144,38 @@ func TestRewrites(t *testing.T) {
 	domainOnly := jwt.Permissions{Pub: jwt.Permission{Allow: []string{"$JS.*.API.STREAM.UPDATE.WRIT"}}}
 	assert.Equal(t, []string{"$JS.*.API.STREAM.UPDATE.WRIT"}, access.Rewrites(domainOnly, "WRIT"))
 }
+
+// TestLeafCarriesCrossDomainApprovals: what a spoke's link (issued by hub
+// acme for spoke globex) lets cross for an approver of one domain to
+// answer another's requests from their own setup — the read of the
+// stream (its info first: is the domain in reach), the vote or
+// revocation, and the answers back into the asker's inboxes, the hub's or
+// another spoke's — and nothing else of the other domain's.
+func TestLeafCarriesCrossDomainApprovals(t *testing.T) {
+	p, err := access.Permissions(access.Scope{Domain: "acme", Spoke: "globex"}, access.Leaf)
+	require.NoError(t, err)
+	for _, c := range []struct {
+		subject string
+		pub, ok bool
+		whatFor string
+	}{
+		{"$JS.acme.API.STREAM.INFO.WRIT", true, true, "is acme in reach"},
+		{"$JS.gamma.API.DIRECT.GET.WRIT", true, true, "read another spoke's requests"},
+		{"writ.acme.0195a7a0-0000-7000-8000-000000000000.voted", true, true, "vote in the hub"},
+		{"writ.gamma.0195a7a0-0000-7000-8000-000000000000.revoke", true, true, "revoke in another spoke"},
+		{"_INBOX.acme.UALICE.x", true, true, "answer the hub's approver"},
+		{"_INBOX.gamma.UALICE.x", true, true, "answer another spoke's approver (through the hub)"},
+		{"_INBOX.globex.UALICE.x", false, true, "hear answers for its own approvers"},
+		{"_INBOX.acme.UALICE.x", false, false, "hear the hub's inboxes"},
+		{"writ.acme.0195a7a0-0000-7000-8000-000000000000.approved", true, false, "decide in the hub"},
+		{"$JS.acme.API.DIRECT.GET.KV_writ-locks", true, false, "read the hub's buckets"},
+		{"$JS.acme.API.CONSUMER.CREATE.WRIT.x", true, false, "make a consumer on the hub's stream"},
+		{"$JS.acme.API.STREAM.UPDATE.WRIT", true, false, "edit the hub's stream"},
+	} {
+		perm := p.Sub
+		if c.pub {
+			perm = p.Pub
+		}
+		assert.Equal(t, c.ok, access.Allows(perm, c.subject), "%s: %s (pub %v)", c.whatFor, c.subject, c.pub)
+	}
+}
