@@ -29,7 +29,7 @@ func TestVoteReturnsOnItsAnswer(t *testing.T) {
 	}, 10*time.Second, 20*time.Millisecond)
 
 	for _, tc := range []struct{ who, verb, want string }{
-		{"alice", "approve", "approved " + id + "; still pending: two-sre-leads: stage 1/1 'leads', 1 of 2"},
+		{"alice", "approve", "approved " + id + " in acme; still pending: two-sre-leads: stage 1/1 'leads', 1 of 2"},
 		{"bob", "approve", "the request is now"},
 	} {
 		start := time.Now()
