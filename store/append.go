@@ -20,32 +20,26 @@ var ErrConflict = errors.New("store: request history moved on")
 // A duplicate message id is success: the effect is already in the stream.
 //
 // When a publish's outcome is unknown (no acknowledgement came: a timeout,
-// a server failing over), Append sends the same message again — the same
-// id and body — until it learns the outcome or ctx ends; a retry that
-// finds the history moved on checks whether what moved it is this very
-// message, stored by the attempt that went unacknowledged.
+// a server failing over) or the stream cannot take it for now (a leader
+// election), Append sends the same message again — the same id and body —
+// under Retry, until it learns the outcome or ctx ends (Patience, when ctx
+// has no deadline); a retry that finds the history moved on checks whether
+// what moved it is this very message, stored by the attempt that went
+// unacknowledged.
 func Append(ctx context.Context, js jetstream.JetStream, stream string, out events.Outgoing, lastSeq uint64, filter string) (uint64, error) {
-	wait := 50 * time.Millisecond
-	for attempt := 0; ; attempt++ {
-		seq, err := publish(ctx, js, stream, out, lastSeq, filter, attempt > 0)
-		if err == nil || !unknownOutcome(err) || ctx.Err() != nil || attempt == maxUnknown {
-			return seq, err
-		}
-		select {
-		case <-ctx.Done():
-			return 0, err
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, time.Second)
-	}
+	var seq uint64
+	attempt := 0
+	err := Retry(ctx, func(ctx context.Context) error {
+		var err error
+		seq, err = publish(ctx, js, stream, out, lastSeq, filter, attempt > 0)
+		attempt++
+		return err
+	})
+	return seq, err
 }
 
 // attemptTimeout bounds one publish attempt.
 const attemptTimeout = 2 * time.Second
-
-// maxUnknown bounds the retries of a publish whose outcome stays unknown
-// (about 5 s of waiting), for callers whose context has no deadline.
-const maxUnknown = 8
 
 // publish makes one attempt; retry says an earlier attempt's outcome is
 // unknown, so a history that moved on may have moved on by this message.
@@ -90,15 +84,14 @@ var errInProcess = errors.New("the same message is being stored")
 // whether the stream stored the message: it may have, and may still.
 func IsUnknownOutcome(err error) bool { return unknownOutcome(err) }
 
-// unknownOutcome reports a publish that may or may not have been stored.
+// unknownOutcome reports a publish that may or may not have been stored:
+// it failed in a way Retry retries, other than the stream saying no.
 func unknownOutcome(err error) bool {
-	for _, e := range []error{errInProcess, nats.ErrTimeout, context.DeadlineExceeded, jetstream.ErrNoStreamResponse,
-		nats.ErrNoResponders, nats.ErrConnectionReconnecting, nats.ErrDisconnected} {
-		if errors.Is(err, e) {
-			return true
-		}
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && !errors.Is(err, errInProcess) {
+		return false // the stream answered: it did not store it
 	}
-	return false
+	return Transient(err) || errors.Is(err, ErrGaveUp)
 }
 
 // stored returns the sequence of out if it is the last message on its

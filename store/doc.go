@@ -6,4 +6,10 @@
 // subjects). The server checks that before the message id, so a retried
 // append reports a conflict and the writer, which re-reads, finds its own
 // effect there.
+//
+// Retry is Writ's one rule for waiting through what a NATS cluster does
+// in passing — a leader election, a server rejoining, an answer lost with
+// a server going down, a replica milliseconds behind: every read and
+// append here goes through it, bounded by the caller's context, and tells
+// a Waiter in that context that it waits.
 package store

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/writ-dev/writ/events"
 )
@@ -50,11 +51,6 @@ type directGet struct {
 // Last returns the last message on subject (no wildcards), or nil when
 // there is none.
 func (r Reader) Last(ctx context.Context, subject string) (*events.Message, error) {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-	}
 	msgs, _, err := r.request(ctx, subject, directGet{LastFor: subject})
 	if err != nil || len(msgs) == 0 {
 		return nil, err
@@ -62,22 +58,32 @@ func (r Reader) Last(ctx context.Context, subject string) (*events.Message, erro
 	return &msgs[0], nil
 }
 
-// ErrBehind is returned by LoadReaching when every read in the time given
-// ended before the sequence asked for.
+// ErrBehind is returned (within ErrGaveUp) by LoadReaching when every read
+// in the time given ended before the sequence asked for.
 var ErrBehind = errors.New("store: the stream's answers stay behind")
 
 // LoadReaching reads every message matching filter, as Load from sequence
 // 1, until the last one read is at sequence floor or later. Replicas of a
 // replicated stream answer reads too, and one may be milliseconds behind:
-// a read that ends short is made again at 1 ms, 2 ms, … (at most 100 ms
-// apart), for up to wait (0: until ctx ends), and then ErrBehind. With
-// floor 0 any answer will do, none included.
+// a read that ends short is made again (Retry), for up to wait (0: until
+// ctx ends, or Patience), and then ErrBehind. With floor 0 any answer will
+// do, none included.
 func (r Reader) LoadReaching(ctx context.Context, filter string, floor uint64, wait time.Duration) ([]events.Message, error) {
+	if wait > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, wait)
+		defer cancel()
+	}
 	var msgs []events.Message
-	err := catchUp(ctx, filter, floor, wait, func() (bool, error) {
+	err := Retry(ctx, func(ctx context.Context) error {
 		var err error
-		msgs, err = r.Load(ctx, filter, 1)
-		return floor == 0 || len(msgs) > 0 && msgs[len(msgs)-1].Seq >= floor, err
+		if msgs, err = r.Load(ctx, filter, 1); err != nil {
+			return err
+		}
+		if floor > 0 && (len(msgs) == 0 || msgs[len(msgs)-1].Seq < floor) {
+			return fmt.Errorf("%w: %s ends before sequence %d", ErrBehind, filter, floor)
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, err
@@ -85,38 +91,8 @@ func (r Reader) LoadReaching(ctx context.Context, filter string, floor uint64, w
 	return msgs, nil
 }
 
-// catchUp calls read until read says its answer reached sequence floor or
-// fails, pausing 1 ms, 2 ms, … (at most 100 ms apart) between reads, for
-// up to wait (0: until ctx ends), and then returns ErrBehind. Replicas of a
-// replicated stream answer reads too, and one may be milliseconds behind.
-func catchUp(ctx context.Context, filter string, floor uint64, wait time.Duration, read func() (reached bool, err error)) error {
-	var giveUp time.Time
-	if wait > 0 {
-		giveUp = time.Now().Add(wait)
-	}
-	for pause := time.Millisecond; ; pause = min(2*pause, 100*time.Millisecond) {
-		reached, err := read()
-		if err != nil || reached {
-			return err
-		}
-		if !giveUp.IsZero() && time.Now().Add(pause).After(giveUp) {
-			return fmt.Errorf("%w: %s ends before sequence %d", ErrBehind, filter, floor)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w: %s ends before sequence %d: %w", ErrBehind, filter, floor, ctx.Err())
-		case <-time.After(pause):
-		}
-	}
-}
-
 // Load returns every message matching filter from sequence from on, in order.
 func (r Reader) Load(ctx context.Context, filter string, from uint64) ([]events.Message, error) {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-	}
 	batch := r.batch()
 	if from == 0 {
 		from = 1
@@ -143,18 +119,16 @@ func (r Reader) ScanAll(ctx context.Context, from uint64, fn func(events.Message
 	return r.scan(ctx, ">", directGet{Seq: max(from, 1)}, fn)
 }
 
-// scanCatchUp is how long a scan asks again while the answers end before
-// the scan's last message (a replica that is behind), before ErrBehind.
-const scanCatchUp = 5 * time.Second
-
 // scan calls fn with every message matching filter from where start says
 // (a sequence, or a start time) on, oldest first, one batch in memory at a
-// time, up to the last message matching filter when scan began.
+// time, up to the last message matching filter when scan began. Each
+// batch is read under Retry, on its own bound (Patience when ctx has
+// none): a scan of any length waits through a leader election.
 func (r Reader) scan(ctx context.Context, filter string, start directGet, fn func(events.Message) error) error {
 	// The last message matching now is where the scan ends: the messages
 	// added meanwhile are the next scan's. Knowing its sequence also tells
 	// a batch that ends early from a replica that is behind.
-	end, _, err := r.scanRequest(ctx, filter, directGet{LastFor: filter})
+	end, _, err := r.request(ctx, filter, directGet{LastFor: filter})
 	if err != nil || len(end) == 0 {
 		return err
 	}
@@ -166,13 +140,18 @@ func (r Reader) scan(ctx context.Context, filter string, start directGet, fn fun
 	get.NextFor, get.Batch = filter, r.batch()
 	for {
 		var msgs []events.Message
-		err := catchUp(ctx, filter, last.Seq, scanCatchUp, func() (bool, error) {
+		err := Retry(ctx, func(ctx context.Context) error {
 			var pending uint64
 			var err error
-			msgs, pending, err = r.scanRequest(ctx, filter, get)
+			if msgs, pending, err = r.request(ctx, filter, get); err != nil {
+				return err
+			}
 			// More pending is an answer to go on with, even from a
 			// replica that is behind.
-			return len(msgs) > 0 && (pending > 0 || msgs[len(msgs)-1].Seq >= last.Seq), err
+			if len(msgs) == 0 || pending == 0 && msgs[len(msgs)-1].Seq < last.Seq {
+				return fmt.Errorf("%w: %s ends before sequence %d", ErrBehind, filter, last.Seq)
+			}
+			return nil
 		})
 		if err != nil {
 			return err
@@ -192,14 +171,6 @@ func (r Reader) scan(ctx context.Context, filter string, start directGet, fn fun
 	}
 }
 
-// scanRequest is request, bounded: a scan's ctx may have no deadline, and
-// a stream that stops answering must not hold it for ever.
-func (r Reader) scanRequest(ctx context.Context, filter string, get directGet) ([]events.Message, uint64, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	return r.request(ctx, filter, get)
-}
-
 func (r Reader) batch() int {
 	if r.Batch <= 0 {
 		return 256
@@ -212,43 +183,105 @@ func (r Reader) fetch(ctx context.Context, filter string, from uint64, batch int
 	return msgs, pending > 0, err
 }
 
-// request sends a direct get and returns the messages and, for a batch,
-// how many more match after them. An answer that stops coming for
-// Patience is asked for again, from the start, until ctx ends.
+// request sends a direct get, under Retry, and returns the messages and,
+// for a batch, how many more match after them. An answer that stops
+// coming for Patience is asked for again, from the start.
 func (r Reader) request(ctx context.Context, filter string, get directGet) ([]events.Message, uint64, error) {
 	patience := r.Patience
 	if patience <= 0 {
 		patience = 2 * time.Second
 	}
-	absent := 0
-	for {
-		msgs, pending, err := r.attempt(ctx, filter, get, patience)
-		switch {
-		case ctx.Err() != nil:
-			return msgs, pending, err
-		case errors.Is(err, errImpatient):
-		case errors.Is(err, ErrNoStream) && absent < len(noStreamRetries):
-			// Nobody answers for the stream: it may not exist, or a
-			// server just (re)joining its cluster may not yet know who
-			// serves it. Ask again a few times before believing it.
-			select {
-			case <-ctx.Done():
-				return nil, 0, err
-			case <-time.After(noStreamRetries[absent]):
-			}
-			absent++
-		default:
-			return msgs, pending, err
+	var (
+		msgs    []events.Message
+		pending uint64
+		absent  noAnswer
+	)
+	err := Retry(ctx, func(ctx context.Context) error {
+		var err error
+		msgs, pending, err = r.attempt(ctx, filter, get, patience)
+		if errors.Is(err, errNoResponder) {
+			return absent.judge(ctx, r, err)
 		}
-	}
+		return err
+	})
+	return msgs, pending, err
 }
-
-// noStreamRetries are the pauses before asking again when nobody answers
-// for the stream: about 1.5 s in all.
-var noStreamRetries = []time.Duration{50 * time.Millisecond, 100 * time.Millisecond, 200 * time.Millisecond, 400 * time.Millisecond, 800 * time.Millisecond}
 
 // errImpatient: no answer came within the reader's patience.
 var errImpatient = errors.New("store: no answer in time")
+
+// errNoResponder: nobody answered a direct get (status 503). The stream
+// may not exist, or not allow direct gets; or it is there and its
+// responders are not (yet): a server (re)joining its cluster, a stream
+// whose replicas are all restarting.
+var errNoResponder = errors.New("store: no server answers for the stream")
+
+// noAnswerGrace is how long nobody answering a stream's direct gets is
+// taken for a passing state when the JetStream API cannot say whether the
+// stream exists (it is silent too: no JetStream at all answers there).
+const noAnswerGrace = 5 * time.Second
+
+// noAnswer judges, across one read's attempts, direct gets nobody answers.
+type noAnswer struct {
+	since time.Time // the first unanswered attempt
+	asked time.Time // when the JetStream API was last asked about the stream
+}
+
+// judge returns the error to retry on, or, when the stream is known not
+// to exist or not to allow direct gets, the error that says so.
+func (a *noAnswer) judge(ctx context.Context, r Reader, err error) error {
+	now := time.Now()
+	if a.since.IsZero() {
+		a.since = now
+		return err // ask again at once before asking why
+	}
+	if now.Sub(a.asked) < time.Second {
+		return err
+	}
+	a.asked = now
+	why := r.whyNoAnswer(ctx)
+	var apiErr *jetstream.APIError
+	switch {
+	case why == nil:
+		return err // it exists: its responders are not up yet
+	case errors.Is(why, ErrNoStream), errors.Is(why, ErrNoDirect):
+		return why
+	case errors.As(why, &apiErr) && Transient(why):
+		return err // the cluster knows it, and says it is unavailable for now
+	case Transient(why) && now.Sub(a.since) < noAnswerGrace:
+		return err
+	case Transient(why):
+		return fmt.Errorf("%w: %s (and the JetStream API does not answer either: %v)", ErrNoStream, r.Stream, why)
+	}
+	return fmt.Errorf("%w: %s: %w", ErrNoStream, r.Stream, why)
+}
+
+// whyNoAnswer asks the JetStream API about a stream whose direct gets
+// nobody answers: nil when it exists and allows them (it has no
+// responders for now), ErrNoStream or ErrNoDirect when that is why, or the
+// API's own failure.
+func (r Reader) whyNoAnswer(ctx context.Context) error {
+	prefix := r.APIPrefix
+	if prefix == "" {
+		prefix = "$JS.API"
+	}
+	js, err := jetstream.NewWithAPIPrefix(r.NC, prefix)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, r.Stream)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		return fmt.Errorf("%w: %s (%w)", ErrNoStream, r.Stream, err)
+	case err != nil:
+		return err
+	case !s.CachedInfo().Config.AllowDirect:
+		return fmt.Errorf("%w: stream %s (made by an older Writ? `writ serve` updates its notifier's streams when it starts; `nats stream edit %s --allow-direct` updates any)", ErrNoDirect, r.Stream, r.Stream)
+	}
+	return nil
+}
 
 func (r Reader) attempt(ctx context.Context, filter string, get directGet, patience time.Duration) ([]events.Message, uint64, error) {
 	inbox := r.NC.NewRespInbox()
@@ -294,7 +327,7 @@ func (r Reader) attempt(ctx context.Context, filter string, get directGet, patie
 			case "404": // nothing matches
 				return out, 0, nil
 			case "503":
-				return nil, 0, fmt.Errorf("%w: %s", ErrNoStream, r.Stream)
+				return nil, 0, fmt.Errorf("%w: %s", errNoResponder, r.Stream)
 			default:
 				return nil, 0, fmt.Errorf("store: read %s: status %q %s", filter, status, last(m.Header, "Description"))
 			}

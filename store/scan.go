@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"time"
 
@@ -29,24 +28,7 @@ func Scan(ctx context.Context, js jetstream.JetStream, stream, filter string, si
 	if !since.IsZero() {
 		start = directGet{StartTime: &since}
 	}
-	err := r.scan(ctx, filter, start, fn)
-	if errors.Is(err, ErrNoStream) {
-		return whyNoAnswer(ctx, js, stream, err)
-	}
-	return err
-}
-
-// whyNoAnswer tells, when nobody answered a stream's direct gets, a
-// stream that does not exist from one that does not allow direct gets.
-func whyNoAnswer(ctx context.Context, js jetstream.JetStream, stream string, noAnswer error) error {
-	s, err := js.Stream(ctx, stream)
-	if err != nil {
-		return fmt.Errorf("store: stream %s: %w", stream, err)
-	}
-	if !s.CachedInfo().Config.AllowDirect {
-		return fmt.Errorf("%w: stream %s (made by an older Writ? `writ serve` updates its notifier's streams when it starts; `nats stream edit %s --allow-direct` updates any)", ErrNoDirect, stream, stream)
-	}
-	return noAnswer
+	return r.scan(ctx, filter, start, fn)
 }
 
 // apiPrefix is the prefix Reader needs to reach the JetStream that js
