@@ -2,11 +2,8 @@ package audit
 
 import (
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
-	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/store"
@@ -45,28 +42,12 @@ func VerifyStream(ctx context.Context, reader store.Reader, o Options, progress 
 // StreamExtent asks the stream's JetStream (through the reader's API
 // prefix, so also across leafnodes) for its state and max age.
 func StreamExtent(ctx context.Context, reader store.Reader) (*Extent, error) {
-	prefix := reader.APIPrefix
-	if prefix == "" {
-		prefix = "$JS.API"
+	info, err := reader.Info(ctx)
+	if errors.Is(err, store.ErrNoStream) {
+		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	m, err := reader.NC.RequestWithContext(ctx, prefix+".STREAM.INFO."+reader.Stream, nil)
 	if err != nil {
 		return nil, fmt.Errorf("audit: read %s's state: %w", reader.Stream, err)
-	}
-	var info struct {
-		jetstream.StreamInfo
-		Error *jetstream.APIError `json:"error"`
-	}
-	if err := json.Unmarshal(m.Data, &info); err != nil {
-		return nil, fmt.Errorf("audit: read %s's state: %w", reader.Stream, err)
-	}
-	if info.Error != nil {
-		if info.Error.ErrorCode == jetstream.JSErrCodeStreamNotFound {
-			return nil, fmt.Errorf("%w: %s", store.ErrNoStream, reader.Stream)
-		}
-		return nil, fmt.Errorf("audit: read %s's state: %w", reader.Stream, info.Error)
 	}
 	st := info.State
 	return &Extent{FirstSeq: st.FirstSeq, LastSeq: st.LastSeq, Msgs: st.Msgs, MaxAge: info.Config.MaxAge}, nil

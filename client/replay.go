@@ -231,11 +231,7 @@ func (c *Client) ScanRequests(ctx context.Context, domain string, o ScanOptions,
 	}
 	var base, last uint64
 	if o.Progress != nil {
-		s, err := c.js.Stream(ctx, c.stream)
-		if err != nil {
-			return err
-		}
-		info, err := s.Info(ctx)
+		info, err := c.reader.Info(ctx)
 		if err != nil {
 			return err
 		}

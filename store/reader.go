@@ -256,28 +256,52 @@ func (a *noAnswer) judge(ctx context.Context, r Reader, err error) error {
 	return fmt.Errorf("%w: %s: %w", ErrNoStream, r.Stream, why)
 }
 
-// whyNoAnswer asks the JetStream API about a stream whose direct gets
-// nobody answers: nil when it exists and allows them (it has no
-// responders for now), ErrNoStream or ErrNoDirect when that is why, or the
-// API's own failure.
-func (r Reader) whyNoAnswer(ctx context.Context) error {
+// Info returns the stream's info from its JetStream (through APIPrefix,
+// so also across leafnodes), under Retry: during a leader election the
+// stream's replicas answer for it, with no leader named. A stream that
+// does not exist is ErrNoStream.
+func (r Reader) Info(ctx context.Context) (*jetstream.StreamInfo, error) {
+	var info *jetstream.StreamInfo
+	err := Retry(ctx, func(ctx context.Context) error {
+		var err error
+		info, err = r.info(ctx)
+		return err
+	})
+	return info, err
+}
+
+// info asks for the stream's info once, within 2 s.
+func (r Reader) info(ctx context.Context) (*jetstream.StreamInfo, error) {
 	prefix := r.APIPrefix
 	if prefix == "" {
 		prefix = "$JS.API"
 	}
 	js, err := jetstream.NewWithAPIPrefix(r.NC, prefix)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	s, err := js.Stream(ctx, r.Stream)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, fmt.Errorf("%w: %s (%w)", ErrNoStream, r.Stream, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store: stream %s: %w", r.Stream, err)
+	}
+	return s.CachedInfo(), nil
+}
+
+// whyNoAnswer asks the JetStream API once about a stream whose direct
+// gets nobody answers: nil when it exists and allows them (it has no
+// responders for now), ErrNoStream or ErrNoDirect when that is why, or the
+// API's own failure.
+func (r Reader) whyNoAnswer(ctx context.Context) error {
+	info, err := r.info(ctx)
 	switch {
-	case errors.Is(err, jetstream.ErrStreamNotFound):
-		return fmt.Errorf("%w: %s (%w)", ErrNoStream, r.Stream, err)
 	case err != nil:
 		return err
-	case !s.CachedInfo().Config.AllowDirect:
+	case !info.Config.AllowDirect:
 		return fmt.Errorf("%w: stream %s (made by an older Writ? `writ serve` updates its notifier's streams when it starts; `nats stream edit %s --allow-direct` updates any)", ErrNoDirect, r.Stream, r.Stream)
 	}
 	return nil
