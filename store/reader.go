@@ -270,7 +270,9 @@ func (r Reader) Info(ctx context.Context) (*jetstream.StreamInfo, error) {
 	return info, err
 }
 
-// info asks for the stream's info once, within 2 s.
+// info asks for the stream's info once, within a second: the API answers
+// in milliseconds, and a request lost with a leader going down is asked
+// again sooner.
 func (r Reader) info(ctx context.Context) (*jetstream.StreamInfo, error) {
 	prefix := r.APIPrefix
 	if prefix == "" {
@@ -280,7 +282,7 @@ func (r Reader) info(ctx context.Context) (*jetstream.StreamInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	s, err := js.Stream(ctx, r.Stream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
