@@ -257,6 +257,8 @@ func (c *Client) Wait(ctx context.Context, domain, id string, done func(request.
 	defer timer.Stop()
 	var last *Request
 	var readErr error
+	stall := stallWatch{c: c, domain: domain}
+	defer stall.end()
 	for {
 		r, err := c.Load(ctx, domain, id)
 		switch {
@@ -267,7 +269,9 @@ func (c *Client) Wait(ctx context.Context, domain, id string, done func(request.
 			for _, rec := range r.Records {
 				delete(unread, rec.Digest)
 			}
+			stall.observe(ctx, r, time.Now())
 		case errors.Is(err, ErrNotFound):
+			stall.observe(ctx, nil, time.Now())
 		case errors.Is(err, store.ErrNoStream) || c.nc.IsClosed() || ctx.Err() != nil:
 			return last, err
 		default:

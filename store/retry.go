@@ -163,3 +163,28 @@ func Waiting(ctx context.Context, reason string) (answered func()) {
 	}
 	return func() {}
 }
+
+// Unserved says why a stream, as its info describes it, cannot take
+// appends now — "stream leader election" when it has no leader, "a quorum
+// of the stream's replicas" when its leader hears too few of them (it
+// steps down only some seconds later) — or "" when it can. A stream that
+// is not replicated (no cluster information) is served by its server.
+func Unserved(info *jetstream.StreamInfo) string {
+	cl := info.Cluster
+	switch {
+	case cl == nil:
+		return ""
+	case cl.Leader == "":
+		return "stream leader election"
+	}
+	current := 1 // the leader
+	for _, p := range cl.Replicas {
+		if p.Current && !p.Offline {
+			current++
+		}
+	}
+	if 2*current <= 1+len(cl.Replicas) {
+		return "a quorum of the stream's replicas"
+	}
+	return ""
+}

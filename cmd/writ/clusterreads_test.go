@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -138,4 +139,56 @@ func jsonField(line, key string) (string, bool) {
 		return "", false
 	}
 	return rest[:j], true
+}
+
+// While the audit stream has no leader, `writ request --wait` says that it
+// waits for the cluster instead of standing silent, and says when the
+// cluster answers again. The request is recorded while the cluster is
+// whole, with no Writ replica running (nothing moves it); then the two
+// nodes the command is not connected to go down, the stream's leader among
+// them; once they are back and replicas serve, the request is granted.
+func TestRequestWaitSaysItWaitsForTheCluster(t *testing.T) {
+	c := writtest.Cluster(t, 3, writtest.Options{})
+	stream := c.Runtime.Config.Stream.Name
+	for c.AwaitStreamLeader(stream, time.Minute) == 0 {
+		_, err := c.NC.Request("$JS.API.STREAM.LEADER.STEPDOWN."+stream, nil, time.Second)
+		require.NoError(t, err)
+	}
+	var out, errOut syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(context.Background(), []string{"request", "--dir", c.Dir, "--server", c.Nodes[0].URL(),
+			"--creds", filepath.Join(c.Dir, "creds", "deploy-bot.creds"),
+			"--action", "deploy", "--resource", "staging/web", "--wait", "--timeout", "2m"}, &out, &errOut)
+	}()
+	require.Eventually(t, func() bool { return strings.Contains(errOut.String(), "request ") }, 30*time.Second, 10*time.Millisecond,
+		"the request is recorded: %s", errOut.String())
+	before := errOut.String()
+
+	leader := c.StreamLeader(stream)
+	require.Positive(t, leader)
+	c.Kill(3 - leader) // the other follower first: the leader has no one to hand over to
+	c.Kill(leader)
+	downAt := time.Now()
+	require.Eventually(t, func() bool { return strings.Contains(errOut.String(), "waiting for the cluster (") }, 20*time.Second, 10*time.Millisecond,
+		"the command says it waits: %s", errOut.String())
+	t.Logf("said %q %s after the nodes went down",
+		strings.TrimSpace(strings.TrimPrefix(errOut.String(), before)), time.Since(downAt).Round(10*time.Millisecond))
+	assert.NotContains(t, before, "waiting for the cluster", "not while the cluster was whole")
+
+	c.Restart(1)
+	c.Restart(2)
+	c.AwaitJetStream(time.Minute)
+	c.AwaitStreamLeader(stream, time.Minute)
+	c.ServeReplicas(2)
+	select {
+	case err := <-done:
+		require.NoError(t, err, errOut.String())
+	case <-time.After(time.Minute):
+		t.Fatalf("the request did not end: %s", errOut.String())
+	}
+	assert.Contains(t, errOut.String(), "the cluster answers again")
+	assert.Contains(t, errOut.String(), "granted")
+	assert.Equal(t, 1, strings.Count(errOut.String(), "waiting for the cluster"), errOut.String())
+	assert.NotEmpty(t, strings.TrimSpace(out.String()), "the grant on stdout")
 }

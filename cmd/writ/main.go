@@ -10,6 +10,8 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+
+	"github.com/writ-dev/writ/store"
 )
 
 func main() {
@@ -83,6 +85,10 @@ func commands() []command {
 	}
 }
 
+// serverCommands run Writ's own services, which log what they wait for;
+// the others are clients.
+var serverCommands = map[string]bool{"init": true, "serve": true, "callout": true, "bench": true}
+
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		usage(stderr)
@@ -93,6 +99,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	for _, c := range commands() {
 		if c.name == args[0] {
+			if !serverCommands[c.name] {
+				// A client command tells its user when it waits for
+				// the cluster (a leader election), not only its error.
+				ctx = store.WithWaiter(ctx, newWaitNotice(stderr))
+			}
 			return c.run(ctx, args[1:], stdout, stderr)
 		}
 	}
