@@ -36,10 +36,23 @@ var ErrDigestChanged = errors.New("client: the request is not the one shown")
 // request event the approver was shown, and returns its stream sequence.
 // The approval consumer has the last word: AwaitAnswer tells whether the
 // vote was counted or refused, and why.
+//
+// A vote on a request the pipeline has not evaluated yet (cast right after
+// it was made) waits for the evaluation first, briefly (AwaitEvaluation).
 func (c *Client) Vote(ctx context.Context, who *identity.Identity, domain, id string, v Vote) (uint64, error) {
+	r, err := c.Load(ctx, domain, id)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := c.AwaitEvaluation(ctx, r); err != nil {
+		return 0, err
+	}
 	// The ordinal is the voter's key: a retried vote dedupes, and an
 	// approver's answers cannot be multiplied by resending.
 	return c.appendAs(ctx, who, domain, id, events.KindVoted, who.Principal.Key, func(st request.State) (any, error) {
+		if st.Status == request.StatusRequested {
+			return nil, fmt.Errorf("%w: it is not evaluated yet, %s after the vote came (is `writ serve` running?)", ErrNotPending, EvaluationWait)
+		}
 		if !st.Collecting() {
 			return nil, fmt.Errorf("%w: it is %s", ErrNotPending, st.Status)
 		}

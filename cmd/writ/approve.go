@@ -10,6 +10,7 @@ import (
 
 	"github.com/writ-dev/writ/client"
 	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/request"
 )
 
 func runApprove(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -43,8 +44,16 @@ func vote(ctx context.Context, name string, approve bool, args []string, stdout,
 	defer nc.Close()
 	id := pos[0]
 	r, err := locate(ctx, cl, *domain, id)
+	if err == nil {
+		// Right after the request, the pipeline may not have evaluated
+		// it yet: wait a moment for that.
+		r, err = cl.AwaitEvaluation(ctx, r)
+	}
 	if err != nil {
 		return err
+	}
+	if r.State.Status == request.StatusRequested {
+		return fmt.Errorf("cannot %s %s: the pipeline has not evaluated it after %s; is 'writ serve' running?", name, id, client.EvaluationWait)
 	}
 	// Say no before publishing when the outcome is certain; the approval
 	// consumer checks again and has the last word.
