@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/writ-dev/writ/consumers"
+	"github.com/writ-dev/writ/store"
 )
 
 // sample is what the last look at the server found.
@@ -21,8 +23,12 @@ type sample struct {
 	consumers map[string]error // by Durable.Name
 }
 
-// Run samples the server every interval until ctx ends.
+// Run samples the server every interval, and checks the audit stream's
+// leader every leader interval, until ctx ends.
 func (o *Ops) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() { o.watchLeader(ctx) })
 	t := time.NewTicker(o.o.Interval)
 	defer t.Stop()
 	for {
@@ -34,6 +40,57 @@ func (o *Ops) Run(ctx context.Context) error {
 		case <-o.kick:
 		}
 	}
+}
+
+// leaderCheck is what the last look at the audit stream's leader found.
+type leaderCheck struct {
+	at      time.Time
+	problem string // why the stream cannot take appends; "" when it can
+}
+
+// leaderPatience bounds one look at the stream's leader: it answers in
+// milliseconds, and one that does not answer within this (it went down,
+// and its replicas have not noticed yet) is as good as lost. With checks
+// every DefaultLeaderInterval, readiness turns within a second.
+const leaderPatience = 750 * time.Millisecond
+
+// watchLeader asks the audit stream for its leader every leader interval
+// until ctx ends. A leader lost stops every append at once, and an
+// election takes seconds: the sampling interval is too coarse to see it.
+func (o *Ops) watchLeader(ctx context.Context) {
+	t := time.NewTicker(o.o.LeaderInterval)
+	defer t.Stop()
+	for {
+		o.checkLeader(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// checkLeader looks at the audit stream's leader once.
+func (o *Ops) checkLeader(parent context.Context) {
+	ctx, cancel := context.WithTimeout(parent, leaderPatience)
+	defer cancel()
+	var c leaderCheck
+	s, err := o.js.Stream(ctx, o.o.Stream)
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		c.problem = fmt.Sprintf("no answer from its leader within %s", leaderPatience)
+	case err != nil:
+		c.problem = err.Error()
+	default:
+		c.problem = store.Unserved(s.CachedInfo())
+	}
+	if parent.Err() != nil {
+		return // stopping
+	}
+	c.at = time.Now()
+	o.mu.Lock()
+	o.leader = c
+	o.mu.Unlock()
 }
 
 // Sample looks at the server once: the audit stream, every expected
@@ -164,6 +221,14 @@ func (o *Ops) Ready() Report {
 	}
 	if s.stream != nil {
 		r.Problems = append(r.Problems, fmt.Sprintf("stream %s: %v", o.o.Stream, s.stream))
+	}
+	switch l := o.leader; {
+	case l.at.IsZero():
+		r.Problems = append(r.Problems, fmt.Sprintf("stream %s: its leader has not been checked yet", o.o.Stream))
+	case now.Sub(l.at) > 2*o.o.LeaderInterval+leaderPatience:
+		r.Problems = append(r.Problems, fmt.Sprintf("stream %s: its leader was last checked %s ago", o.o.Stream, now.Sub(l.at).Round(time.Millisecond)))
+	case l.problem != "":
+		r.Problems = append(r.Problems, fmt.Sprintf("stream %s: %s", o.o.Stream, l.problem))
 	}
 	for _, d := range o.durables {
 		if err, checked := s.consumers[d.Name]; err != nil {

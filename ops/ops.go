@@ -32,8 +32,15 @@ type Options struct {
 	// for approvers; "" leaves writ_requests_pending out.
 	Timers   string
 	Interval time.Duration // between samples; default DefaultInterval
-	Logger   *slog.Logger
+	// LeaderInterval is how often the audit stream is asked for its
+	// leader (one stream info request), so that readiness follows a lost
+	// leader within a second; default DefaultLeaderInterval.
+	LeaderInterval time.Duration
+	Logger         *slog.Logger
 }
+
+// DefaultLeaderInterval is how often the audit stream's leader is checked.
+const DefaultLeaderInterval = 250 * time.Millisecond
 
 // Ops keeps a pipeline's metrics and health. It serves one pipeline at a
 // time (which may stop and start again); replicas each have their own.
@@ -49,6 +56,7 @@ type Ops struct {
 	expected   []string
 	durables   []consumers.Durable
 	last       sample
+	leader     leaderCheck
 	kick       chan struct{} // sample now: a consumer loop started consuming
 	guard      Guard
 }
@@ -81,6 +89,9 @@ func New(o Options) (*Ops, error) {
 	}
 	if o.Interval <= 0 {
 		o.Interval = DefaultInterval
+	}
+	if o.LeaderInterval <= 0 {
+		o.LeaderInterval = DefaultLeaderInterval
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
