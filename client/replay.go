@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -322,32 +323,39 @@ func firstRequest(r *Request) uint64 {
 	return 0
 }
 
-// loadHolding loads a request's history, reading again (for up to about a
-// second) until it holds the message with the given body digest.
+// loadHolding loads a request's history, reading again (under the retry
+// rule, store.Retry) for up to holdWait until it holds the message with
+// the given body digest: a notice comes before the stream has stored its
+// message, and a replica may be behind. A message still missing then was
+// never stored (refused, or a duplicate): the history is returned as it is.
 func (c *Client) loadHolding(ctx context.Context, domain, id, digest string) (*Request, error) {
-	wait := 2 * time.Millisecond
-	for {
-		r, err := c.Load(ctx, domain, id)
-		if err != nil && !errors.Is(err, ErrNotFound) {
-			return nil, err
+	giveUp := time.Now().Add(holdWait)
+	var r *Request
+	// A message never stored is no wait for the cluster: nobody is told.
+	err := store.Retry(store.WithWaiter(ctx, nil), func(ctx context.Context) error {
+		got, err := c.Load(ctx, domain, id)
+		switch {
+		case errors.Is(err, ErrNotFound) && time.Now().Before(giveUp):
+			return fmt.Errorf("%w: %w", store.ErrBehind, err)
+		case err != nil:
+			return err
 		}
-		if err == nil {
-			for _, rec := range r.Records {
-				if rec.Digest == digest {
-					return r, nil
-				}
+		r = got
+		for _, rec := range got.Records {
+			if rec.Digest == digest {
+				return nil
 			}
-			if wait > time.Second {
-				return r, nil
-			}
-		} else if wait > time.Second {
-			return nil, err
 		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(wait):
+		if time.Now().Before(giveUp) {
+			return fmt.Errorf("%w: request %s without the message noticed", store.ErrBehind, id)
 		}
-		wait *= 2
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
+	return r, nil
 }
+
+// holdWait is how long loadHolding reads again for a message noticed.
+const holdWait = time.Second

@@ -148,7 +148,7 @@ type Waiter interface {
 type waiterKey struct{}
 
 // WithWaiter returns a context whose reads and appends tell w when they
-// wait for the cluster. Like net/http/httptrace's hooks, it rides on the
+// wait for the cluster (nil: tell no one). Like net/http/httptrace's hooks, it rides on the
 // context because the waits happen deep inside calls that take one.
 func WithWaiter(ctx context.Context, w Waiter) context.Context {
 	return context.WithValue(ctx, waiterKey{}, w)
