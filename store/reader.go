@@ -66,13 +66,13 @@ var ErrBehind = errors.New("store: the stream's answers stay behind")
 // 1, until the last one read is at sequence floor or later. Replicas of a
 // replicated stream answer reads too, and one may be milliseconds behind:
 // a read that ends short is made again (Retry), for up to wait (0: until
-// ctx ends, or Patience), and then ErrBehind. With floor 0 any answer will
-// do, none included.
+// ctx ends, or Patience), and then ErrBehind. The reads themselves wait
+// through what Retry waits through, bounded by ctx alone. With floor 0 any
+// answer will do, none included.
 func (r Reader) LoadReaching(ctx context.Context, filter string, floor uint64, wait time.Duration) ([]events.Message, error) {
+	var giveUp time.Time
 	if wait > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, wait)
-		defer cancel()
+		giveUp = time.Now().Add(wait)
 	}
 	var msgs []events.Message
 	err := Retry(ctx, func(ctx context.Context) error {
@@ -80,10 +80,14 @@ func (r Reader) LoadReaching(ctx context.Context, filter string, floor uint64, w
 		if msgs, err = r.Load(ctx, filter, 1); err != nil {
 			return err
 		}
-		if floor > 0 && (len(msgs) == 0 || msgs[len(msgs)-1].Seq < floor) {
-			return fmt.Errorf("%w: %s ends before sequence %d", ErrBehind, filter, floor)
+		if floor == 0 || len(msgs) > 0 && msgs[len(msgs)-1].Seq >= floor {
+			return nil
 		}
-		return nil
+		behind := fmt.Errorf("%w: %s ends before sequence %d", ErrBehind, filter, floor)
+		if !giveUp.IsZero() && !time.Now().Before(giveUp) {
+			return fmt.Errorf("%w: waited %s for a replica to catch up: %w", ErrGaveUp, wait, behind)
+		}
+		return behind
 	})
 	if err != nil {
 		return nil, err
