@@ -27,12 +27,24 @@ var ErrConflict = errors.New("store: request history moved on")
 // what moved it is this very message, stored by the attempt that went
 // unacknowledged.
 func Append(ctx context.Context, js jetstream.JetStream, stream string, out events.Outgoing, lastSeq uint64, filter string) (uint64, error) {
-	var seq uint64
-	attempt := 0
+	var (
+		seq     uint64
+		attempt int
+		absent  noAnswer
+	)
+	r := Reader{NC: js.Conn(), Stream: stream, APIPrefix: apiPrefix(js.Options())}
 	err := Retry(ctx, func(ctx context.Context) error {
 		var err error
 		seq, err = publish(ctx, js, stream, out, lastSeq, filter, attempt > 0)
 		attempt++
+		if errors.Is(err, jetstream.ErrNoStreamResponse) {
+			// No stream takes the subject: one being elected a leader,
+			// or none at all — which asking again will not change.
+			return absent.judge(ctx, stream, func(ctx context.Context) error {
+				_, err := r.info(ctx)
+				return err
+			}, err)
+		}
 		return err
 	})
 	return seq, err
@@ -51,7 +63,9 @@ func publish(ctx context.Context, js jetstream.JetStream, stream string, out eve
 	defer cancel()
 	ack, err := js.PublishMsg(actx, msg,
 		jetstream.WithExpectStream(stream),
-		jetstream.WithExpectLastSequenceForSubject(lastSeq, filter))
+		jetstream.WithExpectLastSequenceForSubject(lastSeq, filter),
+		// Asking again is Retry's: one rule, one bound.
+		jetstream.WithRetryAttempts(0))
 	if err == nil {
 		return ack.Sequence, nil
 	}

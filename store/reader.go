@@ -204,7 +204,7 @@ func (r Reader) request(ctx context.Context, filter string, get directGet) ([]ev
 		var err error
 		msgs, pending, err = r.attempt(ctx, filter, get, patience)
 		if errors.Is(err, errNoResponder) {
-			return absent.judge(ctx, r, err)
+			return absent.judge(ctx, r.Stream, r.whyNoAnswer, err)
 		}
 		return err
 	})
@@ -225,7 +225,8 @@ var errNoResponder = errors.New("store: no server answers for the stream")
 // stream exists (it is silent too: no JetStream at all answers there).
 const noAnswerGrace = 5 * time.Second
 
-// noAnswer judges, across one read's attempts, direct gets nobody answers.
+// noAnswer judges, across one read's (or append's) attempts, requests to
+// a stream nobody answers.
 type noAnswer struct {
 	since time.Time // the first unanswered attempt
 	asked time.Time // when the JetStream API was last asked about the stream
@@ -233,7 +234,7 @@ type noAnswer struct {
 
 // judge returns the error to retry on, or, when the stream is known not
 // to exist or not to allow direct gets, the error that says so.
-func (a *noAnswer) judge(ctx context.Context, r Reader, err error) error {
+func (a *noAnswer) judge(ctx context.Context, stream string, ask func(context.Context) error, err error) error {
 	now := time.Now()
 	if a.since.IsZero() {
 		a.since = now
@@ -243,7 +244,7 @@ func (a *noAnswer) judge(ctx context.Context, r Reader, err error) error {
 		return err
 	}
 	a.asked = now
-	why := r.whyNoAnswer(ctx)
+	why := ask(ctx)
 	var apiErr *jetstream.APIError
 	switch {
 	case why == nil:
@@ -255,9 +256,9 @@ func (a *noAnswer) judge(ctx context.Context, r Reader, err error) error {
 	case Transient(why) && now.Sub(a.since) < noAnswerGrace:
 		return err
 	case Transient(why):
-		return fmt.Errorf("%w: %s (and the JetStream API does not answer either: %v)", ErrNoStream, r.Stream, why)
+		return fmt.Errorf("%w: %s (and the JetStream API does not answer either: %v)", ErrNoStream, stream, why)
 	}
-	return fmt.Errorf("%w: %s: %w", ErrNoStream, r.Stream, why)
+	return fmt.Errorf("%w: %s: %w", ErrNoStream, stream, why)
 }
 
 // Info returns the stream's info from its JetStream (through APIPrefix,

@@ -230,13 +230,32 @@ func TestRetryWaitsForAStreamWhoseServerRestarts(t *testing.T) {
 	assert.Equal(t, len(reasons), answered, "every wait ended")
 }
 
-// A read of a stream that does not exist is not waited on: the JetStream
-// API says so at once.
+// A read of a stream that does not exist, or an append no stream takes,
+// is not waited on: the JetStream API says so at once.
 func TestRetryDoesNotWaitForAMissingStream(t *testing.T) {
-	_, r := setup(t)
+	js, r := setup(t)
 	r.Stream = "NOPE"
 	t0 := time.Now()
 	_, err := r.Load(t.Context(), "writ.>", 1)
 	require.ErrorIs(t, err, store.ErrNoStream)
+	assert.Less(t, time.Since(t0), time.Second)
+
+	// A server with no stream at all.
+	srv, err := embedded.Start(embedded.Options{Port: -1, StoreDir: t.TempDir()})
+	require.NoError(t, err)
+	t.Cleanup(srv.Shutdown)
+	nc, err := srv.Connect()
+	require.NoError(t, err)
+	t.Cleanup(nc.Close)
+	js, err = jetstream.New(nc)
+	require.NoError(t, err)
+	kp, _ := nkeys.CreateServer()
+	out, err := events.Seal(events.Draft{Domain: "nope", RequestID: uuid.NewString(), Kind: events.KindRefused,
+		Source: "writ://nope/test", Time: time.Now(), Data: map[string]int{"n": 1}}, kp)
+	require.NoError(t, err)
+	t0 = time.Now()
+	_, err = store.Append(t.Context(), js, "NOPE", out, 0, out.Subject)
+	require.ErrorIs(t, err, store.ErrNoStream, "no stream takes %s", out.Subject)
+	assert.False(t, store.IsUnknownOutcome(err), "nothing could have stored it")
 	assert.Less(t, time.Since(t0), time.Second)
 }
