@@ -205,11 +205,15 @@ func Get(ctx context.Context, js jetstream.JetStream, domain, path string) (map[
 	if err != nil {
 		return nil, err
 	}
-	kv, err := bucket(ctx, js)
-	if err != nil {
-		return nil, err
-	}
-	e, err := kv.Get(ctx, key)
+	var e jetstream.KeyValueEntry
+	err = store.Retry(ctx, func(ctx context.Context) error {
+		kv, err := bucket(ctx, js)
+		if err != nil {
+			return err
+		}
+		e, err = kv.Get(ctx, key)
+		return err
+	})
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return map[string]string{}, nil
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/request"
 	"github.com/writ-dev/writ/state"
+	"github.com/writ-dev/writ/store"
 )
 
 const stateSynopsis = "state set|delete DOMAIN[/PATH] [key=value...] --creds FILE [--merge] [--reason TEXT] | state get DOMAIN[/PATH]"
@@ -168,11 +169,13 @@ func awaitApplied(ctx context.Context, nc *nats.Conn, domain, path string, done 
 	if err != nil {
 		return err
 	}
-	kv, err := js.KeyValue(ctx, state.Bucket)
-	if err != nil {
-		return err
-	}
-	for pause := 5 * time.Millisecond; ; pause = min(2*pause, 200*time.Millisecond) {
+	// The approval component applies what it recorded moments later, and
+	// a replica of the bucket may be behind: read again, by the retry rule.
+	return store.Retry(ctx, func(ctx context.Context) error {
+		kv, err := js.KeyValue(ctx, state.Bucket)
+		if err != nil {
+			return err
+		}
 		e, err := kv.Get(ctx, key)
 		switch {
 		case errors.Is(err, jetstream.ErrKeyNotFound) && want == nil:
@@ -182,12 +185,8 @@ func awaitApplied(ctx context.Context, nc *nats.Conn, domain, path string, done 
 		case err != nil && !errors.Is(err, jetstream.ErrKeyNotFound):
 			return err
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(pause):
-		}
-	}
+		return fmt.Errorf("%w: %s does not hold the change recorded yet", store.ErrBehind, key)
+	})
 }
 
 func printState(w io.Writer, target string, attrs map[string]string) error {
