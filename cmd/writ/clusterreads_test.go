@@ -184,8 +184,14 @@ func TestRequestWaitSaysItWaitsForTheCluster(t *testing.T) {
 	select {
 	case err := <-done:
 		require.NoError(t, err, errOut.String())
-	case <-time.After(time.Minute):
-		t.Fatalf("the request did not end: %s", errOut.String())
+	case <-time.After(2 * time.Minute):
+		id := strings.Fields(strings.TrimPrefix(before, "request "))[0]
+		id = strings.TrimSuffix(id, ":")
+		r, err := c.Client.Load(context.Background(), c.Domain, id)
+		if err == nil {
+			t.Logf("the request is %s: %v", r.State.Status, writtest.Kinds(r))
+		}
+		t.Fatalf("the request did not end (stream leader: node %d): %s", c.StreamLeader(stream), errOut.String())
 	}
 	assert.Contains(t, errOut.String(), "the cluster answers again")
 	assert.Contains(t, errOut.String(), "granted")
