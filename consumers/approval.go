@@ -64,7 +64,16 @@ func (a *Approval) Durables() []Durable { return a.c.env.DurablesOf("approval", 
 
 // Run consumes evaluations, votes and fired timers until ctx ends.
 func (a *Approval) Run(ctx context.Context) error {
-	timers, err := a.c.js.Stream(ctx, a.c.env.Streams.Timers)
+	// A cluster just (re)started may still be electing the stream's
+	// leader: wait for it by the retry rule, each ask bounded.
+	var timers jetstream.Stream
+	err := store.Retry(ctx, func(ctx context.Context) error {
+		actx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		var err error
+		timers, err = a.c.js.Stream(actx, a.c.env.Streams.Timers)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("consumers: timer stream %s: %w", a.c.env.Streams.Timers, err)
 	}

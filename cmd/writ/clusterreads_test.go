@@ -179,7 +179,7 @@ func TestRequestWaitSaysItWaitsForTheCluster(t *testing.T) {
 	c.Restart(1)
 	c.Restart(2)
 	c.AwaitJetStream(time.Minute)
-	c.AwaitStreamLeader(stream, time.Minute)
+	c.AwaitCurrent(time.Minute)
 	c.ServeReplicas(2)
 	select {
 	case err := <-done:
