@@ -94,7 +94,6 @@ func TestClientUsesThePipelinesBodyLimit(t *testing.T) {
 	assert.Greater(t, len(r.Records[0].Body), 64<<10)
 }
 
-<<<<<<< HEAD
 // The pipeline answers every vote: counted (deciding nothing yet), refused
 // (with the reason), or by the decision it made. AwaitAnswer returns on
 // that answer.
@@ -122,7 +121,8 @@ func TestAwaitAnswer(t *testing.T) {
 
 	r, _ = vote("bob", true)
 	assert.NotEqual(t, request.StatusPending, r.State.Status, "the decision answers the vote that made it")
-=======
+}
+
 // FindIn and PendingIn over the domains a client reaches; here one
 // domain alone (the cross-domain cases run across leafnodes in cmd/writ's
 // TestCrossDomain* tests).
@@ -146,5 +146,4 @@ func TestReachFindInPendingIn(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, pending, 1)
 	assert.Equal(t, id, pending[0].State.ID)
->>>>>>> h-xdomain
 }
