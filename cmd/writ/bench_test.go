@@ -35,10 +35,13 @@ func TestBenchJSON(t *testing.T) {
 
 	assert.Equal(t, []string{"sequential/r", "concurrent/r", "concurrent/rr", "review/r"}, phasesGranted(t, rep, 40))
 	// Persisted messages: requested, evaluated, granted; the review adds
-	// two votes and the approval; its relay is its critical path.
+	// two votes and the approval, and the first vote's counted answer
+	// unless the second vote came before the approval component handled
+	// the first (it then answers both with the approval); its relay is its
+	// critical path.
 	assert.Equal(t, 3, rep.Phases[0].Hops)
 	assert.Equal(t, 3, rep.Phases[0].LimitHops)
-	assert.Equal(t, 6, rep.Phases[3].Hops)
+	assert.Contains(t, []int{6, 7}, rep.Phases[3].Hops)
 	assert.Equal(t, 5, rep.Phases[3].LimitHops)
 	assert.Equal(t, 8, rep.Phases[1].Inflight)
 	assert.Equal(t, 1, rep.Phases[0].Inflight)
