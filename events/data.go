@@ -328,6 +328,9 @@ func prevField(data any) (reflect.Value, bool) {
 const (
 	AlertBreakGlass    = "break-glass"    // granted at once, to be reviewed after the fact
 	AlertReviewOverdue = "review-overdue" // the after-the-fact review missed its deadline
+	// AlertReviewDenied: reviewers denied the break-glass use after the
+	// fact, and the grant was revoked (alerted.v2).
+	AlertReviewDenied = "review-denied"
 
 	// A stream, bucket or durable consumer Writ relies on was weakened
 	// (its reason says how), and issuance stopped; then it was set right
@@ -347,11 +350,26 @@ type Alerted struct {
 	Reason string `json:"reason"`
 }
 
-// Reviewed closes a break-glass grant's after-the-fact review.
+// Review outcomes.
+const (
+	ReviewApproved = "approved"
+	ReviewDenied   = "denied"
+)
+
+// Reviewed closes a break-glass grant's after-the-fact review: approved by
+// the counted approvers, or denied by the counted deniers (whereupon the
+// grant is revoked and an alert raised). A reviewed.v1 event has no
+// outcome and is an approval.
 type Reviewed struct {
 	Prev      string         `json:"prev"`
-	Approvers []PrincipalRef `json:"approvers"`
+	Outcome   string         `json:"outcome,omitempty"`   // approved | denied; "" (v1) is approved
+	Approvers []PrincipalRef `json:"approvers,omitempty"` // approved: who approved
+	By        []PrincipalRef `json:"by,omitempty"`        // denied: who denied
+	Reason    string         `json:"reason,omitempty"`    // denied: the first denial's reason
 }
+
+// Denied reports whether the review denied the break-glass use.
+func (r *Reviewed) Denied() bool { return r.Outcome == ReviewDenied }
 
 // Policy records a policy set and flows file exactly as the pipeline loaded
 // them, so that any evaluation can be re-run from the trail. It lives under

@@ -227,9 +227,11 @@ func (f *fixture) sample(k events.Kind) any {
 		return &events.Witnessed{Prev: "", Domain: "globex", Seq: 9, Subject: "writ.globex." + events.CheckpointID("globex") + ".checkpoint",
 			Signer: f.auditorPub, Signature: strings.Repeat("A", 86), Checkpoint: "{}"}
 	case events.KindAlerted:
-		return &events.Alerted{Prev: d1, Alert: events.AlertBreakGlass, Reason: "INC-7: critical, granted at once"}
+		return &events.Alerted{Prev: d1, Alert: events.AlertReviewDenied, Reason: "INC-7: the review denied the break-glass grant; revoked"}
 	case events.KindReviewed:
-		return &events.Reviewed{Prev: d1, Approvers: []events.PrincipalRef{alice}}
+		// A denial: the outcome with the most fields (an approval names
+		// approvers, and TestReviewedVersions has one).
+		return &events.Reviewed{Prev: d1, Outcome: events.ReviewDenied, By: []events.PrincipalRef{alice}, Reason: "no incident at that time"}
 	case events.KindEscalated:
 		return &events.Escalated{Prev: d1, Flow: "two-leads", Stage: 0, Groups: []string{"sre-managers"}, Principals: []string{"acme/dana"}}
 	case events.KindLocked:

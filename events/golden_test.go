@@ -86,7 +86,7 @@ func TestGoldenCoversEverySchema(t *testing.T) {
 	}
 	var kinds []string
 	for _, k := range allKinds {
-		kinds = append(kinds, k.Type())
+		kinds = append(kinds, k.Types()...) // earlier versions still read keep their schema and example
 	}
 	types := schemas.Types()
 	slices.Sort(golden)
@@ -109,6 +109,71 @@ func TestSealedEventsMatchSchema(t *testing.T) {
 			require.NoError(t, r.Err)
 			assert.True(t, r.Valid())
 			assert.Equal(t, f.sample(k), r.Data, "the data decodes to what was sealed")
+		})
+	}
+}
+
+// TestGoldenOlderTypes checks the committed examples of earlier versions
+// still read: each is valid against its own schema, its kind accepts it,
+// and the current Go type reads it without losing a field.
+func TestGoldenOlderTypes(t *testing.T) {
+	n := 0
+	for _, k := range allKinds {
+		for _, typ := range k.Types()[1:] {
+			n++
+			t.Run(typ, func(t *testing.T) {
+				body, err := os.ReadFile(goldenPath(typ))
+				require.NoError(t, err, "an earlier version still read keeps its golden payload")
+				require.NoError(t, schemas.Validate(typ, body))
+				var env events.Envelope
+				require.NoError(t, json.Unmarshal(body, &env))
+				assert.True(t, k.Accepts(env.Type))
+				assert.False(t, events.KindRequested.Accepts(env.Type), "a version belongs to one kind")
+				data := newData(k)
+				dec := json.NewDecoder(bytes.NewReader(env.Data))
+				dec.DisallowUnknownFields()
+				require.NoError(t, dec.Decode(data))
+			})
+		}
+	}
+	assert.Equal(t, 2, n, "reviewed.v1 and alerted.v1")
+}
+
+// TestReviewedVersions: a reviewed.v1 (no outcome) reads as an approval,
+// and a v2 review names either its approvers or its deniers, never both.
+func TestReviewedVersions(t *testing.T) {
+	body, err := os.ReadFile(goldenPath("writ.request.reviewed.v1"))
+	require.NoError(t, err)
+	var env events.Envelope
+	require.NoError(t, json.Unmarshal(body, &env))
+	var v1 events.Reviewed
+	require.NoError(t, json.Unmarshal(env.Data, &v1))
+	assert.False(t, v1.Denied(), "v1 has no denial")
+	assert.NotEmpty(t, v1.Approvers)
+
+	f := newFixture(t)
+	c := events.Checker{Bundle: f.bundle}
+	alice := events.PrincipalRef{Domain: "acme", Name: "alice"}
+	const d1 = "sha256:1111111111111111111111111111111111111111111111111111111111111111"
+	for _, tc := range []struct {
+		name string
+		data *events.Reviewed
+		ok   bool
+	}{
+		{"approved", &events.Reviewed{Prev: d1, Outcome: events.ReviewApproved, Approvers: []events.PrincipalRef{alice}}, true},
+		{"denied", &events.Reviewed{Prev: d1, Outcome: events.ReviewDenied, By: []events.PrincipalRef{alice}}, true},
+		{"approved naming deniers", &events.Reviewed{Prev: d1, Outcome: events.ReviewApproved, Approvers: []events.PrincipalRef{alice}, By: []events.PrincipalRef{alice}}, false},
+		{"denied naming approvers", &events.Reviewed{Prev: d1, Outcome: events.ReviewDenied, By: []events.PrincipalRef{alice}, Approvers: []events.PrincipalRef{alice}}, false},
+		{"denied by nobody", &events.Reviewed{Prev: d1, Outcome: events.ReviewDenied}, false},
+		{"no outcome", &events.Reviewed{Prev: d1, Approvers: []events.PrincipalRef{alice}}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := c.Inspect(seal(t, events.KindReviewed, tc.data, f.signer(events.KindReviewed)), t0)
+			if tc.ok {
+				assert.NoError(t, r.Err)
+			} else {
+				assert.ErrorIs(t, r.Err, events.ErrSchema)
+			}
 		})
 	}
 }

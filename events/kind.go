@@ -1,6 +1,9 @@
 package events
 
-import "fmt"
+import (
+	"fmt"
+	"slices"
+)
 
 // Kind is the kind of an event, the last token of its subject.
 type Kind uint8
@@ -78,8 +81,8 @@ const (
 	TypeLock       = "writ.request.lock.v1"
 	TypeLocked     = "writ.request.locked.v1"
 	TypeEscalated  = "writ.request.escalated.v1"
-	TypeAlerted    = "writ.request.alerted.v1"
-	TypeReviewed   = "writ.request.reviewed.v1"
+	TypeAlerted    = "writ.request.alerted.v2"  // v2: the review-denied alert
+	TypeReviewed   = "writ.request.reviewed.v2" // v2: an outcome, approved or denied
 	TypePolicy     = "writ.request.policy.v1"
 	TypeCheckpoint = "writ.audit.checkpoint.v1"
 	TypeWitnessed  = "writ.audit.witnessed.v1"
@@ -112,6 +115,38 @@ var kindTypes = [...]string{
 	KindState:      TypeState,
 	KindStated:     TypeStated,
 	KindCounted:    TypeCounted,
+}
+
+// olderTypes are earlier versions of a kind's type that the trail still
+// holds and readers still accept; nothing writes them any more. A
+// reviewed.v1 is an approved review (v1 had no denial); an alerted.v1 is
+// an alerted.v2 without the review-denied alert.
+var olderTypes = map[string]Kind{
+	"writ.request.alerted.v1":  KindAlerted,
+	"writ.request.reviewed.v1": KindReviewed,
+}
+
+// Accepts reports whether an event of kind k may carry the CloudEvents
+// type typ: the current one, or an earlier version still read.
+func (k Kind) Accepts(typ string) bool {
+	return k != KindNone && (typ == k.Type() || olderTypes[typ] == k)
+}
+
+// Types lists the CloudEvents types an event of kind k may carry: the
+// current one first, then the earlier versions still read.
+func (k Kind) Types() []string {
+	t := k.Type()
+	if t == "" {
+		return nil
+	}
+	out := []string{t}
+	for old, ok := range olderTypes {
+		if ok == k {
+			out = append(out, old)
+		}
+	}
+	slices.Sort(out[1:])
+	return out
 }
 
 // String returns the subject token of the kind.

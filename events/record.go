@@ -109,7 +109,7 @@ func (c Checker) inspect(m Message, now time.Time) Record {
 		r.Err = fmt.Errorf("%w: %v", ErrMalformed, err)
 		return r
 	}
-	if r.Envelope.Type != r.Kind.Type() {
+	if !r.Kind.Accepts(r.Envelope.Type) {
 		r.Err = fmt.Errorf("%w: type %q on a %s subject", ErrTypeMismatch, r.Envelope.Type, r.Kind)
 		return r
 	}

@@ -60,6 +60,7 @@ type event struct {
 	by   *identity.Principal // for requests and votes
 	err  error               // Inspect's verdict
 	prev *string             // overrides the chain
+	role identity.Role       // the component that signed it (refusals)
 }
 
 func (h *history) add(e event) events.Record {
@@ -89,6 +90,7 @@ func (h *history) add(e event) events.Record {
 		Envelope:  events.Envelope{Type: e.kind.Type(), Subject: reqID, Time: at},
 		Data:      e.data,
 		Principal: e.by,
+		Role:      e.role,
 		Err:       e.err,
 	}
 	h.records = append(h.records, r)
@@ -194,4 +196,20 @@ func refused(refSeq uint64, code string) event {
 
 func counted(refSeq uint64, p identity.Principal) event {
 	return event{kind: events.KindCounted, data: &events.Counted{RefSeq: refSeq, Voter: events.PrincipalRef{Domain: p.Domain, Name: p.Name}}}
+}
+
+// issuerRefused is the issuer's refusal of the record at refSeq: its
+// answer to a decision in favour it will not grant (a lock).
+func issuerRefused(refSeq uint64, refKind, code string) event {
+	return event{kind: events.KindRefused, role: identity.RoleIssuer, data: &events.Refused{RefSeq: refSeq, RefKind: refKind, Code: code, Reason: "refused"}}
+}
+
+// breakGlass is a break-glass evaluation: allowed at once, with flows to
+// review it after the fact by deadline.
+func breakGlass(flows ...events.Flow) event {
+	if len(flows) == 0 {
+		flows = []events.Flow{twoLeads()}
+	}
+	exp := deadline
+	return event{kind: events.KindEvaluated, data: &events.Evaluated{Outcome: events.OutcomeAllow, BreakGlass: true, Flows: flows, ExpiresAt: &exp}}
 }

@@ -22,9 +22,13 @@ import (
 // anyone (the requester, twice, people outside the flows, another domain),
 // the approval component's own decisions from Next, time passing deadlines
 // and escalations, grants good and bad, revocations asked and answered,
-// redemptions (twice, late), refusals, forged decisions, untrusted and
-// unchained records, and restarts that fold the whole history again. After
-// every step the invariants a reader of the trail relies on must hold.
+// redemptions (twice, late), refusals (the issuer's of a decision in
+// favour among them: its requester locked since), forged decisions,
+// untrusted and unchained records, and restarts that fold the whole
+// history again. After every step the invariants a reader of the trail
+// relies on must hold, among them that the request ends: from wherever it
+// stands, the pipeline takes it to a terminal state, and whenever no
+// component has anything to do it holds a live timer (see settles).
 func TestLifeInvariants(t *testing.T) {
 	cast := newCast(t)
 	rapid.Check(t, func(rt *rapid.T) {
@@ -51,6 +55,7 @@ func TestLifeInvariants(t *testing.T) {
 			"revoked":        m.revoked,
 			"redeem":         m.redeem,
 			"refuse":         m.refuse,
+			"issuer refuses": m.issuerRefuses,
 			"reject":         m.reject,
 			"evaluate":       m.evaluate,
 			"request again":  m.requestAgain,
@@ -130,13 +135,14 @@ func deepCopy(s request.State) request.State {
 }
 
 // edges are the status changes a record may make; nothing leaves a closed
-// request but a redeemed one, to revoked, while its grant is in use.
+// request but a redeemed one, to revoked, while its grant is in use
+// (asked, or its break-glass review denied it).
 var edges = map[request.Status][]request.Status{
 	request.StatusNone:      {request.StatusRequested, request.StatusRejected},
 	request.StatusRequested: {request.StatusPending, request.StatusAllowed, request.StatusDenied, request.StatusRejected, request.StatusRevoked},
 	request.StatusPending:   {request.StatusApproved, request.StatusDenied, request.StatusExpired, request.StatusRevoked},
-	request.StatusAllowed:   {request.StatusGranted, request.StatusRevoked},
-	request.StatusApproved:  {request.StatusGranted, request.StatusRevoked},
+	request.StatusAllowed:   {request.StatusGranted, request.StatusRevoked, request.StatusRefused},
+	request.StatusApproved:  {request.StatusGranted, request.StatusRevoked, request.StatusRefused},
 	request.StatusGranted:   {request.StatusRedeemed, request.StatusRevoked},
 	// A redeemed grant still in use may be revoked (State.InUse).
 	request.StatusRedeemed: {request.StatusRevoked},
@@ -172,6 +178,18 @@ func (m *machine) checkStep(t *rapid.T, pre request.State, r events.Record, post
 		}
 		want.Answered[d.RefSeq] = d.Code
 		want.Votes = slices.DeleteFunc(slices.Clone(pre.Votes), func(v request.Vote) bool { return v.Seq == d.RefSeq })
+		if r.Role == identity.RoleIssuer && pre.Status.AwaitsGrant() && d.RefSeq == pre.DecisionSeq {
+			// The issuer will not grant what was decided in favour: the
+			// request ends there.
+			want.Status, want.Refusal = request.StatusRefused, d
+			if want.DecidedAt.IsZero() {
+				want.DecidedAt = r.Envelope.Time
+			}
+			require.Equal(t, want, post, "the issuer's refusal of the decision ends the request, and only that")
+			m.ends++
+			require.LessOrEqual(t, m.ends, 1, "a request ends once")
+			return
+		}
 		require.Equal(t, want, post, "a refusal only answers, and un-counts the vote it refuses")
 		return
 	case *events.Redeemed:
@@ -213,14 +231,31 @@ func (m *machine) checkStep(t *rapid.T, pre request.State, r events.Record, post
 			require.Equal(t, 1, m.accepted[events.KindApproved], "granted on a review that was never approved")
 		}
 	case *events.Revoked:
-		require.Contains(t, pre.RevokeAskers, d.By)
+		byReview := pre.ReviewDenied() && slices.Contains(pre.Review.By, d.By)
+		require.True(t, byReview || slices.Contains(pre.RevokeAskers, d.By), "revoked by %s, who neither asked nor denied the review", d.By.ID())
 		if pre.Status == request.StatusRedeemed {
 			require.True(t, request.At(r).Before(pre.Grant.ExpiresAt.Add(request.RedeemLeeway)), "revoked a redeemed grant after it expired")
 		}
 	case *events.Escalated:
 		require.Equal(t, request.StatusPending, pre.Status)
 	case *events.Reviewed:
-		require.True(t, pre.ReviewOpen() && pre.Tally().Satisfied)
+		require.True(t, pre.ReviewOpen())
+		tl := pre.Tally()
+		if d.Denied() {
+			require.True(t, tl.Denied, "review denied on %+v", tl)
+			enough(t, pre, d.By, false)
+		} else {
+			require.True(t, tl.Satisfied && !tl.Denied, "review approved on %+v", tl)
+			enough(t, pre, d.Approvers, true)
+		}
+	case *events.Alerted:
+		switch d.Alert {
+		case events.AlertReviewDenied:
+			require.True(t, pre.ReviewDenied(), "review-denied alert with no denied review")
+			require.False(t, slices.ContainsFunc(pre.Alerts, func(a *events.Alerted) bool { return a.Alert == d.Alert }), "alerted twice")
+		case events.AlertReviewOverdue:
+			require.True(t, pre.ReviewOpen(), "overdue once the review is settled")
+		}
 	}
 	if post.Status != pre.Status {
 		require.Contains(t, edges[pre.Status], post.Status, "%s moved the request from %s to %s", r.Kind, pre.Status, post.Status)
@@ -299,9 +334,13 @@ func (m *machine) check(t *rapid.T) {
 		require.NotNil(t, s.Revocation)
 	case request.StatusRejected:
 		require.NotNil(t, s.Rejection)
+	case request.StatusRefused:
+		require.NotNil(t, s.Refusal)
+		require.Nil(t, s.Grant)
 	case request.StatusPending:
 		require.True(t, !s.Deadline().IsZero() || s.Tally().Satisfied, "pending, with no stage open, yet not approved")
 	}
+	m.settles(t)
 	// What the approval component would do now, Apply takes.
 	for _, d := range []request.Decision{request.Next(s, m.now), request.NextReview(s, m.now)} {
 		if d.Kind != events.KindNone {
@@ -377,19 +416,66 @@ func (m *machine) voteAs(t *rapid.T, p identity.Principal) {
 }
 
 // decide appends what the approval component would: the break-glass alert,
-// then the review's outcome; or Next's decision.
+// then the review's outcome (and after a denial, the revocation and its
+// alert); or Next's decision.
 func (m *machine) decide(t *rapid.T) {
-	d := request.Next(m.s, m.now)
-	if m.s.ReviewOpen() {
-		d = request.NextReview(m.s, m.now)
-		if len(m.s.Alerts) == 0 {
-			d = request.Decision{Kind: events.KindAlerted, Data: &events.Alerted{Alert: events.AlertBreakGlass, Reason: "break-glass"}}
-		}
-	}
+	d := m.approval()
 	if d.Kind == events.KindNone {
 		t.Skip("nothing to decide")
 	}
 	require.NoError(t, m.add(t, event{kind: d.Kind, data: d.Data}), "the approval component's own %s", d.Kind)
+}
+
+// approval is what the approval component decides now.
+func (m *machine) approval() request.Decision {
+	if m.s.ReviewOpen() && len(m.s.Alerts) == 0 {
+		return request.Decision{Kind: events.KindAlerted, Data: &events.Alerted{Alert: events.AlertBreakGlass, Reason: "break-glass"}}
+	}
+	if m.s.ReviewActive() {
+		return request.NextReview(m.s, m.now)
+	}
+	return request.Next(m.s, m.now)
+}
+
+// settles checks that the request ends: on a copy of the history, the
+// pipeline answers as it would — the policy rejects or evaluates, the
+// approval component decides, the issuer grants or refuses (a lock),
+// timers fire — until the request is terminal with no review left to act
+// on. Whenever no component has anything to do, the request must hold a
+// live timer (NextDue), and the clock moves to it. Nobody votes or
+// revokes meanwhile: the timers alone must end it.
+func (m *machine) settles(t *rapid.T) {
+	sim := &machine{
+		h: &history{t: m.h.t, records: slices.Clone(m.h.records)}, cast: m.cast, now: m.now,
+		s: deepCopy(m.s), errs: maps.Clone(m.errs), accepted: maps.Clone(m.accepted), ends: m.ends,
+	}
+	locked := rapid.IntRange(0, 3).Draw(t, "the issuer finds the requester locked") == 0
+	for range 32 {
+		s := sim.s
+		var e event
+		switch d := sim.approval(); {
+		case s.Status.IsTerminal() && !s.ReviewActive():
+			return
+		case s.Status == request.StatusNone:
+			e = event{kind: events.KindRejected, data: &events.Rejected{RefSeq: 1, Code: "bad-signature", Reason: "untrusted"}}
+		case s.Status == request.StatusRequested:
+			e = event{kind: events.KindEvaluated, data: &events.Evaluated{Outcome: events.OutcomeAllow}}
+		case d.Kind != events.KindNone:
+			e = event{kind: d.Kind, data: d.Data}
+		case s.Status.AwaitsGrant() && locked:
+			e = issuerRefused(s.DecisionSeq, "approved", "locked")
+		case s.Status.AwaitsGrant():
+			e = sim.granted(s.Requester.Key, time.Minute)
+		default:
+			due := s.NextDue()
+			require.False(t, due.IsZero(), "%s with nothing to do and no timer: it would never end", s.Status)
+			require.True(t, due.After(sim.now), "a timer due at %s, now %s, and nothing to do", due, sim.now)
+			sim.now = due
+			continue
+		}
+		require.NoError(t, sim.add(t, e), "the pipeline's own %s in %s", e.kind, s.Status)
+	}
+	require.Fail(t, "the request did not end", "%s after 32 steps of the pipeline", sim.s.Status)
 }
 
 // wait lets time pass: to just before, or exactly at, the next thing due,
@@ -486,9 +572,23 @@ func (m *machine) refuse(t *rapid.T) {
 	if err := m.errs[uint64(seq)]; err != nil {
 		code = request.Code(err)
 	}
-	require.NoError(t, m.add(t, event{kind: events.KindRefused, data: &events.Refused{
+	role := rapid.SampledFrom([]identity.Role{"", identity.RoleApproval, identity.RoleIssuer}).Draw(t, "refused by")
+	require.NoError(t, m.add(t, event{kind: events.KindRefused, role: role, data: &events.Refused{
 		RefSeq: uint64(seq), RefKind: m.h.records[seq-1].Kind.String(), Code: code, Reason: "refused",
 	}}))
+}
+
+// issuerRefuses appends the issuer's refusal of a decision in favour: the
+// requester was locked after the approval. The request ends, refused.
+func (m *machine) issuerRefuses(t *rapid.T) {
+	if !m.s.Status.AwaitsGrant() {
+		t.Skip("nothing to grant")
+	}
+	kind := m.h.records[m.s.DecisionSeq-1].Kind.String()
+	require.NoError(t, m.add(t, issuerRefused(m.s.DecisionSeq, kind, "locked")))
+	require.Equal(t, request.StatusRefused, m.s.Status)
+	_, err := m.probe(m.granted(m.s.Requester.Key, time.Minute))
+	require.ErrorIs(t, err, request.ErrClosed, "no grant after the issuer refused")
 }
 
 // reject appends the policy's rejection of the request (a lock, say).
@@ -579,7 +679,11 @@ func (m *machine) forge(t *rapid.T) {
 		flow = "flow-1"
 	}
 	var e event
-	switch rapid.IntRange(0, 7).Draw(t, "forged") {
+	var deniers []events.PrincipalRef
+	if m.s.Review != nil {
+		deniers = m.s.Review.By
+	}
+	switch rapid.IntRange(0, 12).Draw(t, "forged") {
 	case 0:
 		e = event{kind: events.KindApproved, data: &events.Approved{Approvers: refsOf(tl.Approvers)}}
 	case 1:
@@ -603,7 +707,22 @@ func (m *machine) forge(t *rapid.T) {
 		}
 		e = event{kind: events.KindEscalated, data: esc}
 	case 6:
-		e = event{kind: events.KindReviewed, data: &events.Reviewed{Approvers: refsOf(tl.Approvers)}}
+		e = event{kind: events.KindReviewed, data: &events.Reviewed{Outcome: events.ReviewApproved, Approvers: refsOf(tl.Approvers)}}
+	case 7:
+		e = event{kind: events.KindReviewed, data: &events.Reviewed{Approvers: refsOf(tl.Approvers)}} // a v1: no outcome
+	case 8:
+		e = event{kind: events.KindReviewed, data: &events.Reviewed{Outcome: events.ReviewDenied, By: refsOf(tl.Deniers)}}
+	case 9:
+		e = event{kind: events.KindReviewed, data: &events.Reviewed{Outcome: events.ReviewDenied, By: anyone}}
+	case 10:
+		// A revocation in a review's name: a denier's, or anyone's.
+		by := events.PrincipalRef{Domain: "acme", Name: "alice"}
+		if len(deniers) > 0 && rapid.Bool().Draw(t, "a denier") {
+			by = rapid.SampledFrom(deniers).Draw(t, "denier")
+		}
+		e = event{kind: events.KindRevoked, data: &events.Revoked{By: by, Reason: "review denied"}}
+	case 11:
+		e = event{kind: events.KindAlerted, data: &events.Alerted{Alert: events.AlertReviewDenied, Reason: "denied"}}
 	default:
 		e = event{kind: events.KindAlerted, data: &events.Alerted{Alert: events.AlertReviewOverdue, Reason: "overdue"}}
 	}

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
@@ -64,6 +65,11 @@ type State struct {
 	Escalations []Escalation
 	Rejection   *events.Rejected
 	DecidedAt   time.Time
+	// DecisionSeq is the sequence of the record that decided in favour
+	// (the evaluation that allowed, or the approval): the issuer answers
+	// it with a grant, or with a refusal that ends the request (Refusal).
+	DecisionSeq uint64
+	Refusal     *events.Refused
 	Grant       *events.Granted
 	RedeemedAt  time.Time
 	Revocation  *events.Revoked
@@ -72,7 +78,8 @@ type State struct {
 	RevokeAskers []events.PrincipalRef
 
 	// A break-glass grant's after-the-fact review: open from the
-	// evaluation until reviewed or overdue.
+	// evaluation until reviewed (approved or denied) or overdue. A denial
+	// then revokes the grant and raises an alert (ReviewActive).
 	Alerts        []*events.Alerted
 	Review        *events.Reviewed
 	ReviewOverdue bool
@@ -149,6 +156,15 @@ func Apply(s State, r events.Record) (State, error) {
 		// A vote the approval component refused after the fact (a policy
 		// forbids that approver) stops counting.
 		s.Votes = slices.DeleteFunc(slices.Clone(s.Votes), func(v Vote) bool { return v.Seq == d.RefSeq })
+		// The issuer answers a decision in favour once: its refusal (the
+		// requester was locked since, say) means no grant will ever come,
+		// and ends the request rather than leave it waiting for good.
+		if r.Role == identity.RoleIssuer && s.Status.AwaitsGrant() && d.RefSeq == s.DecisionSeq {
+			s.Status, s.Refusal = StatusRefused, d
+			if s.DecidedAt.IsZero() {
+				s.DecidedAt = r.Envelope.Time
+			}
+		}
 		return s, nil
 	}
 	if d, ok := r.Data.(*events.Redeemed); ok && d.Outcome == events.RedemptionRefused {
@@ -157,6 +173,10 @@ func Apply(s State, r events.Record) (State, error) {
 	revocation := r.Kind == events.KindRevoked || r.Kind == events.KindRevoke
 	afterGrant := r.Kind == events.KindRedeemed || revocation
 	review := s.ReviewOpen() && (r.Kind == events.KindVoted || r.Kind == events.KindAlerted || r.Kind == events.KindReviewed || r.Kind == events.KindCounted)
+	// A denied break-glass review acts whatever became of the grant: it
+	// revokes it (while it may be in use) and raises its alert. The cases
+	// below say what is due.
+	review = review || (s.ReviewDenied() && (r.Kind == events.KindRevoked || r.Kind == events.KindAlerted))
 	// A redeemed grant may still be in use (a connection it opened through
 	// the NATS callout lives until the grant expires): revoking it is
 	// recorded, so that what it opened is ended.
@@ -185,7 +205,7 @@ func Apply(s State, r events.Record) (State, error) {
 		}
 		switch d.Outcome {
 		case events.OutcomeAllow:
-			s.Status = StatusAllowed
+			s.Status, s.DecisionSeq = StatusAllowed, r.Seq
 		case events.OutcomeReview:
 			if len(d.Flows) == 0 || d.ExpiresAt == nil {
 				return s, fmt.Errorf("%w: review without flows or deadline", ErrIllegal)
@@ -231,11 +251,19 @@ func Apply(s State, r events.Record) (State, error) {
 		if s.Evaluation == nil || !s.Evaluation.BreakGlass {
 			return s, fmt.Errorf("%w: alert without break-glass", ErrIllegal)
 		}
-		if d.Alert == events.AlertReviewOverdue {
+		switch d.Alert {
+		case events.AlertReviewOverdue:
 			if !s.ReviewOpen() || r.Envelope.Time.Before(s.Deadline()) {
 				return s, fmt.Errorf("%w: review not overdue", ErrUnjustified)
 			}
 			s.ReviewOverdue = true
+		case events.AlertReviewDenied:
+			if !s.ReviewDenied() {
+				return s, fmt.Errorf("%w: no review denied", ErrUnjustified)
+			}
+			if s.alerted(events.AlertReviewDenied) {
+				return s, fmt.Errorf("%w: the review's denial alerted already", ErrIllegal)
+			}
 		}
 		s.Alerts = append(slices.Clip(s.Alerts), d)
 	case *events.Reviewed:
@@ -243,11 +271,27 @@ func Apply(s State, r events.Record) (State, error) {
 			return s, fmt.Errorf("%w: no review open", ErrIllegal)
 		}
 		t := s.Tally()
-		if !t.Satisfied {
-			return s, fmt.Errorf("%w: review flows not satisfied", ErrUnjustified)
-		}
-		if !slices.Equal(d.Approvers, refs(t.Approvers)) {
-			return s, fmt.Errorf("%w: names reviewers other than the counted ones", ErrUnjustified)
+		switch d.Outcome {
+		case events.ReviewDenied:
+			// As for a pending request: the flows' deny quorum decides.
+			if !t.Denied {
+				return s, fmt.Errorf("%w: review denied with no counted denial", ErrUnjustified)
+			}
+			if !slices.Equal(d.By, refs(t.Deniers)) {
+				return s, fmt.Errorf("%w: names deniers other than the counted ones", ErrUnjustified)
+			}
+		case events.ReviewApproved, "": // "": a reviewed.v1, written before reviews could deny
+			if !t.Satisfied {
+				return s, fmt.Errorf("%w: review flows not satisfied", ErrUnjustified)
+			}
+			if d.Outcome != "" && t.Denied {
+				return s, fmt.Errorf("%w: review approved over a counted denial", ErrUnjustified)
+			}
+			if !slices.Equal(d.Approvers, refs(t.Approvers)) {
+				return s, fmt.Errorf("%w: names reviewers other than the counted ones", ErrUnjustified)
+			}
+		default:
+			return s, fmt.Errorf("%w: review outcome %q", ErrIllegal, d.Outcome)
 		}
 		s.Review = d
 	case *events.Escalated:
@@ -270,7 +314,7 @@ func Apply(s State, r events.Record) (State, error) {
 		if !slices.Equal(d.Approvers, refs(t.Approvers)) {
 			return s, fmt.Errorf("%w: names approvers other than the counted ones", ErrUnjustified)
 		}
-		s.Status, s.DecidedAt = StatusApproved, r.Envelope.Time
+		s.Status, s.DecidedAt, s.DecisionSeq = StatusApproved, r.Envelope.Time, r.Seq
 	case *events.Denied:
 		if s.Status != StatusPending {
 			return s, fmt.Errorf("%w: denied in %s", ErrIllegal, s.Status)
@@ -381,7 +425,14 @@ func Apply(s State, r events.Record) (State, error) {
 		if s.Status == StatusNone {
 			return s, fmt.Errorf("%w: revoked before any request", ErrIllegal)
 		}
-		if !slices.Contains(s.RevokeAskers, d.By) {
+		// Revoked on an ask, or by a review that denied a break-glass
+		// grant; once, and after the grant was used only while it may be
+		// in use.
+		if s.Status.IsClosed() && !s.InUse(At(r)) {
+			return s, fmt.Errorf("%w (%s)", ErrClosed, s.Status)
+		}
+		byReview := s.ReviewDenied() && slices.Contains(s.Review.By, d.By)
+		if !byReview && !slices.Contains(s.RevokeAskers, d.By) {
 			return s, fmt.Errorf("%w: revoked by %s, who did not ask", ErrUnjustified, d.By.ID())
 		}
 		s.Status, s.Revocation = StatusRevoked, d
@@ -492,14 +543,45 @@ func (s State) ReviewOpen() bool {
 // or a break-glass review.
 func (s State) Collecting() bool { return s.Status == StatusPending || s.ReviewOpen() }
 
+// ReviewDenied reports whether a break-glass grant's review denied it.
+func (s State) ReviewDenied() bool { return s.Review != nil && s.Review.Denied() }
+
+// ReviewActive reports whether a break-glass review still has something
+// to do: votes to collect, or a denial to act on (the grant to revoke,
+// then the alert, which comes last).
+func (s State) ReviewActive() bool {
+	return s.ReviewOpen() || (s.ReviewDenied() && !s.alerted(events.AlertReviewDenied))
+}
+
+// revocable reports whether a denied review has a grant to revoke at at:
+// one to come, one to use, or one used that may still be in use (InUse).
+func (s State) revocable(at time.Time) bool {
+	return s.Status.AwaitsGrant() || s.Status == StatusGranted || s.InUse(at)
+}
+
+func (s State) alerted(alert string) bool {
+	return slices.ContainsFunc(s.Alerts, func(a *events.Alerted) bool { return a.Alert == alert })
+}
+
 // NextReview is what the approval flow does next for a break-glass review:
-// reviewed once its flows are satisfied, an overdue alert at its deadline.
+// reviewed once its flows deny it (a counted denial wins, as for a pending
+// request) or approve it, an overdue alert at its deadline; after a
+// denial, the grant revoked, then the review-denied alert.
 func NextReview(s State, now time.Time) Decision {
+	if s.ReviewDenied() {
+		return reviewDenial(s, now)
+	}
 	if !s.ReviewOpen() {
 		return Decision{}
 	}
-	if t := s.Tally(); t.Satisfied {
-		return Decision{Kind: events.KindReviewed, Data: &events.Reviewed{Prev: s.LastDigest, Approvers: refs(t.Approvers)}}
+	t := s.Tally()
+	switch {
+	case t.Denied:
+		return Decision{Kind: events.KindReviewed, Data: &events.Reviewed{
+			Prev: s.LastDigest, Outcome: events.ReviewDenied, By: refs(t.Deniers), Reason: t.Reason,
+		}}
+	case t.Satisfied:
+		return Decision{Kind: events.KindReviewed, Data: &events.Reviewed{Prev: s.LastDigest, Outcome: events.ReviewApproved, Approvers: refs(t.Approvers)}}
 	}
 	if d := s.Deadline(); !now.Before(d) {
 		return Decision{Kind: events.KindAlerted, Data: &events.Alerted{
@@ -518,6 +600,63 @@ func (s State) VoteAnswered(seq uint64) bool {
 		return true
 	}
 	return slices.ContainsFunc(s.Votes, func(v Vote) bool { return v.Seq == seq && v.Counted })
+}
+
+// reviewDenial is what a denied review still owes: the grant revoked in
+// the first denier's name, then the alert, which says what became of the
+// grant.
+func reviewDenial(s State, now time.Time) Decision {
+	rv := s.Review
+	var by []string
+	for _, p := range rv.By {
+		by = append(by, p.ID())
+	}
+	why := ""
+	if rv.Reason != "" {
+		why = fmt.Sprintf(": %q", rv.Reason)
+	}
+	if s.revocable(now) {
+		return Decision{Kind: events.KindRevoked, Data: &events.Revoked{
+			Prev: s.LastDigest, By: rv.By[0],
+			Reason: clip("the after-the-fact review denied this break-glass use (" + strings.Join(by, ", ") + why + ")"),
+		}}
+	}
+	if s.alerted(events.AlertReviewDenied) {
+		return Decision{}
+	}
+	what := "its grant is revoked"
+	switch {
+	case s.Revocation != nil && !slices.Contains(rv.By, s.Revocation.By):
+		what = "its grant was revoked already, by " + s.Revocation.By.ID()
+	case s.Status == StatusRefused:
+		what = "no grant was issued"
+	case s.Status == StatusRedeemed:
+		what = "its grant was used, and has expired since"
+	}
+	action := ""
+	if r := s.Request; r != nil {
+		action = fmt.Sprintf(" of %s on %s/%s", r.Action, s.Domain, r.Resource)
+	}
+	return Decision{Kind: events.KindAlerted, Data: &events.Alerted{
+		Prev: s.LastDigest, Alert: events.AlertReviewDenied,
+		Reason: clip(fmt.Sprintf("%s denied the break-glass use by %s%s after the fact%s; %s",
+			strings.Join(by, ", "), s.Requester.ID(), action, why, what)),
+	}}
+}
+
+// maxReason is the longest reason an event's schema takes.
+const maxReason = 2048
+
+// clip keeps s within maxReason bytes, whole runes only.
+func clip(s string) string {
+	if len(s) <= maxReason {
+		return s
+	}
+	cut := maxReason - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 // WithoutVotes returns the state with the votes drop says to leave out.

@@ -182,6 +182,14 @@ func terminal(t *testing.T, p people) map[request.Status]func(h *history) {
 			h.add(requested(&p.carol, 0))
 			h.add(rejected("untrusted-key"))
 		},
+		request.StatusRefused: func(h *history) {
+			h.add(requested(&p.carol, 0))
+			h.add(review(0))
+			h.add(h.vote(&p.alice, true, ""))
+			h.add(h.vote(&p.bob, true, ""))
+			h.add(approved(p.alice, p.bob))
+			h.add(issuerRefused(5, "approved", "locked"))
+		},
 	}
 }
 

@@ -18,9 +18,12 @@ const (
 	StatusExpired
 	StatusRedeemed // the grant was used, once
 	StatusRevoked  // withdrawn: before it was used, or while what it opened was live (State.InUse)
+	// StatusRefused: decided in favour, but the issuer refused to grant it
+	// (its requester was locked meanwhile, say): it ends without a grant.
+	StatusRefused
 )
 
-var statusNames = [...]string{"none", "requested", "pending", "allowed", "approved", "granted", "rejected", "denied", "expired", "redeemed", "revoked"}
+var statusNames = [...]string{"none", "requested", "pending", "allowed", "approved", "granted", "rejected", "denied", "expired", "redeemed", "revoked", "refused"}
 
 func (s Status) String() string {
 	if int(s) < len(statusNames) {
@@ -49,7 +52,7 @@ func (s Status) IsTerminal() bool {
 // IsClosed reports whether nothing at all can change the request any more,
 // but the revocation of a redeemed grant still in use (State.InUse).
 func (s Status) IsClosed() bool {
-	return s == StatusRedeemed || s == StatusRevoked || s == StatusRejected || s == StatusDenied || s == StatusExpired
+	return s == StatusRedeemed || s == StatusRevoked || s == StatusRejected || s == StatusDenied || s == StatusExpired || s == StatusRefused
 }
 
 // IsPending reports whether the request waits for approvers.

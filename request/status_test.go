@@ -24,6 +24,9 @@ func TestStatus(t *testing.T) {
 		{request.StatusRejected, "rejected", true, false, false},
 		{request.StatusDenied, "denied", true, false, false},
 		{request.StatusExpired, "expired", true, false, false},
+		{request.StatusRedeemed, "redeemed", true, false, false},
+		{request.StatusRevoked, "revoked", true, false, false},
+		{request.StatusRefused, "refused", true, false, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -34,6 +37,7 @@ func TestStatus(t *testing.T) {
 			assert.Equal(t, tt.terminal, tt.status.IsTerminal())
 			assert.Equal(t, tt.pending, tt.status.IsPending())
 			assert.Equal(t, tt.g, tt.status.AwaitsGrant())
+			assert.Equal(t, tt.terminal && tt.status != request.StatusGranted, tt.status.IsClosed(), "closed: terminal, and no grant left to use")
 		})
 	}
 	assert.Equal(t, "status(42)", request.Status(42).String())

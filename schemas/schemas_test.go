@@ -309,10 +309,10 @@ func TestTypesAndFS(t *testing.T) {
 	slices.Sort(types)
 	want := []string{
 		"writ.audit.checkpoint.v1", "writ.audit.witnessed.v1",
-		"writ.request.alerted.v1", "writ.request.approved.v1", "writ.request.counted.v1", "writ.request.denied.v1", "writ.request.escalated.v1", "writ.request.evaluated.v1",
+		"writ.request.alerted.v1", "writ.request.alerted.v2", "writ.request.approved.v1", "writ.request.counted.v1", "writ.request.denied.v1", "writ.request.escalated.v1", "writ.request.evaluated.v1",
 		"writ.request.expired.v1", "writ.request.granted.v1", "writ.request.lock.v1", "writ.request.locked.v1", "writ.request.policy.v1", "writ.request.redeemed.v1",
 		"writ.request.refused.v1", "writ.request.rejected.v1", "writ.request.requested.v1",
-		"writ.request.reviewed.v1", "writ.request.revoke.v1", "writ.request.revoked.v1", "writ.request.state.v1",
+		"writ.request.reviewed.v1", "writ.request.reviewed.v2", "writ.request.revoke.v1", "writ.request.revoked.v1", "writ.request.state.v1",
 		"writ.request.stated.v1", "writ.request.voted.v1",
 	}
 	assert.Equal(t, want, types)
