@@ -480,11 +480,12 @@ func (v *Verifier) lockedOut(f Finding, what string, targets []events.LockTarget
 // settle shrinks a decided request to what later messages are judged by:
 // a closed one to its status and the end of its chain; a granted one to
 // its grant's hash and lifetime and who asked to revoke it (redemption and
-// revocation may follow) — unless a break-glass review is still open,
-// which needs the flows and votes.
+// revocation may follow) — unless a break-glass review still has work
+// (open, it needs the flows and votes; denied, the revocation and alert
+// it owes are judged by the review).
 func (v *Verifier) settle(key string, e *entry) {
 	st := e.st
-	if !st.Status.IsTerminal() || len(e.pending) > 0 || st.ReviewOpen() {
+	if !st.Status.IsTerminal() || len(e.pending) > 0 || st.ReviewActive() {
 		return
 	}
 	small := request.State{Domain: st.Domain, ID: st.ID, Status: st.Status, LastSeq: st.LastSeq, LastDigest: st.LastDigest,

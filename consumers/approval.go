@@ -176,6 +176,23 @@ func (a *Approval) handle(ctx context.Context, m jetstream.Msg) error {
 	if err == nil && last != nil && ends(st, last.kind) {
 		a.unschedule(ctx, st)
 	}
+	// A review's denial is acted on at once: the grant revoked, then the
+	// alert. Nothing else would wake this component for it (it does not
+	// read its own decisions); should this fail, the input comes again
+	// and the history says what is still owed.
+	for range 2 {
+		if err != nil || last == nil || !st.ReviewActive() || (last.kind != events.KindReviewed && last.kind != events.KindRevoked) {
+			break
+		}
+		err = a.c.react(ctx, st.Domain, st.ID, 0, func(_ context.Context, h *history, _ events.Record) (*effect, error) {
+			st, last = h.state, nil
+			if !h.state.ReviewDenied() {
+				return nil, nil
+			}
+			last = a.next(h)
+			return last, nil
+		})
+	}
 	return err
 }
 
@@ -519,10 +536,10 @@ func (a *Approval) rejected(h *history) map[uint64]bool {
 func (a *Approval) next(h *history) *effect {
 	rejected := a.rejected(h)
 	st := h.state.WithoutVotes(func(v request.Vote) bool { return rejected[v.Seq] })
-	if st.ReviewOpen() {
+	if st.ReviewActive() {
 		// Break-glass: granted at once (by the issuer), loudly, and
 		// reviewed after the fact.
-		if len(st.Alerts) == 0 {
+		if st.ReviewOpen() && len(st.Alerts) == 0 {
 			return &effect{kind: events.KindAlerted, data: &events.Alerted{
 				Prev: st.LastDigest, Alert: events.AlertBreakGlass,
 				Reason: fmt.Sprintf("%s used break-glass for %s on %s (%s): granted at once; review by %s",
@@ -533,7 +550,24 @@ func (a *Approval) next(h *history) *effect {
 		if d.Kind == events.KindNone {
 			return nil
 		}
-		return &effect{kind: d.Kind, data: d.Data}
+		eff := &effect{kind: d.Kind, data: d.Data}
+		if d.Kind == events.KindRevoked {
+			// The review denied the grant: verifiers hear of it through
+			// the revocation bucket before the event is appended, as for
+			// a revocation asked for.
+			tokenHash := ""
+			if st.Grant != nil {
+				tokenHash = st.Grant.TokenHash
+			}
+			reason := d.Data.(*events.Revoked).Reason
+			eff.before = func(ctx context.Context) error {
+				if err := redeem.Revoke(ctx, a.c.js, st.ID, tokenHash, reason); err != nil {
+					return &retryAfter{delay: time.Second, cause: err}
+				}
+				return nil
+			}
+		}
+		return eff
 	}
 	d := request.Next(st, h.now)
 	if d.Kind == events.KindNone {

@@ -1,6 +1,7 @@
 package consumers_test
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/writ-dev/writ/client"
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/internal/writtest"
+	"github.com/writ-dev/writ/redeem"
 	"github.com/writ-dev/writ/request"
 )
 
@@ -65,5 +67,74 @@ func TestBreakGlassReviewOverdue(t *testing.T) {
 	r := e.Await(id, 10*time.Second, func(s request.State) bool { return s.ReviewOverdue })
 	require.Len(t, r.State.Alerts, 2)
 	assert.Equal(t, events.AlertReviewOverdue, r.State.Alerts[1].Alert)
+	assert.Empty(t, r.Errs)
+}
+
+// A reviewer's deny settles a break-glass review with a denial: the trail
+// records it (reviewed, denied, by whom and why), the grant is revoked (a
+// redeemer refuses it) in the denier's name, an alert of its own kind is
+// raised, and no overdue alert follows. The barrier for that last: a
+// second break-glass request, made after the denial with the same review
+// deadline, goes overdue; the first, whose deadline came earlier, did not.
+func TestBreakGlassReviewDeniedRevokes(t *testing.T) {
+	flows := `{"flows": {"two-sre-leads": {"stages": [{"name": "review", "groups": ["sre-leads"], "required": 2, "deadline": "3s"}]}}}`
+	e := writtest.Start(t, writtest.Options{Policies: breakGlassPolicies, Flows: flows})
+	rd, err := redeem.New(redeem.Config{NC: e.NC, Domain: writtest.Domain, Bundle: e.Runtime.Bundle, Key: e.Runtime.RedeemerKey, Service: "test"})
+	require.NoError(t, err)
+	go func() { _ = rd.Run(t.Context()) }()
+	require.NoError(t, rd.WaitReady(t.Context()))
+
+	id, r := breakGlass(t, e)
+	carol := e.Identity("carol")
+	token, err := client.OpenGrant(r.State, carol)
+	require.NoError(t, err)
+
+	e.Vote("alice", id, false, "there was no incident")
+	r = e.Await(id, 10*time.Second, func(s request.State) bool {
+		return slices.ContainsFunc(s.Alerts, func(a *events.Alerted) bool { return a.Alert == events.AlertReviewDenied })
+	})
+	assert.Equal(t, []string{"requested", "evaluated", "granted", "alerted", "voted", "reviewed", "revoked", "alerted"}, writtest.Kinds(r))
+	assert.Empty(t, r.Errs, "every event counts")
+	require.True(t, r.State.ReviewDenied())
+	assert.Equal(t, []events.PrincipalRef{{Domain: "acme", Name: "alice"}}, r.State.Review.By)
+	assert.Equal(t, "there was no incident", r.State.Review.Reason)
+	assert.Equal(t, request.StatusRevoked, r.State.Status)
+	assert.Equal(t, "acme/alice", r.State.Revocation.By.ID())
+	alert := r.State.Alerts[len(r.State.Alerts)-1]
+	assert.Contains(t, alert.Reason, "acme/alice denied the break-glass use by acme/carol of restart on acme/prod/db")
+	assert.Contains(t, alert.Reason, "its grant is revoked")
+
+	want := redeem.Want{Action: "restart", Resource: "prod/db"}
+	proof, err := redeem.Prove(carol.Key, token, want, time.Now())
+	require.NoError(t, err)
+	_, err = rd.Redeem(t.Context(), token, proof, want)
+	require.ErrorIs(t, err, redeem.ErrRevoked, "the denied grant is refused")
+
+	// The barrier: a later review with the same deadline goes overdue.
+	later, _ := breakGlass(t, e)
+	e.Await(later, 15*time.Second, func(s request.State) bool { return s.ReviewOverdue })
+	r = e.Settle(id)
+	assert.Equal(t, []string{"requested", "evaluated", "granted", "alerted", "voted", "reviewed", "revoked", "alerted", "redeemed"}, writtest.Kinds(r),
+		"no overdue alert after a denial (the refused redemption is on record)")
+	assert.Equal(t, events.RedemptionRefused, r.Records[len(r.Records)-1].Data.(*events.Redeemed).Outcome)
+	assert.False(t, r.State.ReviewOverdue)
+}
+
+// A review approve settles it too: the grant stands, and no overdue alert
+// follows (the same barrier).
+func TestBreakGlassReviewApprovedSettles(t *testing.T) {
+	flows := `{"flows": {"two-sre-leads": {"stages": [{"name": "review", "groups": ["sre-leads"], "required": 2, "deadline": "3s"}]}}}`
+	e := writtest.Start(t, writtest.Options{Policies: breakGlassPolicies, Flows: flows})
+	id, _ := breakGlass(t, e)
+	e.Vote("alice", id, true, "")
+	e.Vote("bob", id, true, "")
+	r := e.Await(id, 10*time.Second, func(s request.State) bool { return s.Review != nil })
+	assert.Equal(t, events.ReviewApproved, r.State.Review.Outcome)
+
+	later, _ := breakGlass(t, e)
+	e.Await(later, 15*time.Second, func(s request.State) bool { return s.ReviewOverdue })
+	r = e.Settle(id)
+	assert.Equal(t, []string{"requested", "evaluated", "granted", "alerted", "voted", "voted", "reviewed"}, writtest.Kinds(r), "no overdue alert after an approval")
+	assert.Equal(t, request.StatusGranted, r.State.Status)
 	assert.Empty(t, r.Errs)
 }

@@ -62,7 +62,10 @@ func TestLockNeedsPolicy(t *testing.T) {
 	assert.Len(t, r.State.Answered, 1)
 }
 
-// A lock that arrives while a request is pending blocks its grant too.
+// A lock that arrives while a request is pending blocks its grant too,
+// and the request ends there: the issuer's refusal of the approval is its
+// terminal event (refused, code locked), not an approval left waiting for
+// a grant that never comes.
 func TestLockBlocksAnApprovedGrant(t *testing.T) {
 	e := writtest.Start(t, writtest.Options{})
 	id := e.Request("carol", client.Spec{Action: "restart", Resource: "prod/db"})
@@ -70,16 +73,16 @@ func TestLockBlocksAnApprovedGrant(t *testing.T) {
 	require.NotNil(t, lock(t, e, "bob", events.LockTarget{Type: events.LockPrincipal, Name: "acme/carol"}, false).State.LockDone)
 	e.Vote("alice", id, true, "")
 	e.Vote("bob", id, true, "")
-	r := e.Await(id, 10*time.Second, func(s request.State) bool {
-		for _, c := range s.Answered {
-			if c == "locked" {
-				return true
-			}
-		}
-		return false
-	})
-	assert.Equal(t, request.StatusApproved, r.State.Status, "approved, but no grant")
+	r := e.Settle(id)
+	require.Equal(t, request.StatusRefused, r.State.Status, "approved, refused by the issuer, ended: %v", writtest.Kinds(r))
+	assert.Equal(t, []string{"requested", "evaluated", "voted", "voted", "approved", "refused"}, writtest.Kinds(r))
 	assert.Nil(t, r.State.Grant)
+	require.NotNil(t, r.State.Refusal)
+	assert.Equal(t, "locked", r.State.Refusal.Code)
+	assert.Contains(t, r.State.Refusal.Reason, "acme/carol")
+	assert.Equal(t, r.State.DecisionSeq, r.State.Refusal.RefSeq, "it answers the approval")
+	assert.Empty(t, r.Errs)
+	assert.True(t, r.State.NextDue().IsZero(), "nothing left to wait for")
 }
 
 // A lock blocks redemptions of grants made before it.

@@ -18,6 +18,10 @@ type effect struct {
 	kind    events.Kind
 	ordinal string
 	data    any
+	// before, when set, is what must be done before the event is
+	// appended (telling verifiers of a revocation). Its error is the
+	// handling's: nothing is appended, and the input comes again.
+	before func(ctx context.Context) error
 	// then, when set, is what follows once the event is stored at seq
 	// (applying a recorded change to a bucket). Its error is the
 	// handling's: the input comes again, and decide must then do it for
@@ -56,6 +60,11 @@ func (c *component) react(ctx context.Context, domain, id string, seq uint64, de
 		eff, err := decide(ctx, h, this)
 		if err != nil || eff == nil {
 			return err
+		}
+		if eff.before != nil {
+			if err := eff.before(ctx); err != nil {
+				return err
+			}
 		}
 		at, err := c.emit(ctx, h.state, eff.kind, eff.ordinal, eff.data)
 		then := eff.then
