@@ -26,8 +26,9 @@ func (c *Client) Replay(ctx context.Context, filter string, fn func(events.Recor
 }
 
 // Pending lists the requests of domain that wait for approvers and that
-// who may answer, oldest first. "" is every domain the client's own stream
-// holds (with a home: the home's; see PendingIn for the others).
+// who may answer, oldest first: pending requests, and break-glass grants
+// whose after-the-fact review is open. "" is every domain the client's own
+// stream holds (with a home: the home's; see PendingIn for the others).
 func (c *Client) Pending(ctx context.Context, domain string, who identity.Principal) ([]*Request, error) {
 	if domain == "" {
 		domain = "*"
@@ -42,7 +43,11 @@ func (c *Client) Pending(ctx context.Context, domain string, who identity.Princi
 	}
 	err = store.Scan(ctx, js, c.stream, events.Prefix+"."+domain+".*."+events.KindEvaluated.String(), time.Time{}, func(m events.Message) error {
 		r := c.checker.Inspect(m, c.clock())
-		if ev, ok := r.Data.(*events.Evaluated); ok && r.Valid() && ev.Outcome == events.OutcomeReview && ev.ExpiresAt != nil && ev.ExpiresAt.After(now) {
+		ev, ok := r.Data.(*events.Evaluated)
+		if !ok || !r.Valid() || ev.ExpiresAt == nil || !ev.ExpiresAt.After(now) {
+			return nil
+		}
+		if ev.Outcome == events.OutcomeReview || (ev.BreakGlass && len(ev.Flows) > 0) {
 			ids = append(ids, [2]string{r.Domain, r.RequestID})
 		}
 		return nil

@@ -36,7 +36,7 @@ func approvals(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	fs := newFlags("approvals "+sub, approvalsUsage, stderr)
 	var c conn
 	c.register(fs, "your .creds file (required): the approver's identity")
-	once := fs.Bool("once", false, "watch: print the pending requests you may answer, then exit")
+	once := fs.Bool("once", false, "watch: print the pending requests and open break-glass reviews you may answer, then exit")
 	asJSON := fs.Bool("json", false, "list: print the requests as JSON")
 	domain := fs.String("domain", "", "only this domain's requests (default: every domain this setup reaches)")
 	if _, err := parse(fs, args[1:]); err != nil {
@@ -67,19 +67,23 @@ func approvals(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 			return writeJSON(stdout, views)
 		}
 		if len(views) == 0 {
-			fmt.Fprintf(stdout, "No pending requests for %s.\n", who.Principal.ID())
+			fmt.Fprintf(stdout, "No pending requests or open reviews for %s.\n", who.Principal.ID())
 		}
 		for i, v := range views {
 			if i > 0 {
 				fmt.Fprintln(stdout)
 			}
-			fmt.Fprintf(stdout, "PENDING %s in %s\n", v.ID, v.Domain)
+			if v.isReview() {
+				fmt.Fprintf(stdout, "REVIEW %s in %s: break-glass, granted at once; answer it after the fact\n", v.ID, v.Domain)
+			} else {
+				fmt.Fprintf(stdout, "PENDING %s in %s\n", v.ID, v.Domain)
+			}
 			writeFacts(stdout, v, now, "  ")
 		}
 		return nil
 	}
 	if len(pending) == 0 {
-		fmt.Fprintf(stdout, "No pending requests for %s.\n", who.Principal.ID())
+		fmt.Fprintf(stdout, "No pending requests or open reviews for %s.\n", who.Principal.ID())
 	}
 	for _, r := range pending {
 		fmt.Fprintln(stdout, m.Update(r.State, r.Records, now))
@@ -218,7 +222,7 @@ func watchLines(ctx context.Context, cl *client.Client, who *identity.Identity, 
 			if verb, _, _ := strings.Cut(strings.TrimSpace(line), " "); verb == "list" || verb == "help" || verb == "" {
 				now := time.Now()
 				if len(m.items) == 0 {
-					fmt.Fprintf(stdout, "No pending requests for %s.\n", who.Principal.ID())
+					fmt.Fprintf(stdout, "No pending requests or open reviews for %s.\n", who.Principal.ID())
 				}
 				for _, v := range m.items {
 					fmt.Fprintln(stdout, pendingLine(v, now))

@@ -32,10 +32,25 @@ const twoStageFlows = `{"flows": {"two-sre-leads": {"stages": [
 // directory and the server URL.
 func serveWith(t *testing.T, flows string) (string, string) {
 	t.Helper()
+	return serveFiles(t, map[string]string{"flows.json": flows}, "")
+}
+
+// serveFiles is serveWith for any files of the setup (by path within it),
+// and policies added to the sample's main.cedar.
+func serveFiles(t *testing.T, files map[string]string, morePolicies string) (string, string) {
+	t.Helper()
 	dir := filepath.Join(t.TempDir(), "writ")
 	_, _, err := writ(t, "init", "--dir", dir)
 	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "flows.json"), []byte(flows), 0o600))
+	for name, text := range files {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(text), 0o600))
+	}
+	if morePolicies != "" {
+		path := filepath.Join(dir, "policies", "main.cedar")
+		sample, err := os.ReadFile(path)
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(path, append(sample, morePolicies...), 0o600))
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var out, errOut syncBuffer
 	done := make(chan error, 1)
@@ -265,4 +280,97 @@ func TestRequestWaitShowsVotes(t *testing.T) {
 	for _, want := range []string{"vote: acme/alice approves", `vote: acme/bob denies: "release freeze"`, "now denied: denied by acme/bob: release freeze"} {
 		assert.Contains(t, text, want)
 	}
+}
+
+// breakGlassPolicy lets a developer restart in production at once, for a
+// critical incident with a ticket, reviewed after the fact by the sample
+// flow (two SRE leads; one denial denies).
+const breakGlassPolicy = `
+@id("critical-break-glass")
+@break_glass("true")
+@flow("two-sre-leads")
+@max_ttl("10m")
+permit (principal in Group::"acme/developers", action == Action::"restart", resource)
+when { context.urgency == "critical" && context.ticket like "INC-*" };
+`
+
+// An open break-glass review is listed by 'approvals list' (text and JSON)
+// and 'approvals watch --once' to those who may answer it, with the time
+// left, and is answered from the watch like a pending request: a deny
+// settles it, and the grant is revoked.
+func TestApprovalsListAndWatchShowReviews(t *testing.T) {
+	oneStage := `{"flows": {"two-sre-leads": {"stages": [{"name": "review", "groups": ["sre-leads"], "required": 2, "deadline": "1h"}]}}}`
+	dir, url := serveFiles(t, map[string]string{"flows.json": oneStage}, breakGlassPolicy)
+	creds := func(name string) string { return filepath.Join(dir, "creds", name+".creds") }
+	cmd := func(args ...string) []string { return append(args, "--dir", dir, "--server", url) }
+
+	_, errOut, err := writ(t, cmd("request", "--creds", creds("carol"), "--action", "restart", "--resource", "prod/db",
+		"--urgency", "critical", "--ticket", "INC-9", "--reason", "db down", "--wait")...)
+	require.NoError(t, err, errOut)
+	require.Contains(t, errOut, "BREAK-GLASS")
+	id := regexp.MustCompile(`request ([0-9a-f-]{36}):`).FindStringSubmatch(errOut)[1]
+
+	// Listed to alice, with the time left (nobody's vote is in yet).
+	var out string
+	require.Eventually(t, func() bool {
+		out, _, err = writ(t, cmd("approvals", "list", "--creds", creds("alice"))...)
+		return err == nil && strings.Contains(out, "REVIEW "+id)
+	}, 10*time.Second, 50*time.Millisecond, "the break-glass alert is on record: %s", out)
+	assert.Contains(t, out, "break-glass, granted at once; answer it after the fact")
+	assert.Regexp(t, `review by:\s+\S+ \(in (59m\d+s|1h0m0s)\)`, out)
+	assert.Contains(t, out, "the after-the-fact review is open")
+	assert.Contains(t, out, `"db down"`)
+
+	out, _, err = writ(t, cmd("approvals", "list", "--json", "--creds", creds("bob"))...)
+	require.NoError(t, err)
+	var list []map[string]any
+	require.NoError(t, json.Unmarshal([]byte(out), &list), out)
+	require.Len(t, list, 1)
+	assert.Equal(t, "granted", list[0]["status"])
+	review := list[0]["review"].(map[string]any)
+	assert.Equal(t, "open", review["state"])
+	assert.NotEmpty(t, review["deadline"])
+	assert.NotEmpty(t, list[0]["deadline"])
+
+	out, _, err = writ(t, cmd("approvals", "watch", "--once", "--creds", creds("alice"))...)
+	require.NoError(t, err)
+	line := lineWith(out, "REVIEW   "+id)
+	require.NotEmpty(t, line, out)
+	assert.Contains(t, line, "acme/carol (origin acme) used break-glass for restart on acme/prod/db (granted)")
+	assert.Regexp(t, `review due in (59m\d+s|1h0m0s)`, line)
+
+	out, _, err = writ(t, cmd("approvals", "list", "--creds", creds("carol"))...)
+	require.NoError(t, err)
+	assert.NotContains(t, out, id, "not to the requester")
+
+	// alice denies it from the watch: the review settles, the grant goes.
+	stdin, typeIn := io.Pipe()
+	var wout, werr syncBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- approvals(ctx, cmd("watch", "--creds", creds("alice")), stdin, &wout, &werr) }()
+	defer func() {
+		cancel()
+		typeIn.Close()
+		select {
+		case err := <-done:
+			assert.NoError(t, err)
+		case <-time.After(10 * time.Second):
+			t.Error("watch did not stop")
+		}
+	}()
+	require.Eventually(t, func() bool { return strings.Contains(wout.String(), "Watching for requests") }, 10*time.Second, 20*time.Millisecond, werr.String())
+	_, err = fmt.Fprintf(typeIn, "deny %s there was no incident\n", id)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return strings.Contains(wout.String(), "RESULT   denied "+id) }, 10*time.Second, 20*time.Millisecond, wout.String()+werr.String())
+	assert.Contains(t, lineWith(wout.String(), "RESULT   denied "+id), `the break-glass review is denied by acme/alice "there was no incident"`)
+	require.Eventually(t, func() bool {
+		out, _, err = writ(t, cmd("request", "show", id)...)
+		return err == nil && strings.Contains(out, "REVOKED") && strings.Contains(out, "REVIEW-DENIED")
+	}, 10*time.Second, 50*time.Millisecond, out)
+	assert.Contains(t, out, `denied by acme/alice "there was no incident"; the grant is revoked`)
+
+	out, _, err = writ(t, cmd("approvals", "list", "--creds", creds("bob"))...)
+	require.NoError(t, err)
+	assert.NotContains(t, out, id, "settled: nobody's to answer")
 }

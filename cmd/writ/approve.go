@@ -121,8 +121,15 @@ func submitVote(ctx context.Context, cl *client.Client, who *identity.Identity, 
 	if code := s.Answered[seq]; code != "" {
 		return "", fmt.Errorf("your %s vote was refused: %s", name, code)
 	}
-	if s.Status.IsPending() {
-		return fmt.Sprintf("%s %s in %s; still pending: %s", past, id, domain, flowSummary(s)), nil
+	if s.Collecting() {
+		what := "still pending"
+		if s.ReviewOpen() {
+			what = "the review is still open"
+		}
+		return fmt.Sprintf("%s %s in %s; %s: %s", past, id, domain, what, flowSummary(s)), nil
+	}
+	if s.Review != nil {
+		return fmt.Sprintf("%s %s in %s; the break-glass review is %s", past, id, domain, reviewSummary(viewOf(s, nil))), nil
 	}
 	return fmt.Sprintf("%s %s in %s; the request is now %s", past, id, domain, s.Status), nil
 }

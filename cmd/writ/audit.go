@@ -152,11 +152,10 @@ func summary(rec events.Record) string {
 	case *events.Alerted:
 		return fmt.Sprintf("!!! ALERT %s: %s", strings.ToUpper(d.Alert), d.Reason)
 	case *events.Reviewed:
-		var ids []string
-		for _, p := range d.Approvers {
-			ids = append(ids, p.ID())
+		if d.Denied() {
+			return fmt.Sprintf("break-glass use DENIED on review by %s %q", strings.Join(refIDs(d.By), ", "), d.Reason)
 		}
-		return "break-glass use reviewed by " + strings.Join(ids, ", ")
+		return "break-glass use reviewed by " + strings.Join(refIDs(d.Approvers), ", ")
 	case *events.Escalated:
 		return fmt.Sprintf("flow %s stage %d: adds %s", d.Flow, d.Stage+1, strings.Join(append(append([]string{}, d.Groups...), d.Principals...), ", "))
 	case *events.Redeemed:

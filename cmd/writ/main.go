@@ -38,7 +38,7 @@ func (e *exitError) Unwrap() error { return e.err }
 // Exit statuses besides 0 and 1.
 const (
 	exitUsage   = 2 // bad command line
-	exitNoGrant = 3 // the request ended without a grant: denied (request.go has 4 expired, 5 rejected, 6 revoked)
+	exitNoGrant = 3 // the request ended without a grant: denied (request.go has 4 expired, 5 rejected or refused, 6 revoked)
 	// exitFindings (7, verify.go): the audit trail does not verify.
 	exitUndecided = 8 // the request has no outcome yet: it still waits for a decision or for its grant
 )
@@ -128,7 +128,8 @@ Then:        writ request --creds .writ/creds/deploy-bot.creds --domain acme \
 Run 'writ <command> --help' for a command's flags.
 
 Exit status: 0 success, 1 error, 2 bad command line; a request that ended without
-a grant: 3 denied, 4 expired, 5 rejected, 6 revoked; 7 the audit trail does not verify;
+a grant: 3 denied, 4 expired, 5 rejected or refused (a lock), 6 revoked; 7 the audit
+trail does not verify;
 8 the request has no outcome yet (grant show on a request still pending).
 `)
 }

@@ -216,6 +216,8 @@ func replayTimeline(w io.Writer, r *client.Request) {
 	if s.Evaluation != nil && s.Evaluation.BreakGlass {
 		status += "  !!! BREAK-GLASS"
 		switch {
+		case s.ReviewDenied():
+			status += " (REVIEW DENIED)"
 		case s.Review != nil:
 			status += " (reviewed)"
 		case s.ReviewOverdue:

@@ -20,7 +20,7 @@ import (
 const (
 	exitDenied   = exitNoGrant // by policy or by an approver
 	exitExpired  = 4           // no decision before the deadline
-	exitRejected = 5           // refused before evaluation (bad signature, unknown domain…)
+	exitRejected = 5           // refused before evaluation (bad signature, unknown domain, a lock…), or its grant refused after it (a lock since)
 	exitRevoked  = 6           // withdrawn
 )
 
@@ -40,7 +40,7 @@ func runRequest(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	ttl := fs.Duration("ttl", 0, "how long the grant should last (default: the issuer's, capped by policy)")
 	var params multiFlag
 	fs.Var(&params, "param", "a request parameter key=value, bound into the grant (repeatable)")
-	wait := fs.Bool("wait", false, "wait for the decision, showing progress on stderr, and print the grant; exit 3 denied, 4 expired, 5 rejected, 6 revoked")
+	wait := fs.Bool("wait", false, "wait for the decision, showing progress on stderr, and print the grant; exit 3 denied, 4 expired, 5 rejected or refused, 6 revoked")
 	timeout := fs.Duration("timeout", 30*time.Minute, "with --wait: how long to wait")
 	asJSON := fs.Bool("json", false, "print the outcome as JSON")
 	if _, err := parse(fs, args); err != nil {
@@ -102,8 +102,8 @@ func runRequest(ctx context.Context, args []string, stdout, stderr io.Writer) er
 
 // printOutcome prints the grant token alone on stdout (or the outcome as
 // JSON), and the rest on stderr. A request that ended without a grant
-// exits with a status that says how: 3 denied, 4 expired, 5 rejected,
-// 6 revoked (3 for anything else without a usable grant).
+// exits with a status that says how: 3 denied, 4 expired, 5 rejected or
+// refused, 6 revoked (3 for anything else without a usable grant).
 func printOutcome(r *client.Request, who *identity.Identity, asJSON bool, stdout, stderr io.Writer) error {
 	s := r.State
 	o := describeOutcome(s)
@@ -183,6 +183,8 @@ func describeOutcome(s request.State) outcome {
 		o.Reason = "no decision before the deadline"
 	case s.Revocation != nil:
 		o.Reason = fmt.Sprintf("revoked by %s: %s", s.Revocation.By.ID(), s.Revocation.Reason)
+	case s.Refusal != nil:
+		o.Reason = fmt.Sprintf("the issuer refused its grant (%s): %s", s.Refusal.Code, s.Refusal.Reason)
 	}
 	if s.Grant != nil {
 		o.TokenHash, o.Expires = s.Grant.TokenHash, s.Grant.ExpiresAt
@@ -200,7 +202,7 @@ func noGrantCode(s request.Status) int {
 	switch s {
 	case request.StatusExpired:
 		return exitExpired
-	case request.StatusRejected:
+	case request.StatusRejected, request.StatusRefused:
 		return exitRejected
 	case request.StatusRevoked:
 		return exitRevoked

@@ -40,7 +40,22 @@ type requestView struct {
 	Grant         *grantView      `json:"grant,omitempty"`
 	RedeemedAt    time.Time       `json:"redeemed_at,omitzero"`
 	Revocation    *revocationView `json:"revocation,omitempty"`
+	Review        *reviewView     `json:"review,omitempty"` // a break-glass grant's after-the-fact review
+	Alerts        []alertView     `json:"alerts,omitempty"`
 	Outcome       string          `json:"outcome,omitempty"` // why it ended, in a sentence
+}
+
+type alertView struct {
+	Alert  string `json:"alert"`
+	Reason string `json:"reason"`
+}
+
+// reviewView is where a break-glass grant's after-the-fact review stands.
+type reviewView struct {
+	State    string    `json:"state"`             // open, approved, denied or overdue
+	Deadline time.Time `json:"deadline,omitzero"` // while open
+	By       []string  `json:"by,omitempty"`      // who approved, or denied
+	Reason   string    `json:"reason,omitempty"`  // a denial's
 }
 
 // requestedView mirrors events.Requested without the chain link, the
@@ -147,8 +162,14 @@ func viewOf(s request.State, records []events.Record) requestView {
 	for _, p := range s.Progress() {
 		v.Flows = append(v.Flows, flowOf(p, s))
 	}
-	if s.Status.IsPending() {
+	if s.Collecting() {
 		v.Deadline, v.NextDue = s.Deadline(), s.NextDue()
+	}
+	if e := s.Evaluation; e != nil && e.BreakGlass && len(e.Flows) > 0 {
+		v.Review = reviewOf(s)
+	}
+	for _, a := range s.Alerts {
+		v.Alerts = append(v.Alerts, alertView{Alert: a.Alert, Reason: a.Reason})
 	}
 	for _, vo := range s.Votes {
 		d := events.DecisionDeny
@@ -182,6 +203,33 @@ func viewOf(s request.State, records []events.Record) requestView {
 	}
 	return v
 }
+
+func reviewOf(s request.State) *reviewView {
+	r := &reviewView{State: "open"}
+	switch rv := s.Review; {
+	case rv != nil && rv.Denied():
+		r.State, r.By, r.Reason = "denied", refIDs(rv.By), rv.Reason
+	case rv != nil:
+		r.State, r.By = "approved", refIDs(rv.Approvers)
+	case s.ReviewOverdue:
+		r.State = "overdue"
+	default:
+		r.Deadline = s.Deadline()
+	}
+	return r
+}
+
+func refIDs(rs []events.PrincipalRef) []string {
+	var out []string
+	for _, r := range rs {
+		out = append(out, r.ID())
+	}
+	return out
+}
+
+// isReview reports whether the view is of a break-glass review still
+// open: the grant is made, the reviewers answer after the fact.
+func (v requestView) isReview() bool { return v.Review != nil && v.Review.State == "open" }
 
 // flowOf describes a flow of the request s.
 func flowOf(p request.Progress, s request.State) flowView {
@@ -324,18 +372,50 @@ func writeFacts(w io.Writer, v requestView, now time.Time, indent string) {
 			line("ttl", (time.Duration(r.TTLSeconds) * time.Second).String())
 		}
 	}
+	if r := v.Review; r != nil {
+		line("review", reviewSummary(v))
+	}
 	for _, f := range v.Flows {
 		line("flow", f.Summary)
 	}
 	if !v.Deadline.IsZero() {
-		line("deadline", fmt.Sprintf("%s (in %s)", v.Deadline.Local().Format(time.TimeOnly), countdown(v.Deadline, now)))
+		key := "deadline"
+		if v.isReview() {
+			key = "review by"
+		}
+		line(key, fmt.Sprintf("%s (in %s)", v.Deadline.Local().Format(time.TimeOnly), countdown(v.Deadline, now)))
 	}
 	if by := v.approvedBy(); len(by) > 0 {
 		line("approved by", strings.Join(by, ", "))
-	} else if v.Status == request.StatusPending.String() {
+	} else if v.Status == request.StatusPending.String() || v.isReview() {
 		line("approved by", "nobody yet")
 	}
 	line("digest", v.RequestDigest)
+}
+
+// reviewSummary says where a break-glass request's review stands, in a
+// line.
+func reviewSummary(v requestView) string {
+	r := v.Review
+	switch r.State {
+	case "open":
+		return "BREAK-GLASS, granted at once (" + v.Status + "); the after-the-fact review is open: approve, or deny to revoke the grant"
+	case "denied":
+		s := "denied by " + strings.Join(r.By, ", ")
+		if r.Reason != "" {
+			s += fmt.Sprintf(" %q", r.Reason)
+		}
+		switch v.Status {
+		case request.StatusRevoked.String():
+			return s + "; the grant is revoked"
+		case request.StatusRefused.String():
+			return s + "; no grant was issued"
+		}
+		return s + "; the grant is being revoked"
+	case "approved":
+		return "approved by " + strings.Join(r.By, ", ")
+	}
+	return "OVERDUE: nobody reviewed it in time"
 }
 
 // writeShow prints a request's full picture, for 'request show'.
@@ -416,6 +496,9 @@ func writeShow(w io.Writer, v requestView, now time.Time) {
 	}
 	if r := v.Revocation; r != nil {
 		fmt.Fprintf(w, "  revoked:    by %s: %q\n", r.By, r.Reason)
+	}
+	for _, a := range v.Alerts {
+		fmt.Fprintf(w, "  alert:      %s: %s\n", strings.ToUpper(a.Alert), a.Reason)
 	}
 	if v.Outcome != "" {
 		fmt.Fprintf(w, "  outcome:    %s\n", v.Outcome)

@@ -94,8 +94,12 @@ func (m *watchModel) Update(s request.State, records []events.Record, now time.T
 	case i < 0:
 		return ""
 	}
+	old := m.items[i]
 	m.remove(i)
-	if !s.Status.IsPending() {
+	switch {
+	case old.isReview() && !v.isReview():
+		return fmt.Sprintf("REVIEWED %s  %s", v.ID, reviewSummary(v))
+	case !old.isReview() && !s.Status.IsPending():
 		return fmt.Sprintf("%-8s %s  %s", strings.ToUpper(v.Status), v.ID, describeOutcome(s).Reason)
 	}
 	return fmt.Sprintf("ANSWERED %s  %s", v.ID, flowsKey(v))
@@ -252,7 +256,7 @@ func (m *watchModel) Result(a watchAction, msg string, err error) {
 // last result and the keys. width limits the list lines (0: no limit).
 func (m *watchModel) Render(now time.Time, width int) string {
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "writ approvals watch, as %s: %d request(s) you may answer now\n\n", m.me.ID(), len(m.items))
+	fmt.Fprintf(&b, "writ approvals watch, as %s: %d request(s) and review(s) you may answer now\n\n", m.me.ID(), len(m.items))
 	if len(m.items) == 0 {
 		b.WriteString("  (none yet; new requests appear here as they come)\n")
 	}
@@ -289,17 +293,30 @@ func listLine(v requestView, now time.Time) string {
 	if r == nil {
 		return v.ID
 	}
+	if v.isReview() {
+		return fmt.Sprintf("%s  REVIEW %s used break-glass: %s on %s/%s  [%s]  %s left", v.ID, r.Requester, r.Action, v.Domain, r.Resource, r.Urgency, countdown(v.Deadline, now))
+	}
 	return fmt.Sprintf("%s  %s wants %s on %s/%s  [%s]  %s left", v.ID, r.Requester, r.Action, v.Domain, r.Resource, r.Urgency, countdown(v.Deadline, now))
 }
 
 // pendingLine is a request this approver may answer, on one line.
 func pendingLine(v requestView, now time.Time) string {
 	r := v.Requested
-	if r == nil {
-		return "PENDING  " + v.ID
+	head := "PENDING "
+	if v.isReview() {
+		head = "REVIEW  "
 	}
-	line := fmt.Sprintf("PENDING  %s  %s (origin %s) wants %s on %s/%s  urgency=%s  %s  approved by: %s  expires in %s",
-		v.ID, r.Requester, v.Origin, r.Action, v.Domain, r.Resource, r.Urgency, flowsKey(v), orNobody(v.approvedBy()), countdown(v.Deadline, now))
+	if r == nil {
+		return head + " " + v.ID
+	}
+	line := fmt.Sprintf("%s %s  %s (origin %s) wants %s on %s/%s  urgency=%s  %s  approved by: %s  expires in %s",
+		head, v.ID, r.Requester, v.Origin, r.Action, v.Domain, r.Resource, r.Urgency, flowsKey(v), orNobody(v.approvedBy()), countdown(v.Deadline, now))
+	if v.isReview() {
+		// Granted already: the reviewers answer after the fact, and a
+		// deny revokes the grant.
+		line = fmt.Sprintf("%s %s  %s (origin %s) used break-glass for %s on %s/%s (%s)  urgency=%s  %s  approved by: %s  review due in %s",
+			head, v.ID, r.Requester, v.Origin, r.Action, v.Domain, r.Resource, v.Status, r.Urgency, flowsKey(v), orNobody(v.approvedBy()), countdown(v.Deadline, now))
+	}
 	if r.Reason != "" {
 		line += fmt.Sprintf("  reason=%q", r.Reason)
 	}

@@ -147,3 +147,40 @@ func TestRequesterTextIsQuoted(t *testing.T) {
 	assert.NotContains(t, got, "\x1b")
 	assert.Equal(t, `table="users\x1b[2A\x1b[2K  action:     read-table" x="a b=c"`, got)
 }
+
+// reviewState is a break-glass grant of carol's whose after-the-fact
+// review (by a team lead) is open.
+func reviewState(id string) request.State {
+	s := pendingState(id)
+	s.Status = request.StatusGranted
+	s.Evaluation.Outcome, s.Evaluation.BreakGlass = events.OutcomeAllow, true
+	s.Evaluation.Flows = s.Evaluation.Flows[:1]
+	s.Evaluation.Flows[0].Stages = s.Evaluation.Flows[0].Stages[:1]
+	s.Alerts = []*events.Alerted{{Alert: events.AlertBreakGlass, Reason: "break-glass"}}
+	return s
+}
+
+// An open break-glass review is listed, marked as such, with its time
+// left counting down on the live screen; answering it settles it.
+func TestWatchModelShowsReviews(t *testing.T) {
+	m := newWatchModel(alice)
+	s := reviewState("r1")
+	require.True(t, s.ReviewOpen())
+	line := m.Update(s, nil, modelNow)
+	assert.Contains(t, line, "REVIEW   r1")
+	assert.Contains(t, line, "used break-glass for restart on acme/prod/db (granted)")
+	assert.Contains(t, line, "review due in 10m0s")
+	for at, left := range map[time.Duration]string{90 * time.Second: "8m30s left", 9*time.Minute + 30*time.Second: "30s left"} {
+		screen := m.Render(modelNow.Add(at), 0)
+		assert.Contains(t, screen, "REVIEW globex/carol used break-glass: restart on acme/prod/db  [high]  "+left)
+		assert.Contains(t, screen, "the after-the-fact review is open")
+	}
+	a := m.Key("a")
+	assert.Equal(t, watchAction{Kind: actVote, Domain: "acme", ID: "r1", Digest: "sha256:r1-digest", Approve: true}, a)
+
+	// Denied by someone else: it leaves the list, saying how it ended.
+	s.Review = &events.Reviewed{Outcome: events.ReviewDenied, By: []events.PrincipalRef{{Domain: "acme", Name: "dave"}}, Reason: "no incident"}
+	s.Status = request.StatusRevoked
+	assert.Equal(t, `REVIEWED r1  denied by acme/dave "no incident"; the grant is revoked`, m.Update(s, nil, modelNow))
+	assert.Empty(t, m.items)
+}
