@@ -91,6 +91,24 @@ func TestBreakGlassReviewDenied(t *testing.T) {
 	}
 }
 
+// A used grant that has expired (past the redeemers' leeway) has nothing
+// left to revoke: the denial is alerted, saying so.
+func TestBreakGlassReviewDeniedAfterTheGrantExpired(t *testing.T) {
+	p := newPeople(t)
+	h := reviewHistory(t, p)
+	h.add(event{kind: events.KindRedeemed, data: &events.Redeemed{Outcome: events.RedemptionRedeemed, TokenHash: "sha256:ab"}})
+	at := h.fold().Grant.ExpiresAt.Add(request.RedeemLeeway)
+	h.add(event{kind: events.KindVoted, at: at, by: &p.alice, data: h.vote(&p.alice, false, "no incident").data})
+	h.next(at, events.KindReviewed)
+	_, err := request.Apply(h.fold(), h.add(event{kind: events.KindRevoked, at: at, data: &events.Revoked{By: events.PrincipalRef{Domain: "acme", Name: "alice"}, Reason: "review"}}))
+	assert.ErrorIs(t, err, request.ErrClosed, "nothing left to revoke")
+	h.records = h.records[:len(h.records)-1]
+	s := h.next(at, events.KindAlerted)
+	assert.Contains(t, s.Alerts[len(s.Alerts)-1].Reason, "its grant was used, and has expired since")
+	assert.Equal(t, request.StatusRedeemed, s.Status)
+	assert.False(t, s.ReviewActive())
+}
+
 // Only a counted denial denies, and the revocation names one of its
 // deniers; a review approval needs no counted denial.
 func TestBreakGlassReviewJustified(t *testing.T) {
