@@ -2,6 +2,7 @@ package events_test
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"flag"
 	"os"
@@ -153,6 +154,23 @@ func TestReviewedVersions(t *testing.T) {
 
 	f := newFixture(t)
 	c := events.Checker{Bundle: f.bundle}
+	// A reviewed.v1 as an earlier Writ wrote it, signed by the approval
+	// component: trusted, of kind reviewed, an approval.
+	kp := f.signer(events.KindReviewed)
+	sig, err := kp.Sign(body)
+	require.NoError(t, err)
+	signer, err := kp.PublicKey()
+	require.NoError(t, err)
+	old := c.Inspect(events.Message{Subject: events.Subject("acme", reqID, events.KindReviewed), Seq: 1, Time: t0, Body: body,
+		Header: map[string][]string{events.HeaderSigner: {signer}, events.HeaderSignature: {base64.RawURLEncoding.EncodeToString(sig)}}}, t0)
+	require.NoError(t, old.Err)
+	assert.Equal(t, events.KindReviewed, old.Kind)
+	assert.False(t, old.Data.(*events.Reviewed).Denied())
+	// The same body on another kind's subject is not accepted.
+	other := c.Inspect(events.Message{Subject: events.Subject("acme", reqID, events.KindApproved), Seq: 1, Time: t0, Body: body,
+		Header: map[string][]string{events.HeaderSigner: {signer}, events.HeaderSignature: {base64.RawURLEncoding.EncodeToString(sig)}}}, t0)
+	assert.ErrorIs(t, other.Err, events.ErrTypeMismatch)
+
 	alice := events.PrincipalRef{Domain: "acme", Name: "alice"}
 	const d1 = "sha256:1111111111111111111111111111111111111111111111111111111111111111"
 	for _, tc := range []struct {
