@@ -93,7 +93,7 @@ func TestBreakGlassReviewDeniedRevokes(t *testing.T) {
 	r = e.Await(id, 10*time.Second, func(s request.State) bool {
 		return slices.ContainsFunc(s.Alerts, func(a *events.Alerted) bool { return a.Alert == events.AlertReviewDenied })
 	})
-	assert.Equal(t, []string{"requested", "evaluated", "granted", "alerted", "voted", "reviewed", "revoked", "alerted"}, writtest.Kinds(r))
+	assert.Equal(t, []string{"voted", "reviewed", "revoked", "alerted"}, afterTheGrant(t, r))
 	assert.Empty(t, r.Errs, "every event counts")
 	require.True(t, r.State.ReviewDenied())
 	assert.Equal(t, []events.PrincipalRef{{Domain: "acme", Name: "alice"}}, r.State.Review.By)
@@ -114,7 +114,7 @@ func TestBreakGlassReviewDeniedRevokes(t *testing.T) {
 	later, _ := breakGlass(t, e)
 	e.Await(later, 15*time.Second, func(s request.State) bool { return s.ReviewOverdue })
 	r = e.Settle(id)
-	assert.Equal(t, []string{"requested", "evaluated", "granted", "alerted", "voted", "reviewed", "revoked", "alerted", "redeemed"}, writtest.Kinds(r),
+	assert.Equal(t, []string{"voted", "reviewed", "revoked", "alerted", "redeemed"}, afterTheGrant(t, r),
 		"no overdue alert after a denial (the refused redemption is on record)")
 	assert.Equal(t, events.RedemptionRefused, r.Records[len(r.Records)-1].Data.(*events.Redeemed).Outcome)
 	assert.False(t, r.State.ReviewOverdue)
@@ -134,7 +134,21 @@ func TestBreakGlassReviewApprovedSettles(t *testing.T) {
 	later, _ := breakGlass(t, e)
 	e.Await(later, 15*time.Second, func(s request.State) bool { return s.ReviewOverdue })
 	r = e.Settle(id)
-	assert.Equal(t, []string{"requested", "evaluated", "granted", "alerted", "voted", "voted", "reviewed"}, writtest.Kinds(r), "no overdue alert after an approval")
+	assert.Equal(t, []string{"voted", "voted", "reviewed"}, afterTheGrant(t, r), "no overdue alert after an approval")
 	assert.Equal(t, request.StatusGranted, r.State.Status)
 	assert.Empty(t, r.Errs)
+}
+
+// afterTheGrant is the kinds of a break-glass history after its first
+// four events: the request, its evaluation, and the grant and the
+// break-glass alert, in either order (the issuer and the approval
+// component answer the evaluation at once).
+func afterTheGrant(t *testing.T, r *client.Request) []string {
+	t.Helper()
+	kinds := writtest.Kinds(r)
+	require.GreaterOrEqual(t, len(kinds), 4)
+	first := slices.Clone(kinds[:4])
+	slices.Sort(first[2:])
+	require.Equal(t, []string{"requested", "evaluated", "alerted", "granted"}, first)
+	return kinds[4:]
 }
