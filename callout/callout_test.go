@@ -69,7 +69,14 @@ type fixture struct {
 
 func start(t *testing.T, sealed bool) *fixture {
 	t.Helper()
-	e := writtest.Start(t, writtest.Options{NoServe: true})
+	return startWith(t, sealed, writtest.Options{})
+}
+
+// startWith is start with a setup of o's policies and flows.
+func startWith(t *testing.T, sealed bool, o writtest.Options) *fixture {
+	t.Helper()
+	o.NoServe = true
+	e := writtest.Start(t, o)
 	f := &fixture{e: e, holder: e.Identity(holderName).Key, codes: &codes{}, stopPipe: e.Serve("")}
 	f.holderPub, _ = f.holder.PublicKey()
 	var err error

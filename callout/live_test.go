@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/writ-dev/writ/callout"
+	"github.com/writ-dev/writ/client"
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/internal/access"
 	"github.com/writ-dev/writ/internal/writtest"
@@ -173,6 +174,39 @@ func TestTrailRevocationEndsConnection(t *testing.T) {
 	assert.Less(t, took, endBound)
 	f.revokedAfterUse(t, id)
 	assert.False(t, f.resp.Revoked(id, ""), "the revocation list never heard of it")
+}
+
+// TestReviewDenialEndsConnection: a break-glass grant, redeemed by
+// connecting through the callout, is denied by its after-the-fact review;
+// the approval component revokes it in the denier's name, and the server
+// closes the connection within a second of the deny.
+func TestReviewDenialEndsConnection(t *testing.T) {
+	t.Parallel()
+	f := startWith(t, false, writtest.Options{Policies: `
+@id("bots-break-glass") @break_glass("true") @flow("two-sre-leads") @max_ttl("10m")
+permit (principal, action == Action::"deploy", resource) when { context.urgency == "critical" };
+@id("approvers-may-approve") permit (principal, action == Action::"approve", resource);
+`})
+	id := f.e.Request(holderName, client.Spec{Action: action, Resource: resource, Params: map[string]string{"version": "1.4.2"},
+		Urgency: "critical", TTL: 5 * time.Minute})
+	r := f.e.Await(id, 10*time.Second, func(s request.State) bool {
+		return s.Status == request.StatusGranted && s.ReviewOpen() && len(s.Alerts) > 0
+	})
+	token, err := client.OpenGrant(r.State, f.e.Identity(holderName))
+	require.NoError(t, err)
+	c := f.open(t, token)
+
+	denied := time.Now()
+	f.e.Vote("alice", id, false, "no incident")
+	took := c.endedWithin(t, denied)
+	t.Logf("review denied → connection closed: %s", took)
+	assert.Less(t, took, endBound)
+	r = f.e.Await(id, 10*time.Second, func(s request.State) bool { return len(s.Alerts) > 1 })
+	kinds := writtest.Kinds(r)
+	assert.Equal(t, []string{"redeemed", "voted", "reviewed", "revoked", "alerted"}, kinds[len(kinds)-5:])
+	assert.Equal(t, request.StatusRevoked, r.State.Status)
+	assert.Empty(t, r.Errs, "every event counts")
+	f.refused(t, f.holder, token, "revoked")
 }
 
 // TestRevokedWhileNoResponderRuns: the responder that authorized a
