@@ -142,13 +142,20 @@ func TestBreakGlassReviewApprovedSettles(t *testing.T) {
 // afterTheGrant is the kinds of a break-glass history after its first
 // four events: the request, its evaluation, and the grant and the
 // break-glass alert, in either order (the issuer and the approval
-// component answer the evaluation at once).
+// component answer the evaluation at once). A vote that decided nothing
+// is answered with counted unless the next came first: those are left out.
 func afterTheGrant(t *testing.T, r *client.Request) []string {
 	t.Helper()
-	kinds := writtest.Kinds(r)
+	kinds := withoutCounted(writtest.Kinds(r))
 	require.GreaterOrEqual(t, len(kinds), 4)
 	first := slices.Clone(kinds[:4])
 	slices.Sort(first[2:])
 	require.Equal(t, []string{"requested", "evaluated", "alerted", "granted"}, first)
 	return kinds[4:]
+}
+
+// withoutCounted leaves out the counted answers of kinds: whether a vote
+// that decided nothing is answered before the next vote comes is timing.
+func withoutCounted(kinds []string) []string {
+	return slices.DeleteFunc(kinds, func(k string) bool { return k == events.KindCounted.String() })
 }
