@@ -311,7 +311,7 @@ func NewNotifier(env Env, cfg NotifierConfig) (*Notifier, error) {
 // notifiedKinds are the audit events the notifier reads.
 var notifiedKinds = []events.Kind{
 	events.KindEvaluated, events.KindVoted, events.KindEscalated, events.KindApproved, events.KindDenied, events.KindExpired,
-	events.KindGranted, events.KindRejected, events.KindRevoked, events.KindAlerted,
+	events.KindGranted, events.KindRejected, events.KindRevoked, events.KindAlerted, events.KindRefused,
 }
 
 // NotifyStreamConfig is the delivery queue's configuration.
@@ -590,6 +590,12 @@ func (n *Notifier) plan(before, then, current request.State, this events.Record)
 			}
 		}
 		return out
+	case events.KindRefused:
+		// Most refusals answer a vote or an ask and end nothing; the
+		// issuer's refusal of the decision ends the request.
+		if then.Status != request.StatusRefused || before.Status == request.StatusRefused {
+			return nil
+		}
 	default:
 	}
 	note.Type = NoticeOutcome
@@ -718,6 +724,8 @@ func newNotification(st request.State, this events.Record) *Notification {
 		o.By, o.Reason = []string{d.By.ID()}, d.Reason
 	case *events.Alerted:
 		o.Code, o.Reason = d.Alert, d.Reason
+	case *events.Refused:
+		o.Code, o.Reason = d.Code, d.Reason
 	case *events.Granted:
 		nb, exp := d.NotBefore, d.ExpiresAt
 		o.TokenHash, o.NotBefore, o.ExpiresAt, o.BreakGlass = d.TokenHash, &nb, &exp, d.BreakGlass
@@ -784,6 +792,8 @@ func (n *Notification) heading() string {
 				h += "; review needed"
 			}
 			return h
+		case events.AlertReviewDenied:
+			return fmt.Sprintf("Review denied: %s's break-glass %s in %s was denied by its reviewers", who, what, r.Domain)
 		case events.AlertReviewOverdue:
 			return fmt.Sprintf("Review overdue: nobody reviewed %s's break-glass %s in %s in time", who, what, r.Domain)
 		case events.AlertWeakened:

@@ -236,6 +236,25 @@ func TestNotifierTellsRequesterOutcomes(t *testing.T) {
 		assert.Equal(t, "denied", n.Status)
 		assert.Equal(t, "no-prod-database-drop", n.Outcome.Reason)
 	})
+
+	t.Run("refused by the issuer", func(t *testing.T) {
+		// Last, as it locks carol. Approved after the requester was
+		// locked, the grant is refused by the issuer, which ends the
+		// request: the requester hears why.
+		id := e.Request("carol", client.Spec{Action: "restart", Resource: "prod/api"})
+		e.Pending(id)
+		locked := lock(t, e, "bob", events.LockTarget{Type: events.LockPrincipal, Name: "acme/carol"}, false)
+		require.NotNil(t, locked.State.LockDone)
+		e.Vote("alice", id, true, "")
+		e.Vote("bob", id, true, "")
+		require.Equal(t, request.StatusRefused, e.Settle(id).State.Status)
+		n := notice(t, h.until(t, of("refused", id)))
+		assert.Equal(t, consumers.NoticeOutcome, n.Type)
+		assert.Equal(t, "refused", n.Status)
+		require.NotNil(t, n.Outcome)
+		assert.Equal(t, "locked", n.Outcome.Code)
+		assert.Contains(t, n.Outcome.Reason, "acme/carol")
+	})
 }
 
 func TestNotifierRetriesOn500(t *testing.T) {
@@ -713,6 +732,7 @@ func TestNotifierAlertHeadings(t *testing.T) {
 	for _, tc := range []struct{ alert, want string }{
 		{events.AlertBreakGlass, "Break-glass used: acme/carol was granted restart prod/db in acme at once"},
 		{events.AlertReviewOverdue, "Review overdue: nobody reviewed acme/carol's break-glass restart prod/db in acme in time"},
+		{events.AlertReviewDenied, "Review denied: acme/carol's break-glass restart prod/db in acme was denied by its reviewers"},
 		{events.AlertWeakened, "Writ weakened in acme: issuance stopped"},
 		{events.AlertRestored, "Writ restored in acme: issuance resumed"},
 		{"something-new", "Alert (something-new): restart prod/db by acme/carol in acme"},
