@@ -123,6 +123,9 @@ func (e *AmbiguousError) Error() string {
 
 func (e *AmbiguousError) Is(target error) bool { return target == ErrAmbiguous }
 
+// ErrNotAnID refuses an id that is not a request id (a UUID).
+var ErrNotAnID = errors.New("client: not a request id")
+
 // FindIn returns the one domain, of domains, whose stream holds a request
 // with id: ErrNotFound when none does, an *AmbiguousError (ErrAmbiguous)
 // when several do. Ids are chosen by requesters, so a second request with
@@ -131,7 +134,7 @@ func (e *AmbiguousError) Is(target error) bool { return target == ErrAmbiguous }
 // may hold the id too.
 func (c *Client) FindIn(ctx context.Context, id string, domains []string) (string, error) {
 	if _, err := uuid.Parse(id); err != nil {
-		return "", fmt.Errorf("client: %q is not a request id", id)
+		return "", fmt.Errorf("%w: %q", ErrNotAnID, id)
 	}
 	held := make([]bool, len(domains))
 	g, gctx := errgroup.WithContext(ctx)
@@ -139,7 +142,7 @@ func (c *Client) FindIn(ctx context.Context, id string, domains []string) (strin
 		g.Go(func() error {
 			m, err := c.readerFor(d).Last(gctx, events.Subject(d, id, events.KindRequested))
 			if err != nil {
-				return fmt.Errorf("client: search %s for %s: %w", d, id, err)
+				return fmt.Errorf("could not search %s's requests for %s: %w", d, id, err)
 			}
 			held[i] = m != nil
 			return nil

@@ -166,9 +166,13 @@ func (a *Approval) handle(ctx context.Context, m jetstream.Msg) error {
 		return nil
 	}
 	var st request.State
-	var last *effect // what the decision that counted appended
+	var last *effect       // what the decision that counted appended
+	var vote events.Record // the vote handled, if the input is one
 	err := handleAudit(ctx, a.c, m, func(ctx context.Context, h *history, this events.Record) (*effect, error) {
 		st, last = h.state, nil // a panic below leaves no stale decision
+		if this.Kind == events.KindVoted {
+			vote = this
+		}
 		eff, err := a.decide(ctx, h, this)
 		last = eff
 		return eff, err
@@ -192,6 +196,27 @@ func (a *Approval) handle(ctx context.Context, m jetstream.Msg) error {
 			last = a.next(h)
 			return last, nil
 		})
+	}
+	// A vote whose handling appended something that keeps the votes
+	// coming (an escalation already due, the break-glass alert) still owes
+	// the voter an answer: the decision it makes, or counted.
+	for range 3 {
+		if err != nil || vote.Seq == 0 || last == nil || (last.kind != events.KindEscalated && last.kind != events.KindAlerted) {
+			break
+		}
+		err = a.c.react(ctx, st.Domain, st.ID, 0, func(_ context.Context, h *history, _ events.Record) (*effect, error) {
+			st, last = h.state, nil
+			if h.state.VoteAnswered(vote.Seq) {
+				return nil, nil
+			}
+			if last = a.next(h); last == nil {
+				last = counted(h, vote)
+			}
+			return last, nil
+		})
+		if err == nil && last != nil && ends(st, last.kind) {
+			a.unschedule(ctx, st)
+		}
 	}
 	return err
 }

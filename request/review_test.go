@@ -153,6 +153,25 @@ func TestReviewedV1IsAnApproval(t *testing.T) {
 	assert.Equal(t, request.StatusGranted, s.Status)
 }
 
+// Nor does a reviewed.v1 settle a review over a counted denial: the old
+// format must not become a way round the reviewers' answer.
+func TestReviewedV1NotOverADenial(t *testing.T) {
+	p := newPeople(t)
+	oneLead := events.Flow{Name: "one-lead", Stages: []events.Stage{{Name: "leads", Groups: []string{"sre-leads"}, Required: 1, DeadlineSeconds: 1800}}}
+	h := newHistory(t)
+	h.add(requested(&p.carol, 0))
+	h.add(breakGlass(oneLead))
+	h.add(granted(p.carol.Key, time.Minute))
+	h.add(event{kind: events.KindAlerted, data: &events.Alerted{Alert: events.AlertBreakGlass, Reason: "break-glass"}})
+	h.add(h.vote(&p.bob, false, "no incident"))
+	h.add(h.vote(&p.alice, true, ""))
+	s := h.fold()
+	require.True(t, s.Tally().Satisfied)
+	require.True(t, s.Tally().Denied)
+	_, err := request.Apply(s, h.add(event{kind: events.KindReviewed, data: &events.Reviewed{Approvers: []events.PrincipalRef{{Domain: "acme", Name: "alice"}}}}))
+	assert.ErrorIs(t, err, request.ErrUnjustified)
+}
+
 // A review approval settles it: the grant stands, and nothing is overdue.
 func TestBreakGlassReviewApproved(t *testing.T) {
 	p := newPeople(t)

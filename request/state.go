@@ -284,7 +284,9 @@ func Apply(s State, r events.Record) (State, error) {
 			if !t.Satisfied {
 				return s, fmt.Errorf("%w: review flows not satisfied", ErrUnjustified)
 			}
-			if d.Outcome != "" && t.Denied {
+			// A reviewed.v1 too: accepting one over a denial would let a
+			// forged old-format event settle what the reviewers denied.
+			if t.Denied {
 				return s, fmt.Errorf("%w: review approved over a counted denial", ErrUnjustified)
 			}
 			if !slices.Equal(d.Approvers, refs(t.Approvers)) {

@@ -192,6 +192,11 @@ func locate(ctx context.Context, cl *client.Client, domain, id string) (*client.
 			msg:    fmt.Sprintf("request %s is in %d domains (%s): %v", id, len(amb.Domains), strings.Join(amb.Domains, " and "), errWhichDomain),
 			causes: []error{errWhichDomain, err},
 		}
+	case errors.Is(err, client.ErrNotAnID):
+		return nil, &explained{
+			msg:    fmt.Sprintf("%q is not a request id; copy the id from 'writ approvals list' or from what 'writ request' printed", id),
+			causes: []error{err},
+		}
 	case errors.Is(err, client.ErrNotFound):
 		return nil, &explained{
 			msg:    fmt.Sprintf("no request %s in %s (the domains this setup reaches); check the id, or name its domain with --domain", id, strings.Join(reach.Domains, ", ")),

@@ -284,3 +284,13 @@ func TestSecondServeOnOneDirectoryRefused(t *testing.T) {
 	assert.NotContains(t, err.Error(), "pick another with --port")
 	awaitStatus(t, opsURL+"/readyz", http.StatusOK) // the first serve is unharmed
 }
+
+// An id that is not one is refused in the user's words, saying where
+// to find the right one.
+func TestApproveRefusesSomethingThatIsNotAnID(t *testing.T) {
+	dir, url := serve(t)
+	_, _, err := writ(t, "approve", "not-an-id", "--dir", dir, "--server", url, "--creds", filepath.Join(dir, "creds", "alice.creds"))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `"not-an-id" is not a request id; copy the id from 'writ approvals list'`)
+	assert.NotContains(t, err.Error(), "client:")
+}
