@@ -118,6 +118,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err := op.Start(ctx); err != nil {
 			return err
 		}
+		// Say "serving" only once the server has the endpoints'
+		// subscriptions: a call made after the line finds them.
+		if err := nc.FlushTimeout(5 * time.Second); err != nil {
+			return err
+		}
 		fmt.Fprintf(stdout, "%s serving domain %q on %s (restart prod/*, deploy staging/*). Ctrl-C stops.\n",
 			*name, cfg.Domain, dboperator.Subject(*name, "*"))
 		<-ctx.Done()

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -44,10 +45,11 @@ func TestRun(t *testing.T) {
 	go func() {
 		done <- run(ctx, []string{"--dir", e.Dir, "--server", e.Server.ClientURL(), "--service", "acme-db"}, &stdout, &stderr)
 	}()
+	// The "serving" line comes once the server has the endpoints (a ping
+	// would not do: the service answers pings before its endpoints exist).
 	require.Eventually(t, func() bool {
-		_, err := e.NC.Request("$SRV.PING.acme-db", nil, 100*time.Millisecond)
-		return err == nil
-	}, 10*time.Second, 20*time.Millisecond, "the service answers; stderr:\n%s", &stderr)
+		return strings.Contains(stdout.String(), "serving domain")
+	}, 10*time.Second, 20*time.Millisecond, "the service starts; stderr:\n%s", &stderr)
 
 	id := e.Request("deploy-bot", client.Spec{Action: "deploy", Resource: "staging/orders", TTL: 5 * time.Minute})
 	r := e.Settle(id)

@@ -180,14 +180,19 @@ func (d *demo) startService() {
 	if err != nil {
 		panic(err)
 	}
-	d.goRun(op.Run)
-	// Run starts the service in the background: wait until it answers.
-	for range 200 {
-		if _, err := d.nc.Request("$SRV.PING."+dboperator.DefaultName, nil, 100*time.Millisecond); err == nil {
-			return
-		}
+	// Start returns once the endpoints are subscribed, and the flush once
+	// the server has the subscriptions: the first call finds them. (Run in
+	// a goroutine and a ping does not: the service answers pings before
+	// its endpoints exist, and a goroutine may start late on a busy machine.)
+	opCtx, stopOp := context.WithCancel(context.Background())
+	if err := op.Start(opCtx); err != nil {
+		stopOp()
+		panic(err)
 	}
-	panic("the db-operator does not answer")
+	d.stops = append(d.stops, func() { _ = op.Stop(); stopOp() })
+	if err := d.nc.Flush(); err != nil {
+		panic(err)
+	}
 }
 
 // deployTwice has deploy-bot obtain a grant for deploy on resource and
