@@ -25,21 +25,20 @@ func runApprovals(ctx context.Context, args []string, stdout, stderr io.Writer) 
 // approvals is runApprovals with its input: the line front end of
 // 'approvals watch' reads commands from stdin.
 func approvals(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-		fmt.Fprintln(stderr, "Usage: writ "+approvalsUsage)
-		return nil
-	}
-	if len(args) == 0 || (args[0] != "watch" && args[0] != "list") {
+	sub := "watch|list" // --help: the flags both share
+	switch {
+	case len(args) > 0 && (args[0] == "watch" || args[0] == "list"):
+		sub, args = args[0], args[1:]
+	case len(args) == 0 || !isHelp(args[0]):
 		return usageError("usage: writ %s", approvalsUsage)
 	}
-	sub := args[0]
 	fs := newFlags("approvals "+sub, approvalsUsage, stderr)
 	var c conn
 	c.register(fs, "your .creds file (required): the approver's identity")
 	once := fs.Bool("once", false, "watch: print the pending requests and open break-glass reviews you may answer, then exit")
 	asJSON := fs.Bool("json", false, "list: print the requests as JSON")
 	domain := fs.String("domain", "", "only this domain's requests (default: every domain this setup reaches)")
-	if _, err := parse(fs, args[1:]); err != nil {
+	if _, err := parse(fs, args); err != nil {
 		return err
 	}
 	who, nc, cl, err := c.openAs()

@@ -35,9 +35,8 @@ func runAudit(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	if len(args) == 0 || args[0] != "replay" {
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help") {
-			fmt.Fprintln(stderr, auditUsage)
-			return nil
+		if len(args) > 0 && isHelp(args[0]) {
+			return helpText(auditUsage)
 		}
 		return usageError("%s", auditUsage)
 	}

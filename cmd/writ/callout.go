@@ -36,7 +36,7 @@ func runCallout(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	writServer := fs.String("writ-server", "", "NATS URL of the domain's Writ JetStream (default: the Writ directory's config)")
 	writCreds := fs.String("writ-creds", "", ".creds of a redeemer for the Writ JetStream connection (default: the Writ directory's creds/redeemer.creds)")
 	prefix := fs.String("prefix", callout.DefaultPrefix, "first token of action subjects")
-	verbose := fs.Bool("v", false, "log each decision")
+	verbose := fs.Bool("verbose", false, "log each decision")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err

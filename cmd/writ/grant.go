@@ -28,10 +28,12 @@ func runGrant(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return grantVerify(args[1:], stdout, stderr)
 	case "redeem":
 		return grantRedeem(ctx, args[1:], stdout, stderr)
-	case "-h", "--help":
-		fmt.Fprintln(stderr, "Usage: writ grant show REQUEST-ID --creds FILE | writ grant verify TOKEN|- [--domain D] [--action A] [--resource R]")
-		fmt.Fprintln(stderr, "       writ grant redeem TOKEN|- --creds HOLDER.creds --action A --resource R [--param k=v]...")
-		return nil
+	}
+	if isHelp(args[0]) {
+		return subcommandHelp("writ grant: 'show' opens your grant, 'verify' checks one, 'redeem' uses it.",
+			func(a []string) error { return grantShow(ctx, a, stdout, stderr) },
+			func(a []string) error { return grantVerify(a, stdout, stderr) },
+			func(a []string) error { return grantRedeem(ctx, a, stdout, stderr) })
 	}
 	return usageError("unknown grant command %q: show, verify or redeem", args[0])
 }

@@ -37,15 +37,17 @@ func runIdentity(_ context.Context, args []string, stdout, stderr io.Writer) err
 		return identityIssue(args[1:], stdout, stderr)
 	case "show":
 		return identityShow(args[1:], stdout, stderr)
-	case "-h", "--help", "help":
-		fmt.Fprintf(stderr, "Usage: writ %s\n", identitySynopsis)
-		return nil
+	}
+	if isHelp(args[0]) {
+		return subcommandHelp("writ identity: 'issue' mints a principal's .creds, 'show' describes one.",
+			func(a []string) error { return identityIssue(a, stdout, stderr) },
+			func(a []string) error { return identityShow(a, stdout, stderr) })
 	}
 	return usageError("unknown identity command %q: issue or show", args[0])
 }
 
 func identityIssue(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("identity issue", identitySynopsis, stderr)
+	fs := newFlags("identity issue", "identity issue --domain D --name N [--role R[,R...]] [--group G]... [--ttl 720h] [--out FILE] [--force] [--dir DIR]", stderr)
 	dir := fs.String("dir", envOr("WRIT_HOME", defaultDir), "Writ directory of the domain (its keys/account.nk signs); env WRIT_HOME")
 	domain := fs.String("domain", "", "the principal's domain: must be the Writ directory's own (required)")
 	name := fs.String("name", "", "the principal's name (required)")

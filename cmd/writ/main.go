@@ -3,11 +3,11 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -19,9 +19,7 @@ func main() {
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "writ:", err)
-		}
+		fmt.Fprintln(os.Stderr, "writ:", err)
 		os.Exit(exitCode(err))
 	}
 }
@@ -52,8 +50,6 @@ func exitCode(err error) int {
 	switch {
 	case errors.As(err, &e):
 		return e.code
-	case errors.Is(err, flag.ErrHelp):
-		return 0
 	}
 	return 1
 }
@@ -90,12 +86,25 @@ func commands() []command {
 var serverCommands = map[string]bool{"init": true, "serve": true, "callout": true, "bench": true}
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		usage(stderr)
-		if len(args) == 0 {
-			return usageError("no command given")
-		}
+	err := dispatch(ctx, args, stdout, stderr)
+	var h *helpError
+	if errors.As(err, &h) {
+		h.print(stdout)
 		return nil
+	}
+	return err
+}
+
+func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		usage(stderr)
+		return usageError("no command given")
+	}
+	if isHelp(args[0]) {
+		if len(args) > 1 { // writ help COMMAND [SUBCOMMAND]
+			return dispatch(ctx, append(slices.Clone(args[1:]), "--help"), stdout, stderr)
+		}
+		return &helpError{print: usage}
 	}
 	for _, c := range commands() {
 		if c.name == args[0] {
@@ -107,8 +116,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return c.run(ctx, args[1:], stdout, stderr)
 		}
 	}
-	usage(stderr)
-	return usageError("unknown command %q", args[0])
+	return usageError("unknown command %q; 'writ --help' lists the commands", args[0])
 }
 
 func usage(w io.Writer) {
@@ -132,36 +140,6 @@ a grant: 3 denied, 4 expired, 5 rejected or refused (a lock), 6 revoked; 7 the a
 trail does not verify;
 8 the request has no outcome yet (grant show on a request still pending).
 `)
-}
-
-// newFlags returns a flag set whose errors and help go to stderr.
-func newFlags(name, synopsis string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: writ %s\n\nFlags:\n", synopsis)
-		fs.PrintDefaults()
-	}
-	return fs
-}
-
-// parse parses flags, allowing them before and after positional arguments.
-func parse(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
-			}
-			return nil, &exitError{code: exitUsage, err: err}
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
-	}
 }
 
 // multiFlag collects a repeatable flag.

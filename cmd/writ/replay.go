@@ -53,8 +53,8 @@ Flags:
 func runAuditReplay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("audit replay", "", stderr)
 	fs.Usage = func() {
-		fmt.Fprint(stderr, replayHelp)
-		fs.PrintDefaults()
+		fmt.Fprint(fs.Output(), replayHelp)
+		printFlags(fs.Output(), fs)
 	}
 	var c conn
 	c.register(fs, "the .creds to connect with (default: the Writ directory's read-only creds/reader.creds; the server refuses connections without credentials)")

@@ -28,7 +28,7 @@ func runRequest(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if len(args) > 0 && args[0] == "show" {
 		return runRequestShow(ctx, args[1:], stdout, stderr)
 	}
-	fs := newFlags("request", "request --creds FILE --domain D --action A --resource R [--urgency U] [--reason TEXT] [--ttl 15m] [--param k=v]... [--wait]", stderr)
+	fs := newFlags("request", "request --creds FILE --action A --resource R [--domain D] [--urgency U] [--reason TEXT] [--ttl 15m] [--param k=v]... [--wait]", stderr)
 	var c conn
 	c.register(fs, "your .creds file (required): the identity that signs the request")
 	domain := fs.String("domain", "", "target domain, which owns the resource (default: your own)")

@@ -150,7 +150,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	port := fs.Int("port", 0, "embedded NATS port on 127.0.0.1 (-1: any free port)")
 	server := fs.String("server", envOr("NATS_URL", ""), "use this NATS instead of the embedded one; env NATS_URL")
 	creds := fs.String("creds", "", "credentials for --server")
-	components := fs.String("components", "", "comma-separated components to run: policy,approval,issuer (default: the configuration's components, or all)")
+	components := fs.String("components", "", "comma-separated components to run: policy, approval, issuer, auditor (signed checkpoints of the audit stream, when the configuration has \"audit\"), notifier (webhooks, when it has \"notify\") (default: the configuration's components, else every one it configures)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text, or json: one JSON object a line")
 	httpAddr := fs.String("http", "", "answer /healthz, /readyz and /metrics on this address, e.g. 127.0.0.1:9180 (default: the config's http, else none)")

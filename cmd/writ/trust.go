@@ -39,9 +39,13 @@ func runTrust(_ context.Context, args []string, stdout, stderr io.Writer) error 
 		return trustRemove(args[1:], stdout, stderr)
 	case "revoke":
 		return trustRevoke(args[1:], stdout, stderr)
-	case "-h", "--help", "help":
-		fmt.Fprintf(stderr, "Usage: writ %s\n", trustSynopsis)
-		return nil
+	}
+	if isHelp(args[0]) {
+		return subcommandHelp("writ trust: the domains and keys this setup trusts.",
+			func(a []string) error { return trustAdd(a, stdout, stderr) },
+			func(a []string) error { return trustList(a, stdout, stderr) },
+			func(a []string) error { return trustRemove(a, stdout, stderr) },
+			func(a []string) error { return trustRevoke(a, stdout, stderr) })
 	}
 	return usageError("unknown trust command %q: add, list, remove or revoke", args[0])
 }
