@@ -73,7 +73,7 @@ func (c *Checkpointer) load(ctx context.Context) error {
 	}
 	r := events.Checker{Bundle: c.Bundle}.Inspect(*m, time.Time{})
 	if r.Err != nil {
-		return fmt.Errorf("audit: the last checkpoint (#%d) is not genuine: %w", m.Seq, r.Err)
+		return fmt.Errorf("the last checkpoint (#%d) is not genuine: %w", m.Seq, r.Err)
 	}
 	t, err := Restore(r.Data.(*events.Checkpoint))
 	if err != nil {
@@ -86,7 +86,11 @@ func (c *Checkpointer) load(ctx context.Context) error {
 // ErrTrailCut is returned when messages no checkpoint covered are gone
 // from the stream: the tree cannot go on over them, and no checkpoint is
 // signed until someone looks. Its text names the sequences gone.
-var ErrTrailCut = errors.New("audit: messages no checkpoint covered are gone from the stream")
+var ErrTrailCut = errors.New("messages no checkpoint covered are gone from the stream")
+
+// ErrEmpty is returned while the stream holds nothing to checkpoint: a
+// fresh setup's, before its first event. Nothing is wrong.
+var ErrEmpty = errors.New("the stream holds nothing to checkpoint yet")
 
 // Checkpoint brings the tree up to the stream's end and appends a
 // checkpoint of it, unless nothing but the last checkpoint was added since.
@@ -122,13 +126,13 @@ func (c *Checkpointer) Checkpoint(ctx context.Context) (*Made, error) {
 			case errors.Is(err, ErrTrailCut):
 				return nil, err
 			}
-			return nil, fmt.Errorf("audit: read the stream: %w", err)
+			return nil, fmt.Errorf("read the stream: %w", err)
 		}
 		if c.last != nil && c.tree.LastSeq() == c.last.Seq {
 			return &Made{Seq: c.last.Seq, Checkpoint: *c.last.Data.(*events.Checkpoint)}, nil
 		}
 		if c.tree.Size() == 0 {
-			return nil, errors.New("audit: the stream is empty")
+			return nil, ErrEmpty
 		}
 		made, err := c.append(ctx)
 		if store.IsConflict(err) && attempt < 5 {
@@ -213,7 +217,7 @@ func (c *Checkpointer) Witness(ctx context.Context, origin string, from store.Re
 	checker := events.Checker{Bundle: c.Bundle}
 	r := checker.Inspect(*m, time.Time{})
 	if r.Err != nil {
-		return false, fmt.Errorf("audit: %s's checkpoint #%d is not genuine: %w", origin, m.Seq, r.Err)
+		return false, fmt.Errorf("%s's checkpoint #%d is not genuine: %w", origin, m.Seq, r.Err)
 	}
 	subject := events.Subject(c.Domain, events.WitnessID(origin), events.KindWitnessed)
 	prev, err := c.reader.Last(ctx, subject)

@@ -102,7 +102,7 @@ func Attest(e *Evidence, key nkeys.KeyPair) error {
 }
 
 // ErrNoCheckpoint says no checkpoint covers a request's history yet.
-var ErrNoCheckpoint = errors.New("audit: no checkpoint covers the request yet")
+var ErrNoCheckpoint = errors.New("no checkpoint covers the request yet")
 
 // CollectEvidence reads a request's history, the policy version it names
 // and the first checkpoint covering both from the stream reader reads,
@@ -117,7 +117,7 @@ func CollectEvidence(ctx context.Context, reader store.Reader, trust *identity.B
 		return nil, err
 	}
 	if len(msgs) == 0 {
-		return nil, fmt.Errorf("audit: no request %s in %s", id, domain)
+		return nil, fmt.Errorf("no request %s in %s", id, domain)
 	}
 	domains := []string{domain}
 	covered := msgs[len(msgs)-1].Seq
@@ -192,14 +192,14 @@ func (e *Evidence) prove(ctx context.Context, reader store.Reader, cp *events.Ch
 		return err
 	}
 	if uint64(len(leaves)) != cp.TreeSize {
-		return fmt.Errorf("audit: the stream holds %d of the checkpoint's %d messages", len(leaves), cp.TreeSize)
+		return fmt.Errorf("the stream holds %d of the checkpoint's %d messages", len(leaves), cp.TreeSize)
 	}
 	t := NewTree()
 	for i, h := range leaves {
 		_ = t.AppendHash(cp.FirstSeq+uint64(i), h)
 	}
 	if root, _ := t.Root(); root != cp.Root {
-		return fmt.Errorf("audit: the stream no longer gives checkpoint root %s: verify the stream", short(cp.Root))
+		return fmt.Errorf("the stream no longer gives checkpoint root %s: verify the stream", short(cp.Root))
 	}
 	entries := make([]*Entry, 0, len(e.Messages)+1)
 	for i := range e.Messages {
@@ -241,7 +241,7 @@ func inclusion(leaves [][]byte, index uint64) ([]string, error) {
 		// Every node a proof names is a perfect subtree: one hash.
 		hs := r.Hashes()
 		if len(hs) != 1 {
-			return nil, fmt.Errorf("audit: proof node %v is not a perfect subtree", id)
+			return nil, fmt.Errorf("proof node %v is not a perfect subtree", id)
 		}
 		hashes[i] = hs[0]
 	}
@@ -346,14 +346,14 @@ func verifyEvidence(e *Evidence, trust *identity.Bundle, attested bool) *Report 
 // keys the auditor trusts: what an auditor must know before it attests.
 func Confirm(ctx context.Context, reader store.Reader, trust *identity.Bundle, e *Evidence) error {
 	if e.Format != EvidenceFormat || reader.Stream != e.Stream {
-		return errors.New("audit: not an evidence bundle of this stream")
+		return errors.New("not an evidence bundle of this stream")
 	}
 	cps, err := reader.Load(ctx, Subject(e.Domain), e.Checkpoint.Seq)
 	if err != nil {
 		return err
 	}
 	if len(cps) == 0 || !sameEntry(entryOf(cps[0]), e.Checkpoint) {
-		return errors.New("audit: the bundle's checkpoint is not the stream's")
+		return errors.New("the bundle's checkpoint is not the stream's")
 	}
 	msgs, err := reader.Load(ctx, events.RequestFilter(e.Domain, e.RequestID), 1)
 	if err != nil {
@@ -366,7 +366,7 @@ func Confirm(ctx context.Context, reader store.Reader, trust *identity.Bundle, e
 		}
 	}
 	if !slices.EqualFunc(stored, e.Messages, sameEntry) {
-		return errors.New("audit: the bundle does not hold exactly the request's stored messages")
+		return errors.New("the bundle does not hold exactly the request's stored messages")
 	}
 	if e.Policy != nil {
 		ps, err := reader.Load(ctx, e.Policy.Subject, 1)
@@ -374,17 +374,17 @@ func Confirm(ctx context.Context, reader store.Reader, trust *identity.Bundle, e
 			return err
 		}
 		if len(ps) == 0 || !sameEntry(entryOf(ps[0]), *e.Policy) {
-			return errors.New("audit: the bundle's policy record is not the stream's")
+			return errors.New("the bundle's policy record is not the stream's")
 		}
 	}
 	if e.Trust == nil {
-		return errors.New("audit: the bundle carries no keys")
+		return errors.New("the bundle carries no keys")
 	}
 	for d, td := range e.Trust.Domains {
 		a, _ := json.Marshal(td)
 		b, _ := json.Marshal(trust.Domains[d])
 		if string(a) != string(b) {
-			return fmt.Errorf("audit: the bundle's keys for %s are not the ones this auditor trusts", d)
+			return fmt.Errorf("the bundle's keys for %s are not the ones this auditor trusts", d)
 		}
 	}
 	return nil

@@ -34,7 +34,7 @@ func VerifyStream(ctx context.Context, reader store.Reader, o Options, progress 
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("audit: read %s: %w", stream, err)
+		return nil, fmt.Errorf("read %s: %w", stream, err)
 	}
 	return v.Finish(), nil
 }
@@ -47,7 +47,7 @@ func StreamExtent(ctx context.Context, reader store.Reader) (*Extent, error) {
 		return nil, err
 	}
 	if err != nil {
-		return nil, fmt.Errorf("audit: read %s's state: %w", reader.Stream, err)
+		return nil, fmt.Errorf("read %s's state: %w", reader.Stream, err)
 	}
 	st := info.State
 	return &Extent{FirstSeq: st.FirstSeq, LastSeq: st.LastSeq, Msgs: st.Msgs, MaxAge: info.Config.MaxAge}, nil
@@ -65,12 +65,12 @@ func WitnessHeads(ctx context.Context, reader store.Reader, checker events.Check
 	for _, m := range msgs {
 		r := checker.Inspect(m, m.Time)
 		if r.Err != nil {
-			return nil, fmt.Errorf("audit: %s's witness record #%d is not genuine: %w", witness, m.Seq, r.Err)
+			return nil, fmt.Errorf("%s's witness record #%d is not genuine: %w", witness, m.Seq, r.Err)
 		}
 		w := r.Data.(*events.Witnessed)
 		inner := witnessedCheckpoint(checker, w, m.Time)
 		if inner.Err != nil || inner.Domain != domain {
-			return nil, fmt.Errorf("audit: %s's witness record #%d holds no genuine checkpoint of %s: %v", witness, m.Seq, domain, inner.Err)
+			return nil, fmt.Errorf("%s's witness record #%d holds no genuine checkpoint of %s: %v", witness, m.Seq, domain, inner.Err)
 		}
 		heads = append(heads, Head{Seq: w.Seq, Digest: inner.Digest, Checkpoint: *inner.Data.(*events.Checkpoint),
 			Source: fmt.Sprintf("witness %s (#%d)", witness, m.Seq)})

@@ -58,21 +58,30 @@ type Client struct {
 const clientInspectCache = 1024
 
 // ErrInvalidSpec is returned for a request the pipeline would reject.
-var ErrInvalidSpec = errors.New("client: invalid request")
+var ErrInvalidSpec = errors.New("invalid request")
 
 // ErrOutcomeUnknown is returned, with the request's id, when the audit
 // stream did not confirm a request (no quorum, a failover): it may be
 // recorded yet, and then it goes ahead. Look it up by its id before asking
 // again.
-var ErrOutcomeUnknown = errors.New("client: the audit stream did not confirm the request; it may still be recorded")
+var ErrOutcomeUnknown = errors.New("the audit stream did not confirm the request; it may still be recorded")
 
 // ErrNotFound is returned for a request id the stream does not hold.
-var ErrNotFound = errors.New("client: no such request")
+var ErrNotFound = errors.New("no such request")
+
+// checkID refuses what is not a request id (ErrNotAnID) before anything
+// is read: an id is a subject token, and "*" would match every request.
+func checkID(id string) error {
+	if u, err := uuid.Parse(id); err != nil || u.String() != id {
+		return fmt.Errorf("%q is %w", id, ErrNotAnID)
+	}
+	return nil
+}
 
 // New returns a client on an open connection.
 func New(nc *nats.Conn, o Options) (*Client, error) {
 	if o.Bundle == nil {
-		return nil, errors.New("client: a trust bundle is required to check what the pipeline says")
+		return nil, errors.New("a trust bundle is required to check what the pipeline says")
 	}
 	if o.Stream == "" {
 		o.Stream = DefaultStream
@@ -119,6 +128,11 @@ func (c *Client) Request(ctx context.Context, who *identity.Identity, s Spec) (s
 	if !events.ValidResource(s.Resource) {
 		return "", fmt.Errorf("%w: resource %q: segments joined by '/', none empty or starting with a dot", ErrInvalidSpec, s.Resource)
 	}
+	// A domain the bundle does not know has no pipeline this client could
+	// believe; and with no stream for it, the publish would only time out.
+	if _, ok := c.checker.Bundle.Domains[s.Domain]; !ok {
+		return "", fmt.Errorf("%w: domain %q is not one this setup trusts", ErrInvalidSpec, s.Domain)
+	}
 	uid, err := uuid.NewV7()
 	if err != nil {
 		return "", err
@@ -158,7 +172,7 @@ func (c *Client) Request(ctx context.Context, who *identity.Identity, s Spec) (s
 			return id, fmt.Errorf("%w: request %s: %w", ErrOutcomeUnknown, id, err)
 		}
 		// Fail closed: what the trail does not hold did not happen.
-		return "", fmt.Errorf("client: the audit stream did not record the request, so it was not made: %w", err)
+		return "", fmt.Errorf("the audit stream did not record the request, so it was not made: %w", err)
 	}
 	c.seen.note(s.Domain, id, seq)
 	return id, nil
@@ -176,6 +190,9 @@ type Request struct {
 // it before (a replicated stream's followers answer reads too, and one may
 // lag behind; its answer is asked for again until ctx ends).
 func (c *Client) Load(ctx context.Context, domain, id string) (*Request, error) {
+	if err := checkID(id); err != nil {
+		return nil, err
+	}
 	msgs, err := c.readerFor(domain).LoadReaching(ctx, events.RequestFilter(domain, id), c.seen.get(domain, id), 0)
 	if err != nil {
 		return nil, err
@@ -205,8 +222,8 @@ func (c *Client) readerFor(domain string) store.Reader {
 
 // Find returns the domain a request id belongs to.
 func (c *Client) Find(ctx context.Context, id string) (string, error) {
-	if _, err := uuid.Parse(id); err != nil {
-		return "", fmt.Errorf("client: %q is not a request id", id)
+	if err := checkID(id); err != nil {
+		return "", err
 	}
 	msgs, err := c.reader.Load(ctx, events.Prefix+".*."+id+"."+events.KindRequested.String(), 1)
 	if err != nil {
@@ -320,7 +337,7 @@ func Settled(s request.State) bool { return s.Status.IsTerminal() }
 // checks that the token is the one the event names.
 func OpenGrant(s request.State, who *identity.Identity) (string, error) {
 	if s.Grant == nil {
-		return "", fmt.Errorf("client: request %s has no grant (%s)", s.ID, s.Status)
+		return "", fmt.Errorf("request %s has no grant (%s)", s.ID, s.Status)
 	}
 	xkey, err := issuer.HolderXKey(who.Key, s.ID)
 	if err != nil {
@@ -331,7 +348,7 @@ func OpenGrant(s request.State, who *identity.Identity) (string, error) {
 		return "", err
 	}
 	if issuer.TokenHash(token) != s.Grant.TokenHash {
-		return "", errors.New("client: the sealed grant does not match the hash in the granted event")
+		return "", errors.New("the sealed grant does not match the hash in the granted event")
 	}
 	return token, nil
 }

@@ -10,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
@@ -109,7 +108,7 @@ func (c *Client) probe(ctx context.Context, d string) error {
 }
 
 // ErrAmbiguous is returned by FindIn for an id that several domains hold.
-var ErrAmbiguous = errors.New("client: the request id is in several domains")
+var ErrAmbiguous = errors.New("the request id is in several domains")
 
 // AmbiguousError names the domains that hold a request id.
 type AmbiguousError struct {
@@ -124,7 +123,7 @@ func (e *AmbiguousError) Error() string {
 func (e *AmbiguousError) Is(target error) bool { return target == ErrAmbiguous }
 
 // ErrNotAnID refuses an id that is not a request id (a UUID).
-var ErrNotAnID = errors.New("client: not a request id")
+var ErrNotAnID = errors.New("not a request id")
 
 // FindIn returns the one domain, of domains, whose stream holds a request
 // with id: ErrNotFound when none does, an *AmbiguousError (ErrAmbiguous)
@@ -133,8 +132,8 @@ var ErrNotAnID = errors.New("client: not a request id")
 // go to the other. A domain that cannot be read fails the search, since it
 // may hold the id too.
 func (c *Client) FindIn(ctx context.Context, id string, domains []string) (string, error) {
-	if _, err := uuid.Parse(id); err != nil {
-		return "", fmt.Errorf("%w: %q", ErrNotAnID, id)
+	if err := checkID(id); err != nil {
+		return "", err
 	}
 	held := make([]bool, len(domains))
 	g, gctx := errgroup.WithContext(ctx)
@@ -175,7 +174,7 @@ func (c *Client) PendingIn(ctx context.Context, domains []string, who identity.P
 		g.Go(func() error {
 			var err error
 			if lists[i], err = c.Pending(gctx, d, who); err != nil {
-				return fmt.Errorf("client: pending requests of %s: %w", d, err)
+				return fmt.Errorf("pending requests of %s: %w", d, err)
 			}
 			return nil
 		})

@@ -15,10 +15,10 @@ import (
 )
 
 // ErrNotPending is returned when voting on a request that waits for no one.
-var ErrNotPending = errors.New("client: request is not waiting for approvers")
+var ErrNotPending = errors.New("request is not waiting for approvers")
 
 // ErrClosed is returned when revoking a request that nothing can change.
-var ErrClosed = errors.New("client: request is closed")
+var ErrClosed = errors.New("request is closed")
 
 // Vote is an answer to a pending request.
 type Vote struct {
@@ -30,7 +30,7 @@ type Vote struct {
 }
 
 // ErrDigestChanged is returned when a vote's digest is not the request's.
-var ErrDigestChanged = errors.New("client: the request is not the one shown")
+var ErrDigestChanged = errors.New("the request is not the one shown")
 
 // Vote signs and publishes who's answer to a pending request, bound to the
 // request event the approver was shown, and returns its stream sequence.

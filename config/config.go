@@ -158,11 +158,11 @@ func Load(dir string) (*Config, error) {
 	c := Default("")
 	c.Audit = nil // absent means none: setups made before the auditor existed have no key for it
 	if err := json.Unmarshal(b, &c); err != nil {
-		return nil, fmt.Errorf("config: %s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	c.dir = dir
 	if err := c.Validate(); err != nil {
-		return nil, fmt.Errorf("config: %s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return &c, nil
 }

@@ -19,7 +19,7 @@ import (
 )
 
 // ErrExists is returned by Init when the directory already holds a setup.
-var ErrExists = errors.New("config: a Writ setup already exists here")
+var ErrExists = errors.New("a Writ setup already exists here")
 
 // SampleIdentity is a principal Init creates.
 type SampleIdentity struct {
@@ -40,7 +40,7 @@ var SampleIdentities = []SampleIdentity{
 // configuration. It refuses to overwrite an existing one.
 func Init(dir, domain string) (*Config, error) {
 	if !identity.ValidDomainName(domain) {
-		return nil, fmt.Errorf("config: invalid domain name %q: lower case letters, digits and dashes", domain)
+		return nil, fmt.Errorf("invalid domain name %q: lower case letters, digits and dashes", domain)
 	}
 	if _, err := os.Stat(filepath.Join(dir, FileName)); err == nil {
 		return nil, fmt.Errorf("%w: %s", ErrExists, dir)
@@ -106,7 +106,7 @@ func Init(dir, domain string) (*Config, error) {
 	}
 	// What Init wrote must load: check it the way serve will.
 	if _, err := c.Open(); err != nil {
-		return nil, fmt.Errorf("config: the new setup does not load: %w", err)
+		return nil, fmt.Errorf("the new setup does not load: %w", err)
 	}
 	return &c, nil
 }

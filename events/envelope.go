@@ -73,11 +73,11 @@ func (o Outgoing) Header() map[string][]string {
 // Seal encodes the draft as a CloudEvent and signs the body with kp.
 func Seal(d Draft, kp nkeys.KeyPair) (Outgoing, error) {
 	if d.Kind.Type() == "" {
-		return Outgoing{}, fmt.Errorf("events: cannot seal kind %v", d.Kind)
+		return Outgoing{}, fmt.Errorf("cannot seal kind %v", d.Kind)
 	}
 	data, err := json.Marshal(d.Data)
 	if err != nil {
-		return Outgoing{}, fmt.Errorf("events: encode data: %w", err)
+		return Outgoing{}, fmt.Errorf("encode data: %w", err)
 	}
 	// The message id is deterministic — the same producer sealing the same
 	// data gets the same id, so its retries dedupe — and carries a tag only
@@ -109,7 +109,7 @@ func Seal(d Draft, kp nkeys.KeyPair) (Outgoing, error) {
 	}
 	sig, err := kp.Sign(body)
 	if err != nil {
-		return Outgoing{}, fmt.Errorf("events: sign: %w", err)
+		return Outgoing{}, fmt.Errorf("sign: %w", err)
 	}
 	return Outgoing{
 		Subject:   Subject(d.Domain, d.RequestID, d.Kind),
@@ -128,7 +128,7 @@ func Seal(d Draft, kp nkeys.KeyPair) (Outgoing, error) {
 func KeyedTag(kp nkeys.KeyPair, text string) (string, error) {
 	key, ok := identity.TagKey(kp)
 	if !ok {
-		return "", errors.New("events: tag: not an Ed25519 signing key with a seed")
+		return "", errors.New("tag: not an Ed25519 signing key with a seed")
 	}
 	mac := hmac.New(sha256.New, key)
 	mac.Write([]byte("writ msg-id\x00" + text))
@@ -165,15 +165,15 @@ func VerifySignature(signer, signature string, body []byte) error {
 // Errors that make a message untrustworthy. Code maps each to the short
 // reason code recorded in rejected and refused events.
 var (
-	ErrOversized       = errors.New("events: body too large")
-	ErrMalformed       = errors.New("events: body is not a JSON CloudEvent")
-	ErrSchema          = errors.New("events: body does not match its schema")
-	ErrTypeMismatch    = errors.New("events: event type or subject does not match the message subject")
-	ErrUnsigned        = errors.New("events: message is not signed")
-	ErrBadSignature    = errors.New("events: signature does not verify")
-	ErrNotEntitled     = errors.New("events: signer is not entitled to emit this kind for this domain")
-	ErrSignerMismatch  = errors.New("events: signer is not the principal named by the identity")
-	ErrClaimedIdentity = errors.New("events: claimed principal differs from the identity")
-	ErrWrongDomain     = errors.New("events: signed for another domain than its subject's")
-	ErrBadHolderKey    = errors.New("events: bad holder key")
+	ErrOversized       = errors.New("body too large")
+	ErrMalformed       = errors.New("body is not a JSON CloudEvent")
+	ErrSchema          = errors.New("body does not match its schema")
+	ErrTypeMismatch    = errors.New("event type or subject does not match the message subject")
+	ErrUnsigned        = errors.New("message is not signed")
+	ErrBadSignature    = errors.New("signature does not verify")
+	ErrNotEntitled     = errors.New("signer is not entitled to emit this kind for this domain")
+	ErrSignerMismatch  = errors.New("signer is not the principal named by the identity")
+	ErrClaimedIdentity = errors.New("claimed principal differs from the identity")
+	ErrWrongDomain     = errors.New("signed for another domain than its subject's")
+	ErrBadHolderKey    = errors.New("bad holder key")
 )

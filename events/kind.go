@@ -172,7 +172,7 @@ func ParseKind(s string) (Kind, error) {
 			return Kind(k), nil
 		}
 	}
-	return KindNone, fmt.Errorf("events: unknown kind %q", s)
+	return KindNone, fmt.Errorf("unknown kind %q", s)
 }
 
 // FromPrincipal reports whether events of this kind are signed by a

@@ -13,7 +13,7 @@ import (
 const Prefix = "writ"
 
 // ErrSubject is returned for a subject that is not writ.<domain>.<id>.<kind>.
-var ErrSubject = errors.New("events: bad subject")
+var ErrSubject = errors.New("bad event subject")
 
 // Subject returns the subject of an event: writ.<domain>.<request-id>.<kind>.
 func Subject(domain, id string, k Kind) string {

@@ -34,7 +34,7 @@ func ParseRole(s string) (Role, error) {
 			return r, nil
 		}
 	}
-	return "", fmt.Errorf("identity: unknown role %q", s)
+	return "", fmt.Errorf("unknown role %q", s)
 }
 
 var (
@@ -81,14 +81,14 @@ type Bundle struct {
 func LoadBundle(path string) (*Bundle, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("identity: read trust bundle: %w", err)
+		return nil, fmt.Errorf("read trust bundle: %w", err)
 	}
 	var tb Bundle
 	if err := json.Unmarshal(b, &tb); err != nil {
-		return nil, fmt.Errorf("identity: parse trust bundle %s: %w", path, err)
+		return nil, fmt.Errorf("parse trust bundle %s: %w", path, err)
 	}
 	if err := tb.Validate(); err != nil {
-		return nil, fmt.Errorf("identity: trust bundle %s: %w", path, err)
+		return nil, fmt.Errorf("trust bundle %s: %w", path, err)
 	}
 	return &tb, nil
 }
@@ -165,7 +165,7 @@ func (b *Bundle) Entitled(domain string, role Role, key string) bool {
 // an invalid bundle is never written.
 func (b *Bundle) Save(path string) error {
 	if err := b.Validate(); err != nil {
-		return fmt.Errorf("identity: refusing to save an invalid trust bundle: %w", err)
+		return fmt.Errorf("refusing to save an invalid trust bundle: %w", err)
 	}
 	out, err := json.MarshalIndent(b, "", "  ")
 	if err != nil {
@@ -178,7 +178,7 @@ func (b *Bundle) Save(path string) error {
 func writeFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
-		return fmt.Errorf("identity: write %s: %w", path, err)
+		return fmt.Errorf("write %s: %w", path, err)
 	}
 	defer func() {
 		if err != nil {
@@ -187,19 +187,19 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
 		}
 	}()
 	if err = tmp.Chmod(perm); err != nil {
-		return fmt.Errorf("identity: write %s: %w", path, err)
+		return fmt.Errorf("write %s: %w", path, err)
 	}
 	if _, err = tmp.Write(data); err != nil {
-		return fmt.Errorf("identity: write %s: %w", path, err)
+		return fmt.Errorf("write %s: %w", path, err)
 	}
 	if err = tmp.Sync(); err != nil {
-		return fmt.Errorf("identity: write %s: %w", path, err)
+		return fmt.Errorf("write %s: %w", path, err)
 	}
 	if err = tmp.Close(); err != nil {
-		return fmt.Errorf("identity: write %s: %w", path, err)
+		return fmt.Errorf("write %s: %w", path, err)
 	}
 	if err = os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("identity: write %s: %w", path, err)
+		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"slices"
 	"time"
@@ -20,24 +21,42 @@ type Identity struct {
 	Principal Principal // as the JWT describes it; verified by the receiver, not here
 }
 
-// LoadCreds reads a standard NATS .creds file.
+// ErrNotCreds is returned for what is not a NATS .creds file.
+var ErrNotCreds = errors.New("not a .creds file (a user JWT and an nkey seed)")
+
+// LoadCreds reads a standard NATS .creds file. Its errors name the file.
 func LoadCreds(path string) (*Identity, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("identity: read creds: %w", err)
+		return nil, fmt.Errorf("credentials %s: %w", path, pathCause(err))
 	}
-	return ParseCreds(b)
+	id, err := ParseCreds(b)
+	if err != nil {
+		return nil, fmt.Errorf("credentials %s: %w", path, err)
+	}
+	return id, nil
+}
+
+// pathCause is what went wrong with a file, without the path the caller
+// names anyway: "no such file or directory", not "open x: no such file or
+// directory". errors.Is(…, fs.ErrNotExist) still holds.
+func pathCause(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 // ParseCreds parses the contents of a .creds file.
 func ParseCreds(b []byte) (*Identity, error) {
 	token, err := jwt.ParseDecoratedJWT(b)
 	if err != nil {
-		return nil, fmt.Errorf("identity: creds: %w", err)
+		return nil, ErrNotCreds
 	}
 	kp, err := jwt.ParseDecoratedUserNKey(b)
 	if err != nil {
-		return nil, fmt.Errorf("identity: creds: %w", err)
+		return nil, ErrNotCreds
 	}
 	_, p, err := Claims(token)
 	if err != nil {
@@ -45,10 +64,10 @@ func ParseCreds(b []byte) (*Identity, error) {
 	}
 	pub, err := kp.PublicKey()
 	if err != nil {
-		return nil, err
+		return nil, ErrNotCreds
 	}
 	if pub != p.Key {
-		return nil, errors.New("identity: creds: the seed does not match the JWT's subject")
+		return nil, fmt.Errorf("%w: its seed does not match its JWT's subject", ErrNotCreds)
 	}
 	return &Identity{JWT: token, Key: Fast(kp), Principal: p}, nil
 }
@@ -91,16 +110,16 @@ func IssueUser(account nkeys.KeyPair, s UserSpec) ([]byte, error) {
 // account, and returns it with the user key.
 func SignUser(account nkeys.KeyPair, s UserSpec) (string, nkeys.KeyPair, error) {
 	if !ValidDomainName(s.Domain) {
-		return "", nil, fmt.Errorf("identity: invalid domain name %q", s.Domain)
+		return "", nil, fmt.Errorf("invalid domain name %q", s.Domain)
 	}
 	if s.Name == "" {
-		return "", nil, errors.New("identity: a principal needs a name")
+		return "", nil, errors.New("a principal needs a name")
 	}
 	for _, g := range s.Groups {
 		// JWT tags are lower-cased on the way in; refuse what would not
 		// survive, rather than issue a group no policy could name.
 		if !ValidGroupName(g) {
-			return "", nil, fmt.Errorf("identity: group %q: lower case letters, digits, '.', '_' and '-'", g)
+			return "", nil, fmt.Errorf("group %q: lower case letters, digits, '.', '_' and '-'", g)
 		}
 	}
 	user := s.User
@@ -112,7 +131,7 @@ func SignUser(account nkeys.KeyPair, s UserSpec) (string, nkeys.KeyPair, error) 
 	}
 	pub, err := user.PublicKey()
 	if err != nil || !nkeys.IsValidPublicUserKey(pub) {
-		return "", nil, errors.New("identity: the user key is not a user nkey")
+		return "", nil, errors.New("the user key is not a user nkey")
 	}
 	uc := jwt.NewUserClaims(pub)
 	uc.Name = s.Name
@@ -144,7 +163,7 @@ func SignUser(account nkeys.KeyPair, s UserSpec) (string, nkeys.KeyPair, error) 
 	}
 	token, err := uc.Encode(account)
 	if err != nil {
-		return "", nil, fmt.Errorf("identity: sign user JWT: %w", err)
+		return "", nil, fmt.Errorf("sign user JWT: %w", err)
 	}
 	return token, user, nil
 }
@@ -153,7 +172,7 @@ func SignUser(account nkeys.KeyPair, s UserSpec) (string, nkeys.KeyPair, error) 
 func LoadSeed(path string) (nkeys.KeyPair, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("identity: read key: %w", err)
+		return nil, fmt.Errorf("key %s: %w", path, pathCause(err))
 	}
 	seed := bytes.TrimSpace(b)
 	var kp nkeys.KeyPair
@@ -163,7 +182,7 @@ func LoadSeed(path string) (nkeys.KeyPair, error) {
 		kp, err = nkeys.FromSeed(seed)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("identity: key %s: %w", path, err)
+		return nil, fmt.Errorf("key %s: %w", path, err)
 	}
 	return Fast(kp), nil
 }

@@ -12,11 +12,11 @@ import (
 // Errors returned when an edit of a bundle is refused. The bundle is left
 // unchanged.
 var (
-	ErrInvalidKey       = errors.New("identity: invalid public key")
-	ErrKeyInOtherDomain = errors.New("identity: key already trusted for another domain")
-	ErrKeyRoleConflict  = errors.New("identity: key already plays another role")
-	ErrKeyIsRevoked     = errors.New("identity: key is revoked for this domain")
-	ErrKeyNotListed     = errors.New("identity: key not listed for this domain")
+	ErrInvalidKey       = errors.New("invalid public key")
+	ErrKeyInOtherDomain = errors.New("key already trusted for another domain")
+	ErrKeyRoleConflict  = errors.New("key already plays another role")
+	ErrKeyIsRevoked     = errors.New("key is revoked for this domain")
+	ErrKeyNotListed     = errors.New("key not listed for this domain")
 )
 
 // KeyConflictError says which domain already trusts a key: keys are scoped
@@ -28,7 +28,7 @@ type KeyConflictError struct {
 }
 
 func (e *KeyConflictError) Error() string {
-	return fmt.Sprintf("identity: key %s is already trusted for domain %q; a key belongs to one domain only, so it cannot be added to %q",
+	return fmt.Sprintf("key %s is already trusted for domain %q; a key belongs to one domain only, so it cannot be added to %q",
 		e.Key, e.Owner, e.Domain)
 }
 
@@ -97,7 +97,7 @@ func (b *Bundle) Owner(key string) (string, bool) {
 // a key revoked for the domain.
 func (b *Bundle) Add(name string, d Domain) (int, error) {
 	if !ValidDomainName(name) {
-		return 0, fmt.Errorf("identity: invalid domain name %q: lower case letters, digits and dashes", name)
+		return 0, fmt.Errorf("invalid domain name %q: lower case letters, digits and dashes", name)
 	}
 	cur := b.Domains[name].clone()
 	if cur == nil {

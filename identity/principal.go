@@ -15,13 +15,13 @@ import (
 
 // Errors returned when an identity is refused. Each is a distinct reason.
 var (
-	ErrIdentityMalformed = errors.New("identity: malformed user JWT")
-	ErrNoDomain          = errors.New("identity: user JWT names no domain")
-	ErrUnknownDomain     = errors.New("identity: unknown domain")
-	ErrUntrustedKey      = errors.New("identity: signed by a key not trusted for its domain")
-	ErrKeyRevoked        = errors.New("identity: signed by a key revoked for its domain")
-	ErrIdentityExpired   = errors.New("identity: user JWT expired")
-	ErrNotYetValid       = errors.New("identity: user JWT not yet valid")
+	ErrIdentityMalformed = errors.New("malformed user JWT")
+	ErrNoDomain          = errors.New("user JWT names no domain")
+	ErrUnknownDomain     = errors.New("unknown domain")
+	ErrUntrustedKey      = errors.New("signed by a key not trusted for its domain")
+	ErrKeyRevoked        = errors.New("signed by a key revoked for its domain")
+	ErrIdentityExpired   = errors.New("user JWT expired")
+	ErrNotYetValid       = errors.New("user JWT not yet valid")
 )
 
 // Tag prefixes carried in a user JWT.

@@ -60,7 +60,7 @@ const (
 )
 
 // ErrConstraint is returned for constraints Mint cannot honour.
-var ErrConstraint = errors.New("issuer: constraint")
+var ErrConstraint = errors.New("grant constraint not met")
 
 // Issuer mints and seals grants with its signing key and its curve key.
 type Issuer struct {
@@ -129,7 +129,7 @@ func (i *Issuer) Mint(c Constraints) (string, Claims, error) {
 	gc.Data["nonce"] = hex.EncodeToString(nonce)
 	token, err := gc.Encode(i.key)
 	if err != nil {
-		return "", Claims{}, fmt.Errorf("issuer: sign grant: %w", err)
+		return "", Claims{}, fmt.Errorf("sign grant: %w", err)
 	}
 	// Encode filled in the issuer, id and issue time: the claims are read
 	// from what was signed, not from a decoding (and a second signature
@@ -148,7 +148,7 @@ func (i *Issuer) Seal(token, holderXKey string) (string, error) {
 	}
 	ct, err := i.xkey.Seal([]byte(token), holderXKey)
 	if err != nil {
-		return "", fmt.Errorf("issuer: seal: %w", err)
+		return "", fmt.Errorf("seal: %w", err)
 	}
 	return base64.StdEncoding.EncodeToString(ct), nil
 }
@@ -156,15 +156,15 @@ func (i *Issuer) Seal(token, holderXKey string) (string, error) {
 // Open decrypts a sealed grant with the holder's curve key.
 func Open(sealed, issuerXKey string, holder nkeys.KeyPair) (string, error) {
 	if !nkeys.IsValidPublicCurveKey(issuerXKey) {
-		return "", fmt.Errorf("issuer: sealed_by %q is not a curve public key", issuerXKey)
+		return "", fmt.Errorf("sealed_by %q is not a curve public key", issuerXKey)
 	}
 	ct, err := base64.StdEncoding.DecodeString(sealed)
 	if err != nil {
-		return "", fmt.Errorf("issuer: sealed grant is not base64: %w", err)
+		return "", fmt.Errorf("sealed grant is not base64: %w", err)
 	}
 	pt, err := holder.Open(ct, issuerXKey)
 	if err != nil {
-		return "", fmt.Errorf("issuer: open sealed grant: %w", err)
+		return "", fmt.Errorf("open sealed grant: %w", err)
 	}
 	return string(pt), nil
 }
@@ -205,7 +205,7 @@ func ParamsDigest(params map[string]string) string {
 func claimsOf(token string) (Claims, error) {
 	gc, err := jwt.DecodeGeneric(token)
 	if err != nil {
-		return Claims{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return Claims{}, ErrMalformed // the JWT library's text (a JSON parser's) tells a holder nothing more
 	}
 	return claimsFrom(gc)
 }

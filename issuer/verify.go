@@ -10,17 +10,17 @@ import (
 
 // Verification errors, one per reason a grant is refused.
 var (
-	ErrMalformed       = errors.New("grant: malformed or bad signature")
-	ErrWrongType       = errors.New("grant: not a writ grant")
-	ErrUntrustedIssuer = errors.New("grant: issuer not trusted for the audience domain")
-	ErrWrongAudience   = errors.New("grant: audience is not this domain")
-	ErrNoAudience      = errors.New("grant: the verifier must name its domain (VerifyOptions.Audience)")
-	ErrWrongAction     = errors.New("grant: action differs")
-	ErrWrongResource   = errors.New("grant: resource differs")
-	ErrWrongHolder     = errors.New("grant: held by another key")
-	ErrWrongParams     = errors.New("grant: parameters differ")
-	ErrNotYetValid     = errors.New("grant: not yet valid")
-	ErrExpired         = errors.New("grant: expired")
+	ErrMalformed       = errors.New("not a grant token: it does not decode, or its signature does not verify")
+	ErrWrongType       = errors.New("not a Writ grant")
+	ErrUntrustedIssuer = errors.New("the grant's issuer is not trusted for its domain")
+	ErrWrongAudience   = errors.New("the grant is for another domain")
+	ErrNoAudience      = errors.New("the verifier must name its domain (VerifyOptions.Audience)")
+	ErrWrongAction     = errors.New("the grant is for another action")
+	ErrWrongResource   = errors.New("the grant is for another resource")
+	ErrWrongHolder     = errors.New("the grant is held by another key")
+	ErrWrongParams     = errors.New("the grant binds other parameters")
+	ErrNotYetValid     = errors.New("the grant is not valid yet")
+	ErrExpired         = errors.New("the grant has expired")
 )
 
 // DefaultLeeway is the clock skew tolerated on nbf and exp.
@@ -58,10 +58,10 @@ func Verify(token string, o VerifyOptions) (Claims, error) {
 		return c, fmt.Errorf("%w: %s for %q", ErrUntrustedIssuer, c.Issuer, c.Audience)
 	}
 	if o.Action != "" && c.Action != o.Action {
-		return c, fmt.Errorf("%w: grant is for %q", ErrWrongAction, c.Action)
+		return c, fmt.Errorf("%w: %q", ErrWrongAction, c.Action)
 	}
 	if o.Resource != "" && c.Resource != o.Resource {
-		return c, fmt.Errorf("%w: grant is for %q", ErrWrongResource, c.Resource)
+		return c, fmt.Errorf("%w: %q", ErrWrongResource, c.Resource)
 	}
 	if o.Holder != "" && c.Holder != o.Holder {
 		return c, ErrWrongHolder

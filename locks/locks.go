@@ -28,9 +28,9 @@ const Bucket = "writ-locks"
 
 // Errors.
 var (
-	ErrLocked   = errors.New("locks: locked")
-	ErrNotReady = errors.New("locks: the lock list is not loaded yet")
-	ErrTarget   = errors.New("locks: bad lock target")
+	ErrLocked   = errors.New("locked")
+	ErrNotReady = errors.New("the lock list is not loaded yet")
+	ErrTarget   = errors.New("bad lock target")
 )
 
 // Key is the bucket key of a target.
@@ -79,7 +79,7 @@ func BucketConfig(replicas int) jetstream.KeyValueConfig {
 func ensure(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.KeyValue, error) {
 	kv, err := kvwatch.Bucket(ctx, js, BucketConfig(replicas))
 	if err != nil {
-		return nil, fmt.Errorf("locks: bucket %s: %w", Bucket, err)
+		return nil, fmt.Errorf("bucket %s: %w", Bucket, err)
 	}
 	return kv, nil
 }
@@ -210,7 +210,7 @@ func (l *List) OnChange(fn func()) { l.changed = fn }
 func (l *List) Run(ctx context.Context) error {
 	sub, err := l.nc.ChanSubscribe(events.KindFilter(events.KindLocked), l.news)
 	if err != nil {
-		return fmt.Errorf("locks: hear locked events: %w", err)
+		return fmt.Errorf("hear locked events: %w", err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
 	// Subscribed before the first read: anything published from now on
@@ -224,7 +224,7 @@ func (l *List) Run(ctx context.Context) error {
 		if err == nil && ctx.Err() == nil {
 			// The watch ended under us: end Run, so that it is started
 			// again, rather than go on without the push.
-			err = errors.New("locks: the bucket watch ended")
+			err = errors.New("the bucket watch ended")
 		}
 		return err
 	})

@@ -51,7 +51,7 @@ func Evaluate(s *Set, f *Flows, in Input, stateErr error) *events.Evaluated {
 }
 
 // ErrContext says a recorded context cannot be read back.
-var ErrContext = errors.New("policy: recorded context is not readable")
+var ErrContext = errors.New("recorded context is not readable")
 
 // ContextFromRecord reads back a context recorded by Context.Record.
 func ContextFromRecord(r map[string]any) (Context, error) {

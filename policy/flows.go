@@ -197,7 +197,7 @@ func (f *Flows) Resolve(names []string, from time.Time) ([]events.Flow, time.Tim
 	for _, n := range names {
 		fl, ok := f.flows[n]
 		if !ok {
-			return nil, time.Time{}, fmt.Errorf("policy: unknown flow %q", n)
+			return nil, time.Time{}, fmt.Errorf("unknown flow %q", n)
 		}
 		out = append(out, fl)
 		if d := from.Add(time.Duration(fl.Stages[0].DeadlineSeconds) * time.Second); deadline.IsZero() || d.Before(deadline) {

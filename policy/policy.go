@@ -49,7 +49,7 @@ const (
 const MinGrantTTL = 10 * time.Second
 
 // ErrLoad wraps every policy load error.
-var ErrLoad = errors.New("policy: load")
+var ErrLoad = errors.New("the policies or flows do not load")
 
 // Set is a compiled policy set.
 type Set struct {

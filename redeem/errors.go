@@ -12,23 +12,23 @@ import (
 // ErrWrongParams, ErrNotYetValid, ErrExpired), which Redeem returns wrapped
 // as they are.
 var (
-	ErrNotReady      = errors.New("redeem: not in sync with the revocation list yet")
-	ErrNoScope       = errors.New("redeem: the action and resource being redeemed for are required")
-	ErrBadProof      = errors.New("redeem: holder proof does not verify")
-	ErrStaleProof    = errors.New("redeem: holder proof is outside its time window")
-	ErrReplayedProof = errors.New("redeem: holder proof was presented before")
-	ErrRevoked       = errors.New("redeem: grant revoked")
-	ErrLocked        = errors.New("redeem: the holder, its key or its domain is locked")
-	ErrAlreadyUsed   = errors.New("redeem: grant already used")
-	ErrNotGranted    = errors.New("redeem: the audit stream holds no such grant")
-	ErrTooLong       = errors.New("redeem: grant lives longer than its single-use record would")
-	ErrUnavailable   = errors.New("redeem: JetStream unavailable")
+	ErrNotReady      = errors.New("not in sync with the revocation list yet")
+	ErrNoScope       = errors.New("the action and resource being redeemed for are required")
+	ErrBadProof      = errors.New("holder proof does not verify")
+	ErrStaleProof    = errors.New("holder proof is outside its time window")
+	ErrReplayedProof = errors.New("holder proof was presented before")
+	ErrRevoked       = errors.New("grant revoked")
+	ErrLocked        = errors.New("the holder, its key or its domain is locked")
+	ErrAlreadyUsed   = errors.New("grant already used")
+	ErrNotGranted    = errors.New("the audit stream holds no such grant")
+	ErrTooLong       = errors.New("grant lives longer than its single-use record would")
+	ErrUnavailable   = errors.New("JetStream unavailable")
 	// ErrNotRecorded means the grant was consumed but its redemption could
 	// not be recorded in the audit stream: the grant is used up, and the
 	// caller must not act on it.
-	ErrNotRecorded = errors.New("redeem: redemption not recorded in the audit stream; the grant is used up")
+	ErrNotRecorded = errors.New("redemption not recorded in the audit stream; the grant is used up")
 	// ErrNotAccepted is a refusal by the accept function of RedeemAsHolder.
-	ErrNotAccepted = errors.New("redeem: refused by the redeeming service")
+	ErrNotAccepted = errors.New("refused by the redeeming service")
 )
 
 // Error is a refusal: a reason code (as recorded in the refused redeemed

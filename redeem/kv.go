@@ -49,18 +49,18 @@ func Revoke(ctx context.Context, js jetstream.JetStream, requestID, tokenHash st
 	var keys []string
 	if requestID != "" {
 		if u, err := uuid.Parse(requestID); err != nil || u.String() != requestID {
-			return fmt.Errorf("redeem: revoke: request id %q is not a lower-case UUID", requestID)
+			return fmt.Errorf("revoke: request id %q is not a lower-case UUID", requestID)
 		}
 		keys = append(keys, requestKey(requestID))
 	}
 	if tokenHash != "" {
 		if !tokenHashPattern.MatchString(tokenHash) {
-			return errors.New("redeem: revoke: token hash is not sha256:<64 hex digits>")
+			return errors.New("revoke: token hash is not sha256:<64 hex digits>")
 		}
 		keys = append(keys, tokenKey(tokenHash))
 	}
 	if len(keys) == 0 {
-		return errors.New("redeem: revoke: name a request id or a token hash")
+		return errors.New("revoke: name a request id or a token hash")
 	}
 	if reason == "" {
 		reason = "revoked"
@@ -71,7 +71,7 @@ func Revoke(ctx context.Context, js jetstream.JetStream, requestID, tokenHash st
 	}
 	for _, k := range keys {
 		if _, err := kv.PutString(ctx, k, reason); err != nil {
-			return fmt.Errorf("redeem: revoke: %w", err)
+			return fmt.Errorf("revoke: %w", err)
 		}
 	}
 	return nil
@@ -121,7 +121,7 @@ func ensureBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.Key
 		return nil, fmt.Errorf("%w: bucket %s: %w", ErrUnavailable, cfg.Bucket, err)
 	}
 	if ttl := st.TTL(); ttl != 0 && ttl < cfg.TTL {
-		return nil, fmt.Errorf("redeem: bucket %s keeps entries for %s; it must keep them at least %s", cfg.Bucket, ttl, cfg.TTL)
+		return nil, fmt.Errorf("bucket %s keeps entries for %s; it must keep them at least %s", cfg.Bucket, ttl, cfg.TTL)
 	}
 	return kv, nil
 }

@@ -50,7 +50,7 @@ type Proof struct {
 const ProofVersion = "v1"
 
 // ErrMalformedProof is returned for a proof that does not parse.
-var ErrMalformedProof = errors.New("redeem: malformed holder proof")
+var ErrMalformedProof = errors.New("malformed holder proof")
 
 const nonceBytes = 16
 
@@ -71,7 +71,7 @@ func Prove(holder nkeys.KeyPair, token string, want Want, now time.Time) (Proof,
 	p := Proof{Holder: pub, Nonce: hex.EncodeToString(n), Time: time.Unix(0, now.UnixNano()).UTC()}
 	sig, err := holder.Sign(p.Message(issuer.TokenHash(token), want))
 	if err != nil {
-		return Proof{}, fmt.Errorf("redeem: sign proof: %w", err)
+		return Proof{}, fmt.Errorf("sign proof: %w", err)
 	}
 	p.Signature = base64.RawURLEncoding.EncodeToString(sig)
 	return p, nil

@@ -142,7 +142,7 @@ type Redeemer struct {
 // starts the revocation watcher.
 func New(cfg Config) (*Redeemer, error) {
 	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("redeem: %w", err)
+		return nil, err
 	}
 	js, err := jetstream.New(cfg.NC)
 	if err != nil {
@@ -190,7 +190,7 @@ func (r *Redeemer) notify(key string) {
 // reconnects until it has caught up anew.
 func (r *Redeemer) Run(ctx context.Context) error {
 	if !r.running.CompareAndSwap(false, true) {
-		return errors.New("redeem: Run is already running")
+		return errors.New("Run is already running")
 	}
 	defer r.running.Store(false)
 	defer r.setReady(false, nil, 0)

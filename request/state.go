@@ -15,24 +15,24 @@ import (
 
 // Errors returned by Apply when an event changes nothing.
 var (
-	ErrInvalid     = errors.New("request: event is not trustworthy")
-	ErrBrokenChain = errors.New("request: prev does not match the history")
-	ErrIllegal     = errors.New("request: event not allowed in this state")
-	ErrClosed      = errors.New("request: request is closed")
-	ErrUnjustified = errors.New("request: decision not supported by the history")
+	ErrInvalid     = errors.New("event is not trustworthy")
+	ErrBrokenChain = errors.New("prev does not match the history")
+	ErrIllegal     = errors.New("event not allowed in this state")
+	ErrClosed      = errors.New("request is closed")
+	ErrUnjustified = errors.New("decision not supported by the history")
 
 	// Vote refusals.
-	ErrNotPending    = errors.New("request: request is not waiting for approvers")
-	ErrSelfApproval  = errors.New("request: requesters cannot answer their own request")
-	ErrNotEligible   = errors.New("request: voter is not an approver of this request's flows")
-	ErrDuplicateVote = errors.New("request: voter has already answered")
-	ErrStaleDigest   = errors.New("request: vote answers a different request event")
-	ErrPastDeadline  = errors.New("request: vote arrived after the deadline")
+	ErrNotPending    = errors.New("request is not waiting for approvers")
+	ErrSelfApproval  = errors.New("requesters cannot answer their own request")
+	ErrNotEligible   = errors.New("voter is not an approver of this request's flows")
+	ErrDuplicateVote = errors.New("voter has already answered")
+	ErrStaleDigest   = errors.New("vote answers a different request event")
+	ErrPastDeadline  = errors.New("vote arrived after the deadline")
 
 	// ErrNotAuthorized refuses a principal's revoke that policy does not allow.
-	ErrNotAuthorized = errors.New("request: not authorized")
+	ErrNotAuthorized = errors.New("not authorized")
 	// ErrNotPermitted refuses a vote that policy does not allow (Action::"approve").
-	ErrNotPermitted = errors.New("request: policy does not let this approver answer")
+	ErrNotPermitted = errors.New("policy does not let this approver answer")
 )
 
 // Vote is a counted answer.

@@ -39,7 +39,7 @@ func ParseStatus(s string) (Status, error) {
 			return Status(i), nil
 		}
 	}
-	return StatusNone, fmt.Errorf("request: unknown status %q", s)
+	return StatusNone, fmt.Errorf("unknown status %q", s)
 }
 
 // IsTerminal reports whether the request is decided for good: no further

@@ -39,10 +39,10 @@ const (
 
 // Errors.
 var (
-	ErrKey       = errors.New("state: bad key")
-	ErrValue     = errors.New("state: bad value")
-	ErrNotReady  = errors.New("state: the state is not loaded yet")
-	ErrMalformed = errors.New("state: malformed entry in the bucket")
+	ErrKey       = errors.New("bad state key")
+	ErrValue     = errors.New("bad state value")
+	ErrNotReady  = errors.New("the state is not loaded yet")
+	ErrMalformed = errors.New("malformed entry in the resource-state bucket")
 )
 
 // Key is the bucket key of a resource's state; path "" names the domain's
@@ -161,7 +161,7 @@ func BucketConfig(replicas int) jetstream.KeyValueConfig {
 func ensure(ctx context.Context, js jetstream.JetStream, replicas int) (jetstream.KeyValue, error) {
 	kv, err := kvwatch.Bucket(ctx, js, BucketConfig(replicas))
 	if err != nil {
-		return nil, fmt.Errorf("state: bucket %s: %w", Bucket, err)
+		return nil, fmt.Errorf("bucket %s: %w", Bucket, err)
 	}
 	return kv, nil
 }
@@ -218,7 +218,7 @@ func Get(ctx context.Context, js jetstream.JetStream, domain, path string) (map[
 		return map[string]string{}, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("state: get %s: %w", key, err)
+		return nil, fmt.Errorf("get %s: %w", key, err)
 	}
 	attrs, err := decode(e.Value())
 	if err != nil {

@@ -13,7 +13,7 @@ import (
 )
 
 // ErrConflict means another writer appended to the request first.
-var ErrConflict = errors.New("store: request history moved on")
+var ErrConflict = errors.New("request history moved on")
 
 // Append appends an event if the last message matching filter is still
 // lastSeq. It returns ErrConflict (test with IsConflict) when it is not.
@@ -73,7 +73,7 @@ func publish(ctx context.Context, js jetstream.JetStream, stream string, out eve
 	if errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeDuplicateInProcess {
 		// Another copy of this very message is being stored (a replicated
 		// stream): its outcome is not known yet.
-		return 0, fmt.Errorf("store: publish %s: %w: %w", out.Subject, errInProcess, err)
+		return 0, fmt.Errorf("publish %s: %w: %w", out.Subject, errInProcess, err)
 	}
 	if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
 		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
@@ -84,7 +84,7 @@ func publish(ctx context.Context, js jetstream.JetStream, stream string, out eve
 		}
 		return 0, ErrConflict
 	}
-	return 0, fmt.Errorf("store: publish %s: %w", out.Subject, err)
+	return 0, fmt.Errorf("publish %s: %w", out.Subject, err)
 }
 
 // errCodeDuplicateInProcess is JetStream's "duplicate message id is in

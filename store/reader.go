@@ -36,7 +36,7 @@ type Reader struct {
 func DomainAPI(d string) string { return "$JS." + d + ".API" }
 
 // ErrNoStream is returned when the stream does not exist.
-var ErrNoStream = errors.New("store: stream not found")
+var ErrNoStream = errors.New("stream not found")
 
 type directGet struct {
 	Seq     uint64 `json:"seq,omitempty"`
@@ -60,7 +60,7 @@ func (r Reader) Last(ctx context.Context, subject string) (*events.Message, erro
 
 // ErrBehind is returned (within ErrGaveUp) by LoadReaching when every read
 // in the time given ended before the sequence asked for.
-var ErrBehind = errors.New("store: the stream's answers stay behind")
+var ErrBehind = errors.New("the stream's answers stay behind")
 
 // LoadReaching reads every message matching filter, as Load from sequence
 // 1, until the last one read is at sequence floor or later. Replicas of a
@@ -212,13 +212,13 @@ func (r Reader) request(ctx context.Context, filter string, get directGet) ([]ev
 }
 
 // errImpatient: no answer came within the reader's patience.
-var errImpatient = errors.New("store: no answer in time")
+var errImpatient = errors.New("no answer in time")
 
 // errNoResponder: nobody answered a direct get (status 503). The stream
 // may not exist, or not allow direct gets; or it is there and its
 // responders are not (yet): a server (re)joining its cluster, a stream
 // whose replicas are all restarting.
-var errNoResponder = errors.New("store: no server answers for the stream")
+var errNoResponder = errors.New("no server answers for the stream")
 
 // noAnswerGrace is how long nobody answering a stream's direct gets is
 // taken for a passing state when the JetStream API cannot say whether the
@@ -294,7 +294,7 @@ func (r Reader) info(ctx context.Context) (*jetstream.StreamInfo, error) {
 		return nil, fmt.Errorf("%w: %s (%w)", ErrNoStream, r.Stream, err)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("store: stream %s: %w", r.Stream, err)
+		return nil, fmt.Errorf("stream %s: %w", r.Stream, err)
 	}
 	return s.CachedInfo(), nil
 }
@@ -344,7 +344,7 @@ func (r Reader) attempt(ctx context.Context, filter string, get directGet, patie
 		case <-quiet.C:
 			return nil, 0, errImpatient
 		case <-ctx.Done():
-			return nil, 0, fmt.Errorf("store: read %s: %w", filter, ctx.Err())
+			return nil, 0, fmt.Errorf("read %s: %w", filter, ctx.Err())
 		}
 		// A stored message comes back with the server's headers appended to
 		// the ones its publisher wrote, which may include forged copies of
@@ -360,20 +360,20 @@ func (r Reader) attempt(ctx context.Context, filter string, get directGet, patie
 			case "503":
 				return nil, 0, fmt.Errorf("%w: %s", errNoResponder, r.Stream)
 			default:
-				return nil, 0, fmt.Errorf("store: read %s: status %q %s", filter, status, last(m.Header, "Description"))
+				return nil, 0, fmt.Errorf("read %s: status %q %s", filter, status, last(m.Header, "Description"))
 			}
 		}
 		seq, err := strconv.ParseUint(last(m.Header, "Nats-Sequence"), 10, 64)
 		if err != nil {
-			return nil, 0, fmt.Errorf("store: read %s: bad sequence header", filter)
+			return nil, 0, fmt.Errorf("read %s: bad sequence header", filter)
 		}
 		ts, err := time.Parse(time.RFC3339Nano, last(m.Header, "Nats-Time-Stamp"))
 		if err != nil {
-			return nil, 0, fmt.Errorf("store: read %s: bad time stamp header", filter)
+			return nil, 0, fmt.Errorf("read %s: bad time stamp header", filter)
 		}
 		subject := last(m.Header, "Nats-Subject")
 		if !Matches(filter, subject) {
-			return nil, 0, fmt.Errorf("store: read %s: the server returned %q", filter, subject)
+			return nil, 0, fmt.Errorf("read %s: the server returned %q", filter, subject)
 		}
 		hdr := nats.Header{}
 		for k, v := range m.Header {

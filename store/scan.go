@@ -12,7 +12,7 @@ import (
 )
 
 // ErrNoDirect is returned when a stream to scan does not allow direct gets.
-var ErrNoDirect = errors.New("store: the stream does not allow direct gets")
+var ErrNoDirect = errors.New("the stream does not allow direct gets")
 
 // Scan streams every message of the stream matching filter, oldest first
 // (from since, when it is not zero), to fn, and returns once it has caught

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
@@ -44,7 +45,11 @@ func (c *conn) identity() (*identity.Identity, error) {
 	if c.creds == "" {
 		return nil, usageError("--creds is required: the .creds file of who you are (e.g. %s)", filepath.Join(c.dir, "creds", "alice.creds"))
 	}
-	return identity.LoadCreds(c.creds)
+	who, err := identity.LoadCreds(c.creds)
+	if err != nil {
+		return nil, fmt.Errorf("%w; pass --creds the .creds file of who you are ('writ init' wrote samples in %s; 'writ identity issue' makes one)", err, filepath.Join(c.dir, "creds"))
+	}
+	return who, nil
 }
 
 // open connects to NATS and returns a client.
@@ -70,7 +75,7 @@ func (c *conn) open() (*nats.Conn, *client.Client, error) {
 		url = nats.DefaultURL
 	}
 	if trust == "" {
-		return nil, nil, fmt.Errorf("no trust bundle: no Writ setup in %s (%v); run 'writ serve' or 'writ init' there, or pass --trust", c.dir, cfgErr)
+		return nil, nil, noSetup(c.dir, cfgErr, "pass --dir with your setup's directory (or --trust with a trust bundle)")
 	}
 	bundle, err := identity.LoadBundle(trust)
 	if err != nil {
@@ -133,10 +138,22 @@ func lookup(ctx context.Context, cl *client.Client, domain, id string) (*client.
 	if domain == "" {
 		var err error
 		if domain, err = cl.Find(ctx, id); err != nil {
-			return nil, err
+			return nil, lookupError(err, id)
 		}
 	}
-	return cl.Load(ctx, domain, id)
+	r, err := cl.Load(ctx, domain, id)
+	return r, lookupError(err, id)
+}
+
+// lookupError says what to do about a request id that finds nothing.
+func lookupError(err error, id string) error {
+	switch {
+	case errors.Is(err, client.ErrNotAnID):
+		return fmt.Errorf("%w: ids are UUIDs such as 01a24fe0-e949-7d48-912d-0ff6dc6ba56a, as 'writ request' prints them", err)
+	case errors.Is(err, client.ErrNotFound):
+		return fmt.Errorf("%w here: check the id ('writ audit replay' lists the requests), or pass --dir and --server of the setup it was made in", err)
+	}
+	return err
 }
 
 // reachable is where a command for approvers looks: the domain named, or
@@ -214,7 +231,7 @@ func locate(ctx context.Context, cl *client.Client, domain, id string) (*client.
 func (c *conn) redeemer(purpose string) (*config.Runtime, *identity.Bundle, error) {
 	cfg, err := config.Load(c.dir)
 	if err != nil {
-		return nil, nil, fmt.Errorf("no Writ setup in %s (%v): %s", c.dir, err, purpose)
+		return nil, nil, noSetup(c.dir, err, purpose)
 	}
 	rt, err := cfg.Open()
 	if err != nil {
@@ -230,4 +247,12 @@ func (c *conn) redeemer(purpose string) (*config.Runtime, *identity.Bundle, erro
 		}
 	}
 	return rt, bundle, nil
+}
+
+// noSetup says that dir holds no Writ setup that loads, and what to do.
+func noSetup(dir string, err error, todo string) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("no Writ setup in %s ('writ serve' or 'writ init --dir %s' makes one): %s", dir, dir, todo)
+	}
+	return fmt.Errorf("the Writ setup in %s does not load: %w", dir, err)
 }

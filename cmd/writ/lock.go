@@ -57,8 +57,8 @@ func lock(ctx context.Context, name string, unlock bool, args []string, stdout, 
 	if r == nil || (err != nil && !errors.Is(err, context.DeadlineExceeded)) {
 		return fmt.Errorf("%s %s asked (id %s); its outcome is not known yet: %v", name, pos[1], id, err)
 	}
-	for _, code := range r.State.Answered {
-		return fmt.Errorf("%s %s %s refused: %s", name, pos[0], pos[1], code)
+	if len(r.State.Answered) > 0 {
+		return fmt.Errorf("%s %s %s refused: %s", name, pos[0], pos[1], refusal(r))
 	}
 	if r.State.LockDone == nil {
 		return fmt.Errorf("%s %s asked (id %s); no answer within 10s", name, pos[1], id)

@@ -102,7 +102,7 @@ func TestWalkthrough(t *testing.T) {
 	assert.Contains(t, out, "valid grant")
 	_, _, err = writ(t, "grant", "verify", token, "--dir", dir, "--action", "restart")
 	require.Error(t, err)
-	assert.Contains(t, err.Error(), "action differs")
+	assert.Contains(t, err.Error(), "the grant is for another action")
 
 	// Deny by policy: exit status 3 and the determining policy.
 	_, _, err = writ(t, cmd("request", "--creds", creds("carol"), "--action", "drop-database", "--resource", "prod/db", "--wait")...)

@@ -165,10 +165,7 @@ func describeOutcome(s request.State) outcome {
 	case s.Rejection != nil:
 		o.Reason = s.Rejection.Code + ": " + s.Rejection.Reason
 	case s.Status == request.StatusDenied && s.Evaluation != nil && s.Evaluation.Outcome == events.OutcomeDeny:
-		o.Reason = "denied by policy"
-		if len(s.Evaluation.Errors) > 0 {
-			o.Reason += " (evaluation error: " + s.Evaluation.Errors[0] + ")"
-		}
+		o.Reason = policyDenial(s)
 	case s.Status == request.StatusDenied:
 		t := s.Tally()
 		var by []string
@@ -190,6 +187,26 @@ func describeOutcome(s request.State) outcome {
 		o.TokenHash, o.Expires = s.Grant.TokenHash, s.Grant.ExpiresAt
 	}
 	return o
+}
+
+// policyDenial says why policy denied a request: the forbid policies that
+// decided it (listed after it by printOutcome), an evaluation error, or no
+// permit at all, naming the action and resource none permits.
+func policyDenial(s request.State) string {
+	e := s.Evaluation
+	switch {
+	case len(e.Errors) > 0:
+		return "denied: the policies could not be evaluated (" + e.Errors[0] + ")"
+	case len(e.Reasons) > 0:
+		return "forbidden by policy"
+	case s.Request != nil:
+		where := s.Request.Resource
+		if s.Domain != s.Requester.Domain {
+			where = s.Domain + "/" + where
+		}
+		return fmt.Sprintf("no policy permits %s on %s", s.Request.Action, where)
+	}
+	return "no policy permits it"
 }
 
 func writeJSON(w io.Writer, v any) error {

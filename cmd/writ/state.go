@@ -137,7 +137,10 @@ func runState(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 func refusal(r *client.Request) string {
 	for _, rec := range r.Records {
 		if d, ok := rec.Data.(*events.Refused); ok && rec.Valid() {
-			return d.Code + ": " + d.Reason
+			if d.Reason != "" {
+				return d.Reason // in words; the code is for programs
+			}
+			return d.Code
 		}
 	}
 	for _, code := range r.State.Answered {

@@ -28,7 +28,7 @@ func TestStateCommand(t *testing.T) {
 	require.Error(t, err)
 	assert.Equal(t, 1, exitCode(err))
 	assert.Contains(t, err.Error(), "refused")
-	assert.Contains(t, err.Error(), "not-authorized")
+	assert.Contains(t, err.Error(), "not authorized: acme/carol may not set the state of acme/prod/db")
 	assert.Contains(t, err.Error(), `Action::"set-state" on Resource::"acme/prod/db"`)
 	refused := regexp.MustCompile(`\(id ([0-9a-f-]{36}) in acme\)`).FindStringSubmatch(err.Error())
 	require.NotNil(t, refused, err.Error())
