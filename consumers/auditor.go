@@ -131,8 +131,11 @@ func (a *Auditor) checkpoints(ctx context.Context) error {
 		made, err := a.Checkpoint(ctx)
 		if err != nil {
 			level := slog.LevelWarn
-			if errors.Is(err, audit.ErrTrailCut) {
+			switch {
+			case errors.Is(err, audit.ErrTrailCut):
 				level = slog.LevelError
+			case errors.Is(err, audit.ErrEmpty):
+				level = slog.LevelDebug // the asker hears it; nothing is wrong
 			}
 			a.c.log.Log(ctx, level, "checkpoint asked for failed", "err", err)
 			reply(map[string]string{"error": err.Error()})
@@ -171,6 +174,8 @@ func (a *Auditor) checkpoints(ctx context.Context) error {
 func (a *Auditor) round(ctx context.Context) {
 	made, err := a.Checkpoint(ctx)
 	switch {
+	case errors.Is(err, audit.ErrEmpty):
+		a.c.log.Debug("nothing to checkpoint yet")
 	case errors.Is(err, audit.ErrTrailCut):
 		// The auditor may emit no alerted event (the approval component
 		// owns that kind), and the trail is what lost messages: the log

@@ -83,7 +83,8 @@ func (p *Policy) record(ctx context.Context) error {
 	switch {
 	case err == nil:
 		p.c.probe.Appended(events.KindPolicy)
-		p.c.log.Info("recorded the policy set", attrRequest, id, "policy_digest", data.PolicyDigest)
+		// Not under request_id: the policy record's id names no request.
+		p.c.log.Info("recorded the policy set", "policy_digest", data.PolicyDigest, "flows_digest", data.FlowsDigest)
 	case store.IsConflict(err):
 		// Recorded already, by an earlier start or another replica.
 	default:
