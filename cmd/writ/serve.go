@@ -67,10 +67,10 @@ func runInit(_ context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	describeSetup(stdout, cfg)
-	fmt.Fprintf(stdout, "  NATS          nats://%s ('writ serve --dir %s' listens there)\n", cfg.Listen, *dir)
-	if *serverConf != "" {
+	if *serverConf != "" { // for NATS servers of its own: no embedded one
 		return writeServerConf(*dir, *serverConf, *storeDir, *authOnly, stdout)
 	}
+	fmt.Fprintf(stdout, "  NATS          nats://%s ('writ serve --dir %s' listens there)\n", cfg.Listen, *dir)
 	return nil
 }
 
@@ -88,8 +88,16 @@ func writeServerConf(dir, path, storeDir string, authOnly bool, stdout io.Writer
 	if err := os.WriteFile(path, conf, 0o644); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "Wrote %s: the nats-server configuration for domain %q (run: nats-server -c %s).\n", path, cfg.Domain, path)
+	if authOnly {
+		fmt.Fprintf(stdout, "Wrote %s: the authentication of domain %q for nats-server; include it from each node's configuration (as deploy/nats.conf does for docker-compose.yml).\n", path, cfg.Domain)
+	} else {
+		fmt.Fprintf(stdout, "Wrote %s: the nats-server configuration for domain %q (run: nats-server -c %s).\n", path, cfg.Domain, path)
+	}
 	fmt.Fprintf(stdout, "Run each Writ replica with 'writ serve --dir %s --server URL' (it connects with %s, every component's rights and no more).\n", dir, cfg.Path(config.ComponentsCreds))
+	if uid, gid := os.Getuid(), os.Getgid(); uid >= 0 {
+		fmt.Fprintf(stdout, "Its keys and creds are readable by their owner alone (uid %d, gid %d): run the replicas as that user (docker-compose.yml: export WRIT_UID=%d WRIT_GID=%d).\n", uid, gid, uid, gid)
+	}
+	fmt.Fprintf(stdout, "Clients then connect with their own creds: writ request --dir %s --server URL --creds %s ...\n", dir, filepath.Join(dir, "creds", "carol.creds"))
 	return nil
 }
 
