@@ -133,7 +133,7 @@ Commands:
 Start here:  writ serve          (creates a development setup in .writ on first run)
 Then:        writ request --creds .writ/creds/deploy-bot.creds --domain acme \
                  --action deploy --resource staging/web --wait
-Run 'writ <command> --help' for a command's flags.
+Run 'writ <command> --help' (or 'writ help <command>') for a command's flags.
 
 Exit status: 0 success, 1 error, 2 bad command line; a request that ended without
 a grant: 3 denied, 4 expired, 5 rejected or refused (a lock), 6 revoked; 7 the audit
