@@ -68,17 +68,17 @@ func Restore(c *events.Checkpoint) (*Tree, error) {
 	for i, f := range c.Frontier {
 		h, err := decodeHash(f)
 		if err != nil {
-			return nil, fmt.Errorf("audit: checkpoint frontier: %w", err)
+			return nil, fmt.Errorf("checkpoint frontier: %w", err)
 		}
 		hashes[i] = h
 	}
 	r, err := factory.NewRange(0, c.TreeSize, hashes)
 	if err != nil {
-		return nil, fmt.Errorf("audit: checkpoint frontier: %w", err)
+		return nil, fmt.Errorf("checkpoint frontier: %w", err)
 	}
 	t := &Tree{r: r, firstSeq: c.FirstSeq, lastSeq: c.LastSeq, lastTime: c.LastTime}
 	if root, err := t.Root(); err != nil || root != c.Root {
-		return nil, errors.New("audit: checkpoint frontier does not give its root")
+		return nil, errors.New("checkpoint frontier does not give its root")
 	}
 	return t, nil
 }

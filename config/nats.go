@@ -73,20 +73,20 @@ func serverAuth(op, sys, account nkeys.KeyPair, domain string) (*embedded.Auth, 
 	sysPub, _ := sys.PublicKey()
 	accPub, _ := account.PublicKey()
 	if !nkeys.IsValidPublicOperatorKey(opPub) || !nkeys.IsValidPublicAccountKey(sysPub) || !nkeys.IsValidPublicAccountKey(accPub) {
-		return nil, errors.New("config: the server keys are not an operator key and two account keys")
+		return nil, errors.New("the server keys are not an operator key and two account keys")
 	}
 	oc := jwt.NewOperatorClaims(opPub)
 	oc.Name = "writ-" + domain
 	oc.SystemAccount = sysPub
 	opJWT, err := oc.Encode(op)
 	if err != nil {
-		return nil, fmt.Errorf("config: sign the operator JWT: %w", err)
+		return nil, fmt.Errorf("sign the operator JWT: %w", err)
 	}
 	sc := jwt.NewAccountClaims(sysPub)
 	sc.Name = "SYS"
 	sysJWT, err := sc.Encode(op)
 	if err != nil {
-		return nil, fmt.Errorf("config: sign the system account JWT: %w", err)
+		return nil, fmt.Errorf("sign the system account JWT: %w", err)
 	}
 	ac := jwt.NewAccountClaims(accPub)
 	ac.Name = domain
@@ -99,7 +99,7 @@ func serverAuth(op, sys, account nkeys.KeyPair, domain string) (*embedded.Auth, 
 	ac.DefaultPermissions = jwt.Permissions{Pub: jwt.Permission{Deny: []string{">"}}, Sub: jwt.Permission{Deny: []string{">"}}}
 	accJWT, err := ac.Encode(op)
 	if err != nil {
-		return nil, fmt.Errorf("config: sign the account JWT: %w", err)
+		return nil, fmt.Errorf("sign the account JWT: %w", err)
 	}
 	return &embedded.Auth{Operator: opJWT, System: sysJWT, Accounts: []string{accJWT}}, nil
 }
@@ -148,19 +148,19 @@ func (c *Config) IssueRole(account nkeys.KeyPair, r RoleSpec) ([]byte, error) {
 // returns it with its user key.
 func (c *Config) SignRole(account nkeys.KeyPair, r RoleSpec) (string, nkeys.KeyPair, error) {
 	if len(r.Roles) == 0 {
-		return "", nil, errors.New("config: name a role")
+		return "", nil, errors.New("name a role")
 	}
 	if slices.Contains(r.Roles, access.CalloutSystem) {
 		// Not a user of this domain's account: the callout's target server
 		// signs (or lists) its system-account users itself.
-		return "", nil, errors.New("config: a callout-system user belongs to the system account of the server writ callout answers for: create it there with the rights callout.SystemSubjects lists (see package callout)")
+		return "", nil, errors.New("a callout-system user belongs to the system account of the server writ callout answers for: create it there with the rights callout.SystemSubjects lists (see package callout)")
 	}
 	spec := identity.UserSpec{Domain: c.Domain, Name: r.Name, Groups: r.Groups, TTL: r.TTL, Now: r.Now, User: r.User}
 	for _, role := range r.Roles {
 		spec.Tags = append(spec.Tags, "role:"+string(role))
 		if role == access.Leaf {
 			if len(r.Roles) > 1 {
-				return "", nil, errors.New("config: a leaf's creds have that role alone")
+				return "", nil, errors.New("a leaf's creds have that role alone")
 			}
 			spec.ConnectionTypes = []string{jwt.ConnectionTypeLeafnode}
 		}
