@@ -151,7 +151,7 @@ func lookupError(err error, id string) error {
 	case errors.Is(err, client.ErrNotAnID):
 		return fmt.Errorf("%w: ids are UUIDs such as 01a24fe0-e949-7d48-912d-0ff6dc6ba56a, as 'writ request' prints them", err)
 	case errors.Is(err, client.ErrNotFound):
-		return fmt.Errorf("%w here: check the id ('writ audit replay' lists the requests), or pass --dir and --server of the setup it was made in", err)
+		return fmt.Errorf("%w; check the id ('writ audit replay' lists the requests), or pass --dir and --server of the setup it was made in", err)
 	}
 	return err
 }
@@ -191,7 +191,8 @@ func (e *explained) Unwrap() []error { return e.causes }
 // must not reach a request other than the one meant.
 func locate(ctx context.Context, cl *client.Client, domain, id string) (*client.Request, error) {
 	if domain != "" {
-		return cl.Load(ctx, domain, id)
+		r, err := cl.Load(ctx, domain, id)
+		return r, lookupError(err, id)
 	}
 	reach := cl.Reach(ctx)
 	if len(reach.Missed) > 0 {
@@ -220,7 +221,7 @@ func locate(ctx context.Context, cl *client.Client, domain, id string) (*client.
 			causes: []error{err},
 		}
 	case err != nil:
-		return nil, err
+		return nil, lookupError(err, id)
 	}
 	return cl.Load(ctx, d, id)
 }

@@ -67,7 +67,7 @@ func TestErrorsInUsersWords(t *testing.T) {
 		{"a wildcard for an id", []string{"request", "show", "*", "--domain", "acme"}, 1,
 			[]string{`"*" is not a request id`}},
 		{"no such request", []string{"approve", "8b0f5c1e-1111-4111-8111-111111111111", "--creds", creds("alice")}, 1,
-			[]string{"no such request", "check the id"}},
+			[]string{"no request 8b0f5c1e-1111-4111-8111-111111111111", "check the id"}},
 		{"own request", []string{"approve", pending, "--creds", creds("carol")}, 1,
 			[]string{"cannot approve " + pending, "requesters cannot answer their own request"}},
 		{"not an approver", []string{"approve", pending, "--creds", creds("deploy-bot")}, 1,
