@@ -500,6 +500,19 @@ func attempts(f *fixture) []attempt {
 		listen("sub _INBOX.>", func(*role) string { return "_INBOX.>" }, func(r *role) string { return r.victim + ".y" }),
 		listen("sub $SYS.>", func(*role) string { return "$SYS.>" }, func(*role) string { return "$SYS.REDTEAM.probe" }),
 	)
+	// The trail's revocations and locks, which writ callout (as a
+	// redeemer) hears to end live connections: people's roles and the
+	// redeemer read the trail; the components read it through their
+	// consumers, and the policy and issuer components hear locks; the
+	// callout's system-account user hears neither.
+	readsTrail := func(r *role) bool { return !r.kind.IsComponent() && r.kind != access.CalloutSystem }
+	revoked := listen("sub writ.<domain>.*.revoked (revocations)", func(*role) string { return events.Subject(hubDomain, "*", events.KindRevoked) },
+		func(*role) string { return events.Subject(hubDomain, "redteam", events.KindRevoked) })
+	revoked.may = readsTrail
+	locked := listen("sub writ.*.*.locked (locks)", func(*role) string { return events.KindFilter(events.KindLocked) },
+		func(*role) string { return events.Subject(hubDomain, "redteam", events.KindLocked) })
+	locked.may = func(r *role) bool { return readsTrail(r) || r.kind == access.Policy || r.kind == access.Issuer }
+	out = append(out, revoked, locked)
 	// The JetStream advisories (who changed what): the guard's, which
 	// runs as the approval or issuer component, and nobody else's.
 	advisories := listen("sub $JS.EVENT.ADVISORY.API", func(*role) string { return "$JS.EVENT.ADVISORY.API" },
