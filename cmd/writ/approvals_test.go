@@ -80,22 +80,7 @@ func TestApprovalsWatchLineModeVotes(t *testing.T) {
 	cmd := func(args ...string) []string { return append(args, "--dir", dir, "--server", url) }
 
 	// alice watches, in line mode, with commands on stdin.
-	stdin, typeIn := io.Pipe()
-	var out, errOut syncBuffer
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- approvals(ctx, cmd("watch", "--creds", creds("alice")), stdin, &out, &errOut) }()
-	defer func() {
-		cancel()
-		typeIn.Close()
-		select {
-		case err := <-done:
-			assert.NoError(t, err)
-		case <-time.After(10 * time.Second):
-			t.Error("watch did not stop")
-		}
-	}()
-	require.Eventually(t, func() bool { return strings.Contains(out.String(), "Watching for requests") }, 10*time.Second, 20*time.Millisecond, errOut.String())
+	typeIn, out, errOut := lineWatch(t, cmd("watch", "--creds", creds("alice")), "Watching for requests")
 
 	stdout, _, err := writ(t, cmd("request", "--creds", creds("carol"), "--action", "restart", "--resource", "prod/db",
 		"--reason", "replication stuck", "--param", "replica=2")...)
@@ -344,22 +329,7 @@ func TestApprovalsListAndWatchShowReviews(t *testing.T) {
 	assert.NotContains(t, out, id, "not to the requester")
 
 	// alice denies it from the watch: the review settles, the grant goes.
-	stdin, typeIn := io.Pipe()
-	var wout, werr syncBuffer
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- approvals(ctx, cmd("watch", "--creds", creds("alice")), stdin, &wout, &werr) }()
-	defer func() {
-		cancel()
-		typeIn.Close()
-		select {
-		case err := <-done:
-			assert.NoError(t, err)
-		case <-time.After(10 * time.Second):
-			t.Error("watch did not stop")
-		}
-	}()
-	require.Eventually(t, func() bool { return strings.Contains(wout.String(), "Watching for requests") }, 10*time.Second, 20*time.Millisecond, werr.String())
+	typeIn, wout, werr := lineWatch(t, cmd("watch", "--creds", creds("alice")), "Watching for requests")
 	_, err = fmt.Fprintf(typeIn, "deny %s there was no incident\n", id)
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return strings.Contains(wout.String(), "RESULT   denied "+id) }, 10*time.Second, 20*time.Millisecond, wout.String()+werr.String())
@@ -373,4 +343,28 @@ func TestApprovalsListAndWatchShowReviews(t *testing.T) {
 	out, _, err = writ(t, cmd("approvals", "list", "--creds", creds("bob"))...)
 	require.NoError(t, err)
 	assert.NotContains(t, out, id, "settled: nobody's to answer")
+}
+
+// lineWatch runs 'writ approvals watch' in line mode with args, commands
+// typed into the writer it returns, until the test ends; it returns once
+// the watch has said ready (its first line holds ready).
+func lineWatch(t *testing.T, args []string, ready string) (io.Writer, *syncBuffer, *syncBuffer) {
+	t.Helper()
+	stdin, typeIn := io.Pipe()
+	out, errOut := new(syncBuffer), new(syncBuffer)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- approvals(ctx, args, stdin, out, errOut) }()
+	t.Cleanup(func() {
+		cancel()
+		typeIn.Close()
+		select {
+		case err := <-done:
+			assert.NoError(t, err)
+		case <-time.After(10 * time.Second):
+			t.Error("watch did not stop")
+		}
+	})
+	require.Eventually(t, func() bool { return strings.Contains(out.String(), ready) }, 10*time.Second, 20*time.Millisecond, "%s %s", out.String(), errOut.String())
+	return typeIn, out, errOut
 }

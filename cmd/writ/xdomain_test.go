@@ -414,25 +414,7 @@ func TestCrossDomainUnreadDomain(t *testing.T) {
 // leafnode, and answers it.
 func TestCrossDomainWatchLive(t *testing.T) {
 	x := startXDomain(t, "beta")
-	stdin, typeIn := io.Pipe()
-	var out, errOut syncBuffer
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- approvals(ctx, x.cmd("alice", "watch"), stdin, &out, &errOut) }()
-	defer func() {
-		cancel()
-		typeIn.Close()
-		select {
-		case err := <-done:
-			assert.NoError(t, err)
-		case <-time.After(10 * time.Second):
-			t.Error("watch did not stop")
-		}
-	}()
-	require.Eventually(t, func() bool {
-		return strings.Contains(out.String(), "Watching for requests alpha/alice may answer in alpha, beta")
-	},
-		10*time.Second, 20*time.Millisecond, "%s %s", out.String(), errOut.String())
+	typeIn, out, errOut := lineWatch(t, x.cmd("alice", "watch"), "Watching for requests alpha/alice may answer in alpha, beta")
 
 	id := x.pendingInBeta(t)
 	require.Eventually(t, func() bool { return strings.Contains(out.String(), "PENDING  "+id) }, 10*time.Second, 20*time.Millisecond, out.String())
