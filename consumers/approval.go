@@ -180,37 +180,26 @@ func (a *Approval) handle(ctx context.Context, m jetstream.Msg) error {
 	if err == nil && last != nil && ends(st, last.kind) {
 		a.unschedule(ctx, st)
 	}
-	// A review's denial is acted on at once: the grant revoked, then the
-	// alert. Nothing else would wake this component for it (it does not
-	// read its own decisions); should this fail, the input comes again
-	// and the history says what is still owed.
-	for range 2 {
-		if err != nil || last == nil || !st.ReviewActive() || (last.kind != events.KindReviewed && last.kind != events.KindRevoked) {
-			break
-		}
-		err = a.c.react(ctx, st.Domain, st.ID, 0, func(_ context.Context, h *history, _ events.Record) (*effect, error) {
-			st, last = h.state, nil
-			if !h.state.ReviewDenied() {
-				return nil, nil
-			}
-			last = a.next(h)
-			return last, nil
-		})
-	}
-	// A vote whose handling appended something that keeps the votes
-	// coming (an escalation already due, the break-glass alert) still owes
-	// the voter an answer: the decision it makes, or counted.
+	// What the decision leaves owed is done at once, since nothing else
+	// would wake this component for it (it does not read its own
+	// decisions): after a review's denial, the grant revoked, then the
+	// alert; after a vote whose handling appended something that keeps the
+	// votes coming (an escalation already due, the break-glass alert), the
+	// vote's answer. Should this fail, the input comes again and the
+	// history says what is still owed.
 	for range 3 {
-		if err != nil || vote.Seq == 0 || last == nil || (last.kind != events.KindEscalated && last.kind != events.KindAlerted) {
+		if err != nil || last == nil || !owes(st, last.kind, vote.Seq) {
 			break
 		}
 		err = a.c.react(ctx, st.Domain, st.ID, 0, func(_ context.Context, h *history, _ events.Record) (*effect, error) {
 			st, last = h.state, nil
-			if h.state.VoteAnswered(vote.Seq) {
-				return nil, nil
-			}
-			if last = a.next(h); last == nil {
-				last = counted(h, vote)
+			switch {
+			case h.state.ReviewDenied():
+				last = a.next(h)
+			case vote.Seq != 0 && !h.state.VoteAnswered(vote.Seq):
+				if last = a.next(h); last == nil {
+					last = counted(h, vote)
+				}
 			}
 			return last, nil
 		})
@@ -219,6 +208,19 @@ func (a *Approval) handle(ctx context.Context, m jetstream.Msg) error {
 		}
 	}
 	return err
+}
+
+// owes reports whether appending kind to st leaves this component more to
+// do at once: the rest of a review's denial, or the answer to the vote
+// handled (voteSeq, 0 when the input was not a vote).
+func owes(st request.State, kind events.Kind, voteSeq uint64) bool {
+	switch kind {
+	case events.KindReviewed, events.KindRevoked:
+		return st.ReviewActive()
+	case events.KindEscalated, events.KindAlerted:
+		return voteSeq != 0
+	}
+	return false
 }
 
 // settledEvaluation reports whether a message is an evaluation that leaves the
