@@ -15,7 +15,7 @@ import (
 	"github.com/writ-dev/writ/audit"
 	"github.com/writ-dev/writ/internal/gen"
 	"github.com/writ-dev/writ/internal/writtest"
-	"github.com/writ-dev/writ/store"
+	"github.com/writ-dev/writ/internal/store"
 )
 
 // BenchmarkVerifyStream verifies a stream of generated, genuine histories

@@ -12,7 +12,7 @@ import (
 
 	"github.com/writ-dev/writ/audit"
 	"github.com/writ-dev/writ/consumers"
-	"github.com/writ-dev/writ/store"
+	"github.com/writ-dev/writ/internal/store"
 )
 
 // An evidence bundle, made from a live stream and attested by the

@@ -6,7 +6,7 @@ import (
 	"fmt"
 
 	"github.com/writ-dev/writ/events"
-	"github.com/writ-dev/writ/store"
+	"github.com/writ-dev/writ/internal/store"
 )
 
 // VerifyStream verifies a live stream, read with reader (which may reach

@@ -10,7 +10,7 @@ import (
 
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
-	"github.com/writ-dev/writ/locks"
+	"github.com/writ-dev/writ/internal/locks"
 	"github.com/writ-dev/writ/request"
 )
 

@@ -15,7 +15,7 @@ import (
 	"github.com/writ-dev/writ/config"
 	"github.com/writ-dev/writ/consumers"
 	"github.com/writ-dev/writ/internal/writtest"
-	"github.com/writ-dev/writ/pipeline"
+	"github.com/writ-dev/writ/internal/pipeline"
 )
 
 // Another domain records a domain's checkpoints; deleting and recreating

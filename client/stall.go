@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/writ-dev/writ/request"
-	"github.com/writ-dev/writ/store"
+	"github.com/writ-dev/writ/internal/store"
 )
 
 // stallAfter is how long a request the pipeline moves on its own may stand

@@ -10,8 +10,8 @@ import (
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/request"
-	"github.com/writ-dev/writ/state"
-	"github.com/writ-dev/writ/store"
+	"github.com/writ-dev/writ/internal/state"
+	"github.com/writ-dev/writ/internal/store"
 )
 
 // ErrNotPending is returned when voting on a request that waits for no one.

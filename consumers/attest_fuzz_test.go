@@ -14,7 +14,7 @@ import (
 	"github.com/writ-dev/writ/consumers"
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/internal/writtest"
-	"github.com/writ-dev/writ/store"
+	"github.com/writ-dev/writ/internal/store"
 )
 
 // FuzzAttest sends arbitrary bytes, seeded with a genuine evidence bundle,

@@ -26,8 +26,8 @@ import (
 	"github.com/writ-dev/writ/internal/writtest"
 	"github.com/writ-dev/writ/issuer"
 	"github.com/writ-dev/writ/request"
-	"github.com/writ-dev/writ/state"
-	"github.com/writ-dev/writ/store"
+	"github.com/writ-dev/writ/internal/state"
+	"github.com/writ-dev/writ/internal/store"
 )
 
 // badLimit is the corpus pipeline's limits.max_event_bytes: below the

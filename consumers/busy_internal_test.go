@@ -15,7 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/writ-dev/writ/embedded"
+	"github.com/writ-dev/writ/internal/embedded"
 )
 
 // Messages that arrive while every worker has been busy for seconds are

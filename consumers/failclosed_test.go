@@ -12,7 +12,7 @@ import (
 
 	"github.com/writ-dev/writ/client"
 	"github.com/writ-dev/writ/internal/writtest"
-	"github.com/writ-dev/writ/pipeline"
+	"github.com/writ-dev/writ/internal/pipeline"
 	"github.com/writ-dev/writ/request"
 )
 

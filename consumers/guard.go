@@ -18,9 +18,9 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/writ-dev/writ/events"
-	"github.com/writ-dev/writ/locks"
+	"github.com/writ-dev/writ/internal/locks"
 	"github.com/writ-dev/writ/redeem"
-	"github.com/writ-dev/writ/state"
+	"github.com/writ-dev/writ/internal/state"
 )
 
 // DefaultGuardInterval is how often a Guard reads back what it watches.

@@ -25,7 +25,7 @@ import (
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/request"
-	"github.com/writ-dev/writ/store"
+	"github.com/writ-dev/writ/internal/store"
 )
 
 // The notifier's durable consumers: one on the audit stream (what to

@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"github.com/writ-dev/writ/events"
-	"github.com/writ-dev/writ/locks"
+	"github.com/writ-dev/writ/internal/locks"
 	"github.com/writ-dev/writ/request"
-	"github.com/writ-dev/writ/store"
+	"github.com/writ-dev/writ/internal/store"
 )
 
 // effect is an event a handler wants appended to a request's history.

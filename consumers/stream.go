@@ -13,9 +13,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/writ-dev/writ/events"
-	"github.com/writ-dev/writ/locks"
+	"github.com/writ-dev/writ/internal/locks"
 	"github.com/writ-dev/writ/redeem"
-	"github.com/writ-dev/writ/state"
+	"github.com/writ-dev/writ/internal/state"
 )
 
 // Default stream names.

@@ -12,7 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/writ-dev/writ/issuer"
-	"github.com/writ-dev/writ/kvwatch"
+	"github.com/writ-dev/writ/internal/kvwatch"
 )
 
 // KV bucket names: part of the wire contract, never rename.

@@ -22,9 +22,9 @@ import (
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/issuer"
-	"github.com/writ-dev/writ/locks"
+	"github.com/writ-dev/writ/internal/locks"
 	"github.com/writ-dev/writ/request"
-	"github.com/writ-dev/writ/store"
+	"github.com/writ-dev/writ/internal/store"
 )
 
 // Bounds on how far a proof's time may be from the redeemer's clock.

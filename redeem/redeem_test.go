@@ -21,10 +21,10 @@ import (
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/internal/writtest"
 	"github.com/writ-dev/writ/issuer"
-	"github.com/writ-dev/writ/locks"
+	"github.com/writ-dev/writ/internal/locks"
 	"github.com/writ-dev/writ/redeem"
 	"github.com/writ-dev/writ/request"
-	"github.com/writ-dev/writ/store"
+	"github.com/writ-dev/writ/internal/store"
 )
 
 // fixture is a running installation with a Redeemer for its domain, whose

@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/writ-dev/writ/bench"
+	"github.com/writ-dev/writ/internal/bench"
 )
 
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -13,8 +13,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/writ-dev/writ/bench"
-	"github.com/writ-dev/writ/embedded"
+	"github.com/writ-dev/writ/internal/bench"
+	"github.com/writ-dev/writ/internal/embedded"
 )
 
 func TestBenchJSON(t *testing.T) {

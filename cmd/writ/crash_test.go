@@ -28,7 +28,7 @@ import (
 	"github.com/writ-dev/writ/config"
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/request"
-	"github.com/writ-dev/writ/store"
+	"github.com/writ-dev/writ/internal/store"
 )
 
 // TestCrashSoak runs `writ serve` as a process of its own and kills it

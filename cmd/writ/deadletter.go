@@ -12,7 +12,7 @@ import (
 
 	"github.com/writ-dev/writ/consumers"
 	"github.com/writ-dev/writ/events"
-	"github.com/writ-dev/writ/store"
+	"github.com/writ-dev/writ/internal/store"
 )
 
 // deadLetter is one thing the pipeline gave up on: an input a component

@@ -16,7 +16,7 @@ import (
 	"github.com/writ-dev/writ/config"
 	"github.com/writ-dev/writ/consumers"
 	"github.com/writ-dev/writ/events"
-	"github.com/writ-dev/writ/store"
+	"github.com/writ-dev/writ/internal/store"
 )
 
 // writ audit deadletter lists what the pipeline gave up on — genuine

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/writ-dev/writ/store"
+	"github.com/writ-dev/writ/internal/store"
 )
 
 func main() {

@@ -15,7 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/writ-dev/writ/config"
-	"github.com/writ-dev/writ/embedded"
+	"github.com/writ-dev/writ/internal/embedded"
 )
 
 // serveOps starts `writ serve` with the operations endpoints on a free

@@ -11,8 +11,8 @@ import (
 
 	"github.com/writ-dev/writ/config"
 	"github.com/writ-dev/writ/consumers"
-	"github.com/writ-dev/writ/ops"
-	"github.com/writ-dev/writ/pipeline"
+	"github.com/writ-dev/writ/internal/ops"
+	"github.com/writ-dev/writ/internal/pipeline"
 )
 
 // newLogger is serve's logger: --log-level and --log-format (text, or

@@ -18,11 +18,11 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/writ-dev/writ/config"
-	"github.com/writ-dev/writ/embedded"
+	"github.com/writ-dev/writ/internal/embedded"
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/internal/access"
 	"github.com/writ-dev/writ/internal/dirlock"
-	"github.com/writ-dev/writ/pipeline"
+	"github.com/writ-dev/writ/internal/pipeline"
 )
 
 func runInit(_ context.Context, args []string, stdout, stderr io.Writer) error {

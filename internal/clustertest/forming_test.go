@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/writ-dev/writ/consumers"
-	"github.com/writ-dev/writ/embedded"
+	"github.com/writ-dev/writ/internal/embedded"
 )
 
 // A pipeline set up against a cluster still forming (writ serve started

@@ -22,12 +22,12 @@ import (
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/internal/writtest"
 	"github.com/writ-dev/writ/issuer"
-	"github.com/writ-dev/writ/locks"
-	"github.com/writ-dev/writ/pipeline"
+	"github.com/writ-dev/writ/internal/locks"
+	"github.com/writ-dev/writ/internal/pipeline"
 	"github.com/writ-dev/writ/redeem"
 	"github.com/writ-dev/writ/request"
-	"github.com/writ-dev/writ/state"
-	"github.com/writ-dev/writ/store"
+	"github.com/writ-dev/writ/internal/state"
+	"github.com/writ-dev/writ/internal/store"
 )
 
 // TestExactlyOnceOnR3 checks, on a three-node cluster with the audit

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/writ-dev/writ/events"
-	"github.com/writ-dev/writ/store"
+	"github.com/writ-dev/writ/internal/store"
 )
 
 // Entry is the trail's latest word on a key.

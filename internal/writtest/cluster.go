@@ -19,10 +19,10 @@ import (
 
 	"github.com/writ-dev/writ/client"
 	"github.com/writ-dev/writ/config"
-	"github.com/writ-dev/writ/embedded"
+	"github.com/writ-dev/writ/internal/embedded"
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/internal/access"
-	"github.com/writ-dev/writ/pipeline"
+	"github.com/writ-dev/writ/internal/pipeline"
 )
 
 // ClusterName is the NATS cluster name of Cluster installations.

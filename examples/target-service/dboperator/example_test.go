@@ -13,10 +13,10 @@ import (
 
 	"github.com/writ-dev/writ/client"
 	"github.com/writ-dev/writ/config"
-	"github.com/writ-dev/writ/embedded"
+	"github.com/writ-dev/writ/internal/embedded"
 	"github.com/writ-dev/writ/examples/target-service/dboperator"
 	"github.com/writ-dev/writ/identity"
-	"github.com/writ-dev/writ/pipeline"
+	"github.com/writ-dev/writ/internal/pipeline"
 	"github.com/writ-dev/writ/redeem"
 )
 
