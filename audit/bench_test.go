@@ -14,8 +14,8 @@ import (
 
 	"github.com/writ-dev/writ/audit"
 	"github.com/writ-dev/writ/internal/gen"
-	"github.com/writ-dev/writ/internal/writtest"
 	"github.com/writ-dev/writ/internal/store"
+	"github.com/writ-dev/writ/internal/writtest"
 )
 
 // BenchmarkVerifyStream verifies a stream of generated, genuine histories

@@ -15,10 +15,10 @@ import (
 	"github.com/writ-dev/writ/client"
 	"github.com/writ-dev/writ/consumers"
 	"github.com/writ-dev/writ/events"
+	"github.com/writ-dev/writ/internal/store"
 	"github.com/writ-dev/writ/internal/writtest"
 	"github.com/writ-dev/writ/redeem"
 	"github.com/writ-dev/writ/request"
-	"github.com/writ-dev/writ/internal/store"
 )
 
 // run is a real pipeline's trail: every kind of outcome, refused input,

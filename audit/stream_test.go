@@ -16,9 +16,9 @@ import (
 	"github.com/writ-dev/writ/config"
 	"github.com/writ-dev/writ/consumers"
 	"github.com/writ-dev/writ/events"
+	"github.com/writ-dev/writ/internal/store"
 	"github.com/writ-dev/writ/internal/writtest"
 	"github.com/writ-dev/writ/request"
-	"github.com/writ-dev/writ/internal/store"
 )
 
 // onDemand is an audit section whose auditor checkpoints only when asked:

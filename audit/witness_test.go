@@ -14,8 +14,8 @@ import (
 	"github.com/writ-dev/writ/client"
 	"github.com/writ-dev/writ/config"
 	"github.com/writ-dev/writ/consumers"
-	"github.com/writ-dev/writ/internal/writtest"
 	"github.com/writ-dev/writ/internal/pipeline"
+	"github.com/writ-dev/writ/internal/writtest"
 )
 
 // Another domain records a domain's checkpoints; deleting and recreating

@@ -13,9 +13,9 @@ import (
 
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/internal/store"
 	"github.com/writ-dev/writ/issuer"
 	"github.com/writ-dev/writ/request"
-	"github.com/writ-dev/writ/internal/store"
 )
 
 // DefaultStream is the audit stream's default name.

@@ -4,8 +4,8 @@ import (
 	"context"
 	"time"
 
-	"github.com/writ-dev/writ/request"
 	"github.com/writ-dev/writ/internal/store"
+	"github.com/writ-dev/writ/request"
 )
 
 // stallAfter is how long a request the pipeline moves on its own may stand

@@ -9,9 +9,9 @@ import (
 	"github.com/google/uuid"
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
-	"github.com/writ-dev/writ/request"
 	"github.com/writ-dev/writ/internal/state"
 	"github.com/writ-dev/writ/internal/store"
+	"github.com/writ-dev/writ/request"
 )
 
 // ErrNotPending is returned when voting on a request that waits for no one.

@@ -12,9 +12,9 @@ import (
 
 	"github.com/nats-io/nkeys"
 
-	"github.com/writ-dev/writ/internal/embedded"
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/internal/access"
+	"github.com/writ-dev/writ/internal/embedded"
 	"github.com/writ-dev/writ/policy"
 )
 

@@ -13,9 +13,9 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/writ-dev/writ/consumers"
-	"github.com/writ-dev/writ/internal/embedded"
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/internal/access"
+	"github.com/writ-dev/writ/internal/embedded"
 )
 
 // Files of a setup's server authentication, relative to its directory.

@@ -17,13 +17,13 @@ import (
 
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
-	"github.com/writ-dev/writ/internal/trailkv"
 	"github.com/writ-dev/writ/internal/locks"
+	"github.com/writ-dev/writ/internal/state"
+	"github.com/writ-dev/writ/internal/store"
+	"github.com/writ-dev/writ/internal/trailkv"
 	"github.com/writ-dev/writ/policy"
 	"github.com/writ-dev/writ/redeem"
 	"github.com/writ-dev/writ/request"
-	"github.com/writ-dev/writ/internal/state"
-	"github.com/writ-dev/writ/internal/store"
 )
 
 // Approval runs the approval flows: it counts votes and decides approved,

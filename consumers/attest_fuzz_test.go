@@ -13,8 +13,8 @@ import (
 	"github.com/writ-dev/writ/client"
 	"github.com/writ-dev/writ/consumers"
 	"github.com/writ-dev/writ/events"
-	"github.com/writ-dev/writ/internal/writtest"
 	"github.com/writ-dev/writ/internal/store"
+	"github.com/writ-dev/writ/internal/writtest"
 )
 
 // FuzzAttest sends arbitrary bytes, seeded with a genuine evidence bundle,

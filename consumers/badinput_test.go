@@ -23,11 +23,11 @@ import (
 	"github.com/writ-dev/writ/consumers"
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/internal/state"
+	"github.com/writ-dev/writ/internal/store"
 	"github.com/writ-dev/writ/internal/writtest"
 	"github.com/writ-dev/writ/issuer"
 	"github.com/writ-dev/writ/request"
-	"github.com/writ-dev/writ/internal/state"
-	"github.com/writ-dev/writ/internal/store"
 )
 
 // badLimit is the corpus pipeline's limits.max_event_bytes: below the

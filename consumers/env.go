@@ -13,8 +13,8 @@ import (
 
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
-	"github.com/writ-dev/writ/request"
 	"github.com/writ-dev/writ/internal/store"
+	"github.com/writ-dev/writ/request"
 )
 
 // Durable consumer name prefixes: part of the wire contract, never rename.

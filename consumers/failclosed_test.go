@@ -11,8 +11,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/writ-dev/writ/client"
-	"github.com/writ-dev/writ/internal/writtest"
 	"github.com/writ-dev/writ/internal/pipeline"
+	"github.com/writ-dev/writ/internal/writtest"
 	"github.com/writ-dev/writ/request"
 )
 

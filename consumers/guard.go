@@ -19,8 +19,8 @@ import (
 
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/internal/locks"
-	"github.com/writ-dev/writ/redeem"
 	"github.com/writ-dev/writ/internal/state"
+	"github.com/writ-dev/writ/redeem"
 )
 
 // DefaultGuardInterval is how often a Guard reads back what it watches.

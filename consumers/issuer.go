@@ -11,8 +11,8 @@ import (
 
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
-	"github.com/writ-dev/writ/issuer"
 	"github.com/writ-dev/writ/internal/locks"
+	"github.com/writ-dev/writ/issuer"
 	"github.com/writ-dev/writ/request"
 )
 

@@ -11,8 +11,8 @@ import (
 
 	"github.com/writ-dev/writ/client"
 	"github.com/writ-dev/writ/events"
-	"github.com/writ-dev/writ/internal/writtest"
 	"github.com/writ-dev/writ/internal/locks"
+	"github.com/writ-dev/writ/internal/writtest"
 	"github.com/writ-dev/writ/redeem"
 	"github.com/writ-dev/writ/request"
 )

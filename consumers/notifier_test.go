@@ -22,8 +22,8 @@ import (
 	"github.com/writ-dev/writ/config"
 	"github.com/writ-dev/writ/consumers"
 	"github.com/writ-dev/writ/events"
-	"github.com/writ-dev/writ/internal/writtest"
 	"github.com/writ-dev/writ/internal/pipeline"
+	"github.com/writ-dev/writ/internal/writtest"
 	"github.com/writ-dev/writ/request"
 )
 

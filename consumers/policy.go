@@ -13,10 +13,10 @@ import (
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/internal/locks"
-	"github.com/writ-dev/writ/policy"
-	"github.com/writ-dev/writ/request"
 	"github.com/writ-dev/writ/internal/state"
 	"github.com/writ-dev/writ/internal/store"
+	"github.com/writ-dev/writ/policy"
+	"github.com/writ-dev/writ/request"
 )
 
 // Policy validates requests and evaluates them against the Cedar policies:

@@ -9,8 +9,8 @@ import (
 
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/internal/locks"
-	"github.com/writ-dev/writ/request"
 	"github.com/writ-dev/writ/internal/store"
+	"github.com/writ-dev/writ/request"
 )
 
 // effect is an event a handler wants appended to a request's history.

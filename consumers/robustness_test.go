@@ -21,14 +21,14 @@ import (
 
 	"github.com/writ-dev/writ/client"
 	"github.com/writ-dev/writ/consumers"
-	"github.com/writ-dev/writ/internal/embedded"
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/internal/embedded"
+	"github.com/writ-dev/writ/internal/pipeline"
+	"github.com/writ-dev/writ/internal/store"
 	"github.com/writ-dev/writ/internal/writtest"
 	"github.com/writ-dev/writ/issuer"
-	"github.com/writ-dev/writ/internal/pipeline"
 	"github.com/writ-dev/writ/request"
-	"github.com/writ-dev/writ/internal/store"
 )
 
 // ---------------------------------------------------------------------------

@@ -12,9 +12,9 @@ import (
 
 	"github.com/writ-dev/writ/client"
 	"github.com/writ-dev/writ/events"
+	"github.com/writ-dev/writ/internal/state"
 	"github.com/writ-dev/writ/internal/writtest"
 	"github.com/writ-dev/writ/request"
-	"github.com/writ-dev/writ/internal/state"
 )
 
 // setState asks, as name, for a state change, and waits for the answer.

@@ -14,8 +14,8 @@ import (
 
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/internal/locks"
-	"github.com/writ-dev/writ/redeem"
 	"github.com/writ-dev/writ/internal/state"
+	"github.com/writ-dev/writ/redeem"
 )
 
 // Default stream names.

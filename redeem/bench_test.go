@@ -13,8 +13,8 @@ import (
 	"github.com/nats-io/nkeys"
 	"github.com/stretchr/testify/require"
 
-	"github.com/writ-dev/writ/internal/embedded"
 	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/internal/embedded"
 	"github.com/writ-dev/writ/issuer"
 )
 

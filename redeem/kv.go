@@ -11,8 +11,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/writ-dev/writ/issuer"
 	"github.com/writ-dev/writ/internal/kvwatch"
+	"github.com/writ-dev/writ/issuer"
 )
 
 // KV bucket names: part of the wire contract, never rename.

@@ -21,10 +21,10 @@ import (
 
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
-	"github.com/writ-dev/writ/issuer"
 	"github.com/writ-dev/writ/internal/locks"
-	"github.com/writ-dev/writ/request"
 	"github.com/writ-dev/writ/internal/store"
+	"github.com/writ-dev/writ/issuer"
+	"github.com/writ-dev/writ/request"
 )
 
 // Bounds on how far a proof's time may be from the redeemer's clock.

@@ -19,12 +19,12 @@ import (
 	"github.com/writ-dev/writ/client"
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/internal/locks"
+	"github.com/writ-dev/writ/internal/store"
 	"github.com/writ-dev/writ/internal/writtest"
 	"github.com/writ-dev/writ/issuer"
-	"github.com/writ-dev/writ/internal/locks"
 	"github.com/writ-dev/writ/redeem"
 	"github.com/writ-dev/writ/request"
-	"github.com/writ-dev/writ/internal/store"
 )
 
 // fixture is a running installation with a Redeemer for its domain, whose

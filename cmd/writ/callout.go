@@ -14,10 +14,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
-	"github.com/writ-dev/writ/internal/callout"
 	"github.com/writ-dev/writ/config"
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/internal/access"
+	"github.com/writ-dev/writ/internal/callout"
 	"github.com/writ-dev/writ/redeem"
 )
 

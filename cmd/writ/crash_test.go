@@ -27,8 +27,8 @@ import (
 	"github.com/writ-dev/writ/client"
 	"github.com/writ-dev/writ/config"
 	"github.com/writ-dev/writ/identity"
-	"github.com/writ-dev/writ/request"
 	"github.com/writ-dev/writ/internal/store"
+	"github.com/writ-dev/writ/request"
 )
 
 // TestCrashSoak runs `writ serve` as a process of its own and kills it

@@ -18,10 +18,10 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/writ-dev/writ/config"
-	"github.com/writ-dev/writ/internal/embedded"
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/internal/access"
 	"github.com/writ-dev/writ/internal/dirlock"
+	"github.com/writ-dev/writ/internal/embedded"
 	"github.com/writ-dev/writ/internal/pipeline"
 )
 

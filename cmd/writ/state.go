@@ -15,9 +15,9 @@ import (
 
 	"github.com/writ-dev/writ/client"
 	"github.com/writ-dev/writ/events"
-	"github.com/writ-dev/writ/request"
 	"github.com/writ-dev/writ/internal/state"
 	"github.com/writ-dev/writ/internal/store"
+	"github.com/writ-dev/writ/request"
 )
 
 const stateSynopsis = "state set|delete DOMAIN[/PATH] [key=value...] --creds FILE [--merge] [--reason TEXT] | state get DOMAIN[/PATH]"

@@ -20,10 +20,10 @@ import (
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/internal/access"
+	"github.com/writ-dev/writ/internal/store"
 	"github.com/writ-dev/writ/internal/writtest"
 	"github.com/writ-dev/writ/issuer"
 	"github.com/writ-dev/writ/request"
-	"github.com/writ-dev/writ/internal/store"
 )
 
 // partnerFlows: a change to beta's production needs one of alpha's SRE

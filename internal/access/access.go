@@ -8,13 +8,13 @@ import (
 
 	"github.com/nats-io/jwt/v2"
 
-	"github.com/writ-dev/writ/internal/callout"
 	"github.com/writ-dev/writ/consumers"
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/internal/callout"
 	"github.com/writ-dev/writ/internal/locks"
-	"github.com/writ-dev/writ/redeem"
 	"github.com/writ-dev/writ/internal/state"
+	"github.com/writ-dev/writ/redeem"
 )
 
 // Role is what a connection is for. The zero value is no role.

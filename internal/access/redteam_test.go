@@ -21,17 +21,17 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/writ-dev/writ/internal/callout"
 	"github.com/writ-dev/writ/client"
 	"github.com/writ-dev/writ/config"
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/internal/access"
-	"github.com/writ-dev/writ/internal/writtest"
+	"github.com/writ-dev/writ/internal/callout"
 	"github.com/writ-dev/writ/internal/locks"
 	"github.com/writ-dev/writ/internal/pipeline"
-	"github.com/writ-dev/writ/redeem"
 	"github.com/writ-dev/writ/internal/state"
+	"github.com/writ-dev/writ/internal/writtest"
+	"github.com/writ-dev/writ/redeem"
 )
 
 // The red-team suite (issue 12): every role tries, on a real hub and

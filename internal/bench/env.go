@@ -18,12 +18,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/writ-dev/writ/config"
-	"github.com/writ-dev/writ/internal/embedded"
 	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/internal/embedded"
 	"github.com/writ-dev/writ/internal/locks"
 	"github.com/writ-dev/writ/internal/pipeline"
-	"github.com/writ-dev/writ/redeem"
 	"github.com/writ-dev/writ/internal/state"
+	"github.com/writ-dev/writ/redeem"
 )
 
 // stopTimeout bounds how long a replica, or the clean-up on a server, may

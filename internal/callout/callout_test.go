@@ -20,11 +20,11 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/writ-dev/writ/internal/callout"
 	"github.com/writ-dev/writ/client"
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/internal/access"
+	"github.com/writ-dev/writ/internal/callout"
 	"github.com/writ-dev/writ/internal/writtest"
 	"github.com/writ-dev/writ/issuer"
 	"github.com/writ-dev/writ/redeem"

@@ -10,14 +10,14 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/writ-dev/writ/internal/callout"
 	"github.com/writ-dev/writ/client"
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/internal/access"
+	"github.com/writ-dev/writ/internal/callout"
+	"github.com/writ-dev/writ/internal/store"
 	"github.com/writ-dev/writ/internal/writtest"
 	"github.com/writ-dev/writ/redeem"
 	"github.com/writ-dev/writ/request"
-	"github.com/writ-dev/writ/internal/store"
 )
 
 // endBound is how soon after the revocation (or the lock) is asked the

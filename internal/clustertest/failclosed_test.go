@@ -12,9 +12,9 @@ import (
 	"github.com/writ-dev/writ/audit"
 	"github.com/writ-dev/writ/client"
 	"github.com/writ-dev/writ/events"
+	"github.com/writ-dev/writ/internal/store"
 	"github.com/writ-dev/writ/internal/writtest"
 	"github.com/writ-dev/writ/request"
-	"github.com/writ-dev/writ/internal/store"
 )
 
 // TestClusterFailsClosedWithoutQuorum stops two of the three nodes while

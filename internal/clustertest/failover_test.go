@@ -19,9 +19,9 @@ import (
 	"github.com/writ-dev/writ/client"
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/internal/store"
 	"github.com/writ-dev/writ/internal/writtest"
 	"github.com/writ-dev/writ/request"
-	"github.com/writ-dev/writ/internal/store"
 )
 
 // long reports whether the long versions run (WRIT_LONG=1).

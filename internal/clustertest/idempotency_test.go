@@ -20,14 +20,14 @@ import (
 	"github.com/writ-dev/writ/consumers"
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
-	"github.com/writ-dev/writ/internal/writtest"
-	"github.com/writ-dev/writ/issuer"
 	"github.com/writ-dev/writ/internal/locks"
 	"github.com/writ-dev/writ/internal/pipeline"
-	"github.com/writ-dev/writ/redeem"
-	"github.com/writ-dev/writ/request"
 	"github.com/writ-dev/writ/internal/state"
 	"github.com/writ-dev/writ/internal/store"
+	"github.com/writ-dev/writ/internal/writtest"
+	"github.com/writ-dev/writ/issuer"
+	"github.com/writ-dev/writ/redeem"
+	"github.com/writ-dev/writ/request"
 )
 
 // TestExactlyOnceOnR3 checks, on a three-node cluster with the audit

@@ -14,9 +14,9 @@ import (
 	"github.com/writ-dev/writ/audit"
 	"github.com/writ-dev/writ/client"
 	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/internal/store"
 	"github.com/writ-dev/writ/internal/writtest"
 	"github.com/writ-dev/writ/request"
-	"github.com/writ-dev/writ/internal/store"
 )
 
 // TestRollingRestartOfNodes restarts the three NATS nodes one at a time,

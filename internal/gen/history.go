@@ -11,10 +11,10 @@ import (
 
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/internal/store"
 	"github.com/writ-dev/writ/issuer"
 	"github.com/writ-dev/writ/policy"
 	"github.com/writ-dev/writ/request"
-	"github.com/writ-dev/writ/internal/store"
 )
 
 // scenario is what a request asks for, and what the sample policies say.

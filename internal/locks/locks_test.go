@@ -11,9 +11,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/writ-dev/writ/internal/embedded"
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/internal/embedded"
 	"github.com/writ-dev/writ/internal/locks"
 	"github.com/writ-dev/writ/internal/store"
 )

@@ -15,9 +15,9 @@ import (
 	"github.com/writ-dev/writ/config"
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/internal/access"
-	"github.com/writ-dev/writ/internal/writtest"
 	"github.com/writ-dev/writ/internal/ops"
 	"github.com/writ-dev/writ/internal/pipeline"
+	"github.com/writ-dev/writ/internal/writtest"
 )
 
 // On a three-node cluster, a replica connected to one node is ready; the

@@ -23,11 +23,11 @@ import (
 	"github.com/writ-dev/writ/client"
 	"github.com/writ-dev/writ/config"
 	"github.com/writ-dev/writ/consumers"
-	"github.com/writ-dev/writ/internal/embedded"
 	"github.com/writ-dev/writ/identity"
-	"github.com/writ-dev/writ/internal/writtest"
+	"github.com/writ-dev/writ/internal/embedded"
 	"github.com/writ-dev/writ/internal/ops"
 	"github.com/writ-dev/writ/internal/pipeline"
+	"github.com/writ-dev/writ/internal/writtest"
 	"github.com/writ-dev/writ/request"
 )
 

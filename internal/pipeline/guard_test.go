@@ -21,13 +21,13 @@ import (
 	"github.com/writ-dev/writ/client"
 	"github.com/writ-dev/writ/consumers"
 	"github.com/writ-dev/writ/events"
-	"github.com/writ-dev/writ/internal/writtest"
 	"github.com/writ-dev/writ/internal/locks"
 	"github.com/writ-dev/writ/internal/ops"
 	"github.com/writ-dev/writ/internal/pipeline"
+	"github.com/writ-dev/writ/internal/state"
+	"github.com/writ-dev/writ/internal/writtest"
 	"github.com/writ-dev/writ/redeem"
 	"github.com/writ-dev/writ/request"
-	"github.com/writ-dev/writ/internal/state"
 )
 
 // guarded is a test installation whose pipeline runs with operations

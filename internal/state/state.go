@@ -17,9 +17,9 @@ import (
 
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
-	"github.com/writ-dev/writ/internal/trailkv"
 	"github.com/writ-dev/writ/internal/kvwatch"
 	"github.com/writ-dev/writ/internal/store"
+	"github.com/writ-dev/writ/internal/trailkv"
 )
 
 // Bucket is the KV bucket of resource and domain state: part of the wire

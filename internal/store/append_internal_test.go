@@ -10,8 +10,8 @@ import (
 	"github.com/nats-io/nkeys"
 	"github.com/stretchr/testify/require"
 
-	"github.com/writ-dev/writ/internal/embedded"
 	"github.com/writ-dev/writ/events"
+	"github.com/writ-dev/writ/internal/embedded"
 )
 
 // A retry after a publish whose outcome was unknown finds the history

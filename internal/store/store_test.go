@@ -15,8 +15,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/writ-dev/writ/internal/embedded"
 	"github.com/writ-dev/writ/events"
+	"github.com/writ-dev/writ/internal/embedded"
 	"github.com/writ-dev/writ/internal/store"
 )
 

@@ -17,9 +17,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/writ-dev/writ/events"
+	"github.com/writ-dev/writ/internal/store"
 	"github.com/writ-dev/writ/internal/trailkv"
 	"github.com/writ-dev/writ/internal/writtest"
-	"github.com/writ-dev/writ/internal/store"
 )
 
 // word is what the test's index keeps: a locked event's target, locked

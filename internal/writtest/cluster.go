@@ -19,9 +19,9 @@ import (
 
 	"github.com/writ-dev/writ/client"
 	"github.com/writ-dev/writ/config"
-	"github.com/writ-dev/writ/internal/embedded"
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/internal/access"
+	"github.com/writ-dev/writ/internal/embedded"
 	"github.com/writ-dev/writ/internal/pipeline"
 )
 

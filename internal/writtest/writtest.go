@@ -20,10 +20,10 @@ import (
 
 	"github.com/writ-dev/writ/client"
 	"github.com/writ-dev/writ/config"
-	"github.com/writ-dev/writ/internal/embedded"
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/internal/access"
+	"github.com/writ-dev/writ/internal/embedded"
 	"github.com/writ-dev/writ/internal/pipeline"
 	"github.com/writ-dev/writ/request"
 )

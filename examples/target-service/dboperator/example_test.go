@@ -13,9 +13,9 @@ import (
 
 	"github.com/writ-dev/writ/client"
 	"github.com/writ-dev/writ/config"
-	"github.com/writ-dev/writ/internal/embedded"
 	"github.com/writ-dev/writ/examples/target-service/dboperator"
 	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/internal/embedded"
 	"github.com/writ-dev/writ/internal/pipeline"
 	"github.com/writ-dev/writ/redeem"
 )
