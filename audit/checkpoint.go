@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/writ-dev/writ/events"
+	"github.com/writ-dev/writ/history"
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/internal/store"
 )
@@ -32,6 +33,7 @@ type Checkpointer struct {
 	tree   *Tree
 	last   *events.Record // the last checkpoint, nil before the first
 	reader store.Reader
+	trail  *history.Log
 }
 
 // Made is a checkpoint as appended (or found, when nothing was new).
@@ -58,6 +60,7 @@ func (c *Checkpointer) init() error {
 		return err
 	}
 	c.js, c.reader = js, store.Reader{NC: c.NC, Stream: c.Stream}
+	c.trail = history.New(history.Options{JS: js, Stream: c.Stream, Clock: c.Clock, Checker: events.Checker{Bundle: c.Bundle}})
 	return nil
 }
 
@@ -185,14 +188,8 @@ func (c *Checkpointer) append(ctx context.Context) (*Made, error) {
 	if c.last != nil {
 		cp.Prev, lastSeq = c.last.Digest, c.last.Seq
 	}
-	out, err := events.Seal(events.Draft{
-		Domain: c.Domain, RequestID: events.CheckpointID(c.Domain), Kind: events.KindCheckpoint,
-		Ordinal: fmt.Sprint(cp.TreeSize), Source: "writ://" + c.Domain + "/auditor", Time: c.Clock(), Data: cp,
-	}, c.Key)
-	if err != nil {
-		return nil, err
-	}
-	seq, err := store.Append(ctx, c.js, c.Stream, out, lastSeq, Subject(c.Domain))
+	seq, out, err := c.trail.AppendSeries(ctx, c.Domain, events.CheckpointID(c.Domain), lastSeq, c.author(),
+		history.Event{Kind: events.KindCheckpoint, Ordinal: fmt.Sprint(cp.TreeSize), Data: cp})
 	if err != nil {
 		return nil, err
 	}
@@ -201,6 +198,11 @@ func (c *Checkpointer) append(ctx context.Context) (*Made, error) {
 	rec := events.Record{Message: events.Message{Subject: out.Subject, Seq: seq, Body: out.Body}, Digest: events.Digest(out.Body), Data: cp}
 	c.last = &rec
 	return &Made{Seq: seq, Checkpoint: *cp, New: true}, nil
+}
+
+// author is who signs checkpoints and witness records: the domain's auditor.
+func (c *Checkpointer) author() history.Author {
+	return history.Author{Key: c.Key, Source: "writ://" + c.Domain + "/auditor"}
 }
 
 // Witness records origin's latest checkpoint in this domain's stream, if
@@ -234,15 +236,9 @@ func (c *Checkpointer) Witness(ctx context.Context, origin string, from store.Re
 		}
 		w.Prev, lastSeq = pr.Digest, prev.Seq
 	}
-	out, err := events.Seal(events.Draft{
-		Domain: c.Domain, RequestID: events.WitnessID(origin), Kind: events.KindWitnessed, Ordinal: fmt.Sprint(m.Seq),
-		Source: "writ://" + c.Domain + "/auditor", Time: c.Clock(), Data: w,
-	}, c.Key)
-	if err != nil {
-		return false, err
-	}
-	if _, err := store.Append(ctx, c.js, c.Stream, out, lastSeq, subject); err != nil {
-		if store.IsConflict(err) {
+	if _, _, err := c.trail.AppendSeries(ctx, c.Domain, events.WitnessID(origin), lastSeq, c.author(),
+		history.Event{Kind: events.KindWitnessed, Ordinal: fmt.Sprint(m.Seq), Data: w}); err != nil {
+		if history.IsConflict(err) {
 			return false, nil // another replica recorded it
 		}
 		return false, err

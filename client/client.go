@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/writ-dev/writ/events"
+	"github.com/writ-dev/writ/history"
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/internal/store"
 	"github.com/writ-dev/writ/issuer"
@@ -43,15 +44,13 @@ type Options struct {
 
 // Client talks to a Writ pipeline through its audit stream.
 type Client struct {
-	nc      *nats.Conn
-	js      jetstream.JetStream
-	stream  string
-	home    string
-	bundle  *identity.Bundle
-	reader  store.Reader
-	checker events.Checker
-	clock   func() time.Time
-	seen    seen
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	stream string
+	home   string
+	bundle *identity.Bundle
+	trail  *history.Log
+	clock  func() time.Time
 }
 
 // clientInspectCache is how many checked events a client remembers: a
@@ -105,13 +104,15 @@ func New(nc *nats.Conn, o Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Client{
-		nc: nc, js: js, stream: o.Stream, home: o.Home, bundle: o.Bundle,
-		reader:  store.Reader{NC: nc, Stream: o.Stream, APIPrefix: o.APIPrefix},
-		checker: events.Checker{Bundle: o.Bundle, MaxBody: o.MaxBody, Cache: events.NewInspectCache(clientInspectCache)},
-		clock:   o.Clock,
-		seen:    newSeen(),
-	}, nil
+	// The log remembers, for the requests the client lately wrote or
+	// read, the last stream sequence it knows each has: a read showing
+	// less comes from a replica of the stream that lags, and is asked for
+	// again.
+	trail := history.New(history.Options{
+		JS: js, Stream: o.Stream, Home: o.Home, Clock: o.Clock,
+		Checker: events.Checker{Bundle: o.Bundle, MaxBody: o.MaxBody, Cache: events.NewInspectCache(clientInspectCache)},
+	})
+	return &Client{nc: nc, js: js, stream: o.Stream, home: o.Home, bundle: o.Bundle, trail: trail, clock: o.Clock}, nil
 }
 
 // Urgencies a request may carry.
@@ -139,7 +140,7 @@ func (c *Client) Request(ctx context.Context, who *identity.Identity, s Spec) (s
 	}
 	// A domain the bundle does not know has no pipeline this client could
 	// believe; and with no stream for it, the publish would only time out.
-	if _, ok := c.checker.Bundle.Domains[s.Domain]; !ok {
+	if _, ok := c.bundle.Domains[s.Domain]; !ok {
 		return "", fmt.Errorf("%w: domain %q is not one this setup trusts", ErrInvalidSpec, s.Domain)
 	}
 	uid, err := uuid.NewV7()
@@ -165,16 +166,8 @@ func (c *Client) Request(ctx context.Context, who *identity.Identity, s Spec) (s
 		TTLSeconds: int64(s.TTL / time.Second),
 		HolderXKey: xpub,
 	}
-	out, err := events.Seal(events.Draft{
-		Domain: s.Domain, RequestID: id, Kind: events.KindRequested,
-		Source: "writ://" + who.Principal.Domain + "/principals/" + who.Principal.Name,
-		Time:   c.clock(), Data: data,
-	}, who.Key)
-	if err != nil {
-		return "", err
-	}
 	// A new id has no history: expecting last sequence 0 makes sure of it.
-	seq, err := store.Append(ctx, c.js, c.stream, out, 0, events.RequestFilter(s.Domain, id))
+	_, err = c.trail.Append(ctx, s.Domain, id, 0, principalAuthor(who), history.Event{Kind: events.KindRequested, Data: data})
 	if err != nil {
 		if store.IsUnknownOutcome(err) {
 			// It may be stored yet: say so, with the id to look it up by.
@@ -183,8 +176,12 @@ func (c *Client) Request(ctx context.Context, who *identity.Identity, s Spec) (s
 		// Fail closed: what the trail does not hold did not happen.
 		return "", fmt.Errorf("the audit stream did not record the request, so it was not made: %w", err)
 	}
-	c.seen.note(s.Domain, id, seq)
 	return id, nil
+}
+
+// principalAuthor is who signs what a person or service appends.
+func principalAuthor(who *identity.Identity) history.Author {
+	return history.Author{Key: who.Key, Source: "writ://" + who.Principal.Domain + "/principals/" + who.Principal.Name}
 }
 
 // Request is a request's history as the client sees it.
@@ -202,31 +199,14 @@ func (c *Client) Load(ctx context.Context, domain, id string) (*Request, error) 
 	if !literalToken(id) {
 		return nil, fmt.Errorf("%q is %w", id, ErrNotAnID)
 	}
-	msgs, err := c.readerFor(domain).LoadReaching(ctx, events.RequestFilter(domain, id), c.seen.get(domain, id), 0)
+	h, err := c.trail.Load(ctx, domain, id, history.Reach{})
 	if err != nil {
 		return nil, err
 	}
-	if len(msgs) == 0 {
+	if len(h.Records) == 0 {
 		return nil, fmt.Errorf("%w: %s in %s", ErrNotFound, id, domain)
 	}
-	c.seen.note(domain, id, msgs[len(msgs)-1].Seq)
-	now := c.clock()
-	r := &Request{Records: make([]events.Record, len(msgs))}
-	for i, m := range msgs {
-		r.Records[i] = c.checker.Inspect(m, now)
-	}
-	r.State, r.Errs = request.Fold(r.Records)
-	return r, nil
-}
-
-// readerFor reads domain's stream: through the connection's own JetStream
-// for the home domain, through the domain's JetStream domain otherwise.
-func (c *Client) readerFor(domain string) store.Reader {
-	r := c.reader
-	if c.home != "" && domain != c.home && domain != "*" {
-		r.APIPrefix = store.DomainAPI(domain)
-	}
-	return r
+	return &Request{State: h.State, Records: h.Records, Errs: h.Errs}, nil
 }
 
 // Find returns the domain a request id belongs to.
@@ -234,7 +214,7 @@ func (c *Client) Find(ctx context.Context, id string) (string, error) {
 	if err := checkID(id); err != nil {
 		return "", err
 	}
-	msgs, err := c.reader.Load(ctx, events.Prefix+".*."+id+"."+events.KindRequested.String(), 1)
+	msgs, err := c.trail.Reader(c.home).Load(ctx, events.Prefix+".*."+id+"."+events.KindRequested.String(), 1)
 	if err != nil {
 		return "", err
 	}
@@ -363,10 +343,10 @@ func OpenGrant(s request.State, who *identity.Identity) (string, error) {
 }
 
 // Reader reads domain's audit stream, wherever it lives (see Options.Home).
-func (c *Client) Reader(domain string) store.Reader { return c.readerFor(domain) }
+func (c *Client) Reader(domain string) store.Reader { return c.trail.Reader(domain) }
 
 // Checker judges events by the client's trust bundle and limits.
-func (c *Client) Checker() events.Checker { return c.checker }
+func (c *Client) Checker() events.Checker { return c.trail.Checker() }
 
 // Home is the domain whose NATS the connection is on ("" when unknown).
 func (c *Client) Home() string { return c.home }

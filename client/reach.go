@@ -139,7 +139,7 @@ func (c *Client) FindIn(ctx context.Context, id string, domains []string) (strin
 	g, gctx := errgroup.WithContext(ctx)
 	for i, d := range domains {
 		g.Go(func() error {
-			m, err := c.readerFor(d).Last(gctx, events.Subject(d, id, events.KindRequested))
+			m, err := c.trail.Reader(d).Last(gctx, events.Subject(d, id, events.KindRequested))
 			if err != nil {
 				return fmt.Errorf("could not search %s's requests for %s: %w", d, id, err)
 			}

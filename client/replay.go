@@ -21,7 +21,7 @@ import (
 // Replay started. It holds one batch of messages at a time.
 func (c *Client) Replay(ctx context.Context, filter string, fn func(events.Record) error) error {
 	return store.Scan(ctx, c.js, c.stream, filter, time.Time{}, func(m events.Message) error {
-		return fn(c.checker.Inspect(m, c.clock()))
+		return fn(c.trail.Checker().Inspect(m, c.clock()))
 	})
 }
 
@@ -42,7 +42,7 @@ func (c *Client) Pending(ctx context.Context, domain string, who identity.Princi
 		return nil, err
 	}
 	err = store.Scan(ctx, js, c.stream, events.Prefix+"."+domain+".*."+events.KindEvaluated.String(), time.Time{}, func(m events.Message) error {
-		r := c.checker.Inspect(m, c.clock())
+		r := c.trail.Checker().Inspect(m, c.clock())
 		ev, ok := r.Data.(*events.Evaluated)
 		if !ok || !r.Valid() || ev.ExpiresAt == nil || !ev.ExpiresAt.After(now) {
 			return nil
@@ -237,7 +237,7 @@ func (c *Client) ScanRequests(ctx context.Context, domain string, o ScanOptions,
 	}
 	var base, last uint64
 	if o.Progress != nil {
-		info, err := c.reader.Info(ctx)
+		info, err := c.trail.Reader(c.home).Info(ctx)
 		if err != nil {
 			return err
 		}
@@ -269,7 +269,7 @@ func (c *Client) ScanRequests(ctx context.Context, domain string, o ScanOptions,
 			} else {
 				loads.Go(func() {
 					defer close(it.done)
-					if o.Keep == nil || o.Keep(c.checker.Inspect(m, c.clock())) {
+					if o.Keep == nil || o.Keep(c.trail.Checker().Inspect(m, c.clock())) {
 						it.r, it.err = c.Load(gctx, it.rec.Domain, it.rec.RequestID)
 					}
 				})

@@ -67,7 +67,7 @@ func (w *stallWatch) end() {
 func (c *Client) unserved(ctx context.Context, domain string) string {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	info, err := c.readerFor(domain).Info(ctx)
+	info, err := c.trail.Reader(domain).Info(ctx)
 	if err != nil {
 		return "stream leader election"
 	}

@@ -8,9 +8,9 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/writ-dev/writ/events"
+	"github.com/writ-dev/writ/history"
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/internal/state"
-	"github.com/writ-dev/writ/internal/store"
 	"github.com/writ-dev/writ/request"
 )
 
@@ -114,33 +114,17 @@ func (c *Client) Revoke(ctx context.Context, who *identity.Identity, domain, id,
 // signs it as who and appends it, again from the top when another writer
 // appended first.
 func (c *Client) appendAs(ctx context.Context, who *identity.Identity, domain, id string, kind events.Kind, ordinal string, build func(request.State) (any, error)) (uint64, error) {
-	for range 16 {
-		r, err := c.Load(ctx, domain, id)
+	x, err := c.trail.Extend(ctx, domain, id, history.Reach{}, principalAuthor(who), func(h *history.History) (*history.Event, error) {
+		if len(h.Records) == 0 {
+			return nil, fmt.Errorf("%w: %s in %s", ErrNotFound, id, domain)
+		}
+		data, err := build(h.State)
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
-		data, err := build(r.State)
-		if err != nil {
-			return 0, err
-		}
-		out, err := events.Seal(events.Draft{
-			Domain: domain, RequestID: id, Kind: kind, Ordinal: ordinal,
-			Source: "writ://" + who.Principal.Domain + "/principals/" + who.Principal.Name,
-			Time:   c.clock(), Data: data,
-		}, who.Key)
-		if err != nil {
-			return 0, err
-		}
-		seq, err := store.Append(ctx, c.js, c.stream, out, r.State.LastSeq, events.RequestFilter(domain, id))
-		if store.IsConflict(err) {
-			continue
-		}
-		if err == nil {
-			c.seen.note(domain, id, seq)
-		}
-		return seq, err
-	}
-	return 0, store.ErrConflict
+		return &history.Event{Kind: kind, Ordinal: ordinal, Data: data}, nil
+	})
+	return x.Seq, err
 }
 
 // Lock asks, as who, to lock (or unlock) a principal ("domain/name"), a
@@ -204,15 +188,7 @@ func (c *Client) ask(ctx context.Context, who *identity.Identity, domain string,
 		return "", err
 	}
 	id := uid.String()
-	out, err := events.Seal(events.Draft{
-		Domain: domain, RequestID: id, Kind: kind,
-		Source: "writ://" + who.Principal.Domain + "/principals/" + who.Principal.Name,
-		Time:   c.clock(), Data: data,
-	}, who.Key)
-	if err != nil {
-		return "", err
-	}
-	if _, err := store.Append(ctx, c.js, c.stream, out, 0, events.RequestFilter(domain, id)); err != nil {
+	if _, err := c.trail.Append(ctx, domain, id, 0, principalAuthor(who), history.Event{Kind: kind, Data: data}); err != nil {
 		return "", err
 	}
 	return id, nil

@@ -53,8 +53,8 @@ func NewApproval(env Env, key nkeys.KeyPair, policies *policy.Set) (*Approval, e
 	}
 	return &Approval{
 		c: c, policies: policies,
-		locks: locks.NewKeeper(c.env.NC, c.js, locks.NewIndex(c.reader, c.checker), c.log, c.env.Clock),
-		state: state.NewKeeper(c.env.NC, c.js, state.NewIndex(c.reader, c.checker), c.log, c.env.Clock),
+		locks: locks.NewKeeper(c.env.NC, c.js, locks.NewIndex(c.reader, c.checker()), c.log, c.env.Clock),
+		state: state.NewKeeper(c.env.NC, c.js, state.NewIndex(c.reader, c.checker()), c.log, c.env.Clock),
 	}, nil
 }
 
@@ -118,7 +118,7 @@ func (a *Approval) sweep(ctx context.Context) error {
 	filter := events.Prefix + "." + a.c.env.Domain + ".*." + events.KindEvaluated.String()
 	var overdue []string
 	err := store.Scan(ctx, a.c.js, a.c.env.Streams.Name, filter, now.Add(-SweepWindow), func(m events.Message) error {
-		r := a.c.checker.Inspect(m, now)
+		r := a.c.checker().Inspect(m, now)
 		// Later stages have later deadlines; the first deadline having
 		// passed is what makes a request a candidate.
 		if ev, ok := r.Data.(*events.Evaluated); ok && r.Valid() && ev.ExpiresAt != nil && ev.ExpiresAt.Before(now) {
@@ -134,7 +134,7 @@ func (a *Approval) sweep(ctx context.Context) error {
 	}
 	expired := 0
 	for _, id := range overdue {
-		err := a.c.react(ctx, a.c.env.Domain, id, 0, func(_ context.Context, h *history, _ events.Record) (*effect, error) {
+		err := a.c.react(ctx, a.c.env.Domain, id, 0, func(_ context.Context, h *view, _ events.Record) (*effect, error) {
 			if e := a.next(h); e != nil && (e.kind == events.KindExpired || e.kind == events.KindEscalated || e.kind == events.KindAlerted) {
 				expired++
 				return e, nil
@@ -149,8 +149,8 @@ func (a *Approval) sweep(ctx context.Context) error {
 			continue
 		}
 		// Still pending (escalated, or a later stage open): keep its timer.
-		if h, err := a.c.load(ctx, a.c.env.Domain, id); err == nil && !h.state.NextDue().IsZero() {
-			if err := a.schedule(ctx, h.state); err != nil {
+		if h, err := a.c.load(ctx, a.c.env.Domain, id); err == nil && !h.State.NextDue().IsZero() {
+			if err := a.schedule(ctx, h.State); err != nil {
 				a.c.log.Warn("sweep: could not schedule", attrRequest, id, "err", err)
 			}
 		}
@@ -168,8 +168,8 @@ func (a *Approval) handle(ctx context.Context, m jetstream.Msg) error {
 	var st request.State
 	var last *effect       // what the decision that counted appended
 	var vote events.Record // the vote handled, if the input is one
-	err := handleAudit(ctx, a.c, m, func(ctx context.Context, h *history, this events.Record) (*effect, error) {
-		st, last = h.state, nil // a panic below leaves no stale decision
+	err := handleAudit(ctx, a.c, m, func(ctx context.Context, h *view, this events.Record) (*effect, error) {
+		st, last = h.State, nil // a panic below leaves no stale decision
 		if this.Kind == events.KindVoted {
 			vote = this
 		}
@@ -191,12 +191,12 @@ func (a *Approval) handle(ctx context.Context, m jetstream.Msg) error {
 		if err != nil || last == nil || !owes(st, last.kind, vote.Seq) {
 			break
 		}
-		err = a.c.react(ctx, st.Domain, st.ID, 0, func(_ context.Context, h *history, _ events.Record) (*effect, error) {
-			st, last = h.state, nil
+		err = a.c.react(ctx, st.Domain, st.ID, 0, func(_ context.Context, h *view, _ events.Record) (*effect, error) {
+			st, last = h.State, nil
 			switch {
-			case h.state.ReviewDenied():
+			case h.State.ReviewDenied():
 				last = a.next(h)
-			case vote.Seq != 0 && !h.state.VoteAnswered(vote.Seq):
+			case vote.Seq != 0 && !h.State.VoteAnswered(vote.Seq):
 				if last = a.next(h); last == nil {
 					last = counted(h, vote)
 				}
@@ -276,8 +276,8 @@ func (a *Approval) unschedule(ctx context.Context, st request.State) {
 // request waiting for approvers (or for a break-glass review).
 func PendingFilter(domain string) string { return timerPrefix + "." + domain + ".schedule.*" }
 
-func (a *Approval) decide(ctx context.Context, h *history, this events.Record) (*effect, error) {
-	if err := h.errs[this.Seq]; err != nil {
+func (a *Approval) decide(ctx context.Context, h *view, this events.Record) (*effect, error) {
+	if err := h.Errs[this.Seq]; err != nil {
 		return refuse(h, this, err), nil
 	}
 	switch this.Kind {
@@ -288,14 +288,14 @@ func (a *Approval) decide(ctx context.Context, h *history, this events.Record) (
 	case events.KindState:
 		return a.setState(ctx, h, this)
 	case events.KindVoted:
-		if _, done := h.state.Answered[this.Seq]; !done && (h.state.Status.IsPending() || h.state.ReviewOpen()) && a.rejected(h)[this.Seq] {
+		if _, done := h.State.Answered[this.Seq]; !done && (h.State.Status.IsPending() || h.State.ReviewOpen()) && a.rejected(h)[this.Seq] {
 			return refuse(h, this, fmt.Errorf("%w: %s", request.ErrNotPermitted, this.Principal.ID())), nil
 		}
 	}
-	if (this.Kind == events.KindEvaluated || this.Kind == events.KindVoted) && !h.state.NextDue().IsZero() {
+	if (this.Kind == events.KindEvaluated || this.Kind == events.KindVoted) && !h.State.NextDue().IsZero() {
 		// A vote may have opened the next stage: its deadline and
 		// escalation are the next to fire.
-		if err := a.schedule(ctx, h.state); err != nil {
+		if err := a.schedule(ctx, h.State); err != nil {
 			return nil, err
 		}
 	}
@@ -309,14 +309,14 @@ func (a *Approval) decide(ctx context.Context, h *history, this events.Record) (
 // answer (counted, refused, or the decision it made), so a voter waits for
 // the answer rather than for a timer, and the trail says that the vote
 // was counted, not only that it was cast.
-func counted(h *history, this events.Record) *effect {
-	if !h.state.Collecting() {
+func counted(h *view, this events.Record) *effect {
+	if !h.State.Collecting() {
 		return nil
 	}
-	for _, v := range h.state.Votes {
+	for _, v := range h.State.Votes {
 		if v.Seq == this.Seq && !v.Counted {
 			return &effect{kind: events.KindCounted, ordinal: strconv.FormatUint(this.Seq, 10), data: &events.Counted{
-				Prev: h.state.LastDigest, RefSeq: this.Seq, Voter: events.PrincipalRef{Domain: v.Voter.Domain, Name: v.Voter.Name},
+				Prev: h.State.LastDigest, RefSeq: this.Seq, Voter: events.PrincipalRef{Domain: v.Voter.Domain, Name: v.Voter.Name},
 			}}
 		}
 	}
@@ -329,13 +329,13 @@ func counted(h *history, this events.Record) *effect {
 // the revocation bucket they watch before the event is appended; so does
 // the NATS callout, which ends the connection a redeemed grant opened (a
 // redeemed grant may be revoked until it expires, request.State.InUse).
-func (a *Approval) revoke(ctx context.Context, h *history, this events.Record) (*effect, error) {
-	st := h.state
+func (a *Approval) revoke(ctx context.Context, h *view, this events.Record) (*effect, error) {
+	st := h.State
 	if st.Status == request.StatusRevoked {
 		return nil, nil
 	}
 	switch {
-	case st.Status == request.StatusRedeemed && st.Grant != nil && h.now.Before(st.Grant.ExpiresAt):
+	case st.Status == request.StatusRedeemed && st.Grant != nil && h.Now.Before(st.Grant.ExpiresAt):
 		// Used, but what it opened (a connection through the NATS
 		// callout) lives until the grant expires: the revocation ends it.
 	case st.Status == request.StatusRedeemed && st.Grant != nil:
@@ -353,7 +353,7 @@ func (a *Approval) revoke(ctx context.Context, h *history, this events.Record) (
 			Principal: by, Action: "revoke", Domain: st.Domain, Resource: st.Request.Resource,
 			Context: policy.Context{
 				Urgency: st.Request.Urgency, Reason: d.Reason, Origin: by.Domain,
-				Params: st.Request.Params, Time: h.now,
+				Params: st.Request.Params, Time: h.Now,
 			},
 		})
 		if dec.Outcome != policy.OutcomeAllow {
@@ -376,8 +376,8 @@ func (a *Approval) revoke(ctx context.Context, h *history, this events.Record) (
 // which). The locked event is recorded first, then applied to the lock
 // bucket, which every component and redeemer watches: they hear of it by
 // push, and check the bucket against the trail.
-func (a *Approval) lock(ctx context.Context, h *history, this events.Record) (*effect, error) {
-	st := h.state
+func (a *Approval) lock(ctx context.Context, h *view, this events.Record) (*effect, error) {
+	st := h.State
 	d := this.Data.(*events.Lock)
 	key, kerr := locks.Key(d.Target)
 	if st.LockDone != nil {
@@ -394,7 +394,7 @@ func (a *Approval) lock(ctx context.Context, h *history, this events.Record) (*e
 	}
 	dec := a.policies.Decide(policy.Input{
 		Principal: by, Action: "lock", Domain: st.Domain, Resource: "locks/" + d.Target.Type,
-		Context: policy.Context{Urgency: "normal", Reason: d.Reason, Origin: by.Domain, Time: h.now,
+		Context: policy.Context{Urgency: "normal", Reason: d.Reason, Origin: by.Domain, Time: h.Now,
 			Params: map[string]string{"target": d.Target.Name, "unlock": unlock}},
 	})
 	if dec.Outcome != policy.OutcomeAllow {
@@ -415,8 +415,8 @@ func (a *Approval) lock(ctx context.Context, h *history, this events.Record) (*e
 // context.params holds the attributes asked for (none for a deletion). The
 // stated event is recorded first, with the whole entry as it will be,
 // then applied to the resource-state bucket.
-func (a *Approval) setState(ctx context.Context, h *history, this events.Record) (*effect, error) {
-	st := h.state
+func (a *Approval) setState(ctx context.Context, h *view, this events.Record) (*effect, error) {
+	st := h.State
 	d := this.Data.(*events.State)
 	key, kerr := state.Key(st.Domain, d.Path)
 	if st.StateDone != nil {
@@ -432,7 +432,7 @@ func (a *Approval) setState(ctx context.Context, h *history, this events.Record)
 	}
 	dec := a.policies.Decide(policy.Input{
 		Principal: by, Action: "set-state", Domain: st.Domain, Resource: d.Path,
-		Context: policy.Context{Urgency: "normal", Reason: d.Reason, Origin: by.Domain, Time: h.now, Params: d.Attrs},
+		Context: policy.Context{Urgency: "normal", Reason: d.Reason, Origin: by.Domain, Time: h.Now, Params: d.Attrs},
 	})
 	if dec.Outcome != policy.OutcomeAllow {
 		return refuse(h, this, fmt.Errorf("%w: %s may not set the state of %s", request.ErrNotAuthorized, by.ID(), what)), nil
@@ -487,8 +487,8 @@ func apply[V any](ctx context.Context, k *trailkv.Keeper[V], key string, seq uin
 
 // answerSeq is the stream sequence of the answer of kind in a history
 // that has one (0 when it cannot be found: any read will do then).
-func answerSeq(h *history, kind events.Kind) uint64 {
-	for _, r := range h.records {
+func answerSeq(h *view, kind events.Kind) uint64 {
+	for _, r := range h.Records {
 		if r.Kind == kind && r.Valid() {
 			return r.Seq
 		}
@@ -515,16 +515,16 @@ func reasonOf(st request.State) string {
 // against the state the earlier permitted votes leave, and a vote must be
 // permitted in every flow it would count in: the fold counts a vote in all
 // of them. The history is small, so each vote refolds its prefix.
-func (a *Approval) rejected(h *history) map[uint64]bool {
+func (a *Approval) rejected(h *view) map[uint64]bool {
 	if h.rejected != nil {
 		return h.rejected
 	}
 	out := map[uint64]bool{}
 	defer func() { h.rejected = out }()
-	st := h.state
+	st := h.State
 	for _, v := range st.Votes {
 		var prior []events.Record
-		for _, r := range h.records {
+		for _, r := range h.Records {
 			if r.Seq >= v.Seq {
 				break
 			}
@@ -560,9 +560,9 @@ func (a *Approval) rejected(h *history) map[uint64]bool {
 // next is the approval decision for the state now, if there is one. Only
 // the votes policy lets count are counted, whatever order replicas see
 // them in.
-func (a *Approval) next(h *history) *effect {
+func (a *Approval) next(h *view) *effect {
 	rejected := a.rejected(h)
-	st := h.state.WithoutVotes(func(v request.Vote) bool { return rejected[v.Seq] })
+	st := h.State.WithoutVotes(func(v request.Vote) bool { return rejected[v.Seq] })
 	if st.ReviewActive() {
 		// Break-glass: granted at once (by the issuer), loudly, and
 		// reviewed after the fact.
@@ -573,7 +573,7 @@ func (a *Approval) next(h *history) *effect {
 					st.Requester.ID(), st.Request.Action, st.Request.Resource, reasonOf(st), st.Deadline().UTC().Format(time.RFC3339)),
 			}}
 		}
-		d := request.NextReview(st, h.now)
+		d := request.NextReview(st, h.Now)
 		if d.Kind == events.KindNone {
 			return nil
 		}
@@ -596,7 +596,7 @@ func (a *Approval) next(h *history) *effect {
 		}
 		return eff
 	}
-	d := request.Next(st, h.now)
+	d := request.Next(st, h.Now)
 	if d.Kind == events.KindNone {
 		return nil
 	}
@@ -638,7 +638,7 @@ func (a *Approval) schedule(ctx context.Context, st request.State) error {
 	// have the real schedule dropped as a duplicate.
 	// Keyed on the state too: the same time, due again after an escalation,
 	// must not be dropped as a duplicate of the schedule that just fired.
-	tag, err := events.KeyedTag(a.c.key, st.ID+".deadline\x00"+at.Format(time.RFC3339Nano)+"\x00"+strconv.FormatUint(st.LastSeq, 10))
+	tag, err := events.KeyedTag(a.c.author.Key, st.ID+".deadline\x00"+at.Format(time.RFC3339Nano)+"\x00"+strconv.FormatUint(st.LastSeq, 10))
 	if err != nil {
 		return err
 	}
@@ -649,8 +649,8 @@ func (a *Approval) schedule(ctx context.Context, st request.State) error {
 	// Settled meanwhile by another replica, which may have dropped the
 	// timer before this one arrived: drop it too, so that only requests
 	// still waiting keep one.
-	if h, err := a.c.load(ctx, st.Domain, st.ID); err == nil && !h.state.Collecting() {
-		a.unschedule(ctx, h.state)
+	if h, err := a.c.load(ctx, st.Domain, st.ID); err == nil && !h.State.Collecting() {
+		a.unschedule(ctx, h.State)
 	}
 	return nil
 }
@@ -664,9 +664,9 @@ func (a *Approval) handleTimer(ctx context.Context, m jetstream.Msg) error {
 	}
 	domain, id := parts[1], parts[3]
 	var early time.Duration
-	err := a.c.react(ctx, domain, id, 0, func(_ context.Context, h *history, _ events.Record) (*effect, error) {
-		if !h.state.NextDue().IsZero() {
-			if wait := h.state.NextDue().Sub(h.now); wait > 0 {
+	err := a.c.react(ctx, domain, id, 0, func(_ context.Context, h *view, _ events.Record) (*effect, error) {
+		if !h.State.NextDue().IsZero() {
+			if wait := h.State.NextDue().Sub(h.Now); wait > 0 {
 				early = wait
 				return nil, nil
 			}
@@ -682,8 +682,8 @@ func (a *Approval) handleTimer(ctx context.Context, m jetstream.Msg) error {
 		if lerr != nil {
 			return lerr
 		}
-		if !h.state.NextDue().IsZero() {
-			if serr := a.schedule(ctx, h.state); serr != nil {
+		if !h.State.NextDue().IsZero() {
+			if serr := a.schedule(ctx, h.State); serr != nil {
 				return serr
 			}
 		}

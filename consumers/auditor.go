@@ -108,14 +108,14 @@ func (a *Auditor) handle(ctx context.Context, m jetstream.Msg) error {
 		return &terminate{reason: "no metadata"}
 	}
 	msg := events.Message{Subject: m.Subject(), Seq: md.Sequence.Stream, Time: md.Timestamp, Header: m.Headers(), Body: m.Data()}
-	if a.c.checker.Inspect(msg, md.Timestamp).Valid() {
+	if a.c.checker().Inspect(msg, md.Timestamp).Valid() {
 		return nil
 	}
 	return handleAudit(ctx, a.c, m, a.disown)
 }
 
-func (a *Auditor) disown(_ context.Context, h *history, this events.Record) (*effect, error) {
-	if err := h.errs[this.Seq]; errors.Is(err, request.ErrInvalid) {
+func (a *Auditor) disown(_ context.Context, h *view, this events.Record) (*effect, error) {
+	if err := h.Errs[this.Seq]; errors.Is(err, request.ErrInvalid) {
 		return refuse(h, this, err), nil
 	}
 	return nil, nil

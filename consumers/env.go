@@ -12,9 +12,9 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/writ-dev/writ/events"
+	"github.com/writ-dev/writ/history"
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/internal/store"
-	"github.com/writ-dev/writ/request"
 )
 
 // Durable consumer name prefixes: part of the wire contract, never rename.
@@ -95,18 +95,18 @@ func (e *Env) Validate() error {
 	return errors.Join(errs...)
 }
 
-// component is the part every consumer shares: it loads a request's
-// history, folds it, and publishes the next event signed with its key.
+// component is the part every consumer shares: it reads a request's
+// history and extends it with events signed with its key.
 type component struct {
-	env     Env
-	js      jetstream.JetStream
-	reader  store.Reader
-	checker events.Checker
-	key     nkeys.KeyPair
-	pub     string
-	role    identity.Role
-	log     *slog.Logger
-	probe   ComponentProbe
+	env    Env
+	js     jetstream.JetStream
+	reader store.Reader
+	trail  *history.Log
+	author history.Author
+	pub    string
+	role   identity.Role
+	log    *slog.Logger
+	probe  ComponentProbe
 }
 
 func newComponent(env Env, role identity.Role, key nkeys.KeyPair) (*component, error) {
@@ -127,92 +127,42 @@ func newComponent(env Env, role identity.Role, key nkeys.KeyPair) (*component, e
 	if err != nil {
 		return nil, err
 	}
+	trail := history.New(history.Options{
+		JS: js, Stream: env.Streams.Name, Clock: env.Clock,
+		Checker: events.Checker{Bundle: env.Bundle, MaxBody: env.MaxBody, Cache: env.Inspected},
+	})
 	return &component{
-		env:     env,
-		js:      js,
-		reader:  store.Reader{NC: env.NC, Stream: env.Streams.Name},
-		checker: events.Checker{Bundle: env.Bundle, MaxBody: env.MaxBody, Cache: env.Inspected},
-		key:     key,
-		pub:     pub,
-		role:    role,
-		log:     env.Logger.With("component", string(role), attrDomain, env.Domain),
-		probe:   env.Observer.Component(string(role)),
+		env:    env,
+		js:     js,
+		reader: trail.Reader(env.Domain),
+		trail:  trail,
+		author: history.Author{Key: key, Source: "writ://" + env.Domain + "/" + string(role)},
+		pub:    pub,
+		role:   role,
+		log:    env.Logger.With("component", string(role), attrDomain, env.Domain),
+		probe:  env.Observer.Component(string(role)),
 	}, nil
 }
+
+// checker judges events by the component's trust bundle and limits.
+func (c *component) checker() events.Checker { return c.trail.Checker() }
 
 // lagReadWait is how long a component reads again for a message it was
 // handed before it gives the message back for later.
 const lagReadWait = 128 * time.Millisecond
 
-// history is a request's inspected history and its fold.
-type history struct {
-	records []events.Record
-	state   request.State
-	errs    map[uint64]error // why each record changed nothing
-	now     time.Time
-
+// view is a component's view of a request's history: the history, and
+// what a component works out from it once.
+type view struct {
+	*history.History
 	rejected map[uint64]bool // votes policy does not let count (approval; computed once)
 }
 
-func (h *history) record(seq uint64) (events.Record, bool) {
-	for _, r := range h.records {
-		if r.Seq == seq {
-			return r, true
-		}
-	}
-	return events.Record{}, false
-}
-
-func (c *component) load(ctx context.Context, domain, id string) (*history, error) {
-	return c.loadReaching(ctx, domain, id, 0)
-}
-
-// loadReaching is load, reading again for a little while (lagReadWait)
-// while the history ends before sequence floor: the message being handled
-// is in it, and a replica of the stream that answered without it is
-// milliseconds behind. Past that, store.ErrBehind.
-func (c *component) loadReaching(ctx context.Context, domain, id string, floor uint64) (*history, error) {
-	msgs, err := c.reader.LoadReaching(ctx, events.RequestFilter(domain, id), floor, lagReadWait)
+// load reads a request's history as it is now.
+func (c *component) load(ctx context.Context, domain, id string) (*view, error) {
+	h, err := c.trail.Load(ctx, domain, id, history.Reach{Wait: lagReadWait})
 	if err != nil {
 		return nil, err
 	}
-	now := c.env.Clock()
-	h := &history{now: now, records: make([]events.Record, len(msgs))}
-	for i, m := range msgs {
-		h.records[i] = c.checker.Inspect(m, now)
-	}
-	h.state, h.errs = request.Fold(h.records)
-	if h.state.ID == "" {
-		// No event yet: what is appended starts this id's history.
-		h.state.Domain, h.state.ID = domain, id
-	}
-	return h, nil
-}
-
-// emit signs and publishes the next event of a request, expecting the
-// history to end where the state says it ends.
-func (c *component) emit(ctx context.Context, st request.State, kind events.Kind, ordinal string, data any) (uint64, error) {
-	out, err := events.Seal(events.Draft{
-		Domain:    st.Domain,
-		RequestID: st.ID,
-		Kind:      kind,
-		Ordinal:   ordinal,
-		Source:    "writ://" + c.env.Domain + "/" + string(c.role),
-		Time:      c.env.Clock(),
-		Data:      data,
-	}, c.key)
-	if err != nil {
-		return 0, err
-	}
-	// Every reader refuses a body over the limit: appending one would
-	// record an answer nobody trusts.
-	if len(out.Body) > c.env.MaxBody {
-		return 0, fmt.Errorf("%w: %s of %d bytes, limit %d", events.ErrOversized, kind, len(out.Body), c.env.MaxBody)
-	}
-	seq, err := store.Append(ctx, c.js, c.env.Streams.Name, out, st.LastSeq, events.RequestFilter(st.Domain, st.ID))
-	if err == nil {
-		// The next component to read this history need not check it again.
-		c.checker.Remember(out, seq)
-	}
-	return seq, err
+	return &view{History: h}, nil
 }

@@ -558,8 +558,8 @@ func (g *Guard) alert(ctx context.Context, alert, text string) error {
 	ctx, cancel := context.WithTimeout(ctx, alertTimeout)
 	defer cancel()
 	id := events.GuardID(g.env.Domain)
-	err := g.signer.react(ctx, g.env.Domain, id, 0, func(_ context.Context, h *history, _ events.Record) (*effect, error) {
-		last := h.state.Guard
+	err := g.signer.react(ctx, g.env.Domain, id, 0, func(_ context.Context, h *view, _ events.Record) (*effect, error) {
+		last := h.State.Guard
 		switch {
 		case alert == events.AlertRestored && (last == nil || last.Alert != events.AlertWeakened):
 			return nil, nil
@@ -568,8 +568,8 @@ func (g *Guard) alert(ctx context.Context, alert, text string) error {
 		}
 		return &effect{
 			kind:    events.KindAlerted,
-			ordinal: strconv.FormatUint(h.state.LastSeq, 10),
-			data:    &events.Alerted{Prev: h.state.LastDigest, Alert: alert, Reason: reason(errors.New(text))},
+			ordinal: strconv.FormatUint(h.State.LastSeq, 10),
+			data:    &events.Alerted{Prev: h.State.LastDigest, Alert: alert, Reason: reason(errors.New(text))},
 		}, nil
 	})
 	if err != nil {

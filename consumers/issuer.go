@@ -57,7 +57,7 @@ func NewIssuer(env Env, key, xkey nkeys.KeyPair, grants GrantPolicy) (*Issuer, e
 	if grants.DefaultTTL < issuer.MinTTL || grants.MaxTTL > issuer.MaxTTL || grants.DefaultTTL > grants.MaxTTL {
 		return nil, errors.New("consumers: issuer: grant lifetimes must satisfy 10s <= default <= max <= 24h")
 	}
-	return &Issuer{c: c, minter: m, grants: grants, locks: locks.NewList(c.env.NC, c.js, c.reader, c.checker, c.log)}, nil
+	return &Issuer{c: c, minter: m, grants: grants, locks: locks.NewList(c.env.NC, c.js, c.reader, c.checker(), c.log)}, nil
 }
 
 // Durables lists the durable consumers the issuer reads.
@@ -93,11 +93,11 @@ func (i *Issuer) handle(ctx context.Context, m jetstream.Msg) error {
 // decide re-checks the evidence by folding the whole history from
 // verified events (a forged or out-of-order decision changes nothing) and
 // mints only for a request the fold says is allowed or approved.
-func (i *Issuer) decide(ctx context.Context, h *history, this events.Record) (*effect, error) {
-	if err := h.errs[this.Seq]; err != nil {
+func (i *Issuer) decide(ctx context.Context, h *view, this events.Record) (*effect, error) {
+	if err := h.Errs[this.Seq]; err != nil {
 		return refuse(h, this, err), nil
 	}
-	st := h.state
+	st := h.State
 	if !st.Status.AwaitsGrant() {
 		return nil, nil
 	}
@@ -108,7 +108,7 @@ func (i *Issuer) decide(ctx context.Context, h *history, this events.Record) (*e
 		}
 		return refuse(h, this, err), nil
 	}
-	g, err := i.grant(st, h.now)
+	g, err := i.grant(st, h.Now)
 	if err != nil {
 		return nil, err
 	}

@@ -11,10 +11,10 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/writ-dev/writ/events"
+	"github.com/writ-dev/writ/history"
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/internal/locks"
 	"github.com/writ-dev/writ/internal/state"
-	"github.com/writ-dev/writ/internal/store"
 	"github.com/writ-dev/writ/policy"
 	"github.com/writ-dev/writ/request"
 )
@@ -42,7 +42,7 @@ func NewPolicy(env Env, key nkeys.KeyPair, policies *policy.Set, flows *policy.F
 	if err := flows.Check(policies); err != nil {
 		return nil, err
 	}
-	return &Policy{c: c, policies: policies, flows: flows, locks: locks.NewList(c.env.NC, c.js, c.reader, c.checker, c.log),
+	return &Policy{c: c, policies: policies, flows: flows, locks: locks.NewList(c.env.NC, c.js, c.reader, c.checker(), c.log),
 		state: state.NewWatcher(c.js)}, nil
 }
 
@@ -71,7 +71,6 @@ func (p *Policy) Run(ctx context.Context) error {
 // evaluation can be re-run from the stream alone.
 func (p *Policy) record(ctx context.Context) error {
 	id := events.PolicyID(p.policies.Digest(), p.flows.Digest())
-	st := request.State{Domain: p.c.env.Domain, ID: id}
 	data := &events.Policy{
 		PolicyDigest: p.policies.Digest(), PolicySource: string(p.policies.Source()),
 		FlowsDigest: p.flows.Digest(), FlowsSource: string(p.flows.Source()),
@@ -79,13 +78,14 @@ func (p *Policy) record(ctx context.Context) error {
 	if n := len(data.PolicySource) + len(data.FlowsSource) + 4096; n > p.c.env.MaxBody {
 		return fmt.Errorf("consumers: the policy set and flows (about %d bytes) do not fit one event of at most %d: raise limits.max_event_bytes", n, p.c.env.MaxBody)
 	}
-	_, err := p.c.emit(ctx, st, events.KindPolicy, "", data)
+	// Its id is new until recorded: it expects no history.
+	_, err := p.c.trail.Append(ctx, p.c.env.Domain, id, 0, p.c.author, history.Event{Kind: events.KindPolicy, Data: data})
 	switch {
 	case err == nil:
 		p.c.probe.Appended(events.KindPolicy)
 		// Not under request_id: the policy record's id names no request.
 		p.c.log.Info("recorded the policy set", "policy_digest", data.PolicyDigest, "flows_digest", data.FlowsDigest)
-	case store.IsConflict(err):
+	case history.IsConflict(err):
 		// Recorded already, by an earlier start or another replica.
 	default:
 		return fmt.Errorf("consumers: record the policy set: %w", err)
@@ -97,12 +97,12 @@ func (p *Policy) handle(ctx context.Context, m jetstream.Msg) error {
 	return handleAudit(ctx, p.c, m, p.decide)
 }
 
-func (p *Policy) decide(ctx context.Context, h *history, this events.Record) (*effect, error) {
-	st := h.state
+func (p *Policy) decide(ctx context.Context, h *view, this events.Record) (*effect, error) {
+	st := h.State
 	if _, done := st.Answered[this.Seq]; done {
 		return nil, nil
 	}
-	if err := h.errs[this.Seq]; err != nil {
+	if err := h.Errs[this.Seq]; err != nil {
 		if st.Status == request.StatusNone {
 			return &effect{kind: events.KindRejected, data: &events.Rejected{
 				Prev:      st.LastDigest,
@@ -132,7 +132,7 @@ func (p *Policy) decide(ctx context.Context, h *history, this events.Record) (*e
 	if errors.Is(err, state.ErrNotReady) {
 		return nil, &retryAfter{delay: 200 * time.Millisecond, cause: err}
 	}
-	return &effect{kind: events.KindEvaluated, data: p.evaluate(st, h.now, facts, err)}, nil
+	return &effect{kind: events.KindEvaluated, data: p.evaluate(st, h.Now, facts, err)}, nil
 }
 
 // evaluate decides on the request with the resource's and the domain's
@@ -185,7 +185,7 @@ func handleAudit(ctx context.Context, c *component, m jetstream.Msg, decide deci
 	}
 	// It failed every time, in a way no retry fixes: answer it on the
 	// record and let it go, so that it blocks nothing behind it.
-	err = c.react(ctx, domain, id, seq, func(_ context.Context, h *history, this events.Record) (*effect, error) {
+	err = c.react(ctx, domain, id, seq, func(_ context.Context, h *view, this events.Record) (*effect, error) {
 		return unprocessable(h, this, p), nil
 	})
 	if err != nil {

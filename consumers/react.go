@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/writ-dev/writ/events"
+	"github.com/writ-dev/writ/history"
 	"github.com/writ-dev/writ/internal/locks"
 	"github.com/writ-dev/writ/internal/store"
 	"github.com/writ-dev/writ/request"
@@ -31,80 +32,82 @@ type effect struct {
 
 // decideFunc looks at a request's history (and, for messages of the audit
 // stream, the record being handled) and says what to append, if anything.
-type decideFunc func(ctx context.Context, h *history, this events.Record) (*effect, error)
+type decideFunc func(ctx context.Context, h *view, this events.Record) (*effect, error)
 
-// maxConflicts bounds the re-reads when other writers keep appending first.
-const maxConflicts = 16
+// errNotHeld: a read of the history does not hold the message handled.
+var errNotHeld = errors.New("history does not hold the message")
 
-// react loads a request's history, asks decide what to append, and appends
-// it; when another writer appended first, it reads the history again and
-// asks again. seq is the stream sequence of the message being handled, or 0
-// when the trigger is not in the audit stream (a timer).
+// react reads a request's history, asks decide what to append, and appends
+// it (history.Extend: when another writer appended first, it reads again
+// and asks again). seq is the stream sequence of the message being
+// handled, or 0 when the trigger is not in the audit stream (a timer).
 func (c *component) react(ctx context.Context, domain, id string, seq uint64, decide decideFunc) error {
-	for range maxConflicts {
-		h, err := c.loadReaching(ctx, domain, id, seq)
-		if errors.Is(err, store.ErrBehind) {
-			// A replica of the stream still without the message: later.
-			return &retryAfter{delay: 250 * time.Millisecond, cause: err}
-		}
-		if err != nil {
-			return err
-		}
-		var this events.Record
-		if seq != 0 {
-			var ok bool
-			if this, ok = h.record(seq); !ok {
-				return &retryAfter{delay: 250 * time.Millisecond, cause: errors.New("history does not hold the message")}
+	var then func(ctx context.Context, seq uint64) error
+	build := func(decide decideFunc) history.Build {
+		return func(h *history.History) (*history.Event, error) {
+			v := &view{History: h}
+			var this events.Record
+			if seq != 0 {
+				var ok bool
+				if this, ok = h.Record(seq); !ok {
+					return nil, errNotHeld
+				}
 			}
-		}
-		eff, err := decide(ctx, h, this)
-		if err != nil || eff == nil {
-			return err
-		}
-		if eff.before != nil {
-			if err := eff.before(ctx); err != nil {
-				return err
+			eff, err := decide(ctx, v, this)
+			if err != nil || eff == nil {
+				return nil, err
 			}
-		}
-		at, err := c.emit(ctx, h.state, eff.kind, eff.ordinal, eff.data)
-		then := eff.then
-		if errors.Is(err, events.ErrOversized) && seq != 0 {
-			// What decide would append does not fit one event (a resource
-			// state too large to record in an evaluation): answer the
-			// input with that instead, so that it does not wait for ever.
-			c.log.Warn("answer too large to record", attrRequest, id, attrKind, eff.kind.String(), "error", err)
-			if eff = answerInstead(h, this, err); eff == nil {
-				return nil
+			if eff.before != nil {
+				if err := eff.before(ctx); err != nil {
+					return nil, err
+				}
 			}
-			at, err = c.emit(ctx, h.state, eff.kind, eff.ordinal, eff.data)
-			then = nil
+			then = eff.then
+			return &history.Event{Kind: eff.kind, Ordinal: eff.ordinal, Data: eff.data}, nil
 		}
-		if store.IsConflict(err) {
-			continue
-		}
-		if err != nil {
-			return err
-		}
-		c.probe.Appended(eff.kind)
-		c.log.Info("appended", attrRequest, id, attrKind, eff.kind.String(), attrSeq, at)
-		if then != nil {
-			return then(ctx, at)
-		}
-		return nil
 	}
-	return &retryAfter{delay: time.Second, cause: store.ErrConflict}
+	reach := history.Reach{Seq: seq, Wait: lagReadWait}
+	x, err := c.trail.Extend(ctx, domain, id, reach, c.author, build(decide))
+	if errors.Is(err, events.ErrOversized) && seq != 0 {
+		// What decide would append does not fit one event (a resource
+		// state too large to record in an evaluation): answer the input
+		// with that instead, so that it does not wait for ever.
+		c.log.Warn("answer too large to record", attrRequest, id, attrKind, x.Event.Kind.String(), "error", err)
+		cause := err
+		x, err = c.trail.Extend(ctx, domain, id, reach, c.author, build(func(_ context.Context, h *view, this events.Record) (*effect, error) {
+			return answerInstead(h, this, cause), nil
+		}))
+		then = nil
+	}
+	switch {
+	case errors.Is(err, store.ErrBehind), errors.Is(err, errNotHeld):
+		// A replica of the stream still without the message: later.
+		return &retryAfter{delay: 250 * time.Millisecond, cause: err}
+	case history.IsConflict(err):
+		return &retryAfter{delay: time.Second, cause: err}
+	case err != nil || x.Seq == 0:
+		return err
+	}
+	if x.Event != nil {
+		c.probe.Appended(x.Event.Kind)
+		c.log.Info("appended", attrRequest, id, attrKind, x.Event.Kind.String(), attrSeq, x.Seq)
+	}
+	if then != nil {
+		return then(ctx, x.Seq)
+	}
+	return nil
 }
 
 // refuse records that a component refused the message this, once.
-func refuse(h *history, this events.Record, err error) *effect {
-	if _, done := h.state.Answered[this.Seq]; done {
+func refuse(h *view, this events.Record, err error) *effect {
+	if _, done := h.State.Answered[this.Seq]; done {
 		return nil
 	}
 	return &effect{
 		kind:    events.KindRefused,
 		ordinal: strconv.FormatUint(this.Seq, 10),
 		data: &events.Refused{
-			Prev:      h.state.LastDigest,
+			Prev:      h.State.LastDigest,
 			RefSeq:    this.Seq,
 			RefKind:   this.Kind.String(),
 			RefSigner: this.Signer,
@@ -145,7 +148,7 @@ func (p *panicked) Error() string { return fmt.Sprintf("panic: %v", p.value) }
 // guard turns a panic in decide into an error, so that handling can tell
 // an input that cannot be handled from a transient failure.
 func guard(decide decideFunc) decideFunc {
-	return func(ctx context.Context, h *history, this events.Record) (eff *effect, err error) {
+	return func(ctx context.Context, h *view, this events.Record) (eff *effect, err error) {
 		defer func() {
 			if v := recover(); v != nil {
 				eff, err = nil, &panicked{value: v}
@@ -163,15 +166,15 @@ func guard(decide decideFunc) decideFunc {
 var beforeDecide func(events.Record)
 
 // unprocessable answers an input given up on.
-func unprocessable(h *history, this events.Record, cause error) *effect {
+func unprocessable(h *view, this events.Record, cause error) *effect {
 	return answerInstead(h, this, fmt.Errorf("%w: %v", ErrUnprocessable, cause))
 }
 
 // answerInstead answers an input whose own answer cannot be made: a
 // request that has had no other answer is rejected, so its requester
 // learns; anything else is refused. The code says why (codeOf err).
-func answerInstead(h *history, this events.Record, err error) *effect {
-	st := h.state
+func answerInstead(h *view, this events.Record, err error) *effect {
+	st := h.State
 	if st.Status == request.StatusRequested && st.RequestSeq == this.Seq {
 		return &effect{kind: events.KindRejected, data: &events.Rejected{
 			Prev: st.LastDigest, RefSeq: this.Seq, RefDigest: this.Digest, Code: codeOf(err), Reason: reason(err),

@@ -20,9 +20,9 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/writ-dev/writ/events"
+	"github.com/writ-dev/writ/history"
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/internal/locks"
-	"github.com/writ-dev/writ/internal/store"
 	"github.com/writ-dev/writ/issuer"
 	"github.com/writ-dev/writ/request"
 )
@@ -41,9 +41,6 @@ const (
 	attrCode      = "code"
 	attrSeq       = "stream_seq"
 )
-
-// maxAttempts bounds the re-reads when other writers keep appending first.
-const maxAttempts = 16
 
 // Config configures a Redeemer.
 type Config struct {
@@ -122,9 +119,8 @@ func (c *Config) Validate() error {
 type Redeemer struct {
 	cfg     Config
 	js      jetstream.JetStream
-	reader  store.Reader
-	checker events.Checker
-	source  string
+	trail   *history.Log
+	author  history.Author
 	log     *slog.Logger
 	running atomic.Bool
 
@@ -148,16 +144,19 @@ func New(cfg Config) (*Redeemer, error) {
 	if err != nil {
 		return nil, err
 	}
+	trail := history.New(history.Options{
+		JS: js, Stream: cfg.Stream, Clock: cfg.Clock,
+		Checker: events.Checker{Bundle: cfg.Bundle, MaxBody: cfg.MaxBody},
+	})
 	r := &Redeemer{
 		cfg:     cfg,
 		js:      js,
-		reader:  store.Reader{NC: cfg.NC, Stream: cfg.Stream},
-		checker: events.Checker{Bundle: cfg.Bundle, MaxBody: cfg.MaxBody},
-		source:  "writ://" + cfg.Domain + "/redeemer/" + url.PathEscape(cfg.Service),
+		trail:   trail,
+		author:  history.Author{Key: cfg.Key, Source: "writ://" + cfg.Domain + "/redeemer/" + url.PathEscape(cfg.Service)},
 		log:     cfg.Logger.With("component", "redeemer", attrDomain, cfg.Domain, "service", cfg.Service),
 		revoked: map[string]string{},
 	}
-	r.locks = locks.NewList(cfg.NC, js, r.reader, r.checker, r.log)
+	r.locks = locks.NewList(cfg.NC, js, trail.Reader(cfg.Domain), trail.Checker(), r.log)
 	return r, nil
 }
 
@@ -338,7 +337,7 @@ func (r *Redeemer) Request(ctx context.Context, id string) (request.State, error
 	if err != nil {
 		return request.State{}, err
 	}
-	return h.state, nil
+	return h.State, nil
 }
 
 // WaitReady waits until Run has caught up with the revocation and lock lists.
@@ -510,10 +509,10 @@ func (r *Redeemer) redeem(ctx context.Context, a *attempt) (issuer.Claims, error
 	if err != nil {
 		return c, err
 	}
-	if err := r.unlocked(ctx, h.state); err != nil {
+	if err := r.unlocked(ctx, h.State); err != nil {
 		return c, err
 	}
-	if err := granted(h.state, a.hash); err != nil {
+	if err := granted(h.State, a.hash); err != nil {
 		return c, err
 	}
 	// Consume the grant: from here on it is used up, whatever happens next.
@@ -523,7 +522,7 @@ func (r *Redeemer) redeem(ctx context.Context, a *attempt) (issuer.Claims, error
 		}
 		return c, fmt.Errorf("%w: consume grant: %w", ErrUnavailable, err)
 	}
-	if err := r.recordRedeemed(ctx, h, a); err != nil {
+	if err := r.recordRedeemed(ctx, a); err != nil {
 		return c, err
 	}
 	return c, nil
@@ -568,86 +567,42 @@ func usedKey(jti string) string {
 	return strings.TrimPrefix(events.Digest([]byte("writ jti\x00"+jti)), "sha256:")
 }
 
-type history struct {
-	records []events.Record
-	state   request.State
-}
-
-func (r *Redeemer) load(ctx context.Context, id string) (*history, error) {
-	msgs, err := r.reader.Load(ctx, events.RequestFilter(r.cfg.Domain, id), 1)
+func (r *Redeemer) load(ctx context.Context, id string) (*history.History, error) {
+	h, err := r.trail.Load(ctx, r.cfg.Domain, id, history.Reach{})
 	if err != nil {
 		return nil, fmt.Errorf("%w: read history: %w", ErrUnavailable, err)
 	}
-	now := r.cfg.Clock()
-	h := &history{records: make([]events.Record, len(msgs))}
-	for i, m := range msgs {
-		h.records[i] = r.checker.Inspect(m, now)
-	}
-	h.state, _ = request.Fold(h.records)
 	return h, nil
 }
 
-// recordRedeemed appends the redeemed event, re-reading the history when
-// another writer appended first. The grant is already consumed: any
+// recordRedeemed appends the redeemed event (history.Extend: read again
+// when another writer appended first). The grant is already consumed: any
 // failure here is ErrNotRecorded, unless the history now says the grant
 // was revoked in the meantime.
-func (r *Redeemer) recordRedeemed(ctx context.Context, h *history, a *attempt) error {
-	mine := map[string]bool{}
-	for attempt := range maxAttempts {
-		if attempt > 0 {
-			var err error
-			if h, err = r.load(ctx, a.claims.RequestID); err != nil {
-				return fmt.Errorf("%w: %w", ErrNotRecorded, err)
-			}
-			for _, rec := range h.records {
-				if rec.Valid() && mine[rec.Envelope.ID] {
-					return nil // an earlier attempt landed; its ack was lost
-				}
-			}
+func (r *Redeemer) recordRedeemed(ctx context.Context, a *attempt) error {
+	x, err := r.trail.Extend(ctx, r.cfg.Domain, a.claims.RequestID, history.Reach{}, r.author, func(h *history.History) (*history.Event, error) {
+		if err := granted(h.State, a.hash); err != nil {
+			return nil, err
 		}
-		if err := granted(h.state, a.hash); err != nil {
-			if errors.Is(err, ErrRevoked) {
-				return err
-			}
-			return fmt.Errorf("%w: %w", ErrNotRecorded, err)
-		}
-		out, err := r.seal(h.state, "", &events.Redeemed{
-			Prev:      h.state.LastDigest,
+		return &history.Event{Kind: events.KindRedeemed, Data: &events.Redeemed{
+			Prev:      h.State.LastDigest,
 			Outcome:   events.RedemptionRedeemed,
 			TokenHash: a.hash,
 			Holder:    a.claims.Holder,
 			Service:   r.cfg.Service,
-		})
-		if err != nil {
-			return fmt.Errorf("%w: %w", ErrNotRecorded, err)
+		}}, nil
+	})
+	switch {
+	case errors.Is(err, ErrRevoked):
+		return err
+	case err != nil:
+		if !errors.Is(err, ErrNotGranted) && !errors.Is(err, ErrAlreadyUsed) {
+			r.log.Warn("append redeemed", attrRequest, a.claims.RequestID, "error", err)
 		}
-		mine[out.MsgID] = true
-		seq, err := store.Append(ctx, r.js, r.cfg.Stream, out, h.state.LastSeq, events.RequestFilter(r.cfg.Domain, h.state.ID))
-		if err == nil {
-			r.log.Debug("appended", attrRequest, h.state.ID, attrSeq, seq)
-			return nil
-		}
-		if ctx.Err() != nil {
-			return fmt.Errorf("%w: %w", ErrNotRecorded, err)
-		}
-		if !store.IsConflict(err) {
-			r.log.Warn("append redeemed", attrRequest, h.state.ID, "error", err)
-			time.Sleep(50 * time.Millisecond)
-		}
+		return fmt.Errorf("%w: %w", ErrNotRecorded, err)
 	}
-	return fmt.Errorf("%w: %w", ErrNotRecorded, store.ErrConflict)
-}
-
-func (r *Redeemer) seal(st request.State, ordinal string, d *events.Redeemed) (events.Outgoing, error) {
-	return events.Seal(events.Draft{
-		Domain:    r.cfg.Domain,
-		RequestID: st.ID,
-		Kind:      events.KindRedeemed,
-		Ordinal:   ordinal,
-		Source:    r.source,
-		Time:      r.cfg.Clock(),
-		Data:      d,
-	}, r.cfg.Key)
+	r.log.Debug("appended", attrRequest, a.claims.RequestID, attrSeq, x.Seq)
+	return nil
 }
 
 // refuse logs a refusal and records it in the request's history when the
@@ -677,36 +632,21 @@ func (r *Redeemer) refuse(ctx context.Context, a *attempt, e *Error) {
 	}
 	ordinal := make([]byte, 8)
 	_, _ = rand.Read(ordinal)
-	for range maxAttempts {
-		h, err := r.load(ctx, e.RequestID)
-		if err != nil {
-			log.Warn("cannot record the refusal", "error", err)
-			return
+	_, err := r.trail.Extend(ctx, r.cfg.Domain, e.RequestID, history.Reach{}, r.author, func(h *history.History) (*history.Event, error) {
+		if h.State.Request == nil {
+			return nil, nil // no such request here: nothing to record it in
 		}
-		if h.state.Request == nil {
-			return // no such request here: nothing to record it in
-		}
-		out, err := r.seal(h.state, "refused-"+hex.EncodeToString(ordinal), &events.Redeemed{
-			Prev:      h.state.LastDigest,
+		return &history.Event{Kind: events.KindRedeemed, Ordinal: "refused-" + hex.EncodeToString(ordinal), Data: &events.Redeemed{
+			Prev:      h.State.LastDigest,
 			Outcome:   events.RedemptionRefused,
 			Code:      e.Code,
 			Reason:    reason,
 			TokenHash: a.hash,
 			Holder:    holder,
 			Service:   r.cfg.Service,
-		})
-		if err != nil {
-			log.Warn("cannot record the refusal", "error", err)
-			return
-		}
-		_, err = store.Append(ctx, r.js, r.cfg.Stream, out, h.state.LastSeq, events.RequestFilter(r.cfg.Domain, e.RequestID))
-		if err == nil {
-			return
-		}
-		if !store.IsConflict(err) {
-			log.Warn("cannot record the refusal", "error", err)
-			return
-		}
+		}}, nil
+	})
+	if err != nil {
+		log.Warn("cannot record the refusal", "error", err)
 	}
-	log.Warn("cannot record the refusal", "error", store.ErrConflict)
 }

@@ -32,7 +32,7 @@ func Append(ctx context.Context, js jetstream.JetStream, stream string, out even
 		attempt int
 		absent  noAnswer
 	)
-	r := Reader{NC: js.Conn(), Stream: stream, APIPrefix: apiPrefix(js.Options())}
+	r := Reader{NC: js.Conn(), Stream: stream, APIPrefix: APIPrefixOf(js.Options())}
 	err := Retry(ctx, func(ctx context.Context) error {
 		var err error
 		seq, err = publish(ctx, js, stream, out, lastSeq, filter, attempt > 0)

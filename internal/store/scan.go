@@ -23,7 +23,7 @@ var ErrNoDirect = errors.New("the stream does not allow direct gets")
 // consumer: whoever may read the stream may scan it, without the right to
 // create (and so to change) consumers. The stream must allow direct gets.
 func Scan(ctx context.Context, js jetstream.JetStream, stream, filter string, since time.Time, fn func(events.Message) error) error {
-	r := Reader{NC: js.Conn(), Stream: stream, APIPrefix: apiPrefix(js.Options())}
+	r := Reader{NC: js.Conn(), Stream: stream, APIPrefix: APIPrefixOf(js.Options())}
 	start := directGet{Seq: 1}
 	if !since.IsZero() {
 		start = directGet{StartTime: &since}
@@ -31,9 +31,9 @@ func Scan(ctx context.Context, js jetstream.JetStream, stream, filter string, si
 	return r.scan(ctx, filter, start, fn)
 }
 
-// apiPrefix is the prefix Reader needs to reach the JetStream that js
+// APIPrefixOf is the prefix Reader needs to reach the JetStream that js
 // reaches.
-func apiPrefix(o jetstream.JetStreamOptions) string {
+func APIPrefixOf(o jetstream.JetStreamOptions) string {
 	switch {
 	case o.APIPrefix != "":
 		return strings.TrimSuffix(o.APIPrefix, ".")

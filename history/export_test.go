@@ -1,0 +1,22 @@
+package history
+
+import (
+	"context"
+
+	"github.com/writ-dev/writ/events"
+)
+
+// LoseAcks makes l's next n appends store their event and then report an
+// outcome it did not learn, as when the acknowledgement is lost with a
+// server going down.
+func LoseAcks(l *Log, n int, lost error) {
+	real := l.appendOnce
+	l.appendOnce = func(ctx context.Context, out events.Outgoing, last uint64, filter string) (uint64, error) {
+		seq, err := real(ctx, out, last, filter)
+		if err == nil && n > 0 {
+			n--
+			return 0, lost
+		}
+		return seq, err
+	}
+}

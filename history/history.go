@@ -1,0 +1,280 @@
+package history
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+
+	"github.com/writ-dev/writ/events"
+	"github.com/writ-dev/writ/internal/fifo"
+	"github.com/writ-dev/writ/internal/store"
+	"github.com/writ-dev/writ/request"
+)
+
+// ErrConflict means another writer extended the history first.
+var ErrConflict = store.ErrConflict
+
+// IsConflict reports whether an append failed because the history moved on.
+func IsConflict(err error) bool { return store.IsConflict(err) }
+
+// ErrBehind is returned by Load when every read in the time given ended
+// before the sequence it had to reach.
+var ErrBehind = store.ErrBehind
+
+// maxConflicts bounds how often Extend reads again because other writers
+// keep appending first.
+const maxConflicts = 16
+
+// Log reads and extends the histories in one audit stream.
+type Log struct {
+	js      jetstream.JetStream
+	stream  string
+	reader  store.Reader
+	home    string
+	checker events.Checker
+	clock   func() time.Time
+	maxBody int
+	seen    *fifo.Cache[string, uint64]
+	// appendOnce makes one append attempt; tests replace it to lose an
+	// acknowledgement.
+	appendOnce func(ctx context.Context, out events.Outgoing, last uint64, filter string) (uint64, error)
+}
+
+// Options configure a Log.
+type Options struct {
+	JS     jetstream.JetStream // appends, and direct reads through its API prefix
+	Stream string
+	// Home is the domain whose JetStream the connection reaches directly.
+	// Another domain's history is read in its own JetStream domain (named
+	// as the domain) across leafnodes. "" reads every domain through the
+	// connection's JetStream.
+	Home    string
+	Checker events.Checker   // the trust bundle and limits events are judged by
+	Clock   func() time.Time // default time.Now
+	// Remember is how many requests the Log keeps the last sequence of
+	// (what it wrote or read): a later read never shows less. 0: 16384.
+	Remember int
+}
+
+// New returns a Log on a stream.
+func New(o Options) *Log {
+	if o.Clock == nil {
+		o.Clock = time.Now
+	}
+	if o.Remember <= 0 {
+		o.Remember = 16384
+	}
+	maxBody := o.Checker.MaxBody
+	if maxBody <= 0 {
+		maxBody = events.DefaultMaxBody
+	}
+	l := &Log{
+		js:      o.JS,
+		stream:  o.Stream,
+		reader:  store.Reader{NC: o.JS.Conn(), Stream: o.Stream, APIPrefix: store.APIPrefixOf(o.JS.Options())},
+		home:    o.Home,
+		checker: o.Checker,
+		clock:   o.Clock,
+		maxBody: maxBody,
+		seen:    fifo.New[string, uint64](o.Remember),
+	}
+	l.appendOnce = func(ctx context.Context, out events.Outgoing, last uint64, filter string) (uint64, error) {
+		return store.Append(ctx, l.js, l.stream, out, last, filter)
+	}
+	return l
+}
+
+// Reader reads domain's audit stream, wherever it lives (see Options.Home).
+func (l *Log) Reader(domain string) store.Reader {
+	r := l.reader
+	if l.home != "" && domain != l.home && domain != "*" {
+		r.APIPrefix = store.DomainAPI(domain)
+	}
+	return r
+}
+
+// Checker judges events by the Log's trust bundle and limits.
+func (l *Log) Checker() events.Checker { return l.checker }
+
+// Stream is the name of the audit stream.
+func (l *Log) Stream() string { return l.stream }
+
+// History is a request's history, inspected and folded.
+type History struct {
+	Domain, ID string
+	Records    []events.Record
+	State      request.State
+	Errs       map[uint64]error // why each record changed nothing
+	Now        time.Time        // when it was read: the time it was judged at
+}
+
+// Record returns the record stored at seq.
+func (h *History) Record(seq uint64) (events.Record, bool) {
+	for _, r := range h.Records {
+		if r.Seq == seq {
+			return r, true
+		}
+	}
+	return events.Record{}, false
+}
+
+// Reach says how far a read must reach before it is believed.
+type Reach struct {
+	// Seq is a sequence the history is known to hold (the message being
+	// handled); 0: none. What this Log wrote or read of the request
+	// before counts too.
+	Seq uint64
+	// Wait is how long to read again while the history ends before that:
+	// past it, store.ErrBehind. 0: until ctx ends.
+	Wait time.Duration
+}
+
+// Load reads a request's history, inspects each message and folds them
+// once. A history with no message yet is empty, its State naming domain
+// and id; a read never shows less of a request than this Log wrote or
+// read of it before.
+func (l *Log) Load(ctx context.Context, domain, id string, reach Reach) (*History, error) {
+	floor := max(reach.Seq, l.known(domain, id))
+	msgs, err := l.Reader(domain).LoadReaching(ctx, events.RequestFilter(domain, id), floor, reach.Wait)
+	if err != nil {
+		return nil, err
+	}
+	now := l.clock()
+	h := &History{Domain: domain, ID: id, Now: now, Records: make([]events.Record, len(msgs))}
+	for i, m := range msgs {
+		h.Records[i] = l.checker.Inspect(m, now)
+	}
+	h.State, h.Errs = request.Fold(h.Records)
+	if h.State.ID == "" {
+		// No event yet: what is appended starts this id's history.
+		h.State.Domain, h.State.ID = domain, id
+	}
+	if len(msgs) > 0 {
+		l.note(domain, id, msgs[len(msgs)-1].Seq)
+	}
+	return h, nil
+}
+
+// Author is who signs what a writer appends: its key, and the CloudEvents
+// source naming it.
+type Author struct {
+	Key    nkeys.KeyPair
+	Source string
+}
+
+// Event is what a writer appends: its kind, data and, for a kind a
+// history may hold several of, its ordinal.
+type Event struct {
+	Kind    events.Kind
+	Ordinal string
+	Data    any
+}
+
+// Append seals e as by and appends it to the history of domain/id if the
+// history still ends at sequence last (0: it has no event yet). Another
+// writer first is ErrConflict; a body over the stream's limit is
+// events.ErrOversized, and nothing is appended.
+func (l *Log) Append(ctx context.Context, domain, id string, last uint64, by Author, e Event) (uint64, error) {
+	seq, _, err := l.append(ctx, domain, id, last, events.RequestFilter(domain, id), by, e)
+	return seq, err
+}
+
+// AppendSeries is Append for a series of one kind kept under an id of its
+// own (checkpoints, witness records): only that kind's subject counts as
+// the history, so that junk published under the id with another kind
+// cannot stop the series.
+// It also returns the event as appended (a checkpoint is kept as the
+// series' last).
+func (l *Log) AppendSeries(ctx context.Context, domain, id string, last uint64, by Author, e Event) (uint64, events.Outgoing, error) {
+	return l.append(ctx, domain, id, last, events.Subject(domain, id, e.Kind), by, e)
+}
+
+func (l *Log) append(ctx context.Context, domain, id string, last uint64, filter string, by Author, e Event) (uint64, events.Outgoing, error) {
+	out, err := events.Seal(events.Draft{
+		Domain: domain, RequestID: id, Kind: e.Kind, Ordinal: e.Ordinal,
+		Source: by.Source, Time: l.clock(), Data: e.Data,
+	}, by.Key)
+	if err != nil {
+		return 0, out, err
+	}
+	// Every reader refuses a body over the limit: appending one would
+	// record what nobody trusts.
+	if len(out.Body) > l.maxBody {
+		return 0, out, fmt.Errorf("%w: %s of %d bytes, limit %d", events.ErrOversized, e.Kind, len(out.Body), l.maxBody)
+	}
+	seq, err := l.appendOnce(ctx, out, last, filter)
+	if err != nil {
+		return 0, out, err
+	}
+	// The next reader of this history need not check it again.
+	l.checker.Remember(out, seq)
+	l.note(domain, id, seq)
+	return seq, out, nil
+}
+
+// Build says what to append next to a history, from what it holds: nil
+// for nothing.
+type Build func(h *History) (*Event, error)
+
+// Extended is what Extend did.
+type Extended struct {
+	Seq     uint64   // where the event is stored; 0 when Build asked for nothing
+	Event   *Event   // what Build asked for; nil for nothing
+	History *History // the history Build decided on (the event not in it)
+}
+
+// Extend reads the history of domain/id as far as reach says, asks build
+// what to append, and appends it as by. When another writer appended
+// first, it reads the history again and asks build again (at most 16
+// times; then ErrConflict). An append whose outcome was not learned (no
+// acknowledgement) is looked for when the history is read again: found,
+// it is the outcome, and it is not made twice. Errors from build and from
+// reading are returned as they are.
+func (l *Log) Extend(ctx context.Context, domain, id string, reach Reach, by Author, build Build) (Extended, error) {
+	mine := map[string]bool{} // message ids this call sealed
+	for range maxConflicts {
+		h, err := l.Load(ctx, domain, id, reach)
+		if err != nil {
+			return Extended{}, err
+		}
+		for _, r := range h.Records {
+			if r.Valid() && mine[r.Envelope.ID] {
+				// An earlier attempt landed; its acknowledgement was lost.
+				return Extended{Seq: r.Seq, History: h}, nil
+			}
+		}
+		e, err := build(h)
+		if err != nil || e == nil {
+			return Extended{Event: e, History: h}, err
+		}
+		seq, out, err := l.append(ctx, domain, id, h.State.LastSeq, events.RequestFilter(domain, id), by, *e)
+		if out.MsgID != "" {
+			mine[out.MsgID] = true
+		}
+		switch {
+		case err == nil:
+			return Extended{Seq: seq, Event: e, History: h}, nil
+		case IsConflict(err), store.IsUnknownOutcome(err) && ctx.Err() == nil:
+			continue
+		}
+		return Extended{Event: e, History: h}, err
+	}
+	return Extended{}, ErrConflict
+}
+
+func (l *Log) known(domain, id string) uint64 {
+	seq, _ := l.seen.Get(domain + "/" + id)
+	return seq
+}
+
+// note remembers that domain/id holds sequence seq.
+func (l *Log) note(domain, id string, seq uint64) {
+	l.seen.Update(domain+"/"+id, func(old uint64, _ bool) uint64 { return max(old, seq) })
+}
+
+// Note tells the Log that the history of domain/id holds sequence seq
+// (learned elsewhere, e.g. from a notice): later reads reach it.
+func (l *Log) Note(domain, id string, seq uint64) { l.note(domain, id, seq) }

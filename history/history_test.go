@@ -1,0 +1,185 @@
+package history_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/writ-dev/writ/events"
+	"github.com/writ-dev/writ/history"
+	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/internal/writtest"
+	"github.com/writ-dev/writ/issuer"
+	"github.com/writ-dev/writ/request"
+)
+
+// setup is a test installation with no pipeline: only what a test appends
+// is in the stream.
+func setup(t *testing.T) (*writtest.Env, *history.Log) {
+	e := writtest.Start(t, writtest.Options{NoServe: true})
+	return e, logOn(t, e)
+}
+
+func logOn(t *testing.T, e *writtest.Env) *history.Log {
+	js, err := jetstream.New(e.NC)
+	require.NoError(t, err)
+	return history.New(history.Options{JS: js, Stream: "WRIT", Checker: events.Checker{Bundle: e.Runtime.Bundle}})
+}
+
+func author(who *identity.Identity) history.Author {
+	return history.Author{Key: who.Key, Source: "writ://" + who.Principal.Domain + "/principals/" + who.Principal.Name}
+}
+
+func requested(t *testing.T, id string, who *identity.Identity, reason string) history.Event {
+	xkey, err := issuer.HolderXKey(who.Key, id)
+	require.NoError(t, err)
+	xpub, err := xkey.PublicKey()
+	require.NoError(t, err)
+	return history.Event{Kind: events.KindRequested, Data: &events.Requested{HolderXKey: xpub,
+		Domain:    writtest.Domain,
+		Requester: events.PrincipalRef{Domain: who.Principal.Domain, Name: who.Principal.Name},
+		Identity:  who.JWT, Action: "deploy", Resource: "staging/web", Urgency: "normal", Reason: reason,
+	}}
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+func TestLoadFoldsWhatWasAppended(t *testing.T) {
+	e, l := setup(t)
+	carol := e.Identity("carol")
+	id := "0190b7a4-0000-7000-8000-000000000001"
+
+	h, err := l.Load(ctx(t), writtest.Domain, id, history.Reach{})
+	require.NoError(t, err)
+	assert.Empty(t, h.Records)
+	assert.Equal(t, writtest.Domain, h.State.Domain, "an empty history names its request: what is appended starts it")
+	assert.Equal(t, id, h.State.ID)
+
+	seq, err := l.Append(ctx(t), writtest.Domain, id, 0, author(carol), requested(t, id, carol, "first"))
+	require.NoError(t, err)
+	h, err = l.Load(ctx(t), writtest.Domain, id, history.Reach{})
+	require.NoError(t, err)
+	require.Len(t, h.Records, 1)
+	assert.NoError(t, h.Records[0].Err, "inspected against the trust bundle, and genuine")
+	assert.Equal(t, seq, h.State.LastSeq)
+	assert.Equal(t, request.StatusRequested, h.State.Status)
+	rec, ok := h.Record(seq)
+	assert.True(t, ok)
+	assert.Equal(t, events.KindRequested, rec.Kind)
+}
+
+func TestAppendExpectsTheHistoryToEndWhereItWasRead(t *testing.T) {
+	e, l := setup(t)
+	carol := e.Identity("carol")
+	id := "0190b7a4-0000-7000-8000-000000000002"
+	_, err := l.Append(ctx(t), writtest.Domain, id, 0, author(carol), requested(t, id, carol, "first"))
+	require.NoError(t, err)
+	_, err = l.Append(ctx(t), writtest.Domain, id, 0, author(carol), requested(t, id, carol, "second, from a stale read"))
+	assert.ErrorIs(t, err, history.ErrConflict)
+	assert.True(t, history.IsConflict(err))
+}
+
+func TestAppendRefusesAnOversizedBody(t *testing.T) {
+	e := writtest.Start(t, writtest.Options{NoServe: true})
+	js, err := jetstream.New(e.NC)
+	require.NoError(t, err)
+	l := history.New(history.Options{JS: js, Stream: "WRIT", Checker: events.Checker{Bundle: e.Runtime.Bundle, MaxBody: 512}})
+	carol := e.Identity("carol")
+	id := "0190b7a4-0000-7000-8000-000000000003"
+	_, err = l.Append(ctx(t), writtest.Domain, id, 0, author(carol), requested(t, id, carol, string(make([]byte, 600))))
+	assert.ErrorIs(t, err, events.ErrOversized)
+	h, err := l.Load(ctx(t), writtest.Domain, id, history.Reach{})
+	require.NoError(t, err)
+	assert.Empty(t, h.Records, "nothing is appended")
+}
+
+func TestExtendReadsAgainWhenAnotherWriterCameFirst(t *testing.T) {
+	e, l := setup(t)
+	carol, alice := e.Identity("carol"), e.Identity("alice")
+	id := "0190b7a4-0000-7000-8000-000000000004"
+	_, err := l.Append(ctx(t), writtest.Domain, id, 0, author(carol), requested(t, id, carol, "first"))
+	require.NoError(t, err)
+	other := logOn(t, e) // another writer, with its own reads
+
+	var seen []int // how many records each build saw
+	x, err := l.Extend(ctx(t), writtest.Domain, id, history.Reach{}, author(alice), func(h *history.History) (*history.Event, error) {
+		seen = append(seen, len(h.Records))
+		if len(seen) == 1 {
+			// Another writer appends between this read and this append.
+			_, err := other.Append(ctx(t), writtest.Domain, id, h.State.LastSeq, author(carol), revoke(carol, h.State.LastDigest))
+			require.NoError(t, err)
+		}
+		return &history.Event{Kind: events.KindRevoke, Ordinal: alice.Principal.Key, Data: revoke(alice, h.State.LastDigest).Data}, nil
+	})
+	require.NoError(t, err)
+	assert.Equal(t, []int{1, 2}, seen, "decided again on the history as the other writer left it")
+	h, err := l.Load(ctx(t), writtest.Domain, id, history.Reach{})
+	require.NoError(t, err)
+	require.Len(t, h.Records, 3)
+	assert.Equal(t, x.Seq, h.State.LastSeq)
+}
+
+func revoke(who *identity.Identity, prev string) history.Event {
+	return history.Event{Kind: events.KindRevoke, Ordinal: who.Principal.Key, Data: &events.Revoke{
+		Prev: prev, Domain: writtest.Domain, By: events.PrincipalRef{Domain: who.Principal.Domain, Name: who.Principal.Name},
+		Identity: who.JWT, Reason: "test",
+	}}
+}
+
+func TestExtendRecognisesItsOwnEarlierAttempt(t *testing.T) {
+	e, l := setup(t)
+	carol := e.Identity("carol")
+	id := "0190b7a4-0000-7000-8000-000000000005"
+	_, err := l.Append(ctx(t), writtest.Domain, id, 0, author(carol), requested(t, id, carol, "first"))
+	require.NoError(t, err)
+
+	history.LoseAcks(l, 1, fmt.Errorf("publish: %w", nats.ErrTimeout))
+	builds := 0
+	x, err := l.Extend(ctx(t), writtest.Domain, id, history.Reach{}, author(carol), func(h *history.History) (*history.Event, error) {
+		builds++
+		ev := revoke(carol, h.State.LastDigest)
+		ev.Ordinal = fmt.Sprint(builds) // a second build would make a second event
+		return &ev, nil
+	})
+	require.NoError(t, err)
+	assert.Equal(t, 1, builds, "the event stored with its acknowledgement lost is the outcome")
+	h, err := l.Load(ctx(t), writtest.Domain, id, history.Reach{})
+	require.NoError(t, err)
+	require.Len(t, h.Records, 2, "appended once")
+	assert.Equal(t, x.Seq, h.Records[1].Seq)
+}
+
+func TestExtendBuildingNothingAppendsNothing(t *testing.T) {
+	e, l := setup(t)
+	carol := e.Identity("carol")
+	id := "0190b7a4-0000-7000-8000-000000000006"
+	_, err := l.Append(ctx(t), writtest.Domain, id, 0, author(carol), requested(t, id, carol, "first"))
+	require.NoError(t, err)
+	x, err := l.Extend(ctx(t), writtest.Domain, id, history.Reach{}, author(carol), func(*history.History) (*history.Event, error) { return nil, nil })
+	require.NoError(t, err)
+	assert.Zero(t, x.Seq)
+	assert.Len(t, x.History.Records, 1)
+}
+
+func TestLoadReachesWhatItWroteBefore(t *testing.T) {
+	e, l := setup(t)
+	carol := e.Identity("carol")
+	id := "0190b7a4-0000-7000-8000-000000000007"
+	seq, err := l.Append(ctx(t), writtest.Domain, id, 0, author(carol), requested(t, id, carol, "first"))
+	require.NoError(t, err)
+	// Told the history holds more than the stream has: the read is made
+	// again until its bound, then says it stays behind.
+	l.Note(writtest.Domain, id, seq+1000)
+	_, err = l.Load(ctx(t), writtest.Domain, id, history.Reach{Wait: 50 * time.Millisecond})
+	assert.ErrorIs(t, err, history.ErrBehind)
+}
