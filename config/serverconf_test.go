@@ -15,7 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/writ-dev/writ/config"
-	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/identity/connect"
 )
 
 // TestServerConfRunsARealServer: a nats-server started from the written
@@ -54,7 +54,7 @@ func TestServerConfRunsARealServer(t *testing.T) {
 
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			opOpts, err := identity.ConnectOptions(cfg.Path(config.OperatorCreds))
+			opOpts, err := connect.Creds(cfg.Path(config.OperatorCreds))
 			require.NoError(t, err)
 			op, err := nats.Connect(url, opOpts...)
 			require.NoError(t, err)
@@ -65,7 +65,7 @@ func TestServerConfRunsARealServer(t *testing.T) {
 			require.NoError(t, err)
 
 			errs := make(chan error, 8)
-			carolOpts, err := identity.ConnectOptions(cfg.Path("creds/carol.creds"))
+			carolOpts, err := connect.Creds(cfg.Path("creds/carol.creds"))
 			require.NoError(t, err)
 			carol, err := nats.Connect(url, append(carolOpts, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { errs <- err }))...)
 			require.NoError(t, err)

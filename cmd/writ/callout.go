@@ -15,7 +15,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/writ-dev/writ/config"
-	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/identity/connect"
 	"github.com/writ-dev/writ/internal/access"
 	"github.com/writ-dev/writ/internal/callout"
 	"github.com/writ-dev/writ/redeem"
@@ -106,7 +106,7 @@ func runCallout(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	wopts := []nats.Option{nats.Name("writ-callout-redeemer"), nats.Timeout(5 * time.Second), nats.MaxReconnects(-1)}
 	// Consuming a grant is the redeemer's right on the server.
-	copts, err := identity.ConnectOptions(firstNonEmpty(*writCreds, rt.Config.Path(config.RedeemerCreds)))
+	copts, err := connect.Creds(firstNonEmpty(*writCreds, rt.Config.Path(config.RedeemerCreds)))
 	if err != nil {
 		return fmt.Errorf("--writ-creds: %w", err)
 	}

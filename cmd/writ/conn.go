@@ -19,6 +19,7 @@ import (
 	"github.com/writ-dev/writ/client"
 	"github.com/writ-dev/writ/config"
 	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/identity/connect"
 )
 
 const defaultDir = ".writ"
@@ -91,7 +92,7 @@ func (c *conn) open() (*nats.Conn, *client.Client, error) {
 		}
 	}
 	if creds != "" {
-		copts, err := identity.ConnectOptions(creds)
+		copts, err := connect.Creds(creds)
 		if err != nil {
 			return nil, nil, err
 		}

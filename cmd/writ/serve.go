@@ -19,6 +19,7 @@ import (
 
 	"github.com/writ-dev/writ/config"
 	"github.com/writ-dev/writ/identity"
+	idconnect "github.com/writ-dev/writ/identity/connect"
 	"github.com/writ-dev/writ/internal/access"
 	"github.com/writ-dev/writ/internal/dirlock"
 	"github.com/writ-dev/writ/internal/embedded"
@@ -198,7 +199,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *server != "" {
 		opts := []nats.Option{nats.Name("writ serve"), nats.MaxReconnects(-1)}
 		if c := firstNonEmpty(*creds, cfg.Path(cfg.Creds)); c != "" {
-			copts, err := identity.ConnectOptions(c)
+			copts, err := idconnect.Creds(c)
 			if err != nil {
 				return err
 			}

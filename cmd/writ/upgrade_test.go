@@ -15,6 +15,7 @@ import (
 
 	"github.com/writ-dev/writ/config"
 	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/identity/connect"
 )
 
 // oldSetup turns a new setup into one made before roles existed: no server
@@ -90,7 +91,7 @@ func urlOf(t *testing.T, out string) string {
 // creds: tests read and tamper with what no other role may touch.
 func operatorConn(t *testing.T, dir, url string, opts ...nats.Option) (*nats.Conn, error) {
 	t.Helper()
-	copts, err := identity.ConnectOptions(filepath.Join(dir, config.OperatorCreds))
+	copts, err := connect.Creds(filepath.Join(dir, config.OperatorCreds))
 	require.NoError(t, err)
 	return nats.Connect(url, append(copts, opts...)...)
 }

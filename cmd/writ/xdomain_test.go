@@ -19,6 +19,7 @@ import (
 	"github.com/writ-dev/writ/config"
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/identity/connect"
 	"github.com/writ-dev/writ/internal/access"
 	"github.com/writ-dev/writ/internal/store"
 	"github.com/writ-dev/writ/internal/writtest"
@@ -234,7 +235,7 @@ func TestCrossDomainVoteCheckedByTarget(t *testing.T) {
 
 	// On alice's connection to alpha (the server admits only alpha's
 	// identities), signed by the impostor.
-	opts, err := identity.ConnectOptions(filepath.Join(x.alpha.Dir, "creds", "alice.creds"))
+	opts, err := connect.Creds(filepath.Join(x.alpha.Dir, "creds", "alice.creds"))
 	require.NoError(t, err)
 	nc, err := x.alpha.Server.Connect(opts...)
 	require.NoError(t, err)
@@ -256,7 +257,7 @@ func TestCrossDomainReaderCannotVote(t *testing.T) {
 	x := startXDomain(t, "beta")
 	id := x.pendingInBeta(t)
 	errs := make(chan error, 8)
-	opts, err := identity.ConnectOptions(filepath.Join(x.alpha.Dir, config.ReaderCreds))
+	opts, err := connect.Creds(filepath.Join(x.alpha.Dir, config.ReaderCreds))
 	require.NoError(t, err)
 	nc, err := x.alpha.Server.Connect(append(opts, nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 		select {
@@ -372,7 +373,7 @@ func narrowLeaf(t *testing.T, hub, spoke *writtest.Env, inboxes string) {
 
 func mustConnectOptions(t *testing.T, creds string) []nats.Option {
 	t.Helper()
-	opts, err := identity.ConnectOptions(creds)
+	opts, err := connect.Creds(creds)
 	require.NoError(t, err)
 	return opts
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/writ-dev/writ/config"
 	"github.com/writ-dev/writ/examples/target-service/dboperator"
 	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/identity/connect"
 	"github.com/writ-dev/writ/redeem"
 )
 
@@ -81,7 +82,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if c == "" {
 		c = cfg.Path(config.RedeemerCreds)
 	}
-	copts, err := identity.ConnectOptions(c)
+	copts, err := connect.Creds(c)
 	if err != nil {
 		return err
 	}
@@ -179,7 +180,7 @@ func runCall(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	copts, err := identity.ConnectOptions(*credsPath)
+	copts, err := connect.Creds(*credsPath)
 	if err != nil {
 		return err
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/writ-dev/writ/config"
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
+	idconnect "github.com/writ-dev/writ/identity/connect"
 	"github.com/writ-dev/writ/internal/access"
 	"github.com/writ-dev/writ/internal/callout"
 	"github.com/writ-dev/writ/internal/locks"
@@ -193,7 +194,7 @@ func startFixture(t *testing.T) *fixture {
 // dial connects to the hub with the creds at rel.
 func (f *fixture) dial(t *testing.T, rel string, more ...nats.Option) *nats.Conn {
 	t.Helper()
-	opts, err := identity.ConnectOptions(filepath.Join(f.hub.Dir, rel))
+	opts, err := idconnect.Creds(filepath.Join(f.hub.Dir, rel))
 	require.NoError(t, err)
 	nc, err := f.hub.Server.Connect(append(opts, more...)...)
 	require.NoError(t, err)
@@ -222,7 +223,7 @@ func (f *fixture) calloutSystem(t *testing.T) []nats.Option {
 func (f *fixture) roles(t *testing.T) []*role {
 	hubCreds := func(name, rel string) *role {
 		path := filepath.Join(f.hub.Dir, rel)
-		opts, err := identity.ConnectOptions(path)
+		opts, err := idconnect.Creds(path)
 		require.NoError(t, err)
 		return &role{name: name, dial: dialer(f.hub, opts), api: "$JS.API"}
 	}
@@ -244,12 +245,12 @@ func (f *fixture) roles(t *testing.T) []*role {
 		out = append(out, &role{name: string(c), kind: c, dial: dialer(f.hub, opts), api: "$JS.API"})
 	}
 	spokePath := filepath.Join(f.spoke.Dir, "creds/carol.creds")
-	opts, err := identity.ConnectOptions(spokePath)
+	opts, err := idconnect.Creds(spokePath)
 	require.NoError(t, err)
 	out = append(out, &role{name: spokeDomain + "/carol (over the leafnode)", kind: access.Principal,
 		dial: dialer(f.spoke, opts), api: "$JS." + hubDomain + ".API", onSpoke: true})
 	opPath := filepath.Join(f.spoke.Dir, config.OperatorCreds)
-	opts, err = identity.ConnectOptions(opPath)
+	opts, err = idconnect.Creds(opPath)
 	require.NoError(t, err)
 	out = append(out, &role{name: spokeDomain + " operator (hub's leaf creds)", dial: dialer(f.spoke, opts),
 		api: "$JS." + hubDomain + ".API", viaLeaf: true, onSpoke: true})

@@ -18,7 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/writ-dev/writ/config"
-	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/identity/connect"
 	"github.com/writ-dev/writ/internal/embedded"
 	"github.com/writ-dev/writ/internal/locks"
 	"github.com/writ-dev/writ/internal/pipeline"
@@ -230,7 +230,7 @@ func (e *env) connect(name string, node int) (*nats.Conn, error) {
 		}),
 	}
 	if e.creds != "" {
-		copts, err := identity.ConnectOptions(e.creds)
+		copts, err := connect.Creds(e.creds)
 		if err != nil {
 			return nil, fmt.Errorf("bench: %w", err)
 		}

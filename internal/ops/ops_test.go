@@ -23,7 +23,7 @@ import (
 	"github.com/writ-dev/writ/client"
 	"github.com/writ-dev/writ/config"
 	"github.com/writ-dev/writ/consumers"
-	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/identity/connect"
 	"github.com/writ-dev/writ/internal/embedded"
 	"github.com/writ-dev/writ/internal/ops"
 	"github.com/writ-dev/writ/internal/pipeline"
@@ -102,7 +102,7 @@ func newReplica(t *testing.T, e *writtest.Env) *replica {
 	// started again on the same port.
 	// With the components' creds, as 'writ serve --server' connects.
 	cfg := e.Runtime.Config
-	copts, err := identity.ConnectOptions(cfg.Path(config.ComponentsCreds))
+	copts, err := connect.Creds(cfg.Path(config.ComponentsCreds))
 	require.NoError(t, err)
 	nc, err := nats.Connect(e.Server.ClientURL(), append(copts, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))...)
 	require.NoError(t, err)
@@ -309,7 +309,7 @@ func TestReadinessFollowsNATS(t *testing.T) {
 	e.Server = s // shut down at cleanup
 	r.ready(http.StatusOK)
 	// The requester on a connection of its own: the replica's may not ask.
-	copts, err := identity.ConnectOptions(e.Runtime.Config.Path("creds/deploy-bot.creds"))
+	copts, err := connect.Creds(e.Runtime.Config.Path("creds/deploy-bot.creds"))
 	require.NoError(t, err)
 	bot, err := s.Connect(copts...)
 	require.NoError(t, err)

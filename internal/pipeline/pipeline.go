@@ -18,6 +18,7 @@ import (
 	"github.com/writ-dev/writ/consumers"
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/identity/connect"
 	"github.com/writ-dev/writ/internal/access"
 )
 
@@ -334,7 +335,7 @@ func RoleOptions(c *config.Config, account nkeys.KeyPair, suffix string, roles .
 	if err != nil {
 		return nil, err
 	}
-	return identity.KeyOptions(c.Domain, token, user)
+	return connect.Key(c.Domain, token, user)
 }
 
 // ErrorLogger logs the errors the server reports on a connection

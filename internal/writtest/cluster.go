@@ -20,6 +20,7 @@ import (
 	"github.com/writ-dev/writ/client"
 	"github.com/writ-dev/writ/config"
 	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/identity/connect"
 	"github.com/writ-dev/writ/internal/access"
 	"github.com/writ-dev/writ/internal/embedded"
 	"github.com/writ-dev/writ/internal/pipeline"
@@ -150,7 +151,7 @@ func (c *ClusterEnv) Connect(first int, opts ...nats.Option) *nats.Conn {
 // no other role may), unless opts say who else.
 func (c *ClusterEnv) connect(first int, opts ...nats.Option) *nats.Conn {
 	c.T.Helper()
-	operator, err := identity.ConnectOptions(c.Runtime.Config.Path(config.OperatorCreds))
+	operator, err := connect.Creds(c.Runtime.Config.Path(config.OperatorCreds))
 	require.NoError(c.T, err)
 	nc, err := nats.Connect(strings.Join(c.URLs(first), ","), append(append(operator,
 		nats.DontRandomize(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond),

@@ -22,6 +22,7 @@ import (
 	"github.com/writ-dev/writ/config"
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/identity/connect"
 	"github.com/writ-dev/writ/internal/access"
 	"github.com/writ-dev/writ/internal/embedded"
 	"github.com/writ-dev/writ/internal/pipeline"
@@ -197,7 +198,7 @@ func (e *Env) StartServer() {
 	// The test's own connection is the operator's: tests tamper with what
 	// no other role may touch. The pipeline's components connect with
 	// their own roles (Serve).
-	opts, err := identity.ConnectOptions(e.Runtime.Config.Path(config.OperatorCreds))
+	opts, err := connect.Creds(e.Runtime.Config.Path(config.OperatorCreds))
 	require.NoError(t, err)
 	nc, err := s.Connect(append(opts, nats.MaxReconnects(-1))...)
 	require.NoError(t, err)
