@@ -164,34 +164,3 @@ func (p *Policy) evaluate(st request.State, now time.Time, facts state.Facts, st
 	return ev
 }
 
-// handleAudit handles a message of the audit stream with decide.
-func handleAudit(ctx context.Context, c *component, m jetstream.Msg, decide decideFunc) error {
-	domain, id, _, err := events.ParseSubject(m.Subject())
-	if err != nil {
-		// Not part of any request's history, so there is nowhere to record a
-		// refusal; the message itself stays in the stream for auditors.
-		c.log.Warn("ignored a message with a malformed subject", "subject", m.Subject(), "err", err)
-		return &terminate{reason: "malformed subject"}
-	}
-	md, err := m.Metadata()
-	if err != nil {
-		return &terminate{reason: "no metadata"}
-	}
-	seq := md.Sequence.Stream
-	err = c.react(ctx, domain, id, seq, guard(decide))
-	var p *panicked
-	if !errors.As(err, &p) || md.NumDelivered < PoisonAfter {
-		return err
-	}
-	// It failed every time, in a way no retry fixes: answer it on the
-	// record and let it go, so that it blocks nothing behind it.
-	err = c.react(ctx, domain, id, seq, func(_ context.Context, h *view, this events.Record) (*effect, error) {
-		return unprocessable(h, this, p), nil
-	})
-	if err != nil {
-		return err // recording failed: try again on the next delivery
-	}
-	c.log.Error("gave up on an input that cannot be handled; recorded as unprocessable",
-		attrRequest, id, attrSeq, seq, "deliveries", md.NumDelivered, "err", p)
-	return &terminate{reason: CodeUnprocessable + ": " + p.Error()}
-}

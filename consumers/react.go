@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/history"
 	"github.com/writ-dev/writ/internal/locks"
@@ -28,6 +30,38 @@ type effect struct {
 	// handling's: the input comes again, and decide must then do it for
 	// the event already stored.
 	then func(ctx context.Context, seq uint64) error
+}
+
+// handleAudit handles a message of the audit stream with decide.
+func handleAudit(ctx context.Context, c *component, m jetstream.Msg, decide decideFunc) error {
+	domain, id, _, err := events.ParseSubject(m.Subject())
+	if err != nil {
+		// Not part of any request's history, so there is nowhere to record a
+		// refusal; the message itself stays in the stream for auditors.
+		c.log.Warn("ignored a message with a malformed subject", "subject", m.Subject(), "err", err)
+		return &terminate{reason: "malformed subject"}
+	}
+	md, err := m.Metadata()
+	if err != nil {
+		return &terminate{reason: "no metadata"}
+	}
+	seq := md.Sequence.Stream
+	err = c.react(ctx, domain, id, seq, guard(decide))
+	var p *panicked
+	if !errors.As(err, &p) || md.NumDelivered < PoisonAfter {
+		return err
+	}
+	// It failed every time, in a way no retry fixes: answer it on the
+	// record and let it go, so that it blocks nothing behind it.
+	err = c.react(ctx, domain, id, seq, func(_ context.Context, h *view, this events.Record) (*effect, error) {
+		return unprocessable(h, this, p), nil
+	})
+	if err != nil {
+		return err // recording failed: try again on the next delivery
+	}
+	c.log.Error("gave up on an input that cannot be handled; recorded as unprocessable",
+		attrRequest, id, attrSeq, seq, "deliveries", md.NumDelivered, "err", p)
+	return &terminate{reason: CodeUnprocessable + ": " + p.Error()}
 }
 
 // decideFunc looks at a request's history (and, for messages of the audit
