@@ -163,4 +163,3 @@ func (p *Policy) evaluate(st request.State, now time.Time, facts state.Facts, st
 	ev.StateRevisions = facts.Revisions
 	return ev
 }
-
