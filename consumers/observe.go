@@ -1,6 +1,7 @@
 package consumers
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -22,21 +23,31 @@ type Durable struct {
 // holds it to (Guard).
 func (d Durable) Config() jetstream.ConsumerConfig { return durableConfig(d.Consumer, d.Filters...) }
 
-// Outcome is what became of a message handled.
+// Outcome is what became of a message handled. Its zero value is no
+// outcome, so that a Handled nobody filled in is not counted as acked.
 type Outcome uint8
 
 // The outcomes of handling a message.
 const (
-	Acked      Outcome = iota // handled; acknowledged
-	Retried                   // failed; naked for redelivery
-	Terminated                // can never succeed; redelivery stopped
+	OutcomeUnknown Outcome = iota // the zero value: not an outcome
+	Acked                         // handled; acknowledged
+	Retried                       // failed; naked for redelivery
+	Terminated                    // can never succeed; redelivery stopped
 )
 
-var outcomeNames = [...]string{Acked: "acked", Retried: "retried", Terminated: "terminated"}
+// outcomeNames are the outcomes' names, metric labels.
+var outcomeNames = [...]string{OutcomeUnknown: "unknown", Acked: "acked", Retried: "retried", Terminated: "terminated"}
 
-func (o Outcome) String() string { return outcomeNames[o] }
+// String names the outcome; a value that is none of them prints as
+// outcome(n).
+func (o Outcome) String() string {
+	if int(o) < len(outcomeNames) {
+		return outcomeNames[o]
+	}
+	return "outcome(" + strconv.Itoa(int(o)) + ")"
+}
 
-// Outcomes lists every outcome, in order.
+// Outcomes lists every outcome, in order; OutcomeUnknown is not one.
 var Outcomes = []Outcome{Acked, Retried, Terminated}
 
 // Loop is the state of a consumer loop.

@@ -238,9 +238,10 @@ func handle(ctx context.Context, m jetstream.Msg, log *slog.Logger, probe Consum
 	}()
 	var term *terminate
 	var retry *retryAfter
-	outcome := Acked
+	var outcome Outcome
 	switch {
 	case err == nil:
+		outcome = Acked
 		if aerr := m.Ack(); aerr != nil {
 			log.Warn("ack failed; the message will be redelivered", msgAttrs(m, seq, "err", aerr)...)
 		}

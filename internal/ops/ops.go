@@ -190,6 +190,7 @@ func (o *Ops) consumerLocked(d consumers.Durable) *consumerProbe {
 			kick:        o.kick,
 			seconds:     o.m.seconds.WithLabelValues(d.Name),
 			redelivered: o.m.redelivered.WithLabelValues(d.Name),
+			outcomes:    make(map[consumers.Outcome]prometheus.Counter, len(consumers.Outcomes)),
 		}
 		for _, oc := range consumers.Outcomes {
 			p.outcomes[oc] = o.m.handled.WithLabelValues(d.Name, oc.String())
@@ -223,7 +224,7 @@ type consumerProbe struct {
 	d           consumers.Durable
 	kick        chan struct{}
 	loop        atomic.Uint32
-	outcomes    [3]prometheus.Counter
+	outcomes    map[consumers.Outcome]prometheus.Counter // written once, when made; an outcome not listed is not counted
 	seconds     prometheus.Observer
 	redelivered prometheus.Counter
 	slots       []atomic.Int64 // when each worker slot took its message (Unix ns); 0: free
@@ -250,7 +251,9 @@ func (p *consumerProbe) End(slot int, h consumers.Handled) {
 	if slot < len(p.slots) {
 		p.slots[slot].Store(0)
 	}
-	p.outcomes[h.Outcome].Inc()
+	if c := p.outcomes[h.Outcome]; c != nil {
+		c.Inc()
+	}
 	p.seconds.Observe(h.Took.Seconds())
 	if h.Delivered > 1 {
 		p.redelivered.Inc()

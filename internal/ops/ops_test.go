@@ -337,3 +337,24 @@ func TestReportNamesEveryDurable(t *testing.T) {
 	assert.Equal(t, []string{"policy", "approval", "approval-timers", "issuer", "auditor"}, names)
 	assert.Equal(t, consumers.DefaultTimersStream, p.Durables()[2].Stream)
 }
+
+// Each outcome of handling a message is counted under its own label, as
+// dashboards know them; a Handled whose outcome nobody set is counted as
+// none of them (not as acked).
+func TestHandledCountsByOutcome(t *testing.T) {
+	e := writtest.Start(t, writtest.Options{NoServe: true})
+	o, err := ops.New(ops.Options{NC: e.NC, Domain: e.Domain})
+	require.NoError(t, err)
+	probe := o.Consumer(consumers.Durable{Component: "policy", Name: "policy"}, 1)
+	probe.End(0, consumers.Handled{})
+	probe.End(0, consumers.Handled{Outcome: consumers.Outcome(200)})
+	for i, oc := range consumers.Outcomes {
+		for range i + 1 {
+			probe.End(0, consumers.Handled{Outcome: oc})
+		}
+	}
+	reg := o.Registry()
+	for label, want := range map[string]float64{"acked": 1, "retried": 2, "terminated": 3} {
+		assert.Equal(t, want, metric(t, reg, "writ_events_handled_total", "consumer", "policy", "outcome", label), label)
+	}
+}
