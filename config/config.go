@@ -167,90 +167,122 @@ func Load(dir string) (*Config, error) {
 	return &c, nil
 }
 
-// Validate checks the configuration.
-func (c *Config) Validate() error {
+// ErrInvalid is what Validate's error matches (errors.Is) when the
+// configuration cannot run; the Setting of each problem matches too.
+var ErrInvalid = errors.New("invalid configuration")
+
+// Setting names a setting as the file spells it ("stream.replicas",
+// "grants"; inside a section's own Validate, as the section spells it:
+// "retries"). As an error it is a problem with that setting, and a test
+// matches it as a sentinel: errors.Is(err, config.Setting("grants")).
+type Setting string
+
+func (s Setting) Error() string { return string(s) }
+
+// invalid wraps the problems found, if any, in ErrInvalid.
+func invalid(errs []error) error {
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return nil
+}
+
+// Validate checks the configuration and changes nothing (Default and Load
+// fill in what a file omits). Its error matches ErrInvalid and the Setting
+// of every problem found.
+func (c Config) Validate() error {
 	var errs []error
 	if !identity.ValidDomainName(c.Domain) {
-		errs = append(errs, fmt.Errorf("domain %q: lower case letters, digits and dashes", c.Domain))
+		errs = append(errs, fmt.Errorf("%w %q: lower case letters, digits and dashes", Setting("domain"), c.Domain))
 	}
 	if host, port, err := net.SplitHostPort(c.Listen); err != nil {
-		errs = append(errs, fmt.Errorf("listen %q: %v", c.Listen, err))
+		errs = append(errs, fmt.Errorf("%w %q: %v", Setting("listen"), c.Listen, err))
 	} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 || host == "" {
-		errs = append(errs, fmt.Errorf("listen %q: want host:port", c.Listen))
+		errs = append(errs, fmt.Errorf("%w %q: want host:port", Setting("listen"), c.Listen))
 	} else if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
-		errs = append(errs, fmt.Errorf("listen %q: the embedded server listens on loopback only", c.Listen))
+		errs = append(errs, fmt.Errorf("%w %q: the embedded server listens on loopback only", Setting("listen"), c.Listen))
 	}
 	if c.HTTP != "" {
 		if _, port, err := net.SplitHostPort(c.HTTP); err != nil {
-			errs = append(errs, fmt.Errorf("http %q: %v", c.HTTP, err))
+			errs = append(errs, fmt.Errorf("%w %q: %v", Setting("http"), c.HTTP, err))
 		} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
-			errs = append(errs, fmt.Errorf("http %q: want host:port", c.HTTP))
+			errs = append(errs, fmt.Errorf("%w %q: want host:port", Setting("http"), c.HTTP))
 		}
 	}
 	if c.Stream.Replicas < 1 || c.Stream.Replicas > 5 {
-		errs = append(errs, errors.New("stream.replicas must be 1 to 5"))
+		errs = append(errs, fmt.Errorf("%w must be 1 to 5", Setting("stream.replicas")))
 	}
 	if c.Stream.Duplicates < Duration(time.Minute) {
-		errs = append(errs, errors.New("stream.duplicates must be at least 1m: longer than any retry"))
+		errs = append(errs, fmt.Errorf("%w must be at least 1m: longer than any retry", Setting("stream.duplicates")))
 	}
 	if c.Stream.MaxAge < 0 {
-		errs = append(errs, errors.New("stream.max_age must not be negative"))
+		errs = append(errs, fmt.Errorf("%w must not be negative", Setting("stream.max_age")))
 	}
 	if c.Grants.DefaultTTL < Duration(10*time.Second) || c.Grants.MaxTTL > Duration(24*time.Hour) || c.Grants.DefaultTTL > c.Grants.MaxTTL {
-		errs = append(errs, errors.New("grants: need 10s <= default_ttl <= max_ttl <= 24h"))
+		errs = append(errs, fmt.Errorf("%w: need 10s <= default_ttl <= max_ttl <= 24h", Setting("grants")))
 	}
 	if c.Limits.MaxEventBytes < 1024 || c.Limits.MaxEventBytes > 1<<20 {
-		errs = append(errs, errors.New("limits.max_event_bytes must be 1 KiB to 1 MiB"))
+		errs = append(errs, fmt.Errorf("%w must be 1 KiB to 1 MiB", Setting("limits.max_event_bytes")))
 	}
 	if f := c.Federation; f != nil {
-		if f.Listen == "" && len(f.Remotes) == 0 {
-			errs = append(errs, errors.New("federation: neither a hub (listen) nor a spoke (remotes)"))
-		}
-		if f.Listen != "" && len(f.Spokes) == 0 {
-			errs = append(errs, errors.New("federation: a hub needs its spokes' domains"))
-		}
-		for d := range f.Spokes {
-			if !identity.ValidDomainName(d) {
-				errs = append(errs, fmt.Errorf("federation: spoke %q is not a domain name", d))
-			}
-		}
-		for _, r := range f.Remotes {
-			if u, err := url.Parse(r); err != nil || u.Host == "" {
-				errs = append(errs, fmt.Errorf("federation: remote %q is not a nats-leaf://host:port URL", r))
-			} else if u.User != nil {
-				errs = append(errs, fmt.Errorf("federation: remote %s carries a user and secret; a spoke now presents the leaf creds its hub issued (federation.creds): drop them from the URL", u.Redacted()))
-			}
-		}
-		if len(f.Remotes) > 0 && f.Creds == "" {
-			errs = append(errs, errors.New("federation: a spoke needs creds, the leaf creds its hub issued ('writ identity issue --dir HUB --role leaf --name THIS-DOMAIN')"))
-		}
+		errs = append(errs, f.problems()...)
 	}
 	if a := c.Audit; a != nil {
 		if a.CheckpointInterval < 0 || (a.CheckpointInterval > 0 && a.CheckpointInterval < Duration(100*time.Millisecond)) {
-			errs = append(errs, errors.New("audit.checkpoint_interval must be 0s (on demand only) or at least 100ms"))
+			errs = append(errs, fmt.Errorf("%w must be 0s (on demand only) or at least 100ms", Setting("audit.checkpoint_interval")))
 		}
 		if c.Keys.Auditor == "" {
-			errs = append(errs, errors.New("audit needs keys.auditor, the auditor's seed"))
+			errs = append(errs, fmt.Errorf("audit needs %w, the auditor's seed", Setting("keys.auditor")))
 		}
 		for _, d := range a.Witness {
 			if !identity.ValidDomainName(d) || d == c.Domain {
-				errs = append(errs, fmt.Errorf("audit.witness: %q is not another domain's name", d))
+				errs = append(errs, fmt.Errorf("%w: %q is not another domain's name", Setting("audit.witness"), d))
 			}
 		}
 	}
 	if c.Notify != nil {
-		if err := c.Notify.Validate(); err != nil {
-			errs = append(errs, fmt.Errorf("notify: %w", err))
+		if err := c.Notify.problems(); err != nil {
+			errs = append(errs, fmt.Errorf("%w: %w", Setting("notify"), err))
 		}
 	}
 	for name, p := range map[string]string{"keys.policy": c.Keys.Policy, "keys.approval": c.Keys.Approval,
 		"keys.issuer": c.Keys.Issuer, "keys.issuer_xkey": c.Keys.IssuerXKey, "trust": c.Trust,
 		"policies": c.Policies, "flows": c.Flows, "store_dir": c.StoreDir} {
 		if p == "" {
-			errs = append(errs, fmt.Errorf("%s is empty", name))
+			errs = append(errs, fmt.Errorf("%w is empty", Setting(name)))
 		}
 	}
-	return errors.Join(errs...)
+	return invalid(errs)
+}
+
+// problems lists what is wrong with the federation section.
+func (f *Federation) problems() []error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{Setting("federation")}, args...)...))
+	}
+	if f.Listen == "" && len(f.Remotes) == 0 {
+		bad("neither a hub (listen) nor a spoke (remotes)")
+	}
+	if f.Listen != "" && len(f.Spokes) == 0 {
+		bad("a hub needs its spokes' domains")
+	}
+	for d := range f.Spokes {
+		if !identity.ValidDomainName(d) {
+			bad("spoke %q is not a domain name", d)
+		}
+	}
+	for _, r := range f.Remotes {
+		if u, err := url.Parse(r); err != nil || u.Host == "" {
+			bad("remote %q is not a nats-leaf://host:port URL", r)
+		} else if u.User != nil {
+			bad("remote %s carries a user and secret; a spoke now presents the leaf creds its hub issued (federation.creds): drop them from the URL", u.Redacted())
+		}
+	}
+	if len(f.Remotes) > 0 && f.Creds == "" {
+		bad("a spoke needs creds, the leaf creds its hub issued ('writ identity issue --dir HUB --role leaf --name THIS-DOMAIN')")
+	}
+	return errs
 }
 
 // Dir is the directory the configuration was loaded from.
@@ -350,9 +382,13 @@ func (n *Notify) Empty() bool {
 	return count == 0
 }
 
-// Validate checks the section (zero values mean the defaults) and returns
-// every problem found, joined.
-func (n *Notify) Validate() error {
+// Validate checks the section (zero values mean the defaults, which
+// NotifyDefaults fills in) and changes nothing. Its error matches
+// ErrInvalid and the Setting of every problem found.
+func (n Notify) Validate() error { return invalid([]error{n.problems()}) }
+
+// problems joins what is wrong with the section; nil: nothing.
+func (n Notify) problems() error {
 	var errs []error
 	jsonTargets := 0
 	check := func(where string, ws []Webhook) {
@@ -369,41 +405,41 @@ func (n *Notify) Validate() error {
 		name := g
 		if d, rest, ok := strings.Cut(g, "/"); ok {
 			if !identity.ValidDomainName(d) || rest == "" || strings.Contains(rest, "/") {
-				errs = append(errs, fmt.Errorf("groups: %q: a group is \"name\" or \"domain/name\"", g))
+				errs = append(errs, fmt.Errorf("%w: %q: a group is \"name\" or \"domain/name\"", Setting("groups"), g))
 			}
 			name = rest
 		}
 		if name == "" {
-			errs = append(errs, errors.New("groups: empty group name"))
+			errs = append(errs, fmt.Errorf("%w: empty group name", Setting("groups")))
 		}
 		check("groups."+g, ws)
 	}
 	for p, ws := range n.Principals {
 		if d, name, ok := strings.Cut(p, "/"); !ok || !identity.ValidDomainName(d) || name == "" {
-			errs = append(errs, fmt.Errorf("principals: %q: a principal is \"domain/name\"", p))
+			errs = append(errs, fmt.Errorf("%w: %q: a principal is \"domain/name\"", Setting("principals"), p))
 		}
 		check("principals."+p, ws)
 	}
 	check("requesters", n.Requesters)
 	if jsonTargets > 0 && n.SecretEnv == "" {
-		errs = append(errs, errors.New("secret_env: json targets are signed, so a secret is required"))
+		errs = append(errs, fmt.Errorf("%w: json targets are signed, so a secret is required", Setting("secret_env")))
 	}
 	if n.Retries < 0 || n.Retries > 20 {
-		errs = append(errs, errors.New("retries must be 0 (default 5) to 20"))
+		errs = append(errs, fmt.Errorf("%w must be 0 (default 5) to 20", Setting("retries")))
 	}
-	d := NotifyDefaults(*n)
+	d := NotifyDefaults(n)
 	if d.Backoff < Duration(time.Millisecond) || d.MaxBackoff < d.Backoff {
-		errs = append(errs, errors.New("need 1ms <= backoff <= max_backoff"))
+		errs = append(errs, fmt.Errorf("%w: need 1ms <= backoff <= max_backoff", Setting("backoff")))
 	}
 	if d.MaxElapsed < d.Backoff || d.MaxElapsed > Duration(24*time.Hour) {
-		errs = append(errs, errors.New("need backoff <= max_elapsed <= 24h"))
+		errs = append(errs, fmt.Errorf("%w: need backoff <= max_elapsed <= 24h", Setting("max_elapsed")))
 	}
 	// A try must end well within the consumers' ack wait and handling bound.
 	if d.Timeout < Duration(10*time.Millisecond) || d.Timeout > Duration(15*time.Second) {
-		errs = append(errs, errors.New("timeout must be 10ms to 15s"))
+		errs = append(errs, fmt.Errorf("%w must be 10ms to 15s", Setting("timeout")))
 	}
 	if n.Workers < 0 || n.Workers > 256 {
-		errs = append(errs, errors.New("workers must be 0 (default 8) to 256"))
+		errs = append(errs, fmt.Errorf("%w must be 0 (default 8) to 256", Setting("workers")))
 	}
 	return errors.Join(errs...)
 }
@@ -413,14 +449,14 @@ func (w Webhook) validate() error {
 	u, err := url.Parse(w.URL)
 	switch {
 	case err != nil:
-		errs = append(errs, fmt.Errorf("url: %w", err))
+		errs = append(errs, fmt.Errorf("%w: %w", Setting("url"), err))
 	case u.Scheme != "https" && u.Scheme != "http", u.Host == "":
-		errs = append(errs, errors.New("url: want an absolute http(s) URL"))
+		errs = append(errs, fmt.Errorf("%w: want an absolute http(s) URL", Setting("url")))
 	case u.User != nil:
-		errs = append(errs, errors.New("url: no credentials in the URL"))
+		errs = append(errs, fmt.Errorf("%w: no credentials in the URL", Setting("url")))
 	}
 	if w.Format != FormatSlack && w.Format != FormatJSON {
-		errs = append(errs, fmt.Errorf("format %q: want %q or %q", w.Format, FormatSlack, FormatJSON))
+		errs = append(errs, fmt.Errorf("%w %q: want %q or %q", Setting("format"), w.Format, FormatSlack, FormatJSON))
 	}
 	return errors.Join(errs...)
 }

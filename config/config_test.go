@@ -141,7 +141,7 @@ func TestValidate(t *testing.T) {
 	tests := []struct {
 		name string
 		edit func(c *config.Config)
-		want string // a fragment of the error naming the field; "" means valid
+		want config.Setting // the setting at fault; "" means valid
 	}{
 		{"default", func(*config.Config) {}, ""},
 		{"random port", func(c *config.Config) { c.Listen = "127.0.0.1:0" }, ""},
@@ -159,7 +159,7 @@ func TestValidate(t *testing.T) {
 		{"listen on a named port", func(c *config.Config) { c.Listen = "127.0.0.1:nats" }, "listen"},
 		{"listen on port 70000", func(c *config.Config) { c.Listen = "127.0.0.1:70000" }, "listen"},
 		{"listen on a negative port", func(c *config.Config) { c.Listen = "127.0.0.1:-1" }, "listen"},
-		{"listen beyond loopback", func(c *config.Config) { c.Listen = "0.0.0.0:4222" }, "loopback only"},
+		{"listen beyond loopback", func(c *config.Config) { c.Listen = "0.0.0.0:4222" }, "listen"},
 		{"no replicas", func(c *config.Config) { c.Stream.Replicas = 0 }, "stream.replicas"},
 		{"six replicas", func(c *config.Config) { c.Stream.Replicas = 6 }, "stream.replicas"},
 		{"duplicate window of 30s", func(c *config.Config) { c.Stream.Duplicates = config.Duration(30 * time.Second) }, "stream.duplicates"},
@@ -171,14 +171,14 @@ func TestValidate(t *testing.T) {
 		}, "grants"},
 		{"events of 512 bytes", func(c *config.Config) { c.Limits.MaxEventBytes = 512 }, "limits.max_event_bytes"},
 		{"events of 2 MiB", func(c *config.Config) { c.Limits.MaxEventBytes = 2 << 20 }, "limits.max_event_bytes"},
-		{"no policy key", func(c *config.Config) { c.Keys.Policy = "" }, "keys.policy is empty"},
-		{"no approval key", func(c *config.Config) { c.Keys.Approval = "" }, "keys.approval is empty"},
-		{"no issuer key", func(c *config.Config) { c.Keys.Issuer = "" }, "keys.issuer is empty"},
-		{"no issuer xkey", func(c *config.Config) { c.Keys.IssuerXKey = "" }, "keys.issuer_xkey is empty"},
-		{"no trust bundle", func(c *config.Config) { c.Trust = "" }, "trust is empty"},
-		{"no policies", func(c *config.Config) { c.Policies = "" }, "policies is empty"},
-		{"no flows", func(c *config.Config) { c.Flows = "" }, "flows is empty"},
-		{"no store", func(c *config.Config) { c.StoreDir = "" }, "store_dir is empty"},
+		{"no policy key", func(c *config.Config) { c.Keys.Policy = "" }, "keys.policy"},
+		{"no approval key", func(c *config.Config) { c.Keys.Approval = "" }, "keys.approval"},
+		{"no issuer key", func(c *config.Config) { c.Keys.Issuer = "" }, "keys.issuer"},
+		{"no issuer xkey", func(c *config.Config) { c.Keys.IssuerXKey = "" }, "keys.issuer_xkey"},
+		{"no trust bundle", func(c *config.Config) { c.Trust = "" }, "trust"},
+		{"no policies", func(c *config.Config) { c.Policies = "" }, "policies"},
+		{"no flows", func(c *config.Config) { c.Flows = "" }, "flows"},
+		{"no store", func(c *config.Config) { c.StoreDir = "" }, "store_dir"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -189,7 +189,9 @@ func TestValidate(t *testing.T) {
 				assert.NoError(t, err)
 				return
 			}
-			assert.ErrorContains(t, err, tt.want)
+			assert.ErrorIs(t, err, config.ErrInvalid)
+			assert.ErrorIs(t, err, tt.want)
+			assert.ErrorContains(t, err, string(tt.want), "the message names the setting as the file spells it")
 		})
 	}
 
@@ -197,10 +199,72 @@ func TestValidate(t *testing.T) {
 		c := config.Default("")
 		c.Stream.Replicas, c.Limits.MaxEventBytes, c.Flows = 0, 0, ""
 		err := c.Validate()
-		for _, frag := range []string{"domain", "stream.replicas", "limits.max_event_bytes", "flows is empty"} {
-			assert.ErrorContains(t, err, frag)
+		for _, s := range []config.Setting{"domain", "stream.replicas", "limits.max_event_bytes", "flows"} {
+			assert.ErrorIs(t, err, s)
 		}
+		assert.NotErrorIs(t, err, config.Setting("grants"), "only the settings at fault")
 	})
+}
+
+// The optional sections report their problems under their settings, the
+// notify section's own settings under notify too.
+func TestValidateSections(t *testing.T) {
+	hook := config.Webhook{URL: "https://hooks.example.com/x", Format: config.FormatJSON}
+	tests := []struct {
+		name string
+		edit func(c *config.Config)
+		want []config.Setting // the settings at fault; none means valid
+	}{
+		{"a hub", func(c *config.Config) {
+			c.Federation = &config.Federation{Listen: "127.0.0.1:7422", Spokes: map[string]string{"beta": ""}}
+		}, nil},
+		{"a hub without spokes", func(c *config.Config) { c.Federation = &config.Federation{Listen: "127.0.0.1:7422"} }, []config.Setting{"federation"}},
+		{"a spoke without creds", func(c *config.Config) {
+			c.Federation = &config.Federation{Remotes: []string{"nats-leaf://127.0.0.1:7422"}}
+		}, []config.Setting{"federation"}},
+		{"checkpoints every 10ms", func(c *config.Config) {
+			c.Audit.CheckpointInterval = config.Duration(10 * time.Millisecond)
+		}, []config.Setting{"audit.checkpoint_interval"}},
+		{"audit without its key", func(c *config.Config) { c.Keys.Auditor = "" }, []config.Setting{"keys.auditor"}},
+		{"witness of itself", func(c *config.Config) { c.Audit.Witness = []string{"acme"} }, []config.Setting{"audit.witness"}},
+		{"notify, valid", func(c *config.Config) {
+			c.Notify = &config.Notify{SecretEnv: "S", Requesters: []config.Webhook{hook}}
+		}, nil},
+		{"notify json without a secret", func(c *config.Config) {
+			c.Notify = &config.Notify{Requesters: []config.Webhook{hook}}
+		}, []config.Setting{"notify", "secret_env"}},
+		{"notify to a relative url", func(c *config.Config) {
+			c.Notify = &config.Notify{Requesters: []config.Webhook{{URL: "/x", Format: config.FormatSlack}}}
+		}, []config.Setting{"notify", "url"}},
+		{"notify in xml", func(c *config.Config) {
+			c.Notify = &config.Notify{Requesters: []config.Webhook{{URL: "https://h/x", Format: "xml"}}}
+		}, []config.Setting{"notify", "format"}},
+		{"notify a principal without a domain", func(c *config.Config) {
+			c.Notify = &config.Notify{Principals: map[string][]config.Webhook{"alice": {{URL: "https://h/x", Format: config.FormatSlack}}}}
+		}, []config.Setting{"notify", "principals"}},
+		{"notify with a minute's timeout", func(c *config.Config) {
+			c.Notify = &config.Notify{Timeout: config.Duration(time.Minute)}
+		}, []config.Setting{"notify", "timeout"}},
+		{"notify with negative retries", func(c *config.Config) { c.Notify = &config.Notify{Retries: -1} }, []config.Setting{"notify", "retries"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := config.Default("acme")
+			tt.edit(&c)
+			err := c.Validate()
+			if len(tt.want) == 0 {
+				assert.NoError(t, err)
+				return
+			}
+			assert.ErrorIs(t, err, config.ErrInvalid)
+			for _, s := range tt.want {
+				assert.ErrorIs(t, err, s)
+			}
+			if c.Notify != nil {
+				assert.ErrorIs(t, c.Notify.Validate(), tt.want[len(tt.want)-1], "the section alone")
+			}
+		})
+	}
 }
 
 func TestLoad(t *testing.T) {
