@@ -60,8 +60,13 @@ type Env struct {
 	Inspected *events.InspectCache
 }
 
-// Validate checks the environment and fills in defaults.
-func (e *Env) Validate() error {
+// ErrInvalidEnv is what an error of Validate matches: the environment
+// cannot run a component.
+var ErrInvalidEnv = errors.New("invalid pipeline environment")
+
+// Validate checks the environment and changes nothing: a zero value means
+// its default, which the components fill in (withDefaults).
+func (e Env) Validate() error {
 	var errs []error
 	if e.NC == nil {
 		errs = append(errs, errors.New("no NATS connection"))
@@ -72,6 +77,14 @@ func (e *Env) Validate() error {
 	if e.Bundle == nil || e.Bundle.Domains[e.Domain] == nil {
 		errs = append(errs, fmt.Errorf("the trust bundle does not list domain %q", e.Domain))
 	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidEnv, err)
+	}
+	return nil
+}
+
+// withDefaults returns the environment with its defaults filled in.
+func (e Env) withDefaults() Env {
 	e.Streams.Domain = e.Domain
 	e.Streams.defaults()
 	if e.Clock == nil {
@@ -92,7 +105,7 @@ func (e *Env) Validate() error {
 	if e.Inspected == nil {
 		e.Inspected = events.NewInspectCache(events.DefaultInspectCache)
 	}
-	return errors.Join(errs...)
+	return e
 }
 
 // component is the part every consumer shares: it reads a request's
@@ -113,6 +126,7 @@ func newComponent(env Env, role identity.Role, key nkeys.KeyPair) (*component, e
 	if err := env.Validate(); err != nil {
 		return nil, fmt.Errorf("consumers: %s: %w", role, err)
 	}
+	env = env.withDefaults()
 	if key == nil {
 		return nil, fmt.Errorf("consumers: %s: no signing key", role)
 	}

@@ -113,6 +113,7 @@ func NewGuard(env Env, key nkeys.KeyPair, cfg GuardConfig) (*Guard, error) {
 	if err := env.Validate(); err != nil {
 		return nil, fmt.Errorf("consumers: guard: %w", err)
 	}
+	env = env.withDefaults()
 	if cfg.Interval <= 0 {
 		cfg.Interval = DefaultGuardInterval
 	}

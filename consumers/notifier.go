@@ -158,8 +158,41 @@ type NotifierConfig struct {
 	Client     *http.Client // default: no redirects followed
 }
 
-// Validate fills in defaults and checks the configuration.
-func (c *NotifierConfig) Validate() error {
+// Validate checks the configuration and changes nothing: a zero value
+// means its default (withDefaults). Each problem matches ErrNotifierConfig.
+func (c NotifierConfig) Validate() error {
+	c = c.withDefaults()
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrNotifierConfig}, args...)...))
+	}
+	for _, w := range c.all() {
+		u, err := url.Parse(w.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("webhook #%s: want an absolute http(s) URL", w.id())
+		}
+		if w.Format != FormatSlack && w.Format != FormatJSON {
+			bad("webhook #%s: unknown format %s", w.id(), w.Format)
+		}
+		if w.Format == FormatJSON && len(c.Secret) == 0 {
+			bad("webhook #%s: json payloads are signed, and no secret is set", w.id())
+		}
+	}
+	if c.Retries < 0 || c.Backoff <= 0 || c.MaxBackoff < c.Backoff || c.MaxElapsed < c.Backoff {
+		bad("need retries >= 0 and 0 < backoff <= max_backoff, backoff <= max_elapsed")
+	}
+	// A try must end well within handleTimeout and the ack wait.
+	if c.Timeout <= 0 || c.Timeout > 15*time.Second {
+		bad("timeout must be positive and at most 15s")
+	}
+	if c.Workers < 0 {
+		bad("workers must not be negative")
+	}
+	return errors.Join(errs...)
+}
+
+// withDefaults returns the configuration with its defaults filled in.
+func (c NotifierConfig) withDefaults() NotifierConfig {
 	if c.Retries == 0 {
 		c.Retries = 5
 	}
@@ -192,33 +225,7 @@ func (c *NotifierConfig) Validate() error {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
 	}
-	var errs []error
-	bad := func(format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrNotifierConfig}, args...)...))
-	}
-	for _, w := range c.all() {
-		u, err := url.Parse(w.URL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			bad("webhook #%s: want an absolute http(s) URL", w.id())
-		}
-		if w.Format != FormatSlack && w.Format != FormatJSON {
-			bad("webhook #%s: unknown format %s", w.id(), w.Format)
-		}
-		if w.Format == FormatJSON && len(c.Secret) == 0 {
-			bad("webhook #%s: json payloads are signed, and no secret is set", w.id())
-		}
-	}
-	if c.Retries < 0 || c.Backoff <= 0 || c.MaxBackoff < c.Backoff || c.MaxElapsed < c.Backoff {
-		bad("need retries >= 0 and 0 < backoff <= max_backoff, backoff <= max_elapsed")
-	}
-	// A try must end well within handleTimeout and the ack wait.
-	if c.Timeout <= 0 || c.Timeout > 15*time.Second {
-		bad("timeout must be positive and at most 15s")
-	}
-	if c.Workers < 0 {
-		bad("workers must not be negative")
-	}
-	return errors.Join(errs...)
+	return c
 }
 
 func (c *NotifierConfig) all() []Webhook {
@@ -291,6 +298,7 @@ func NewNotifier(env Env, cfg NotifierConfig) (*Notifier, error) {
 	if err != nil {
 		return nil, fmt.Errorf("consumers: notifier: %w", err)
 	}
+	env, cfg = env.withDefaults(), cfg.withDefaults()
 	js, err := jetstream.New(env.NC)
 	if err != nil {
 		return nil, err
