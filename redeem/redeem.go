@@ -62,8 +62,14 @@ type Config struct {
 	Logger      *slog.Logger
 }
 
-// Validate checks the configuration and fills in defaults.
-func (c *Config) Validate() error {
+// ErrInvalidConfig is what an error of Validate (and New) matches: a
+// Redeemer cannot run with the configuration.
+var ErrInvalidConfig = errors.New("invalid redeemer configuration")
+
+// Validate checks the configuration and changes nothing: a zero value
+// means its default, which New fills in (withDefaults).
+func (c Config) Validate() error {
+	d := c.withDefaults()
 	var errs []error
 	if c.NC == nil {
 		errs = append(errs, errors.New("no NATS connection"))
@@ -84,20 +90,28 @@ func (c *Config) Validate() error {
 	if c.Service == "" || len(c.Service) > 128 {
 		errs = append(errs, errors.New("a service name of 1 to 128 bytes is required"))
 	}
+	if d.Leeway < 0 || d.Leeway > issuer.MaxLeeway {
+		errs = append(errs, fmt.Errorf("leeway %s outside (0, %s]", d.Leeway, issuer.MaxLeeway))
+	}
+	if d.ProofWindow < time.Second || d.ProofWindow > MaxProofWindow {
+		errs = append(errs, fmt.Errorf("proof window %s outside [1s, %s]", d.ProofWindow, MaxProofWindow))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	return nil
+}
+
+// withDefaults returns the configuration with its defaults filled in.
+func (c Config) withDefaults() Config {
 	if c.Stream == "" {
 		c.Stream = "WRIT"
 	}
 	if c.Leeway == 0 {
 		c.Leeway = issuer.DefaultLeeway
 	}
-	if c.Leeway < 0 || c.Leeway > issuer.MaxLeeway {
-		errs = append(errs, fmt.Errorf("leeway %s outside (0, %s]", c.Leeway, issuer.MaxLeeway))
-	}
 	if c.ProofWindow == 0 {
 		c.ProofWindow = DefaultProofWindow
-	}
-	if c.ProofWindow < time.Second || c.ProofWindow > MaxProofWindow {
-		errs = append(errs, fmt.Errorf("proof window %s outside [1s, %s]", c.ProofWindow, MaxProofWindow))
 	}
 	if c.Replicas <= 0 {
 		c.Replicas = 1
@@ -111,7 +125,7 @@ func (c *Config) Validate() error {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	return errors.Join(errs...)
+	return c
 }
 
 // Redeemer redeems grants for one target domain. Run must be running for
@@ -140,6 +154,7 @@ func New(cfg Config) (*Redeemer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	cfg = cfg.withDefaults()
 	js, err := jetstream.New(cfg.NC)
 	if err != nil {
 		return nil, err

@@ -555,8 +555,9 @@ func TestNewRefuses(t *testing.T) {
 			c := good
 			tt.edit(&c)
 			r, err := redeem.New(c)
-			require.Error(t, err)
-			assert.Contains(t, err.Error(), tt.msg)
+			require.ErrorIs(t, err, redeem.ErrInvalidConfig)
+			assert.ErrorIs(t, c.Validate(), redeem.ErrInvalidConfig)
+			assert.Contains(t, err.Error(), tt.msg, "the message says what is wrong")
 			assert.Nil(t, r)
 		})
 	}
