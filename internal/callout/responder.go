@@ -83,20 +83,20 @@ type Config struct {
 	Logger     *slog.Logger
 }
 
-// Validate checks the configuration and fills in defaults.
-func (c *Config) Validate() error {
+// ErrInvalidConfig is what an error of Validate (and New) matches: a
+// Responder cannot run with the configuration.
+var ErrInvalidConfig = errors.New("invalid callout configuration")
+
+// Validate checks the configuration and changes nothing: a zero value
+// means its default, which New fills in (withDefaults). The redeemer's
+// configuration is redeem.New's to check.
+func (c Config) Validate() error {
 	var errs []error
 	if c.Conn == nil {
 		errs = append(errs, errors.New("no connection to the target server"))
 	}
 	if c.System == nil {
 		errs = append(errs, errors.New("no system-account connection to the target server: revoked grants' connections could not be ended"))
-	}
-	if c.SweepEvery <= 0 {
-		c.SweepEvery = DefaultSweepEvery
-	}
-	if c.Redeem.Service == "" {
-		c.Redeem.Service = ServiceName
 	}
 	if c.Signer == nil {
 		errs = append(errs, errors.New("no signer key"))
@@ -108,11 +108,25 @@ func (c *Config) Validate() error {
 			errs = append(errs, errors.New("the xkey must be a curve nkey"))
 		}
 	}
+	if err := validPrefix(c.withDefaults().Prefix); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	return nil
+}
+
+// withDefaults returns the configuration with its defaults filled in.
+func (c Config) withDefaults() Config {
+	if c.SweepEvery <= 0 {
+		c.SweepEvery = DefaultSweepEvery
+	}
+	if c.Redeem.Service == "" {
+		c.Redeem.Service = ServiceName
+	}
 	if c.Prefix == "" {
 		c.Prefix = DefaultPrefix
-	}
-	if err := validPrefix(c.Prefix); err != nil {
-		errs = append(errs, err)
 	}
 	if c.Workers <= 0 {
 		c.Workers = 8
@@ -120,7 +134,10 @@ func (c *Config) Validate() error {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	return errors.Join(errs...)
+	if c.Redeem.Logger == nil {
+		c.Redeem.Logger = c.Logger
+	}
+	return c
 }
 
 // Responder answers a NATS server's authorization requests with grants.
@@ -136,11 +153,9 @@ type Responder struct {
 // New returns a Responder. It does no I/O: Run subscribes.
 func New(cfg Config) (*Responder, error) {
 	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("callout: %w", err)
+		return nil, err
 	}
-	if cfg.Redeem.Logger == nil {
-		cfg.Redeem.Logger = cfg.Logger
-	}
+	cfg = cfg.withDefaults()
 	r, err := redeem.New(cfg.Redeem)
 	if err != nil {
 		return nil, fmt.Errorf("callout: %w", err)

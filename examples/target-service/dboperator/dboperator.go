@@ -67,8 +67,14 @@ type Config struct {
 	Logger  *slog.Logger
 }
 
-// Validate checks the configuration and fills in defaults.
-func (c *Config) Validate() error {
+// ErrInvalidConfig is what an error of Validate (and New) matches: an
+// Operator cannot run with the configuration.
+var ErrInvalidConfig = errors.New("invalid db operator configuration")
+
+// Validate checks the configuration and changes nothing: a zero value
+// means its default, which New fills in (withDefaults).
+func (c Config) Validate() error {
+	d := c.withDefaults()
 	var errs []error
 	if c.NC == nil {
 		errs = append(errs, errors.New("no NATS connection"))
@@ -76,22 +82,30 @@ func (c *Config) Validate() error {
 	if c.Redeemer == nil {
 		errs = append(errs, errors.New("no redeemer"))
 	}
-	if c.Name == "" {
-		c.Name = DefaultName
-	}
-	if !validName(c.Name) {
-		errs = append(errs, fmt.Errorf("service name %q: letters, digits, '-' and '_' only", c.Name))
-	}
-	if c.Timeout == 0 {
-		c.Timeout = 10 * time.Second
+	if !validName(d.Name) {
+		errs = append(errs, fmt.Errorf("service name %q: letters, digits, '-' and '_' only", d.Name))
 	}
 	if c.Timeout < 0 {
 		errs = append(errs, fmt.Errorf("timeout %s is negative", c.Timeout))
 	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	return nil
+}
+
+// withDefaults returns the configuration with its defaults filled in.
+func (c Config) withDefaults() Config {
+	if c.Name == "" {
+		c.Name = DefaultName
+	}
+	if c.Timeout == 0 {
+		c.Timeout = 10 * time.Second
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	return errors.Join(errs...)
+	return c
 }
 
 func validName(s string) bool {
@@ -163,8 +177,9 @@ type Operator struct {
 // New returns an Operator. It does no I/O: Start adds the service.
 func New(cfg Config) (*Operator, error) {
 	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("dboperator: %w", err)
+		return nil, err
 	}
+	cfg = cfg.withDefaults()
 	return &Operator{cfg: cfg, log: cfg.Logger.With("component", "db-operator", "service", cfg.Name)}, nil
 }
 

@@ -320,7 +320,7 @@ func TestConcurrentCallsOneGrantOneAction(t *testing.T) {
 
 func TestNewRefuses(t *testing.T) {
 	_, err := dboperator.New(dboperator.Config{Name: "db operator"})
-	require.Error(t, err)
+	require.ErrorIs(t, err, dboperator.ErrInvalidConfig)
 	for _, want := range []string{"no NATS connection", "no redeemer", "service name"} {
 		assert.Contains(t, err.Error(), want)
 	}
