@@ -88,12 +88,17 @@ func LoadBundle(path string) (*Bundle, error) {
 		return nil, fmt.Errorf("parse trust bundle %s: %w", path, err)
 	}
 	if err := tb.Validate(); err != nil {
-		return nil, fmt.Errorf("trust bundle %s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return &tb, nil
 }
 
-// Validate checks every name and key in the bundle.
+// ErrInvalidBundle is what an error of Validate matches: a name or key in
+// the trust bundle is not one.
+var ErrInvalidBundle = errors.New("invalid trust bundle")
+
+// Validate checks every name and key in the bundle, and changes nothing
+// (a bundle has no defaults).
 func (b *Bundle) Validate() error {
 	var errs []error
 	if len(b.Domains) == 0 {
@@ -128,7 +133,10 @@ func (b *Bundle) Validate() error {
 			}
 		}
 	}
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidBundle, err)
+	}
+	return nil
 }
 
 // validRevocable reports whether k is a key a domain can revoke: an account
@@ -165,7 +173,7 @@ func (b *Bundle) Entitled(domain string, role Role, key string) bool {
 // an invalid bundle is never written.
 func (b *Bundle) Save(path string) error {
 	if err := b.Validate(); err != nil {
-		return fmt.Errorf("refusing to save an invalid trust bundle: %w", err)
+		return fmt.Errorf("not saved: %w", err)
 	}
 	out, err := json.MarshalIndent(b, "", "  ")
 	if err != nil {

@@ -281,6 +281,7 @@ func TestBundleValidate(t *testing.T) {
 				assert.NoError(t, err)
 				return
 			}
+			assert.ErrorIs(t, err, identity.ErrInvalidBundle)
 			assert.ErrorContains(t, err, tt.want)
 		})
 	}

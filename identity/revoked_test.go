@@ -141,6 +141,7 @@ func TestBundleValidateRevoked(t *testing.T) {
 		if tt.ok {
 			assert.NoError(t, err, "%q", tt.revoked)
 		} else {
+			assert.ErrorIs(t, err, identity.ErrInvalidBundle, "%q", tt.revoked)
 			assert.ErrorContains(t, err, "is not an account or server public key", "%q", tt.revoked)
 		}
 	}
@@ -371,7 +372,7 @@ func TestBundleSaveIsAtomicAndValid(t *testing.T) {
 		bad := tr.bundle.Clone()
 		bad.Domains["acme"].Revoked = []string{"not-a-key"}
 		err := bad.Save(path)
-		assert.ErrorContains(t, err, "invalid trust bundle")
+		assert.ErrorIs(t, err, identity.ErrInvalidBundle)
 		after, err := os.ReadFile(path)
 		require.NoError(t, err)
 		assert.Equal(t, before, after, "the file on disk is untouched")
