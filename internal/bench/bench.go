@@ -70,30 +70,77 @@ const (
 	MaxCluster      = 7
 )
 
-func (o *Options) defaults() error {
+// ErrInvalid is what the error of options that cannot run matches, with
+// the sentinel of each problem below.
+var ErrInvalid = errors.New("invalid bench options")
+
+// The problems of options that cannot run.
+var (
+	ErrClusterWithServer   = errors.New("a cluster is of embedded servers: not with a server of yours")
+	ErrClusterSize         = fmt.Errorf("want 2 to %d nodes (0: one server, no cluster)", MaxCluster)
+	ErrOverReplicated      = errors.New("more stream replicas than the cluster has nodes")
+	ErrSetupNeedsServer    = errors.New("a served setup needs the server it is served on")
+	ErrSetupReplicas       = errors.New("Writ replicas are served elsewhere with a setup")
+	ErrSetupStreamReplicas = errors.New("stream replicas are the served setup's")
+	ErrOutOfRange          = errors.New("out of range")
+	ErrNegative            = errors.New("timeouts and warm-up must not be negative")
+)
+
+// validate checks the options and changes nothing: a zero value means
+// its default (withDefaults).
+func (o Options) validate() error {
 	var errs []error
 	switch {
 	case o.Cluster != 0 && o.Server != "":
-		errs = append(errs, errors.New("a cluster is of embedded servers: not with a server of yours"))
+		errs = append(errs, ErrClusterWithServer)
 	case o.Cluster < 0 || o.Cluster == 1 || o.Cluster > MaxCluster:
 		// One node elects no meta leader: a single server is no cluster.
-		errs = append(errs, fmt.Errorf("cluster %d: want 2 to %d nodes (0: one server, no cluster)", o.Cluster, MaxCluster))
-	case o.StreamReplicas == 0 && o.Cluster > 0:
-		o.StreamReplicas = min(o.Cluster, 3)
+		errs = append(errs, fmt.Errorf("cluster %d: %w", o.Cluster, ErrClusterSize))
 	case o.Cluster > 0 && o.StreamReplicas > o.Cluster:
-		errs = append(errs, fmt.Errorf("stream replicas %d: more than the cluster's %d nodes", o.StreamReplicas, o.Cluster))
+		errs = append(errs, fmt.Errorf("%w: %d on %d nodes", ErrOverReplicated, o.StreamReplicas, o.Cluster))
+	}
+	if o.Setup != "" {
+		switch {
+		case o.Server == "":
+			errs = append(errs, ErrSetupNeedsServer)
+		case len(o.Replicas) > 0:
+			errs = append(errs, ErrSetupReplicas)
+		case o.StreamReplicas != 0:
+			errs = append(errs, ErrSetupStreamReplicas)
+		}
+	}
+	d := o.withDefaults()
+	if d.Requests < 1 || d.Requests > MaxRequests {
+		errs = append(errs, fmt.Errorf("requests %d: %w, want 1 to %d", d.Requests, ErrOutOfRange, MaxRequests))
+	}
+	if d.Inflight < 1 || d.Inflight > MaxInflight {
+		errs = append(errs, fmt.Errorf("in flight %d: %w, want 1 to %d", d.Inflight, ErrOutOfRange, MaxInflight))
+	}
+	for _, r := range d.Replicas {
+		if r < 1 || r > MaxReplicas {
+			errs = append(errs, fmt.Errorf("replicas %d: %w, want 1 to %d", r, ErrOutOfRange, MaxReplicas))
+		}
+	}
+	if d.StreamReplicas < 1 || d.StreamReplicas > 5 {
+		errs = append(errs, fmt.Errorf("stream replicas %d: %w, want 1 to 5", d.StreamReplicas, ErrOutOfRange))
+	}
+	if d.Timeout < 0 || d.RequestTimeout < 0 || d.Warmup < 0 {
+		errs = append(errs, ErrNegative)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return nil
+}
+
+// withDefaults returns the options with their defaults filled in.
+func (o Options) withDefaults() Options {
+	if o.StreamReplicas == 0 && o.Cluster > 0 {
+		o.StreamReplicas = min(o.Cluster, 3)
 	}
 	if o.Setup != "" {
 		// The served pipeline's replicas and streams are its own; the relay
 		// runs one replica, as one `writ serve` does.
-		switch {
-		case o.Server == "":
-			errs = append(errs, errors.New("a served setup needs the server it is served on"))
-		case len(o.Replicas) > 0:
-			errs = append(errs, errors.New("Writ replicas are served elsewhere with a setup"))
-		case o.StreamReplicas != 0:
-			errs = append(errs, errors.New("stream replicas are the served setup's"))
-		}
 		o.Replicas, o.StreamReplicas = []int{1}, 1
 	}
 	if o.StreamReplicas == 0 {
@@ -120,28 +167,8 @@ func (o *Options) defaults() error {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	if o.Requests < 1 || o.Requests > MaxRequests {
-		errs = append(errs, fmt.Errorf("requests %d: want 1 to %d", o.Requests, MaxRequests))
-	}
-	if o.Inflight < 1 || o.Inflight > MaxInflight {
-		errs = append(errs, fmt.Errorf("in flight %d: want 1 to %d", o.Inflight, MaxInflight))
-	}
-	for _, r := range o.Replicas {
-		if r < 1 || r > MaxReplicas {
-			errs = append(errs, fmt.Errorf("replicas %d: want 1 to %d", r, MaxReplicas))
-		}
-	}
-	if o.StreamReplicas < 1 || o.StreamReplicas > 5 {
-		errs = append(errs, fmt.Errorf("stream replicas %d: want 1 to 5", o.StreamReplicas))
-	}
-	if o.Timeout < 0 || o.RequestTimeout < 0 || o.Warmup < 0 {
-		errs = append(errs, errors.New("timeouts and warm-up must not be negative"))
-	}
-	return errors.Join(errs...)
+	return o
 }
-
-// ErrInvalid is returned for options that cannot run.
-var ErrInvalid = errors.New("bench: invalid options")
 
 // ErrFailed is returned, with the report, when any measured request
 // failed: not granted, or out of time.
@@ -151,9 +178,10 @@ var ErrFailed = errors.New("bench: requests failed")
 // early (its Incomplete says why) or requests failed (ErrFailed). It
 // stops everything it started before it returns, on ctx's end too.
 func Run(ctx context.Context, o Options) (*Report, error) {
-	if err := o.defaults(); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	if err := o.validate(); err != nil {
+		return nil, err
 	}
+	o = o.withDefaults()
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
 	e, err := open(ctx, o, o.Logger)

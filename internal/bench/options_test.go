@@ -2,6 +2,7 @@ package bench
 
 import (
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -10,38 +11,77 @@ import (
 func TestBenchOptionsCluster(t *testing.T) {
 	for n, want := range map[int]int{2: 2, 3: 3, 5: 3} {
 		o := Options{Cluster: n}
-		require.NoError(t, o.defaults())
-		assert.Equal(t, want, o.StreamReplicas, "stream replicas on %d nodes: min(N, 3)", n)
+		require.NoError(t, o.validate())
+		assert.Equal(t, want, o.withDefaults().StreamReplicas, "stream replicas on %d nodes: min(N, 3)", n)
 	}
 	o := Options{Cluster: 5, StreamReplicas: 5}
-	require.NoError(t, o.defaults())
-	assert.Equal(t, 5, o.StreamReplicas, "as many as asked, up to the nodes")
+	require.NoError(t, o.validate())
+	assert.Equal(t, 5, o.withDefaults().StreamReplicas, "as many as asked, up to the nodes")
 	o = Options{}
-	require.NoError(t, o.defaults())
-	assert.Equal(t, 1, o.StreamReplicas)
+	require.NoError(t, o.validate())
+	assert.Equal(t, 1, o.withDefaults().StreamReplicas)
 
-	for _, bad := range []Options{
-		{Cluster: 3, Server: "nats://127.0.0.1:4222"},
-		{Cluster: 1},
-		{Cluster: -1},
-		{Cluster: MaxCluster + 1},
-		{Cluster: 3, StreamReplicas: 4},
+	for _, tc := range []struct {
+		o    Options
+		want error
+	}{
+		{Options{Cluster: 3, Server: "nats://127.0.0.1:4222"}, ErrClusterWithServer},
+		{Options{Cluster: 1}, ErrClusterSize},
+		{Options{Cluster: -1}, ErrClusterSize},
+		{Options{Cluster: MaxCluster + 1}, ErrClusterSize},
+		{Options{Cluster: 3, StreamReplicas: 4}, ErrOverReplicated},
 	} {
-		assert.Error(t, bad.defaults(), "%+v", bad)
+		assertRefused(t, tc.o, tc.want)
 	}
 }
 
 func TestBenchOptionsSetup(t *testing.T) {
 	o := Options{Setup: "/writ", Server: "nats://127.0.0.1:4222"}
-	require.NoError(t, o.defaults())
-	assert.Equal(t, []int{1}, o.Replicas, "the relay runs one replica")
+	require.NoError(t, o.validate())
+	assert.Equal(t, []int{1}, o.withDefaults().Replicas, "the relay runs one replica")
 
-	for _, bad := range []Options{
-		{Setup: "/writ"},
-		{Setup: "/writ", Server: "nats://127.0.0.1:4222", Replicas: []int{2}},
-		{Setup: "/writ", Server: "nats://127.0.0.1:4222", StreamReplicas: 3},
+	for _, tc := range []struct {
+		o    Options
+		want error
+	}{
+		{Options{Setup: "/writ"}, ErrSetupNeedsServer},
+		{Options{Setup: "/writ", Server: "nats://127.0.0.1:4222", Replicas: []int{2}}, ErrSetupReplicas},
+		{Options{Setup: "/writ", Server: "nats://127.0.0.1:4222", StreamReplicas: 3}, ErrSetupStreamReplicas},
 	} {
-		assert.Error(t, bad.defaults(), "%+v", bad)
+		assertRefused(t, tc.o, tc.want)
+	}
+}
+
+func TestBenchOptionsBounds(t *testing.T) {
+	for _, tc := range []struct {
+		o    Options
+		want error
+	}{
+		{Options{Requests: -1}, ErrOutOfRange},
+		{Options{Requests: MaxRequests + 1}, ErrOutOfRange},
+		{Options{Inflight: MaxInflight + 1}, ErrOutOfRange},
+		{Options{Replicas: []int{1, MaxReplicas + 1}}, ErrOutOfRange},
+		{Options{StreamReplicas: 6}, ErrOutOfRange},
+		{Options{Timeout: -time.Second}, ErrNegative},
+		{Options{RequestTimeout: -time.Second}, ErrNegative},
+		{Options{Warmup: -1}, ErrNegative},
+	} {
+		assertRefused(t, tc.o, tc.want)
+	}
+}
+
+// assertRefused checks that o is refused for want (and ErrInvalid), and
+// for nothing else the options can be refused for.
+func assertRefused(t *testing.T, o Options, want error) {
+	t.Helper()
+	err := o.validate()
+	assert.ErrorIs(t, err, ErrInvalid, "%+v", o)
+	assert.ErrorIs(t, err, want, "%+v", o)
+	for _, other := range []error{ErrClusterWithServer, ErrClusterSize, ErrOverReplicated, ErrSetupNeedsServer,
+		ErrSetupReplicas, ErrSetupStreamReplicas, ErrOutOfRange, ErrNegative} {
+		if other != want {
+			assert.NotErrorIs(t, err, other, "%+v", o)
+		}
 	}
 }
 
