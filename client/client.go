@@ -66,6 +66,11 @@ var ErrInvalidSpec = errors.New("invalid request")
 // again.
 var ErrOutcomeUnknown = errors.New("the audit stream did not confirm the request; it may still be recorded")
 
+// ErrNotRecorded is returned when the audit stream refused a request:
+// what the trail does not hold did not happen, so the request was not
+// made, and asking again is safe.
+var ErrNotRecorded = errors.New("the audit stream did not record the request, so it was not made")
+
 // ErrNotFound is returned for a request id the stream does not hold.
 var ErrNotFound = errors.New("no such request")
 
@@ -174,7 +179,7 @@ func (c *Client) Request(ctx context.Context, who *identity.Identity, s Spec) (s
 			return id, fmt.Errorf("%w: request %s: %w", ErrOutcomeUnknown, id, err)
 		}
 		// Fail closed: what the trail does not hold did not happen.
-		return "", fmt.Errorf("the audit stream did not record the request, so it was not made: %w", err)
+		return "", fmt.Errorf("%w: %w", ErrNotRecorded, err)
 	}
 	return id, nil
 }

@@ -1,10 +1,12 @@
 package client_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -20,6 +22,34 @@ func TestRequestRefusesAnUnclearResource(t *testing.T) {
 		_, err := e.Client.Request(t.Context(), e.Identity("carol"), client.Spec{Domain: writtest.Domain, Action: "restart", Resource: res})
 		assert.ErrorIs(t, err, client.ErrInvalidSpec, res)
 	}
+}
+
+// A request the audit stream refuses was not made, and says so with an
+// error the caller can tell from an outcome left unknown.
+func TestRequestNotRecorded(t *testing.T) {
+	e := writtest.Start(t, writtest.Options{NoServe: true})
+	spec := client.Spec{Domain: writtest.Domain, Action: "restart", Resource: "prod/db"}
+
+	t.Run("a stream that does not take the subject", func(t *testing.T) {
+		other, err := client.New(e.NC, client.Options{Bundle: e.Runtime.Bundle, Home: e.Domain, Stream: "WRIT_OTHER"})
+		require.NoError(t, err)
+		id, err := other.Request(t.Context(), e.Identity("carol"), spec)
+		require.ErrorIs(t, err, client.ErrNotRecorded)
+		assert.NotErrorIs(t, err, client.ErrOutcomeUnknown)
+		assert.Empty(t, id)
+	})
+
+	t.Run("the stream deleted", func(t *testing.T) {
+		js, err := jetstream.New(e.NC)
+		require.NoError(t, err)
+		require.NoError(t, js.DeleteStream(t.Context(), client.DefaultStream))
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		defer cancel()
+		id, err := e.Client.Request(ctx, e.Identity("carol"), spec)
+		require.ErrorIs(t, err, client.ErrNotRecorded)
+		assert.NotErrorIs(t, err, client.ErrOutcomeUnknown)
+		assert.Empty(t, id)
+	})
 }
 
 func TestFindLoadAndRequests(t *testing.T) {
