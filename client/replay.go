@@ -71,12 +71,14 @@ func (c *Client) Pending(ctx context.Context, domain string, who identity.Princi
 // Watch calls fn with a request's state each time an event is appended to
 // it, for every request of domain ("" for all), until ctx ends. fn is
 // called from one goroutine at a time, and never with an older state of a
-// request than one it was given before.
-func (c *Client) Watch(ctx context.Context, domain string, fn func(*Request)) error {
+// request than one it was given before. ready, when given, is called once,
+// when the server the client is connected to has the watch's
+// subscription: an event appended after it is heard.
+func (c *Client) Watch(ctx context.Context, domain string, ready func(), fn func(*Request)) error {
 	if domain == "" {
 		domain = "*"
 	}
-	return c.watch(ctx, []string{domain}, nil, nil, fn)
+	return c.watch(ctx, []string{domain}, nil, ready, fn)
 }
 
 // WatchPending is what an approver watches: it calls fn first with each
@@ -164,12 +166,12 @@ func (c *Client) watch(ctx context.Context, domains []string, initial func(conte
 		shown.Put(key, r.State.LastSeq)
 		fn(r)
 	}
+	// The server has the subscriptions (and has passed them on) before the
+	// list's first read, and before caughtUp says so.
+	if err := c.nc.FlushTimeout(10 * time.Second); err != nil {
+		return err
+	}
 	if initial != nil {
-		// The server has the subscriptions (and has passed them on)
-		// before the list's first read.
-		if err := c.nc.FlushTimeout(10 * time.Second); err != nil {
-			return err
-		}
 		list, err := initial(ctx)
 		if err != nil {
 			return err

@@ -27,15 +27,15 @@ func TestWatchIsNotHeldUpByAMessageNeverStored(t *testing.T) {
 	var seen []string
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
+	ready := make(chan struct{})
 	go func() {
-		done <- e.Client.Watch(ctx, e.Domain, func(r *client.Request) {
+		done <- e.Client.Watch(ctx, e.Domain, func() { close(ready) }, func(r *client.Request) {
 			mu.Lock()
 			defer mu.Unlock()
 			seen = append(seen, r.State.ID)
 		})
 	}()
-	require.NoError(t, e.NC.Flush())
-	time.Sleep(50 * time.Millisecond) // the subscription is in place
+	waitReady(t, ready)
 
 	// A vote the stream refuses (it expects another last sequence): the
 	// notice goes out, nothing is stored.
@@ -66,4 +66,37 @@ func TestWatchIsNotHeldUpByAMessageNeverStored(t *testing.T) {
 	assert.Equal(t, next, first, "the granted request is shown before Watch gives up on the vote never stored")
 	cancel()
 	assert.NoError(t, <-done)
+}
+
+// Once Watch says it is ready, an event appended is heard: here the only
+// one there will be, a request no pipeline takes further.
+func TestWatchReady(t *testing.T) {
+	e := writtest.Start(t, writtest.Options{NoServe: true})
+	ctx, cancel := context.WithCancel(t.Context())
+	heard := make(chan string, 16)
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- e.Client.Watch(ctx, e.Domain, func() { close(ready) }, func(r *client.Request) { heard <- r.State.ID })
+	}()
+	waitReady(t, ready)
+	id := e.Request("carol", client.Spec{Action: "restart", Resource: "prod/db"})
+	select {
+	case got := <-heard:
+		assert.Equal(t, id, got)
+	case <-time.After(10 * time.Second):
+		t.Fatal("the request made after ready was not heard")
+	}
+	cancel()
+	assert.NoError(t, <-done)
+}
+
+// waitReady waits for a watch's ready signal.
+func waitReady(t *testing.T, ready <-chan struct{}) {
+	t.Helper()
+	select {
+	case <-ready:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the watch did not say it was ready")
+	}
 }
