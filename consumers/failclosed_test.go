@@ -2,6 +2,8 @@ package consumers_test
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -22,13 +24,14 @@ import (
 // pipeline goes on where it stopped.
 func TestNoGrantWhileTheStreamCannotAcknowledge(t *testing.T) {
 	e := writtest.Start(t, writtest.Options{NoServe: true})
-	run := func(component string) {
+	run := func(component string) *pipeline.Pipeline {
 		p, err := pipeline.Build(e.NC, e.Runtime, pipeline.Options{Components: []string{component}, Logger: e.Logger})
 		require.NoError(t, err)
 		ctx, cancel := context.WithCancel(context.Background())
 		var wg sync.WaitGroup
 		wg.Go(func() { _ = p.Run(ctx) })
 		t.Cleanup(func() { cancel(); wg.Wait() })
+		return p
 	}
 	run("policy")
 	id := e.Request("deploy-bot", client.Spec{Action: "deploy", Resource: "staging/web"})
@@ -47,12 +50,18 @@ func TestNoGrantWhileTheStreamCannotAcknowledge(t *testing.T) {
 	_, err = js.UpdateStream(t.Context(), full)
 	require.NoError(t, err)
 
-	run("issuer")
+	issuer := run("issuer")
 	_, err = e.Client.Request(t.Context(), e.Identity("deploy-bot"), client.Spec{Domain: e.Domain, Action: "deploy", Resource: "staging/api"})
-	require.Error(t, err, "a request the stream did not store is not made")
-	assert.Contains(t, err.Error(), "the audit stream did not record the request")
-	assert.Contains(t, err.Error(), "maximum messages")
-	time.Sleep(time.Second)
+	require.ErrorIs(t, err, client.ErrNotRecorded, "a request the stream did not store is not made")
+	assert.Contains(t, err.Error(), "maximum messages", "the user is told why")
+	// The barrier: the issuer's guard has read the stream back and found
+	// it unable to take what Writ appends. It opens (and the issuer pulls,
+	// and mints) only once a read-back finds the stream set right, which
+	// the test does below; until then no grant can come.
+	require.Eventually(t, func() bool {
+		s := issuer.Guard().Status()
+		return !s.Open && slices.ContainsFunc(s.Weakened, func(w string) bool { return strings.Contains(w, "max messages") })
+	}, 20*time.Second, 10*time.Millisecond, "the guard finds the stream full")
 	r, err := e.Client.Load(t.Context(), e.Domain, id)
 	require.NoError(t, err)
 	assert.Equal(t, request.StatusAllowed, r.State.Status, "no grant while the stream cannot record it")
