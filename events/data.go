@@ -1,7 +1,6 @@
 package events
 
 import (
-	"reflect"
 	"time"
 
 	"github.com/google/uuid"
@@ -295,33 +294,6 @@ type Escalated struct {
 	Stage      int      `json:"stage"`
 	Groups     []string `json:"groups,omitempty"`
 	Principals []string `json:"principals,omitempty"`
-}
-
-// Prev returns the prev digest of an event's data (every data type has one).
-func Prev(data any) string {
-	if f, ok := prevField(data); ok {
-		return f.String()
-	}
-	return ""
-}
-
-// SetPrev sets the prev digest of an event's data; it reports whether the
-// data has one.
-func SetPrev(data any, prev string) bool {
-	f, ok := prevField(data)
-	if ok {
-		f.SetString(prev)
-	}
-	return ok
-}
-
-func prevField(data any) (reflect.Value, bool) {
-	v := reflect.ValueOf(data)
-	if v.Kind() != reflect.Pointer || v.IsNil() || v.Elem().Kind() != reflect.Struct {
-		return reflect.Value{}, false
-	}
-	f := v.Elem().FieldByName("Prev")
-	return f, f.IsValid() && f.Kind() == reflect.String
 }
 
 // Alerts.
