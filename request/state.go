@@ -134,6 +134,20 @@ func Fold(records []events.Record) (State, map[uint64]error) {
 	return s, errs
 }
 
+// Link is the rule every history of the trail is folded by first, a
+// request's here or a series' that lives under an id of its own (package
+// series): a record may change anything only if it is trustworthy and
+// chains to the record before it, whose digest is prev ("" for none).
+func Link(prev string, r events.Record) error {
+	if !r.Valid() {
+		return fmt.Errorf("%w: %w", ErrInvalid, r.Err)
+	}
+	if events.Prev(r.Data) != prev {
+		return ErrBrokenChain
+	}
+	return nil
+}
+
 // Apply folds one record into the state. Every record advances LastSeq and
 // LastDigest; only a trustworthy record that chains to its predecessor and
 // is legal in the current state changes anything else. The error says why
@@ -145,11 +159,8 @@ func Apply(s State, r events.Record) (State, error) {
 	if s.ID == "" {
 		s.Domain, s.ID = r.Domain, r.RequestID
 	}
-	if !r.Valid() {
-		return s, fmt.Errorf("%w: %w", ErrInvalid, r.Err)
-	}
-	if events.Prev(r.Data) != prev {
-		return s, ErrBrokenChain
+	if err := Link(prev, r); err != nil {
+		return s, err
 	}
 	if d, ok := r.Data.(*events.Refused); ok {
 		s.answer(d.RefSeq, d.Code)
