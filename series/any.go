@@ -57,22 +57,48 @@ func Of(r events.Record) Kind {
 }
 
 // Any is a history folded by the fold its first record calls for (Of):
-// Kind says which, and the field of that name holds it.
-//
-// Request is the fold of a request's history. For a series it holds the
-// series' Tip only (Domain, ID, LastSeq, LastDigest, Answered), with
-// status none: where the history ends and what was refused in it, which
-// is what a component appending to any history needs.
+// Kind says which. Request is the fold of a request's history; for a
+// series it holds the series' Tip only (Domain, ID, LastSeq, LastDigest,
+// Answered), with status none: where the history ends and what was refused
+// in it, which is what a component appending to any history needs. The
+// series' own fold is Lock, StateChange… (the zero value for a history of
+// another kind).
 type Any struct {
-	Kind        Kind
-	Request     request.State
-	Lock        Lock
-	StateChange StateChange
-	Policy      PolicyRecord
-	Checkpoints Checkpoints
-	Witness     Witness
-	Guard       Guard
+	Kind    Kind
+	Request request.State
+	series  any // the series' fold, by Kind: a Lock, a StateChange…; nil for a request
 }
+
+// Lock is the fold of a lock's history.
+func (a Any) Lock() Lock { return of[Lock](a) }
+
+// StateChange is the fold of a state change's history.
+func (a Any) StateChange() StateChange { return of[StateChange](a) }
+
+// Policy is the fold of a policy record's history.
+func (a Any) Policy() PolicyRecord { return of[PolicyRecord](a) }
+
+// Checkpoints is the fold of a checkpoint series.
+func (a Any) Checkpoints() Checkpoints { return of[Checkpoints](a) }
+
+// Witness is the fold of a witness's series.
+func (a Any) Witness() Witness { return of[Witness](a) }
+
+// Guard is the fold of the guard's series.
+func (a Any) Guard() Guard { return of[Guard](a) }
+
+func of[S any](a Any) S {
+	s, _ := a.series.(S)
+	return s
+}
+
+// fold is a series' fold, with its tip.
+type fold[S any] interface {
+	Folder[S]
+	tip() Tip
+}
+
+func (t Tip) tip() Tip { return t }
 
 // Apply folds one record of the history, with the fold its first record
 // called for; the error says why the record changed nothing.
@@ -80,31 +106,30 @@ func (a Any) Apply(r events.Record) (Any, error) {
 	if a.Kind == KindNone {
 		a.Kind = Of(r)
 	}
-	var err error
-	var t Tip
 	switch a.Kind {
 	case KindLock:
-		a.Lock, err = a.Lock.Apply(r)
-		t = a.Lock.Tip
+		return step[Lock](a, r)
 	case KindStateChange:
-		a.StateChange, err = a.StateChange.Apply(r)
-		t = a.StateChange.Tip
+		return step[StateChange](a, r)
 	case KindPolicy:
-		a.Policy, err = a.Policy.Apply(r)
-		t = a.Policy.Tip
+		return step[PolicyRecord](a, r)
 	case KindCheckpoints:
-		a.Checkpoints, err = a.Checkpoints.Apply(r)
-		t = a.Checkpoints.Tip
+		return step[Checkpoints](a, r)
 	case KindWitness:
-		a.Witness, err = a.Witness.Apply(r)
-		t = a.Witness.Tip
+		return step[Witness](a, r)
 	case KindGuard:
-		a.Guard, err = a.Guard.Apply(r)
-		t = a.Guard.Tip
-	default:
-		a.Request, err = request.Apply(a.Request, r)
-		return a, err
+		return step[Guard](a, r)
 	}
+	var err error
+	a.Request, err = request.Apply(a.Request, r)
+	return a, err
+}
+
+// step folds r into a's series, of type S, and keeps its tip in Request.
+func step[S fold[S]](a Any, r events.Record) (Any, error) {
+	s, err := of[S](a).Apply(r)
+	t := s.tip()
+	a.series = s
 	a.Request = request.State{Domain: t.Domain, ID: t.ID, LastSeq: t.LastSeq, LastDigest: t.LastDigest, Answered: t.Answered}
 	return a, err
 }
@@ -121,21 +146,21 @@ func (a Any) Tip() Tip {
 // gone (the stream's start moved past it).
 func After(r events.Record) Any {
 	a := Any{Kind: Of(r)}
-	prev := events.Prev(r.Data)
+	t := Tip{LastDigest: events.Prev(r.Data)}
 	switch a.Kind {
 	case KindLock:
-		a.Lock.LastDigest = prev
+		a.series = Lock{Tip: t}
 	case KindStateChange:
-		a.StateChange.LastDigest = prev
+		a.series = StateChange{Tip: t}
 	case KindPolicy:
-		a.Policy.LastDigest = prev
+		a.series = PolicyRecord{Tip: t}
 	case KindCheckpoints:
-		a.Checkpoints.LastDigest = prev
+		a.series = Checkpoints{Tip: t}
 	case KindWitness:
-		a.Witness.LastDigest = prev
+		a.series = Witness{Tip: t}
 	case KindGuard:
-		a.Guard.LastDigest = prev
+		a.series = Guard{Tip: t}
 	}
-	a.Request.LastDigest = prev
+	a.Request.LastDigest = t.LastDigest
 	return a
 }

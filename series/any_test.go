@@ -47,7 +47,7 @@ func TestAny(t *testing.T) {
 	a, errs := series.Fold[series.Any](lock.records)
 	l, lerrs := series.Fold[series.Lock](lock.records)
 	assert.Equal(t, series.KindLock, a.Kind)
-	assert.Equal(t, l, a.Lock)
+	assert.Equal(t, l, a.Lock())
 	assert.Equal(t, lerrs, errs)
 	assert.Equal(t, l.Tip, a.Tip())
 	assert.Equal(t, request.StatusNone, a.Request.Status)
@@ -65,7 +65,16 @@ func TestAny(t *testing.T) {
 	assert.Equal(t, werrs, rerrs)
 	require.Len(t, rerrs, 1, "a lock in a request's history is not a request's")
 	assert.ErrorIs(t, rerrs[2], request.ErrIllegal)
-	assert.Nil(t, r.Lock.Ask)
+	assert.Nil(t, r.Lock().Ask)
+
+	// A request published under a lock's id, chained to the lock: request.Fold
+	// alone would take it; the history is the lock's.
+	hijack := build(t, lockAsk(false), requestedEv())
+	hijack.records[1].Principal = &alice
+	hj, herrs := series.Fold[series.Any](hijack.records)
+	assert.ErrorIs(t, herrs[2], request.ErrIllegal)
+	assert.Equal(t, request.StatusNone, hj.Request.Status)
+	assert.Nil(t, hj.Request.Request)
 
 	for _, h := range []*history{
 		build(t, stateAsk(events.StateDelete, nil, false), stated(events.StateDelete, nil)),
@@ -88,7 +97,7 @@ func TestAfter(t *testing.T) {
 	a := series.After(rest[0])
 	a, err := a.Apply(rest[0])
 	require.NoError(t, err)
-	assert.Equal(t, uint64(2), a.Checkpoints.Last.TreeSize)
+	assert.Equal(t, uint64(2), a.Checkpoints().Last.TreeSize)
 	_, err = a.Apply(rest[1])
 	assert.ErrorIs(t, err, request.ErrIllegal, "a smaller tree after the first one left")
 
