@@ -12,6 +12,7 @@ import (
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/internal/locks"
 	"github.com/writ-dev/writ/request"
+	"github.com/writ-dev/writ/series"
 )
 
 // Checks a finding can come from.
@@ -183,7 +184,8 @@ type leaf struct {
 }
 
 type entry struct {
-	st      request.State
+	h series.Any // a request's history folded, or a series'
+
 	pending map[uint64]input // inputs that changed nothing, until answered
 	at      time.Time        // when its last message was stored
 }
@@ -267,7 +269,7 @@ func (v *Verifier) check(m events.Message) {
 			// builds on is gone. A checkpoint or witness series goes on
 			// from the first one left; anything else is checked on its own.
 			if r.Kind == events.KindCheckpoint || r.Kind == events.KindWitnessed {
-				v.open[key] = &entry{st: request.State{LastDigest: events.Prev(r.Data)}}
+				v.open[key] = &entry{h: series.After(r)}
 			} else {
 				v.skip[key] = &entry{}
 			}
@@ -355,8 +357,8 @@ func (v *Verifier) treeAt(size uint64) (*Tree, bool) {
 }
 
 func (v *Verifier) apply(e *entry, r events.Record) {
-	next, err := request.Apply(e.st, r)
-	e.st, e.at = next, r.Time
+	next, err := e.h.Apply(r)
+	e.h, e.at = next, r.Time
 	f := Finding{Seq: r.Seq, Domain: r.Domain, RequestID: r.RequestID, Kind: r.Kind.String()}
 	if err != nil {
 		f.Check, f.Problem = checkOf(err), err.Error()
@@ -389,14 +391,16 @@ func (v *Verifier) apply(e *entry, r events.Record) {
 	case *events.Locked:
 		v.lock(r, d)
 	case *events.Granted:
-		v.lockedOut(f, "granted to "+e.st.Requester.ID(), locks.Targets(e.st.Requester))
+		st := e.h.Request
+		v.lockedOut(f, "granted to "+st.Requester.ID(), locks.Targets(st.Requester))
 	case *events.Redeemed:
 		if d.Outcome == events.RedemptionRedeemed {
-			ts := locks.Targets(e.st.Requester)
-			if d.Holder != "" && d.Holder != e.st.Requester.Key {
+			st := e.h.Request
+			ts := locks.Targets(st.Requester)
+			if d.Holder != "" && d.Holder != st.Requester.Key {
 				ts = append(ts, events.LockTarget{Type: events.LockKey, Name: d.Holder})
 			}
-			v.lockedOut(f, "redeemed by "+e.st.Requester.ID(), ts)
+			v.lockedOut(f, "redeemed by "+st.Requester.ID(), ts)
 		}
 	case *events.Policy:
 		v.reeval.add(d)
@@ -406,7 +410,7 @@ func (v *Verifier) apply(e *entry, r events.Record) {
 			break
 		}
 		v.rep.Reevaluated++
-		if problem := v.reeval.check(e.st, d, request.At(r)); problem != "" {
+		if problem := v.reeval.check(e.h.Request, d, request.At(r)); problem != "" {
 			f.Check, f.Problem = CheckReeval, problem
 			v.find(f)
 		}
@@ -484,8 +488,8 @@ func (v *Verifier) lockedOut(f Finding, what string, targets []events.LockTarget
 // (open, it needs the flows and votes; denied, the revocation and alert
 // it owes are judged by the review).
 func (v *Verifier) settle(key string, e *entry) {
-	st := e.st
-	if !st.Status.IsTerminal() || len(e.pending) > 0 || st.ReviewActive() {
+	st := e.h.Request
+	if e.h.Kind != series.KindRequest || !st.Status.IsTerminal() || len(e.pending) > 0 || st.ReviewActive() {
 		return
 	}
 	small := request.State{Domain: st.Domain, ID: st.ID, Status: st.Status, LastSeq: st.LastSeq, LastDigest: st.LastDigest,
@@ -494,7 +498,7 @@ func (v *Verifier) settle(key string, e *entry) {
 	if g := st.Grant; g != nil && (!st.Status.IsClosed() || st.Status == request.StatusRedeemed) {
 		small.Grant = &events.Granted{TokenHash: g.TokenHash, NotBefore: g.NotBefore, ExpiresAt: g.ExpiresAt}
 	}
-	e.st = small
+	e.h.Request = small
 }
 
 func checkOf(err error) string {
@@ -670,7 +674,7 @@ func (v *Verifier) Finish() *Report {
 	for _, k := range slices.Sorted(maps.Keys(v.open)) {
 		e := v.open[k]
 		unanswered(e)
-		st := e.st
+		st := e.h.Request
 		if (st.Status == request.StatusRequested || st.Status.AwaitsGrant()) && e.at.Before(horizon) {
 			v.find(Finding{Check: CheckProgress, Severity: SeverityWarning, Seq: st.LastSeq, Domain: st.Domain, RequestID: st.ID,
 				Problem: fmt.Sprintf("left %s: the pipeline never took it further", st.Status)})

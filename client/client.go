@@ -17,6 +17,7 @@ import (
 	"github.com/writ-dev/writ/internal/store"
 	"github.com/writ-dev/writ/issuer"
 	"github.com/writ-dev/writ/request"
+	"github.com/writ-dev/writ/series"
 )
 
 // DefaultStream is the audit stream's default name.
@@ -189,9 +190,15 @@ func principalAuthor(who *identity.Identity) history.Author {
 	return history.Author{Key: who.Key, Source: "writ://" + who.Principal.Domain + "/principals/" + who.Principal.Name}
 }
 
-// Request is a request's history as the client sees it.
+// Request is a request's history as the client sees it, or the history
+// of an ask with an id of its own (Lock, SetState), which Series folds.
 type Request struct {
-	State   request.State
+	// State is the request folded; for an ask's history, only where it
+	// ends and what was refused in it (Series.Request).
+	State request.State
+	// Series is the history folded by what it records: Series.Lock() for a
+	// lock's, Series.StateChange() for a state change's.
+	Series  series.Any
 	Records []events.Record
 	Errs    map[uint64]error // why each record changed nothing
 }
@@ -211,7 +218,7 @@ func (c *Client) Load(ctx context.Context, domain, id string) (*Request, error) 
 	if len(h.Records) == 0 {
 		return nil, fmt.Errorf("%w: %s in %s", ErrNotFound, id, domain)
 	}
-	return &Request{State: h.State, Records: h.Records, Errs: h.Errs}, nil
+	return &Request{State: h.State, Series: h.Series, Records: h.Records, Errs: h.Errs}, nil
 }
 
 // Find returns the domain a request id belongs to.
@@ -233,6 +240,20 @@ func (c *Client) Find(ctx context.Context, id string) (string, error) {
 // Wait follows a request until done(state) holds, or ctx ends. Use
 // Settled to wait for the outcome.
 func (c *Client) Wait(ctx context.Context, domain, id string, done func(request.State) bool) (*Request, error) {
+	return c.follow(ctx, domain, id, func(r *Request) bool { return done(r.State) })
+}
+
+// AwaitAsk follows the history of an ask with an id of its own (Lock and
+// SetState return it) until the approval component answers it, or ctx
+// ends: applied (Series.Lock().Done, Series.StateChange().Done), or refused.
+func (c *Client) AwaitAsk(ctx context.Context, domain, id string) (*Request, error) {
+	return c.follow(ctx, domain, id, func(r *Request) bool {
+		return r.Series.Lock().Settled() || r.Series.StateChange().Settled()
+	})
+}
+
+// follow reads a history until done holds (see Wait), or ctx ends.
+func (c *Client) follow(ctx context.Context, domain, id string, done func(*Request) bool) (*Request, error) {
 	ch := make(chan *nats.Msg, 64)
 	sub, err := c.nc.ChanSubscribe(events.RequestFilter(domain, id), ch)
 	if err != nil {
@@ -273,7 +294,7 @@ func (c *Client) Wait(ctx context.Context, domain, id string, done func(request.
 	for {
 		r, err := c.Load(ctx, domain, id)
 		switch {
-		case err == nil && done(r.State):
+		case err == nil && done(r):
 			return r, nil
 		case err == nil:
 			last, readErr = r, nil

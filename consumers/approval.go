@@ -380,7 +380,7 @@ func (a *Approval) lock(ctx context.Context, h *view, this events.Record) (*effe
 	st := h.State
 	d := this.Data.(*events.Lock)
 	key, kerr := locks.Key(d.Target)
-	if st.LockDone != nil {
+	if h.Series.Lock().Done != nil {
 		// Recorded already (this is a redelivery): make sure it is applied.
 		if kerr != nil {
 			return nil, nil
@@ -419,7 +419,7 @@ func (a *Approval) setState(ctx context.Context, h *view, this events.Record) (*
 	st := h.State
 	d := this.Data.(*events.State)
 	key, kerr := state.Key(st.Domain, d.Path)
-	if st.StateDone != nil {
+	if h.Series.StateChange().Done != nil {
 		if kerr != nil {
 			return nil, nil
 		}

@@ -560,7 +560,7 @@ func (g *Guard) alert(ctx context.Context, alert, text string) error {
 	defer cancel()
 	id := events.GuardID(g.env.Domain)
 	err := g.signer.react(ctx, g.env.Domain, id, 0, func(_ context.Context, h *view, _ events.Record) (*effect, error) {
-		last := h.State.Guard
+		last := h.Series.Guard().Last
 		switch {
 		case alert == events.AlertRestored && (last == nil || last.Alert != events.AlertWeakened):
 			return nil, nil

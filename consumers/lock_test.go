@@ -22,7 +22,7 @@ func lock(t *testing.T, e *writtest.Env, name string, target events.LockTarget, 
 	t.Helper()
 	id, err := e.Client.Lock(t.Context(), e.Identity(name), writtest.Domain, target, unlock, "test")
 	require.NoError(t, err)
-	return e.Await(id, 10*time.Second, func(s request.State) bool { return s.LockDone != nil || len(s.Answered) > 0 })
+	return e.AwaitAsk(id, 10*time.Second)
 }
 
 func TestLockBlocksNewRequests(t *testing.T) {
@@ -36,7 +36,7 @@ func TestLockBlocksNewRequests(t *testing.T) {
 	} {
 		t.Run(target.Type, func(t *testing.T) {
 			r := lock(t, e, "alice", target, false)
-			require.NotNil(t, r.State.LockDone, "%v", r.State.Answered)
+			require.NotNil(t, r.Series.Lock().Done, "%v", r.State.Answered)
 			assert.Equal(t, []string{"lock", "locked"}, writtest.Kinds(r))
 
 			id := e.Request("deploy-bot", deploy)
@@ -45,7 +45,7 @@ func TestLockBlocksNewRequests(t *testing.T) {
 			assert.Equal(t, "locked", got.State.Rejection.Code)
 
 			r = lock(t, e, "alice", target, true)
-			require.NotNil(t, r.State.LockDone)
+			require.NotNil(t, r.Series.Lock().Done)
 			id = e.Request("deploy-bot", deploy)
 			assert.Equal(t, request.StatusGranted, e.Settle(id).State.Status, "unlocked")
 		})
@@ -55,7 +55,7 @@ func TestLockBlocksNewRequests(t *testing.T) {
 func TestLockNeedsPolicy(t *testing.T) {
 	e := writtest.Start(t, writtest.Options{})
 	r := lock(t, e, "carol", events.LockTarget{Type: events.LockPrincipal, Name: "acme/alice"}, false)
-	assert.Nil(t, r.State.LockDone)
+	assert.Nil(t, r.Series.Lock().Done)
 	for _, code := range r.State.Answered {
 		assert.Equal(t, "not-authorized", code)
 	}
@@ -70,7 +70,7 @@ func TestLockBlocksAnApprovedGrant(t *testing.T) {
 	e := writtest.Start(t, writtest.Options{})
 	id := e.Request("carol", client.Spec{Action: "restart", Resource: "prod/db"})
 	e.Pending(id)
-	require.NotNil(t, lock(t, e, "bob", events.LockTarget{Type: events.LockPrincipal, Name: "acme/carol"}, false).State.LockDone)
+	require.NotNil(t, lock(t, e, "bob", events.LockTarget{Type: events.LockPrincipal, Name: "acme/carol"}, false).Series.Lock().Done)
 	e.Vote("alice", id, true, "")
 	e.Vote("bob", id, true, "")
 	r := e.Settle(id)
@@ -100,7 +100,7 @@ func TestLockBlocksRedemption(t *testing.T) {
 	go func() { _ = rd.Run(t.Context()) }()
 	require.NoError(t, rd.WaitReady(t.Context()))
 
-	require.NotNil(t, lock(t, e, "alice", events.LockTarget{Type: events.LockPrincipal, Name: "acme/deploy-bot"}, false).State.LockDone)
+	require.NotNil(t, lock(t, e, "alice", events.LockTarget{Type: events.LockPrincipal, Name: "acme/deploy-bot"}, false).Series.Lock().Done)
 	require.Eventually(t, func() bool { return errors.Is(rd.Locked(bot.Principal), locks.ErrLocked) }, 2*time.Second, 5*time.Millisecond,
 		"the redeemer hears of the lock")
 	want := redeem.Want{Action: "deploy", Resource: "staging/web"}
@@ -109,7 +109,7 @@ func TestLockBlocksRedemption(t *testing.T) {
 	_, err = rd.Redeem(t.Context(), token, proof, want)
 	require.ErrorIs(t, err, redeem.ErrLocked)
 
-	require.NotNil(t, lock(t, e, "alice", events.LockTarget{Type: events.LockPrincipal, Name: "acme/deploy-bot"}, true).State.LockDone)
+	require.NotNil(t, lock(t, e, "alice", events.LockTarget{Type: events.LockPrincipal, Name: "acme/deploy-bot"}, true).Series.Lock().Done)
 	require.Eventually(t, func() bool { return rd.Locked(bot.Principal) == nil }, 2*time.Second, 5*time.Millisecond)
 	proof, err = redeem.Prove(bot.Key, token, want, time.Now())
 	require.NoError(t, err)
@@ -139,7 +139,7 @@ func TestLockSurvivesDeletionFromTheBucket(t *testing.T) {
 	require.NoError(t, rd.WaitReady(t.Context()))
 
 	target := events.LockTarget{Type: events.LockPrincipal, Name: "acme/deploy-bot"}
-	require.NotNil(t, lock(t, e, "alice", target, false).State.LockDone)
+	require.NotNil(t, lock(t, e, "alice", target, false).Series.Lock().Done)
 	js, err := jetstream.New(e.NC)
 	require.NoError(t, err)
 	kv, err := js.KeyValue(t.Context(), locks.Bucket)
@@ -183,7 +183,7 @@ func TestLockSurvivesDeletionFromTheBucket(t *testing.T) {
 		"the approval component restores the lock the trail records")
 
 	// Unlocked through Writ: the next request is granted at once.
-	require.NotNil(t, lock(t, e, "alice", target, true).State.LockDone)
+	require.NotNil(t, lock(t, e, "alice", target, true).Series.Lock().Done)
 	assert.Equal(t, request.StatusGranted, e.Settle(e.Request("deploy-bot", deploy)).State.Status)
 	proof, err = redeem.Prove(bot.Key, token, want, time.Now())
 	require.NoError(t, err)
@@ -196,8 +196,8 @@ func TestLockSurvivesDeletionFromTheBucket(t *testing.T) {
 func TestLockBucketEntryTheTrailUnlocked(t *testing.T) {
 	e := writtest.Start(t, writtest.Options{})
 	target := events.LockTarget{Type: events.LockPrincipal, Name: "acme/deploy-bot"}
-	require.NotNil(t, lock(t, e, "alice", target, false).State.LockDone)
-	require.NotNil(t, lock(t, e, "alice", target, true).State.LockDone)
+	require.NotNil(t, lock(t, e, "alice", target, false).Series.Lock().Done)
+	require.NotNil(t, lock(t, e, "alice", target, true).Series.Lock().Done)
 	js, err := jetstream.New(e.NC)
 	require.NoError(t, err)
 	kv, err := js.KeyValue(t.Context(), locks.Bucket)

@@ -26,6 +26,7 @@ import (
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/internal/store"
 	"github.com/writ-dev/writ/request"
+	"github.com/writ-dev/writ/series"
 )
 
 // The notifier's durable consumers: one on the audit stream (what to
@@ -492,7 +493,9 @@ func (n *Notifier) handleEvent(ctx context.Context, m jetstream.Msg) error {
 		return &retryAfter{delay: 250 * time.Millisecond, cause: errors.New("history does not hold the message yet")}
 	}
 	// The facts as of this event; whether a stage still waits, as of now.
-	then, errs := request.Fold(records[:at+1])
+	// The history may be the guard's, whose alerts its own fold judges.
+	upTo, errs := series.Fold[series.Any](records[:at+1])
+	then := upTo.Request
 	if errs[seq] != nil {
 		return nil // an event that changed nothing is nothing to tell
 	}

@@ -244,7 +244,7 @@ func TestNotifierTellsRequesterOutcomes(t *testing.T) {
 		id := e.Request("carol", client.Spec{Action: "restart", Resource: "prod/api"})
 		e.Pending(id)
 		locked := lock(t, e, "bob", events.LockTarget{Type: events.LockPrincipal, Name: "acme/carol"}, false)
-		require.NotNil(t, locked.State.LockDone)
+		require.NotNil(t, locked.Series.Lock().Done)
 		e.Vote("alice", id, true, "")
 		e.Vote("bob", id, true, "")
 		require.Equal(t, request.StatusRefused, e.Settle(id).State.Status)

@@ -229,7 +229,7 @@ func TestPolicySetIsRecordedOnce(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, r.Records, 1)
 	require.True(t, r.Records[0].Valid(), "%v", r.Records[0].Err)
-	rec := r.State.Policy
+	rec := r.Series.Policy().Record
 	require.NotNil(t, rec)
 	assert.Equal(t, ev.PolicyDigest, events.Digest([]byte(rec.PolicySource)), "the recorded text is what the digest covers")
 	assert.Equal(t, ev.FlowsDigest, events.Digest([]byte(rec.FlowsSource)))

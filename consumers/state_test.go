@@ -22,7 +22,7 @@ func setState(t *testing.T, e *writtest.Env, name string, ch client.StateChange)
 	t.Helper()
 	id, err := e.Client.SetState(t.Context(), e.Identity(name), writtest.Domain, ch)
 	require.NoError(t, err)
-	return e.Await(id, 10*time.Second, func(s request.State) bool { return s.StateDone != nil || len(s.Answered) > 0 })
+	return e.AwaitAsk(id, 10*time.Second)
 }
 
 // stateBucket opens the bucket with the test's connection, which has
@@ -92,7 +92,7 @@ func TestStateSetRefusedAndRecorded(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := setState(t, e, tc.who, tc.ch)
-			assert.Nil(t, r.State.StateDone)
+			assert.Nil(t, r.Series.StateChange().Done)
 			assert.Equal(t, []string{"state", "refused"}, writtest.Kinds(r))
 			d := refusedFor(t, r)
 			assert.Equal(t, "not-authorized", d.Code)
@@ -142,18 +142,18 @@ func TestStateSetRecordedAppliedAndRead(t *testing.T) {
 	// Bob, an SRE lead, says alice is on call: recorded, then applied.
 	onCall := map[string]string{"on_call": "alice", "incident": "INC-7"}
 	r = setState(t, e, "bob", client.StateChange{Path: "prod/db", Attrs: onCall, Reason: "rotation"})
-	require.NotNil(t, r.State.StateDone, "%v", r.State.Answered)
+	require.NotNil(t, r.Series.StateChange().Done, "%v", r.State.Answered)
 	assert.Equal(t, []string{"state", "stated"}, writtest.Kinds(r))
-	assert.Equal(t, onCall, r.State.StateDone.Attrs)
-	assert.Equal(t, "rotation", r.State.StateDone.Reason)
-	assert.Equal(t, "acme/bob", r.State.StateDone.By.ID())
+	assert.Equal(t, onCall, r.Series.StateChange().Done.Attrs)
+	assert.Equal(t, "rotation", r.Series.StateChange().Done.Reason)
+	assert.Equal(t, "acme/bob", r.Series.StateChange().Done.By.ID())
 	resRev := applied(t, kv, "prod/db", onCall)
 
 	// The paging bot opens an incident on the domain's own entry.
 	incident := map[string]string{"incident_active": "true"}
 	r = setState(t, e, "deploy-bot", client.StateChange{Attrs: incident})
-	require.NotNil(t, r.State.StateDone, "%v", r.State.Answered)
-	assert.Equal(t, "", r.State.StateDone.Path)
+	require.NotNil(t, r.Series.StateChange().Done, "%v", r.State.Answered)
+	assert.Equal(t, "", r.Series.StateChange().Done.Path)
 	domRev := applied(t, kv, "", incident)
 	heard("", domRev)
 	heard("prod/db", resRev)
@@ -170,15 +170,15 @@ func TestStateSetRecordedAppliedAndRead(t *testing.T) {
 
 	// A merge keeps what it does not name, and records the whole entry.
 	r = setState(t, e, "bob", client.StateChange{Path: "prod/db", Attrs: map[string]string{"runbook": "https://wiki/db"}, Merge: true})
-	require.NotNil(t, r.State.StateDone, "%v", r.State.Answered)
+	require.NotNil(t, r.Series.StateChange().Done, "%v", r.State.Answered)
 	merged := map[string]string{"on_call": "alice", "incident": "INC-7", "runbook": "https://wiki/db"}
-	assert.Equal(t, merged, r.State.StateDone.Attrs)
+	assert.Equal(t, merged, r.Series.StateChange().Done.Attrs)
 	resRev = applied(t, kv, "prod/db", merged)
 
 	// The incident closes: the entry goes, and the decision says so.
 	r = setState(t, e, "deploy-bot", client.StateChange{Delete: true, Reason: "INC-7 resolved"})
-	require.NotNil(t, r.State.StateDone, "%v", r.State.Answered)
-	assert.Equal(t, events.StateDelete, r.State.StateDone.Op)
+	require.NotNil(t, r.Series.StateChange().Done, "%v", r.State.Answered)
+	assert.Equal(t, events.StateDelete, r.Series.StateChange().Done.Op)
 	applied(t, kv, "", nil)
 	heard("", 0)
 	heard("prod/db", resRev)
@@ -196,7 +196,7 @@ func TestStateBucketFollowsTheTrail(t *testing.T) {
 	kv := stateBucket(t, e)
 	ctx := t.Context()
 	onCall := map[string]string{"on_call": "alice"}
-	require.NotNil(t, setState(t, e, "bob", client.StateChange{Path: "prod/db", Attrs: onCall}).State.StateDone)
+	require.NotNil(t, setState(t, e, "bob", client.StateChange{Path: "prod/db", Attrs: onCall}).Series.StateChange().Done)
 	applied(t, kv, "prod/db", onCall)
 	key, err := state.Key(writtest.Domain, "prod/db")
 	require.NoError(t, err)

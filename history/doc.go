@@ -1,9 +1,9 @@
 // Package history is the one home of a request's history in the audit
 // stream: reading it (every message inspected against the trust bundle,
-// then folded once into a request.State) and extending it (an event
-// sealed by its author and appended only if the history still ends where
-// the author read it, read again and decided again when another writer
-// came first).
+// then folded once: into a request.State, or, for the id of a series, by
+// the series' own fold, series.Any) and extending it (an event sealed by
+// its author and appended only if the history still ends where the author
+// read it, read again and decided again when another writer came first).
 //
 // Every writer of the trail goes through it: the policy, approval, issuer
 // and auditor components, the notifier, the requester's and approver's

@@ -12,6 +12,7 @@ import (
 	"github.com/writ-dev/writ/internal/fifo"
 	"github.com/writ-dev/writ/internal/store"
 	"github.com/writ-dev/writ/request"
+	"github.com/writ-dev/writ/series"
 )
 
 // ErrConflict means another writer extended the history first.
@@ -102,13 +103,21 @@ func (l *Log) Checker() events.Checker { return l.checker }
 // Stream is the name of the audit stream.
 func (l *Log) Stream() string { return l.stream }
 
-// History is a request's history, inspected and folded.
+// History is a request's history, inspected and folded; or the history
+// of a series with an id of its own (a lock, a state change, the guard's
+// alerts…), which Series folds.
 type History struct {
 	Domain, ID string
 	Records    []events.Record
-	State      request.State
-	Errs       map[uint64]error // why each record changed nothing
-	Now        time.Time        // when it was read: the time it was judged at
+	// State is the request folded; for a series' history, only where it
+	// ends and what was refused in it (Series.Request), which is what an
+	// append needs.
+	State request.State
+	// Series is the history folded by what its first record opens: a
+	// request's (Series.Request is State), or a series' (Series.Lock()…).
+	Series series.Any
+	Errs   map[uint64]error // why each record changed nothing
+	Now    time.Time        // when it was read: the time it was judged at
 }
 
 // Record returns the record stored at seq.
@@ -147,7 +156,10 @@ func (l *Log) Load(ctx context.Context, domain, id string, reach Reach) (*Histor
 	for i, m := range msgs {
 		h.Records[i] = l.checker.Inspect(m, now)
 	}
-	h.State, h.Errs = request.Fold(h.Records)
+	// Folded by what it holds: a series' id is not a request's, and a
+	// request published under one is not taken for one.
+	h.Series, h.Errs = series.Fold[series.Any](h.Records)
+	h.State = h.Series.Request
 	if h.State.ID == "" {
 		// No event yet: what is appended starts this id's history.
 		h.State.Domain, h.State.ID = domain, id

@@ -655,7 +655,7 @@ func TestOnChange(t *testing.T) {
 	lockID, err := f.e.Client.Lock(t.Context(), f.e.Identity("alice"), writtest.Domain,
 		events.LockTarget{Type: events.LockPrincipal, Name: "acme/" + holderName}, false, "stolen laptop")
 	require.NoError(t, err)
-	f.e.Await(lockID, 10*time.Second, func(s request.State) bool { return s.LockDone != nil })
+	require.NotNil(t, f.e.AwaitAsk(lockID, 10*time.Second).Series.Lock().Done, "locked")
 	bot := f.e.Identity(holderName).Principal
 	next(func(got string) bool { return got == "" && errors.Is(r.CheckLocked(t.Context(), bot), locks.ErrLocked) })
 }

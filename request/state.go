@@ -84,28 +84,6 @@ type State struct {
 	Review        *events.Reviewed
 	ReviewOverdue bool
 
-	// Policy is set on a policy record's own history.
-	Policy *events.Policy
-
-	// Checkpoint and Witnessed are the latest of a checkpoint series, or of
-	// a witness's series of another domain's checkpoints.
-	Checkpoint *events.Checkpoint
-	Witnessed  *events.Witnessed
-
-	// Guard is the latest alert of the guard's own history (GuardID):
-	// weakened, or restored.
-	Guard *events.Alerted
-
-	// Lock and LockDone are set on a lock's own history.
-	Lock     *events.Lock
-	LockSeq  uint64
-	LockDone *events.Locked
-
-	// StateAsk and StateDone are set on a state change's own history.
-	StateAsk  *events.State
-	StateSeq  uint64
-	StateDone *events.Stated
-
 	// Answered maps the sequence of each message a component has already
 	// rejected or refused to the reason code, so it is answered once.
 	Answered map[uint64]string
@@ -153,6 +131,16 @@ func Link(prev string, r events.Record) error {
 // is legal in the current state changes anything else. The error says why
 // a record changed nothing. Apply needs no clock: time comes from the
 // records (when the stream stored them, else when they say they were made).
+//
+// Apply folds a request's history only. The records that live under an id
+// of their own (a lock, a state change, a policy record, checkpoints, a
+// witness's, the guard's alerts) have folds of their own (package series):
+// here they are ErrIllegal. Their refusals are not: whatever the history,
+// Apply keeps where it ends and what was refused in it, which is what a
+// writer appending to it needs. Apply cannot tell a series' history from
+// a request's (a request chained to a lock's ask is a request to it): a
+// reader that does not know what an id holds folds its history with
+// series.Any, which gives a series' history to the series' fold.
 func Apply(s State, r events.Record) (State, error) {
 	prev := s.LastDigest
 	s.LastSeq, s.LastDigest = r.Seq, r.Digest
@@ -197,7 +185,7 @@ func Apply(s State, r events.Record) (State, error) {
 	}
 	switch d := r.Data.(type) {
 	case *events.Requested:
-		if s.Status != StatusNone || s.series() {
+		if s.Status != StatusNone {
 			return s, fmt.Errorf("%w: second request on one id", ErrIllegal)
 		}
 		s.Status = StatusRequested
@@ -247,17 +235,7 @@ func Apply(s State, r events.Record) (State, error) {
 		s.Votes[i].Counted = true
 	case *events.Alerted:
 		if events.IsGuardAlert(d.Alert) {
-			// The guard's alerts have an id of their own; restored answers
-			// a weakened, and weakened may follow weakened (what is wrong
-			// changed).
-			if s.Status != StatusNone || (s.series() && s.Guard == nil) {
-				return s, fmt.Errorf("%w: the guard's alerts have an id of their own", ErrIllegal)
-			}
-			if d.Alert == events.AlertRestored && (s.Guard == nil || s.Guard.Alert != events.AlertWeakened) {
-				return s, fmt.Errorf("%w: restored with nothing weakened", ErrIllegal)
-			}
-			s.Guard = d
-			break
+			return s, fmt.Errorf("%w: the guard's alerts have an id of their own", ErrIllegal)
 		}
 		if s.Evaluation == nil || !s.Evaluation.BreakGlass {
 			return s, fmt.Errorf("%w: alert without break-glass", ErrIllegal)
@@ -378,55 +356,8 @@ func Apply(s State, r events.Record) (State, error) {
 			return s, fmt.Errorf("%w: redeemed at %s, outside the grant's lifetime", ErrUnjustified, at.Format(time.RFC3339))
 		}
 		s.Status, s.RedeemedAt = StatusRedeemed, At(r)
-	case *events.Policy:
-		if s.Status != StatusNone || s.series() {
-			return s, fmt.Errorf("%w: a policy record has an id of its own, once", ErrIllegal)
-		}
-		s.Policy = d
-	case *events.Checkpoint:
-		if s.Status != StatusNone || (s.series() && s.Checkpoint == nil) {
-			return s, fmt.Errorf("%w: checkpoints have an id of their own", ErrIllegal)
-		}
-		if c := s.Checkpoint; c != nil && (d.TreeSize < c.TreeSize || d.LastSeq < c.LastSeq || d.Stream != c.Stream) {
-			return s, fmt.Errorf("%w: checkpoint of %d messages after one of %d", ErrIllegal, d.TreeSize, c.TreeSize)
-		}
-		s.Checkpoint = d
-	case *events.Witnessed:
-		if s.Status != StatusNone || (s.series() && s.Witnessed == nil) {
-			return s, fmt.Errorf("%w: a witness series has an id of its own", ErrIllegal)
-		}
-		if w := s.Witnessed; w != nil && (d.Domain != w.Domain || d.Seq <= w.Seq) {
-			return s, fmt.Errorf("%w: witnessed %s #%d after %s #%d", ErrIllegal, d.Domain, d.Seq, w.Domain, w.Seq)
-		}
-		s.Witnessed = d
-	case *events.Lock:
-		// A lock lives on an id of its own: the ask, then the answer.
-		if s.Status != StatusNone || s.series() {
-			return s, fmt.Errorf("%w: a lock has an id of its own", ErrIllegal)
-		}
-		s.Lock, s.LockSeq = d, r.Seq
-	case *events.Locked:
-		if s.Lock == nil || s.LockDone != nil {
-			return s, fmt.Errorf("%w: locked without an ask, or twice", ErrIllegal)
-		}
-		if d.Target != s.Lock.Target || d.Unlock != s.Lock.Unlock || d.By != s.Lock.By {
-			return s, fmt.Errorf("%w: the lock applied is not the one asked for", ErrUnjustified)
-		}
-		s.LockDone = d
-	case *events.State:
-		// A state change lives on an id of its own, like a lock.
-		if s.Status != StatusNone || s.series() {
-			return s, fmt.Errorf("%w: a state change has an id of its own", ErrIllegal)
-		}
-		s.StateAsk, s.StateSeq = d, r.Seq
-	case *events.Stated:
-		if s.StateAsk == nil || s.StateDone != nil {
-			return s, fmt.Errorf("%w: state applied without an ask, or twice", ErrIllegal)
-		}
-		if !stateAnswers(s.StateAsk, d) {
-			return s, fmt.Errorf("%w: the change applied is not the one asked for", ErrUnjustified)
-		}
-		s.StateDone = d
+	case *events.Policy, *events.Checkpoint, *events.Witnessed, *events.Lock, *events.Locked, *events.State, *events.Stated:
+		return s, fmt.Errorf("%w: a %s event belongs to a history of its own, not a request's", ErrIllegal, r.Kind)
 	case *events.Revoke:
 		// A request to revoke changes nothing by itself: the approval
 		// component answers it with revoked, or refused.
@@ -455,37 +386,9 @@ func Apply(s State, r events.Record) (State, error) {
 	return s, nil
 }
 
-// stateAnswers reports whether an applied state change is the one asked
-// for: the same entry and operation, and the attributes asked for (a merge
-// keeps others besides).
-func stateAnswers(a *events.State, d *events.Stated) bool {
-	if d.Path != a.Path || d.Op != a.Op || d.By != a.By || d.Reason != a.Reason {
-		return false
-	}
-	if a.Op != events.StateSet {
-		return len(d.Attrs) == 0
-	}
-	if !a.Merge {
-		return maps.Equal(d.Attrs, a.Attrs)
-	}
-	for k, v := range a.Attrs {
-		if got, ok := d.Attrs[k]; !ok || got != v {
-			return false
-		}
-	}
-	return true
-}
-
 // RedeemLeeway is the clock skew a redemption's time may show past its
 // grant's lifetime (issuer.MaxLeeway, the most a redeemer tolerates).
 const RedeemLeeway = 5 * time.Minute
-
-// series reports whether the history is one of the records that live under
-// an id of their own: a policy version, a lock, a state change,
-// checkpoints, a witness's, the guard's alerts.
-func (s State) series() bool {
-	return s.Lock != nil || s.StateAsk != nil || s.Policy != nil || s.Checkpoint != nil || s.Witnessed != nil || s.Guard != nil
-}
 
 // answer records a refusal in a copy of the map: the state Apply was given
 // may be shared, and must not see it.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/writ-dev/writ/client"
 	"github.com/writ-dev/writ/request"
+	"github.com/writ-dev/writ/series"
 )
 
 // exportRecord is one event as exported for a SIEM: what it is, who
@@ -106,16 +107,18 @@ func runAuditExport(ctx context.Context, args []string, stdout, stderr io.Writer
 }
 
 // exportRecords folds a request's history event by event, so that each
-// record carries the status it left the request in.
+// record carries the status it left the request in. The history may be a
+// lock's, a state change's or another series': each is judged by its own
+// fold, and has no status.
 func exportRecords(r *client.Request) []exportRecord {
 	out := make([]exportRecord, 0, len(r.Records))
-	var st request.State
+	var st series.Any
 	for _, rec := range r.Records {
-		next, err := request.Apply(st, rec)
+		next, err := st.Apply(rec)
 		st = next
 		e := exportRecord{
 			Seq: rec.Seq, Stored: rec.Time, Time: rec.Envelope.Time, Domain: rec.Domain, RequestID: rec.RequestID,
-			Kind: rec.Kind.String(), Signer: rec.Signer, Role: string(rec.Role), Status: st.Status.String(),
+			Kind: rec.Kind.String(), Signer: rec.Signer, Role: string(rec.Role), Status: st.Request.Status.String(),
 			Verified: err == nil, Digest: rec.Digest,
 		}
 		if rec.Principal != nil {

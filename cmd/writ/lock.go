@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/writ-dev/writ/events"
-	"github.com/writ-dev/writ/request"
 )
 
 func runLock(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -53,14 +52,14 @@ func lock(ctx context.Context, name string, unlock bool, args []string, stdout, 
 	}
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	r, err := cl.Wait(wctx, d, id, func(s request.State) bool { return s.LockDone != nil || len(s.Answered) > 0 })
+	r, err := cl.AwaitAsk(wctx, d, id)
 	if r == nil || (err != nil && !errors.Is(err, context.DeadlineExceeded)) {
 		return fmt.Errorf("%s %s asked (id %s); its outcome is not known yet: %v", name, pos[1], id, err)
 	}
 	if len(r.State.Answered) > 0 {
 		return fmt.Errorf("%s %s %s refused: %s", name, pos[0], pos[1], refusal(r))
 	}
-	if r.State.LockDone == nil {
+	if r.Series.Lock().Done == nil {
 		return fmt.Errorf("%s %s asked (id %s); no answer within 10s", name, pos[1], id)
 	}
 	past := "locked"

@@ -17,7 +17,6 @@ import (
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/internal/state"
 	"github.com/writ-dev/writ/internal/store"
-	"github.com/writ-dev/writ/request"
 )
 
 const stateSynopsis = "state set|delete DOMAIN[/PATH] [key=value...] --creds FILE [--merge] [--reason TEXT] | state get DOMAIN[/PATH]"
@@ -108,7 +107,7 @@ func runState(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	r, err := cl.Wait(wctx, domain, id, func(s request.State) bool { return s.StateDone != nil || len(s.Answered) > 0 })
+	r, err := cl.AwaitAsk(wctx, domain, id)
 	if r == nil || (err != nil && !errors.Is(err, context.DeadlineExceeded)) {
 		return fmt.Errorf("state %s %s asked (id %s); its outcome is not known yet: %v", verb, target, id, err)
 	}
@@ -116,7 +115,7 @@ func runState(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("state %s %s refused (id %s in %s): %s; ask someone the policies let set it (Action::\"set-state\" on %s)",
 			verb, target, id, domain, refusal(r), cedarResource(domain, path))
 	}
-	done := r.State.StateDone
+	done := r.Series.StateChange().Done
 	if done == nil {
 		return fmt.Errorf("state %s %s asked (id %s); no answer within 10s: is 'writ serve' running its approval component?", verb, target, id)
 	}

@@ -124,13 +124,13 @@ func TestLockEndsConnection(t *testing.T) {
 			took := c.endedWithin(t, asked)
 			t.Logf("lock %s asked → connection closed: %s", target.Type, took)
 			assert.Less(t, took, endBound)
-			r := f.e.Await(lockID, 10*time.Second, func(s request.State) bool { return s.LockDone != nil || len(s.Answered) > 0 })
-			require.NotNil(t, r.State.LockDone, "%v", r.State.Answered)
+			r := f.e.AwaitAsk(lockID, 10*time.Second)
+			require.NotNil(t, r.Series.Lock().Done, "%v", r.State.Answered)
 
 			unlockID, err := f.e.Client.Lock(t.Context(), f.e.Identity("alice"), writtest.Domain, target, true, "found it")
 			require.NoError(t, err)
-			r = f.e.Await(unlockID, 10*time.Second, func(s request.State) bool { return s.LockDone != nil || len(s.Answered) > 0 })
-			require.NotNil(t, r.State.LockDone, "%v", r.State.Answered)
+			r = f.e.AwaitAsk(unlockID, 10*time.Second)
+			require.NotNil(t, r.Series.Lock().Done, "%v", r.State.Answered)
 			// Unlocked, the bot connects again with a new grant, and the
 			// responder leaves it be (the barrier: a publish it hears
 			// after the unlock reached the responder's lock list).

@@ -69,7 +69,7 @@ func TestGeneratedHistoriesFold(t *testing.T) {
 	rt := e.Runtime
 	p, err := e.Client.Load(ctx, e.Domain, events.PolicyID(rt.Policies.Digest(), rt.Flows.Digest()))
 	require.NoError(t, err)
-	require.NotNil(t, p.State.Policy)
+	require.NotNil(t, p.Series.Policy().Record)
 	assert.Empty(t, p.Errs)
 
 	// The same options plan the same requests (times and ids follow the

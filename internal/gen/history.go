@@ -15,6 +15,7 @@ import (
 	"github.com/writ-dev/writ/issuer"
 	"github.com/writ-dev/writ/policy"
 	"github.com/writ-dev/writ/request"
+	"github.com/writ-dev/writ/series"
 )
 
 // scenario is what a request asks for, and what the sample policies say.
@@ -180,7 +181,8 @@ type history struct {
 	g      *generator
 	id     string
 	st     request.State
-	last   uint64 // the stream sequence of the history's last message
+	folded series.Any // st is folded.Request: a policy record's history is a series'
+	last   uint64     // the stream sequence of the history's last message
 	n      int
 	voters []string
 	err    error
@@ -208,7 +210,7 @@ func (h *history) append(ctx context.Context, kind events.Kind, ordinal, source 
 	// written: nothing the fold refuses reaches the stream.
 	now := time.Now()
 	m := events.Message{Subject: out.Subject, Seq: h.last + 1, Time: now, Header: out.Header(), Body: out.Body}
-	next, err := request.Apply(h.st, h.record(m, kind, by, now))
+	next, err := h.folded.Apply(h.record(m, kind, by, now))
 	if err != nil {
 		h.err = fmt.Errorf("gen: request %s: the fold refuses the %s event made for it: %w", h.id, kind, err)
 		return
@@ -218,7 +220,7 @@ func (h *history) append(ctx context.Context, kind events.Kind, ordinal, source 
 		h.err = fmt.Errorf("gen: request %s: %w", h.id, err)
 		return
 	}
-	h.st, h.last = next, seq
+	h.folded, h.st, h.last = next, next.Request, seq
 	h.n++
 	h.g.events.Add(1)
 }

@@ -337,6 +337,18 @@ func (e *Env) Await(id string, timeout time.Duration, done func(request.State) b
 	return r
 }
 
+// AwaitAsk waits until the approval component answers an ask with an id
+// of its own (a lock, a state change): applied, or refused. It fails the
+// test after timeout.
+func (e *Env) AwaitAsk(id string, timeout time.Duration) *client.Request {
+	e.T.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	r, err := e.Client.AwaitAsk(ctx, e.Domain, id)
+	require.NoError(e.T, err, "ask %s not answered", id)
+	return r
+}
+
 // Settle waits until the request is settled.
 func (e *Env) Settle(id string) *client.Request {
 	e.T.Helper()
