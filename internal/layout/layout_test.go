@@ -15,7 +15,7 @@ const module = "github.com/writ-dev/writ"
 
 // models are the packages that describe what Writ decides, with no I/O:
 // they must build and be tested without a NATS connection.
-var models = []string{"events", "request", "policy", "issuer", "identity", "schemas"}
+var models = []string{"events", "request", "series", "policy", "issuer", "identity", "schemas"}
 
 func goList(t *testing.T, args ...string) []string {
 	t.Helper()
