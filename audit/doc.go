@@ -8,4 +8,8 @@
 //
 // Verification streams: it holds the tree's compact range, a window of
 // recent leaves, and the open requests' folded state, never the stream.
+//
+// It also holds the auditor's request/reply protocol (ask.go): the
+// subjects a domain's auditor answers on, for a checkpoint on demand and
+// for an evidence bundle's attestation, and the client that asks them.
 package audit

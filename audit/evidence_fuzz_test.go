@@ -11,7 +11,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/writ-dev/writ/audit"
-	"github.com/writ-dev/writ/consumers"
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/internal/store"
@@ -40,7 +39,7 @@ func trailForFuzzing(f *testing.F) *fuzzTrail {
 		ev.Result = audit.VerifyEvidenceContent(ev, e.Runtime.Bundle)
 		b, err := json.Marshal(ev)
 		require.NoError(f, err)
-		m, err := e.NC.Request(consumers.AttestSubject(e.Domain), b, 10*time.Second)
+		m, err := e.NC.Request(audit.AttestSubject(e.Domain), b, 10*time.Second)
 		require.NoError(f, err)
 		var att audit.Attestation
 		require.NoError(f, json.Unmarshal(m.Data, &att), string(m.Data))

@@ -11,7 +11,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/writ-dev/writ/audit"
-	"github.com/writ-dev/writ/consumers"
 	"github.com/writ-dev/writ/internal/store"
 )
 
@@ -31,7 +30,7 @@ func TestEvidenceBundle(t *testing.T) {
 
 	b, err := json.Marshal(ev)
 	require.NoError(t, err)
-	m, err := e.NC.Request(consumers.AttestSubject(e.Domain), b, 10*time.Second)
+	m, err := e.NC.Request(audit.AttestSubject(e.Domain), b, 10*time.Second)
 	require.NoError(t, err)
 	var att audit.Attestation
 	require.NoError(t, json.Unmarshal(m.Data, &att), string(m.Data))
@@ -63,7 +62,7 @@ func TestEvidenceBundle(t *testing.T) {
 	forged.Messages = forged.Messages[:len(forged.Messages)-1]
 	forged.Attestation = nil
 	b, _ = json.Marshal(forged)
-	m, err = e.NC.Request(consumers.AttestSubject(e.Domain), b, 10*time.Second)
+	m, err = e.NC.Request(audit.AttestSubject(e.Domain), b, 10*time.Second)
 	require.NoError(t, err)
 	assert.Contains(t, string(m.Data), "exactly the request's stored messages")
 

@@ -13,7 +13,6 @@ import (
 
 	"github.com/writ-dev/writ/audit"
 	"github.com/writ-dev/writ/client"
-	"github.com/writ-dev/writ/consumers"
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/internal/store"
 	"github.com/writ-dev/writ/internal/writtest"
@@ -105,7 +104,7 @@ func newRun(t testing.TB) *run {
 // checkpoint asks the running auditor for a checkpoint.
 func (r *run) checkpoint(t testing.TB) audit.Made {
 	t.Helper()
-	m, err := r.env.NC.Request(consumers.CheckpointSubject(r.env.Domain), nil, 10*time.Second)
+	m, err := r.env.NC.Request(audit.CheckpointSubject(r.env.Domain), nil, 10*time.Second)
 	require.NoError(t, err)
 	var made audit.Made
 	require.NoError(t, json.Unmarshal(m.Data, &made), string(m.Data))

@@ -93,7 +93,7 @@ func TestEmptiedStreamFails(t *testing.T) {
 	assert.Equal(t, st.LastSeq, rep.Stream.LastSeq)
 	assert.GreaterOrEqual(t, st.LastSeq, made.Seq)
 
-	m, err := e.NC.Request(consumers.CheckpointSubject(e.Domain), nil, 10*time.Second)
+	m, err := e.NC.Request(audit.CheckpointSubject(e.Domain), nil, 10*time.Second)
 	require.NoError(t, err)
 	assert.Contains(t, string(m.Data), "no checkpoint covered", "the auditor refuses to sign over an emptied stream")
 }

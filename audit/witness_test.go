@@ -13,7 +13,6 @@ import (
 	"github.com/writ-dev/writ/audit"
 	"github.com/writ-dev/writ/client"
 	"github.com/writ-dev/writ/config"
-	"github.com/writ-dev/writ/consumers"
 	"github.com/writ-dev/writ/internal/pipeline"
 	"github.com/writ-dev/writ/internal/writtest"
 )
@@ -72,7 +71,7 @@ func TestWitnessDetectsARewrittenStream(t *testing.T) {
 
 func checkpoint(t *testing.T, e *writtest.Env) audit.Made {
 	t.Helper()
-	m, err := e.NC.Request(consumers.CheckpointSubject(e.Domain), nil, 10*time.Second)
+	m, err := e.NC.Request(audit.CheckpointSubject(e.Domain), nil, 10*time.Second)
 	require.NoError(t, err)
 	var made audit.Made
 	require.NoError(t, json.Unmarshal(m.Data, &made), string(m.Data))

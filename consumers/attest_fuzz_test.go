@@ -26,7 +26,7 @@ func FuzzAttest(f *testing.F) {
 	e := writtest.Start(f, writtest.Options{})
 	id := e.Request("deploy-bot", client.Spec{Action: "deploy", Resource: "staging/web"})
 	e.Settle(id)
-	m, err := e.NC.Request(consumers.CheckpointSubject(e.Domain), nil, 10*time.Second)
+	m, err := e.NC.Request(audit.CheckpointSubject(e.Domain), nil, 10*time.Second)
 	require.NoError(f, err)
 	var made audit.Made
 	require.NoError(f, json.Unmarshal(m.Data, &made), string(m.Data))
@@ -42,7 +42,7 @@ func FuzzAttest(f *testing.F) {
 	require.NoError(f, err)
 
 	f.Fuzz(func(t *testing.T, text []byte) {
-		m, err := e.NC.Request(consumers.AttestSubject(e.Domain), text, 10*time.Second)
+		m, err := e.NC.Request(audit.AttestSubject(e.Domain), text, 10*time.Second)
 		require.NoError(t, err, "the auditor answers")
 		var answer struct {
 			audit.Attestation

@@ -29,14 +29,6 @@ type AuditorConfig struct {
 	Federated bool
 }
 
-// CheckpointSubject is where a checkpoint is asked for on demand; the
-// reply is an audit.Made, or {"error": "..."}.
-func CheckpointSubject(domain string) string { return "writ-audit." + domain + ".checkpoint" }
-
-// AttestSubject is where an evidence bundle is sent for the auditor's
-// attestation; the reply is an audit.Attestation, or {"error": "..."}.
-func AttestSubject(domain string) string { return "writ-audit." + domain + ".attest" }
-
 // DurableAuditor is the auditor's durable consumer: part of the wire
 // contract, like the others.
 const DurableAuditor = "writ-auditor-"
@@ -123,7 +115,7 @@ func (a *Auditor) disown(_ context.Context, h *view, this events.Record) (*effec
 
 // checkpoints serves checkpoints on demand and makes them at the interval.
 func (a *Auditor) checkpoints(ctx context.Context) error {
-	sub, err := a.c.env.NC.Subscribe(CheckpointSubject(a.c.env.Domain), func(m *nats.Msg) {
+	sub, err := a.c.env.NC.Subscribe(audit.CheckpointSubject(a.c.env.Domain), func(m *nats.Msg) {
 		reply := func(v any) {
 			b, _ := json.Marshal(v)
 			_ = m.Respond(b)
@@ -147,7 +139,7 @@ func (a *Auditor) checkpoints(ctx context.Context) error {
 		return err
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	att, err := a.c.env.NC.Subscribe(AttestSubject(a.c.env.Domain), func(m *nats.Msg) { a.attest(ctx, m) })
+	att, err := a.c.env.NC.Subscribe(audit.AttestSubject(a.c.env.Domain), func(m *nats.Msg) { a.attest(ctx, m) })
 	if err != nil {
 		return err
 	}

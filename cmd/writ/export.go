@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/writ-dev/writ/audit"
-	"github.com/writ-dev/writ/consumers"
-
 	"github.com/writ-dev/writ/client"
 	"github.com/writ-dev/writ/request"
 	"github.com/writ-dev/writ/series"
@@ -149,47 +147,24 @@ func exportBundle(ctx context.Context, c conn, domain, id string, stdout io.Writ
 			return err
 		}
 	}
-	ask := func(subject string, body []byte, into any) error {
-		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		m, err := nc.RequestWithContext(ctx, subject, body)
-		if err != nil {
-			return fmt.Errorf("no auditor answered for %s (does its writ serve run the auditor?): %w", domain, err)
-		}
-		if err := replyError(m.Data); err != nil {
-			return fmt.Errorf("the auditor refused: %w", err)
-		}
-		return json.Unmarshal(m.Data, into)
-	}
-	trust := cl.Checker().Bundle
-	var e *audit.Evidence
-	// The request may move on between the checkpoint and the reading: ask
-	// again for one that covers it.
-	for attempt := 0; ; attempt++ {
-		var made audit.Made
-		if err := ask(consumers.CheckpointSubject(domain), nil, &made); err != nil {
-			return err
-		}
-		e, err = audit.CollectEvidence(ctx, cl.Reader(domain), trust, domain, id)
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, audit.ErrNoCheckpoint) || attempt == 20 {
-			return err
-		}
-		time.Sleep(100 * time.Millisecond) // let the request's next events land
-	}
-	e.Result = audit.VerifyEvidenceContent(e, trust)
-	b, err := json.Marshal(e)
+	e, err := audit.ExportEvidence(ctx, nc, cl.Reader(domain), cl.Checker().Bundle, domain, id)
 	if err != nil {
-		return err
+		return auditorError(err, "does its writ serve run the auditor?", "the auditor refused: ")
 	}
-	var att audit.Attestation
-	if err := ask(consumers.AttestSubject(domain), b, &att); err != nil {
-		return err
-	}
-	e.Attestation = &att
 	enc := json.NewEncoder(stdout)
 	enc.SetIndent("", "  ")
 	return enc.Encode(e)
+}
+
+// auditorError is an ask of an auditor that failed, in the CLI's words:
+// no answer, with hint; a refusal, after refused.
+func auditorError(err error, hint, refused string) error {
+	var ae *audit.AskError
+	switch {
+	case !errors.As(err, &ae):
+		return err
+	case errors.Is(ae.Kind, audit.ErrNoAuditor):
+		return fmt.Errorf("no auditor answered for %s (%s): %w", ae.Domain, hint, ae.Err)
+	}
+	return fmt.Errorf("%s%w", refused, ae.Err)
 }

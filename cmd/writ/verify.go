@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/writ-dev/writ/audit"
 	"github.com/writ-dev/writ/config"
-	"github.com/writ-dev/writ/consumers"
 	"github.com/writ-dev/writ/identity"
 )
 
@@ -169,18 +167,9 @@ func runAuditCheckpoint(ctx context.Context, args []string, stdout, stderr io.Wr
 	if *domain == "" {
 		*domain = cl.Home()
 	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	m, err := nc.RequestWithContext(ctx, consumers.CheckpointSubject(*domain), nil)
+	made, err := audit.AskCheckpoint(ctx, nc, *domain)
 	if err != nil {
-		return fmt.Errorf("no auditor answered for %s (does its writ serve run the auditor? its writ.json needs an audit section): %w", *domain, err)
-	}
-	var made audit.Made
-	if err := replyError(m.Data); err != nil {
-		return err
-	}
-	if err := json.Unmarshal(m.Data, &made); err != nil {
-		return err
+		return auditorError(err, "does its writ serve run the auditor? its writ.json needs an audit section", "")
 	}
 	verb := "made"
 	if !made.New {
@@ -188,16 +177,5 @@ func runAuditCheckpoint(ctx context.Context, args []string, stdout, stderr io.Wr
 	}
 	cp := made.Checkpoint
 	fmt.Fprintf(stdout, "checkpoint %s at #%d: %d messages (#%d to #%d), root %s\n", verb, made.Seq, cp.TreeSize, cp.FirstSeq, cp.LastSeq, cp.Root)
-	return nil
-}
-
-// replyError returns the error an auditor replied with, if any.
-func replyError(b []byte) error {
-	var e struct {
-		Error string `json:"error"`
-	}
-	if json.Unmarshal(b, &e) == nil && e.Error != "" {
-		return errors.New(e.Error)
-	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/jwt/v2"
 
+	"github.com/writ-dev/writ/audit"
 	"github.com/writ-dev/writ/consumers"
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
@@ -243,7 +244,7 @@ func (p *perms) reader(s Scope) {
 		"STREAM.INFO."+s.Stream,
 		"DIRECT.GET."+s.DeadLetter, "DIRECT.GET."+s.DeadLetter+".>", "STREAM.INFO."+s.DeadLetter,
 	)...)
-	p.pub(consumers.CheckpointSubject("*"), consumers.AttestSubject("*"))
+	p.pub(audit.CheckpointSubject("*"), audit.AttestSubject("*"))
 	p.sub(events.Prefix + ".>")
 	// The resource state policies read, as 'writ state get' shows it:
 	// direct reads of its bucket's stream, no consumer.
@@ -298,7 +299,7 @@ func (p *perms) component(role Role, s Scope) {
 	case Auditor:
 		// Checkpoints on demand and evidence to attest: answered on the
 		// asker's inbox.
-		p.sub(consumers.CheckpointSubject(s.Domain), consumers.AttestSubject(s.Domain))
+		p.sub(audit.CheckpointSubject(s.Domain), audit.AttestSubject(s.Domain))
 		p.resp = &jwt.ResponsePermission{MaxMsgs: 1}
 		// Witnessing: other domains' checkpoints, read through their
 		// JetStream domains.
