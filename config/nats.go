@@ -16,6 +16,7 @@ import (
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/internal/access"
 	"github.com/writ-dev/writ/internal/embedded"
+	"github.com/writ-dev/writ/notify"
 )
 
 // Files of a setup's server authentication, relative to its directory.
@@ -110,8 +111,11 @@ func (c *Config) Scope(user, suffix string, roles ...access.Role) access.Scope {
 	s := access.Scope{Domain: c.Domain, Stream: c.Stream.Name, Timers: c.Stream.Timers, User: user}
 	env := consumers.Env{Domain: c.Domain, Streams: consumers.StreamConfig{Name: c.Stream.Name, Timers: c.Stream.Timers}, DurableSuffix: suffix}
 	for _, role := range roles {
-		if role.IsComponent() {
-			s.Consumers = append(s.Consumers, env.DurablesOf(string(role), "")...)
+		switch {
+		case role == access.Notifier:
+			s.Consumers = append(s.Consumers, notify.DurablesOf(env, "")...)
+		case role.IsComponent():
+			s.Consumers = append(s.Consumers, env.DurablesOf(string(role))...)
 		}
 	}
 	return s

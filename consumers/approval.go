@@ -60,7 +60,7 @@ func NewApproval(env Env, key nkeys.KeyPair, policies *policy.Set) (*Approval, e
 
 // Durables lists the durable consumers the approval component reads: the
 // audit stream's, and the fired timers'.
-func (a *Approval) Durables() []Durable { return a.c.env.DurablesOf("approval", "") }
+func (a *Approval) Durables() []Durable { return a.c.env.DurablesOf("approval") }
 
 // Run consumes evaluations, votes and fired timers until ctx ends.
 func (a *Approval) Run(ctx context.Context) error {

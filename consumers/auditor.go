@@ -78,7 +78,7 @@ func (a *Auditor) Checkpoint(ctx context.Context) (*audit.Made, error) {
 }
 
 // Durables lists the durable consumers the auditor reads.
-func (a *Auditor) Durables() []Durable { return a.c.env.DurablesOf("auditor", "") }
+func (a *Auditor) Durables() []Durable { return a.c.env.DurablesOf("auditor") }
 
 // Run makes checkpoints, and answers what is not genuine, until ctx ends.
 func (a *Auditor) Run(ctx context.Context) error {

@@ -2,7 +2,6 @@ package consumers_test
 
 import (
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -11,9 +10,9 @@ import (
 	"github.com/writ-dev/writ/internal/writtest"
 )
 
-// A component refuses an environment it cannot run in, and the notifier a
-// configuration it cannot deliver with, each with an error a caller can
-// match; zero values are defaults, not problems.
+// A component refuses an environment it cannot run in, with an error a
+// caller can match; zero values are defaults, not problems. (The
+// notifier's configuration: notify's TestNewNotifierRefusesInvalidConfiguration.)
 func TestConstructorsRefuseInvalidConfiguration(t *testing.T) {
 	e := writtest.Start(t, writtest.Options{NoServe: true})
 	env := consumers.Env{NC: e.NC, Domain: e.Domain, Bundle: e.Runtime.Bundle}
@@ -25,11 +24,4 @@ func TestConstructorsRefuseInvalidConfiguration(t *testing.T) {
 	_, err = consumers.NewGuard(consumers.Env{Domain: e.Domain, Bundle: e.Runtime.Bundle}, nil, consumers.GuardConfig{})
 	assert.ErrorIs(t, err, consumers.ErrInvalidEnv, "no connection")
 	assert.ErrorIs(t, bad.Validate(), consumers.ErrInvalidEnv)
-
-	_, err = consumers.NewNotifier(env, consumers.NotifierConfig{Timeout: time.Minute})
-	assert.ErrorIs(t, err, consumers.ErrNotifierConfig)
-	assert.NotErrorIs(t, err, consumers.ErrInvalidEnv)
-	n, err := consumers.NewNotifier(env, consumers.NotifierConfig{})
-	require.NoError(t, err, "every zero value has its default")
-	assert.NotNil(t, n)
 }

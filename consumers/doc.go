@@ -28,7 +28,9 @@
 // component therefore make one decision and one grant per request.
 //
 // Files: env.go (what components share), runner.go and react.go (the
-// runtime), stream.go (the streams), policy.go, approval.go, issuer.go,
-// auditor.go (the components), guard.go (stops issuance while what Writ
-// relies on is weakened), observe.go (metrics hooks).
+// runtime), runtime.go (the runtime as components of other packages use
+// it: the notifier, package notify), stream.go (the streams), policy.go,
+// approval.go, issuer.go, auditor.go (the components), guard.go (stops
+// issuance while what Writ relies on is weakened), observe.go (metrics
+// hooks).
 package consumers

@@ -6,9 +6,3 @@ import "github.com/writ-dev/writ/events"
 // about to decide on; tests use it to make a handler fail. Set it before
 // starting a pipeline, and reset it (nil) after.
 func SetBeforeDecide(f func(events.Record)) { beforeDecide = f }
-
-// Heading is a notification's Title, as the notifier writes it.
-func Heading(n *Notification) string { return n.heading() }
-
-// Render is the body a target of format f receives.
-func Render(f WebhookFormat, n *Notification) ([]byte, error) { return render(f, n) }

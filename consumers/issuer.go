@@ -62,7 +62,7 @@ func NewIssuer(env Env, key, xkey nkeys.KeyPair, grants GrantPolicy) (*Issuer, e
 
 // Durables lists the durable consumers the issuer reads.
 func (i *Issuer) Durables() []Durable {
-	return i.c.env.DurablesOf("issuer", "")
+	return i.c.env.DurablesOf("issuer")
 }
 
 // Run consumes decisions until ctx ends.

@@ -12,7 +12,7 @@ import (
 // Durable is a durable consumer a component reads, as metrics and
 // readiness name it.
 type Durable struct {
-	Component string // policy, approval, issuer, notifier
+	Component string // policy, approval, issuer, auditor, notifier
 	Name      string // short and stable, a metric label: policy, approval-timers, …
 	Stream    string
 	Consumer  string // the durable consumer's name on the server
@@ -118,15 +118,12 @@ func (nopProbe) Loop(Loop)            {}
 func (nopProbe) Begin(int, time.Time) {}
 func (nopProbe) End(int, Handled)     {}
 
-// DurablesOf lists the durable consumers component reads (queue: the
-// notifier's delivery queue stream, default WRIT_NOTIFY), with their
-// filters, without building it: what its connection must be allowed to
-// read, and what the guard holds them to.
-func (e Env) DurablesOf(component, queue string) []Durable {
+// DurablesOf lists the durable consumers component (one of this package's)
+// reads, with their filters, without building it: what its connection
+// must be allowed to read, and what the guard holds them to. The
+// notifier's are notify.DurablesOf.
+func (e Env) DurablesOf(component string) []Durable {
 	e.Streams.defaults()
-	if queue == "" {
-		queue = DefaultNotifyStream
-	}
 	d := e.Domain
 	kinds := func(ks ...events.Kind) []string {
 		out := make([]string, len(ks))
@@ -148,11 +145,6 @@ func (e Env) DurablesOf(component, queue string) []Durable {
 		return []Durable{e.durable("issuer", "issuer", e.Streams.Name, DurableIssuer, kinds(events.KindEvaluated, events.KindApproved)...)}
 	case "auditor":
 		return []Durable{e.durable("auditor", "auditor", e.Streams.Name, DurableAuditor, kinds(disownedKinds...)...)}
-	case "notifier":
-		return []Durable{
-			e.durable("notifier", "notifier", e.Streams.Name, DurableNotifier, kinds(notifiedKinds...)...),
-			e.durable("notifier", "notifier-delivery", queue, DurableNotifierDelivery, NotifySubjects(d)),
-		}
 	}
 	return nil
 }

@@ -48,7 +48,7 @@ func NewPolicy(env Env, key nkeys.KeyPair, policies *policy.Set, flows *policy.F
 
 // Durables lists the durable consumers the policy component reads.
 func (p *Policy) Durables() []Durable {
-	return p.c.env.DurablesOf("policy", "")
+	return p.c.env.DurablesOf("policy")
 }
 
 // Run consumes requests until ctx ends.

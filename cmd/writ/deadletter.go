@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -12,7 +11,7 @@ import (
 
 	"github.com/writ-dev/writ/consumers"
 	"github.com/writ-dev/writ/events"
-	"github.com/writ-dev/writ/internal/store"
+	"github.com/writ-dev/writ/notify"
 )
 
 // deadLetter is one thing the pipeline gave up on: an input a component
@@ -70,17 +69,13 @@ func runAuditDeadLetter(ctx context.Context, args []string, stdout, stderr io.Wr
 	if err != nil {
 		return err
 	}
-	err = store.Scan(ctx, js, consumers.DefaultDeadLetterStream, consumers.DeadLetterSubject(d, "*"), time.Time{}, func(m events.Message) error {
-		var l consumers.DeadLetter
-		if json.Unmarshal(m.Body, &l) != nil {
-			return nil
-		}
-		out = append(out, deadLetter{Source: "notifier", Seq: m.Seq, At: m.Time, Domain: l.Domain, RequestID: l.RequestID,
-			What: fmt.Sprintf("notification of %s to %s, %d attempts", l.EventKind, l.Target, l.Attempts), Reason: l.LastError})
-		return nil
-	})
-	if err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+	given, err := notify.DeadLetters(ctx, js, "", d)
+	if err != nil {
 		return err
+	}
+	for _, l := range given {
+		out = append(out, deadLetter{Source: "notifier", Seq: l.Seq, At: l.At, Domain: l.Domain, RequestID: l.RequestID,
+			What: fmt.Sprintf("notification of %s to %s, %d attempts", l.EventKind, l.Target, l.Attempts), Reason: l.LastError})
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)

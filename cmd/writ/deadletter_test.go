@@ -17,6 +17,7 @@ import (
 	"github.com/writ-dev/writ/consumers"
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/internal/store"
+	"github.com/writ-dev/writ/notify"
 )
 
 // writ audit deadletter lists what the pipeline gave up on — genuine
@@ -62,11 +63,11 @@ func TestAuditDeadLetter(t *testing.T) {
 			return err == nil
 		}, 10*time.Second, 50*time.Millisecond)
 	}
-	_, err = js.CreateStream(ctx, consumers.DeadLetterStreamConfig(consumers.DefaultDeadLetterStream, "acme", 1))
+	_, err = js.CreateStream(ctx, notify.DeadLetterStreamConfig(notify.DefaultDeadLetterStream, "acme", 1))
 	require.NoError(t, err)
-	l, _ := json.Marshal(consumers.DeadLetter{Version: consumers.DeadLetterVersion, Domain: "acme", RequestID: id, EventKind: "granted",
+	l, _ := json.Marshal(notify.DeadLetter{Version: notify.DeadLetterVersion, Domain: "acme", RequestID: id, EventKind: "granted",
 		Target: "https://hooks.example/#ops", Attempts: 8, LastError: "503 Service Unavailable"})
-	_, err = js.Publish(ctx, consumers.DeadLetterSubject("acme", id), l)
+	_, err = js.Publish(ctx, notify.DeadLetterSubject("acme", id), l)
 	require.NoError(t, err)
 
 	out, _, err = writ(t, append([]string{"audit", "deadletter", "--json"}, common...)...)

@@ -15,6 +15,7 @@ import (
 	"github.com/writ-dev/writ/internal/callout"
 	"github.com/writ-dev/writ/internal/locks"
 	"github.com/writ-dev/writ/internal/state"
+	"github.com/writ-dev/writ/notify"
 	"github.com/writ-dev/writ/redeem"
 )
 
@@ -94,10 +95,10 @@ func (s *Scope) defaults() {
 		s.Timers = consumers.DefaultTimersStream
 	}
 	if s.Queue == "" {
-		s.Queue = consumers.DefaultNotifyStream
+		s.Queue = notify.DefaultNotifyStream
 	}
 	if s.DeadLetter == "" {
-		s.DeadLetter = consumers.DefaultDeadLetterStream
+		s.DeadLetter = notify.DefaultDeadLetterStream
 	}
 }
 
@@ -306,7 +307,7 @@ func (p *perms) component(role Role, s Scope) {
 		p.pub("$JS.*.API.DIRECT.GET.>", "$JS.*.API.STREAM.INFO.>")
 	case Notifier:
 		p.create(s.Queue, s.DeadLetter)
-		p.pub(consumers.NotifySubjects(s.Domain), consumers.DeadLetterSubjects(s.Domain))
+		p.pub(notify.NotifySubjects(s.Domain), notify.DeadLetterSubjects(s.Domain))
 		p.pub(apis("STREAM.INFO."+s.Queue, "STREAM.INFO."+s.DeadLetter)...)
 	}
 }

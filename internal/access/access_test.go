@@ -100,7 +100,7 @@ func TestPermissionsTable(t *testing.T) {
 }
 
 func issuerDurables() []consumers.Durable {
-	return consumers.Env{Domain: "acme"}.DurablesOf("issuer", "")
+	return consumers.Env{Domain: "acme"}.DurablesOf("issuer")
 }
 
 // TestUnionKeepsTheDenies: a replica running the approval component (which

@@ -20,6 +20,7 @@ import (
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/identity/connect"
 	"github.com/writ-dev/writ/internal/access"
+	"github.com/writ-dev/writ/notify"
 )
 
 // Components lists the core components, in pipeline order.
@@ -28,7 +29,7 @@ var Components = []string{string(identity.RolePolicy), string(identity.RoleAppro
 // Notifier is the notifier component's name. Besides the core components,
 // it runs by default when the configuration's notify section names a
 // webhook, so that setups without one behave as before.
-const Notifier = "notifier"
+const Notifier = notify.Component
 
 // Auditor is the auditor component's name; it runs by default when the
 // configuration has an audit section.
@@ -208,7 +209,7 @@ func (p *Pipeline) build(n string, env consumers.Env, rt *config.Runtime, o Opti
 		if err != nil {
 			return nil, err
 		}
-		return consumers.NewNotifier(env, cfg)
+		return notify.NewNotifier(env, cfg)
 	}
 	return nil, fmt.Errorf("pipeline: unknown component %q", n)
 }
@@ -224,26 +225,26 @@ func (p *Pipeline) close() {
 }
 
 // NotifierConfig translates a notify section, reading its secret with getenv.
-func NotifierConfig(n *config.Notify, getenv func(string) string) (consumers.NotifierConfig, error) {
+func NotifierConfig(n *config.Notify, getenv func(string) string) (notify.NotifierConfig, error) {
 	if n.Empty() {
-		return consumers.NotifierConfig{}, fmt.Errorf("pipeline: the notifier needs webhooks in the notify section")
+		return notify.NotifierConfig{}, fmt.Errorf("pipeline: the notifier needs webhooks in the notify section")
 	}
 	if err := n.Validate(); err != nil {
-		return consumers.NotifierConfig{}, fmt.Errorf("pipeline: notify: %w", err)
+		return notify.NotifierConfig{}, fmt.Errorf("pipeline: notify: %w", err)
 	}
 	d := config.NotifyDefaults(*n)
 	var errs []error
-	hooks := func(ws []config.Webhook) []consumers.Webhook {
-		out := make([]consumers.Webhook, 0, len(ws))
+	hooks := func(ws []config.Webhook) []notify.Webhook {
+		out := make([]notify.Webhook, 0, len(ws))
 		for _, w := range ws {
-			f, err := consumers.ParseWebhookFormat(w.Format)
+			f, err := notify.ParseWebhookFormat(w.Format)
 			errs = append(errs, err)
-			out = append(out, consumers.Webhook{URL: w.URL, Format: f})
+			out = append(out, notify.Webhook{URL: w.URL, Format: f})
 		}
 		return out
 	}
-	c := consumers.NotifierConfig{
-		Groups: map[string][]consumers.Webhook{}, Principals: map[string][]consumers.Webhook{},
+	c := notify.NotifierConfig{
+		Groups: map[string][]notify.Webhook{}, Principals: map[string][]notify.Webhook{},
 		Requesters: hooks(d.Requesters),
 		Retries:    d.Retries, Backoff: time.Duration(d.Backoff), MaxBackoff: time.Duration(d.MaxBackoff),
 		MaxElapsed: time.Duration(d.MaxElapsed), Timeout: time.Duration(d.Timeout), Workers: d.Workers,

@@ -1,4 +1,4 @@
-package consumers_test
+package notify_test
 
 import (
 	"bytes"
@@ -24,6 +24,7 @@ import (
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/internal/pipeline"
 	"github.com/writ-dev/writ/internal/writtest"
+	"github.com/writ-dev/writ/notify"
 	"github.com/writ-dev/writ/request"
 )
 
@@ -88,21 +89,21 @@ func (h *hook) until(t *testing.T, ok func(hit) bool) hit {
 	}
 }
 
-func notice(t *testing.T, c hit) consumers.Notification {
+func notice(t *testing.T, c hit) notify.Notification {
 	t.Helper()
-	var n consumers.Notification
+	var n notify.Notification
 	require.NoError(t, json.Unmarshal(c.body, &n), "%s", c.body)
 	return n
 }
 
 func of(kind, id string) func(hit) bool {
 	return func(c hit) bool {
-		return c.header.Get(consumers.HeaderEvent) == kind && bytes.Contains(c.body, []byte(id))
+		return c.header.Get(notify.HeaderEvent) == kind && bytes.Contains(c.body, []byte(id))
 	}
 }
 
 // notify is a notify section for tests: short backoffs, signed payloads.
-func notify(t *testing.T, groups map[string][]config.Webhook, requesters ...config.Webhook) *config.Notify {
+func notifySection(t *testing.T, groups map[string][]config.Webhook, requesters ...config.Webhook) *config.Notify {
 	t.Helper()
 	t.Setenv(secretEnv, webhookSecret)
 	return &config.Notify{
@@ -114,7 +115,7 @@ func notify(t *testing.T, groups map[string][]config.Webhook, requesters ...conf
 
 func TestNotifierApproversPayloads(t *testing.T) {
 	slack, plain := newHook(t, nil), newHook(t, nil)
-	e := writtest.Start(t, writtest.Options{Notify: notify(t, map[string][]config.Webhook{
+	e := writtest.Start(t, writtest.Options{Notify: notifySection(t, map[string][]config.Webhook{
 		"sre-leads": {{URL: slack.srv.URL + "/services/T0/B0/x", Format: config.FormatSlack}, {URL: plain.srv.URL, Format: config.FormatJSON}},
 	})})
 	id := e.Request("carol", client.Spec{Action: "restart", Resource: "prod/db", Reason: "stuck replication", Urgency: "high"})
@@ -124,16 +125,16 @@ func TestNotifierApproversPayloads(t *testing.T) {
 	t.Run("json", func(t *testing.T) {
 		c := plain.until(t, of("evaluated", id))
 		assert.Equal(t, "application/json", c.header.Get("Content-Type"))
-		assert.NotEmpty(t, c.header.Get(consumers.HeaderDelivery))
+		assert.NotEmpty(t, c.header.Get(notify.HeaderDelivery))
 		n := notice(t, c)
-		assert.Equal(t, consumers.NotificationVersion, n.Version)
-		assert.Equal(t, consumers.NoticeApprovalNeeded, n.Type)
+		assert.Equal(t, notify.NotificationVersion, n.Version)
+		assert.Equal(t, notify.NoticeApprovalNeeded, n.Type)
 		assert.Equal(t, "pending", n.Status)
-		assert.Equal(t, consumers.NoticeRequest{
+		assert.Equal(t, notify.NoticeRequest{
 			ID: id, Domain: "acme", Requester: "acme/carol", OriginDomain: "acme", Action: "restart", Resource: "prod/db",
 			Reason: "stuck replication", Urgency: "high", RequestedAt: n.Request.RequestedAt, Digest: r.State.RequestDigest,
 		}, n.Request)
-		assert.Equal(t, []consumers.NoticeStage{{Flow: "two-sre-leads", Stage: "leads", Of: 1, Groups: []string{"sre-leads"}, Required: 2}}, n.Stages)
+		assert.Equal(t, []notify.NoticeStage{{Flow: "two-sre-leads", Stage: "leads", Of: 1, Groups: []string{"sre-leads"}, Required: 2}}, n.Stages)
 		require.NotNil(t, n.Deadline)
 		assert.True(t, n.Deadline.Equal(*r.State.Evaluation.ExpiresAt))
 		assert.Equal(t, "writ approve "+id+" --creds <your.creds>", n.ApproveHint)
@@ -143,19 +144,19 @@ func TestNotifierApproversPayloads(t *testing.T) {
 		// The signature covers the timestamp and the exact body.
 		now := time.Now()
 		secret := []byte(webhookSecret)
-		require.NoError(t, consumers.VerifyWebhook(secret, c.header, c.body, now, 5*time.Minute))
+		require.NoError(t, notify.VerifyWebhook(secret, c.header, c.body, now, 5*time.Minute))
 		tampered := bytes.Replace(c.body, []byte("restart"), []byte("destroy"), 1)
-		assert.ErrorIs(t, consumers.VerifyWebhook(secret, c.header, tampered, now, 5*time.Minute), consumers.ErrSignature)
-		assert.ErrorIs(t, consumers.VerifyWebhook([]byte("another-secret-0123456789"), c.header, c.body, now, 5*time.Minute), consumers.ErrSignature)
-		assert.ErrorIs(t, consumers.VerifyWebhook(secret, c.header, c.body, now.Add(time.Hour), 5*time.Minute), consumers.ErrSignature, "replayed later")
+		assert.ErrorIs(t, notify.VerifyWebhook(secret, c.header, tampered, now, 5*time.Minute), notify.ErrSignature)
+		assert.ErrorIs(t, notify.VerifyWebhook([]byte("another-secret-0123456789"), c.header, c.body, now, 5*time.Minute), notify.ErrSignature)
+		assert.ErrorIs(t, notify.VerifyWebhook(secret, c.header, c.body, now.Add(time.Hour), 5*time.Minute), notify.ErrSignature, "replayed later")
 		moved := c.header.Clone()
-		moved.Set(consumers.HeaderTimestamp, fmt.Sprint(now.Unix()+1))
-		assert.ErrorIs(t, consumers.VerifyWebhook(secret, moved, c.body, now, 5*time.Minute), consumers.ErrSignature, "the timestamp is in the MAC")
+		moved.Set(notify.HeaderTimestamp, fmt.Sprint(now.Unix()+1))
+		assert.ErrorIs(t, notify.VerifyWebhook(secret, moved, c.body, now, 5*time.Minute), notify.ErrSignature, "the timestamp is in the MAC")
 	})
 
 	t.Run("slack", func(t *testing.T) {
 		c := slack.until(t, of("evaluated", id))
-		require.NoError(t, consumers.VerifyWebhook([]byte(webhookSecret), c.header, c.body, time.Now(), time.Minute))
+		require.NoError(t, notify.VerifyWebhook([]byte(webhookSecret), c.header, c.body, time.Now(), time.Minute))
 		var m struct {
 			Text   string `json:"text"`
 			Blocks []struct {
@@ -195,7 +196,7 @@ func TestNotifierApproversPayloads(t *testing.T) {
 
 func TestNotifierTellsRequesterOutcomes(t *testing.T) {
 	h := newHook(t, nil)
-	e := writtest.Start(t, writtest.Options{Notify: notify(t, nil, config.Webhook{URL: h.srv.URL, Format: config.FormatJSON})})
+	e := writtest.Start(t, writtest.Options{Notify: notifySection(t, nil, config.Webhook{URL: h.srv.URL, Format: config.FormatJSON})})
 
 	t.Run("granted", func(t *testing.T) {
 		id := e.Request("deploy-bot", client.Spec{Action: "deploy", Resource: "staging/web", TTL: 5 * time.Minute})
@@ -203,7 +204,7 @@ func TestNotifierTellsRequesterOutcomes(t *testing.T) {
 		require.Equal(t, request.StatusGranted, r.State.Status)
 		c := h.until(t, of("granted", id))
 		n := notice(t, c)
-		assert.Equal(t, consumers.NoticeOutcome, n.Type)
+		assert.Equal(t, notify.NoticeOutcome, n.Type)
 		assert.Equal(t, "granted", n.Status)
 		assert.Equal(t, "acme/deploy-bot", n.Request.Requester)
 		require.NotNil(t, n.Outcome)
@@ -232,7 +233,7 @@ func TestNotifierTellsRequesterOutcomes(t *testing.T) {
 		id := e.Request("carol", client.Spec{Action: "drop-database", Resource: "prod/db"})
 		require.Equal(t, request.StatusDenied, e.Settle(id).State.Status)
 		n := notice(t, h.until(t, of("evaluated", id)))
-		assert.Equal(t, consumers.NoticeOutcome, n.Type)
+		assert.Equal(t, notify.NoticeOutcome, n.Type)
 		assert.Equal(t, "denied", n.Status)
 		assert.Equal(t, "no-prod-database-drop", n.Outcome.Reason)
 	})
@@ -249,7 +250,7 @@ func TestNotifierTellsRequesterOutcomes(t *testing.T) {
 		e.Vote("bob", id, true, "")
 		require.Equal(t, request.StatusRefused, e.Settle(id).State.Status)
 		n := notice(t, h.until(t, of("refused", id)))
-		assert.Equal(t, consumers.NoticeOutcome, n.Type)
+		assert.Equal(t, notify.NoticeOutcome, n.Type)
 		assert.Equal(t, "refused", n.Status)
 		require.NotNil(t, n.Outcome)
 		assert.Equal(t, "locked", n.Outcome.Code)
@@ -264,7 +265,7 @@ func TestNotifierRetriesOn500(t *testing.T) {
 		}
 		return http.StatusOK
 	})
-	cfg := notify(t, nil, config.Webhook{URL: h.srv.URL, Format: config.FormatJSON})
+	cfg := notifySection(t, nil, config.Webhook{URL: h.srv.URL, Format: config.FormatJSON})
 	cfg.Retries = 3
 	e := writtest.Start(t, writtest.Options{Notify: cfg})
 	id := e.Request("deploy-bot", client.Spec{Action: "deploy", Resource: "staging/web"})
@@ -276,15 +277,15 @@ func TestNotifierRetriesOn500(t *testing.T) {
 	}
 	assert.Equal(t, []int{500, 500, 200}, []int{calls[0].status, calls[1].status, calls[2].status})
 	for _, c := range calls[1:] {
-		assert.Equal(t, calls[0].header.Get(consumers.HeaderDelivery), c.header.Get(consumers.HeaderDelivery), "one delivery id across tries")
+		assert.Equal(t, calls[0].header.Get(notify.HeaderDelivery), c.header.Get(notify.HeaderDelivery), "one delivery id across tries")
 		assert.Equal(t, calls[0].body, c.body)
-		assert.NoError(t, consumers.VerifyWebhook([]byte(webhookSecret), c.header, c.body, time.Now(), time.Minute), "each try is signed afresh")
+		assert.NoError(t, notify.VerifyWebhook([]byte(webhookSecret), c.header, c.body, time.Now(), time.Minute), "each try is signed afresh")
 	}
 	assert.GreaterOrEqual(t, calls[2].at.Sub(calls[0].at), 60*time.Millisecond, "backoff: 20ms then 40ms")
 
 	js, err := jetstream.New(e.NC)
 	require.NoError(t, err)
-	dl, err := js.Stream(t.Context(), consumers.DefaultDeadLetterStream)
+	dl, err := js.Stream(t.Context(), notify.DefaultDeadLetterStream)
 	require.NoError(t, err)
 	info, err := dl.Info(t.Context())
 	require.NoError(t, err)
@@ -294,7 +295,7 @@ func TestNotifierRetriesOn500(t *testing.T) {
 func TestNotifierDeadLettersAfterLastRetry(t *testing.T) {
 	h := newHook(t, func(int, *http.Request) int { return http.StatusBadGateway })
 	const credential = "B0SECRETPART"
-	cfg := notify(t, nil, config.Webhook{URL: h.srv.URL + "/services/T0/" + credential, Format: config.FormatJSON})
+	cfg := notifySection(t, nil, config.Webhook{URL: h.srv.URL + "/services/T0/" + credential, Format: config.FormatJSON})
 	cfg.Retries = 2
 	e := writtest.Start(t, writtest.Options{Notify: cfg})
 	id := e.Request("deploy-bot", client.Spec{Action: "deploy", Resource: "staging/web"})
@@ -305,16 +306,16 @@ func TestNotifierDeadLettersAfterLastRetry(t *testing.T) {
 	var raw *jetstream.RawStreamMsg
 	require.Eventually(t, func() bool {
 		// The notifier makes its streams as it starts, alongside the rest.
-		dl, err := js.Stream(t.Context(), consumers.DefaultDeadLetterStream)
+		dl, err := js.Stream(t.Context(), notify.DefaultDeadLetterStream)
 		if err != nil {
 			return false
 		}
-		raw, err = dl.GetLastMsgForSubject(t.Context(), consumers.DeadLetterSubject(writtest.Domain, id))
+		raw, err = dl.GetLastMsgForSubject(t.Context(), notify.DeadLetterSubject(writtest.Domain, id))
 		return err == nil
 	}, 10*time.Second, 20*time.Millisecond, "a dead letter after the last try")
-	var d consumers.DeadLetter
+	var d notify.DeadLetter
 	require.NoError(t, json.Unmarshal(raw.Data, &d))
-	assert.Equal(t, consumers.DeadLetterVersion, d.Version)
+	assert.Equal(t, notify.DeadLetterVersion, d.Version)
 	assert.Equal(t, id, d.RequestID)
 	assert.Equal(t, "granted", d.EventKind)
 	assert.Equal(t, 3, d.Attempts, "the first try and two retries")
@@ -322,12 +323,12 @@ func TestNotifierDeadLettersAfterLastRetry(t *testing.T) {
 	assert.Equal(t, "json", d.Format)
 	assert.NotContains(t, string(raw.Data), credential, "a webhook URL is a credential: never recorded")
 	assert.True(t, strings.HasPrefix(d.Target, h.srv.URL+"/…#"), d.Target)
-	var n consumers.Notification
+	var n notify.Notification
 	require.NoError(t, json.Unmarshal(d.Payload, &n), "the payload, for a replay")
 	assert.Equal(t, id, n.Request.ID)
 
 	// The delivery is acked: nothing is pending and nothing more is tried.
-	cons, err := js.Consumer(t.Context(), consumers.DefaultNotifyStream, consumers.DurableNotifierDelivery+writtest.Domain)
+	cons, err := js.Consumer(t.Context(), notify.DefaultNotifyStream, notify.DurableNotifierDelivery+writtest.Domain)
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
 		info, err := cons.Info(t.Context())
@@ -352,7 +353,7 @@ func TestNotifierHangingWebhookDoesNotBlockPipeline(t *testing.T) {
 	}))
 	t.Cleanup(hang.Close)
 	ok := newHook(t, nil)
-	cfg := notify(t, map[string][]config.Webhook{"sre-leads": {{URL: hang.URL, Format: config.FormatSlack}}},
+	cfg := notifySection(t, map[string][]config.Webhook{"sre-leads": {{URL: hang.URL, Format: config.FormatSlack}}},
 		config.Webhook{URL: hang.URL, Format: config.FormatJSON}, config.Webhook{URL: ok.srv.URL, Format: config.FormatJSON})
 	cfg.Timeout = config.Duration(10 * time.Second)
 	e := writtest.Start(t, writtest.Options{Notify: cfg})
@@ -389,7 +390,7 @@ func TestNotifierHangingWebhookDoesNotBlockPipeline(t *testing.T) {
 func TestNotifierLatency(t *testing.T) {
 	const n = 100
 	h := newHook(t, nil)
-	e := writtest.Start(t, writtest.Options{Notify: notify(t, map[string][]config.Webhook{
+	e := writtest.Start(t, writtest.Options{Notify: notifySection(t, map[string][]config.Webhook{
 		"sre-leads": {{URL: h.srv.URL, Format: config.FormatJSON}},
 	})})
 	carol := e.Identity("carol")
@@ -439,7 +440,7 @@ func TestNotifyConfig(t *testing.T) {
 	c, err := pipeline.NotifierConfig(n, func(string) string { return webhookSecret })
 	require.NoError(t, err)
 	assert.Equal(t, 5, c.Retries, "defaults")
-	assert.Equal(t, []consumers.Webhook{{URL: hook.URL, Format: consumers.FormatJSON}}, c.Requesters)
+	assert.Equal(t, []notify.Webhook{{URL: hook.URL, Format: notify.FormatJSON}}, c.Requesters)
 
 	var none *config.Notify
 	assert.True(t, none.Empty())
@@ -455,7 +456,7 @@ const notifierStagedFlows = `{"flows": {"two-sre-leads": {"stages": [
 
 func TestNotifierStagesAndEscalation(t *testing.T) {
 	alice, bob := newHook(t, nil), newHook(t, nil)
-	cfg := notify(t, nil)
+	cfg := notifySection(t, nil)
 	cfg.Principals = map[string][]config.Webhook{
 		"acme/alice": {{URL: alice.srv.URL, Format: config.FormatJSON}},
 		"acme/bob":   {{URL: bob.srv.URL, Format: config.FormatJSON}},
@@ -465,19 +466,19 @@ func TestNotifierStagesAndEscalation(t *testing.T) {
 
 	// The first stage opens: its approver hears of it.
 	n := notice(t, alice.until(t, of("evaluated", id)))
-	assert.Equal(t, consumers.NoticeApprovalNeeded, n.Type)
+	assert.Equal(t, notify.NoticeApprovalNeeded, n.Type)
 	require.Len(t, n.Stages, 1)
-	assert.Equal(t, consumers.NoticeStage{Flow: "two-sre-leads", Stage: "lead", Index: 0, Of: 2, Principals: []string{"acme/alice"}, Required: 1}, n.Stages[0])
+	assert.Equal(t, notify.NoticeStage{Flow: "two-sre-leads", Stage: "lead", Index: 0, Of: 2, Principals: []string{"acme/alice"}, Required: 1}, n.Stages[0])
 
 	// It escalates: the added approver hears of it.
 	n = notice(t, bob.until(t, of("escalated", id)))
-	assert.Equal(t, consumers.NoticeEscalated, n.Type)
+	assert.Equal(t, notify.NoticeEscalated, n.Type)
 	assert.Equal(t, []string{"acme/alice", "acme/bob"}, n.Stages[0].Principals)
 
 	// Alice approves: the second stage opens, and its approver hears of it.
 	e.Vote("alice", id, true, "")
 	n = notice(t, bob.until(t, of("voted", id)))
-	assert.Equal(t, consumers.NoticeApprovalNeeded, n.Type)
+	assert.Equal(t, notify.NoticeApprovalNeeded, n.Type)
 	assert.Equal(t, "security", n.Stages[0].Stage)
 	assert.Equal(t, 1, n.Stages[0].Index)
 	assert.Equal(t, []string{"acme/alice"}, n.Stages[0].Approved)
@@ -490,10 +491,10 @@ func TestNotifierAlertsBreakGlass(t *testing.T) {
 	h := newHook(t, nil)
 	flows := `{"flows": {"two-sre-leads": {"stages": [{"name": "review", "groups": ["sre-leads"], "required": 2, "deadline": "1h"}]}}}`
 	e := writtest.Start(t, writtest.Options{Policies: breakGlassPolicies, Flows: flows,
-		Notify: notify(t, nil, config.Webhook{URL: h.srv.URL, Format: config.FormatJSON})})
+		Notify: notifySection(t, nil, config.Webhook{URL: h.srv.URL, Format: config.FormatJSON})})
 	id, _ := breakGlass(t, e)
 	n := notice(t, h.until(t, of("alerted", id)))
-	assert.Equal(t, consumers.NoticeAlert, n.Type)
+	assert.Equal(t, notify.NoticeAlert, n.Type)
 	require.NotNil(t, n.Outcome)
 	assert.Equal(t, "break-glass", n.Outcome.Code)
 	assert.Contains(t, n.Outcome.Reason, "INC-7")
@@ -507,8 +508,8 @@ func drain(t *testing.T, e *writtest.Env) {
 	js, err := jetstream.New(e.NC)
 	require.NoError(t, err)
 	for _, c := range []struct{ stream, durable string }{
-		{consumers.DefaultStream, consumers.DurableNotifier + writtest.Domain},
-		{consumers.DefaultNotifyStream, consumers.DurableNotifierDelivery + writtest.Domain},
+		{consumers.DefaultStream, notify.DurableNotifier + writtest.Domain},
+		{notify.DefaultNotifyStream, notify.DurableNotifierDelivery + writtest.Domain},
 	} {
 		cons, err := js.Consumer(t.Context(), c.stream, c.durable)
 		require.NoError(t, err)
@@ -530,7 +531,7 @@ type tally struct {
 func (y *tally) take(t *testing.T, c hit) {
 	t.Helper()
 	n := notice(t, c)
-	id := c.header.Get(consumers.HeaderDelivery)
+	id := c.header.Get(notify.HeaderDelivery)
 	assert.False(t, y.deliveries[id], "delivery %s made twice", id)
 	y.deliveries[id] = true
 	y.got[n.Request.ID] = append(y.got[n.Request.ID], n.Event.Kind)
@@ -579,7 +580,7 @@ func TestNotifierStartsNowAndResumes(t *testing.T) {
 	// Notifications turned on: the notifier starts.
 	h := newHook(t, nil)
 	y := &tally{h: h, deliveries: map[string]bool{}, got: map[string][]string{}}
-	e.Runtime.Config.Notify = notify(t, nil, config.Webhook{URL: h.srv.URL, Format: config.FormatJSON})
+	e.Runtime.Config.Notify = notifySection(t, nil, config.Webhook{URL: h.srv.URL, Format: config.FormatJSON})
 	stop := e.ServeOnly(pipeline.Notifier)
 	first := grant()
 	y.await(t, "granted", first)
@@ -637,7 +638,7 @@ func slackOf(t *testing.T, c hit) slackMsg {
 // digest a vote binds to, and the deadline.
 func TestNotifierMessagesCarryWhatTheCLIShows(t *testing.T) {
 	slack, plain := newHook(t, nil), newHook(t, nil)
-	e := writtest.Start(t, writtest.Options{Notify: notify(t, map[string][]config.Webhook{
+	e := writtest.Start(t, writtest.Options{Notify: notifySection(t, map[string][]config.Webhook{
 		"sre-leads": {{URL: slack.srv.URL, Format: config.FormatSlack}, {URL: plain.srv.URL, Format: config.FormatJSON}},
 	})})
 	id := e.Request("carol", client.Spec{Action: "restart", Resource: "prod/db", Reason: "stuck replication", Urgency: "high",
@@ -675,7 +676,7 @@ func TestNotifierMessagesCarryWhatTheCLIShows(t *testing.T) {
 // of its own.
 func TestNotifierBreakGlassReviewers(t *testing.T) {
 	alice, bob, ops := newHook(t, nil), newHook(t, nil), newHook(t, nil)
-	cfg := notify(t, nil, config.Webhook{URL: ops.srv.URL, Format: config.FormatSlack})
+	cfg := notifySection(t, nil, config.Webhook{URL: ops.srv.URL, Format: config.FormatSlack})
 	cfg.Principals = map[string][]config.Webhook{
 		"acme/alice": {{URL: alice.srv.URL, Format: config.FormatJSON}},
 		"acme/bob":   {{URL: bob.srv.URL, Format: config.FormatJSON}},
@@ -689,10 +690,10 @@ func TestNotifierBreakGlassReviewers(t *testing.T) {
 
 	// The first review stage's reviewer: the alert, with what to answer.
 	n := notice(t, alice.until(t, of("alerted", id)))
-	assert.Equal(t, consumers.NoticeAlert, n.Type)
+	assert.Equal(t, notify.NoticeAlert, n.Type)
 	assert.Equal(t, heading, n.Title)
 	assert.True(t, n.Review)
-	assert.Equal(t, []consumers.NoticeStage{{Flow: "two-sre-leads", Stage: "lead", Of: 2, Principals: []string{"acme/alice"}, Required: 1}}, n.Stages)
+	assert.Equal(t, []notify.NoticeStage{{Flow: "two-sre-leads", Stage: "lead", Of: 2, Principals: []string{"acme/alice"}, Required: 1}}, n.Stages)
 	require.NotNil(t, n.Deadline)
 	assert.True(t, n.Deadline.Equal(r.State.Deadline()))
 	assert.Equal(t, "writ approve "+id+" --creds <your.creds>", n.ApproveHint)
@@ -708,7 +709,7 @@ func TestNotifierBreakGlassReviewers(t *testing.T) {
 	// Alice's review opens the second stage: Bob hears of it.
 	e.Vote("alice", id, true, "was needed")
 	n = notice(t, bob.until(t, of("voted", id)))
-	assert.Equal(t, consumers.NoticeApprovalNeeded, n.Type)
+	assert.Equal(t, notify.NoticeApprovalNeeded, n.Type)
 	assert.Equal(t, "Review needed: acme/carol used break-glass to restart prod/db in acme", n.Title)
 	assert.True(t, n.Review)
 	require.Len(t, n.Stages, 1)
@@ -717,7 +718,7 @@ func TestNotifierBreakGlassReviewers(t *testing.T) {
 
 	// Bob does not answer in time: the overdue alert.
 	n = notice(t, bob.until(t, of("alerted", id)))
-	assert.Equal(t, consumers.NoticeAlert, n.Type)
+	assert.Equal(t, notify.NoticeAlert, n.Type)
 	assert.Equal(t, events.AlertReviewOverdue, n.Outcome.Code)
 	assert.Equal(t, "Review overdue: nobody reviewed acme/carol's break-glass restart prod/db in acme in time", n.Title)
 	assert.Empty(t, n.Stages, "the review is closed")
@@ -728,7 +729,7 @@ func TestNotifierBreakGlassReviewers(t *testing.T) {
 // Every alert kind has a heading of its own; one the notifier does not
 // know (a newer pipeline's) gets a generic one, never "Request granted".
 func TestNotifierAlertHeadings(t *testing.T) {
-	req := consumers.NoticeRequest{ID: "01", Domain: "acme", Requester: "acme/carol", Action: "restart", Resource: "prod/db"}
+	req := notify.NoticeRequest{ID: "01", Domain: "acme", Requester: "acme/carol", Action: "restart", Resource: "prod/db"}
 	for _, tc := range []struct{ alert, want string }{
 		{events.AlertBreakGlass, "Break-glass used: acme/carol was granted restart prod/db in acme at once"},
 		{events.AlertReviewOverdue, "Review overdue: nobody reviewed acme/carol's break-glass restart prod/db in acme in time"},
@@ -738,9 +739,9 @@ func TestNotifierAlertHeadings(t *testing.T) {
 		{"something-new", "Alert (something-new): restart prod/db by acme/carol in acme"},
 	} {
 		t.Run(tc.alert, func(t *testing.T) {
-			n := &consumers.Notification{Type: consumers.NoticeAlert, Status: "granted", Request: req, Outcome: &consumers.NoticeResult{Code: tc.alert}}
-			assert.Equal(t, tc.want, consumers.Heading(n))
-			b, err := consumers.Render(consumers.FormatSlack, n)
+			n := &notify.Notification{Type: notify.NoticeAlert, Status: "granted", Request: req, Outcome: &notify.NoticeResult{Code: tc.alert}}
+			assert.Equal(t, tc.want, notify.Heading(n))
+			b, err := notify.Render(notify.FormatSlack, n)
 			require.NoError(t, err)
 			var m slackMsg
 			require.NoError(t, json.Unmarshal(b, &m))
@@ -748,6 +749,6 @@ func TestNotifierAlertHeadings(t *testing.T) {
 			assert.NotContains(t, m.Text, "Request granted")
 		})
 	}
-	guard := &consumers.Notification{Type: consumers.NoticeAlert, Request: consumers.NoticeRequest{ID: "g", Domain: "acme"}, Outcome: &consumers.NoticeResult{Code: "other"}}
-	assert.Equal(t, "Alert (other) in acme", consumers.Heading(guard), "no request: no action to name")
+	guard := &notify.Notification{Type: notify.NoticeAlert, Request: notify.NoticeRequest{ID: "g", Domain: "acme"}, Outcome: &notify.NoticeResult{Code: "other"}}
+	assert.Equal(t, "Alert (other) in acme", notify.Heading(guard), "no request: no action to name")
 }

@@ -1,4 +1,4 @@
-package consumers_test
+package notify_test
 
 import (
 	"bytes"
@@ -11,10 +11,10 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/writ-dev/writ/config"
-	"github.com/writ-dev/writ/consumers"
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/internal/store"
 	"github.com/writ-dev/writ/internal/writtest"
+	"github.com/writ-dev/writ/notify"
 )
 
 // TestNotifierTellsGuardAlerts: the guard's alerts live under an id of
@@ -22,7 +22,7 @@ import (
 // request's: the notifier tells of them all the same.
 func TestNotifierTellsGuardAlerts(t *testing.T) {
 	h := newHook(t, nil)
-	e := writtest.Start(t, writtest.Options{Notify: notify(t, nil, config.Webhook{URL: h.srv.URL, Format: config.FormatJSON})})
+	e := writtest.Start(t, writtest.Options{Notify: notifySection(t, nil, config.Webhook{URL: h.srv.URL, Format: config.FormatJSON})})
 	js, err := jetstream.New(e.NC)
 	require.NoError(t, err)
 	id := events.GuardID(e.Domain)
@@ -44,7 +44,7 @@ func TestNotifierTellsGuardAlerts(t *testing.T) {
 		return of("alerted", id)(c) && bytes.Contains(c.body, []byte(`"`+events.AlertWeakened+`"`))
 	}
 	n := notice(t, h.until(t, weakened))
-	assert.Equal(t, consumers.NoticeAlert, n.Type)
+	assert.Equal(t, notify.NoticeAlert, n.Type)
 	require.NotNil(t, n.Outcome)
 	assert.Equal(t, events.AlertWeakened, n.Outcome.Code)
 	assert.Equal(t, "Writ weakened in "+e.Domain+": issuance stopped", n.Title)

@@ -1,7 +1,8 @@
-package consumers
+package notify
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -22,6 +23,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/writ-dev/writ/consumers"
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/internal/store"
@@ -39,16 +41,14 @@ const (
 
 // The notifier's streams, both created by the notifier: the delivery queue
 // (a work queue: a message per webhook call still to make) and the
-// dead-letter stream (a record per notification given up on).
+// dead-letter stream (a record per notification given up on; see
+// deadletter.go).
 const (
 	DefaultNotifyStream     = "WRIT_NOTIFY"
 	DefaultDeadLetterStream = "WRIT_DEADLETTER"
 )
 
-const (
-	notifyPrefix     = "writ-notify"
-	deadLetterPrefix = "writ-deadletter"
-)
+const notifyPrefix = "writ-notify"
 
 // Payload versions. A receiver should refuse a version it does not know.
 const (
@@ -132,7 +132,7 @@ func (w Webhook) redacted() string {
 }
 
 // ErrNotifierConfig reports an unusable notifier configuration.
-var ErrNotifierConfig = errors.New("consumers: notifier configuration")
+var ErrNotifierConfig = errors.New("notify: configuration")
 
 // NotifierConfig says whom to notify, how, and how hard to try.
 type NotifierConfig struct {
@@ -284,7 +284,7 @@ func (c *NotifierConfig) all() []Webhook {
 // X-Writ-Signature; refuse a timestamp more than a few minutes from now,
 // so that a captured delivery cannot be replayed later.
 type Notifier struct {
-	env     Env
+	env     consumers.Env
 	cfg     NotifierConfig
 	js      jetstream.JetStream
 	reader  store.Reader
@@ -294,12 +294,12 @@ type Notifier struct {
 }
 
 // NewNotifier returns the notifier consumer.
-func NewNotifier(env Env, cfg NotifierConfig) (*Notifier, error) {
+func NewNotifier(env consumers.Env, cfg NotifierConfig) (*Notifier, error) {
 	err := errors.Join(env.Validate(), cfg.Validate())
 	if err != nil {
-		return nil, fmt.Errorf("consumers: notifier: %w", err)
+		return nil, fmt.Errorf("notify: %w", err)
 	}
-	env, cfg = env.withDefaults(), cfg.withDefaults()
+	env, cfg = env.WithDefaults(), cfg.withDefaults()
 	js, err := jetstream.New(env.NC)
 	if err != nil {
 		return nil, err
@@ -309,7 +309,7 @@ func NewNotifier(env Env, cfg NotifierConfig) (*Notifier, error) {
 		reader:  store.Reader{NC: env.NC, Stream: env.Streams.Name},
 		checker: events.Checker{Bundle: env.Bundle, MaxBody: env.MaxBody},
 		targets: map[string]Webhook{},
-		log:     env.Logger.With("component", "notifier", attrDomain, env.Domain),
+		log:     env.Logger.With("component", Component, consumers.AttrDomain, env.Domain),
 	}
 	for _, w := range cfg.all() {
 		n.targets[w.id()] = w
@@ -337,24 +337,6 @@ func NotifyStreamConfig(name, domain string, replicas int) jetstream.StreamConfi
 	}
 }
 
-// DeadLetterStreamConfig is the dead-letter stream's configuration.
-func DeadLetterStreamConfig(name, domain string, replicas int) jetstream.StreamConfig {
-	return jetstream.StreamConfig{
-		Name:        name,
-		Description: "Writ notifier: notifications given up on, with their payloads",
-		Subjects:    []string{deadLetterPrefix + "." + domain + ".>"},
-		Storage:     jetstream.FileStorage,
-		Retention:   jetstream.LimitsPolicy,
-		Replicas:    max(replicas, 1),
-		Duplicates:  time.Hour,
-		MaxAge:      30 * 24 * time.Hour,
-		// `writ deadletter` reads it with direct gets (store.Scan): its
-		// users may not create consumers. A stream made without it is
-		// updated when the notifier starts (CreateOrUpdateStream).
-		AllowDirect: true,
-	}
-}
-
 func (n *Notifier) ensureStreams(ctx context.Context, d string) error {
 	for _, sc := range []jetstream.StreamConfig{
 		NotifyStreamConfig(n.cfg.Queue, d, n.env.Streams.Replicas),
@@ -367,18 +349,35 @@ func (n *Notifier) ensureStreams(ctx context.Context, d string) error {
 			_, err = n.js.Stream(ctx, sc.Name)
 		}
 		if err != nil {
-			return fmt.Errorf("consumers: notifier: stream %s: %w", sc.Name, err)
+			return fmt.Errorf("notify: stream %s: %w", sc.Name, err)
 		}
 	}
 	return nil
 }
 
-// DeadLetterSubject is where the dead letters of a request go.
-func DeadLetterSubject(domain, id string) string { return deadLetterPrefix + "." + domain + "." + id }
-
 // Durables lists the durable consumers the notifier reads: the audit
 // stream's, and its delivery queue's.
-func (n *Notifier) Durables() []Durable { return n.env.DurablesOf("notifier", n.cfg.Queue) }
+func (n *Notifier) Durables() []consumers.Durable { return DurablesOf(n.env, n.cfg.Queue) }
+
+// DurablesOf lists the durable consumers a notifier of env reads (queue:
+// its delivery queue stream, default WRIT_NOTIFY), with their filters,
+// without building it: what its connection must be allowed to read, and
+// what the guard holds them to.
+func DurablesOf(env consumers.Env, queue string) []consumers.Durable {
+	d := env.Domain
+	kinds := make([]string, len(notifiedKinds))
+	for i, k := range notifiedKinds {
+		kinds[i] = events.Subject(d, "*", k)
+	}
+	return []consumers.Durable{
+		env.NewDurable(Component, "notifier", cmp.Or(env.Streams.Name, consumers.DefaultStream), DurableNotifier, kinds...),
+		env.NewDurable(Component, "notifier-delivery", cmp.Or(queue, DefaultNotifyStream), DurableNotifierDelivery, NotifySubjects(d)),
+	}
+}
+
+// Component is the notifier's name: in metrics, and as a role
+// (internal/access).
+const Component = "notifier"
 
 // Run consumes events and deliveries until ctx ends. Notifications never
 // stop the pipeline: when its streams cannot be made, the notifier says so
@@ -399,15 +398,15 @@ func (n *Notifier) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(backoff(min(attempt, 8))):
+		case <-time.After(consumers.Backoff(min(attempt, 8))):
 		}
 	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
-		return consume(ctx, n.js, n.env.Observer, ds[0], audit, n.env.Workers, nil, n.log, n.handleEvent)
+		return consumers.Consume(ctx, n.js, n.env.Observer, ds[0], audit, n.env.Workers, n.log, n.handleEvent)
 	})
 	g.Go(func() error {
-		return consume(ctx, n.js, n.env.Observer, ds[1], ds[1].Config(), n.cfg.Workers, nil, n.log, n.handleDelivery)
+		return consumers.Consume(ctx, n.js, n.env.Observer, ds[1], ds[1].Config(), n.cfg.Workers, n.log, n.handleDelivery)
 	})
 	return g.Wait()
 }
@@ -420,7 +419,7 @@ func (n *Notifier) Run(ctx context.Context) error {
 // people hear of what happens from then on, not of the trail's history.
 // Later starts keep the consumer's start as the server holds it (a start
 // cannot be changed, only the consumer's place past it).
-func (n *Notifier) position(ctx context.Context, d Durable) (jetstream.ConsumerConfig, error) {
+func (n *Notifier) position(ctx context.Context, d consumers.Durable) (jetstream.ConsumerConfig, error) {
 	cfg := d.Config()
 	for range 3 {
 		c, err := n.js.Consumer(ctx, d.Stream, d.Consumer)
@@ -430,27 +429,27 @@ func (n *Notifier) position(ctx context.Context, d Durable) (jetstream.ConsumerC
 			return cfg, nil
 		}
 		if !errors.Is(err, jetstream.ErrConsumerNotFound) {
-			return cfg, fmt.Errorf("consumers: notifier: consumer %s: %w", d.Consumer, err)
+			return cfg, fmt.Errorf("notify: consumer %s: %w", d.Consumer, err)
 		}
 		s, err := n.js.Stream(ctx, d.Stream)
 		if err != nil {
-			return cfg, fmt.Errorf("consumers: notifier: stream %s: %w", d.Stream, err)
+			return cfg, fmt.Errorf("notify: stream %s: %w", d.Stream, err)
 		}
 		from := s.CachedInfo().State.LastSeq + 1
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, from
 		_, err = n.js.CreateConsumer(ctx, d.Stream, cfg)
 		switch {
 		case err == nil:
-			n.log.Info("notifier starts now: events stored before are not notified", attrSeq, from)
+			n.log.Info("notifier starts now: events stored before are not notified", consumers.AttrSeq, from)
 			return cfg, nil
 		case errors.Is(err, jetstream.ErrConsumerExists):
 			// Another replica made it first, from its own now: take that.
 			cfg = d.Config()
 		default:
-			return cfg, fmt.Errorf("consumers: notifier: consumer %s: %w", d.Consumer, err)
+			return cfg, fmt.Errorf("notify: consumer %s: %w", d.Consumer, err)
 		}
 	}
-	return cfg, fmt.Errorf("consumers: notifier: consumer %s: made and gone again, three times", d.Consumer)
+	return cfg, fmt.Errorf("notify: consumer %s: made and gone again, three times", d.Consumer)
 }
 
 // delivery is a queued webhook call: the rendered payload and its target.
@@ -469,11 +468,11 @@ type delivery struct {
 func (n *Notifier) handleEvent(ctx context.Context, m jetstream.Msg) error {
 	domain, id, _, err := events.ParseSubject(m.Subject())
 	if err != nil {
-		return &terminate{reason: "malformed subject"}
+		return consumers.Terminate("malformed subject")
 	}
 	md, err := m.Metadata()
 	if err != nil {
-		return &terminate{reason: "no metadata"}
+		return consumers.Terminate("no metadata")
 	}
 	seq := md.Sequence.Stream
 	msgs, err := n.reader.Load(ctx, events.RequestFilter(domain, id), 1)
@@ -490,7 +489,7 @@ func (n *Notifier) handleEvent(ctx context.Context, m jetstream.Msg) error {
 		}
 	}
 	if at < 0 {
-		return &retryAfter{delay: 250 * time.Millisecond, cause: errors.New("history does not hold the message yet")}
+		return consumers.RetryAfter(250*time.Millisecond, errors.New("history does not hold the message yet"))
 	}
 	// The facts as of this event; whether a stage still waits, as of now.
 	// The history may be the guard's, whose alerts its own fold judges.
@@ -506,7 +505,7 @@ func (n *Notifier) handleEvent(ctx context.Context, m jetstream.Msg) error {
 		note.notice.Title = note.notice.heading()
 		body, err := render(note.webhook.Format, note.notice)
 		if err != nil {
-			return &terminate{reason: "cannot render: " + err.Error()}
+			return consumers.Terminate("cannot render: " + err.Error())
 		}
 		d := delivery{
 			ID:     id + "." + strconv.FormatUint(seq, 10) + "." + note.webhook.id(),
@@ -520,11 +519,11 @@ func (n *Notifier) handleEvent(ctx context.Context, m jetstream.Msg) error {
 		msg := &nats.Msg{Subject: notifyPrefix + "." + domain + "." + id, Data: b, Header: nats.Header{}}
 		msg.Header.Set(events.HeaderMsgID, d.ID)
 		if _, err := n.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(n.cfg.Queue)); err != nil {
-			return &retryAfter{delay: time.Second, cause: err}
+			return consumers.RetryAfter(time.Second, err)
 		}
 	}
 	if len(notes) > 0 {
-		n.log.Debug("queued notifications", attrRequest, id, attrKind, records[at].Kind.String(), attrSeq, seq, "count", len(notes))
+		n.log.Debug("queued notifications", consumers.AttrRequest, id, consumers.AttrKind, records[at].Kind.String(), consumers.AttrSeq, seq, "count", len(notes))
 	}
 	return nil
 }
@@ -958,7 +957,7 @@ func Sign(secret []byte, ts time.Time, body []byte) string {
 
 // ErrSignature is returned by VerifyWebhook for a delivery that does not
 // verify: missing or malformed headers, a wrong MAC, or a stale timestamp.
-var ErrSignature = errors.New("consumers: webhook signature does not verify")
+var ErrSignature = errors.New("notify: webhook signature does not verify")
 
 // VerifyWebhook checks a delivery's signature over its exact body and that
 // its timestamp is within tolerance of now (a replay defence).
@@ -977,30 +976,12 @@ func VerifyWebhook(secret []byte, h http.Header, body []byte, now time.Time, tol
 	return nil
 }
 
-// DeadLetter records a notification given up on.
-type DeadLetter struct {
-	Version    string          `json:"version"`
-	Delivery   string          `json:"delivery"` // HeaderDelivery
-	Domain     string          `json:"domain"`
-	RequestID  string          `json:"request_id"`
-	EventKind  string          `json:"event_kind"`
-	EventSeq   uint64          `json:"event_seq"`
-	Target     string          `json:"target"` // scheme://host/…#id: never the URL, a credential
-	Format     string          `json:"format"`
-	Attempts   int             `json:"attempts"`
-	QueuedAt   time.Time       `json:"queued_at"`
-	LastTry    time.Time       `json:"last_try"`
-	LastStatus int             `json:"last_status,omitempty"`
-	LastError  string          `json:"last_error"`
-	Payload    json.RawMessage `json:"payload"` // the body, for a replay
-}
-
 // handleDelivery makes one try of a queued webhook call.
 func (n *Notifier) handleDelivery(ctx context.Context, m jetstream.Msg) error {
 	var d delivery
 	if err := json.Unmarshal(m.Data(), &d); err != nil {
 		n.log.Warn("dropped a malformed delivery", "subject", m.Subject(), "err", err)
-		return &terminate{reason: "malformed delivery"}
+		return consumers.Terminate("malformed delivery")
 	}
 	attempt := 1
 	if md, err := m.Metadata(); err == nil {
@@ -1012,7 +993,7 @@ func (n *Notifier) handleDelivery(ctx context.Context, m jetstream.Msg) error {
 	}
 	status, err := n.post(ctx, w, d)
 	if err == nil {
-		n.log.Debug("delivered", attrRequest, d.RequestID, attrKind, d.Kind, "target", w.redacted(), "attempt", attempt)
+		n.log.Debug("delivered", consumers.AttrRequest, d.RequestID, consumers.AttrKind, d.Kind, "target", w.redacted(), "attempt", attempt)
 		return nil
 	}
 	delay := min(n.cfg.Backoff<<min(attempt-1, 30), n.cfg.MaxBackoff)
@@ -1020,7 +1001,7 @@ func (n *Notifier) handleDelivery(ctx context.Context, m jetstream.Msg) error {
 	if permanent || attempt > n.cfg.Retries || n.env.Clock().Add(delay).Sub(d.Queued) > n.cfg.MaxElapsed {
 		return n.deadLetter(ctx, d, w, attempt, status, err)
 	}
-	return &retryAfter{delay: delay, cause: fmt.Errorf("webhook %s, try %d: %w", w.redacted(), attempt, err)}
+	return consumers.RetryAfter(delay, fmt.Errorf("webhook %s, try %d: %w", w.redacted(), attempt, err))
 }
 
 // post makes one try; status is the answer's, 0 when there was none.
@@ -1075,14 +1056,13 @@ func (n *Notifier) deadLetter(ctx context.Context, d delivery, w Webhook, attemp
 	msg := &nats.Msg{Subject: DeadLetterSubject(d.Domain, d.RequestID), Data: b, Header: nats.Header{}}
 	msg.Header.Set(events.HeaderMsgID, d.ID+".dead")
 	if _, err := n.js.PublishMsg(ctx, msg, jetstream.WithExpectStream(n.cfg.DeadLetter)); err != nil {
-		return &retryAfter{delay: time.Second, cause: fmt.Errorf("dead letter: %w", err)}
+		return consumers.RetryAfter(time.Second, fmt.Errorf("dead letter: %w", err))
 	}
-	n.log.Warn("gave up on a notification", attrRequest, d.RequestID, attrKind, d.Kind, "target", dl.Target,
+	n.log.Warn("gave up on a notification", consumers.AttrRequest, d.RequestID, consumers.AttrKind, d.Kind, "target", dl.Target,
 		"attempts", attempts, "err", cause)
 	return nil
 }
 
-// NotifySubjects and DeadLetterSubjects match a domain's subjects in the
-// notifier's delivery queue and dead-letter streams.
-func NotifySubjects(domain string) string     { return notifyPrefix + "." + domain + ".>" }
-func DeadLetterSubjects(domain string) string { return deadLetterPrefix + "." + domain + ".>" }
+// NotifySubjects matches a domain's subjects in the notifier's delivery
+// queue.
+func NotifySubjects(domain string) string { return notifyPrefix + "." + domain + ".>" }
