@@ -45,7 +45,7 @@ func Init(dir, domain string) (*Config, error) {
 	if _, err := os.Stat(filepath.Join(dir, FileName)); err == nil {
 		return nil, fmt.Errorf("%w: %s", ErrExists, dir)
 	}
-	for _, sub := range []string{"keys", "creds", "policies"} {
+	for _, sub := range []string{KeysDir, CredsDir, "policies"} {
 		if err := os.MkdirAll(filepath.Join(dir, sub), 0o700); err != nil {
 			return nil, err
 		}
@@ -58,7 +58,7 @@ func Init(dir, domain string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := writeSeed(filepath.Join(dir, "keys", "account.nk"), account); err != nil {
+	if err := writeSeed(c.Path(AccountSeed), account); err != nil {
 		return nil, err
 	}
 	accountPub, _ := account.PublicKey()
@@ -117,7 +117,7 @@ func Init(dir, domain string) (*Config, error) {
 func (c *Config) writeRoleCreds(account nkeys.KeyPair, now time.Time) error {
 	var files []roleFile
 	for _, s := range SampleIdentities {
-		files = append(files, roleFile{filepath.Join("creds", s.Name+".creds"),
+		files = append(files, roleFile{PrincipalCreds(s.Name),
 			RoleSpec{Roles: []access.Role{access.Principal}, Name: s.Name, Groups: s.Groups, TTL: credsTTL}})
 	}
 	_, err := c.writeCreds(account, now, append(files, serviceCreds...))

@@ -19,22 +19,6 @@ import (
 	"github.com/writ-dev/writ/notify"
 )
 
-// Files of a setup's server authentication, relative to its directory.
-// The NATS operator key signs the accounts; the system account is the
-// server's own; the operator identity's creds have every right and are
-// kept with the keys, apart from the creds people and services use.
-const (
-	AccountSeed      = "keys/account.nk"
-	NATSOperatorSeed = "keys/nats-operator.nk"
-	NATSSystemSeed   = "keys/nats-system.nk"
-	OperatorCreds    = "keys/operator.creds"
-	ReaderCreds      = "creds/reader.creds"
-	RedeemerCreds    = "creds/redeemer.creds"
-	// ComponentsCreds hold every component's rights, for 'writ serve
-	// --server' replicas (the embedded server's components get their own).
-	ComponentsCreds = "creds/components.creds"
-)
-
 // ErrNoServerAuth is returned for a setup made before the server enforced
 // roles: it has no NATS operator key.
 var ErrNoServerAuth = errors.New("this setup predates server-enforced roles: its NATS server would let every connection do anything")
@@ -212,7 +196,7 @@ func Upgrade(dir string) ([]string, error) {
 		return nil, err
 	}
 	accountPub, _ := account.PublicKey()
-	paths, _ := filepath.Glob(filepath.Join(dir, "creds", "*.creds"))
+	paths, _ := filepath.Glob(filepath.Join(dir, CredsDir, "*.creds"))
 	var files []roleFile
 	now := time.Now()
 	for _, path := range paths {

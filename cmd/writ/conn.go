@@ -44,11 +44,11 @@ func (c *conn) register(fs *flag.FlagSet, credsHelp string) {
 // identity loads the --creds file, which is required.
 func (c *conn) identity() (*identity.Identity, error) {
 	if c.creds == "" {
-		return nil, usageError("--creds is required: the .creds file of who you are (e.g. %s)", filepath.Join(c.dir, "creds", "alice.creds"))
+		return nil, usageError("--creds is required: the .creds file of who you are (e.g. %s)", filepath.Join(c.dir, config.PrincipalCreds("alice")))
 	}
 	who, err := identity.LoadCreds(c.creds)
 	if err != nil {
-		return nil, fmt.Errorf("%w; pass --creds the .creds file of who you are ('writ init' wrote samples in %s; 'writ identity issue' makes one)", err, filepath.Join(c.dir, "creds"))
+		return nil, fmt.Errorf("%w; pass --creds the .creds file of who you are ('writ init' wrote samples in %s; 'writ identity issue' makes one)", err, filepath.Join(c.dir, config.CredsDir))
 	}
 	return who, nil
 }

@@ -24,10 +24,6 @@ import (
 const identitySynopsis = `identity issue --domain D --name N [--role R[,R...]] [--group G]... [--ttl 720h] [--out FILE] [--force] [--dir DIR]
        writ identity show --creds FILE [--dir DIR] [--json]`
 
-// accountSeed is where 'writ init' keeps a domain's account seed, relative
-// to its Writ directory.
-var accountSeed = config.AccountSeed
-
 func runIdentity(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return usageError("usage: writ %s", identitySynopsis)
@@ -108,7 +104,7 @@ func identityIssue(args []string, stdout, stderr io.Writer) error {
 		}
 		return fmt.Errorf("%s; run this with --dir set to the Writ directory of %q", msg, *domain)
 	}
-	seedPath := filepath.Join(s.cfg.Dir(), accountSeed)
+	seedPath := s.cfg.Path(config.AccountSeed)
 	account, err := identity.LoadSeed(seedPath)
 	if err != nil {
 		return err
@@ -132,7 +128,7 @@ func identityIssue(args []string, stdout, stderr io.Writer) error {
 	}
 	path := *out
 	if path == "" {
-		path = filepath.Join(s.cfg.Dir(), "creds", *name+".creds")
+		path = s.cfg.Path(config.PrincipalCreds(*name))
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return err
 		}

@@ -98,7 +98,7 @@ func writeServerConf(dir, path, storeDir string, authOnly bool, stdout io.Writer
 	if uid, gid := os.Getuid(), os.Getgid(); uid >= 0 {
 		fmt.Fprintf(stdout, "Its keys and creds are readable by their owner alone (uid %d, gid %d): run the replicas as that user (docker-compose.yml: export WRIT_UID=%d WRIT_GID=%d).\n", uid, gid, uid, gid)
 	}
-	fmt.Fprintf(stdout, "Clients then connect with their own creds: writ request --dir %s --server URL --creds %s ...\n", dir, filepath.Join(dir, "creds", "carol.creds"))
+	fmt.Fprintf(stdout, "Clients then connect with their own creds: writ request --dir %s --server URL --creds %s ...\n", dir, filepath.Join(dir, config.PrincipalCreds("carol")))
 	return nil
 }
 
@@ -130,7 +130,7 @@ func describeSetup(w io.Writer, cfg *config.Config) {
 	fmt.Fprintf(w, "  trust bundle  %s\n", cfg.Path(cfg.Trust))
 	fmt.Fprintf(w, "  policies      %s\n", cfg.Path(cfg.Policies))
 	fmt.Fprintf(w, "  flows         %s\n", cfg.Path(cfg.Flows))
-	fmt.Fprintf(w, "  identities    %s (", filepath.Join(dir, "creds"))
+	fmt.Fprintf(w, "  identities    %s (", filepath.Join(dir, config.CredsDir))
 	for i, s := range config.SampleIdentities {
 		if i > 0 {
 			fmt.Fprint(w, ", ")
@@ -139,7 +139,7 @@ func describeSetup(w io.Writer, cfg *config.Config) {
 	}
 	fmt.Fprintln(w, ")")
 	fmt.Fprintf(w, "  services      %s (read-only: audit commands), %s (consumes grants)\n", cfg.Path(config.ReaderCreds), cfg.Path(config.RedeemerCreds))
-	fmt.Fprintf(w, "  keys          %s (secret: keep them private; %s has every right on NATS, for break-glass use only)\n", filepath.Join(dir, "keys"), filepath.Base(config.OperatorCreds))
+	fmt.Fprintf(w, "  keys          %s (secret: keep them private; %s has every right on NATS, for break-glass use only)\n", filepath.Join(dir, config.KeysDir), filepath.Base(config.OperatorCreds))
 }
 
 // syncSetting is --sync when given, else the configuration's sync_always.

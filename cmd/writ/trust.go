@@ -9,7 +9,6 @@ import (
 	"io/fs"
 	"maps"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
@@ -80,7 +79,7 @@ func (s *setup) save() error { return s.bundle.Save(s.path) }
 // ownKeys maps the public keys this setup signs with to the files holding
 // their seeds. Keys that do not load are left out.
 func (s *setup) ownKeys() map[string]string {
-	files := []string{filepath.Join(s.cfg.Dir(), "keys", "account.nk")}
+	files := []string{s.cfg.Path(config.AccountSeed)}
 	for _, p := range []string{s.cfg.Keys.Policy, s.cfg.Keys.Approval, s.cfg.Keys.Issuer, s.cfg.Keys.Redeemer} {
 		if p != "" {
 			files = append(files, s.cfg.Path(p))

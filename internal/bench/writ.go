@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/writ-dev/writ/client"
+	"github.com/writ-dev/writ/config"
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/internal/pipeline"
@@ -54,7 +54,7 @@ func (e *env) requesters() (*writ, error) {
 }
 
 func (e *env) identity(name string) (*identity.Identity, error) {
-	return identity.LoadCreds(filepath.Join(e.rt.Config.Dir(), "creds", name+".creds"))
+	return identity.LoadCreds(e.rt.Config.Path(config.PrincipalCreds(name)))
 }
 
 // client opens a Writ client of the bench domain on a connection of its

@@ -303,7 +303,7 @@ func (e *Env) Close() { e.StopAll() }
 // Identity loads a sample identity's creds.
 func (e *Env) Identity(name string) *identity.Identity {
 	e.T.Helper()
-	id, err := identity.LoadCreds(filepath.Join(e.Dir, "creds", name+".creds"))
+	id, err := identity.LoadCreds(filepath.Join(e.Dir, config.PrincipalCreds(name)))
 	require.NoError(e.T, err)
 	return id
 }
