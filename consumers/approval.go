@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/writ-dev/writ/events"
+	"github.com/writ-dev/writ/history"
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/internal/locks"
 	"github.com/writ-dev/writ/internal/state"
@@ -441,10 +442,12 @@ func (a *Approval) setState(ctx context.Context, h *view, this events.Record) (*
 		return refuse(h, this, fmt.Errorf("%w: %v", request.ErrIllegal, kerr)), nil
 	}
 	out := &events.Stated{Prev: st.LastDigest, By: d.By, Path: d.Path, Op: d.Op, Reason: d.Reason}
+	eff := &effect{kind: events.KindStated, data: out,
+		then: func(ctx context.Context, seq uint64) error { return apply(ctx, a.state, key, seq) }}
 	if d.Op == events.StateSet {
 		out.Attrs = maps.Clone(d.Attrs)
 		if d.Merge {
-			base, err := a.stateOf(ctx, key)
+			base, cond, err := a.stateOf(ctx, key)
 			if err != nil {
 				return nil, &retryAfter{delay: time.Second, cause: err}
 			}
@@ -453,27 +456,42 @@ func (a *Approval) setState(ctx context.Context, h *view, this events.Record) (*
 			if len(out.Attrs) > state.MaxAttrs {
 				return refuse(h, this, fmt.Errorf("%w: merged, %s would have %d attributes; at most %d", request.ErrIllegal, what, len(out.Attrs), state.MaxAttrs)), nil
 			}
+			// Recorded only if no state change came since the entry read:
+			// two merges decided at once would each drop what the other
+			// adds. The one that comes second reads again (react).
+			eff.cond = cond
 		}
 	}
-	return &effect{kind: events.KindStated, data: out,
-		then: func(ctx context.Context, seq uint64) error { return apply(ctx, a.state, key, seq) }}, nil
+	return eff, nil
 }
 
 // stateOf is what a merge adds to: the trail's latest word on the entry,
 // or, for an entry the trail does not record (written before changes were
-// recorded), the bucket's.
-func (a *Approval) stateOf(ctx context.Context, key string) (map[string]string, error) {
+// recorded), the bucket's; and the condition to record the merge on: the
+// trail has no later state change. Any state change in the stream breaks
+// it, not only one of this entry (the subjects do not name entries): the
+// merge then reads again.
+//
+// The condition stands in for the request's own (its history ends where
+// it was read), which one append cannot also carry. What that leaves
+// open: another event in the ask's own history, stored in between (the
+// auditor answering junk there), puts the merge out of the request's
+// chain; verification then reports it.
+func (a *Approval) stateOf(ctx context.Context, key string) (map[string]string, *history.Cond, error) {
 	if err := a.state.Index.Sync(ctx, 0); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	if w, ok := a.state.Index.Get(key); ok {
-		return maps.Clone(w.Value.Attrs), nil
+	w, ok, read := a.state.Index.GetAt(key)
+	cond := &history.Cond{Filter: a.state.Index.Filter(), Seq: read}
+	if ok {
+		return maps.Clone(w.Value.Attrs), cond, nil
 	}
 	domain, path, err := state.ParseKey(key)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return state.Get(ctx, a.c.js, domain, path)
+	attrs, err := state.Get(ctx, a.c.js, domain, path)
+	return attrs, cond, err
 }
 
 // apply makes a bucket hold what the trail says of key, now that the event

@@ -30,6 +30,11 @@ type effect struct {
 	// handling's: the input comes again, and decide must then do it for
 	// the event already stored.
 	then func(ctx context.Context, seq uint64) error
+	// cond, when set, replaces the history's own condition on the append
+	// (history.Event.Cond): what the event was decided on besides the
+	// history (the resource state a merge adds to) must be unchanged. A
+	// conflict reads everything again.
+	cond *history.Cond
 }
 
 // handleAudit handles a message of the audit stream with decide.
@@ -97,7 +102,7 @@ func (c *component) react(ctx context.Context, domain, id string, seq uint64, de
 				}
 			}
 			then = eff.then
-			return &history.Event{Kind: eff.kind, Ordinal: eff.ordinal, Data: eff.data}, nil
+			return &history.Event{Kind: eff.kind, Ordinal: eff.ordinal, Data: eff.data, Cond: eff.cond}, nil
 		}
 	}
 	reach := history.Reach{Seq: seq, Wait: lagReadWait}

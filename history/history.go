@@ -183,6 +183,18 @@ type Event struct {
 	Kind    events.Kind
 	Ordinal string
 	Data    any
+	// Cond, when set, is what Extend appends on instead of the history
+	// still ending where it was read: for an event decided on something
+	// besides its history. One append carries one condition.
+	Cond *Cond
+}
+
+// Cond is a condition an append is made on: the last message on Filter
+// is at sequence Seq (0: there is none). Another message there first is
+// ErrConflict, as for a history.
+type Cond struct {
+	Filter string
+	Seq    uint64
 }
 
 // Append seals e as by and appends it to the history of domain/id if the
@@ -262,7 +274,11 @@ func (l *Log) Extend(ctx context.Context, domain, id string, reach Reach, by Aut
 		if err != nil || e == nil {
 			return Extended{Event: e, History: h}, err
 		}
-		seq, out, err := l.append(ctx, domain, id, h.State.LastSeq, events.RequestFilter(domain, id), by, *e)
+		last, filter := h.State.LastSeq, events.RequestFilter(domain, id)
+		if e.Cond != nil {
+			last, filter = e.Cond.Seq, e.Cond.Filter
+		}
+		seq, out, err := l.append(ctx, domain, id, last, filter, by, *e)
 		if out.MsgID != "" {
 			mine[out.MsgID] = true
 		}

@@ -183,3 +183,36 @@ func TestLoadReachesWhatItWroteBefore(t *testing.T) {
 	_, err = l.Load(ctx(t), writtest.Domain, id, history.Reach{Wait: 50 * time.Millisecond})
 	assert.ErrorIs(t, err, history.ErrBehind)
 }
+
+// An event with a condition of its own is appended only while the last
+// message on the condition's filter is where the build read it: a message
+// there first, even in another request's history, makes Extend read
+// again and build again.
+func TestExtendOnACondition(t *testing.T) {
+	e, l := setup(t)
+	carol := e.Identity("carol")
+	id, other := "0190b7a4-0000-7000-8000-000000000008", "0190b7a4-0000-7000-8000-000000000009"
+	for _, id := range []string{id, other} {
+		_, err := l.Append(ctx(t), writtest.Domain, id, 0, author(carol), requested(t, id, carol, "first"))
+		require.NoError(t, err)
+	}
+	var conds []uint64 // the condition each build asked for
+	lastRevoke := uint64(0)
+	x, err := l.Extend(ctx(t), writtest.Domain, id, history.Reach{}, author(carol), func(h *history.History) (*history.Event, error) {
+		conds = append(conds, lastRevoke)
+		ev := revoke(carol, h.State.LastDigest)
+		ev.Cond = &history.Cond{Filter: events.KindFilter(events.KindRevoke), Seq: lastRevoke}
+		if len(conds) == 1 {
+			// A revoke in another history, between this build and its append.
+			oh, err := l.Load(ctx(t), writtest.Domain, other, history.Reach{})
+			require.NoError(t, err)
+			lastRevoke, err = l.Append(ctx(t), writtest.Domain, other, oh.State.LastSeq, author(carol), revoke(carol, oh.State.LastDigest))
+			require.NoError(t, err)
+		}
+		return &ev, nil
+	})
+	require.NoError(t, err)
+	require.Len(t, conds, 2, "built again once the condition failed")
+	assert.Equal(t, []uint64{0, lastRevoke}, conds)
+	assert.Greater(t, x.Seq, lastRevoke)
+}

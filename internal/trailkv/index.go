@@ -134,6 +134,21 @@ func (x *Index[V]) apply(msgs []events.Message) {
 	}
 }
 
+// GetAt returns the trail's latest word on key, as Get does, and read, the
+// stream sequence of the last event on the index's Filter it has read (0:
+// none), as of one moment. An append made on the condition that the last
+// event on Filter is still at read is made only while that word is still
+// the latest (a merge adds to the entry it read, and to no older one).
+func (x *Index[V]) GetAt(key string) (e Entry[V], ok bool, read uint64) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	e, ok = x.entries[key]
+	return e, ok, x.next - 1
+}
+
+// Filter is the subject filter of the events the index reads.
+func (x *Index[V]) Filter() string { return x.filter }
+
 // Get returns the trail's latest word on key, if it has one.
 func (x *Index[V]) Get(key string) (Entry[V], bool) {
 	x.mu.RLock()
