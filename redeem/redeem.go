@@ -23,6 +23,7 @@ import (
 	"github.com/writ-dev/writ/history"
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/internal/locks"
+	"github.com/writ-dev/writ/internal/restart"
 	"github.com/writ-dev/writ/issuer"
 	"github.com/writ-dev/writ/request"
 )
@@ -213,18 +214,7 @@ func (r *Redeemer) Run(ctx context.Context) error {
 	lockDone := make(chan struct{})
 	go func() {
 		defer close(lockDone)
-		for {
-			err := r.locks.Run(ctx)
-			if ctx.Err() != nil {
-				return
-			}
-			r.log.Warn("lock watcher restarts", "error", err)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(100 * time.Millisecond):
-			}
-		}
+		restart.Loop(ctx, r.log, "lock watcher", r.locks.Run)
 	}()
 	defer func() { <-lockDone }()
 	used, err := ensureBucket(ctx, r.js, bucketConfig(BucketUsed, UsedTTL, r.cfg.Replicas))
@@ -242,18 +232,8 @@ func (r *Redeemer) Run(ctx context.Context) error {
 	r.mu.Lock()
 	r.used, r.nonces = used, nonces
 	r.mu.Unlock()
-	for {
-		err := r.watch(ctx, revs)
-		if ctx.Err() != nil {
-			return nil
-		}
-		r.log.Warn("revocation watcher restarts", "error", err)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	restart.Loop(ctx, r.log, "revocation watcher", func(ctx context.Context) error { return r.watch(ctx, revs) })
+	return nil
 }
 
 var errReconnected = errors.New("the connection reconnected")
