@@ -202,32 +202,35 @@ func (r *Redeemer) notify(key string) {
 // Run creates the KV buckets if they are missing and watches revocations
 // until ctx ends; it then returns nil. Redeem refuses with ErrNotReady
 // until the watcher has caught up, and again after the connection
-// reconnects until it has caught up anew.
+// reconnects until it has caught up anew. When the buckets cannot be
+// opened or made (ErrUnavailable, ErrBucketTooShort), Run returns that
+// error at once: its caller, not a watcher left running, decides.
 func (r *Redeemer) Run(ctx context.Context) error {
 	if !r.running.CompareAndSwap(false, true) {
 		return errors.New("Run is already running")
 	}
 	defer r.running.Store(false)
 	defer r.setReady(false, nil, 0)
+	// Run's goroutines end with it, however it returns (deferred calls
+	// run last first: stop them, then wait for them).
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
 	// The lock list, pushed like revocations: a locked holder redeems
 	// nothing. Its watcher restarts like the revocation watcher does.
-	lockDone := make(chan struct{})
-	go func() {
-		defer close(lockDone)
-		restart.Loop(ctx, r.log, "lock watcher", r.locks.Run)
-	}()
-	defer func() { <-lockDone }()
+	wg.Go(func() { restart.Loop(ctx, r.log, "lock watcher", r.locks.Run) })
 	used, err := ensureBucket(ctx, r.js, bucketConfig(BucketUsed, UsedTTL, r.cfg.Replicas))
 	if err != nil {
-		return err
+		return fmt.Errorf("redeem: cannot start: %w", err)
 	}
 	nonces, err := ensureBucket(ctx, r.js, bucketConfig(BucketNonces, NonceTTL, r.cfg.Replicas))
 	if err != nil {
-		return err
+		return fmt.Errorf("redeem: cannot start: %w", err)
 	}
 	revs, err := ensureBucket(ctx, r.js, bucketConfig(BucketRevocations, RevocationTTL, r.cfg.Replicas))
 	if err != nil {
-		return err
+		return fmt.Errorf("redeem: cannot start: %w", err)
 	}
 	r.mu.Lock()
 	r.used, r.nonces = used, nonces
