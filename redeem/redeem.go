@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -168,7 +167,7 @@ func New(cfg Config) (*Redeemer, error) {
 		cfg:     cfg,
 		js:      js,
 		trail:   trail,
-		author:  history.Author{Key: cfg.Key, Source: "writ://" + cfg.Domain + "/redeemer/" + url.PathEscape(cfg.Service)},
+		author:  history.Author{Key: cfg.Key, Source: events.RedeemerSource(cfg.Domain, cfg.Service)},
 		log:     cfg.Logger.With("component", "redeemer", attrDomain, cfg.Domain, "service", cfg.Service),
 		revoked: map[string]string{},
 	}
