@@ -202,7 +202,7 @@ func (c *Checkpointer) append(ctx context.Context) (*Made, error) {
 
 // author is who signs checkpoints and witness records: the domain's auditor.
 func (c *Checkpointer) author() history.Author {
-	return history.Author{Key: c.Key, Source: "writ://" + c.Domain + "/auditor"}
+	return history.Author{Key: c.Key, Source: events.ComponentSource(c.Domain, identity.RoleAuditor)}
 }
 
 // Witness records origin's latest checkpoint in this domain's stream, if

@@ -187,7 +187,7 @@ func (c *Client) Request(ctx context.Context, who *identity.Identity, s Spec) (s
 
 // principalAuthor is who signs what a person or service appends.
 func principalAuthor(who *identity.Identity) history.Author {
-	return history.Author{Key: who.Key, Source: "writ://" + who.Principal.Domain + "/principals/" + who.Principal.Name}
+	return history.Author{Key: who.Key, Source: events.PrincipalSource(who.Principal.Domain, who.Principal.Name)}
 }
 
 // Request is a request's history as the client sees it, or the history

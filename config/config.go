@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/issuer"
 )
 
 // FileName is the configuration file's name inside a Writ directory.
@@ -218,8 +219,8 @@ func (c Config) Validate() error {
 	if c.Stream.MaxAge < 0 {
 		errs = append(errs, fmt.Errorf("%w must not be negative", Setting("stream.max_age")))
 	}
-	if c.Grants.DefaultTTL < Duration(10*time.Second) || c.Grants.MaxTTL > Duration(24*time.Hour) || c.Grants.DefaultTTL > c.Grants.MaxTTL {
-		errs = append(errs, fmt.Errorf("%w: need 10s <= default_ttl <= max_ttl <= 24h", Setting("grants")))
+	if err := issuer.CheckLifetimes(time.Duration(c.Grants.DefaultTTL), time.Duration(c.Grants.MaxTTL)); err != nil {
+		errs = append(errs, fmt.Errorf("%w: default_ttl, max_ttl: %w", Setting("grants"), err))
 	}
 	if c.Limits.MaxEventBytes < 1024 || c.Limits.MaxEventBytes > 1<<20 {
 		errs = append(errs, fmt.Errorf("%w must be 1 KiB to 1 MiB", Setting("limits.max_event_bytes")))

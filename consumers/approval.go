@@ -19,6 +19,7 @@ import (
 	"github.com/writ-dev/writ/history"
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/internal/locks"
+	"github.com/writ-dev/writ/internal/restart"
 	"github.com/writ-dev/writ/internal/state"
 	"github.com/writ-dev/writ/internal/store"
 	"github.com/writ-dev/writ/internal/trailkv"
@@ -92,18 +93,8 @@ func (a *Approval) Run(ctx context.Context) error {
 	g.Go(func() error {
 		// A NATS outage at start must not stop the pipeline: the sweep
 		// is a safety net, tried again until it has run once.
-		for attempt := uint64(1); ; attempt++ {
-			err := a.sweep(ctx)
-			if err == nil || ctx.Err() != nil {
-				return nil
-			}
-			a.c.log.Warn("sweep failed; trying again", "err", err)
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(backoff(min(attempt, 6))):
-			}
-		}
+		_ = restart.Until(ctx, a.c.log, "start-up sweep", a.sweep)
+		return nil
 	})
 	return g.Wait()
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -34,15 +35,18 @@ type AuditorConfig struct {
 const DurableAuditor = "writ-auditor-"
 
 // disownedKinds are the decision subjects the auditor answers for: every
-// kind a component emits except those whose own consumers already refuse
-// what is not genuine (evaluated: approval, issuer; approved: issuer) and
-// the auditor's own series (a refusal would break their chain of prev, as
-// junk among them already has).
-var disownedKinds = []events.Kind{
-	events.KindRejected, events.KindDenied, events.KindExpired, events.KindGranted, events.KindRefused,
-	events.KindRedeemed, events.KindRevoked, events.KindLocked, events.KindEscalated, events.KindAlerted,
-	events.KindReviewed, events.KindPolicy, events.KindStated, events.KindCounted,
-}
+// kind a component emits (as the kind table says: events.Kinds), less
+// selfGuardedKinds. A kind added is answered for unless exempted here.
+var disownedKinds = slices.DeleteFunc(events.Kinds(), func(k events.Kind) bool {
+	return k.FromPrincipal() || slices.Contains(selfGuardedKinds, k)
+})
+
+// selfGuardedKinds are the component kinds the auditor leaves alone: those
+// whose own consumers already refuse what is not genuine (evaluated:
+// approval, issuer; approved: issuer), and the auditor's own series (a
+// refusal would break their chain of prev, as junk among them already
+// has).
+var selfGuardedKinds = []events.Kind{events.KindEvaluated, events.KindApproved, events.KindCheckpoint, events.KindWitnessed}
 
 // Auditor appends signed checkpoints of the audit stream, at an interval
 // and on demand, and records the checkpoints of the domains it witnesses.

@@ -150,7 +150,7 @@ func newComponent(env Env, role identity.Role, key nkeys.KeyPair) (*component, e
 		js:     js,
 		reader: trail.Reader(env.Domain),
 		trail:  trail,
-		author: history.Author{Key: key, Source: "writ://" + env.Domain + "/" + string(role)},
+		author: history.Author{Key: key, Source: events.ComponentSource(env.Domain, role)},
 		pub:    pub,
 		role:   role,
 		log:    env.Logger.With("component", string(role), attrDomain, env.Domain),

@@ -3,6 +3,7 @@ package consumers
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -54,8 +55,8 @@ func NewIssuer(env Env, key, xkey nkeys.KeyPair, grants GrantPolicy) (*Issuer, e
 	if grants.BreakGlassMaxTTL == 0 {
 		grants.BreakGlassMaxTTL = 15 * time.Minute
 	}
-	if grants.DefaultTTL < issuer.MinTTL || grants.MaxTTL > issuer.MaxTTL || grants.DefaultTTL > grants.MaxTTL {
-		return nil, errors.New("consumers: issuer: grant lifetimes must satisfy 10s <= default <= max <= 24h")
+	if err := issuer.CheckLifetimes(grants.DefaultTTL, grants.MaxTTL); err != nil {
+		return nil, fmt.Errorf("consumers: issuer: %w", err)
 	}
 	return &Issuer{c: c, minter: m, grants: grants, locks: locks.NewList(c.env.NC, c.js, c.reader, c.checker(), c.log)}, nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/writ-dev/writ/events"
+	"github.com/writ-dev/writ/internal/restart"
 )
 
 // MaxDeliver bounds redeliveries. A transient failure (the stream cannot
@@ -69,22 +70,14 @@ func consume(ctx context.Context, js jetstream.JetStream, obs Observer, d Durabl
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	for attempt := 0; ; attempt++ {
+	// When the consumer goes away under us (deleted, or its stream was
+	// re-created), make it again rather than stop serving silently.
+	restart.Loop(ctx, log.With("durable", cfg.Durable), "consumer", func(ctx context.Context) error {
 		probe.Loop(LoopIdle)
-		err := consumeOnce(ctx, js, d.Stream, cfg, g, log, probe, slots, &wg, h)
-		probe.Loop(LoopIdle)
-		if ctx.Err() != nil {
-			return nil
-		}
-		// The consumer went away under us (deleted, or its stream was
-		// re-created): make it again rather than stop serving silently.
-		log.Error("consumer stopped; re-creating it", "durable", cfg.Durable, "err", err)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(backoff(uint64(min(attempt, 8)) + 1)):
-		}
-	}
+		defer probe.Loop(LoopIdle)
+		return consumeOnce(ctx, js, d.Stream, cfg, g, log, probe, slots, &wg, h)
+	})
+	return nil
 }
 
 // fetchWait is how long one pull waits for messages: how soon a pull lost
@@ -107,7 +100,7 @@ func consumeOnce(ctx context.Context, js jetstream.JetStream, stream string, cfg
 	// fixed-size buffer, status messages piling up behind busy workers
 	// made the client drop deliveries (back only after the ack wait).
 	var free []int
-	for failures := uint64(0); ; {
+	for failures := 0; ; {
 		if ctx.Err() != nil { // a select would pick a free slot as often
 			return nil
 		}
@@ -160,10 +153,7 @@ func consumeOnce(ctx context.Context, js jetstream.JetStream, stream string, cfg
 		}
 		failures++
 		log.Warn("pull failed", "durable", cfg.Durable, "err", err)
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff(min(failures, 4))):
-		}
+		restart.Sleep(ctx, pullBackoff.Pause(failures))
 	}
 }
 
@@ -252,7 +242,7 @@ func handle(ctx context.Context, m jetstream.Msg, log *slog.Logger, probe Consum
 		}
 	default:
 		outcome = Retried
-		delay := backoff(delivered)
+		delay := redelivery.Pause(int(min(delivered, 64)))
 		if errors.As(err, &retry) {
 			delay = retry.delay
 		}
@@ -275,14 +265,13 @@ func msgAttrs(m jetstream.Msg, seq uint64, more ...any) []any {
 	return append(out, more...)
 }
 
-// backoff grows with each redelivery, from 100ms to 10s.
-func backoff(delivered uint64) time.Duration {
-	d := 100 * time.Millisecond
-	for i := uint64(1); i < delivered && d < 10*time.Second; i++ {
-		d *= 2
-	}
-	return min(d, 10*time.Second)
-}
+// Pauses: a message's redelivery waits longer with each delivery, from
+// 100ms to 10s; a pull that failed (a leader change, a reconnect) is
+// tried again within a second.
+var (
+	redelivery  = restart.Backoff{First: 100 * time.Millisecond, Max: 10 * time.Second}
+	pullBackoff = restart.Backoff{First: 100 * time.Millisecond, Max: 800 * time.Millisecond}
+)
 
 func durableConfig(name string, filters ...string) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
@@ -300,16 +289,6 @@ func durableConfig(name string, filters ...string) jetstream.ConsumerConfig {
 // stops (the server restarted, the bucket was re-created): a component
 // that reads it must never be left waiting on a watcher that quit.
 func keepWatching(ctx context.Context, log *slog.Logger, what string, run func(context.Context) error) error {
-	for attempt := uint64(1); ; attempt++ {
-		err := run(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		log.Warn("watcher stopped; starting it again", "watching", what, "err", err)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(backoff(min(attempt, 6))):
-		}
-	}
+	restart.Loop(ctx, log, what, run)
+	return nil
 }

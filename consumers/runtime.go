@@ -37,10 +37,6 @@ func RetryAfter(delay time.Duration, cause error) error {
 // deliver it no more. The reason goes to the server.
 func Terminate(reason string) error { return &terminate{reason: reason} }
 
-// Backoff is how long to wait before the nth try (from 1) of something
-// that failed: from 100ms, doubling, to 10s.
-func Backoff(n uint64) time.Duration { return backoff(n) }
-
 // WithDefaults returns the environment with its defaults filled in, as a
 // component runs with it (Validate first).
 func (e Env) WithDefaults() Env { return e.withDefaults() }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/internal/locks"
+	"github.com/writ-dev/writ/internal/restart"
 	"github.com/writ-dev/writ/internal/state"
 	"github.com/writ-dev/writ/redeem"
 )
@@ -117,7 +118,7 @@ func TimersStreamConfig(c StreamConfig) jetstream.StreamConfig {
 // long a cluster too small for good takes to be reported; any other error
 // is returned at once.
 func EnsureStreams(ctx context.Context, js jetstream.JetStream, c StreamConfig) error {
-	for attempt := uint64(1); ; attempt++ {
+	for attempt := 1; ; attempt++ {
 		// Each attempt is bounded: an API request no leader answers must
 		// not take all of ctx's time.
 		actx, cancel := context.WithTimeout(ctx, ensureAttempt)
@@ -126,23 +127,26 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, c StreamConfig) 
 		if err == nil || !clusterForming(err) && !(storeRace(err) && attempt < storeRaceAttempts) {
 			return err
 		}
-		select {
-		case <-ctx.Done():
-			switch {
-			case errors.Is(ctx.Err(), context.Canceled):
-				return fmt.Errorf("%w (the cluster was not ready: %v)", ctx.Err(), err)
-			case errors.Is(err, context.DeadlineExceeded):
-				return fmt.Errorf("%w: JetStream did not answer (a cluster without a meta leader?)", err)
-			}
-			return err
-		case <-time.After(backoff(min(attempt, 4))):
+		if restart.Sleep(ctx, formingBackoff.Pause(attempt)) {
+			continue
 		}
+		switch {
+		case errors.Is(ctx.Err(), context.Canceled):
+			return fmt.Errorf("%w (the cluster was not ready: %v)", ctx.Err(), err)
+		case errors.Is(err, context.DeadlineExceeded):
+			return fmt.Errorf("%w: JetStream did not answer (a cluster without a meta leader?)", err)
+		}
+		return err
 	}
 }
 
 // ensureAttempt bounds one attempt at the streams and buckets: each takes
 // milliseconds when the cluster answers.
 const ensureAttempt = 3 * time.Second
+
+// formingBackoff paces the attempts while a cluster forms: from 100ms to
+// 800ms, so that a cluster ready is found ready within a second.
+var formingBackoff = restart.Backoff{First: 100 * time.Millisecond, Max: 800 * time.Millisecond}
 
 // clusterForming says whether err is one a JetStream cluster gives while it
 // forms: no meta leader, a peer not yet online, or no answer in time. No

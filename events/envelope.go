@@ -47,7 +47,7 @@ type Draft struct {
 	RequestID string
 	Kind      Kind
 	Ordinal   string // tells apart events of the same kind in one request
-	Source    string // e.g. "writ://acme/policy"
+	Source    string // who produced it: ComponentSource, PrincipalSource, RedeemerSource
 	Time      time.Time
 	Data      any
 }

@@ -250,15 +250,15 @@ func (f *fixture) sample(k events.Kind) any {
 
 // signer returns the key entitled to emit kind k for acme in the fixture.
 func (f *fixture) signer(k events.Kind) nkeys.KeyPair {
-	switch k {
-	case events.KindRequested:
+	switch {
+	case k == events.KindRequested:
 		return f.alice.Key
-	case events.KindVoted, events.KindRevoke, events.KindLock, events.KindState:
+	case k.FromPrincipal():
 		return f.bob.Key
-	case events.KindRefused:
-		return f.approval
 	}
 	switch events.RoleFor(k) {
+	case "": // a refusal, which any component signs
+		return f.approval
 	case identity.RolePolicy:
 		return f.policy
 	case identity.RoleApproval:
@@ -272,13 +272,7 @@ func (f *fixture) signer(k events.Kind) nkeys.KeyPair {
 }
 
 // allKinds lists every kind that has a wire type.
-var allKinds = []events.Kind{
-	events.KindRequested, events.KindRejected, events.KindEvaluated, events.KindVoted,
-	events.KindApproved, events.KindDenied, events.KindExpired, events.KindGranted, events.KindRefused,
-	events.KindRedeemed, events.KindRevoked, events.KindRevoke, events.KindLock, events.KindLocked, events.KindEscalated,
-	events.KindAlerted, events.KindReviewed, events.KindPolicy, events.KindCheckpoint, events.KindWitnessed,
-	events.KindState, events.KindStated, events.KindCounted,
-}
+var allKinds = events.Kinds()
 
 // seal signs data as an acme event of kind k with kp and returns the stored message.
 func seal(t testing.TB, k events.Kind, data any, kp nkeys.KeyPair) events.Message {

@@ -3,6 +3,8 @@ package events
 import (
 	"fmt"
 	"slices"
+
+	"github.com/writ-dev/writ/identity"
 )
 
 // Kind is the kind of an event, the last token of its subject.
@@ -36,33 +38,6 @@ const (
 	KindCounted    // the approval component counted a vote that decided nothing yet
 )
 
-var kindNames = [...]string{
-	KindNone:       "",
-	KindRequested:  "requested",
-	KindRejected:   "rejected",
-	KindEvaluated:  "evaluated",
-	KindVoted:      "voted",
-	KindApproved:   "approved",
-	KindDenied:     "denied",
-	KindExpired:    "expired",
-	KindGranted:    "granted",
-	KindRefused:    "refused",
-	KindRedeemed:   "redeemed",
-	KindRevoked:    "revoked",
-	KindRevoke:     "revoke",
-	KindLock:       "lock",
-	KindLocked:     "locked",
-	KindEscalated:  "escalated",
-	KindAlerted:    "alerted",
-	KindReviewed:   "reviewed",
-	KindPolicy:     "policy",
-	KindCheckpoint: "checkpoint",
-	KindWitnessed:  "witnessed",
-	KindState:      "state",
-	KindStated:     "stated",
-	KindCounted:    "counted",
-}
-
 // The CloudEvents types, one per kind and version. These are the wire names;
 // never derive them from Go identifiers.
 const (
@@ -91,45 +66,79 @@ const (
 	TypeCounted    = "writ.request.counted.v1"
 )
 
-var kindTypes = [...]string{
-	KindRequested:  TypeRequested,
-	KindRejected:   TypeRejected,
-	KindEvaluated:  TypeEvaluated,
-	KindVoted:      TypeVoted,
-	KindApproved:   TypeApproved,
-	KindDenied:     TypeDenied,
-	KindExpired:    TypeExpired,
-	KindGranted:    TypeGranted,
-	KindRefused:    TypeRefused,
-	KindRedeemed:   TypeRedeemed,
-	KindRevoked:    TypeRevoked,
-	KindRevoke:     TypeRevoke,
-	KindLock:       TypeLock,
-	KindLocked:     TypeLocked,
-	KindEscalated:  TypeEscalated,
-	KindAlerted:    TypeAlerted,
-	KindReviewed:   TypeReviewed,
-	KindPolicy:     TypePolicy,
-	KindCheckpoint: TypeCheckpoint,
-	KindWitnessed:  TypeWitnessed,
-	KindState:      TypeState,
-	KindStated:     TypeStated,
-	KindCounted:    TypeCounted,
+// kindDef is everything Writ says about one kind of event. kinds holds
+// one row per kind, and is the only table of them: String, Type, Types,
+// ParseKind, NewData, RoleFor and FromPrincipal read it; internal/access
+// derives the roles' publish rights from it and consumers the auditor's
+// filter; tests hold the schemas, the golden payloads and the tables
+// other packages keep for their own concerns to it.
+type kindDef struct {
+	name string // the subject token
+	// typ is the current CloudEvents type; its schema is schemas/<typ>.json.
+	typ string
+	// older are earlier versions of typ that the trail still holds and
+	// readers still accept; nothing writes them any more. A reviewed.v1
+	// is an approved review (v1 had no denial); an alerted.v1 is an
+	// alerted.v2 without the review-denied alert.
+	older []string
+	data  func() any // a new, empty value of the kind's data
+	// Who signs it: a principal (an ask: a request, a vote, …); or the
+	// component of role; or, for a refusal, any of the domain's
+	// components (role "").
+	principal bool
+	role      identity.Role
 }
 
-// olderTypes are earlier versions of a kind's type that the trail still
-// holds and readers still accept; nothing writes them any more. A
-// reviewed.v1 is an approved review (v1 had no denial); an alerted.v1 is
-// an alerted.v2 without the review-denied alert.
-var olderTypes = map[string]Kind{
-	"writ.request.alerted.v1":  KindAlerted,
-	"writ.request.reviewed.v1": KindReviewed,
+func data[T any]() func() any { return func() any { return new(T) } }
+
+var kinds = [...]kindDef{
+	KindNone:       {},
+	KindRequested:  {name: "requested", typ: TypeRequested, data: data[Requested](), principal: true},
+	KindRejected:   {name: "rejected", typ: TypeRejected, data: data[Rejected](), role: identity.RolePolicy},
+	KindEvaluated:  {name: "evaluated", typ: TypeEvaluated, data: data[Evaluated](), role: identity.RolePolicy},
+	KindVoted:      {name: "voted", typ: TypeVoted, data: data[Voted](), principal: true},
+	KindApproved:   {name: "approved", typ: TypeApproved, data: data[Approved](), role: identity.RoleApproval},
+	KindDenied:     {name: "denied", typ: TypeDenied, data: data[Denied](), role: identity.RoleApproval},
+	KindExpired:    {name: "expired", typ: TypeExpired, data: data[Expired](), role: identity.RoleApproval},
+	KindGranted:    {name: "granted", typ: TypeGranted, data: data[Granted](), role: identity.RoleIssuer},
+	KindRefused:    {name: "refused", typ: TypeRefused, data: data[Refused]()}, // by any component
+	KindRedeemed:   {name: "redeemed", typ: TypeRedeemed, data: data[Redeemed](), role: identity.RoleRedeemer},
+	KindRevoked:    {name: "revoked", typ: TypeRevoked, data: data[Revoked](), role: identity.RoleApproval},
+	KindRevoke:     {name: "revoke", typ: TypeRevoke, data: data[Revoke](), principal: true},
+	KindLock:       {name: "lock", typ: TypeLock, data: data[Lock](), principal: true},
+	KindLocked:     {name: "locked", typ: TypeLocked, data: data[Locked](), role: identity.RoleApproval},
+	KindEscalated:  {name: "escalated", typ: TypeEscalated, data: data[Escalated](), role: identity.RoleApproval},
+	KindAlerted:    {name: "alerted", typ: TypeAlerted, older: []string{"writ.request.alerted.v1"}, data: data[Alerted](), role: identity.RoleApproval},
+	KindReviewed:   {name: "reviewed", typ: TypeReviewed, older: []string{"writ.request.reviewed.v1"}, data: data[Reviewed](), role: identity.RoleApproval},
+	KindPolicy:     {name: "policy", typ: TypePolicy, data: data[Policy](), role: identity.RolePolicy},
+	KindCheckpoint: {name: "checkpoint", typ: TypeCheckpoint, data: data[Checkpoint](), role: identity.RoleAuditor},
+	KindWitnessed:  {name: "witnessed", typ: TypeWitnessed, data: data[Witnessed](), role: identity.RoleAuditor},
+	KindState:      {name: "state", typ: TypeState, data: data[State](), principal: true},
+	KindStated:     {name: "stated", typ: TypeStated, data: data[Stated](), role: identity.RoleApproval},
+	KindCounted:    {name: "counted", typ: TypeCounted, data: data[Counted](), role: identity.RoleApproval},
+}
+
+// def returns k's row, the empty one for KindNone or a kind out of range.
+func (k Kind) def() kindDef {
+	if int(k) < len(kinds) {
+		return kinds[k]
+	}
+	return kindDef{}
+}
+
+// Kinds lists every kind, KindNone excluded, in order.
+func Kinds() []Kind {
+	out := make([]Kind, 0, len(kinds)-1)
+	for k := KindNone + 1; int(k) < len(kinds); k++ {
+		out = append(out, k)
+	}
+	return out
 }
 
 // Accepts reports whether an event of kind k may carry the CloudEvents
 // type typ: the current one, or an earlier version still read.
 func (k Kind) Accepts(typ string) bool {
-	return k != KindNone && (typ == k.Type() || olderTypes[typ] == k)
+	return k != KindNone && (typ == k.Type() || slices.Contains(k.def().older, typ))
 }
 
 // Types lists the CloudEvents types an event of kind k may carry: the
@@ -139,37 +148,27 @@ func (k Kind) Types() []string {
 	if t == "" {
 		return nil
 	}
-	out := []string{t}
-	for old, ok := range olderTypes {
-		if ok == k {
-			out = append(out, old)
-		}
-	}
+	out := append([]string{t}, k.def().older...)
 	slices.Sort(out[1:])
 	return out
 }
 
 // String returns the subject token of the kind.
 func (k Kind) String() string {
-	if int(k) < len(kindNames) {
-		return kindNames[k]
+	if int(k) < len(kinds) {
+		return kinds[k].name
 	}
 	return fmt.Sprintf("kind(%d)", k)
 }
 
 // Type returns the current CloudEvents type of the kind.
-func (k Kind) Type() string {
-	if k == KindNone || int(k) >= len(kindTypes) {
-		return ""
-	}
-	return kindTypes[k]
-}
+func (k Kind) Type() string { return k.def().typ }
 
 // ParseKind returns the kind named by a subject token.
 func ParseKind(s string) (Kind, error) {
-	for k, n := range kindNames {
-		if n == s && k != int(KindNone) {
-			return Kind(k), nil
+	for _, k := range Kinds() {
+		if kinds[k].name == s {
+			return k, nil
 		}
 	}
 	return KindNone, fmt.Errorf("unknown kind %q", s)
@@ -177,6 +176,24 @@ func ParseKind(s string) (Kind, error) {
 
 // FromPrincipal reports whether events of this kind are signed by a
 // principal (requester or approver) rather than a pipeline component.
-func (k Kind) FromPrincipal() bool {
-	return k == KindRequested || k == KindVoted || k == KindRevoke || k == KindLock || k == KindState
+func (k Kind) FromPrincipal() bool { return k.def().principal }
+
+// RoleFor returns the component role entitled to emit events of kind k, or
+// "" for principal kinds and for refusals, which any component may emit.
+func RoleFor(k Kind) identity.Role { return k.def().role }
+
+// fromAnyComponent reports whether any of a domain's components may sign
+// events of kind k (a refusal of what it was handed).
+func (k Kind) fromAnyComponent() bool {
+	d := k.def()
+	return d.typ != "" && !d.principal && d.role == ""
+}
+
+// NewData returns a new, empty value of the data type of kind k (a
+// *Requested for KindRequested, …), or nil for a kind without one.
+func NewData(k Kind) any {
+	if d := k.def(); d.data != nil {
+		return d.data()
+	}
+	return nil
 }

@@ -142,7 +142,7 @@ func (c Checker) inspect(m Message, now time.Time) Record {
 // domain's components.
 func (c Checker) entitledRole(r Record) (identity.Role, error) {
 	role := RoleFor(r.Kind)
-	if r.Kind == KindRefused {
+	if r.Kind.fromAnyComponent() {
 		role, _ = c.Bundle.RoleOf(r.Domain, r.Signer)
 	}
 	if role == "" || !c.Bundle.Entitled(r.Domain, role, r.Signer) {
@@ -152,22 +152,13 @@ func (c Checker) entitledRole(r Record) (identity.Role, error) {
 }
 
 func (c Checker) checkPrincipal(r *Record, now time.Time) error {
-	var token, domain string
-	var claimed PrincipalRef
-	switch d := r.Data.(type) {
-	case *Requested:
-		token, claimed, domain = d.Identity, d.Requester, d.Domain
-		if !nkeys.IsValidPublicCurveKey(d.HolderXKey) {
-			return fmt.Errorf("%w: holder_xkey is not a curve public key", ErrBadHolderKey)
-		}
-	case *Voted:
-		token, claimed, domain = d.Identity, d.Voter, d.Domain
-	case *Revoke:
-		token, claimed, domain = d.Identity, d.By, d.Domain
-	case *Lock:
-		token, claimed, domain = d.Identity, d.By, d.Domain
-	case *State:
-		token, claimed, domain = d.Identity, d.By, d.Domain
+	a, ok := r.Data.(ask)
+	if !ok {
+		return fmt.Errorf("%w: %s names no signer", ErrMalformed, r.Kind) // see ask
+	}
+	token, claimed, domain := a.asker()
+	if d, ok := r.Data.(*Requested); ok && !nkeys.IsValidPublicCurveKey(d.HolderXKey) {
+		return fmt.Errorf("%w: holder_xkey is not a curve public key", ErrBadHolderKey)
 	}
 	// The signature covers the body, not the subject: the body names the
 	// domain, so a signed request or vote cannot be replayed into another.
@@ -185,80 +176,6 @@ func (c Checker) checkPrincipal(r *Record, now time.Time) error {
 		return fmt.Errorf("%w: claims %s, identity is %s", ErrClaimedIdentity, claimed.ID(), p.ID())
 	}
 	r.Principal = &p
-	return nil
-}
-
-// RoleFor returns the component role entitled to emit events of kind k, or
-// "" for principal kinds and for refusals, which any component may emit.
-func RoleFor(k Kind) identity.Role {
-	switch k {
-	case KindRejected, KindEvaluated, KindPolicy:
-		return identity.RolePolicy
-	case KindApproved, KindDenied, KindExpired:
-		return identity.RoleApproval
-	case KindGranted:
-		return identity.RoleIssuer
-	case KindRedeemed:
-		return identity.RoleRedeemer
-	case KindRevoked, KindLocked, KindStated, KindEscalated, KindAlerted, KindReviewed, KindCounted:
-		return identity.RoleApproval
-	case KindCheckpoint, KindWitnessed:
-		return identity.RoleAuditor
-	}
-	return ""
-}
-
-// NewData returns a new, empty value of the data type of kind k (a
-// *Requested for KindRequested, …), or nil for a kind without one.
-func NewData(k Kind) any {
-	switch k {
-	case KindRequested:
-		return new(Requested)
-	case KindRejected:
-		return new(Rejected)
-	case KindEvaluated:
-		return new(Evaluated)
-	case KindVoted:
-		return new(Voted)
-	case KindApproved:
-		return new(Approved)
-	case KindDenied:
-		return new(Denied)
-	case KindExpired:
-		return new(Expired)
-	case KindGranted:
-		return new(Granted)
-	case KindRefused:
-		return new(Refused)
-	case KindRedeemed:
-		return new(Redeemed)
-	case KindRevoked:
-		return new(Revoked)
-	case KindRevoke:
-		return new(Revoke)
-	case KindLock:
-		return new(Lock)
-	case KindLocked:
-		return new(Locked)
-	case KindEscalated:
-		return new(Escalated)
-	case KindAlerted:
-		return new(Alerted)
-	case KindReviewed:
-		return new(Reviewed)
-	case KindPolicy:
-		return new(Policy)
-	case KindCheckpoint:
-		return new(Checkpoint)
-	case KindWitnessed:
-		return new(Witnessed)
-	case KindState:
-		return new(State)
-	case KindStated:
-		return new(Stated)
-	case KindCounted:
-		return new(Counted)
-	}
 	return nil
 }
 
@@ -307,13 +224,4 @@ var codes = []struct {
 	{identity.ErrKeyRevoked, "key-revoked"},
 	{identity.ErrIdentityExpired, "identity-expired"},
 	{identity.ErrNotYetValid, "identity-not-yet-valid"},
-}
-
-// Kinds lists every event kind.
-func Kinds() []Kind {
-	out := make([]Kind, 0, len(kindNames)-1)
-	for k := KindNone + 1; int(k) < len(kindNames); k++ {
-		out = append(out, k)
-	}
-	return out
 }

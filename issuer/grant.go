@@ -53,7 +53,10 @@ type Constraints struct {
 	TTL          time.Duration
 }
 
-// Limits on a grant's lifetime.
+// Limits on a grant's lifetime, Writ's one statement of them: Mint holds
+// every grant to them, CheckLifetimes an installation's default and
+// maximum, policy.Load a policy's @max_ttl, and the requested event's
+// schema a requested ttl_seconds (a test checks that it says the same).
 const (
 	MinTTL = 10 * time.Second
 	MaxTTL = 24 * time.Hour
@@ -61,6 +64,18 @@ const (
 
 // ErrConstraint is returned for constraints Mint cannot honour.
 var ErrConstraint = errors.New("grant constraint not met")
+
+// ErrLifetimes is returned by CheckLifetimes.
+var ErrLifetimes = errors.New("grant lifetimes out of bounds")
+
+// CheckLifetimes checks an installation's default and maximum grant
+// lifetimes: MinTTL ≤ def ≤ max ≤ MaxTTL.
+func CheckLifetimes(def, max time.Duration) error {
+	if def < MinTTL || max > MaxTTL || def > max {
+		return fmt.Errorf("%w: need %s <= default <= max <= %s, not default %s and max %s", ErrLifetimes, MinTTL, MaxTTL, def, max)
+	}
+	return nil
+}
 
 // Issuer mints and seals grants with its signing key and its curve key.
 type Issuer struct {

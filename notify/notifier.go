@@ -26,6 +26,7 @@ import (
 	"github.com/writ-dev/writ/consumers"
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/internal/restart"
 	"github.com/writ-dev/writ/internal/store"
 	"github.com/writ-dev/writ/request"
 	"github.com/writ-dev/writ/series"
@@ -386,20 +387,15 @@ func (n *Notifier) Run(ctx context.Context) error {
 	d := n.env.Domain
 	ds := n.Durables()
 	var audit jetstream.ConsumerConfig
-	for attempt := uint64(1); ; attempt++ {
+	err := restart.Until(ctx, n.log, "notifier start-up", func(ctx context.Context) error {
 		err := n.ensureStreams(ctx, d)
 		if err == nil {
 			audit, err = n.position(ctx, ds[0])
 		}
-		if err == nil {
-			break
-		}
-		n.log.Error("notifier cannot start; retrying", "err", err)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(consumers.Backoff(min(attempt, 8))):
-		}
+		return err
+	})
+	if err != nil {
+		return nil // ctx ended
 	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error {

@@ -15,6 +15,7 @@ import (
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/internal/fifo"
+	"github.com/writ-dev/writ/issuer"
 )
 
 // Outcome is the result of a decision. The zero value is deny.
@@ -44,9 +45,6 @@ const (
 	AnnotationMaxTTL     = "max_ttl"     // cap on the grant's lifetime, a Go duration
 	AnnotationBreakGlass = "break_glass" // "true": allowed at once, reviewed after the fact
 )
-
-// MinGrantTTL is the shortest grant lifetime a policy may cap grants at.
-const MinGrantTTL = 10 * time.Second
 
 // ErrLoad wraps every policy load error.
 var ErrLoad = errors.New("the policies or flows do not load")
@@ -146,8 +144,8 @@ func parseMeta(ann cedar.Annotations) (meta, error) {
 	}
 	if v, ok := ann[AnnotationMaxTTL]; ok {
 		d, err := time.ParseDuration(string(v))
-		if err != nil || d < MinGrantTTL {
-			return m, fmt.Errorf("@max_ttl(%q) is not a duration of at least %s", v, MinGrantTTL)
+		if err != nil || d < issuer.MinTTL {
+			return m, fmt.Errorf("@max_ttl(%q) is not a duration of at least %s", v, issuer.MinTTL)
 		}
 		m.maxTTL = d
 	}

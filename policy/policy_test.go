@@ -12,6 +12,7 @@ import (
 
 	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/issuer"
 	"github.com/writ-dev/writ/policy"
 )
 
@@ -478,7 +479,7 @@ func FuzzLoad(f *testing.F) {
 		if d.Outcome == policy.OutcomeReview && len(d.Flows) == 0 {
 			t.Fatal("review without flows")
 		}
-		if d.MaxTTL != 0 && d.MaxTTL < policy.MinGrantTTL {
+		if d.MaxTTL != 0 && d.MaxTTL < issuer.MinTTL {
 			t.Fatalf("cap %s below the minimum", d.MaxTTL)
 		}
 	})

@@ -31,6 +31,11 @@ var (
 	ErrNotAccepted = errors.New("refused by the redeeming service")
 )
 
+// ErrBucketTooShort is Run's (and Revoke's) error for a redemption bucket
+// that exists but forgets its entries sooner than single use needs (made
+// by hand, or weakened): an operator must make it again.
+var ErrBucketTooShort = errors.New("a redemption bucket keeps its entries too briefly")
+
 // Error is a refusal: a reason code (as recorded in the refused redeemed
 // event), the request and token hash when known, and the cause, which
 // errors.Is matches against the sentinels above and the issuer's.

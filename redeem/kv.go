@@ -121,7 +121,7 @@ func ensureBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.Key
 		return nil, fmt.Errorf("%w: bucket %s: %w", ErrUnavailable, cfg.Bucket, err)
 	}
 	if ttl := st.TTL(); ttl != 0 && ttl < cfg.TTL {
-		return nil, fmt.Errorf("bucket %s keeps entries for %s; it must keep them at least %s", cfg.Bucket, ttl, cfg.TTL)
+		return nil, fmt.Errorf("%w: bucket %s keeps entries for %s; it must keep them at least %s (delete it to have it made anew)", ErrBucketTooShort, cfg.Bucket, ttl, cfg.TTL)
 	}
 	return kv, nil
 }

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,6 +22,7 @@ import (
 	"github.com/writ-dev/writ/history"
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/internal/locks"
+	"github.com/writ-dev/writ/internal/restart"
 	"github.com/writ-dev/writ/issuer"
 	"github.com/writ-dev/writ/request"
 )
@@ -167,7 +167,7 @@ func New(cfg Config) (*Redeemer, error) {
 		cfg:     cfg,
 		js:      js,
 		trail:   trail,
-		author:  history.Author{Key: cfg.Key, Source: "writ://" + cfg.Domain + "/redeemer/" + url.PathEscape(cfg.Service)},
+		author:  history.Author{Key: cfg.Key, Source: events.RedeemerSource(cfg.Domain, cfg.Service)},
 		log:     cfg.Logger.With("component", "redeemer", attrDomain, cfg.Domain, "service", cfg.Service),
 		revoked: map[string]string{},
 	}
@@ -201,59 +201,41 @@ func (r *Redeemer) notify(key string) {
 // Run creates the KV buckets if they are missing and watches revocations
 // until ctx ends; it then returns nil. Redeem refuses with ErrNotReady
 // until the watcher has caught up, and again after the connection
-// reconnects until it has caught up anew.
+// reconnects until it has caught up anew. When the buckets cannot be
+// opened or made (ErrUnavailable, ErrBucketTooShort), Run returns that
+// error at once: its caller, not a watcher left running, decides.
 func (r *Redeemer) Run(ctx context.Context) error {
 	if !r.running.CompareAndSwap(false, true) {
 		return errors.New("Run is already running")
 	}
 	defer r.running.Store(false)
 	defer r.setReady(false, nil, 0)
+	// Run's goroutines end with it, however it returns (deferred calls
+	// run last first: stop them, then wait for them).
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
 	// The lock list, pushed like revocations: a locked holder redeems
 	// nothing. Its watcher restarts like the revocation watcher does.
-	lockDone := make(chan struct{})
-	go func() {
-		defer close(lockDone)
-		for {
-			err := r.locks.Run(ctx)
-			if ctx.Err() != nil {
-				return
-			}
-			r.log.Warn("lock watcher restarts", "error", err)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(100 * time.Millisecond):
-			}
-		}
-	}()
-	defer func() { <-lockDone }()
+	wg.Go(func() { restart.Loop(ctx, r.log, "lock watcher", r.locks.Run) })
 	used, err := ensureBucket(ctx, r.js, bucketConfig(BucketUsed, UsedTTL, r.cfg.Replicas))
 	if err != nil {
-		return err
+		return fmt.Errorf("redeem: cannot start: %w", err)
 	}
 	nonces, err := ensureBucket(ctx, r.js, bucketConfig(BucketNonces, NonceTTL, r.cfg.Replicas))
 	if err != nil {
-		return err
+		return fmt.Errorf("redeem: cannot start: %w", err)
 	}
 	revs, err := ensureBucket(ctx, r.js, bucketConfig(BucketRevocations, RevocationTTL, r.cfg.Replicas))
 	if err != nil {
-		return err
+		return fmt.Errorf("redeem: cannot start: %w", err)
 	}
 	r.mu.Lock()
 	r.used, r.nonces = used, nonces
 	r.mu.Unlock()
-	for {
-		err := r.watch(ctx, revs)
-		if ctx.Err() != nil {
-			return nil
-		}
-		r.log.Warn("revocation watcher restarts", "error", err)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	restart.Loop(ctx, r.log, "revocation watcher", func(ctx context.Context) error { return r.watch(ctx, revs) })
+	return nil
 }
 
 var errReconnected = errors.New("the connection reconnected")

@@ -659,3 +659,36 @@ func TestOnChange(t *testing.T) {
 	bot := f.e.Identity(holderName).Principal
 	next(func(got string) bool { return got == "" && errors.Is(r.CheckLocked(t.Context(), bot), locks.ErrLocked) })
 }
+
+// A Redeemer that cannot start returns why at once, rather than when its
+// caller gives up: here its used-grants bucket exists but forgets entries
+// after a minute, sooner than single use needs. ctx has no deadline.
+func TestRunReturnsStartUpError(t *testing.T) {
+	e := writtest.Start(t, writtest.Options{NoServe: true})
+	js, err := jetstream.New(e.NC)
+	require.NoError(t, err)
+	shortBucket(t, js)
+	r, err := redeem.New(redeem.Config{NC: e.NC, Domain: writtest.Domain, Bundle: e.Runtime.Bundle, Key: e.Runtime.RedeemerKey, Service: "svc"})
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(t.Context()) }()
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, redeem.ErrBucketTooShort)
+	case <-time.After(time.Second):
+		t.Fatal("Run did not return its start-up error within a second")
+	}
+	_, err = r.Redeem(t.Context(), "x", redeem.Proof{}, deploy)
+	assert.ErrorIs(t, err, redeem.ErrNotReady, "a Redeemer that did not start redeems nothing")
+}
+
+// shortBucket makes the used-grants bucket again, keeping entries for a
+// minute only.
+func shortBucket(t *testing.T, js jetstream.JetStream) {
+	t.Helper()
+	if err := js.DeleteKeyValue(t.Context(), redeem.BucketUsed); err != nil {
+		require.ErrorIs(t, err, jetstream.ErrBucketNotFound)
+	}
+	_, err := js.CreateKeyValue(t.Context(), jetstream.KeyValueConfig{Bucket: redeem.BucketUsed, TTL: time.Minute})
+	require.NoError(t, err)
+}

@@ -121,17 +121,7 @@ func (f *fixture) respond(t *testing.T) *callout.Responder {
 
 func (f *fixture) respondStop(t *testing.T) (*callout.Responder, func()) {
 	t.Helper()
-	sysPub, _ := f.sysUser.PublicKey()
-	logger := slog.New(f.codes)
-	resp, err := callout.New(callout.Config{
-		Conn:   connectNkey(t, f.target.ClientURL(), f.authUser),
-		System: connectNkey(t, f.target.ClientURL(), f.sysUser, nats.CustomInboxPrefix(access.InboxPrefix(writtest.Domain, sysPub))),
-		Redeem: redeem.Config{
-			NC: f.e.NC, Domain: writtest.Domain, Bundle: f.bundle, Key: f.e.Runtime.RedeemerKey, Logger: logger,
-		},
-		Signer: f.signer, Account: "APP", XKey: f.xkey, Logger: logger,
-	})
-	require.NoError(t, err)
+	resp := f.responder(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- resp.Run(ctx) }()
@@ -152,6 +142,23 @@ func (f *fixture) respondStop(t *testing.T) (*callout.Responder, func()) {
 	defer wcancel()
 	require.NoError(t, resp.WaitReady(wctx))
 	return resp, stop
+}
+
+// responder returns a Responder for the target, not yet running.
+func (f *fixture) responder(t *testing.T) *callout.Responder {
+	t.Helper()
+	sysPub, _ := f.sysUser.PublicKey()
+	logger := slog.New(f.codes)
+	resp, err := callout.New(callout.Config{
+		Conn:   connectNkey(t, f.target.ClientURL(), f.authUser),
+		System: connectNkey(t, f.target.ClientURL(), f.sysUser, nats.CustomInboxPrefix(access.InboxPrefix(writtest.Domain, sysPub))),
+		Redeem: redeem.Config{
+			NC: f.e.NC, Domain: writtest.Domain, Bundle: f.bundle, Key: f.e.Runtime.RedeemerKey, Logger: logger,
+		},
+		Signer: f.signer, Account: "APP", XKey: f.xkey, Logger: logger,
+	})
+	require.NoError(t, err)
+	return resp
 }
 
 // targetConf is the target server's configuration: the responder's user in

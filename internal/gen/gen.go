@@ -183,7 +183,7 @@ func (p person) ref() events.PrincipalRef {
 	return events.PrincipalRef{Domain: p.p.Domain, Name: p.p.Name}
 }
 
-func (p person) source() string { return "writ://" + p.p.Domain + "/principals/" + p.p.Name }
+func (p person) source() string { return events.PrincipalSource(p.p.Domain, p.p.Name) }
 
 func run(ctx context.Context, js jetstream.JetStream, rt *config.Runtime, ids map[string]*identity.Identity, o Options) (*Summary, error) {
 	g, err := setup(js, rt, ids, o)

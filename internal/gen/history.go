@@ -249,7 +249,7 @@ func (h *history) record(m events.Message, kind events.Kind, by *identity.Princi
 
 // emit appends a component's event, signed with its key.
 func (h *history) emit(ctx context.Context, kind events.Kind, role identity.Role, at time.Time, data any) {
-	h.append(ctx, kind, "", "writ://"+h.g.domain+"/"+string(role), h.g.keys[role], nil, at, data)
+	h.append(ctx, kind, "", events.ComponentSource(h.g.domain, role), h.g.keys[role], nil, at, data)
 }
 
 // request appends who's request, as client.Request makes it.
