@@ -161,10 +161,6 @@ func newComponent(env Env, role identity.Role, key nkeys.KeyPair) (*component, e
 // checker judges events by the component's trust bundle and limits.
 func (c *component) checker() events.Checker { return c.trail.Checker() }
 
-// lagReadWait is how long a component reads again for a message it was
-// handed before it gives the message back for later.
-const lagReadWait = 128 * time.Millisecond
-
 // view is a component's view of a request's history: the history, and
 // what a component works out from it once.
 type view struct {
@@ -174,7 +170,7 @@ type view struct {
 
 // load reads a request's history as it is now.
 func (c *component) load(ctx context.Context, domain, id string) (*view, error) {
-	h, err := c.trail.Load(ctx, domain, id, history.Reach{Wait: lagReadWait})
+	h, err := c.trail.Load(ctx, domain, id, history.Reach{Wait: history.HandedWait})
 	if err != nil {
 		return nil, err
 	}

@@ -105,7 +105,7 @@ func (c *component) react(ctx context.Context, domain, id string, seq uint64, de
 			return &history.Event{Kind: eff.kind, Ordinal: eff.ordinal, Data: eff.data, Cond: eff.cond}, nil
 		}
 	}
-	reach := history.Reach{Seq: seq, Wait: lagReadWait}
+	reach := history.Reach{Seq: seq, Wait: history.HandedWait}
 	x, err := c.trail.Extend(ctx, domain, id, reach, c.author, build(decide))
 	if errors.Is(err, events.ErrOversized) && seq != 0 {
 		// What decide would append does not fit one event (a resource

@@ -141,6 +141,11 @@ type Reach struct {
 	Wait time.Duration
 }
 
+// HandedWait is how long a consumer handed a message reads its history
+// again for it (Reach.Wait) before it gives the message back for later:
+// the replica that answered is milliseconds behind the one that delivered.
+const HandedWait = 128 * time.Millisecond
+
 // Load reads a request's history, inspects each message and folds them
 // once. A history with no message yet is empty, its State naming domain
 // and id; a read never shows less of a request than this Log wrote or
@@ -152,22 +157,39 @@ func (l *Log) Load(ctx context.Context, domain, id string, reach Reach) (*Histor
 		return nil, err
 	}
 	now := l.clock()
-	h := &History{Domain: domain, ID: id, Now: now, Records: make([]events.Record, len(msgs))}
+	records := make([]events.Record, len(msgs))
 	for i, m := range msgs {
-		h.Records[i] = l.checker.Inspect(m, now)
+		records[i] = l.checker.Inspect(m, now)
 	}
-	// Folded by what it holds: a series' id is not a request's, and a
-	// request published under one is not taken for one.
-	h.Series, h.Errs = series.Fold[series.Any](h.Records)
+	h := fold(domain, id, records, now)
+	if len(msgs) > 0 {
+		l.note(domain, id, msgs[len(msgs)-1].Seq)
+	}
+	return h, nil
+}
+
+// fold folds inspected records: by what they hold, since a series' id is
+// not a request's, and a request published under one is not taken for one.
+func fold(domain, id string, records []events.Record, now time.Time) *History {
+	h := &History{Domain: domain, ID: id, Now: now, Records: records}
+	h.Series, h.Errs = series.Fold[series.Any](records)
 	h.State = h.Series.Request
 	if h.State.ID == "" {
 		// No event yet: what is appended starts this id's history.
 		h.State.Domain, h.State.ID = domain, id
 	}
-	if len(msgs) > 0 {
-		l.note(domain, id, msgs[len(msgs)-1].Seq)
+	return h
+}
+
+// Until is the history as it stood once the record at seq was stored:
+// its records up to seq, folded. (The notifier tells of an event by the
+// facts as of that event.)
+func (h *History) Until(seq uint64) *History {
+	i := 0
+	for i < len(h.Records) && h.Records[i].Seq <= seq {
+		i++
 	}
-	return h, nil
+	return fold(h.Domain, h.ID, h.Records[:i:i], h.Now)
 }
 
 // Author is who signs what a writer appends: its key, and the CloudEvents

@@ -216,3 +216,24 @@ func TestExtendOnACondition(t *testing.T) {
 	assert.Equal(t, []uint64{0, lastRevoke}, conds)
 	assert.Greater(t, x.Seq, lastRevoke)
 }
+
+func TestUntilIsTheHistoryAsItStood(t *testing.T) {
+	e, l := setup(t)
+	carol := e.Identity("carol")
+	id := "0190b7a4-0000-7000-8000-000000000008"
+	first, err := l.Append(ctx(t), writtest.Domain, id, 0, author(carol), requested(t, id, carol, "first"))
+	require.NoError(t, err)
+	h, err := l.Load(ctx(t), writtest.Domain, id, history.Reach{})
+	require.NoError(t, err)
+	_, err = l.Append(ctx(t), writtest.Domain, id, first, author(carol), revoke(carol, h.State.LastDigest))
+	require.NoError(t, err)
+	h, err = l.Load(ctx(t), writtest.Domain, id, history.Reach{})
+	require.NoError(t, err)
+	require.Len(t, h.Records, 2)
+	then := h.Until(first)
+	assert.Len(t, then.Records, 1)
+	assert.Equal(t, first, then.State.LastSeq, "as it stood once the request was stored")
+	assert.Equal(t, request.StatusRequested, then.State.Status)
+	assert.Empty(t, h.Until(first-1).Records, "before anything")
+	assert.Equal(t, id, h.Until(first-1).State.ID, "an empty history still names its request")
+}

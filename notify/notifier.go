@@ -25,11 +25,10 @@ import (
 
 	"github.com/writ-dev/writ/consumers"
 	"github.com/writ-dev/writ/events"
+	"github.com/writ-dev/writ/history"
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/internal/restart"
-	"github.com/writ-dev/writ/internal/store"
 	"github.com/writ-dev/writ/request"
-	"github.com/writ-dev/writ/series"
 )
 
 // The notifier's durable consumers: one on the audit stream (what to
@@ -288,8 +287,7 @@ type Notifier struct {
 	env     consumers.Env
 	cfg     NotifierConfig
 	js      jetstream.JetStream
-	reader  store.Reader
-	checker events.Checker
+	trail   *history.Log
 	targets map[string]Webhook // by id
 	log     *slog.Logger
 }
@@ -307,8 +305,8 @@ func NewNotifier(env consumers.Env, cfg NotifierConfig) (*Notifier, error) {
 	}
 	n := &Notifier{
 		env: env, cfg: cfg, js: js,
-		reader:  store.Reader{NC: env.NC, Stream: env.Streams.Name},
-		checker: events.Checker{Bundle: env.Bundle, MaxBody: env.MaxBody},
+		trail: history.New(history.Options{JS: js, Stream: env.Streams.Name, Clock: env.Clock,
+			Checker: events.Checker{Bundle: env.Bundle, MaxBody: env.MaxBody}}),
 		targets: map[string]Webhook{},
 		log:     env.Logger.With("component", Component, consumers.AttrDomain, env.Domain),
 	}
@@ -471,32 +469,26 @@ func (n *Notifier) handleEvent(ctx context.Context, m jetstream.Msg) error {
 		return consumers.Terminate("no metadata")
 	}
 	seq := md.Sequence.Stream
-	msgs, err := n.reader.Load(ctx, events.RequestFilter(domain, id), 1)
+	h, err := n.trail.Load(ctx, domain, id, history.Reach{Seq: seq, Wait: history.HandedWait})
+	if errors.Is(err, history.ErrBehind) {
+		return consumers.RetryAfter(250*time.Millisecond, err) // a replica without the message yet
+	}
 	if err != nil {
 		return err
 	}
-	now := n.env.Clock()
-	records := make([]events.Record, len(msgs))
-	at := -1
-	for i, msg := range msgs {
-		records[i] = n.checker.Inspect(msg, now)
-		if msg.Seq == seq {
-			at = i
-		}
-	}
-	if at < 0 {
+	this, ok := h.Record(seq)
+	if !ok {
 		return consumers.RetryAfter(250*time.Millisecond, errors.New("history does not hold the message yet"))
 	}
+	now := h.Now
 	// The facts as of this event; whether a stage still waits, as of now.
 	// The history may be the guard's, whose alerts its own fold judges.
-	upTo, errs := series.Fold[series.Any](records[:at+1])
-	then := upTo.Request
-	if errs[seq] != nil {
+	upTo := h.Until(seq)
+	if upTo.Errs[seq] != nil {
 		return nil // an event that changed nothing is nothing to tell
 	}
-	before, _ := request.Fold(records[:at])
-	current, _ := request.Fold(records)
-	notes := n.plan(before, then, current, records[at])
+	before := h.Until(seq - 1).State
+	notes := n.plan(before, upTo.State, h.State, this)
 	for _, note := range notes {
 		note.notice.Title = note.notice.heading()
 		body, err := render(note.webhook.Format, note.notice)
@@ -505,7 +497,7 @@ func (n *Notifier) handleEvent(ctx context.Context, m jetstream.Msg) error {
 		}
 		d := delivery{
 			ID:     id + "." + strconv.FormatUint(seq, 10) + "." + note.webhook.id(),
-			Target: note.webhook.id(), Domain: domain, RequestID: id, Kind: records[at].Kind.String(),
+			Target: note.webhook.id(), Domain: domain, RequestID: id, Kind: this.Kind.String(),
 			Seq: seq, Queued: now, Body: body,
 		}
 		b, err := json.Marshal(d)
@@ -519,7 +511,7 @@ func (n *Notifier) handleEvent(ctx context.Context, m jetstream.Msg) error {
 		}
 	}
 	if len(notes) > 0 {
-		n.log.Debug("queued notifications", consumers.AttrRequest, id, consumers.AttrKind, records[at].Kind.String(), consumers.AttrSeq, seq, "count", len(notes))
+		n.log.Debug("queued notifications", consumers.AttrRequest, id, consumers.AttrKind, this.Kind.String(), consumers.AttrSeq, seq, "count", len(notes))
 	}
 	return nil
 }

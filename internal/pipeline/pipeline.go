@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nkeys"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/writ-dev/writ/audit"
 	"github.com/writ-dev/writ/config"
 	"github.com/writ-dev/writ/consumers"
 	"github.com/writ-dev/writ/events"
@@ -201,9 +202,19 @@ func (p *Pipeline) build(n string, env consumers.Env, rt *config.Runtime, o Opti
 		if a == nil || rt.AuditorKey == nil {
 			return nil, fmt.Errorf("pipeline: the auditor needs an audit section and keys.auditor in %s", config.FileName)
 		}
-		return consumers.NewAuditor(env, rt.AuditorKey, consumers.AuditorConfig{
+		junk, err := consumers.NewAuditor(env, rt.AuditorKey)
+		if err != nil {
+			return nil, err
+		}
+		server, err := audit.NewServer(audit.ServerConfig{
+			NC: env.NC, Stream: env.Streams.Name, Domain: env.Domain, Key: rt.AuditorKey, Bundle: env.Bundle,
+			Clock: env.Clock, Logger: env.Logger,
 			Interval: time.Duration(a.CheckpointInterval), Witness: a.Witness, Federated: rt.Config.Federation != nil,
 		})
+		if err != nil {
+			return nil, err
+		}
+		return &auditor{Auditor: junk, server: server}, nil
 	case Notifier:
 		cfg, err := NotifierConfig(rt.Config.Notify, os.Getenv)
 		if err != nil {
@@ -212,6 +223,21 @@ func (p *Pipeline) build(n string, env consumers.Env, rt *config.Runtime, o Opti
 		return notify.NewNotifier(env, cfg)
 	}
 	return nil, fmt.Errorf("pipeline: unknown component %q", n)
+}
+
+// auditor runs the auditor's two parts as one component: the consumer
+// that answers junk on decision subjects, and the server of checkpoints
+// and attestations.
+type auditor struct {
+	*consumers.Auditor
+	server *audit.Server
+}
+
+func (a *auditor) Run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return a.Auditor.Run(ctx) })
+	g.Go(func() error { return a.server.Run(ctx) })
+	return g.Wait()
 }
 
 // close closes the components' own connections, once what they published
