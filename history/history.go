@@ -280,16 +280,16 @@ type Extended struct {
 // it is the outcome, and it is not made twice. Errors from build and from
 // reading are returned as they are.
 func (l *Log) Extend(ctx context.Context, domain, id string, reach Reach, by Author, build Build) (Extended, error) {
-	mine := map[string]bool{} // message ids this call sealed
+	mine := map[string]*Event{} // message ids this call sealed: what build asked for
 	for range maxConflicts {
 		h, err := l.Load(ctx, domain, id, reach)
 		if err != nil {
 			return Extended{}, err
 		}
 		for _, r := range h.Records {
-			if r.Valid() && mine[r.Envelope.ID] {
+			if e := mine[r.Envelope.ID]; r.Valid() && e != nil {
 				// An earlier attempt landed; its acknowledgement was lost.
-				return Extended{Seq: r.Seq, History: h}, nil
+				return Extended{Seq: r.Seq, Event: e, History: h}, nil
 			}
 		}
 		e, err := build(h)
@@ -302,7 +302,7 @@ func (l *Log) Extend(ctx context.Context, domain, id string, reach Reach, by Aut
 		}
 		seq, out, err := l.append(ctx, domain, id, last, filter, by, *e)
 		if out.MsgID != "" {
-			mine[out.MsgID] = true
+			mine[out.MsgID] = e
 		}
 		switch {
 		case err == nil:

@@ -153,6 +153,8 @@ func TestExtendRecognisesItsOwnEarlierAttempt(t *testing.T) {
 	})
 	require.NoError(t, err)
 	assert.Equal(t, 1, builds, "the event stored with its acknowledgement lost is the outcome")
+	require.NotNil(t, x.Event, "what was appended is said, as for an append acknowledged (react logs and counts it)")
+	assert.Equal(t, events.KindRevoke, x.Event.Kind)
 	h, err := l.Load(ctx(t), writtest.Domain, id, history.Reach{})
 	require.NoError(t, err)
 	require.Len(t, h.Records, 2, "appended once")
