@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -79,17 +78,10 @@ var ErrNotFound = errors.New("no such request")
 // is read: an id is a subject token, and "*" would match every request. A
 // UUID in any spelling uuid.Parse reads is one.
 func checkID(id string) error {
-	if _, err := uuid.Parse(id); err != nil || !literalToken(id) {
+	if _, err := uuid.Parse(id); err != nil || history.CheckID(id) != nil {
 		return fmt.Errorf("%q is %w", id, ErrNotAnID)
 	}
 	return nil
-}
-
-// literalToken reports whether s is one subject token without wildcards.
-// Load takes such an id even when it is no UUID: junk published under one
-// has a history worth reading too.
-func literalToken(s string) bool {
-	return s != "" && !strings.ContainsAny(s, ".*> \t\r\n")
 }
 
 // New returns a client on an open connection.
@@ -115,7 +107,7 @@ func New(nc *nats.Conn, o Options) (*Client, error) {
 	// less comes from a replica of the stream that lags, and is asked for
 	// again.
 	trail := history.New(history.Options{
-		JS: js, Stream: o.Stream, Home: o.Home, Clock: o.Clock,
+		JS: js, Stream: o.Stream, Home: o.Home, Clock: o.Clock, Monotonic: true,
 		Checker: events.Checker{Bundle: o.Bundle, MaxBody: o.MaxBody, Cache: events.NewInspectCache(clientInspectCache)},
 	})
 	return &Client{nc: nc, js: js, stream: o.Stream, home: o.Home, bundle: o.Bundle, trail: trail, clock: o.Clock}, nil
@@ -208,9 +200,6 @@ type Request struct {
 // it before (a replicated stream's followers answer reads too, and one may
 // lag behind; its answer is asked for again until ctx ends).
 func (c *Client) Load(ctx context.Context, domain, id string) (*Request, error) {
-	if !literalToken(id) {
-		return nil, fmt.Errorf("%q is %w", id, ErrNotAnID)
-	}
 	h, err := c.trail.Load(ctx, domain, id, history.Reach{})
 	if err != nil {
 		return nil, err

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/writ-dev/writ/events"
+	"github.com/writ-dev/writ/history"
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/internal/store"
 )
@@ -123,7 +124,7 @@ func (e *AmbiguousError) Error() string {
 func (e *AmbiguousError) Is(target error) bool { return target == ErrAmbiguous }
 
 // ErrNotAnID refuses an id that is not a request id (a UUID).
-var ErrNotAnID = errors.New("not a request id")
+var ErrNotAnID = history.ErrNotAnID
 
 // FindIn returns the one domain, of domains, whose stream holds a request
 // with id: ErrNotFound when none does, an *AmbiguousError (ErrAmbiguous)

@@ -107,7 +107,7 @@ func (c *component) react(ctx context.Context, domain, id string, seq uint64, de
 	}
 	reach := history.Reach{Seq: seq, Wait: history.HandedWait}
 	x, err := c.trail.Extend(ctx, domain, id, reach, c.author, build(decide))
-	if errors.Is(err, events.ErrOversized) && seq != 0 {
+	if errors.Is(err, events.ErrOversized) && seq != 0 && x.Event != nil {
 		// What decide would append does not fit one event (a resource
 		// state too large to record in an evaluation): answer the input
 		// with that instead, so that it does not wait for ever.

@@ -20,3 +20,16 @@ func LoseAcks(l *Log, n int, lost error) {
 		return seq, err
 	}
 }
+
+// FailAppends makes l's appends report an outcome they did not learn,
+// without storing anything, until n have.
+func FailAppends(l *Log, n int, lost error) {
+	real := l.appendOnce
+	l.appendOnce = func(ctx context.Context, out events.Outgoing, last uint64, filter string) (uint64, error) {
+		if n > 0 {
+			n--
+			return 0, lost
+		}
+		return real(ctx, out, last, filter)
+	}
+}

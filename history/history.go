@@ -2,7 +2,9 @@ package history
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -24,6 +26,10 @@ func IsConflict(err error) bool { return store.IsConflict(err) }
 // ErrBehind is returned by Load when every read in the time given ended
 // before the sequence it had to reach.
 var ErrBehind = store.ErrBehind
+
+// maxUnknown bounds how often Extend reads again after an append whose
+// outcome it did not learn, to look for it.
+const maxUnknown = 2
 
 // maxConflicts bounds how often Extend reads again because other writers
 // keep appending first.
@@ -55,9 +61,15 @@ type Options struct {
 	Home    string
 	Checker events.Checker   // the trust bundle and limits events are judged by
 	Clock   func() time.Time // default time.Now
-	// Remember is how many requests the Log keeps the last sequence of
-	// (what it wrote or read): a later read never shows less. 0: 16384.
-	Remember int
+	// Monotonic makes reads monotonic: the Log remembers, for the last
+	// Remember requests it wrote or read (0: 16384), the last sequence it
+	// knows each has, and a later read never shows less (a replica that
+	// answers behind is asked again). For a client that reads what it
+	// wrote; a component reaches the message it was handed (Reach.Seq)
+	// instead, and never waits on a memory that a removed message would
+	// make wrong for good.
+	Monotonic bool
+	Remember  int
 }
 
 // New returns a Log on a stream.
@@ -67,6 +79,10 @@ func New(o Options) *Log {
 	}
 	if o.Remember <= 0 {
 		o.Remember = 16384
+	}
+	var seen *fifo.Cache[string, uint64]
+	if o.Monotonic {
+		seen = fifo.New[string, uint64](o.Remember)
 	}
 	maxBody := o.Checker.MaxBody
 	if maxBody <= 0 {
@@ -80,7 +96,7 @@ func New(o Options) *Log {
 		checker: o.Checker,
 		clock:   o.Clock,
 		maxBody: maxBody,
-		seen:    fifo.New[string, uint64](o.Remember),
+		seen:    seen,
 	}
 	l.appendOnce = func(ctx context.Context, out events.Outgoing, last uint64, filter string) (uint64, error) {
 		return store.Append(ctx, l.js, l.stream, out, last, filter)
@@ -141,6 +157,20 @@ type Reach struct {
 	Wait time.Duration
 }
 
+// ErrNotAnID is returned for an id that is not one subject token: a
+// wildcard (*, >) or a dotted id would read or extend other histories.
+var ErrNotAnID = errors.New("not a request id")
+
+// CheckID refuses what cannot name one history: an id is a subject token
+// (a UUID, for what Writ makes; junk published under any literal token
+// has a history worth reading too).
+func CheckID(id string) error {
+	if id == "" || strings.ContainsAny(id, ".*> \t\r\n") {
+		return fmt.Errorf("%q is %w", id, ErrNotAnID)
+	}
+	return nil
+}
+
 // HandedWait is how long a consumer handed a message reads its history
 // again for it (Reach.Wait) before it gives the message back for later:
 // the replica that answered is milliseconds behind the one that delivered.
@@ -151,6 +181,9 @@ const HandedWait = 128 * time.Millisecond
 // and id; a read never shows less of a request than this Log wrote or
 // read of it before.
 func (l *Log) Load(ctx context.Context, domain, id string, reach Reach) (*History, error) {
+	if err := CheckID(id); err != nil {
+		return nil, err
+	}
 	floor := max(reach.Seq, l.known(domain, id))
 	msgs, err := l.Reader(domain).LoadReaching(ctx, events.RequestFilter(domain, id), floor, reach.Wait)
 	if err != nil {
@@ -239,6 +272,9 @@ func (l *Log) AppendSeries(ctx context.Context, domain, id string, last uint64, 
 }
 
 func (l *Log) append(ctx context.Context, domain, id string, last uint64, filter string, by Author, e Event) (uint64, events.Outgoing, error) {
+	if err := CheckID(id); err != nil {
+		return 0, events.Outgoing{}, err
+	}
 	out, err := events.Seal(events.Draft{
 		Domain: domain, RequestID: id, Kind: e.Kind, Ordinal: e.Ordinal,
 		Source: by.Source, Time: l.clock(), Data: e.Data,
@@ -281,6 +317,7 @@ type Extended struct {
 // reading are returned as they are.
 func (l *Log) Extend(ctx context.Context, domain, id string, reach Reach, by Author, build Build) (Extended, error) {
 	mine := map[string]*Event{} // message ids this call sealed: what build asked for
+	unknown := 0                // appends whose outcome was not learned
 	for range maxConflicts {
 		h, err := l.Load(ctx, domain, id, reach)
 		if err != nil {
@@ -307,7 +344,12 @@ func (l *Log) Extend(ctx context.Context, domain, id string, reach Reach, by Aut
 		switch {
 		case err == nil:
 			return Extended{Seq: seq, Event: e, History: h}, nil
-		case IsConflict(err), store.IsUnknownOutcome(err) && ctx.Err() == nil:
+		case IsConflict(err):
+			continue
+		case store.IsUnknownOutcome(err) && ctx.Err() == nil && unknown < maxUnknown:
+			// Each append already waited through what the cluster may
+			// cure (store.Retry): look for it once more, then say so.
+			unknown++
 			continue
 		}
 		return Extended{Event: e, History: h}, err
@@ -316,12 +358,18 @@ func (l *Log) Extend(ctx context.Context, domain, id string, reach Reach, by Aut
 }
 
 func (l *Log) known(domain, id string) uint64 {
+	if l.seen == nil {
+		return 0
+	}
 	seq, _ := l.seen.Get(domain + "/" + id)
 	return seq
 }
 
-// note remembers that domain/id holds sequence seq.
+// note remembers that domain/id holds sequence seq (Monotonic).
 func (l *Log) note(domain, id string, seq uint64) {
+	if l.seen == nil {
+		return
+	}
 	l.seen.Update(domain+"/"+id, func(old uint64, _ bool) uint64 { return max(old, seq) })
 }
 

@@ -174,10 +174,19 @@ func TestExtendBuildingNothingAppendsNothing(t *testing.T) {
 }
 
 func TestLoadReachesWhatItWroteBefore(t *testing.T) {
-	e, l := setup(t)
+	e := writtest.Start(t, writtest.Options{NoServe: true})
+	js, err := jetstream.New(e.NC)
+	require.NoError(t, err)
+	l := history.New(history.Options{JS: js, Stream: "WRIT", Checker: events.Checker{Bundle: e.Runtime.Bundle}, Monotonic: true})
 	carol := e.Identity("carol")
 	id := "0190b7a4-0000-7000-8000-000000000007"
 	seq, err := l.Append(ctx(t), writtest.Domain, id, 0, author(carol), requested(t, id, carol, "first"))
+	require.NoError(t, err)
+	// A Log that is not monotonic (a component's) remembers nothing: it
+	// reaches what it is told to, the message it was handed.
+	other := logOn(t, e)
+	other.Note(writtest.Domain, id, seq+1000)
+	_, err = other.Load(ctx(t), writtest.Domain, id, history.Reach{Wait: 50 * time.Millisecond})
 	require.NoError(t, err)
 	// Told the history holds more than the stream has: the read is made
 	// again until its bound, then says it stays behind.
@@ -238,4 +247,33 @@ func TestUntilIsTheHistoryAsItStood(t *testing.T) {
 	assert.Equal(t, request.StatusRequested, then.State.Status)
 	assert.Empty(t, h.Until(first-1).Records, "before anything")
 	assert.Equal(t, id, h.Until(first-1).State.ID, "an empty history still names its request")
+}
+
+func TestAnIDIsOneToken(t *testing.T) {
+	e, l := setup(t)
+	carol := e.Identity("carol")
+	for _, id := range []string{"*", ">", "a.b", "", "a b"} {
+		_, err := l.Load(ctx(t), writtest.Domain, id, history.Reach{})
+		assert.ErrorIs(t, err, history.ErrNotAnID, "load %q", id)
+		_, err = l.Append(ctx(t), writtest.Domain, id, 0, author(carol), requested(t, "x", carol, "junk"))
+		assert.ErrorIs(t, err, history.ErrNotAnID, "append %q", id)
+	}
+}
+
+func TestExtendGivesUpOnOutcomesItNeverLearns(t *testing.T) {
+	e, l := setup(t)
+	carol := e.Identity("carol")
+	id := "0190b7a4-0000-7000-8000-000000000009"
+	_, err := l.Append(ctx(t), writtest.Domain, id, 0, author(carol), requested(t, id, carol, "first"))
+	require.NoError(t, err)
+	lost := fmt.Errorf("publish: %w", nats.ErrTimeout)
+	history.FailAppends(l, 100, lost)
+	builds := 0
+	_, err = l.Extend(ctx(t), writtest.Domain, id, history.Reach{}, author(carol), func(h *history.History) (*history.Event, error) {
+		builds++
+		ev := revoke(carol, h.State.LastDigest)
+		return &ev, nil
+	})
+	assert.ErrorIs(t, err, nats.ErrTimeout, "says what it could not learn")
+	assert.Equal(t, 3, builds, "looked for its append twice more, then gave up")
 }

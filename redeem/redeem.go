@@ -592,11 +592,12 @@ func (r *Redeemer) recordRedeemed(ctx context.Context, a *attempt) error {
 	switch {
 	case errors.Is(err, ErrRevoked):
 		return err
-	case err != nil:
-		if !errors.Is(err, ErrNotGranted) && !errors.Is(err, ErrAlreadyUsed) {
-			r.log.Warn("append redeemed", attrRequest, a.claims.RequestID, "error", err)
-		}
+	case errors.Is(err, ErrNotGranted), errors.Is(err, ErrAlreadyUsed):
 		return fmt.Errorf("%w: %w", ErrNotRecorded, err)
+	case err != nil:
+		// The stream could not be read or written: unavailable, as before.
+		r.log.Warn("append redeemed", attrRequest, a.claims.RequestID, "error", err)
+		return fmt.Errorf("%w: %w: %w", ErrNotRecorded, ErrUnavailable, err)
 	}
 	r.log.Debug("appended", attrRequest, a.claims.RequestID, attrSeq, x.Seq)
 	return nil
