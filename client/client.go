@@ -207,7 +207,12 @@ func (c *Client) Load(ctx context.Context, domain, id string) (*Request, error) 
 	if len(h.Records) == 0 {
 		return nil, fmt.Errorf("%w: %s in %s", ErrNotFound, id, domain)
 	}
-	return &Request{State: h.State, Series: h.Series, Records: h.Records, Errs: h.Errs}, nil
+	return requestOf(h), nil
+}
+
+// requestOf is a history as the client shows it.
+func requestOf(h *history.History) *Request {
+	return &Request{State: h.State, Series: h.Series, Records: h.Records, Errs: h.Errs}
 }
 
 // Find returns the domain a request id belongs to.

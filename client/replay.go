@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -11,6 +10,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/writ-dev/writ/events"
+	"github.com/writ-dev/writ/history"
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/internal/fifo"
 	"github.com/writ-dev/writ/internal/store"
@@ -330,38 +330,21 @@ func firstRequest(r *Request) uint64 {
 	return 0
 }
 
-// loadHolding loads a request's history, reading again (under the retry
-// rule, store.Retry) for up to holdWait until it holds the message with
-// the given body digest: a notice comes before the stream has stored its
-// message, and a replica may be behind. A message still missing then was
-// never stored (refused, or a duplicate): the history is returned as it is.
+// loadHolding loads a request's history, reading again for up to
+// holdWait until it holds the message noticed (digest): a notice comes
+// before the stream stores what it tells of. A message never stored (the
+// stream refused it) is given up on after that, and what the history
+// holds is shown; nor is it held against the request when it has no
+// history yet (ErrNotFound, once holdWait is past).
 func (c *Client) loadHolding(ctx context.Context, domain, id, digest string) (*Request, error) {
-	giveUp := time.Now().Add(holdWait)
-	var r *Request
-	// A message never stored is no wait for the cluster: nobody is told.
-	err := store.Retry(store.WithWaiter(ctx, nil), func(ctx context.Context) error {
-		got, err := c.Load(ctx, domain, id)
-		switch {
-		case errors.Is(err, ErrNotFound) && time.Now().Before(giveUp):
-			return fmt.Errorf("%w: %w", store.ErrBehind, err)
-		case err != nil:
-			return err
-		}
-		r = got
-		for _, rec := range got.Records {
-			if rec.Digest == digest {
-				return nil
-			}
-		}
-		if time.Now().Before(giveUp) {
-			return fmt.Errorf("%w: request %s without the message noticed", store.ErrBehind, id)
-		}
-		return nil
-	})
+	h, err := c.trail.Load(ctx, domain, id, history.Reach{Digest: digest, Wait: holdWait})
 	if err != nil {
 		return nil, err
 	}
-	return r, nil
+	if len(h.Records) == 0 {
+		return nil, fmt.Errorf("%w: %s in %s", ErrNotFound, id, domain)
+	}
+	return requestOf(h), nil
 }
 
 // holdWait is how long loadHolding reads again for a message noticed.

@@ -155,6 +155,11 @@ type Reach struct {
 	// Wait is how long to read again while the history ends before that:
 	// past it, store.ErrBehind. 0: until ctx ends.
 	Wait time.Duration
+	// Digest, when set, is a message the history may hold (one heard of
+	// as it was published, before the stream stored it, or never): Load
+	// reads again for up to Wait until it holds it, and then returns the
+	// history as it is — a message noticed may have been refused.
+	Digest string
 }
 
 // ErrNotAnID is returned for an id that is not one subject token: a
@@ -184,6 +189,36 @@ func (l *Log) Load(ctx context.Context, domain, id string, reach Reach) (*Histor
 	if err := CheckID(id); err != nil {
 		return nil, err
 	}
+	if reach.Digest == "" {
+		return l.load(ctx, domain, id, reach)
+	}
+	giveUp := time.Now().Add(reach.Wait)
+	var h *History
+	// A message never stored is no wait for the cluster: nobody is told.
+	err := store.Retry(store.WithWaiter(ctx, nil), func(ctx context.Context) error {
+		var err error
+		if h, err = l.load(ctx, domain, id, reach); err != nil {
+			return err
+		}
+		if time.Now().Before(giveUp) && !h.holds(reach.Digest) {
+			return fmt.Errorf("%w: %s/%s without the message noticed", ErrBehind, domain, id)
+		}
+		return nil
+	})
+	return h, err
+}
+
+// holds reports whether the history holds the message with digest d.
+func (h *History) holds(d string) bool {
+	for _, r := range h.Records {
+		if r.Digest == d {
+			return true
+		}
+	}
+	return false
+}
+
+func (l *Log) load(ctx context.Context, domain, id string, reach Reach) (*History, error) {
 	floor := max(reach.Seq, l.known(domain, id))
 	msgs, err := l.Reader(domain).LoadReaching(ctx, events.RequestFilter(domain, id), floor, reach.Wait)
 	if err != nil {

@@ -277,3 +277,24 @@ func TestExtendGivesUpOnOutcomesItNeverLearns(t *testing.T) {
 	assert.ErrorIs(t, err, nats.ErrTimeout, "says what it could not learn")
 	assert.Equal(t, 3, builds, "looked for its append twice more, then gave up")
 }
+
+func TestLoadWaitsBrieflyForAMessageNoticed(t *testing.T) {
+	e, l := setup(t)
+	carol := e.Identity("carol")
+	id := "0190b7a4-0000-7000-8000-00000000000a"
+	_, err := l.Append(ctx(t), writtest.Domain, id, 0, author(carol), requested(t, id, carol, "first"))
+	require.NoError(t, err)
+	h, err := l.Load(ctx(t), writtest.Domain, id, history.Reach{})
+	require.NoError(t, err)
+	held := h.Records[0].Digest
+
+	h, err = l.Load(ctx(t), writtest.Domain, id, history.Reach{Digest: held, Wait: time.Minute})
+	require.NoError(t, err, "a message the history holds is no wait")
+	assert.Len(t, h.Records, 1)
+
+	start := time.Now()
+	h, err = l.Load(ctx(t), writtest.Domain, id, history.Reach{Digest: "sha256:never-stored", Wait: 200 * time.Millisecond})
+	require.NoError(t, err, "a message never stored is given up on, and the history shown as it is")
+	assert.Len(t, h.Records, 1)
+	assert.GreaterOrEqual(t, time.Since(start), 200*time.Millisecond, "read again for the time given")
+}
