@@ -56,8 +56,8 @@ func lock(ctx context.Context, name string, unlock bool, args []string, stdout, 
 	if r == nil || (err != nil && !errors.Is(err, context.DeadlineExceeded)) {
 		return fmt.Errorf("%s %s asked (id %s); its outcome is not known yet: %v", name, pos[1], id, err)
 	}
-	if len(r.State.Answered) > 0 {
-		return fmt.Errorf("%s %s %s refused: %s", name, pos[0], pos[1], refusal(r))
+	if why, refused := askRefused(r); refused && r.Series.Lock().Done == nil {
+		return fmt.Errorf("%s %s %s refused: %s", name, pos[0], pos[1], why)
 	}
 	if r.Series.Lock().Done == nil {
 		return fmt.Errorf("%s %s asked (id %s); no answer within 10s", name, pos[1], id)

@@ -111,11 +111,11 @@ func runState(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if r == nil || (err != nil && !errors.Is(err, context.DeadlineExceeded)) {
 		return fmt.Errorf("state %s %s asked (id %s); its outcome is not known yet: %v", verb, target, id, err)
 	}
-	if len(r.State.Answered) > 0 {
-		return fmt.Errorf("state %s %s refused (id %s in %s): %s; ask someone the policies let set it (Action::\"set-state\" on %s)",
-			verb, target, id, domain, refusal(r), cedarResource(domain, path))
-	}
 	done := r.Series.StateChange().Done
+	if why, refused := askRefused(r); refused && done == nil {
+		return fmt.Errorf("state %s %s refused (id %s in %s): %s; ask someone the policies let set it (Action::\"set-state\" on %s)",
+			verb, target, id, domain, why, cedarResource(domain, path))
+	}
 	if done == nil {
 		return fmt.Errorf("state %s %s asked (id %s); no answer within 10s: is 'writ serve' running its approval component?", verb, target, id)
 	}
@@ -132,20 +132,23 @@ func runState(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	return printState(stdout, target, done.Attrs)
 }
 
-// refusal is the reason the pipeline recorded for refusing an ask.
-func refusal(r *client.Request) string {
+// askRefused says whether the pipeline refused the ask that opens r's
+// history (not some other message published under its id), and why.
+func askRefused(r *client.Request) (string, bool) {
+	if len(r.Records) == 0 {
+		return "", false
+	}
+	ask := r.Records[0].Seq
+	code, refused := r.State.Answered[ask]
+	if !refused {
+		return "", false
+	}
 	for _, rec := range r.Records {
-		if d, ok := rec.Data.(*events.Refused); ok && rec.Valid() {
-			if d.Reason != "" {
-				return d.Reason // in words; the code is for programs
-			}
-			return d.Code
+		if d, ok := rec.Data.(*events.Refused); ok && rec.Valid() && d.RefSeq == ask && d.Reason != "" {
+			return d.Reason, true // in words; the code is for programs
 		}
 	}
-	for _, code := range r.State.Answered {
-		return code
-	}
-	return "refused"
+	return code, true
 }
 
 func cedarResource(domain, path string) string {
