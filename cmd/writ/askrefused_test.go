@@ -14,7 +14,9 @@ import (
 // itself: junk published under its id, refused by the auditor, is not the
 // ask's answer.
 func TestAskRefusedMeansTheAsk(t *testing.T) {
-	rec := func(seq uint64, d any) events.Record { return events.Record{Message: events.Message{Seq: seq}, Data: d} }
+	rec := func(seq uint64, d any) events.Record {
+		return events.Record{Message: events.Message{Seq: seq}, Data: d}
+	}
 	ask := rec(5, &events.Lock{})
 	junkRefused := rec(10, &events.Refused{RefSeq: 9, Code: "invalid", Reason: "not signed"})
 	r := &client.Request{Records: []events.Record{ask, rec(9, nil), junkRefused},
