@@ -124,7 +124,8 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, c StreamConfig) 
 		actx, cancel := context.WithTimeout(ctx, ensureAttempt)
 		err := ensureStreams(actx, js, c)
 		cancel()
-		if err == nil || !clusterForming(err) && !(storeRace(err) && attempt < storeRaceAttempts) {
+		if err == nil || !clusterForming(err) && !(storeRace(err) && attempt < storeRaceAttempts) &&
+			!(accountRace(err) && attempt < accountRaceAttempts) {
 			return err
 		}
 		if restart.Sleep(ctx, formingBackoff.Pause(attempt)) {
@@ -184,6 +185,20 @@ func storeRace(err error) bool {
 
 // storeRaceAttempts bounds the attempts on storeRace.
 const storeRaceAttempts = 4
+
+// accountRace says whether err is a server of a cluster just formed that
+// has not yet enabled JetStream for the account ("JetStream not enabled
+// for account": seen once in a clean CI run, right after the meta
+// leader's election, with the account's JWT limits applied a moment
+// later). An account without JetStream stays so: after a few seconds of
+// attempts the error is returned.
+func accountRace(err error) bool {
+	var api *jetstream.APIError
+	return errors.As(err, &api) && api.ErrorCode == jetstream.JSErrCodeJetStreamNotEnabledForAccount
+}
+
+// accountRaceAttempts bounds the attempts on accountRace: about 5 s.
+const accountRaceAttempts = 10
 
 // jsStreamCreate is nats-server's JSStreamCreateErrF: a stream create that
 // failed for a reason without a code of its own, such as its store.

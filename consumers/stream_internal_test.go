@@ -95,3 +95,20 @@ func TestEnsureStreamsOutlastsAStoreRace(t *testing.T) {
 		t.Fatal("the first attempt was not refused")
 	}
 }
+
+// A server of a cluster just formed may not have enabled JetStream for
+// the account yet: that is asked again, a few seconds at most, and then
+// returned (an account without JetStream stays so).
+func TestAccountRace(t *testing.T) {
+	notYet := fmt.Errorf("consumers: audit stream WRIT: %w",
+		&jetstream.APIError{Code: 503, ErrorCode: 10039, Description: "JetStream not enabled for account"})
+	assert.True(t, accountRace(notYet))
+	assert.False(t, clusterForming(notYet), "not waited on until the deadline")
+	assert.False(t, accountRace(jetstream.ErrJetStreamNotEnabled), "a server without JetStream is not an account being set up")
+	assert.False(t, accountRace(errors.New("something else")))
+	var total time.Duration
+	for i := 1; i < accountRaceAttempts; i++ {
+		total += formingBackoff.Pause(i)
+	}
+	assert.Less(t, total, 10*time.Second, "bounded: a few seconds of attempts")
+}
