@@ -54,14 +54,21 @@ func Retry(ctx context.Context, op func(context.Context) error) error {
 			answered()
 		}
 	}()
+	var last error // the last failure that was not ctx ending
 	for pause := firstPause; ; pause = min(2*pause, maxPause) {
 		err := op(ctx)
 		if err == nil || !Transient(err) {
 			return err
 		}
 		if ctx.Err() != nil {
+			// An attempt cut short by ctx's end says nothing new: what
+			// was waited for is what the attempt before it failed on.
+			if last != nil && errors.Is(err, ctx.Err()) {
+				err = last
+			}
 			return gaveUp(ctx, start, err)
 		}
+		last = err
 		if answered == nil {
 			if w, ok := ctx.Value(waiterKey{}).(Waiter); ok {
 				answered = w.Waiting(Reason(err))

@@ -259,3 +259,22 @@ func TestRetryDoesNotWaitForAMissingStream(t *testing.T) {
 	assert.False(t, store.IsUnknownOutcome(err), "nothing could have stored it")
 	assert.Less(t, time.Since(t0), time.Second)
 }
+
+// When ctx ends during an attempt, the error says what the attempts were
+// waiting for, not only that the last one was cut short.
+func TestRetrySaysWhatItWaitedForWhenCtxEndsMidAttempt(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	n := 0
+	err := store.Retry(ctx, func(ctx context.Context) error {
+		n++
+		if n == 1 {
+			return store.ErrBehind
+		}
+		<-ctx.Done() // the next attempt is still running when ctx ends
+		return fmt.Errorf("read: %w", ctx.Err())
+	})
+	assert.ErrorIs(t, err, store.ErrGaveUp)
+	assert.ErrorIs(t, err, store.ErrBehind, "what it waited for")
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+}

@@ -267,8 +267,9 @@ func TestLoadReaching(t *testing.T) {
 	require.Len(t, msgs, 4)
 	assert.Equal(t, want, msgs[3].Seq)
 
-	// Without a bound of its own, it reads until ctx ends.
-	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	// Without a bound of its own, it reads until ctx ends, and says what
+	// it waited for (not the read that ctx's end cut short).
+	ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
 	defer cancel()
 	_, err = r.LoadReaching(ctx, filter, want+1, 0)
 	assert.ErrorIs(t, err, store.ErrBehind)
