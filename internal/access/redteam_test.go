@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/writ-dev/writ/audit"
 	"github.com/writ-dev/writ/client"
 	"github.com/writ-dev/writ/config"
 	"github.com/writ-dev/writ/events"
@@ -520,6 +521,15 @@ func attempts(f *fixture) []attempt {
 		func(*role) string { return "$JS.EVENT.ADVISORY.API" })
 	advisories.may = is(access.Approval, access.Issuer)
 	out = append(out, advisories)
+	// The auditor's asks (audit.Server): whoever hears them could answer
+	// for the auditor. Its role alone subscribes; others only ask.
+	checkpoints := listen("sub writ-audit.<domain>.checkpoint (answer as the auditor)",
+		func(*role) string { return audit.CheckpointSubject(hubDomain) }, func(*role) string { return audit.CheckpointSubject(hubDomain) })
+	checkpoints.may = is(access.Auditor)
+	attests := listen("sub writ-audit.<domain>.attest (answer as the auditor)",
+		func(*role) string { return audit.AttestSubject(hubDomain) }, func(*role) string { return audit.AttestSubject(hubDomain) })
+	attests.may = is(access.Auditor)
+	out = append(out, checkpoints, attests)
 	out = append(out, forgeReply())
 	out = append(out, attempt{
 		name: "pub $SYS.REQ.SERVER.PING",
