@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/internal/restart"
 	"github.com/writ-dev/writ/internal/store"
 )
 
@@ -112,10 +113,8 @@ func ExportEvidence(ctx context.Context, nc *nats.Conn, reader store.Reader, tru
 		if !errors.Is(err, ErrNoCheckpoint) || attempt == 20 {
 			return nil, err
 		}
-		select { // let the request's next events land
-		case <-ctx.Done():
+		if !restart.Sleep(ctx, 100*time.Millisecond) { // let the request's next events land
 			return nil, ctx.Err()
-		case <-time.After(100 * time.Millisecond):
 		}
 	}
 	e.Result = VerifyEvidenceContent(e, trust)

@@ -205,10 +205,13 @@ func (c *Client) Load(ctx context.Context, domain, id string) (*Request, error) 
 		return nil, err
 	}
 	if len(h.Records) == 0 {
-		return nil, fmt.Errorf("%w: %s in %s", ErrNotFound, id, domain)
+		return nil, notFound(domain, id)
 	}
 	return requestOf(h), nil
 }
+
+// notFound is ErrNotFound for id in domain.
+func notFound(domain, id string) error { return fmt.Errorf("%w: %s in %s", ErrNotFound, id, domain) }
 
 // requestOf is a history as the client shows it.
 func requestOf(h *history.History) *Request {

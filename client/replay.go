@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"time"
 
@@ -342,7 +341,7 @@ func (c *Client) loadHolding(ctx context.Context, domain, id, digest string) (*R
 		return nil, err
 	}
 	if len(h.Records) == 0 {
-		return nil, fmt.Errorf("%w: %s in %s", ErrNotFound, id, domain)
+		return nil, notFound(domain, id)
 	}
 	return requestOf(h), nil
 }

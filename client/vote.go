@@ -114,11 +114,12 @@ func (c *Client) Revoke(ctx context.Context, who *identity.Identity, domain, id,
 // signs it as who and appends it, again from the top when another writer
 // appended first.
 func (c *Client) appendAs(ctx context.Context, who *identity.Identity, domain, id string, kind events.Kind, ordinal string, build func(request.State) (any, error)) (uint64, error) {
-	// As Load: an id is one subject token, and "*" would read every
-	// request of the domain as one history, and append under it.
+	// (history refuses an id that is not one subject token: "*" would
+	// read every request of the domain as one history, and append under
+	// it.)
 	x, err := c.trail.Extend(ctx, domain, id, history.Reach{}, principalAuthor(who), func(h *history.History) (*history.Event, error) {
 		if len(h.Records) == 0 {
-			return nil, fmt.Errorf("%w: %s in %s", ErrNotFound, id, domain)
+			return nil, notFound(domain, id)
 		}
 		data, err := build(h.State)
 		if err != nil {

@@ -116,9 +116,6 @@ func (l *Log) Reader(domain string) store.Reader {
 // Checker judges events by the Log's trust bundle and limits.
 func (l *Log) Checker() events.Checker { return l.checker }
 
-// Stream is the name of the audit stream.
-func (l *Log) Stream() string { return l.stream }
-
 // History is a request's history, inspected and folded; or the history
 // of a series with an id of its own (a lock, a state change, the guard's
 // alerts…), which Series folds.
@@ -407,7 +404,3 @@ func (l *Log) note(domain, id string, seq uint64) {
 	}
 	l.seen.Update(domain+"/"+id, func(old uint64, _ bool) uint64 { return max(old, seq) })
 }
-
-// Note tells the Log that the history of domain/id holds sequence seq
-// (learned elsewhere, e.g. from a notice): later reads reach it.
-func (l *Log) Note(domain, id string, seq uint64) { l.note(domain, id, seq) }

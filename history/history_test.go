@@ -185,12 +185,12 @@ func TestLoadReachesWhatItWroteBefore(t *testing.T) {
 	// A Log that is not monotonic (a component's) remembers nothing: it
 	// reaches what it is told to, the message it was handed.
 	other := logOn(t, e)
-	other.Note(writtest.Domain, id, seq+1000)
+	history.Note(other, writtest.Domain, id, seq+1000)
 	_, err = other.Load(ctx(t), writtest.Domain, id, history.Reach{Wait: 50 * time.Millisecond})
 	require.NoError(t, err)
 	// Told the history holds more than the stream has: the read is made
 	// again until its bound, then says it stays behind.
-	l.Note(writtest.Domain, id, seq+1000)
+	history.Note(l, writtest.Domain, id, seq+1000)
 	_, err = l.Load(ctx(t), writtest.Domain, id, history.Reach{Wait: 50 * time.Millisecond})
 	assert.ErrorIs(t, err, history.ErrBehind)
 }
