@@ -298,3 +298,35 @@ func TestLoadWaitsBrieflyForAMessageNoticed(t *testing.T) {
 	assert.Len(t, h.Records, 1)
 	assert.GreaterOrEqual(t, time.Since(start), 200*time.Millisecond, "read again for the time given")
 }
+
+// Two writers sealing the same event (same data, same key: two replicas of
+// the auditor checkpointing the same tree) make the same message id, and
+// the stream may take the second for a duplicate of the first (a cluster
+// checks the message id before the expected sequence). Their bodies differ
+// (each says when it was sealed): the second must not take the first's
+// place for its own, or what it chains on next names a body the stream
+// never held. Here the second appends where the first's message is last,
+// so that one server, too, answers it with the first's sequence.
+func TestAppendOfAnEqualEventSealedAgainIsAConflict(t *testing.T) {
+	e, _ := setup(t)
+	js, err := jetstream.New(e.NC)
+	require.NoError(t, err)
+	at := func(ts time.Time) *history.Log {
+		return history.New(history.Options{JS: js, Stream: "WRIT", Clock: func() time.Time { return ts },
+			Checker: events.Checker{Bundle: e.Runtime.Bundle}})
+	}
+	t0 := time.Now().UTC().Truncate(time.Second)
+	first, second := at(t0), at(t0.Add(time.Second))
+	carol := e.Identity("carol")
+	id := "0190b7a4-0000-7000-8000-0000000000d1"
+
+	seq, err := first.Append(ctx(t), writtest.Domain, id, 0, author(carol), requested(t, id, carol, "same"))
+	require.NoError(t, err)
+	_, err = second.Append(ctx(t), writtest.Domain, id, seq, author(carol), requested(t, id, carol, "same"))
+	require.ErrorIs(t, err, history.ErrConflict, "the stream holds the first writer's body, not the second's")
+
+	// The first writer's own body sent again is the same append.
+	again, err := first.Append(ctx(t), writtest.Domain, id, seq, author(carol), requested(t, id, carol, "same"))
+	require.NoError(t, err)
+	assert.Equal(t, seq, again)
+}

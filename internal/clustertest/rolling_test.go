@@ -13,6 +13,7 @@ import (
 
 	"github.com/writ-dev/writ/audit"
 	"github.com/writ-dev/writ/client"
+	"github.com/writ-dev/writ/events"
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/internal/store"
 	"github.com/writ-dev/writ/internal/writtest"
@@ -145,10 +146,46 @@ func TestRollingRestartOfNodes(t *testing.T) {
 	for _, f := range rep.Findings {
 		t.Logf("audit finding: %+v", f)
 	}
-	assert.True(t, rep.OK(), "the trail verifies")
+	if !assert.True(t, rep.OK(), "the trail verifies") {
+		dumpCheckpoints(t, c)
+	}
 	assert.Empty(t, failures, "no request failed")
 	assert.EqualValues(t, made.Load(), granted.Load()+int64(len(failures)))
 	assert.EqualValues(t, granted.Load(), rep.Requests, "every request recorded once")
 	t.Logf("%d node restarts (%d rounds), %d requests made, %d granted, %d failed; longest node restart until current %s; slowest request %s; trail %d messages verified",
 		restarts, rounds, made.Load(), granted.Load(), len(failures), longest.Round(time.Millisecond), slowest.Round(time.Millisecond), rep.Messages)
+}
+
+// dumpCheckpoints logs the domain's checkpoint series as the stream holds
+// it: when its chain breaks, which append broke it.
+func dumpCheckpoints(t *testing.T, c *writtest.ClusterEnv) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	r := store.Reader{NC: c.NC, Stream: c.Runtime.Config.Stream.Name}
+	ms, err := r.Load(ctx, audit.Subject(c.Domain), 1)
+	if err != nil {
+		t.Logf("checkpoint series: %v", err)
+		return
+	}
+	checker := events.Checker{Bundle: c.Runtime.Bundle}
+	for _, m := range ms {
+		rec := checker.Inspect(m, time.Time{})
+		cp, _ := rec.Data.(*events.Checkpoint)
+		if cp == nil {
+			t.Logf("#%d not a checkpoint: %v", m.Seq, rec.Err)
+			continue
+		}
+		t.Logf("#%d digest %s prev %s tree %d (#%d..#%d) msg-id %s stored %s", m.Seq, short(rec.Digest), short(cp.Prev),
+			cp.TreeSize, cp.FirstSeq, cp.LastSeq, first(m.Header["Nats-Msg-Id"]), m.Time.Format(time.StampMicro))
+	}
+}
+
+func short(s string) string { return s[:min(len(s), 12)] }
+
+func first(vs []string) string {
+	if len(vs) == 0 {
+		return ""
+	}
+	return vs[0]
 }

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -66,6 +67,13 @@ func publish(ctx context.Context, js jetstream.JetStream, stream string, out eve
 		jetstream.WithExpectLastSequenceForSubject(lastSeq, filter),
 		// Asking again is Retry's: one rule, one bound.
 		jetstream.WithRetryAttempts(0))
+	if err == nil && ack.Duplicate {
+		// The stream already holds a message with this id: this one sent
+		// before, or an equal event another writer sealed (same data and
+		// key, another time; a cluster checks the id before the expected
+		// sequence). Only the first is this append.
+		return duplicateOf(ctx, js, stream, out, ack.Sequence)
+	}
 	if err == nil {
 		return ack.Sequence, nil
 	}
@@ -117,6 +125,35 @@ func stored(ctx context.Context, js jetstream.JetStream, stream string, out even
 	}
 	return m.Seq, true
 }
+
+// duplicateOf is the outcome of an append the stream answered as a
+// duplicate of the message at seq: this append, if that message is out's
+// body; else another writer's, and ErrConflict. A replica a moment behind
+// may not hold seq yet: it is asked again, for up to dupWait; one that
+// still cannot tell is a conflict too, and the caller reads the history
+// again to find out.
+func duplicateOf(ctx context.Context, js jetstream.JetStream, stream string, out events.Outgoing, seq uint64) (uint64, error) {
+	r := Reader{NC: js.Conn(), Stream: stream, APIPrefix: APIPrefixOf(js.Options())}
+	giveUp := time.Now().Add(dupWait)
+	for {
+		m, err := r.At(ctx, out.Subject, seq)
+		switch {
+		case err == nil && m != nil && bytes.Equal(m.Body, out.Body):
+			return seq, nil
+		case err != nil || m != nil || time.Now().After(giveUp):
+			return 0, ErrConflict
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ErrConflict
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// dupWait bounds how long duplicateOf waits for a replica to hold the
+// message a duplicate names.
+const dupWait = 200 * time.Millisecond
 
 // IsConflict reports whether a Append failed because the history moved on.
 func IsConflict(err error) bool { return errors.Is(err, ErrConflict) }

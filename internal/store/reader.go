@@ -58,6 +58,16 @@ func (r Reader) Last(ctx context.Context, subject string) (*events.Message, erro
 	return &msgs[0], nil
 }
 
+// At returns the message stored at seq if it is on subject (no
+// wildcards), or nil when it is not there.
+func (r Reader) At(ctx context.Context, subject string, seq uint64) (*events.Message, error) {
+	msgs, _, err := r.request(ctx, subject, directGet{Seq: seq, NextFor: subject})
+	if err != nil || len(msgs) == 0 || msgs[0].Seq != seq {
+		return nil, err
+	}
+	return &msgs[0], nil
+}
+
 // ErrBehind is returned (within ErrGaveUp) by LoadReaching when every read
 // in the time given ended before the sequence asked for.
 var ErrBehind = errors.New("the stream's answers stay behind")
