@@ -264,9 +264,11 @@ func (c *Client) follow(ctx context.Context, domain, id string, done func(*Reque
 		return nil, err
 	}
 	// A message reaches subscribers before the stream has stored it (and
-	// one the stream refuses reaches them too): after a notice, read until
-	// a read holds the message noticed — at once, then soon, then less
-	// often — and give up on it after noticeGiveUp. With nothing noticed
+	// one the stream refuses reaches them too): after a notice that could
+	// end the wait, read until a read holds the message noticed — at once,
+	// then soon, then less often — and give up on it after noticeGiveUp.
+	// A notice that could not end the wait is folded ahead, unread
+	// (mayDecide). With nothing noticed
 	// and unread, read again only on the next notice, or every idlePoll in
 	// case a notice was lost. Reads were most of a waiting client's cost
 	// when it polled on a timer alone. A message stored just before the
@@ -284,7 +286,9 @@ func (c *Client) follow(ctx context.Context, domain, id string, done func(*Reque
 	poll := first
 	timer := time.NewTimer(idlePoll)
 	defer timer.Stop()
-	var last *Request
+	// last is the history as last read; ahead is last with the notices
+	// since then that could not make done hold (see mayDecide).
+	var last, ahead *Request
 	var readErr error
 	stall := stallWatch{c: c, domain: domain}
 	defer stall.end()
@@ -294,7 +298,7 @@ func (c *Client) follow(ctx context.Context, domain, id string, done func(*Reque
 		case err == nil && done(r):
 			return r, nil
 		case err == nil:
-			last, readErr = r, nil
+			last, ahead, readErr = r, r, nil
 			for _, rec := range r.Records {
 				delete(unread, rec.Digest)
 			}
@@ -321,24 +325,72 @@ func (c *Client) follow(ctx context.Context, domain, id string, done func(*Reque
 			next, settle = settle[0], settle[1:]
 		}
 		timer.Reset(next)
-		select {
-		case <-ctx.Done():
-			if readErr != nil {
-				return last, fmt.Errorf("%w (last read failed: %w)", ctx.Err(), readErr)
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				if readErr != nil {
+					return last, fmt.Errorf("%w (last read failed: %w)", ctx.Err(), readErr)
+				}
+				return last, ctx.Err()
+			case m := <-ch:
+				// Stamped now, not when the wait began: a notice's give-up
+				// time runs from its arrival.
+				at := time.Now()
+				read := false
+				for {
+					if view, decides := c.mayDecide(ahead, m, done); decides {
+						unread[events.Digest(m.Data)], read = at, true
+					} else {
+						ahead = view
+					}
+					if len(ch) == 0 {
+						break
+					}
+					m = <-ch
+				}
+				if read {
+					poll = first
+					break wait
+				}
+				// Nothing noticed could end the wait: no read for it.
+			case <-timer.C:
+				break wait
 			}
-			return last, ctx.Err()
-		case m := <-ch:
-			// Stamped now, not when the wait began: a notice's give-up
-			// time runs from its arrival.
-			at := time.Now()
-			unread[events.Digest(m.Data)] = at
-			for range len(ch) {
-				unread[events.Digest((<-ch).Data)] = at
-			}
-			poll = first
-		case <-timer.C:
 		}
 	}
+}
+
+// mayDecide reports whether the message noticed could make done hold
+// once stored, so that the history must be read again; when it could not,
+// it returns view with the message folded in, for the next notice to be
+// judged on. A component's event is judged here, once (the verdict is
+// kept for the stored copy: events.InspectCache), and folded onto view:
+// one that is genuine, chains on, and still leaves done false needs no
+// read. Anything else is read for: a principal's event (judged at its
+// stored time, not known yet), a message not genuine or not chaining on
+// (a notice was missed, or it is junk), or no history read yet.
+func (c *Client) mayDecide(view *Request, m *nats.Msg, done func(*Request) bool) (*Request, bool) {
+	if view == nil {
+		return nil, true
+	}
+	if _, _, k, err := events.ParseSubject(m.Subject); err != nil || k.FromPrincipal() {
+		return nil, true
+	}
+	rec := c.trail.Checker().Inspect(events.Message{Subject: m.Subject, Header: m.Header, Body: m.Data}, time.Now())
+	if !rec.Valid() {
+		return nil, true
+	}
+	rec.Seq = view.State.LastSeq + 1 // where it will be, if nothing comes first
+	next, err := view.Series.Apply(rec)
+	if err != nil {
+		return nil, true
+	}
+	folded := &Request{State: next.Request, Series: next, Records: append(view.Records[:len(view.Records):len(view.Records)], rec), Errs: view.Errs}
+	if done(folded) {
+		return nil, true
+	}
+	return folded, false
 }
 
 // Settled reports whether a request needs nothing more from the pipeline:

@@ -1,31 +1,35 @@
 package events
 
 import (
-	"bytes"
 	"encoding/json"
 
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/internal/fifo"
 )
 
-// InspectCache remembers what Inspect concluded about stored messages.
-// Every component reads a request's whole history for each message it
-// handles, and a requester reads it again while it waits: without the
-// cache each read verifies every signature, identity and schema again.
+// InspectCache remembers what Inspect concluded about messages. Every
+// component reads a request's history for each message it handles, and a
+// requester reads it again while it waits: without the cache each read
+// verifies every signature, identity and schema again.
 //
-// It answers only for a message identical to the one it judged (subject,
-// sequence, stored time, signer, signature and body) and judged by the
-// same bundle and limit, so a changed or forged copy is inspected afresh.
-// Records it returns share their decoded Data with every other reader of
-// the same message: treat Data as read-only (the fold does). It holds at
-// most its size; the oldest entry goes first.
+// It answers by the body's digest, only for a message with the same
+// subject, signer and signature, judged by the same bundle and limit, so a
+// changed or forged copy is inspected afresh. A component's verdict rests
+// on the bytes alone: a notice of its event (a message heard before the
+// stream stored it, with no sequence or stored time) and the stored copy
+// share one. A principal's rests on the stored time too (its identity must
+// be valid then): it answers only for the same stored time, and a
+// principal's notice is not kept. Records it returns share their decoded
+// Data with every other reader of the same message: treat Data as
+// read-only (the fold does). It holds at most its size; the oldest entry
+// goes first.
 type InspectCache struct {
 	c *fifo.Cache[cacheKey, cached]
 }
 
 type cacheKey struct {
 	subject string
-	seq     uint64
+	digest  string // of the body
 }
 
 type cached struct {
@@ -45,13 +49,10 @@ func NewInspectCache(size int) *InspectCache {
 // them were most of a 100 MB heap).
 const DefaultInspectCache = 4096
 
-func (c *InspectCache) get(m Message, bundle *identity.Bundle, maxBody int) (Record, bool) {
-	e, ok := c.c.Get(cacheKey{m.Subject, m.Seq})
-	// Only a principal's event is judged by its stored time (its identity
-	// must be valid then); a component's verdict holds at any time.
+func (c *InspectCache) get(m Message, digest string, bundle *identity.Bundle, maxBody int) (Record, bool) {
+	e, ok := c.c.Get(cacheKey{m.Subject, digest})
 	if !ok || e.bundle != bundle || e.maxBody != maxBody || (e.r.Kind.FromPrincipal() && !e.r.Time.Equal(m.Time)) ||
-		e.r.header(HeaderSigner) != m.header(HeaderSigner) || e.r.header(HeaderSignature) != m.header(HeaderSignature) ||
-		!bytes.Equal(e.r.Body, m.Body) {
+		e.r.header(HeaderSigner) != m.header(HeaderSigner) || e.r.header(HeaderSignature) != m.header(HeaderSignature) {
 		return Record{}, false
 	}
 	r := e.r
@@ -60,7 +61,7 @@ func (c *InspectCache) get(m Message, bundle *identity.Bundle, maxBody int) (Rec
 }
 
 func (c *InspectCache) put(r Record, bundle *identity.Bundle, maxBody int) {
-	c.c.Put(cacheKey{r.Subject, r.Seq}, cached{r: r, bundle: bundle, maxBody: maxBody})
+	c.c.Put(cacheKey{r.Subject, r.Digest}, cached{r: r, bundle: bundle, maxBody: maxBody})
 }
 
 // Len is how many records the cache holds.

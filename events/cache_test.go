@@ -57,17 +57,32 @@ func TestInspectCache(t *testing.T) {
 	r := events.Checker{Bundle: distrust, Cache: cache}.Inspect(good, t0)
 	assert.ErrorIs(t, r.Err, identity.ErrUnknownDomain, "not the other bundle's verdict")
 
-	// A message with no stored time depends on now: never cached.
+	// A principal's message with no stored time is judged at now: never
+	// cached.
 	unstored := good
 	unstored.Time, unstored.Seq = time.Time{}, 99
 	n := cache.Len()
 	assert.NotSame(t, c.Inspect(unstored, t0).Data, c.Inspect(unstored, t0).Data, "inspected each time")
 	assert.Equal(t, n, cache.Len())
 
+	// A component's verdict rests on the bytes: its notice (no sequence,
+	// no stored time) is judged once, and the stored copy is answered from
+	// that verdict.
+	evaluated := seal(t, events.KindEvaluated, f.sample(events.KindEvaluated), f.signer(events.KindEvaluated))
+	notice := evaluated
+	notice.Seq, notice.Time = 0, time.Time{}
+	heard := c.Inspect(notice, t0)
+	require.True(t, heard.Valid(), heard.Err)
+	stored := c.Inspect(evaluated, t0)
+	assert.Same(t, heard.Data, stored.Data, "the stored copy is answered from the notice's verdict")
+	assert.Equal(t, evaluated.Seq, stored.Seq, "with the stored copy's own sequence and time")
+	assert.Equal(t, evaluated.Time, stored.Time)
+
 	// Bounded: the oldest entry goes first.
-	for seq := uint64(2); seq <= 4; seq++ {
-		m := good
-		m.Seq = seq
+	for i := range 3 {
+		m := seal(t, events.KindRequested, f.requested(f.alice, "acme", "alice"), f.alice.Key)
+		m.Seq = uint64(10 + i)
+		m.Time = m.Time.Add(time.Duration(i) * time.Second)
 		c.Inspect(m, t0)
 	}
 	assert.Equal(t, 2, cache.Len())

@@ -71,22 +71,27 @@ type Checker struct {
 // that a history stays valid after its signers' JWTs expire; now is used
 // only for a message that has no stored time.
 func (c Checker) Inspect(m Message, now time.Time) Record {
-	if m.Time.IsZero() || c.Cache == nil {
-		return c.inspect(m, now)
+	d := Digest(m.Body)
+	if c.Cache == nil {
+		return c.inspect(m, d, now)
 	}
-	if r, ok := c.Cache.get(m, c.Bundle, c.MaxBody); ok {
+	if r, ok := c.Cache.get(m, d, c.Bundle, c.MaxBody); ok {
 		return r
 	}
-	r := c.inspect(m, now)
-	c.Cache.put(r, c.Bundle, c.MaxBody)
+	r := c.inspect(m, d, now)
+	// A principal's event is judged at its stored time: one not yet stored
+	// (a notice) is judged at now, which is no verdict to keep.
+	if !m.Time.IsZero() || r.Kind != KindNone && !r.Kind.FromPrincipal() {
+		c.Cache.put(r, c.Bundle, c.MaxBody)
+	}
 	return r
 }
 
-func (c Checker) inspect(m Message, now time.Time) Record {
+func (c Checker) inspect(m Message, digest string, now time.Time) Record {
 	if !m.Time.IsZero() {
 		now = m.Time
 	}
-	r := Record{Message: m, Digest: Digest(m.Body), Signer: m.header(HeaderSigner)}
+	r := Record{Message: m, Digest: digest, Signer: m.header(HeaderSigner)}
 	var err error
 	r.Domain, r.RequestID, r.Kind, err = ParseSubject(m.Subject)
 	if err != nil {
@@ -101,12 +106,14 @@ func (c Checker) inspect(m Message, now time.Time) Record {
 		r.Err = fmt.Errorf("%w: %d bytes, limit %d", ErrOversized, len(m.Body), limit)
 		return r
 	}
-	if !json.Valid(m.Body) {
-		r.Err = ErrMalformed
-		return r
-	}
+	// Unmarshal checks the whole body is JSON before it decodes any of it.
 	if err := json.Unmarshal(m.Body, &r.Envelope); err != nil {
-		r.Err = fmt.Errorf("%w: %v", ErrMalformed, err)
+		var syntax *json.SyntaxError
+		if errors.As(err, &syntax) {
+			r.Err = ErrMalformed // not JSON at all: the parser's words help nobody
+		} else {
+			r.Err = fmt.Errorf("%w: %v", ErrMalformed, err)
+		}
 		return r
 	}
 	if !r.Kind.Accepts(r.Envelope.Type) {
