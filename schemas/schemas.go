@@ -36,6 +36,7 @@ var (
 func load() {
 	c := jsonschema.NewCompiler()
 	c.AssertFormat()
+	c.UseRegexpEngine(compilePattern)
 	entries, err := fs.ReadDir(files, ".")
 	if err != nil {
 		loadErr = err
