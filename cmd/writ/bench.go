@@ -17,15 +17,40 @@ import (
 	"github.com/writ-dev/writ/internal/bench"
 )
 
+const benchHelp = `Usage: writ bench [--requests N] [--inflight N] [--replicas 1,2,4] [--sync=false] [--review] [--cluster N | --server URL [--creds FILE] [--setup DIR]] [--json]
+
+Measures Writ's auto-approve path (with --review, the two-approver path too)
+against two relays on the same server, in the same run, and prints each one's
+latencies and requests/s, and Writ's ratio to each:
+
+  limit  a bare JetStream relay: as many persisted messages as Writ's path,
+         passed on by durable pull consumers with Writ's consumer settings,
+         and nothing else
+  floor  the same relay, each hop also doing the cryptography Writ must do
+         there: the requester signs its request, each hop verifies the
+         message it takes and signs the next, the issuer's hop mints the
+         grant, signs it and seals it to the requester, who verifies and
+         opens it. The honest limit for a design that signs and checks
+         every event: what Writ costs beyond it is its design, not its
+         security.
+  writ   from publishing a signed request to holding the unsealed grant
+
+Flags:
+`
+
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("bench", "bench [--requests N] [--inflight N] [--replicas 1,2,4] [--sync=false] [--review] [--cluster N | --server URL [--creds FILE] [--setup DIR]] [--json]", stderr)
+	fs := newFlags("bench", "", stderr)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), benchHelp)
+		printFlags(fs.Output(), fs)
+	}
 	server := fs.String("server", "", "bench on this NATS instead of an embedded one: the bench makes streams of its own there, and deletes them at the end")
 	creds := fs.String("creds", "", "credentials for --server (with --setup: default the setup's operator creds, keys/operator.creds)")
 	cluster := fs.Int("cluster", 0, "start this many embedded servers as one JetStream cluster on loopback instead of one, replicas and requesters spread over them, e.g. 3")
 	setup := fs.String("setup", "", "bench the pipeline 'writ serve --dir DIR' already serves on --server, from outside it: its domain, streams and sample identities; no Writ replica of the bench's own, nothing of Writ's made or deleted")
 	syncAlways := fs.Bool("sync", true, "the embedded server writes every message to disk before acknowledging it, as 'writ serve' does; --sync=false: the NATS default, flushed in the background")
 	streamReplicas := fs.Int("stream-replicas", 0, "replicas of the bench's streams (default 1, with --cluster N min(N,3)): 3 on a three-node cluster (--server)")
-	requests := fs.Int("requests", bench.DefaultRequests, "requests in each phase, on the limit and on Writ each")
+	requests := fs.Int("requests", bench.DefaultRequests, "requests in each phase, on the limit, the floor and Writ each")
 	inflight := fs.Int("inflight", bench.DefaultInflight, "requests in flight in the concurrent phases")
 	replicas := fs.String("replicas", "1", "Writ replicas: a concurrent phase for each count in this comma-separated list, e.g. 1,2,4")
 	review := fs.Bool("review", false, "also the two-approver path, sequential: carol restarts prod/*, bots alice and bob approve at once")

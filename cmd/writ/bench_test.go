@@ -41,8 +41,10 @@ func TestBenchJSON(t *testing.T) {
 	// critical path.
 	assert.Equal(t, 3, rep.Phases[0].Hops)
 	assert.Equal(t, 3, rep.Phases[0].LimitHops)
+	assert.Equal(t, 3, rep.Phases[0].FloorHops)
 	assert.Contains(t, []int{6, 7}, rep.Phases[3].Hops)
 	assert.Equal(t, 5, rep.Phases[3].LimitHops)
+	assert.Equal(t, 5, rep.Phases[3].FloorHops, "request, evaluation, both votes, approval, grant")
 	assert.Equal(t, 8, rep.Phases[1].Inflight)
 	assert.Equal(t, 1, rep.Phases[0].Inflight)
 
@@ -52,6 +54,8 @@ func TestBenchJSON(t *testing.T) {
 	assert.Contains(t, table.String(), "sync NATS default")
 	assert.Contains(t, table.String(), "review x1")
 	assert.Equal(t, 4, strings.Count(table.String(), "writ/limit"))
+	assert.Equal(t, 4, strings.Count(table.String(), "writ/floor"))
+	assert.Contains(t, table.String(), "floor: the relay, each hop signing and checking")
 }
 
 // benchJSON runs writ bench with args and --json, and decodes its report.
@@ -70,18 +74,21 @@ func benchJSON(t *testing.T, timeout time.Duration, args ...string) *bench.Repor
 	return &rep
 }
 
-// phasesGranted checks that every phase measured both paths, each of its n
-// requests granted, and names the phases: "concurrent/rr" for a phase with
-// two Writ replicas, "concurrent/" for one served elsewhere.
+// phasesGranted checks that every phase measured the limit, the floor and
+// Writ, each of its n requests through (Writ's granted), and names the
+// phases: "concurrent/rr" for a phase with two Writ replicas, "concurrent/"
+// for one served elsewhere.
 func phasesGranted(t *testing.T, rep *bench.Report, n int) []string {
 	t.Helper()
 	var names []string
 	for _, p := range rep.Phases {
 		names = append(names, p.Name+"/"+strings.Repeat("r", p.Replicas))
 		require.NotNil(t, p.Limit, p.Name)
+		require.NotNil(t, p.Floor, p.Name)
 		require.NotNil(t, p.Writ, p.Name)
 		require.NotNil(t, p.Ratio, p.Name)
-		for path, r := range map[string]*bench.Result{"limit": p.Limit, "writ": p.Writ} {
+		require.NotNil(t, p.FloorRatio, p.Name)
+		for path, r := range map[string]*bench.Result{"limit": p.Limit, "floor": p.Floor, "writ": p.Writ} {
 			assert.Equal(t, n, r.Requests, "%s %s", p.Name, path)
 			assert.Equal(t, n, r.OK, "%s %s: every request granted", p.Name, path)
 			assert.Zero(t, r.Errors)
@@ -101,6 +108,9 @@ func phasesGranted(t *testing.T, rep *bench.Report, n int) []string {
 		assert.InDelta(t, float64(p.Writ.Latency.P99)/float64(p.Limit.Latency.P99), p.Ratio.P99, 1e-9)
 		assert.Positive(t, p.Ratio.P50)
 		assert.Positive(t, p.Ratio.P999)
+		assert.InDelta(t, p.Writ.Throughput/p.Floor.Throughput, p.FloorRatio.Throughput, 1e-9)
+		assert.InDelta(t, float64(p.Writ.Latency.P50)/float64(p.Floor.Latency.P50), p.FloorRatio.P50, 1e-9)
+		assert.Equal(t, p.LimitHops, p.FloorHops, "%s: the floor is as long as the limit", p.Name)
 	}
 	return names
 }
@@ -201,7 +211,7 @@ func TestBenchServer(t *testing.T) {
 	table := out.String()
 	assert.Contains(t, table, "writ bench: server "+srv.ClientURL())
 	assert.Contains(t, table, "sync as the server is set")
-	for _, want := range []string{"phase", "p99.9", "sequential x1", "concurrent x1, 4 in flight", "limit", "writ", "writ/limit"} {
+	for _, want := range []string{"phase", "p99.9", "sequential x1", "concurrent x1, 4 in flight", "limit", "floor", "writ", "writ/limit", "writ/floor"} {
 		assert.Contains(t, table, want)
 	}
 	assert.NotContains(t, table, "failed")
@@ -235,6 +245,15 @@ func TestBenchUsage(t *testing.T) {
 		_, _, err := writ(t, args...)
 		require.Error(t, err, args)
 		assert.Equal(t, exitUsage, exitCode(err), "%v: %v", args, err)
+	}
+}
+
+// TestBenchHelp: the help says what the limit and the floor are.
+func TestBenchHelp(t *testing.T) {
+	out, _, err := writ(t, "bench", "--help")
+	require.NoError(t, err)
+	for _, want := range []string{"limit  a bare JetStream relay", "floor  the same relay", "cryptography Writ must do", "seals it to the requester"} {
+		assert.Contains(t, out, want)
 	}
 }
 

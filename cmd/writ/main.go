@@ -77,7 +77,7 @@ func commands() []command {
 		{"trust", "'trust add|list|remove|revoke': the domains and keys this setup trusts", runTrust},
 		{"identity", "'identity issue' mints a principal's .creds; 'identity show' describes one", runIdentity},
 		{"callout", "answer a NATS server's auth callout with grants: the server enforces them", runCallout},
-		{"bench", "measure the auto-approve path against a bare JetStream relay on the same server", runBench},
+		{"bench", "measure the auto-approve path against a bare JetStream relay and its cryptographic floor on the same server", runBench},
 	}
 }
 

@@ -195,7 +195,7 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		r.rep.Incomplete = fmt.Sprintf("stopped in %s: %v", r.at, context.Cause(ctx))
 	}
 	for _, p := range r.rep.Phases {
-		for _, res := range []*Result{p.Limit, p.Writ} {
+		for _, res := range []*Result{p.Limit, p.Floor, p.Writ} {
 			if res != nil {
 				r.rep.Errors += res.Errors
 			}
@@ -230,20 +230,34 @@ func settings(o Options, e *env) Settings {
 }
 
 // runner runs the phases in turn, each path's replicas scaled to the
-// phase, limit first, then Writ.
+// phase, limit first, then the floor, then Writ.
 type runner struct {
 	e   *env
 	o   Options
 	rep *Report
 	at  string // the phase running, for a run cut short
 
-	writ      *writ
-	writPool  *pool
-	relay     *relay
-	relayPool *pool
-	relayReq  requestFunc
-	hops      int // persisted messages of an auto-approved request
-	payload   int // the mean size of its events
+	writ     *writ
+	writPool *pool
+	limit    bound // the bare relay
+	floor    bound // the relay with the cryptography
+	hops     int   // persisted messages of an auto-approved request
+	payload  int   // the mean size of its events
+}
+
+// bound is a relay that a path is compared with, running: the bare relay
+// (the limit) or the floor.
+type bound struct {
+	rl   *relay
+	pool *pool
+	req  requestFunc
+}
+
+// startBound starts a relay of hops for the path, as name, with n
+// replicas: the bare relay without fl, the floor with it.
+func (e *env) startBound(name string, hops, payload, n int, fl *floor) (bound, error) {
+	rl, p, req, err := e.startRelay(name, hops, payload, n, fl)
+	return bound{rl: rl, pool: p, req: req}, err
 }
 
 func (r *runner) run(ctx context.Context) error {
@@ -277,15 +291,21 @@ func (r *runner) run(ctx context.Context) error {
 	}
 	r.rep.Settings.RelayPayload = r.payload
 
-	r.relay, r.relayPool, r.relayReq, err = e.startRelay("relay", r.hops-1, r.payload, r.o.Replicas[0])
+	if r.limit, err = e.startBound("relay", r.hops-1, r.payload, r.o.Replicas[0], nil); err != nil {
+		return err
+	}
+	fl, err := newFloor(floorAuto, e.domain, autoSpec, r.payload)
 	if err != nil {
 		return err
 	}
-	if err := r.warm(ctx, "limit", r.o.Inflight, r.relayReq); err != nil {
+	if r.floor, err = e.startBound("floor", fl.hops(), r.payload, r.o.Replicas[0], fl); err != nil {
+		return err
+	}
+	if err := r.warmBounds(ctx, r.o.Inflight, r.limit, r.floor); err != nil {
 		return err
 	}
 
-	if err := r.phase(ctx, "sequential", r.o.Replicas[0], 1, r.relay, r.relayReq, r.hops, auto); err != nil {
+	if err := r.phase(ctx, "sequential", r.o.Replicas[0], 1, r.limit, r.floor, r.hops, auto); err != nil {
 		return err
 	}
 	for i, n := range r.o.Replicas {
@@ -293,14 +313,14 @@ func (r *runner) run(ctx context.Context) error {
 			if err := r.scale(n); err != nil {
 				return err
 			}
-			if err := r.warm(ctx, "limit", r.o.Inflight, r.relayReq); err != nil {
+			if err := r.warmBounds(ctx, r.o.Inflight, r.limit, r.floor); err != nil {
 				return err
 			}
 			if err := r.warm(ctx, "writ", r.o.Inflight, auto); err != nil {
 				return err
 			}
 		}
-		if err := r.phase(ctx, "concurrent", n, r.o.Inflight, r.relay, r.relayReq, r.hops, auto); err != nil {
+		if err := r.phase(ctx, "concurrent", n, r.o.Inflight, r.limit, r.floor, r.hops, auto); err != nil {
 			return err
 		}
 	}
@@ -313,10 +333,11 @@ func (r *runner) run(ctx context.Context) error {
 // review measures the two-approver path, sequentially. Its limit is a
 // relay as long as the path's critical path: the request, the evaluation,
 // one vote, the approval and the grant, five messages in a row (the other
-// vote is written alongside, not after).
+// vote is written alongside, not after). Its floor is as long, its third
+// message the two approvers' votes.
 func (r *runner) review(ctx context.Context) error {
 	e := r.e
-	if err := r.relayPool.scale(0); err != nil {
+	if err := errors.Join(r.limit.pool.scale(0), r.floor.pool.scale(0)); err != nil {
 		return err
 	}
 	n := r.o.Replicas[0]
@@ -342,24 +363,41 @@ func (r *runner) review(ctx context.Context) error {
 		defer mu.Unlock()
 		hops = len(sizes)
 	})
-	rl, p, relayReq, err := e.startRelay("review relay", 4, r.payload, n)
+	limit, err := e.startBound("review relay", 4, r.payload, n, nil)
 	if err != nil {
 		return err
 	}
-	defer p.stopAll()
-	if err := r.warm(ctx, "limit", 1, relayReq); err != nil {
+	defer limit.pool.stopAll()
+	fl, err := newFloor(floorReview, e.domain, reviewSpec, r.payload)
+	if err != nil {
+		return err
+	}
+	floor, err := e.startBound("review floor", fl.hops(), r.payload, n, fl)
+	if err != nil {
+		return err
+	}
+	defer floor.pool.stopAll()
+	if err := r.warmBounds(ctx, 1, limit, floor); err != nil {
 		return err
 	}
 	if err := r.warm(ctx, "writ review", 1, req); err != nil {
 		return errors.Join(err, bots.err())
 	}
-	err = r.phase(ctx, "review", n, 1, rl, relayReq, hops, req)
+	err = r.phase(ctx, "review", n, 1, limit, floor, hops, req)
 	return errors.Join(err, bots.err())
 }
 
-// scale runs n replicas of Writ and of the relay.
+// scale runs n replicas of Writ, of the relay and of the floor.
 func (r *runner) scale(n int) error {
-	return errors.Join(r.writPool.scale(n), r.relayPool.scale(n))
+	return errors.Join(r.writPool.scale(n), r.limit.pool.scale(n), r.floor.pool.scale(n))
+}
+
+// warmBounds warms the limit and the floor up.
+func (r *runner) warmBounds(ctx context.Context, inflight int, limit, floor bound) error {
+	if err := r.warm(ctx, "limit", inflight, limit.req); err != nil {
+		return err
+	}
+	return r.warm(ctx, "floor", inflight, floor.req)
 }
 
 // warm makes Warmup requests, unmeasured; any failure stops the run.
@@ -375,17 +413,24 @@ func (r *runner) warm(ctx context.Context, what string, inflight int, one reques
 	return nil
 }
 
-// phase measures the limit, then Writ, with n replicas each and inflight
-// requests at a time, and records them.
-func (r *runner) phase(ctx context.Context, name string, n, inflight int, rl *relay, limit requestFunc, hops int, writ requestFunc) error {
-	p := Phase{Name: name, Replicas: n, Inflight: inflight, Hops: hops, LimitHops: rl.hops + 1}
+// phase measures the limit, then the floor, then Writ, with n replicas
+// each and inflight requests at a time, and records them.
+func (r *runner) phase(ctx context.Context, name string, n, inflight int, limit, floor bound, hops int, writ requestFunc) error {
+	p := Phase{Name: name, Replicas: n, Inflight: inflight, Hops: hops, LimitHops: limit.rl.hops + 1, FloorHops: floor.rl.hops + 1}
 	if r.o.Setup != "" {
 		p.Replicas = 0 // served elsewhere; the relay runs one
 	}
 	label := p.label()
 	r.at = "limit " + label
-	lim := r.measure(ctx, inflight, limit, &r.e.slow.limit)
+	lim := r.measure(ctx, inflight, limit.req, &r.e.slow.limit)
 	p.Limit = &lim
+	if err := ctx.Err(); err != nil {
+		r.rep.Phases = append(r.rep.Phases, p)
+		return err
+	}
+	r.at = "floor " + label
+	fl := r.measure(ctx, inflight, floor.req, &r.e.slow.floor)
+	p.Floor = &fl
 	if err := ctx.Err(); err != nil {
 		r.rep.Phases = append(r.rep.Phases, p)
 		return err
@@ -393,7 +438,7 @@ func (r *runner) phase(ctx context.Context, name string, n, inflight int, rl *re
 	r.at = "writ " + label
 	w := r.measure(ctx, inflight, writ, &r.e.slow.writ)
 	p.Writ = &w
-	p.Ratio = compare(p.Limit, p.Writ)
+	p.Ratio, p.FloorRatio = compare(p.Limit, p.Writ), compare(p.Floor, p.Writ)
 	r.rep.Phases = append(r.rep.Phases, p)
 	return errors.Join(ctx.Err(), r.e.poolsErr())
 }

@@ -57,10 +57,11 @@ type env struct {
 	buckets []string
 	pools   []*pool
 	closers []func()
-	// slow counts, for the limit's connections and for Writ's, the times
-	// the client library dropped messages a subscription could not take
-	// (a slow consumer): a dropped delivery comes back after the ack wait.
-	slow struct{ limit, writ atomic.Int64 }
+	// slow counts, for the limit's connections, the floor's and Writ's,
+	// the times the client library dropped messages a subscription could
+	// not take (a slow consumer): a dropped delivery comes back after the
+	// ack wait.
+	slow struct{ limit, floor, writ atomic.Int64 }
 }
 
 // open starts the server or cluster (unless o.Server names one), sets up a
@@ -209,11 +210,14 @@ func (e *env) conn(name string, node int) (*nats.Conn, error) {
 // server: replicas and requesters are separate processes in production. On
 // a cluster it prefers node (modulo the nodes) and knows every other.
 func (e *env) connect(name string, node int) (*nats.Conn, error) {
-	// The relay's connections are named for it: their slow consumers are
-	// the limit's.
+	// The relay's and the floor's connections are named for them: their
+	// slow consumers are the limit's and the floor's.
 	slow := &e.slow.writ
-	if strings.Contains(name, "relay") {
+	switch {
+	case strings.Contains(name, "relay"):
 		slow = &e.slow.limit
+	case strings.Contains(name, "floor"):
+		slow = &e.slow.floor
 	}
 	opts := []nats.Option{
 		nats.Name("writ bench " + name), nats.Timeout(5 * time.Second),

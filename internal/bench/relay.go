@@ -56,26 +56,42 @@ func (e *env) relayStream(ctx context.Context) error {
 // message id (its subject), as Writ's events do, so the stream's duplicate
 // window costs both alike; none asks for an expected last sequence, which
 // is Writ's own concurrency control.
+//
+// With a floor (floor.go) the relay is the floor: the same stream,
+// consumers, workers and messages in flight, and each message a signed
+// envelope that the hop taking it verifies before it signs the next; the
+// crypto is the only difference.
 type relay struct {
+	name    string // in errors: "relay" or "floor"
 	stream  string
 	prefix  string // subjects are <prefix>.<id>.h<i>
+	durable string // hop i's durable consumer is <durable>-h<i>
 	hops    int
 	workers int // handlers in flight per consumer and replica, as Writ's
 	body    []byte
+	floor   *floor // nil: the bare relay
 	ids     atomic.Uint64
 }
 
-func (e *env) newRelay(hops, payload int) *relay {
+// newRelay is a relay of hops with messages of payload bytes; with fl, the
+// floor of fl's path.
+func (e *env) newRelay(hops, payload int, fl *floor) *relay {
+	// The bare relay's subjects and durables are as they were.
+	name, kind := "relay", "c"+strconv.Itoa(hops)
+	if fl != nil {
+		name, kind = "floor", "f"+strconv.Itoa(hops)
+	}
 	return &relay{
-		stream: e.relay, prefix: e.relaySubjects + ".c" + strconv.Itoa(hops), hops: hops,
-		workers: e.rt.Config.Limits.Workers, body: make([]byte, payload),
+		name: name, stream: e.relay, prefix: e.relaySubjects + "." + kind, durable: "writbench-" + kind, hops: hops,
+		workers: e.rt.Config.Limits.Workers, body: make([]byte, payload), floor: fl,
 	}
 }
 
 // startRelay starts a relay of hops with n replicas, and a requester on a
-// connection of its own for every node, taken in turn, as Writ's are.
-func (e *env) startRelay(name string, hops, payload, n int) (*relay, *pool, requestFunc, error) {
-	r := e.newRelay(hops, payload)
+// connection of its own for every node, taken in turn, as Writ's are; with
+// fl, the floor, whose hops are fl.hops().
+func (e *env) startRelay(name string, hops, payload, n int, fl *floor) (*relay, *pool, requestFunc, error) {
+	r := e.newRelay(hops, payload, fl)
 	p := e.pool(name, r.serve)
 	if err := p.scale(n); err != nil {
 		return nil, nil, nil, err
@@ -119,19 +135,30 @@ func (r *relay) request(nc *nats.Conn, js jetstream.JetStream) requestFunc {
 		}
 		defer func() { _ = sub.Unsubscribe() }()
 		first := r.subject(id, 0)
-		ack, err := js.PublishMsg(ctx, &nats.Msg{Subject: first, Data: r.body},
-			jetstream.WithMsgID(first), jetstream.WithExpectStream(r.stream))
+		msg, msgID := &nats.Msg{Subject: first, Data: r.body}, first
+		var hold *floorHold
+		if r.floor != nil {
+			if msg, msgID, hold, err = r.floor.request(id, first); err != nil {
+				return fmt.Errorf("floor %s: %w", id, err)
+			}
+		}
+		ack, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID), jetstream.WithExpectStream(r.stream))
 		if err != nil {
-			return fmt.Errorf("relay %s: publish: %w", id, err)
+			return fmt.Errorf("%s %s: publish: %w", r.name, id, err)
 		}
 		if ack.Duplicate {
-			return fmt.Errorf("relay %s: the stream took the request for a duplicate", id)
+			return fmt.Errorf("%s %s: the stream took the request for a duplicate", r.name, id)
 		}
 		select {
-		case <-done:
+		case m := <-done:
+			if r.floor != nil {
+				if err := r.floor.finish(id, hold, m.Data, m.Header); err != nil {
+					return fmt.Errorf("floor %s: %w", id, err)
+				}
+			}
 			return nil
 		case <-ctx.Done():
-			return fmt.Errorf("relay %s: no answer: %w", id, ctx.Err())
+			return fmt.Errorf("%s %s: no answer: %w", r.name, id, ctx.Err())
 		}
 	}
 }
@@ -157,7 +184,7 @@ func (r *relay) serve(ctx context.Context, nc *nats.Conn) error {
 // bounded number of handlers, ack only after the next message is stored.
 func (r *relay) hop(ctx context.Context, js jetstream.JetStream, i int) error {
 	cons, err := js.CreateOrUpdateConsumer(ctx, r.stream, jetstream.ConsumerConfig{
-		Durable:        fmt.Sprintf("writbench-c%d-h%d", r.hops, i),
+		Durable:        r.durable + "-h" + strconv.Itoa(i),
 		FilterSubjects: []string{r.prefix + ".*.h" + strconv.Itoa(i)},
 		AckPolicy:      jetstream.AckExplicitPolicy,
 		AckWait:        consumers.AckWait,
@@ -166,11 +193,11 @@ func (r *relay) hop(ctx context.Context, js jetstream.JetStream, i int) error {
 		MaxAckPending:  maxAckPending,
 	})
 	if err != nil {
-		return fmt.Errorf("relay consumer %d: %w", i, err)
+		return fmt.Errorf("%s consumer %d: %w", r.name, i, err)
 	}
 	iter, err := cons.Messages(jetstream.PullMaxMessages(r.workers*4), jetstream.PullHeartbeat(pullHeartbeat))
 	if err != nil {
-		return fmt.Errorf("relay consumer %d: %w", i, err)
+		return fmt.Errorf("%s consumer %d: %w", r.name, i, err)
 	}
 	stop := context.AfterFunc(ctx, iter.Drain)
 	defer stop()
@@ -184,7 +211,7 @@ func (r *relay) hop(ctx context.Context, js jetstream.JetStream, i int) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("relay consumer %d: %w", i, err)
+			return fmt.Errorf("%s consumer %d: %w", r.name, i, err)
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -207,7 +234,8 @@ func (r *relay) hop(ctx context.Context, js jetstream.JetStream, i int) error {
 }
 
 // forward publishes the message after m and acks m; a failure asks for m
-// again.
+// again. On the floor, a message the hop refuses is terminated, as Writ's
+// components end what can never succeed, and goes no further.
 func (r *relay) forward(ctx context.Context, js jetstream.JetStream, m jetstream.Msg, i int) {
 	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), handleTimeout)
 	defer cancel()
@@ -215,8 +243,15 @@ func (r *relay) forward(ctx context.Context, js jetstream.JetStream, m jetstream
 	tokens := strings.Split(m.Subject(), ".")
 	id := tokens[len(tokens)-2]
 	next := r.subject(id, i+1)
-	_, err := js.PublishMsg(hctx, &nats.Msg{Subject: next, Data: m.Data()},
-		jetstream.WithMsgID(next), jetstream.WithExpectStream(r.stream))
+	out, msgID := &nats.Msg{Subject: next, Data: m.Data()}, next
+	if r.floor != nil {
+		var err error
+		if out, msgID, err = r.floor.forward(i, id, next, m.Data(), m.Headers()); err != nil {
+			_ = m.TermWithReason("writ bench floor: refused")
+			return
+		}
+	}
+	_, err := js.PublishMsg(hctx, out, jetstream.WithMsgID(msgID), jetstream.WithExpectStream(r.stream))
 	if err != nil {
 		_ = m.NakWithDelay(100 * time.Millisecond)
 		return

@@ -57,20 +57,26 @@ type Settings struct {
 	Started        time.Time `json:"started"`
 }
 
-// Phase is one load, on the limit and on Writ.
+// Phase is one load, on the limit, on the floor and on Writ.
 type Phase struct {
 	Name      string  `json:"name"` // sequential, concurrent or review
 	Replicas  int     `json:"replicas"`
 	Inflight  int     `json:"inflight"`
 	Hops      int     `json:"hops"`       // persisted audit events of one Writ request
 	LimitHops int     `json:"limit_hops"` // persisted messages of one relay request
+	FloorHops int     `json:"floor_hops"` // persisted messages of one floor request
 	Limit     *Result `json:"limit,omitempty"`
-	Writ      *Result `json:"writ,omitempty"`
-	Ratio     *Ratio  `json:"ratio,omitempty"`
+	// Floor is the relay with the cryptography Writ must do at each hop
+	// (floor.go): what a design that signs and checks every event costs.
+	Floor *Result `json:"floor,omitempty"`
+	Writ  *Result `json:"writ,omitempty"`
+	Ratio *Ratio  `json:"ratio,omitempty"` // Writ over the limit
+	// FloorRatio is Writ over the floor.
+	FloorRatio *Ratio `json:"floor_ratio,omitempty"`
 }
 
-// Ratio is Writ's figures over the limit's: above 1 for latencies, below 1
-// for throughput, the nearer 1 the less Writ costs.
+// Ratio is Writ's figures over the limit's, or the floor's: above 1 for
+// latencies, below 1 for throughput, the nearer 1 the less Writ costs.
 type Ratio struct {
 	Throughput float64 `json:"throughput"`
 	Min        float64 `json:"min"`
@@ -82,7 +88,8 @@ type Ratio struct {
 	Mean       float64 `json:"mean"`
 }
 
-// compare is writ over limit, or nil when either has nothing to compare.
+// compare is writ over limit (the limit's or the floor's figures), or nil
+// when either has nothing to compare.
 func compare(limit, writ *Result) *Ratio {
 	if limit == nil || writ == nil || limit.OK == 0 || writ.OK == 0 {
 		return nil
@@ -97,7 +104,7 @@ func compare(limit, writ *Result) *Ratio {
 }
 
 // WriteTable writes the report for people: the settings, then per phase
-// the limit's row, Writ's, and their ratio.
+// the limit's row, the floor's, Writ's, and Writ's ratios to each.
 func (r *Report) WriteTable(w io.Writer) error {
 	s := r.Settings
 	sync := map[string]string{
@@ -117,18 +124,28 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	fmt.Fprintf(&b, "  %d requests a phase after %d warm-up, %d in flight when concurrent; %s\n",
 		s.Requests, s.Warmup, s.Inflight, writ)
-	fmt.Fprintf(&b, "  %s, GOMAXPROCS %d (%d CPUs); limit: a bare JetStream relay, %d-byte messages\n\n",
+	fmt.Fprintf(&b, "  %s, GOMAXPROCS %d (%d CPUs); limit: a bare JetStream relay, %d-byte messages;\n",
 		s.Go, s.GOMAXPROCS, s.NumCPU, s.RelayPayload)
+	fmt.Fprintf(&b, "  floor: the relay, each hop signing and checking its messages and the grant sealed, as Writ must\n\n")
 	rows := [][]string{{"phase", "path", "hops", "ok", "errors", "req/s", "min", "p50", "p90", "p99", "p99.9", "max"}}
 	for _, p := range r.Phases {
 		name := p.short()
 		if p.Inflight > 1 {
 			name += fmt.Sprintf(", %d in flight", p.Inflight)
 		}
-		rows = append(rows, row(name, "limit", p.LimitHops, p.Limit), row("", "writ", p.Hops, p.Writ))
-		if q := p.Ratio; q != nil {
-			rows = append(rows, []string{"", "writ/limit", "", "", "", times(q.Throughput),
-				times(q.Min), times(q.P50), times(q.P90), times(q.P99), times(q.P999), times(q.Max)})
+		rows = append(rows, row(name, "limit", p.LimitHops, p.Limit))
+		if p.Floor != nil {
+			rows = append(rows, row("", "floor", p.FloorHops, p.Floor))
+		}
+		rows = append(rows, row("", "writ", p.Hops, p.Writ))
+		for _, q := range []struct {
+			path string
+			r    *Ratio
+		}{{"writ/limit", p.Ratio}, {"writ/floor", p.FloorRatio}} {
+			if q.r != nil {
+				rows = append(rows, []string{"", q.path, "", "", "", times(q.r.Throughput),
+					times(q.r.Min), times(q.r.P50), times(q.r.P90), times(q.r.P99), times(q.r.P999), times(q.r.Max)})
+			}
 		}
 	}
 	if len(r.Phases) > 0 {
@@ -139,7 +156,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 		for _, x := range []struct {
 			path string
 			res  *Result
-		}{{"limit", p.Limit}, {"writ", p.Writ}} {
+		}{{"limit", p.Limit}, {"floor", p.Floor}, {"writ", p.Writ}} {
 			if x.res != nil && x.res.SlowConsumers > 0 {
 				slow = append(slow, fmt.Sprintf("%s %s: %d", p.short(), x.path, x.res.SlowConsumers))
 			}
@@ -151,7 +168,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 	if r.Errors > 0 {
 		fmt.Fprintf(&b, "\n%d requests failed:\n", r.Errors)
 		for _, p := range r.Phases {
-			for _, res := range []*Result{p.Limit, p.Writ} {
+			for _, res := range []*Result{p.Limit, p.Floor, p.Writ} {
 				if res != nil {
 					for _, e := range res.ErrorSamples {
 						fmt.Fprintf(&b, "  %s: %s\n", p.Name, e)
