@@ -51,7 +51,11 @@ const DefaultInspectCache = 4096
 
 func (c *InspectCache) get(m Message, digest string, bundle *identity.Bundle, maxBody int) (Record, bool) {
 	e, ok := c.c.Get(cacheKey{m.Subject, digest})
-	if !ok || e.bundle != bundle || e.maxBody != maxBody || (e.r.Kind.FromPrincipal() && !e.r.Time.Equal(m.Time)) ||
+	// A principal's event remembered as sealed (no stored time yet, no
+	// identity judged) answers for its first stored copy: Inspect judges
+	// the identity at that copy's time.
+	remembered := e.r.Kind.FromPrincipal() && e.r.Time.IsZero() && e.r.Principal == nil && !m.Time.IsZero()
+	if !ok || e.bundle != bundle || e.maxBody != maxBody || (e.r.Kind.FromPrincipal() && !remembered && !e.r.Time.Equal(m.Time)) ||
 		e.r.header(HeaderSigner) != m.header(HeaderSigner) || e.r.header(HeaderSignature) != m.header(HeaderSignature) {
 		return Record{}, false
 	}
@@ -69,9 +73,12 @@ func (c *InspectCache) Len() int { return c.c.Len() }
 
 // Remember records the verdict on an event this process sealed itself and
 // the stream stored at seq, without checking its signature and schema
-// again: the components of a pipeline read back what the others wrote.
-// Only a component's event of a domain whose key is entitled to it is
-// remembered, and only with a cache; anything else is left to Inspect.
+// again: the components of a pipeline read back what the others wrote, and
+// a requester its own request and votes. A component's event is
+// remembered only for a domain whose key is entitled to it; a principal's
+// with its identity still to judge, at the time the stream stored it
+// (which the acknowledgement does not say), when it is first read back.
+// Only with a cache; anything else is left to Inspect.
 func (c Checker) Remember(out Outgoing, seq uint64) {
 	if c.Cache == nil {
 		return
@@ -81,7 +88,7 @@ func (c Checker) Remember(out Outgoing, seq uint64) {
 		Digest:  Digest(out.Body), Signer: out.Signer,
 	}
 	var err error
-	if r.Domain, r.RequestID, r.Kind, err = ParseSubject(out.Subject); err != nil || r.Kind.FromPrincipal() {
+	if r.Domain, r.RequestID, r.Kind, err = ParseSubject(out.Subject); err != nil {
 		return
 	}
 	if json.Unmarshal(out.Body, &r.Envelope) != nil || r.Envelope.Type != r.Kind.Type() {
@@ -90,7 +97,11 @@ func (c Checker) Remember(out Outgoing, seq uint64) {
 	if r.Data, err = decodeData(r.Kind, r.Envelope.Data); err != nil {
 		return
 	}
-	if r.Role, err = c.entitledRole(r); err != nil {
+	if r.Kind.FromPrincipal() {
+		if _, ok := r.Data.(ask); !ok {
+			return
+		}
+	} else if r.Role, err = c.entitledRole(r); err != nil {
 		return
 	}
 	c.Cache.put(r, c.Bundle, c.MaxBody)

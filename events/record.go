@@ -76,6 +76,12 @@ func (c Checker) Inspect(m Message, now time.Time) Record {
 		return c.inspect(m, d, now)
 	}
 	if r, ok := c.Cache.get(m, d, c.Bundle, c.MaxBody); ok {
+		if r.Kind.FromPrincipal() && r.Principal == nil && r.Err == nil {
+			// Remembered as sealed here: its identity is judged at the
+			// time the stream stored it, now known.
+			r.Err = c.checkPrincipal(&r, m.Time)
+			c.Cache.put(r, c.Bundle, c.MaxBody)
+		}
 		return r
 	}
 	r := c.inspect(m, d, now)
