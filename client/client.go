@@ -130,28 +130,98 @@ type Spec struct {
 
 // Request signs and publishes a request as who and returns its id.
 func (c *Client) Request(ctx context.Context, who *identity.Identity, s Spec) (string, error) {
+	id, data, err := c.draft(who, &s)
+	if err != nil {
+		return "", err
+	}
+	if _, _, err = c.submit(ctx, who, s.Domain, id, data); err != nil && !errors.Is(err, ErrOutcomeUnknown) {
+		return "", err
+	}
+	return id, err
+}
+
+// Submitted is a request just made by Submit, listened to since before
+// it was published: no event of it can go unnoticed, so Wait reads its
+// history only when a notice could end the wait. Close it when done.
+type Submitted struct {
+	ID     string
+	Domain string
+	c      *Client
+	l      listener
+	view   *Request // the request as sealed here: what notices are judged on
+}
+
+// Submit makes a request, as Request does, listening to it first. The
+// request is returned whenever it may be stored, with or without an error
+// (ErrOutcomeUnknown).
+func (c *Client) Submit(ctx context.Context, who *identity.Identity, s Spec) (*Submitted, error) {
+	id, data, err := c.draft(who, &s)
+	if err != nil {
+		return nil, err
+	}
+	l, err := c.listen(s.Domain, id)
+	if err != nil {
+		return nil, err
+	}
+	sub := &Submitted{ID: id, Domain: s.Domain, c: c, l: l}
+	seq, out, err := c.submit(ctx, who, s.Domain, id, data)
+	if err != nil {
+		if errors.Is(err, ErrOutcomeUnknown) {
+			return sub, err
+		}
+		l.stop()
+		return nil, err
+	}
+	// What was just appended, as this client sealed it, is the history to
+	// judge notices on; the first read judges it as every reader does.
+	if rec, err := events.Sealed(out, seq); err == nil {
+		rec.Principal = &who.Principal
+		f, errs := series.Fold[series.Any]([]events.Record{rec})
+		sub.view = &Request{State: f.Request, Series: f, Records: []events.Record{rec}, Errs: errs}
+	}
+	return sub, nil
+}
+
+// Wait follows the request until done(state) holds, or ctx ends, as
+// Client.Wait does.
+func (s *Submitted) Wait(ctx context.Context, done func(request.State) bool) (*Request, error) {
+	view := s.view
+	s.view = nil // a later wait reads first: the notices before it are gone
+	r, err := s.c.followOn(ctx, s.l, s.Domain, s.ID, func(r *Request) bool { return done(r.State) }, view)
+	if r != nil && r == view {
+		r = nil // never read: not the history as the stream holds it
+	}
+	return r, err
+}
+
+// Close stops listening to the request.
+func (s *Submitted) Close() { s.l.stop() }
+
+// draft checks a request and makes its event (a new id, and the holder key
+// the grant will be sealed to).
+func (c *Client) draft(who *identity.Identity, s *Spec) (string, *events.Requested, error) {
 	if s.Urgency == "" {
 		s.Urgency = "normal"
 	}
 	if !events.ValidResource(s.Resource) {
-		return "", fmt.Errorf("%w: resource %q: segments joined by '/', none empty or starting with a dot", ErrInvalidSpec, s.Resource)
+		return "", nil, fmt.Errorf("%w: resource %q: segments joined by '/', none empty or starting with a dot", ErrInvalidSpec, s.Resource)
 	}
 	// A domain the bundle does not know has no pipeline this client could
 	// believe; and with no stream for it, the publish would only time out.
 	if _, ok := c.bundle.Domains[s.Domain]; !ok {
-		return "", fmt.Errorf("%w: domain %q is not one this setup trusts", ErrInvalidSpec, s.Domain)
+		return "", nil, fmt.Errorf("%w: domain %q is not one this setup trusts", ErrInvalidSpec, s.Domain)
 	}
 	uid, err := uuid.NewV7()
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	id := uid.String()
 	xkey, err := issuer.HolderXKey(who.Key, id)
 	if err != nil {
-		return "", err
+		return "", nil, err
 	}
 	xpub, _ := xkey.PublicKey()
-	data := &events.Requested{
+	return id, &events.Requested{
 		Domain:     s.Domain,
 		Requester:  events.PrincipalRef{Domain: who.Principal.Domain, Name: who.Principal.Name},
 		Identity:   who.JWT,
@@ -163,18 +233,22 @@ func (c *Client) Request(ctx context.Context, who *identity.Identity, s Spec) (s
 		Ticket:     s.Ticket,
 		TTLSeconds: int64(s.TTL / time.Second),
 		HolderXKey: xpub,
-	}
+	}, nil
+}
+
+// submit appends a request's event.
+func (c *Client) submit(ctx context.Context, who *identity.Identity, domain, id string, data *events.Requested) (uint64, events.Outgoing, error) {
 	// A new id has no history: expecting last sequence 0 makes sure of it.
-	_, err = c.trail.Append(ctx, s.Domain, id, 0, principalAuthor(who), history.Event{Kind: events.KindRequested, Data: data})
+	seq, out, err := c.trail.AppendSealed(ctx, domain, id, 0, principalAuthor(who), history.Event{Kind: events.KindRequested, Data: data})
 	if err != nil {
 		if store.IsUnknownOutcome(err) {
 			// It may be stored yet: say so, with the id to look it up by.
-			return id, fmt.Errorf("%w: request %s: %w", ErrOutcomeUnknown, id, err)
+			return 0, out, fmt.Errorf("%w: request %s: %w", ErrOutcomeUnknown, id, err)
 		}
 		// Fail closed: what the trail does not hold did not happen.
-		return "", fmt.Errorf("%w: %w", ErrNotRecorded, err)
+		return 0, out, fmt.Errorf("%w: %w", ErrNotRecorded, err)
 	}
-	return id, nil
+	return seq, out, nil
 }
 
 // principalAuthor is who signs what a person or service appends.
@@ -251,18 +325,48 @@ func (c *Client) AwaitAsk(ctx context.Context, domain, id string) (*Request, err
 
 // follow reads a history until done holds (see Wait), or ctx ends.
 func (c *Client) follow(ctx context.Context, domain, id string, done func(*Request) bool) (*Request, error) {
-	ch := make(chan *nats.Msg, 64)
-	sub, err := c.nc.ChanSubscribe(events.RequestFilter(domain, id), ch)
+	l, err := c.listen(domain, id)
 	if err != nil {
 		return nil, err
 	}
-	defer func() { _ = sub.Unsubscribe() }()
-	// Make sure the server has the subscription before the first read. A
-	// flush cut short by a reconnect is no reason to stop: the reads below
-	// do not depend on it, the notices only make them sooner.
-	if err := c.nc.FlushTimeout(5 * time.Second); err != nil && c.nc.IsClosed() {
-		return nil, err
+	defer l.stop()
+	return c.followOn(ctx, l, domain, id, done, nil)
+}
+
+// errNotRead stands for a read followOn did not make.
+var errNotRead = errors.New("not read")
+
+// listener hears of every message published to one history (notices).
+type listener struct {
+	sub *nats.Subscription
+	ch  chan *nats.Msg
+}
+
+func (l listener) stop() { _ = l.sub.Unsubscribe() }
+
+// listen subscribes to the notices of domain/id, and makes sure the server
+// has the subscription before it returns. A flush cut short by a reconnect
+// is no reason to stop: reads do not depend on it, the notices only make
+// them sooner.
+func (c *Client) listen(domain, id string) (listener, error) {
+	ch := make(chan *nats.Msg, 64)
+	sub, err := c.nc.ChanSubscribe(events.RequestFilter(domain, id), ch)
+	if err != nil {
+		return listener{}, err
 	}
+	if err := c.nc.FlushTimeout(5 * time.Second); err != nil && c.nc.IsClosed() {
+		_ = sub.Unsubscribe()
+		return listener{}, err
+	}
+	return listener{sub: sub, ch: ch}, nil
+}
+
+// followOn is follow on notices already listened to. With start, the
+// history as it is known to be (a request just made, listened to before
+// it was published: no message of it can have gone unnoticed), it reads
+// only when a notice could end the wait, or nothing was heard for a while.
+func (c *Client) followOn(ctx context.Context, l listener, domain, id string, done func(*Request) bool, start *Request) (*Request, error) {
+	ch := l.ch
 	// A message reaches subscribers before the stream has stored it (and
 	// one the stream refuses reaches them too): after a notice that could
 	// end the wait, read until a read holds the message noticed — at once,
@@ -282,19 +386,27 @@ func (c *Client) follow(ctx context.Context, domain, id string, done func(*Reque
 		noticeGiveUp = 2 * time.Second
 	)
 	settle := []time.Duration{10 * time.Millisecond, 50 * time.Millisecond, 250 * time.Millisecond}
+	if start != nil {
+		settle = nil // nothing was stored before the subscription
+	}
 	unread := map[string]time.Time{} // digests noticed → when
 	poll := first
 	timer := time.NewTimer(idlePoll)
 	defer timer.Stop()
 	// last is the history as last read; ahead is last with the notices
 	// since then that could not make done hold (see mayDecide).
-	var last, ahead *Request
+	last, ahead := start, start
 	var readErr error
 	stall := stallWatch{c: c, domain: domain}
 	defer stall.end()
-	for {
-		r, err := c.Load(ctx, domain, id)
+	for read := start == nil; ; read = true {
+		var r *Request
+		err := errNotRead
+		if read {
+			r, err = c.Load(ctx, domain, id)
+		}
 		switch {
+		case err == errNotRead: // start is the history, until a notice says more
 		case err == nil && done(r):
 			return r, nil
 		case err == nil:
@@ -373,6 +485,12 @@ func (c *Client) follow(ctx context.Context, domain, id string, done func(*Reque
 func (c *Client) mayDecide(view *Request, m *nats.Msg, done func(*Request) bool) (*Request, bool) {
 	if view == nil {
 		return nil, true
+	}
+	d := events.Digest(m.Data)
+	for _, r := range view.Records {
+		if r.Digest == d {
+			return view, false // known already: this client's own request, heard back
+		}
 	}
 	if _, _, k, err := events.ParseSubject(m.Subject); err != nil || k.FromPrincipal() {
 		return nil, true

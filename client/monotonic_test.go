@@ -154,3 +154,35 @@ func TestWaitReadsWhenTold(t *testing.T) {
 	assert.LessOrEqual(t, lag.reads.Load(), int32(12), "reads while four events were appended")
 	t.Logf("%d reads while the request was approved and granted", lag.reads.Load())
 }
+
+// A request listened to before it is published (Submit) misses no event
+// of it, so its wait reads nothing until an event could end it: not at
+// first, not while a replica might catch up, not for the evaluation that
+// leaves it pending. Then the votes and the grant are read for.
+func TestSubmittedRequestReadsOnlyWhenItCouldBeDone(t *testing.T) {
+	e := writtest.Start(t, writtest.Options{})
+	lag := newLaggingReplica(t, e.NC)
+	cl, err := client.New(e.NC, client.Options{Bundle: e.Runtime.Bundle, Home: e.Domain, APIPrefix: "$LAG.API"})
+	require.NoError(t, err)
+	sub, err := cl.Submit(t.Context(), e.Identity("carol"), client.Spec{Domain: e.Domain, Action: "restart", Resource: "prod/db"})
+	require.NoError(t, err)
+	defer sub.Close()
+
+	// Shorter than the idle poll (a second), longer than the evaluation.
+	ctx, cancel := context.WithTimeout(t.Context(), 900*time.Millisecond)
+	defer cancel()
+	r, err := sub.Wait(ctx, client.Settled)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	assert.True(t, r == nil, "nothing read: no history to show")
+	require.Equal(t, request.StatusPending, e.Pending(sub.ID).State.Status, "evaluated meanwhile")
+	assert.Zero(t, lag.reads.Load(), "the pending evaluation could not settle it: not read for")
+
+	go func() {
+		e.Vote("alice", sub.ID, true, "")
+		e.Vote("bob", sub.ID, true, "")
+	}()
+	r, err = sub.Wait(t.Context(), client.Settled)
+	require.NoError(t, err)
+	assert.Equal(t, request.StatusGranted, r.State.Status)
+	assert.NotZero(t, lag.reads.Load(), "read when it could be done")
+}

@@ -47,6 +47,9 @@ func TestWaitReadsOnlyForNoticesThatCouldEndIt(t *testing.T) {
 	_, read = cl.MayDecide(viewOf(requested), notice(grant), settled)
 	assert.True(t, read, "a grant that does not chain on the view: a notice was missed")
 
+	_, read = cl.MayDecide(viewOf(requested), notice(requested), settled)
+	assert.False(t, read, "a message the view holds already (the client's own request, heard back)")
+
 	_, read = cl.MayDecide(nil, notice(evaluated), settled)
 	assert.True(t, read, "no history read yet")
 

@@ -2,6 +2,7 @@ package events
 
 import (
 	"encoding/json"
+	"fmt"
 
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/internal/fifo"
@@ -83,18 +84,8 @@ func (c Checker) Remember(out Outgoing, seq uint64) {
 	if c.Cache == nil {
 		return
 	}
-	r := Record{
-		Message: Message{Subject: out.Subject, Seq: seq, Header: out.Header(), Body: out.Body},
-		Digest:  Digest(out.Body), Signer: out.Signer,
-	}
-	var err error
-	if r.Domain, r.RequestID, r.Kind, err = ParseSubject(out.Subject); err != nil {
-		return
-	}
-	if json.Unmarshal(out.Body, &r.Envelope) != nil || r.Envelope.Type != r.Kind.Type() {
-		return
-	}
-	if r.Data, err = decodeData(r.Kind, r.Envelope.Data); err != nil {
+	r, err := Sealed(out, seq)
+	if err != nil {
 		return
 	}
 	if r.Kind.FromPrincipal() {
@@ -105,4 +96,27 @@ func (c Checker) Remember(out Outgoing, seq uint64) {
 		return
 	}
 	c.Cache.put(r, c.Bundle, c.MaxBody)
+}
+
+// Sealed is the record of an event this process sealed (out) and the
+// stream stored at seq, decoded but not judged: no signature, schema or
+// identity checked (Principal is nil), and no stored time. What it is
+// worth is what the sealer's own hand is worth.
+func Sealed(out Outgoing, seq uint64) (Record, error) {
+	r := Record{
+		Message: Message{Subject: out.Subject, Seq: seq, Header: out.Header(), Body: out.Body},
+		Digest:  Digest(out.Body), Signer: out.Signer,
+	}
+	var err error
+	if r.Domain, r.RequestID, r.Kind, err = ParseSubject(out.Subject); err != nil {
+		return r, err
+	}
+	if err := json.Unmarshal(out.Body, &r.Envelope); err != nil {
+		return r, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if r.Envelope.Type != r.Kind.Type() {
+		return r, fmt.Errorf("%w: type %q on a %s subject", ErrTypeMismatch, r.Envelope.Type, r.Kind)
+	}
+	r.Data, err = decodeData(r.Kind, r.Envelope.Data)
+	return r, err
 }

@@ -293,6 +293,12 @@ func (l *Log) Append(ctx context.Context, domain, id string, last uint64, by Aut
 	return seq, err
 }
 
+// AppendSealed is Append, and also returns the event as sealed and
+// appended (for a writer that goes on from what it wrote: events.Sealed).
+func (l *Log) AppendSealed(ctx context.Context, domain, id string, last uint64, by Author, e Event) (uint64, events.Outgoing, error) {
+	return l.append(ctx, domain, id, last, events.RequestFilter(domain, id), by, e)
+}
+
 // AppendSeries is Append for a series of one kind kept under an id of its
 // own (checkpoints, witness records): only that kind's subject counts as
 // the history, so that junk published under the id with another kind

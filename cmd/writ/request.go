@@ -68,16 +68,19 @@ func runRequest(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		*domain = who.Principal.Domain
 	}
 	defer nc.Close()
-	id, err := cl.Request(ctx, who, client.Spec{
+	sub, err := cl.Submit(ctx, who, client.Spec{
 		Domain: *domain, Action: *action, Resource: *resource, Params: p,
 		Urgency: *urgency, Reason: *reason, Ticket: *ticket, TTL: *ttl,
 	})
 	if errors.Is(err, client.ErrOutcomeUnknown) {
-		return fmt.Errorf("%w\nlook it up before asking again: writ request show %s", err, id)
+		sub.Close()
+		return fmt.Errorf("%w\nlook it up before asking again: writ request show %s", err, sub.ID)
 	}
 	if err != nil {
 		return err
 	}
+	defer sub.Close()
+	id := sub.ID
 	fmt.Fprintf(stderr, "request %s: %s %s in %s, as %s\n", id, *action, *resource, *domain, who.Principal.ID())
 	if !*wait {
 		fmt.Fprintln(stdout, id)
@@ -87,7 +90,7 @@ func runRequest(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	wctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 	prog := newProgress(stderr)
-	r, err := cl.Wait(wctx, *domain, id, func(s request.State) bool {
+	r, err := sub.Wait(wctx, func(s request.State) bool {
 		prog.observe(s, time.Now())
 		return client.Settled(s)
 	})

@@ -91,11 +91,14 @@ func (w *writ) request(who *identity.Identity, spec client.Spec, sizes func([]in
 	spec.Domain = w.e.domain
 	return func(ctx context.Context) error {
 		cl := w.cls[w.next.Add(1)%uint64(len(w.cls))]
-		id, err := cl.Request(ctx, who, spec)
+		// As `writ request --wait` does: listening before it publishes.
+		sub, err := cl.Submit(ctx, who, spec)
 		if err != nil {
 			return err
 		}
-		r, err := cl.Wait(ctx, spec.Domain, id, client.Settled)
+		defer sub.Close()
+		id := sub.ID
+		r, err := sub.Wait(ctx, client.Settled)
 		if err != nil {
 			return fmt.Errorf("request %s: %w", id, err)
 		}
