@@ -159,7 +159,9 @@ func (c *Client) Submit(ctx context.Context, who *identity.Identity, s Spec) (*S
 	if err != nil {
 		return nil, err
 	}
-	l, err := c.listen(s.Domain, id)
+	// The request is published on this connection after the subscription:
+	// no flush needed for the server to hear of every message after it.
+	l, err := c.listen(s.Domain, id, false)
 	if err != nil {
 		return nil, err
 	}
@@ -325,7 +327,7 @@ func (c *Client) AwaitAsk(ctx context.Context, domain, id string) (*Request, err
 
 // follow reads a history until done holds (see Wait), or ctx ends.
 func (c *Client) follow(ctx context.Context, domain, id string, done func(*Request) bool) (*Request, error) {
-	l, err := c.listen(domain, id)
+	l, err := c.listen(domain, id, true)
 	if err != nil {
 		return nil, err
 	}
@@ -344,15 +346,19 @@ type listener struct {
 
 func (l listener) stop() { _ = l.sub.Unsubscribe() }
 
-// listen subscribes to the notices of domain/id, and makes sure the server
-// has the subscription before it returns. A flush cut short by a reconnect
-// is no reason to stop: reads do not depend on it, the notices only make
-// them sooner.
-func (c *Client) listen(domain, id string) (listener, error) {
+// listen subscribes to the notices of domain/id. With flush, it makes sure
+// the server has the subscription before it returns (a flush cut short by
+// a reconnect is no reason to stop: reads do not depend on it, the notices
+// only make them sooner); without, what this connection publishes next
+// reaches the server after the subscription anyway.
+func (c *Client) listen(domain, id string, flush bool) (listener, error) {
 	ch := make(chan *nats.Msg, 64)
 	sub, err := c.nc.ChanSubscribe(events.RequestFilter(domain, id), ch)
 	if err != nil {
 		return listener{}, err
+	}
+	if !flush {
+		return listener{sub: sub, ch: ch}, nil
 	}
 	if err := c.nc.FlushTimeout(5 * time.Second); err != nil && c.nc.IsClosed() {
 		_ = sub.Unsubscribe()

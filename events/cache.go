@@ -79,23 +79,42 @@ func (c *InspectCache) Len() int { return c.c.Len() }
 // remembered only for a domain whose key is entitled to it; a principal's
 // with its identity still to judge, at the time the stream stored it
 // (which the acknowledgement does not say), when it is first read back.
-// Only with a cache; anything else is left to Inspect.
+// The body is decoded then too, not here: much of what is remembered is
+// never read back in this process. Only with a cache; anything else is
+// left to Inspect.
 func (c Checker) Remember(out Outgoing, seq uint64) {
 	if c.Cache == nil {
 		return
 	}
-	r, err := Sealed(out, seq)
-	if err != nil {
+	r := Record{
+		Message: Message{Subject: out.Subject, Seq: seq, Header: out.Header(), Body: out.Body},
+		Digest:  Digest(out.Body), Signer: out.Signer,
+	}
+	var err error
+	if r.Domain, r.RequestID, r.Kind, err = ParseSubject(out.Subject); err != nil || r.Kind.Type() == "" {
 		return
 	}
-	if r.Kind.FromPrincipal() {
-		if _, ok := r.Data.(ask); !ok {
+	if !r.Kind.FromPrincipal() {
+		if r.Role, err = c.entitledRole(r); err != nil {
 			return
 		}
-	} else if r.Role, err = c.entitledRole(r); err != nil {
-		return
 	}
-	c.Cache.put(r, c.Bundle, c.MaxBody)
+	c.Cache.put(r, c.Bundle, c.MaxBody) // Data nil: decoded when read back (Inspect)
+}
+
+// recall finishes a remembered record read back as m: it decodes the
+// body, and judges a principal's identity at m's stored time.
+func (c Checker) recall(r Record, m Message) (Record, bool) {
+	if err := decodeSealed(&r); err != nil {
+		return r, false
+	}
+	if _, ok := r.Data.(ask); r.Kind.FromPrincipal() && !ok {
+		return r, false
+	}
+	if r.Kind.FromPrincipal() {
+		r.Err = c.checkPrincipal(&r, m.Time)
+	}
+	return r, true
 }
 
 // Sealed is the record of an event this process sealed (out) and the
@@ -111,12 +130,19 @@ func Sealed(out Outgoing, seq uint64) (Record, error) {
 	if r.Domain, r.RequestID, r.Kind, err = ParseSubject(out.Subject); err != nil {
 		return r, err
 	}
-	if err := json.Unmarshal(out.Body, &r.Envelope); err != nil {
-		return r, fmt.Errorf("%w: %v", ErrMalformed, err)
+	return r, decodeSealed(&r)
+}
+
+// decodeSealed decodes the envelope and data of a record whose subject is
+// parsed.
+func decodeSealed(r *Record) error {
+	if err := json.Unmarshal(r.Body, &r.Envelope); err != nil {
+		return fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
 	if r.Envelope.Type != r.Kind.Type() {
-		return r, fmt.Errorf("%w: type %q on a %s subject", ErrTypeMismatch, r.Envelope.Type, r.Kind)
+		return fmt.Errorf("%w: type %q on a %s subject", ErrTypeMismatch, r.Envelope.Type, r.Kind)
 	}
+	var err error
 	r.Data, err = decodeData(r.Kind, r.Envelope.Data)
-	return r, err
+	return err
 }

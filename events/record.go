@@ -76,13 +76,14 @@ func (c Checker) Inspect(m Message, now time.Time) Record {
 		return c.inspect(m, d, now)
 	}
 	if r, ok := c.Cache.get(m, d, c.Bundle, c.MaxBody); ok {
-		if r.Kind.FromPrincipal() && r.Principal == nil && r.Err == nil {
-			// Remembered as sealed here: its identity is judged at the
-			// time the stream stored it, now known.
-			r.Err = c.checkPrincipal(&r, m.Time)
-			c.Cache.put(r, c.Bundle, c.MaxBody)
+		if r.Data != nil || r.Err != nil {
+			return r
 		}
-		return r
+		// Remembered as sealed here, read back for the first time.
+		if r, ok = c.recall(r, m); ok {
+			c.Cache.put(r, c.Bundle, c.MaxBody)
+			return r
+		}
 	}
 	r := c.inspect(m, d, now)
 	// A principal's event is judged at its stored time: one not yet stored
