@@ -40,40 +40,49 @@ var ErrDigestChanged = errors.New("the request is not the one shown")
 // A vote on a request the pipeline has not evaluated yet (cast right after
 // it was made) waits for the evaluation first, briefly (AwaitEvaluation).
 func (c *Client) Vote(ctx context.Context, who *identity.Identity, domain, id string, v Vote) (uint64, error) {
-	r, err := c.Load(ctx, domain, id)
-	if err != nil {
-		return 0, err
+	for waited := false; ; waited = true {
+		// The ordinal is the voter's key: a retried vote dedupes, and an
+		// approver's answers cannot be multiplied by resending.
+		seq, err := c.appendAs(ctx, who, domain, id, events.KindVoted, who.Principal.Key, func(st request.State) (any, error) {
+			if st.Status == request.StatusRequested && !waited {
+				return nil, errNotEvaluated
+			}
+			if st.Status == request.StatusRequested {
+				return nil, fmt.Errorf("%w: it is not evaluated yet, %s after the vote came (is `writ serve` running?)", ErrNotPending, EvaluationWait)
+			}
+			if !st.Collecting() {
+				return nil, fmt.Errorf("%w: it is %s", ErrNotPending, st.Status)
+			}
+			if v.Digest != "" && v.Digest != st.RequestDigest {
+				return nil, ErrDigestChanged
+			}
+			decision := events.DecisionDeny
+			if v.Approve {
+				decision = events.DecisionApprove
+			}
+			return &events.Voted{
+				Prev:          st.LastDigest,
+				Domain:        domain,
+				Voter:         events.PrincipalRef{Domain: who.Principal.Domain, Name: who.Principal.Name},
+				Identity:      who.JWT,
+				Decision:      decision,
+				Reason:        v.Reason,
+				RequestDigest: st.RequestDigest,
+			}, nil
+		})
+		if !errors.Is(err, errNotEvaluated) {
+			return seq, err
+		}
+		unevaluated := &Request{State: request.State{Domain: domain, ID: id, Status: request.StatusRequested}}
+		if _, err := c.AwaitEvaluation(ctx, unevaluated); err != nil {
+			return 0, err
+		}
 	}
-	if _, err := c.AwaitEvaluation(ctx, r); err != nil {
-		return 0, err
-	}
-	// The ordinal is the voter's key: a retried vote dedupes, and an
-	// approver's answers cannot be multiplied by resending.
-	return c.appendAs(ctx, who, domain, id, events.KindVoted, who.Principal.Key, func(st request.State) (any, error) {
-		if st.Status == request.StatusRequested {
-			return nil, fmt.Errorf("%w: it is not evaluated yet, %s after the vote came (is `writ serve` running?)", ErrNotPending, EvaluationWait)
-		}
-		if !st.Collecting() {
-			return nil, fmt.Errorf("%w: it is %s", ErrNotPending, st.Status)
-		}
-		if v.Digest != "" && v.Digest != st.RequestDigest {
-			return nil, ErrDigestChanged
-		}
-		decision := events.DecisionDeny
-		if v.Approve {
-			decision = events.DecisionApprove
-		}
-		return &events.Voted{
-			Prev:          st.LastDigest,
-			Domain:        domain,
-			Voter:         events.PrincipalRef{Domain: who.Principal.Domain, Name: who.Principal.Name},
-			Identity:      who.JWT,
-			Decision:      decision,
-			Reason:        v.Reason,
-			RequestDigest: st.RequestDigest,
-		}, nil
-	})
 }
+
+// errNotEvaluated: a vote came before the request's evaluation; Vote
+// waits for it once.
+var errNotEvaluated = errors.New("not evaluated yet")
 
 // AwaitAnswer waits until the pipeline has answered the vote stored at seq
 // (see request.State.VoteAnswered): counted it (the request still waits
