@@ -61,8 +61,9 @@ type Checker struct {
 	Cache *InspectCache
 }
 
-// Inspect checks, in order: subject, size, JSON, type against subject,
-// schema, signature, and the signer's entitlement (a component key of the
+// Inspect checks, in order: subject, size, JSON (no key twice in one
+// object: the schema and the decoding would read it differently), type
+// against subject, schema, signature, and the signer's entitlement (a component key of the
 // subject's domain for component kinds; the identity's own key, chained to
 // its domain's account key, for requests and votes). The first failure is
 // recorded in Err; the fields learnt before it stay set.
@@ -121,6 +122,10 @@ func (c Checker) inspect(m Message, digest string, now time.Time) Record {
 		} else {
 			r.Err = fmt.Errorf("%w: %v", ErrMalformed, err)
 		}
+		return r
+	}
+	if k, dup := duplicateKey(m.Body); dup {
+		r.Err = fmt.Errorf("%w: the key %q appears twice in one object", ErrMalformed, k)
 		return r
 	}
 	if !r.Kind.Accepts(r.Envelope.Type) {
