@@ -386,8 +386,12 @@ func (c *Client) followOn(ctx context.Context, l listener, domain, id string, do
 	// come from a replica of the stream that has not caught up with it:
 	// so the first reads are followed by a few more (settle), sooner than
 	// idlePoll.
+	// The stream stores a message a fraction of a millisecond after its
+	// subscribers hear of it: a read right after a notice often misses it,
+	// and a first retry 2 ms later was most of a requester's wait once
+	// the grant was stored.
 	const (
-		first, most  = 2 * time.Millisecond, 100 * time.Millisecond
+		first, most  = 250 * time.Microsecond, 100 * time.Millisecond
 		idlePoll     = time.Second
 		noticeGiveUp = 2 * time.Second
 	)
