@@ -6,7 +6,6 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
-
 )
 
 // BenchmarkLoadHistory reads one request's history (three events, among
