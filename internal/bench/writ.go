@@ -178,11 +178,12 @@ func (a *approvers) start(ctx context.Context, e *env) (wait func(), err error) 
 }
 
 // approve votes for request id once who may: the notice of its evaluation
-// can come before the stream has stored it.
+// can come before the stream has stored it (a fraction of a millisecond
+// before: it reads again soon, as a requester does).
 func (a *approvers) approve(ctx context.Context, cl *client.Client, who *identity.Identity, domain, id string) {
 	ctx, cancel := context.WithTimeout(ctx, voteTimeout)
 	defer cancel()
-	for wait := 2 * time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
+	for wait := 250 * time.Microsecond; ; wait = min(2*wait, 100*time.Millisecond) {
 		r, err := cl.Load(ctx, domain, id)
 		switch {
 		case err == nil && r.State.CanVote(who.Principal) == nil:
