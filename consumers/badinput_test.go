@@ -326,10 +326,13 @@ func (c *corpus) requestCases() []badCase {
 			return setJSON(t, b, "data.params", json.RawMessage(strings.Repeat("[", 9000)+strings.Repeat("]", 9000)))
 		})},
 		{"one byte over the limit", "oversized", func(t *testing.T, id string) *nats.Msg { return natsMsg(c.sized(t, id, badLimit+1)) }},
-		// Every parser must read a duplicated key the same way: the
-		// schema checks the value the request is decided on (the last).
-		{"a second resource with a .. segment", "schema", resigned(func(_ *testing.T, b []byte) []byte {
+		// A key twice in one object is refused before any parser can
+		// read it one way and the schema another.
+		{"a second resource with a .. segment", "malformed", resigned(func(_ *testing.T, b []byte) []byte {
 			return []byte(strings.Replace(string(b), `"resource":"staging/web"`, `"resource":"staging/web","resource":"staging/../prod/db"`, 1))
+		})},
+		{"a second params object", "malformed", resigned(func(_ *testing.T, b []byte) []byte {
+			return []byte(strings.Replace(string(b), `"resource":"staging/web"`, `"resource":"staging/web","params":{"bad key!":"x"},"params":{}`, 1))
 		})},
 		{"a field missing", "schema", resigned(func(t *testing.T, b []byte) []byte { return deleteJSON(t, b, "data.identity") })},
 		{"another request's id inside", "type-mismatch", resigned(func(t *testing.T, b []byte) []byte { return setJSON(t, b, "subject", newID(t)) })},
