@@ -136,6 +136,10 @@ func Sealed(out Outgoing, seq uint64) (Record, error) {
 // decodeSealed decodes the envelope and data of a record whose subject is
 // parsed.
 func decodeSealed(r *Record) error {
+	if data, ok := decodeOnce(r.Kind, r.Body, &r.Envelope); ok && r.Envelope.Type == r.Kind.Type() {
+		r.Data = data
+		return nil
+	}
 	if err := json.Unmarshal(r.Body, &r.Envelope); err != nil {
 		return fmt.Errorf("%w: %v", ErrMalformed, err)
 	}

@@ -30,3 +30,21 @@ func TestInspectRefusesADuplicateKey(t *testing.T) {
 	assert.Contains(t, r.Err.Error(), `"params" appears twice`)
 	assert.Equal(t, "malformed", events.Code(r.Err))
 }
+
+// Inspect decodes an event's envelope and data in one pass; what it gets
+// is what decoding the envelope, then its data, gets, for every kind.
+func TestInspectDecodesAsTwoSteps(t *testing.T) {
+	f := newFixture(t)
+	for _, k := range allKinds {
+		m := seal(t, k, f.sample(k), f.signer(k))
+		r := events.Checker{Bundle: f.bundle}.Inspect(m, t0)
+		require.True(t, r.Valid(), "%s: %v", k, r.Err)
+		var env events.Envelope
+		require.NoError(t, json.Unmarshal(m.Body, &env))
+		want := events.NewData(k)
+		require.NoError(t, json.Unmarshal(env.Data, want))
+		assert.Equal(t, want, r.Data, k)
+		env.Data = nil
+		assert.Equal(t, env, r.Envelope, k)
+	}
+}

@@ -31,14 +31,16 @@ const (
 
 // Envelope is a CloudEvents 1.0 structured-mode event.
 type Envelope struct {
-	SpecVersion     string          `json:"specversion"`
-	ID              string          `json:"id"`
-	Source          string          `json:"source"`
-	Type            string          `json:"type"`
-	Subject         string          `json:"subject"` // the request id
-	Time            time.Time       `json:"time"`
-	DataContentType string          `json:"datacontenttype"`
-	Data            json.RawMessage `json:"data"`
+	SpecVersion     string    `json:"specversion"`
+	ID              string    `json:"id"`
+	Source          string    `json:"source"`
+	Type            string    `json:"type"`
+	Subject         string    `json:"subject"` // the request id
+	Time            time.Time `json:"time"`
+	DataContentType string    `json:"datacontenttype"`
+	// Data is the event's data as it is sent. A record read from the
+	// stream holds it decoded instead (Record.Data), and this empty.
+	Data json.RawMessage `json:"data"`
 }
 
 // Draft is an event about to be signed and published.

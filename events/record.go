@@ -114,16 +114,24 @@ func (c Checker) inspect(m Message, digest string, now time.Time) Record {
 		r.Err = fmt.Errorf("%w: %d bytes, limit %d", ErrOversized, len(m.Body), limit)
 		return r
 	}
-	// Unmarshal checks the whole body is JSON before it decodes any of it.
-	if err := json.Unmarshal(m.Body, &r.Envelope); err != nil {
-		var syntax *json.SyntaxError
-		if errors.As(err, &syntax) {
-			r.Err = ErrMalformed // not JSON at all: the parser's words help nobody
-		} else {
-			r.Err = fmt.Errorf("%w: %v", ErrMalformed, err)
+	// One pass decodes the envelope and its data, into the kind's type
+	// (Unmarshal checks the whole body is JSON before it decodes any of
+	// it). A body that does not decode so is decoded again step by step,
+	// for the error each step gives.
+	data, once := decodeOnce(r.Kind, m.Body, &r.Envelope)
+	if !once {
+		if err := json.Unmarshal(m.Body, &r.Envelope); err != nil {
+			var syntax *json.SyntaxError
+			if errors.As(err, &syntax) {
+				r.Err = ErrMalformed // not JSON at all: the parser's words help nobody
+			} else {
+				r.Err = fmt.Errorf("%w: %v", ErrMalformed, err)
+			}
+			return r
 		}
-		return r
 	}
+	// (What one pass decoded from a body with a key twice merged both: it
+	// goes with the record refused here.)
 	if k, dup := duplicateKey(m.Body); dup {
 		r.Err = fmt.Errorf("%w: the key %q appears twice in one object", ErrMalformed, k)
 		return r
@@ -140,9 +148,11 @@ func (c Checker) inspect(m Message, digest string, now time.Time) Record {
 		r.Err = fmt.Errorf("%w: event subject %q", ErrTypeMismatch, r.Envelope.Subject)
 		return r
 	}
-	if r.Data, err = decodeData(r.Kind, r.Envelope.Data); err != nil {
-		r.Err = fmt.Errorf("%w: %v", ErrSchema, err)
-		return r
+	if r.Data = data; !once {
+		if r.Data, err = decodeData(r.Kind, r.Envelope.Data); err != nil {
+			r.Err = fmt.Errorf("%w: %v", ErrSchema, err)
+			return r
+		}
 	}
 	if err := VerifySignature(r.Signer, m.header(HeaderSignature), m.Body); err != nil {
 		r.Err = err
@@ -196,6 +206,22 @@ func (c Checker) checkPrincipal(r *Record, now time.Time) error {
 	}
 	r.Principal = &p
 	return nil
+}
+
+// decodeOnce decodes an event body's envelope into env and its data into
+// a new value of k's type, in one pass; ok is false when it cannot, and
+// env is then to be decoded again. On success env.Data is left empty: the
+// data is the value returned.
+func decodeOnce(k Kind, body []byte, env *Envelope) (data any, ok bool) {
+	into := struct {
+		Envelope
+		Data any `json:"data"` // shadows Envelope.Data
+	}{Data: NewData(k)}
+	if into.Data == nil || json.Unmarshal(body, &into) != nil || into.Data == nil {
+		return nil, false
+	}
+	*env = into.Envelope
+	return into.Data, true
 }
 
 func decodeData(k Kind, raw json.RawMessage) (any, error) {
