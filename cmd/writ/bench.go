@@ -59,6 +59,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	logLevel := fs.String("log-level", "error", "the replicas' and the embedded server's log on standard error: debug, info, warn or error")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (server, replicas and load alike) to this file, for go tool pprof")
 	memProfile := fs.String("memprofile", "", "write a heap profile at the end of the run to this file")
+	blockProfile := fs.String("blockprofile", "", "write a profile of where goroutines waited (channels, locks, selects) during the run to this file: every wait is recorded")
+	mutexProfile := fs.String("mutexprofile", "", "write a profile of contended locks during the run to this file: every contention is recorded")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
@@ -102,6 +104,30 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			}
 		}()
 	}
+	// Rates of 1 record every wait: a bench wants where the time went, not
+	// a sample of it; both are off again when the run ends. The files are
+	// made first, so that a path that cannot be written fails before the
+	// run, not after it.
+	blockRate := 0
+	if *blockProfile != "" {
+		f, err := os.Create(*blockProfile)
+		if err != nil {
+			return err
+		}
+		blockRate = 1
+		runtime.SetBlockProfileRate(blockRate)
+		defer runtime.SetBlockProfileRate(0)
+		defer writeProfile("block", f) // before the rate is set back
+	}
+	if *mutexProfile != "" {
+		f, err := os.Create(*mutexProfile)
+		if err != nil {
+			return err
+		}
+		runtime.SetMutexProfileFraction(1)
+		defer runtime.SetMutexProfileFraction(0)
+		defer writeProfile("mutex", f) // before the rate is set back
+	}
 	bar := newBenchBar(stderr, isTerminal(stderr), time.Now)
 	log, err := newLogger(bar.above(stderr), *logLevel, "text")
 	if err != nil {
@@ -110,7 +136,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	rep, err := bench.Run(ctx, bench.Options{
 		Server: *server, Creds: *creds, Cluster: *cluster, Setup: *setup, Sync: *syncAlways, StreamReplicas: *streamReplicas,
 		Requests: *requests, Inflight: *inflight, Replicas: counts, Review: *review, Timeout: *timeout,
-		Progress: bar.update, Logger: log,
+		Progress: bar.update, Logger: log, BlockProfileRate: blockRate,
 	})
 	bar.clear()
 	if errors.Is(err, bench.ErrInvalid) {
@@ -128,6 +154,13 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		err = errors.Join(err, werr)
 	}
 	return err
+}
+
+// writeProfile writes the named runtime profile (pprof.Lookup) to f, in
+// the format go tool pprof reads, and closes f.
+func writeProfile(name string, f *os.File) {
+	defer f.Close()
+	_ = pprof.Lookup(name).WriteTo(f, 0)
 }
 
 // replicaCounts parses --replicas: "1,2,4".

@@ -2,8 +2,12 @@ package main
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
+	"io"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -278,4 +282,33 @@ func TestBenchProgressBar(t *testing.T) {
 	c.advance(time.Second)
 	quiet.update(bench.Progress{Phase: "x", Done: 1, Total: 2})
 	assert.Empty(t, w.String(), "not on a terminal")
+}
+
+// --blockprofile and --mutexprofile write profiles of the run that go tool
+// pprof reads; the block profile records where the run waited (an embedded
+// server, starting, sets the process's block profile rate to its own: the
+// bench's must survive it).
+func TestBenchProfiles(t *testing.T) {
+	dir := t.TempDir()
+	block, mutex := filepath.Join(dir, "block.pprof"), filepath.Join(dir, "mutex.pprof")
+	benchJSON(t, time.Minute, "--requests", "10", "--inflight", "2", "--sync=false", "--blockprofile", block, "--mutexprofile", mutex)
+	assert.True(t, bytes.Contains(gunzip(t, block), []byte("internal/bench.drive")), "the requesters' waits are in the block profile")
+	gunzip(t, mutex)
+
+	var errOut bytes.Buffer
+	err := run(t.Context(), []string{"bench", "--blockprofile", filepath.Join(dir, "missing", "block.pprof")}, io.Discard, &errOut)
+	require.ErrorIs(t, err, fs.ErrNotExist, "a profile that cannot be written stops the bench before it runs")
+}
+
+// gunzip reads a gzipped file (a pprof profile).
+func gunzip(t *testing.T, path string) []byte {
+	t.Helper()
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	require.NoError(t, err, "%s is a gzipped profile", path)
+	b, err := io.ReadAll(zr)
+	require.NoError(t, err)
+	return b
 }

@@ -51,6 +51,10 @@ type Options struct {
 	// Optional.
 	Progress func(Progress)
 	Logger   *slog.Logger // the replicas' and the server's complaints; nil: none
+	// BlockProfileRate is what an embedded server sets the process's
+	// block profile rate to when it starts (it sets one, 0 unless told):
+	// a caller profiling the run passes the rate it set.
+	BlockProfileRate int
 }
 
 // Progress is how far one path of one phase is.

@@ -33,7 +33,7 @@ func (e *env) startCluster(ctx context.Context, n int) error {
 	for i := range n {
 		wg.Go(func() {
 			o := opts[i]
-			o.SyncAlways, o.JetStreamDomain = e.o.Sync, e.domain
+			o.SyncAlways, o.JetStreamDomain, o.BlockProfileRate = e.o.Sync, e.domain, e.o.BlockProfileRate
 			o.Logger = slog.New(settling{Handler: e.log.Handler().WithAttrs([]slog.Attr{slog.String("node", o.Name)}), quiet: quiet})
 			nodes[i], errs[i] = embedded.Start(o)
 		})

@@ -142,7 +142,7 @@ func (e *env) openOwn(ctx context.Context, domain, upper string) error {
 	default:
 		srv, err := embedded.Start(embedded.Options{
 			Port: -1, StoreDir: filepath.Join(e.dir, "jetstream"), SyncAlways: o.Sync,
-			Name: "writ-bench", JetStreamDomain: e.domain, Logger: e.log,
+			Name: "writ-bench", JetStreamDomain: e.domain, Logger: e.log, BlockProfileRate: o.BlockProfileRate,
 		})
 		if err != nil {
 			return err

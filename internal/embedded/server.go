@@ -37,6 +37,11 @@ type Options struct {
 	// the permissions the JWT carries. Nil: the server trusts every
 	// connection (tests of the server itself only).
 	Auth *Auth
+	// BlockProfileRate is the process's block profile rate
+	// (runtime.SetBlockProfileRate) once the server has started: a server
+	// sets the rate at start, to 0 unless told, so a caller profiling
+	// where its goroutines wait passes its rate here.
+	BlockProfileRate int
 }
 
 // Cluster joins embedded servers on one machine into a NATS cluster with
@@ -283,6 +288,7 @@ func Start(o Options) (*Server, error) {
 		// A CONNECT carries the user JWT, and a role's permissions make it
 		// longer than the default 4 KiB control line.
 		MaxControlLine: MaxControlLine,
+		ProfBlockRate:  o.BlockProfileRate,
 	}
 	opts.JetStreamDomain = o.JetStreamDomain
 	if o.Auth != nil {
