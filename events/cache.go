@@ -52,18 +52,24 @@ const DefaultInspectCache = 4096
 
 func (c *InspectCache) get(m Message, digest string, bundle *identity.Bundle, maxBody int) (Record, bool) {
 	e, ok := c.c.Get(cacheKey{m.Subject, digest})
-	// A principal's event remembered as sealed (no stored time yet, no
-	// identity judged) answers for its first stored copy: Inspect judges
-	// the identity at that copy's time.
-	remembered := e.r.Kind.FromPrincipal() && e.r.Time.IsZero() && e.r.Principal == nil && !m.Time.IsZero()
-	if !ok || e.bundle != bundle || e.maxBody != maxBody || (e.r.Kind.FromPrincipal() && !remembered && !e.r.Time.Equal(m.Time)) ||
+	if !ok || e.bundle != bundle || e.maxBody != maxBody ||
 		e.r.header(HeaderSigner) != m.header(HeaderSigner) || e.r.header(HeaderSignature) != m.header(HeaderSignature) {
+		return Record{}, false
+	}
+	// A principal's verdict holds for the stored time it was judged at; one
+	// remembered as sealed, for the first stored copy (Inspect judges the
+	// identity at that copy's time), never for a notice, which has none.
+	if e.r.Kind.FromPrincipal() && (e.r.remembered() && m.Time.IsZero() || !e.r.remembered() && !e.r.Time.Equal(m.Time)) {
 		return Record{}, false
 	}
 	r := e.r
 	r.Message = m
 	return r, true
 }
+
+// remembered reports whether a cached record is one Remember kept and no
+// reader has judged yet: not decoded, no verdict.
+func (r Record) remembered() bool { return r.Data == nil && r.Err == nil }
 
 func (c *InspectCache) put(r Record, bundle *identity.Bundle, maxBody int) {
 	c.c.Put(cacheKey{r.Subject, r.Digest}, cached{r: r, bundle: bundle, maxBody: maxBody})

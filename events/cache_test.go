@@ -131,3 +131,25 @@ func TestRememberAgreesWithInspect(t *testing.T) {
 	ch.Remember(out, 9)
 	assert.Zero(t, ch.Cache.Len(), "an evaluation by the issuer's key")
 }
+
+// A principal's event remembered as sealed is not judged from a notice of
+// it (no stored time: its identity would be judged at none); the stored
+// copy read after is judged as Inspect judges it.
+func TestRememberedPrincipalNotJudgedFromItsNotice(t *testing.T) {
+	f := newFixture(t)
+	out, err := events.Seal(events.Draft{Domain: "acme", RequestID: reqID, Kind: events.KindRequested, Source: "writ://acme/test", Time: t0, Data: f.requested(f.alice, "acme", "alice")}, f.alice.Key)
+	require.NoError(t, err)
+	stored := events.Message{Subject: out.Subject, Seq: 7, Time: t0.Add(time.Second), Header: out.Header(), Body: out.Body}
+	want := events.Checker{Bundle: f.bundle}.Inspect(stored, t0)
+	require.True(t, want.Valid(), want.Err)
+
+	ch := events.Checker{Bundle: f.bundle, Cache: events.NewInspectCache(8)}
+	ch.Remember(out, 7)
+	notice := events.Message{Subject: out.Subject, Header: out.Header(), Body: out.Body}
+	// Heard long after alice's identity expired: judged at now, refused.
+	late := t0.AddDate(50, 0, 0)
+	require.Error(t, events.Checker{Bundle: f.bundle}.Inspect(notice, late).Err, "the identity has expired by then")
+	heard := ch.Inspect(notice, late)
+	assert.Error(t, heard.Err, "the notice is judged at now, not answered from what was remembered")
+	assert.Equal(t, want, ch.Inspect(stored, t0), "the stored copy is judged as Inspect judges it")
+}

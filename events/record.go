@@ -63,10 +63,11 @@ type Checker struct {
 
 // Inspect checks, in order: subject, size, JSON (no key twice in one
 // object: the schema and the decoding would read it differently), type
-// against subject, schema, signature, and the signer's entitlement (a component key of the
-// subject's domain for component kinds; the identity's own key, chained to
-// its domain's account key, for requests and votes). The first failure is
-// recorded in Err; the fields learnt before it stay set.
+// against subject, schema, signature, and the signer's entitlement (a
+// component key of the subject's domain for component kinds; the
+// identity's own key, chained to its domain's account key, for requests
+// and votes). The first failure is recorded in Err; the fields learnt
+// before it stay set.
 //
 // An identity must be valid when the stream stored the message (m.Time), so
 // that a history stays valid after its signers' JWTs expire; now is used
@@ -77,7 +78,7 @@ func (c Checker) Inspect(m Message, now time.Time) Record {
 		return c.inspect(m, d, now)
 	}
 	if r, ok := c.Cache.get(m, d, c.Bundle, c.MaxBody); ok {
-		if r.Data != nil || r.Err != nil {
+		if !r.remembered() {
 			return r
 		}
 		// Remembered as sealed here, read back for the first time.
