@@ -178,8 +178,9 @@ func (c *Client) Submit(ctx context.Context, who *identity.Identity, s Spec) (*S
 	// judge notices on; the first read judges it as every reader does.
 	if rec, err := events.Sealed(out, seq); err == nil {
 		rec.Principal = &who.Principal
-		f, errs := series.Fold[series.Any]([]events.Record{rec})
-		sub.view = &Request{State: f.Request, Series: f, Records: []events.Record{rec}, Errs: errs}
+		records := []events.Record{rec}
+		f, errs := series.Fold[series.Any](records)
+		sub.view = folded(f, records, errs)
 	}
 	return sub, nil
 }
@@ -294,6 +295,11 @@ func requestOf(h *history.History) *Request {
 	return &Request{State: h.State, Series: h.Series, Records: h.Records, Errs: h.Errs}
 }
 
+// folded is records folded as a history, shown as the client shows one.
+func folded(f series.Any, records []events.Record, errs map[uint64]error) *Request {
+	return &Request{State: f.Request, Series: f, Records: records, Errs: errs}
+}
+
 // Find returns the domain a request id belongs to.
 func (c *Client) Find(ctx context.Context, id string) (string, error) {
 	if err := checkID(id); err != nil {
@@ -334,9 +340,6 @@ func (c *Client) follow(ctx context.Context, domain, id string, done func(*Reque
 	defer l.stop()
 	return c.followOn(ctx, l, domain, id, done, nil)
 }
-
-// errNotRead stands for a read followOn did not make.
-var errNotRead = errors.New("not read")
 
 // listener hears of every message published to one history (notices).
 type listener struct {
@@ -409,29 +412,28 @@ func (c *Client) followOn(ctx context.Context, l listener, domain, id string, do
 	var readErr error
 	stall := stallWatch{c: c, domain: domain}
 	defer stall.end()
+	// With start, the history is known until a notice says more: the
+	// first read waits for one.
 	for read := start == nil; ; read = true {
-		var r *Request
-		err := errNotRead
 		if read {
-			r, err = c.Load(ctx, domain, id)
-		}
-		switch {
-		case err == errNotRead: // start is the history, until a notice says more
-		case err == nil && done(r):
-			return r, nil
-		case err == nil:
-			last, ahead, readErr = r, r, nil
-			for _, rec := range r.Records {
-				delete(unread, rec.Digest)
+			r, err := c.Load(ctx, domain, id)
+			switch {
+			case err == nil && done(r):
+				return r, nil
+			case err == nil:
+				last, ahead, readErr = r, r, nil
+				for _, rec := range r.Records {
+					delete(unread, rec.Digest)
+				}
+				stall.observe(ctx, r, time.Now())
+			case errors.Is(err, ErrNotFound):
+				stall.observe(ctx, nil, time.Now())
+			case errors.Is(err, store.ErrNoStream) || c.nc.IsClosed() || ctx.Err() != nil:
+				return last, err
+			default:
+				// A read lost to a reconnect or a failover: read again.
+				readErr = err
 			}
-			stall.observe(ctx, r, time.Now())
-		case errors.Is(err, ErrNotFound):
-			stall.observe(ctx, nil, time.Now())
-		case errors.Is(err, store.ErrNoStream) || c.nc.IsClosed() || ctx.Err() != nil:
-			return last, err
-		default:
-			// A read lost to a reconnect or a failover: read again.
-			readErr = err
 		}
 		now := time.Now()
 		for d, at := range unread {
@@ -461,8 +463,9 @@ func (c *Client) followOn(ctx context.Context, l listener, domain, id string, do
 				at := time.Now()
 				read := false
 				for {
-					if view, decides := c.mayDecide(ahead, m, done); decides {
-						unread[events.Digest(m.Data)], read = at, true
+					d := events.Digest(m.Data)
+					if view, decides := c.mayDecide(ahead, m, d, done); decides {
+						unread[d], read = at, true
 					} else {
 						ahead = view
 					}
@@ -483,7 +486,8 @@ func (c *Client) followOn(ctx context.Context, l listener, domain, id string, do
 	}
 }
 
-// mayDecide reports whether the message noticed could make done hold
+// mayDecide reports whether the message noticed (m, its body's digest d)
+// could make done hold
 // once stored, so that the history must be read again; when it could not,
 // it returns view with the message folded in, for the next notice to be
 // judged on. A component's event is judged here, once (the verdict is
@@ -492,11 +496,10 @@ func (c *Client) followOn(ctx context.Context, l listener, domain, id string, do
 // read. Anything else is read for: a principal's event (judged at its
 // stored time, not known yet), a message not genuine or not chaining on
 // (a notice was missed, or it is junk), or no history read yet.
-func (c *Client) mayDecide(view *Request, m *nats.Msg, done func(*Request) bool) (*Request, bool) {
+func (c *Client) mayDecide(view *Request, m *nats.Msg, d string, done func(*Request) bool) (*Request, bool) {
 	if view == nil {
 		return nil, true
 	}
-	d := events.Digest(m.Data)
 	for _, r := range view.Records {
 		if r.Digest == d {
 			return view, false // known already: this client's own request, heard back
@@ -514,11 +517,11 @@ func (c *Client) mayDecide(view *Request, m *nats.Msg, done func(*Request) bool)
 	if err != nil {
 		return nil, true
 	}
-	folded := &Request{State: next.Request, Series: next, Records: append(view.Records[:len(view.Records):len(view.Records)], rec), Errs: view.Errs}
-	if done(folded) {
+	ahead := folded(next, append(view.Records[:len(view.Records):len(view.Records)], rec), view.Errs)
+	if done(ahead) {
 		return nil, true
 	}
-	return folded, false
+	return ahead, false
 }
 
 // Settled reports whether a request needs nothing more from the pipeline:
