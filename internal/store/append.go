@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/writ-dev/writ/events"
+	"github.com/writ-dev/writ/internal/restart"
 )
 
 // ErrConflict means another writer appended to the request first.
@@ -33,7 +34,7 @@ func Append(ctx context.Context, js jetstream.JetStream, stream string, out even
 		attempt int
 		absent  noAnswer
 	)
-	r := Reader{NC: js.Conn(), Stream: stream, APIPrefix: APIPrefixOf(js.Options())}
+	r := readerOf(js, stream)
 	err := Retry(ctx, func(ctx context.Context) error {
 		var err error
 		seq, err = publish(ctx, js, stream, out, lastSeq, filter, attempt > 0)
@@ -116,10 +117,16 @@ func unknownOutcome(err error) bool {
 	return Transient(err) || errors.Is(err, ErrGaveUp)
 }
 
+// readerOf reads stream through js's JetStream (its API prefix, so also
+// another domain's stream across leafnodes).
+func readerOf(js jetstream.JetStream, stream string) Reader {
+	return Reader{NC: js.Conn(), Stream: stream, APIPrefix: APIPrefixOf(js.Options())}
+}
+
 // stored returns the sequence of out if it is the last message on its
 // subject.
 func stored(ctx context.Context, js jetstream.JetStream, stream string, out events.Outgoing) (uint64, bool) {
-	m, err := Reader{NC: js.Conn(), Stream: stream}.Last(ctx, out.Subject)
+	m, err := readerOf(js, stream).Last(ctx, out.Subject)
 	if err != nil || m == nil || string(m.Body) != string(out.Body) {
 		return 0, false
 	}
@@ -133,7 +140,7 @@ func stored(ctx context.Context, js jetstream.JetStream, stream string, out even
 // still cannot tell is a conflict too, and the caller reads the history
 // again to find out.
 func duplicateOf(ctx context.Context, js jetstream.JetStream, stream string, out events.Outgoing, seq uint64) (uint64, error) {
-	r := Reader{NC: js.Conn(), Stream: stream, APIPrefix: APIPrefixOf(js.Options())}
+	r := readerOf(js, stream)
 	giveUp := time.Now().Add(dupWait)
 	for {
 		m, err := r.At(ctx, out.Subject, seq)
@@ -143,10 +150,8 @@ func duplicateOf(ctx context.Context, js jetstream.JetStream, stream string, out
 		case err != nil || m != nil || time.Now().After(giveUp):
 			return 0, ErrConflict
 		}
-		select {
-		case <-ctx.Done():
+		if !restart.Sleep(ctx, 10*time.Millisecond) {
 			return 0, ErrConflict
-		case <-time.After(10 * time.Millisecond):
 		}
 	}
 }

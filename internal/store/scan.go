@@ -23,7 +23,7 @@ var ErrNoDirect = errors.New("the stream does not allow direct gets")
 // consumer: whoever may read the stream may scan it, without the right to
 // create (and so to change) consumers. The stream must allow direct gets.
 func Scan(ctx context.Context, js jetstream.JetStream, stream, filter string, since time.Time, fn func(events.Message) error) error {
-	r := Reader{NC: js.Conn(), Stream: stream, APIPrefix: APIPrefixOf(js.Options())}
+	r := readerOf(js, stream)
 	start := directGet{Seq: 1}
 	if !since.IsZero() {
 		start = directGet{StartTime: &since}
