@@ -1,6 +1,7 @@
 package events_test
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -79,14 +80,21 @@ func TestInspectCache(t *testing.T) {
 	assert.Equal(t, evaluated.Seq, stored.Seq, "with the stored copy's own sequence and time")
 	assert.Equal(t, evaluated.Time, stored.Time)
 
-	// Bounded: the oldest entry goes first.
+	// Bounded: the oldest entry goes first. Three requests that differ in
+	// their bodies, in a cache of two.
+	var three []events.Message
+	var verdicts []any
 	for i := range 3 {
-		m := seal(t, events.KindRequested, f.requested(f.alice, "acme", "alice"), f.alice.Key)
+		d := f.requested(f.alice, "acme", "alice")
+		d.Reason = fmt.Sprintf("reason %d", i)
+		m := seal(t, events.KindRequested, d, f.alice.Key)
 		m.Seq = uint64(10 + i)
-		m.Time = m.Time.Add(time.Duration(i) * time.Second)
-		c.Inspect(m, t0)
+		three = append(three, m)
+		verdicts = append(verdicts, c.Inspect(m, t0).Data)
 	}
 	assert.Equal(t, 2, cache.Len())
+	assert.Same(t, verdicts[2], c.Inspect(three[2], t0).Data, "the newest is held")
+	assert.NotSame(t, verdicts[0], c.Inspect(three[0], t0).Data, "the oldest went first")
 }
 
 // What Remember records of an event this process sealed is what Inspect
