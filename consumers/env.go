@@ -39,8 +39,8 @@ const (
 // store the append — so it takes many handlings at once to keep the CPU
 // busy, the more so when every write is synced to disk: on the 2-core
 // development machine, with sync_always and 64 requests in flight, 16 took
-// the bench's throughput from 220 to 315 requests/s over 4 (524 from 398
-// without sync); 32 did as well, 64 worse.
+// writ bench from 336 to 438 requests/s over 4 (782 from 636 without
+// sync); 32 did as well, 64 worse.
 const DefaultWorkers = 16
 
 // Env is what every component shares: the connection, the stream, the
