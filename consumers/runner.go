@@ -104,8 +104,17 @@ func consumeOnce(ctx context.Context, js jetstream.JetStream, stream string, cfg
 		if ctx.Err() != nil { // a select would pick a free slot as often
 			return nil
 		}
-		if g != nil && !waitGate(ctx, g, probe) {
-			return nil
+		if g != nil {
+			open, err := waitGate(ctx, g, probe, func(ctx context.Context) error {
+				_, err := cons.Info(ctx)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			if !open {
+				return nil
+			}
 		}
 		select {
 		case <-ctx.Done():
@@ -163,21 +172,34 @@ type gate interface {
 	Open() <-chan struct{} // closed while open
 }
 
-// waitGate waits until g is open; false when ctx ended first. The loop
-// shows idle while it waits.
-func waitGate(ctx context.Context, g gate, probe ConsumerProbe) bool {
+// waitGate waits until g is open: true then, false when ctx ended first.
+// The loop shows idle while it waits. Every fetchWait meanwhile it asks
+// whether its consumer is still there (alive): one deleted while the gate
+// is shut gets no pull that could tell it so, and the guard that shut the
+// gate stays shut until the consumer is there again, so a consumer gone
+// (ErrConsumerNotFound, or its stream's ErrStreamNotFound) ends the wait
+// with that error, for the loop to make it again.
+func waitGate(ctx context.Context, g gate, probe ConsumerProbe, alive func(context.Context) error) (bool, error) {
 	select {
 	case <-g.Open():
-		return true
+		return true, nil
 	default:
 	}
 	probe.Loop(LoopIdle)
-	select {
-	case <-ctx.Done():
-		return false
-	case <-g.Open():
-		probe.Loop(LoopConsuming)
-		return true
+	check := time.NewTicker(fetchWait)
+	defer check.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false, nil
+		case <-g.Open():
+			probe.Loop(LoopConsuming)
+			return true, nil
+		case <-check.C:
+			if err := alive(ctx); errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+				return false, err
+			}
+		}
 	}
 }
 
