@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/writ-dev/writ/consumers"
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/issuer"
 )
@@ -120,11 +121,20 @@ type Grants struct {
 	MaxTTL     Duration `json:"max_ttl"`
 }
 
-// Limits bound input.
+// Limits bound input, and the work a component does at once.
 type Limits struct {
 	MaxEventBytes int `json:"max_event_bytes"`
-	Workers       int `json:"workers"`
+	// Workers is how many messages each component handles at once, and
+	// pulls ahead of them (DefaultWorkers says why so many).
+	Workers int `json:"workers"`
 }
+
+// DefaultWorkers is Limits.Workers for new setups (consumers.DefaultWorkers
+// says why); MaxWorkers bounds it.
+const (
+	DefaultWorkers = consumers.DefaultWorkers
+	MaxWorkers     = 256
+)
 
 // Default returns the configuration Init writes for domain.
 func Default(domain string) Config {
@@ -145,7 +155,7 @@ func Default(domain string) Config {
 		Policies: "policies",
 		Flows:    "flows.json",
 		Grants:   Grants{DefaultTTL: Duration(15 * time.Minute), MaxTTL: Duration(time.Hour)},
-		Limits:   Limits{MaxEventBytes: 64 << 10, Workers: 4},
+		Limits:   Limits{MaxEventBytes: 64 << 10, Workers: DefaultWorkers},
 	}
 }
 
@@ -224,6 +234,9 @@ func (c Config) Validate() error {
 	}
 	if c.Limits.MaxEventBytes < 1024 || c.Limits.MaxEventBytes > 1<<20 {
 		errs = append(errs, fmt.Errorf("%w must be 1 KiB to 1 MiB", Setting("limits.max_event_bytes")))
+	}
+	if c.Limits.Workers < 1 || c.Limits.Workers > MaxWorkers {
+		errs = append(errs, fmt.Errorf("%w must be 1 to %d (default %d)", Setting("limits.workers"), MaxWorkers, DefaultWorkers))
 	}
 	if f := c.Federation; f != nil {
 		errs = append(errs, f.problems()...)

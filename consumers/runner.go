@@ -54,30 +54,83 @@ type handlerFunc func(ctx context.Context, m jetstream.Msg) error
 
 // consume runs h over the durable pull consumer d (cfg) with up to workers
 // messages in flight, pulling only while g (when not nil) is open, until
-// ctx ends; then it stops pulling, handles what
-// its last pull brings (within fetchWait), finishes what it holds and
-// returns. A message is acked only after h returns nil. A
-// consumer that disappears while still wanted is made again. obs hears of
-// the loop's state and of every message.
+// ctx ends; then it stops pulling, handles what its last pull brings
+// (within fetchWait) and what it holds, and returns. A message is acked
+// only after h returns nil. A consumer that disappears while still wanted
+// is made again. obs hears of the loop's state and of every message.
+//
+// It pulls ahead of its workers: up to workers more messages than are
+// being handled (lookahead), so that a worker done with one message finds
+// the next in hand. Pulling only for free workers left each of them idle
+// for a pull's round trip after every message, and under sync_always that
+// round trip waits for the write being synced: a third of every worker's
+// time, with a backlog waiting in the stream. A message pulled ahead tells
+// the server it is in progress while it waits, as one being handled does,
+// so that waiting never costs it a redelivery.
 func consume(ctx context.Context, js jetstream.JetStream, obs Observer, d Durable, cfg jetstream.ConsumerConfig, workers int, g gate, log *slog.Logger, h handlerFunc) error {
 	probe := obs.Consumer(d, workers)
 	defer probe.Loop(LoopStopped)
-	// Free worker slots: taking one bounds the messages in flight and
-	// names the slot to the probe, which can then tell a stuck handler.
-	slots := make(chan int, workers)
-	for i := range workers {
-		slots <- i
-	}
+	q := newQueue(workers)
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	dispatched := make(chan struct{})
+	go func() {
+		defer close(dispatched)
+		q.dispatch(ctx, &wg, log, probe, h)
+	}()
 	// When the consumer goes away under us (deleted, or its stream was
 	// re-created), make it again rather than stop serving silently.
 	restart.Loop(ctx, log.With("durable", cfg.Durable), "consumer", func(ctx context.Context) error {
 		probe.Loop(LoopIdle)
 		defer probe.Loop(LoopIdle)
-		return consumeOnce(ctx, js, d.Stream, cfg, g, log, probe, slots, &wg, h)
+		return consumeOnce(ctx, js, d.Stream, cfg, g, log, probe, q)
 	})
+	// Every message pulled is handled: none is dropped in the queue.
+	close(q.ready)
+	<-dispatched
+	wg.Wait()
 	return nil
+}
+
+// queue holds the messages pulled and not yet handled, and bounds them.
+type queue struct {
+	// credits bound the messages pulled and not yet handled: workers plus
+	// the lookahead. A pull asks for as many as it takes; a message gives
+	// its credit back when its handling ends.
+	credits chan struct{}
+	// slots are the free workers: taking one bounds the messages handled
+	// at once and names the slot to the probe, which can then tell a stuck
+	// handler.
+	slots chan int
+	// ready are the messages pulled, waiting for a worker; it holds as many
+	// as there are credits, so a pull never waits for room.
+	ready chan *held
+}
+
+func newQueue(workers int) *queue {
+	q := &queue{
+		credits: make(chan struct{}, 2*workers),
+		slots:   make(chan int, workers),
+		ready:   make(chan *held, 2*workers),
+	}
+	for i := range workers {
+		q.slots <- i
+	}
+	for range cap(q.credits) {
+		q.credits <- struct{}{}
+	}
+	return q
+}
+
+// dispatch hands each message ready to a free worker, until ready is
+// closed and drained.
+func (q *queue) dispatch(ctx context.Context, wg *sync.WaitGroup, log *slog.Logger, probe ConsumerProbe, h handlerFunc) {
+	for m := range q.ready {
+		slot := <-q.slots
+		wg.Go(func() {
+			defer func() { q.slots <- slot; q.credits <- struct{}{} }()
+			handle(ctx, m, log, probe, slot, h)
+		})
+	}
 }
 
 // fetchWait is how long one pull waits for messages: how soon a pull lost
@@ -85,7 +138,7 @@ func consume(ctx context.Context, js jetstream.JetStream, obs Observer, d Durabl
 // a stopping loop may wait for its last pull to end.
 const fetchWait = time.Second
 
-func consumeOnce(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.ConsumerConfig, g gate, log *slog.Logger, probe ConsumerProbe, slots chan int, wg *sync.WaitGroup, h handlerFunc) error {
+func consumeOnce(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.ConsumerConfig, g gate, log *slog.Logger, probe ConsumerProbe, q *queue) error {
 	cons, err := js.CreateOrUpdateConsumer(ctx, stream, cfg)
 	if err != nil {
 		return fmt.Errorf("create consumer: %w", err)
@@ -94,50 +147,54 @@ func consumeOnce(ctx context.Context, js jetstream.JetStream, stream string, cfg
 	stop := context.AfterFunc(ctx, func() { probe.Loop(LoopIdle) }) // draining
 	defer stop()
 	log.Debug("consuming", "durable", cfg.Durable)
-	// Each pull asks for as many messages as there are free workers, so
-	// every message delivered has a worker ready for it. None waits in a
-	// client buffer, where its ack wait would run and where, with a
-	// fixed-size buffer, status messages piling up behind busy workers
-	// made the client drop deliveries (back only after the ack wait).
-	var free []int
+	// Each pull asks for as many messages as there are credits free, so
+	// every message delivered has room in the queue and a worker soon. None
+	// waits in the client library's buffer, where, with a fixed-size
+	// buffer, status messages piling up behind busy workers made the client
+	// drop deliveries (back only after the ack wait).
 	for failures := 0; ; {
-		if ctx.Err() != nil { // a select would pick a free slot as often
+		if ctx.Err() != nil { // a select would pick a free credit as often
 			return nil
 		}
-		if g != nil && !waitGate(ctx, g, probe) {
-			return nil
+		if g != nil {
+			open, err := waitGate(ctx, g, probe, func(ctx context.Context) error {
+				_, err := cons.Info(ctx)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			if !open {
+				return nil
+			}
 		}
+		n := 0
 		select {
 		case <-ctx.Done():
 			return nil
-		case slot := <-slots:
-			free = append(free[:0], slot)
+		case <-q.credits:
+			n = 1
 		}
 		for more := true; more; {
 			select {
-			case slot := <-slots:
-				free = append(free, slot)
+			case <-q.credits:
+				n++
 			default:
 				more = false
 			}
 		}
 		// A pull, once made, is read to its end even when ctx ends: what
 		// the server sends for it is handled, not dropped.
-		batch, err := cons.Fetch(len(free), jetstream.FetchMaxWait(fetchWait))
+		batch, err := cons.Fetch(n, jetstream.FetchMaxWait(fetchWait))
 		if err == nil {
 			for m := range batch.Messages() {
-				slot := free[0]
-				free = free[1:]
-				wg.Add(1)
-				go func() {
-					defer func() { slots <- slot; wg.Done() }()
-					handle(ctx, m, log, probe, slot, h)
-				}()
+				n--
+				q.ready <- hold(m)
 			}
 			err = batch.Error()
 		}
-		for _, slot := range free {
-			slots <- slot
+		for range n {
+			q.credits <- struct{}{}
 		}
 		if err == nil || ctx.Err() != nil {
 			failures = 0
@@ -157,31 +214,81 @@ func consumeOnce(ctx context.Context, js jetstream.JetStream, stream string, cfg
 	}
 }
 
+// held is a message pulled and not yet acknowledged: from the moment it
+// arrives, it tells the server every progressEvery that it is in progress,
+// while it waits for a worker and while it is handled, until release.
+type held struct {
+	jetstream.Msg
+	// The beat is armed under mu and stopped under it, so that a beat
+	// already firing when it is released does not arm itself again.
+	mu       sync.Mutex
+	released bool
+	beat     *time.Timer
+}
+
+func hold(m jetstream.Msg) *held {
+	hm := &held{Msg: m}
+	hm.mu.Lock()
+	defer hm.mu.Unlock()
+	hm.beat = time.AfterFunc(progressEvery, func() {
+		hm.mu.Lock()
+		defer hm.mu.Unlock()
+		if !hm.released {
+			_ = m.InProgress()
+			hm.beat.Reset(progressEvery)
+		}
+	})
+	return hm
+}
+
+// release stops the beat: the message is about to be acked, naked or
+// terminated.
+func (hm *held) release() {
+	hm.mu.Lock()
+	defer hm.mu.Unlock()
+	hm.released = true
+	hm.beat.Stop()
+}
+
 // gate shuts a consumer loop: while shut, the loop pulls nothing, so that
 // messages wait in the stream rather than spend their deliveries.
 type gate interface {
 	Open() <-chan struct{} // closed while open
 }
 
-// waitGate waits until g is open; false when ctx ended first. The loop
-// shows idle while it waits.
-func waitGate(ctx context.Context, g gate, probe ConsumerProbe) bool {
+// waitGate waits until g is open: true then, false when ctx ended first.
+// The loop shows idle while it waits. Every fetchWait meanwhile it asks
+// whether its consumer is still there (alive): one deleted while the gate
+// is shut gets no pull that could tell it so, and the guard that shut the
+// gate stays shut until the consumer is there again, so a consumer gone
+// (ErrConsumerNotFound, or its stream's ErrStreamNotFound) ends the wait
+// with that error, for the loop to make it again.
+func waitGate(ctx context.Context, g gate, probe ConsumerProbe, alive func(context.Context) error) (bool, error) {
 	select {
 	case <-g.Open():
-		return true
+		return true, nil
 	default:
 	}
 	probe.Loop(LoopIdle)
-	select {
-	case <-ctx.Done():
-		return false
-	case <-g.Open():
-		probe.Loop(LoopConsuming)
-		return true
+	check := time.NewTicker(fetchWait)
+	defer check.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false, nil
+		case <-g.Open():
+			probe.Loop(LoopConsuming)
+			return true, nil
+		case <-check.C:
+			if err := alive(ctx); errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+				return false, err
+			}
+		}
 	}
 }
 
-func handle(ctx context.Context, m jetstream.Msg, log *slog.Logger, probe ConsumerProbe, slot int, h handlerFunc) {
+func handle(ctx context.Context, hm *held, log *slog.Logger, probe ConsumerProbe, slot int, h handlerFunc) {
+	m := hm.Msg
 	start := time.Now()
 	probe.Begin(slot, start)
 	// Handling outlives shutdown by up to handleTimeout, so a message in
@@ -194,31 +301,9 @@ func handle(ctx context.Context, m jetstream.Msg, log *slog.Logger, probe Consum
 	if md, err := m.Metadata(); err == nil {
 		seq, delivered, age = md.Sequence.Stream, md.NumDelivered, start.Sub(md.Timestamp)
 	}
-	// Progress acks while the handler works. The beat is armed under mu
-	// and stopped under it, so that a beat already firing when handling
-	// ends does not arm itself again.
-	var (
-		mu      sync.Mutex
-		stopped bool
-		beat    *time.Timer
-	)
-	mu.Lock()
-	beat = time.AfterFunc(progressEvery, func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if !stopped {
-			_ = m.InProgress()
-			beat.Reset(progressEvery)
-		}
-	})
-	mu.Unlock()
 	err := func() (err error) {
-		defer func() {
-			mu.Lock()
-			stopped = true
-			beat.Stop()
-			mu.Unlock()
-		}()
+		// Progress acks while the handler works, and none after.
+		defer hm.release()
 		defer func() {
 			if p := recover(); p != nil {
 				err = fmt.Errorf("panic: %v", p)

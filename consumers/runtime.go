@@ -20,9 +20,10 @@ import (
 type Handler func(ctx context.Context, m jetstream.Msg) error
 
 // Consume runs h over the durable pull consumer d (created or updated with
-// cfg) with up to workers messages in flight until ctx ends, then finishes
-// what it holds and returns; obs hears of the loop and of every message. A
-// consumer that disappears while still wanted is made again.
+// cfg) with up to workers messages in flight, and as many more pulled ahead
+// of them, until ctx ends, then finishes what it holds and returns; obs
+// hears of the loop and of every message. A consumer that disappears while
+// still wanted is made again.
 func Consume(ctx context.Context, js jetstream.JetStream, obs Observer, d Durable, cfg jetstream.ConsumerConfig, workers int, log *slog.Logger, h Handler) error {
 	return consume(ctx, js, obs, d, cfg, workers, nil, log, handlerFunc(h))
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/writ-dev/writ/config"
 	"github.com/writ-dev/writ/internal/bench"
 	"github.com/writ-dev/writ/internal/embedded"
 )
@@ -36,6 +37,7 @@ func TestBenchJSON(t *testing.T) {
 	assert.Positive(t, s.RelayPayload)
 	assert.Zero(t, s.Cluster)
 	assert.Empty(t, s.Setup)
+	assert.Equal(t, config.DefaultWorkers, s.Workers, "Writ's handlers per component, and the relay's per hop")
 
 	assert.Equal(t, []string{"sequential/r", "concurrent/r", "concurrent/rr", "review/r"}, phasesGranted(t, rep, 40))
 	// Persisted messages: requested, evaluated, granted; the review adds
