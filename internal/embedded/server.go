@@ -388,3 +388,15 @@ func (g *logger) Fatalf(f string, v ...any)  { g.l.Error(fmt.Sprintf(f, v...), "
 func (g *logger) Errorf(f string, v ...any)  { g.l.Error(fmt.Sprintf(f, v...), "component", "nats") }
 func (g *logger) Debugf(f string, v ...any)  { g.l.Debug(fmt.Sprintf(f, v...), "component", "nats") }
 func (g *logger) Tracef(f string, v ...any)  { g.l.Debug(fmt.Sprintf(f, v...), "component", "nats") }
+
+// Leafz is the server's own account of its leafnode links: per link, the
+// messages and bytes each way and the subscriptions it carries.
+func (s *Server) Leafz() (*server.Leafz, error) {
+	return s.ns.Leafz(&server.LeafzOptions{Subscriptions: false})
+}
+
+// Subsz is the server's count of subscriptions, with how many were ever
+// inserted and removed: interest that comes and goes shows there.
+func (s *Server) Subsz() (*server.Subsz, error) {
+	return s.ns.Subsz(&server.SubszOptions{})
+}
