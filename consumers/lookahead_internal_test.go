@@ -69,10 +69,11 @@ func lookaheadEnv(t *testing.T, workers int, cfg jetstream.ConsumerConfig, h han
 // While every worker is busy, the loop holds as many messages again, pulled
 // ahead: a worker done with one finds the next in hand, without a pull's
 // round trip (which, under sync_always, waits for the write being synced).
+// Its pull subscription brings up to as many again, and no more.
 func TestConsumePullsAheadOfBusyWorkers(t *testing.T) {
 	const workers = 2
 	rec := &handled{times: map[string]int{}, delivered: map[string]uint64{}}
-	started := make(chan struct{}, 2*workers)
+	started := make(chan struct{}, 4*workers)
 	release := make(chan struct{})
 	js, publish := lookaheadEnv(t, workers, durableConfig("d", "s.>"), func(ctx context.Context, m jetstream.Msg) error {
 		rec.take(m)
@@ -85,7 +86,7 @@ func TestConsumePullsAheadOfBusyWorkers(t *testing.T) {
 	var once sync.Once
 	free := func() { once.Do(func() { close(release) }) }
 	t.Cleanup(free)
-	for i := range 3 * workers {
+	for i := range 4 * workers {
 		publish(i)
 	}
 	for range workers {
@@ -95,8 +96,8 @@ func TestConsumePullsAheadOfBusyWorkers(t *testing.T) {
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
 		info, err := cons.Info(t.Context())
-		return err == nil && info.NumAckPending == 2*workers
-	}, 5*time.Second, 10*time.Millisecond, "as many messages pulled ahead as there are workers, all of them busy")
+		return err == nil && info.NumAckPending == 3*workers
+	}, 5*time.Second, 10*time.Millisecond, "as many messages in the queue as there are workers, all of them busy, and one pull's worth in the subscription")
 	info, err := cons.Info(t.Context())
 	require.NoError(t, err)
 	assert.Equal(t, uint64(workers), info.NumPending, "and no more: the rest wait in the stream")
@@ -104,7 +105,7 @@ func TestConsumePullsAheadOfBusyWorkers(t *testing.T) {
 
 	free()
 	require.Eventually(t, func() bool {
-		for i := range 3 * workers {
+		for i := range 4 * workers {
 			if rec.count(strconv.Itoa(i)) != 1 {
 				return false
 			}

@@ -54,8 +54,8 @@ type handlerFunc func(ctx context.Context, m jetstream.Msg) error
 
 // consume runs h over the durable pull consumer d (cfg) with up to workers
 // messages in flight, pulling only while g (when not nil) is open, until
-// ctx ends; then it stops pulling, handles what its last pull brings
-// (within fetchWait) and what it holds, and returns. A message is acked
+// ctx ends; then it stops pulling, handles what its subscription has
+// brought and what it holds, and returns. A message is acked
 // only after h returns nil. A consumer that disappears while still wanted
 // is made again. obs hears of the loop's state and of every message.
 //
@@ -66,7 +66,9 @@ type handlerFunc func(ctx context.Context, m jetstream.Msg) error
 // round trip waits for the write being synced: a third of every worker's
 // time, with a backlog waiting in the stream. A message pulled ahead tells
 // the server it is in progress while it waits, as one being handled does,
-// so that waiting never costs it a redelivery.
+// so that waiting in the queue never costs it a redelivery. Beyond those,
+// the pull subscription may have brought up to workers more, which wait
+// in the client library until the queue has room (see pullWhileOpen).
 func consume(ctx context.Context, js jetstream.JetStream, obs Observer, d Durable, cfg jetstream.ConsumerConfig, workers int, g gate, log *slog.Logger, h handlerFunc) error {
 	probe := obs.Consumer(d, workers)
 	defer probe.Loop(LoopStopped)
@@ -133,10 +135,21 @@ func (q *queue) dispatch(ctx context.Context, wg *sync.WaitGroup, log *slog.Logg
 	}
 }
 
-// fetchWait is how long one pull waits for messages: how soon a pull lost
-// on its way (a consumer's leader changing hands) is replaced, and how long
-// a stopping loop may wait for its last pull to end.
-const fetchWait = time.Second
+// A loop holds one pull subscription for as long as it consumes: one
+// reply inbox, pulls of up to pullExpiry renewed on it, the server's
+// heartbeat every pullHeartbeat while a pull waits. A pull per second,
+// each with a fresh inbox, made the server add and drop a subscription
+// every second in every loop, and a federation's hub carries that interest
+// to every spoke: idle cost growing with the square of the domains.
+// A pull lost on its way (a consumer's leader killed) is noticed by the
+// heartbeats missing, within two of them, and made again. gateCheck is
+// how often a consuming loop asks whether its gate has shut, and how often
+// a loop at a shut gate asks whether its consumer is still there.
+const (
+	pullExpiry    = 30 * time.Second
+	pullHeartbeat = 2 * time.Second
+	gateCheck     = time.Second
+)
 
 func consumeOnce(ctx context.Context, js jetstream.JetStream, stream string, cfg jetstream.ConsumerConfig, g gate, log *slog.Logger, probe ConsumerProbe, q *queue) error {
 	cons, err := js.CreateOrUpdateConsumer(ctx, stream, cfg)
@@ -147,15 +160,7 @@ func consumeOnce(ctx context.Context, js jetstream.JetStream, stream string, cfg
 	stop := context.AfterFunc(ctx, func() { probe.Loop(LoopIdle) }) // draining
 	defer stop()
 	log.Debug("consuming", "durable", cfg.Durable)
-	// Each pull asks for as many messages as there are credits free, so
-	// every message delivered has room in the queue and a worker soon. None
-	// waits in the client library's buffer, where, with a fixed-size
-	// buffer, status messages piling up behind busy workers made the client
-	// drop deliveries (back only after the ack wait).
-	for failures := 0; ; {
-		if ctx.Err() != nil { // a select would pick a free credit as often
-			return nil
-		}
+	for ctx.Err() == nil {
 		if g != nil {
 			open, err := waitGate(ctx, g, probe, func(ctx context.Context) error {
 				_, err := cons.Info(ctx)
@@ -168,49 +173,97 @@ func consumeOnce(ctx context.Context, js jetstream.JetStream, stream string, cfg
 				return nil
 			}
 		}
-		n := 0
+		if err := pullWhileOpen(ctx, cons, g, log, cfg.Durable, q); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pullWhileOpen keeps a pull subscription until ctx ends or g shuts (nil),
+// or the consumer is gone (its error, for the loop to make it again). Each
+// message delivered is held (it tells the server it is in progress from
+// then on) and waits for a credit before it joins the queue, so that the
+// messages in the queue stay bounded. The subscription asks for more only
+// as messages are handed on, at most q's workers outstanding, so while the
+// queue is full at most that many wait in the client library, not yet
+// held: they wait for the first of the busy workers to finish, and only a
+// wait past the ack wait (every worker stuck for seconds) would have one
+// delivered again, which handlers take as they take any redelivery. Once
+// it stops, what the subscription already has is handed on too: a message
+// delivered is handled, not dropped.
+func pullWhileOpen(ctx context.Context, cons jetstream.Consumer, g gate, log *slog.Logger, durable string, q *queue) error {
+	problems := make(chan error, 1)
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		hm := hold(m)
+		<-q.credits
+		q.ready <- hm
+	},
+		jetstream.PullMaxMessages(cap(q.slots)),
+		jetstream.PullExpiry(pullExpiry),
+		jetstream.PullHeartbeat(pullHeartbeat),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			select {
+			case problems <- err:
+			default: // one is enough to look
+			}
+		}))
+	if err != nil {
+		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) {
+			return err
+		}
+		restart.Sleep(ctx, pullBackoff.Pause(1))
+		return nil
+	}
+	defer func() {
+		cc.Drain()
+		<-cc.Closed()
+	}()
+	check := time.NewTicker(gateCheck)
+	defer check.Stop()
+	for {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-q.credits:
-			n = 1
-		}
-		for more := true; more; {
-			select {
-			case <-q.credits:
-				n++
-			default:
-				more = false
+		case <-cc.Closed():
+			// Stopped under us: the consumer deleted, the connection
+			// closed. Start again (the loop makes the consumer again if
+			// it is gone).
+			if _, err := cons.Info(ctx); isGone(err) {
+				return err
+			}
+			restart.Sleep(ctx, pullBackoff.Pause(1))
+			return nil
+		case err := <-problems:
+			if isGone(err) {
+				return err
+			}
+			// Heartbeats missing, a leader change, a reconnect: the
+			// subscription pulls again by itself; make sure there is still
+			// a consumer to pull from.
+			if _, ierr := cons.Info(ctx); isGone(ierr) {
+				return ierr
+			}
+			log.Debug("pull interrupted; pulling again", "durable", durable, "err", err)
+		case <-check.C:
+			if g != nil && !isOpen(g) {
+				return nil
 			}
 		}
-		// A pull, once made, is read to its end even when ctx ends: what
-		// the server sends for it is handled, not dropped.
-		batch, err := cons.Fetch(n, jetstream.FetchMaxWait(fetchWait))
-		if err == nil {
-			for m := range batch.Messages() {
-				n--
-				q.ready <- hold(m)
-			}
-			err = batch.Error()
-		}
-		for range n {
-			q.credits <- struct{}{}
-		}
-		if err == nil || ctx.Err() != nil {
-			failures = 0
-			continue
-		}
-		if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
-			return err
-		}
-		// A leader change, a reconnect, no responders: make sure the
-		// consumer is still there, then pull again after a pause.
-		if _, ierr := cons.Info(ctx); errors.Is(ierr, jetstream.ErrConsumerNotFound) {
-			return ierr
-		}
-		failures++
-		log.Warn("pull failed", "durable", cfg.Durable, "err", err)
-		restart.Sleep(ctx, pullBackoff.Pause(failures))
+	}
+}
+
+// isGone reports an error saying the consumer, or its stream, is no more.
+func isGone(err error) bool {
+	return errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound)
+}
+
+func isOpen(g gate) bool {
+	select {
+	case <-g.Open():
+		return true
+	default:
+		return false
 	}
 }
 
@@ -257,7 +310,7 @@ type gate interface {
 }
 
 // waitGate waits until g is open: true then, false when ctx ended first.
-// The loop shows idle while it waits. Every fetchWait meanwhile it asks
+// The loop shows idle while it waits. Every gateCheck meanwhile it asks
 // whether its consumer is still there (alive): one deleted while the gate
 // is shut gets no pull that could tell it so, and the guard that shut the
 // gate stays shut until the consumer is there again, so a consumer gone
@@ -270,7 +323,7 @@ func waitGate(ctx context.Context, g gate, probe ConsumerProbe, alive func(conte
 	default:
 	}
 	probe.Loop(LoopIdle)
-	check := time.NewTicker(fetchWait)
+	check := time.NewTicker(gateCheck)
 	defer check.Stop()
 	for {
 		select {
