@@ -325,16 +325,14 @@ func (r Reader) whyNoAnswer(ctx context.Context) error {
 }
 
 func (r Reader) attempt(ctx context.Context, filter string, get directGet, patience time.Duration) ([]events.Message, uint64, error) {
-	inbox := r.NC.NewRespInbox()
-	// A channel that holds a whole answer: at most Batch messages and the
-	// end-of-batch marker. (A sync subscription would allocate the
-	// connection's default 64k-message channel for each read.)
-	ch := make(chan *nats.Msg, max(get.Batch, 1)+1)
-	sub, err := r.NC.ChanSubscribe(inbox, ch)
+	rs, err := repliesOf(r.NC)
 	if err != nil {
 		return nil, 0, err
 	}
-	defer func() { _ = sub.Unsubscribe() }()
+	// A channel that holds a whole answer: at most Batch messages and the
+	// end-of-batch marker.
+	inbox, ch, done := rs.open(max(get.Batch, 1) + 1)
+	defer done()
 	req, _ := json.Marshal(get)
 	prefix := r.APIPrefix
 	if prefix == "" {
