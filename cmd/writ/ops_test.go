@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,21 +24,33 @@ import (
 // NATS URL and serve's standard error. It stops at cleanup.
 func serveOps(t *testing.T, dir string, args ...string) (string, string, *syncBuffer) {
 	t.Helper()
+	base, nats, stderr, _ := serveOpsUntil(t, dir, args...)
+	return base, nats, stderr
+}
+
+// serveOpsUntil is serveOps, and a stop that stops serve before cleanup
+// (cleanup then has nothing left to stop).
+func serveOpsUntil(t *testing.T, dir string, args ...string) (string, string, *syncBuffer, func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var out, errOut syncBuffer
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, append([]string{"serve", "--dir", dir, "--http", "127.0.0.1:0"}, args...), &out, &errOut)
 	}()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			assert.NoError(t, err, "serve should stop cleanly; stderr: %s", errOut.String())
-		case <-time.After(30 * time.Second):
-			t.Error("serve did not stop")
-		}
-	})
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				assert.NoError(t, err, "serve should stop cleanly; stderr: %s", errOut.String())
+			case <-time.After(30 * time.Second):
+				t.Error("serve did not stop")
+			}
+		})
+	}
+	t.Cleanup(stop)
 	opsURL := regexp.MustCompile(`Operations endpoints on (http://[0-9.:]+) `)
 	natsURL := regexp.MustCompile(`(?:listening on|Using NATS at) (nats://[0-9.:]+)`)
 	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); {
@@ -45,7 +58,7 @@ func serveOps(t *testing.T, dir string, args ...string) (string, string, *syncBu
 			o, n := opsURL.FindStringSubmatch(s), natsURL.FindStringSubmatch(s)
 			require.NotNil(t, o, s)
 			require.NotNil(t, n, s)
-			return o[1], n[1], &errOut
+			return o[1], n[1], &errOut, stop
 		}
 		select {
 		case err := <-done:
@@ -54,7 +67,7 @@ func serveOps(t *testing.T, dir string, args ...string) (string, string, *syncBu
 		}
 	}
 	t.Fatalf("serve did not start: %s %s", out.String(), errOut.String())
-	return "", "", nil
+	return "", "", nil, nil
 }
 
 func httpGet(t *testing.T, url string) (int, string) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/writ-dev/writ/config"
 	"github.com/writ-dev/writ/consumers"
+	"github.com/writ-dev/writ/internal/embedded"
 	"github.com/writ-dev/writ/internal/ops"
 	"github.com/writ-dev/writ/internal/pipeline"
 )
@@ -39,13 +40,19 @@ type opsServer struct {
 	log  *slog.Logger
 }
 
-// newOpsServer is the operations endpoints for addr; "" serves none.
-func newOpsServer(addr string, nc *nats.Conn, cfg *config.Config, log *slog.Logger) (*opsServer, error) {
+// newOpsServer is the operations endpoints for addr; "" serves none. srv
+// is the embedded server (nil on a NATS of serve's own): a federated
+// domain's leafnode links are its.
+func newOpsServer(addr string, nc *nats.Conn, cfg *config.Config, srv *embedded.Server, log *slog.Logger) (*opsServer, error) {
 	if addr == "" {
 		return nil, nil
 	}
+	var fed *ops.Federation
+	if srv != nil && cfg.Federation != nil {
+		fed = &ops.Federation{Links: srv.LeafLinks, Spokes: len(cfg.Federation.Spokes)}
+	}
 	o, err := ops.New(ops.Options{
-		NC: nc, Domain: cfg.Domain, Stream: cfg.Stream.Name, Timers: cfg.Stream.Timers, Logger: log,
+		NC: nc, Domain: cfg.Domain, Stream: cfg.Stream.Name, Timers: cfg.Stream.Timers, Logger: log, Federation: fed,
 	})
 	if err != nil {
 		return nil, err

@@ -280,7 +280,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	// Operations endpoints (health, readiness, metrics), when asked for.
-	opsSrv, err := newOpsServer(firstNonEmpty(*httpAddr, cfg.HTTP), nc, cfg, log)
+	opsSrv, err := newOpsServer(firstNonEmpty(*httpAddr, cfg.HTTP), nc, cfg, srv, log)
 	if err != nil {
 		return err
 	}

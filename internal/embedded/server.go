@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/url"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -249,6 +250,11 @@ var ErrPortInUse = errors.New("embedded: address already in use")
 // Server is a running embedded nats-server.
 type Server struct {
 	ns *server.Server
+
+	links    *links // nil: the server does not federate
+	stop     chan struct{}
+	watching chan struct{} // closed when the links' watch has ended
+	once     sync.Once
 }
 
 // Start starts the server and waits until it accepts connections.
@@ -300,6 +306,14 @@ func Start(o Options) (*Server, error) {
 		if err := o.Leaf.options(opts, o.Auth != nil); err != nil {
 			return nil, err
 		}
+		if len(o.Leaf.Remotes) > 0 {
+			// A hub not reachable is said once (the logger makes it a
+			// warning), then every DEFAULT_CONNECT_ERROR_REPORTS
+			// attempts (an hour, at one a second), not on every retry;
+			// the links' watch says when the link comes up or goes down.
+			opts.ConnectErrorReports = server.DEFAULT_CONNECT_ERROR_REPORTS
+			opts.ReconnectErrorReports = server.DEFAULT_CONNECT_ERROR_REPORTS
+		}
 	}
 	if o.Cluster != nil {
 		if err := o.Cluster.options(opts); err != nil {
@@ -310,15 +324,24 @@ func Start(o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded: %w", err)
 	}
-	if o.Logger != nil {
-		ns.SetLoggerV2(&logger{l: o.Logger}, false, false, false)
+	log := o.Logger
+	if log != nil {
+		ns.SetLoggerV2(&logger{l: log}, false, false, false)
+	} else {
+		log = slog.New(slog.DiscardHandler)
 	}
 	go ns.Start()
 	if !ns.ReadyForConnections(15 * time.Second) {
 		ns.Shutdown()
 		return nil, fmt.Errorf("embedded: nats-server on %s:%d did not become ready", o.Host, o.Port)
 	}
-	return &Server{ns: ns}, nil
+	s := &Server{ns: ns}
+	if o.Leaf != nil {
+		s.links = newLinks(o.Leaf, log)
+		s.stop, s.watching = make(chan struct{}), make(chan struct{})
+		go s.watch(s.stop, s.watching)
+	}
+	return s, nil
 }
 
 // operatorOptions: a hub listens and lets the leaf JWTs' permissions speak;
@@ -373,6 +396,10 @@ func (s *Server) JetStreamCurrent() bool { return s.ns.JetStreamIsCurrent() }
 // Shutdown stops the server and waits until it is down. A cluster node
 // first hands the leadership of its raft groups to another node.
 func (s *Server) Shutdown() {
+	if s.links != nil {
+		s.once.Do(func() { close(s.stop) })
+		<-s.watching
+	}
 	s.ns.Shutdown()
 	s.ns.WaitForShutdown()
 }
@@ -385,9 +412,23 @@ type logger struct{ l *slog.Logger }
 func (g *logger) Noticef(f string, v ...any) { g.l.Debug(fmt.Sprintf(f, v...), "component", "nats") }
 func (g *logger) Warnf(f string, v ...any)   { g.l.Warn(fmt.Sprintf(f, v...), "component", "nats") }
 func (g *logger) Fatalf(f string, v ...any)  { g.l.Error(fmt.Sprintf(f, v...), "component", "nats") }
-func (g *logger) Errorf(f string, v ...any)  { g.l.Error(fmt.Sprintf(f, v...), "component", "nats") }
-func (g *logger) Debugf(f string, v ...any)  { g.l.Debug(fmt.Sprintf(f, v...), "component", "nats") }
-func (g *logger) Tracef(f string, v ...any)  { g.l.Debug(fmt.Sprintf(f, v...), "component", "nats") }
+func (g *logger) Errorf(f string, v ...any) {
+	if f == leafConnectError && len(v) == 3 {
+		// Not an error of this server's: its hub is not up yet, or went
+		// away. The server retries every second.
+		g.l.Warn(fmt.Sprintf("federation: hub %v not reachable; retrying", v[0]), "component", "federation", "attempt", v[1], "err", v[2])
+		return
+	}
+	g.l.Error(fmt.Sprintf(f, v...), "component", "nats")
+}
+
+func (g *logger) Debugf(f string, v ...any) { g.l.Debug(fmt.Sprintf(f, v...), "component", "nats") }
+func (g *logger) Tracef(f string, v ...any) { g.l.Debug(fmt.Sprintf(f, v...), "component", "nats") }
+
+// leafConnectError is the format nats-server logs a failed dial of a
+// leafnode remote with (server.connectToRemoteLeafNode), at error level;
+// TestLeafLinks keeps it in step with the server.
+const leafConnectError = "Error trying to connect as leafnode to remote server %q (attempt %v): %v"
 
 // Leafz is the server's own account of its leafnode links: per link, the
 // messages and bytes each way and the subscriptions it carries.

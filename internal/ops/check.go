@@ -163,6 +163,10 @@ type Report struct {
 	Components map[string]string `json:"components,omitempty"` // running, stopped
 	Consumers  map[string]string `json:"consumers,omitempty"`  // consuming, idle, stopped
 	Problems   []string          `json:"problems,omitempty"`   // why not OK
+	// Warnings are what limits the service without stopping it: a spoke
+	// not linked to its hub ("federation: not linked …").
+	Warnings   []string          `json:"warnings,omitempty"`
+	Federation *FederationReport `json:"federation,omitempty"` // a federated domain's links
 }
 
 var loopNames = map[consumers.Loop]string{
@@ -204,11 +208,28 @@ func (o *Ops) healthLocked(now time.Time) Report {
 // Ready says whether the pipeline serves requests: healthy, connected to
 // NATS, the audit stream reachable, every durable consumer there and
 // consumed, as of a recent sample, and nothing the guard watches weakened.
-func (o *Ops) Ready() Report {
+// A spoke not linked to its hub is ready, with a warning that says so
+// (FederationReport says why).
+func (o *Ops) Ready() Report { return o.ready(false) }
+
+// ReadyLinked is Ready, and a spoke not linked to every hub it dials is
+// not: for whoever needs requests to cross domains.
+func (o *Ops) ReadyLinked() Report { return o.ready(true) }
+
+func (o *Ops) ready(requireLinked bool) Report {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	now := time.Now()
 	r := o.healthLocked(now)
+	if f := o.o.Federation; f != nil {
+		var unlinked []string
+		r.Federation, unlinked = f.report(now)
+		if requireLinked {
+			r.Problems = append(r.Problems, unlinked...)
+		} else {
+			r.Warnings = append(r.Warnings, unlinked...)
+		}
+	}
 	if st := o.o.NC.Status(); st != nats.CONNECTED {
 		r.Problems = append(r.Problems, "nats: connection "+st.String())
 	}

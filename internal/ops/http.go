@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -13,10 +15,21 @@ import (
 
 // Handler serves /healthz, /readyz (200, or 503 with the Report's
 // problems; both JSON) and /metrics (Prometheus text).
+// /readyz?require=federation is 503 too while a spoke is not linked to
+// its hub (Ready reports that as a warning of a 200).
 func (o *Ops) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { writeReport(w, o.Health()) })
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) { writeReport(w, o.Ready()) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		switch req := r.URL.Query()["require"]; {
+		case len(req) == 0:
+			writeReport(w, o.Ready())
+		case len(req) == 1 && req[0] == "federation":
+			writeReport(w, o.ReadyLinked())
+		default:
+			http.Error(w, fmt.Sprintf("require=%s: the only requirement /readyz knows is require=federation", strings.Join(req, ",")), http.StatusBadRequest)
+		}
+	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(o.reg, promhttp.HandlerOpts{}))
 	return mux
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/writ-dev/writ/consumers"
 	"github.com/writ-dev/writ/events"
+	"github.com/writ-dev/writ/internal/embedded"
 )
 
 // DefaultInterval is how often the server is sampled.
@@ -37,6 +38,22 @@ type Options struct {
 	// leader within a second; default DefaultLeaderInterval.
 	LeaderInterval time.Duration
 	Logger         *slog.Logger
+	// Federation is the embedded server's leafnode links, when the domain
+	// federates; nil when it does not, or runs on a NATS of its own.
+	Federation *Federation
+}
+
+// Federation is what Ops reports of a federated domain's leafnode links:
+// in readiness (a spoke's hubs linked or not, how many spokes a hub has
+// linked) and in metrics (per link: up, reconnects, what crossed).
+type Federation struct {
+	// Links is the server's links as they are now
+	// (embedded.Server.LeafLinks): readiness and metrics look afresh each
+	// time, so a link lost shows as soon as the server has noticed.
+	Links func() []embedded.LeafLink
+	// Spokes is how many spoke domains a hub has configured; 0 for a
+	// domain that is no hub.
+	Spokes int
 }
 
 // DefaultLeaderInterval is how often the audit stream's leader is checked.
@@ -128,6 +145,9 @@ func New(o Options) (*Ops, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(m.handled, m.seconds, m.redelivered, m.pending, m.ackPending, m.requests, m.appended,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if o.Federation != nil {
+		reg.MustRegister(newLinkCollector(o.Federation.Links))
+	}
 	return &Ops{
 		o: o, js: js, reg: reg, m: m,
 		components: map[string]*componentProbe{}, consumers: map[string]*consumerProbe{},
