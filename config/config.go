@@ -70,7 +70,9 @@ type Config struct {
 
 // Federation links this domain's embedded NATS to other domains' over
 // leafnodes, hub and spokes. Each server is its own JetStream domain, named
-// as its Writ domain.
+// as its Writ domain. A domain may be both: a hub of its spokes, linked as
+// a spoke of another hub (a hub of hubs), with leaf creds that hub issued
+// listing this hub's spokes (writ identity issue --role leaf --spokes).
 type Federation struct {
 	// Hub: where spokes connect, and the spoke domains. A spoke connects
 	// with leaf creds this hub issued (writ identity issue --role leaf

@@ -343,7 +343,9 @@ const sampleFlows = `{
 
 // Leaf is the leafnode configuration of the embedded server, or nil when
 // the domain does not federate. A spoke never forwards the component
-// events of the other domains it trusts.
+// events of the other domains it trusts, but for those of its own spokes
+// when it is a hub too (a hub of hubs): their decisions reach requesters
+// beyond its hub through it.
 func (r *Runtime) Leaf() (*embedded.Leaf, error) {
 	f := r.Config.Federation
 	if f == nil {
@@ -351,7 +353,7 @@ func (r *Runtime) Leaf() (*embedded.Leaf, error) {
 	}
 	var others []string
 	for d := range r.Bundle.Domains {
-		if d != r.Config.Domain {
+		if _, behind := f.Spokes[d]; d != r.Config.Domain && !behind {
 			others = append(others, d)
 		}
 	}

@@ -112,6 +112,7 @@ type RoleSpec struct {
 	Groups []string      // principals only
 	TTL    time.Duration // zero: no expiry
 	Spoke  string        // a Leaf: the spoke domain
+	Behind []string      // a Leaf for a hub of hubs: its spokes' domains (access.Scope.Behind)
 	User   nkeys.KeyPair // the key to sign for; nil: a new one
 	Now    time.Time
 	// DurableSuffix names the components' durable consumers (tests race
@@ -155,7 +156,7 @@ func (c *Config) SignRole(account nkeys.KeyPair, r RoleSpec) (string, nkeys.KeyP
 	}
 	spec.Permissions = func(user string) (jwt.Permissions, error) {
 		s := c.Scope(user, r.DurableSuffix, r.Roles...)
-		s.Spoke = r.Spoke
+		s.Spoke, s.Behind = r.Spoke, r.Behind
 		return access.Permissions(s, r.Roles...)
 	}
 	return identity.SignUser(account, spec)

@@ -21,7 +21,7 @@ import (
 	"github.com/writ-dev/writ/internal/access"
 )
 
-const identitySynopsis = `identity issue --domain D --name N [--role R[,R...]] [--group G]... [--ttl 720h] [--out FILE] [--force] [--dir DIR]
+const identitySynopsis = `identity issue --domain D --name N [--role R[,R...]] [--group G]... [--spokes D[,D...]] [--ttl 720h] [--out FILE] [--force] [--dir DIR]
        writ identity show --creds FILE [--dir DIR] [--json]`
 
 func runIdentity(_ context.Context, args []string, stdout, stderr io.Writer) error {
@@ -43,7 +43,7 @@ func runIdentity(_ context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 func identityIssue(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("identity issue", "identity issue --domain D --name N [--role R[,R...]] [--group G]... [--ttl 720h] [--out FILE] [--force] [--dir DIR]", stderr)
+	fs := newFlags("identity issue", "identity issue --domain D --name N [--role R[,R...]] [--group G]... [--spokes D[,D...]] [--ttl 720h] [--out FILE] [--force] [--dir DIR]", stderr)
 	dir := fs.String("dir", envOr("WRIT_HOME", defaultDir), "Writ directory of the domain (its keys/account.nk signs); env WRIT_HOME")
 	domain := fs.String("domain", "", "the principal's domain: must be the Writ directory's own (required)")
 	name := fs.String("name", "", "the principal's name (required)")
@@ -51,6 +51,7 @@ func identityIssue(args []string, stdout, stderr io.Writer) error {
 	fs.Var(&groups, "group", "a group the principal belongs to; repeatable")
 	ttl := fs.Duration("ttl", 720*time.Hour, "how long the identity is valid")
 	roleList := fs.String("role", "principal", "what the server lets it do: principal (ask, vote; read), reader (read only), redeemer (consume grants), leaf (a spoke domain's link to this hub: --name is the spoke's domain), operator (every right: break-glass only), or components policy,approval,issuer,auditor,notifier (several: comma-separated, for a 'writ serve --server' replica)")
+	spokeList := fs.String("spokes", "", "with --role leaf, when the spoke is a hub too (a hub of hubs): its own spokes' domains, comma-separated, whose events and replies cross the link with its own")
 	out := fs.String("out", "", "where to write the .creds file (default DIR/creds/NAME.creds)")
 	force := fs.Bool("force", false, "replace an existing file")
 	pos, err := parse(fs, args)
@@ -92,6 +93,22 @@ func identityIssue(args []string, stdout, stderr io.Writer) error {
 		}
 		spoke = *name
 	}
+	var behind []string
+	if *spokeList != "" {
+		if spoke == "" {
+			return usageError("--spokes is for --role leaf: the spokes of a hub linked as a spoke of this one")
+		}
+		for _, d := range strings.Split(*spokeList, ",") {
+			d = strings.TrimSpace(d)
+			switch {
+			case !identity.ValidDomainName(d):
+				return usageError("--spokes: invalid domain name %q: lower case letters, digits and dashes", d)
+			case d == spoke || d == *domain:
+				return usageError("--spokes: %q is the link's own domain or this hub's, not a spoke behind %s", d, spoke)
+			}
+			behind = append(behind, d)
+		}
+	}
 
 	s, err := loadSetup(*dir)
 	if err != nil {
@@ -122,7 +139,7 @@ func identityIssue(args []string, stdout, stderr io.Writer) error {
 	}
 
 	now := time.Now()
-	creds, err := s.cfg.IssueRole(account, config.RoleSpec{Roles: roles, Name: *name, Groups: groups, TTL: *ttl, Now: now, Spoke: spoke})
+	creds, err := s.cfg.IssueRole(account, config.RoleSpec{Roles: roles, Name: *name, Groups: groups, TTL: *ttl, Now: now, Spoke: spoke, Behind: behind})
 	if err != nil {
 		return err
 	}
@@ -142,6 +159,9 @@ func identityIssue(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stderr, "Issued %s as %s (groups: %s; expires %s), signed by %s.\n",
 		id.Principal.ID(), *roleList, groupList(id.Principal.Groups), id.Principal.Expires.Format(time.RFC3339), accountPub)
+	if len(behind) > 0 {
+		fmt.Fprintf(stderr, "Its link carries the events and replies of %s and of its spokes %s.\n", spoke, strings.Join(behind, ", "))
+	}
 	fmt.Fprintln(stdout, path)
 	return nil
 }

@@ -8,10 +8,12 @@ import (
 	"testing"
 	"time"
 
+	natsjwt "github.com/nats-io/jwt/v2"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/writ-dev/writ/identity"
+	"github.com/writ-dev/writ/internal/access"
 )
 
 func TestIdentityIssue(t *testing.T) {
@@ -105,6 +107,10 @@ func TestIdentityIssueRefusals(t *testing.T) {
 		{"another domain, nowhere near", []string{"identity", "issue", "--dir", lone, "--domain", "alpha", "--name", "x"}, 1, `--dir set to the Writ directory of "alpha"`},
 		{"no setup", []string{"identity", "issue", "--dir", filepath.Join(root, "none"), "--domain", "alpha", "--name", "x"}, 1, "no Writ setup in"},
 		{"a revoked account key", []string{"identity", "issue", "--dir", revoked, "--domain", "gone", "--name", "x"}, 1, "is revoked for \"gone\""},
+		{"--spokes without --role leaf", []string{"identity", "issue", "--dir", a, "--domain", "alpha", "--name", "x", "--spokes", "gamma"}, exitUsage, "--spokes is for --role leaf"},
+		{"--spokes, a bad domain", []string{"identity", "issue", "--dir", a, "--domain", "alpha", "--role", "leaf", "--name", "x", "--spokes", "gamma,Delta"}, exitUsage, `--spokes: invalid domain name "Delta"`},
+		{"--spokes, the link's own", []string{"identity", "issue", "--dir", a, "--domain", "alpha", "--role", "leaf", "--name", "x", "--spokes", "x"}, exitUsage, "not a spoke behind x"},
+		{"--spokes, the hub's own", []string{"identity", "issue", "--dir", a, "--domain", "alpha", "--role", "leaf", "--name", "x", "--spokes", "alpha"}, exitUsage, "not a spoke behind x"},
 		{"show without --creds", []string{"identity", "show"}, exitUsage, "--creds FILE"},
 		{"show a missing file", []string{"identity", "show", "--creds", filepath.Join(root, "none.creds")}, 1, "no such file"},
 	}
@@ -163,4 +169,25 @@ func TestIdentityShow(t *testing.T) {
 	require.NoError(t, err)
 	assert.Contains(t, out, "name     dana")
 	assert.NotContains(t, out, "trust")
+}
+
+// A hub's leaf creds for another hub (a hub of hubs) carry the other hub's
+// spokes: their events and replies cross the link, another domain's do not.
+func TestIdentityIssueLeafOfHub(t *testing.T) {
+	a := initSetup(t, t.TempDir(), "alpha")
+	path, errOut, err := writ(t, "identity", "issue", "--dir", a, "--domain", "alpha", "--role", "leaf", "--name", "beta", "--spokes", "gamma, delta")
+	require.NoError(t, err, errOut)
+	assert.Contains(t, errOut, "Its link carries the events and replies of beta and of its spokes gamma, delta.")
+	id, err := identity.LoadCreds(strings.TrimSpace(path))
+	require.NoError(t, err)
+	uc, err := natsjwt.DecodeUserClaims(id.JWT)
+	require.NoError(t, err)
+	const ev = ".0195a7a0-0000-7000-8000-000000000000.granted"
+	for _, d := range []string{"beta", "gamma", "delta"} {
+		assert.True(t, access.Allows(uc.Pub, "writ."+d+ev), d)
+		assert.True(t, access.Allows(uc.Sub, "_INBOX."+d+".UX.1"), d)
+	}
+	assert.False(t, access.Allows(uc.Pub, "writ.epsilon"+ev))
+	assert.False(t, access.Allows(uc.Sub, "_INBOX.epsilon.UX.1"))
+	assert.Equal(t, natsjwt.StringList{natsjwt.ConnectionTypeLeafnode}, uc.AllowedConnectionTypes)
 }

@@ -85,6 +85,11 @@ type Scope struct {
 	User string
 	// Spoke is the domain of the leafnode spoke a Leaf role is for.
 	Spoke string
+	// Behind are the domains whose servers reach this hub through the
+	// Leaf's link besides the spoke's own: the spokes of a hub that links
+	// as a spoke of this one (a hub of hubs). Their events, inboxes and
+	// reads cross the link too; no other domain's do.
+	Behind []string
 }
 
 func (s *Scope) defaults() {
@@ -165,6 +170,11 @@ func Permissions(s Scope, roles ...Role) (jwt.Permissions, error) {
 		}
 		if !identity.ValidDomainName(s.Spoke) {
 			return jwt.Permissions{}, fmt.Errorf("access: a leaf role needs the spoke's domain (got %q)", s.Spoke)
+		}
+		for _, d := range s.Behind {
+			if !identity.ValidDomainName(d) || d == s.Domain {
+				return jwt.Permissions{}, fmt.Errorf("access: %q is not a domain behind the spoke %s (a domain name, not the hub's own)", d, s.Spoke)
+			}
 		}
 		p.leaf(s)
 		return p.done(s), nil
@@ -313,30 +323,39 @@ func (p *perms) component(role Role, s Scope) {
 }
 
 // leaf: what a spoke may send into the hub, and hear from it. Requests,
-// votes and the other asks to any domain; the spoke domain's own events
-// (so that requesters on this side hear its decisions); direct reads of
+// votes and the other asks to any domain; the events of the domains
+// behind the link, the spoke's own and, for a hub of hubs, its spokes'
+// (so that requesters on this side hear their decisions); direct reads of
 // any domain's history; and replies.
 //
 // Replies cross to their own side only: the spoke hears the inboxes of
-// its own domain's users (InboxPrefix) and no others, and publishes into
-// other domains' inboxes the answers to their reads of its stream and to
-// their asks: the hub's, and another spoke's through the hub (an approver
-// in one spoke answers a request of another, which the other's flow names
-// them for). (A response permission would narrow that to the replies of
-// requests sent to it, but on nats-server 2.15.2 it does not follow a
-// reply across a leafnode.) Unable to hear other domains' inboxes, a spoke
-// learns only the reply subjects of messages that reach it, and every
-// answer that matters is a signed event checked on arrival. Reads cross
-// only to the audit streams.
+// the users of the domains behind it (InboxPrefix) and no others, and
+// publishes into other domains' inboxes the answers to their reads of its
+// stream and to their asks: the hub's, and another spoke's through the
+// hub (an approver in one spoke answers a request of another, which the
+// other's flow names them for). (A response permission would narrow that
+// to the replies of requests sent to it, but on nats-server 2.15.2 it
+// does not follow a reply across a leafnode.) Unable to hear other
+// domains' inboxes, a spoke learns only the reply subjects of messages
+// that reach it, and every answer that matters is a signed event checked
+// on arrival. Reads cross only to the audit streams, and reach the spoke
+// only for the domains behind it: a spoke that claimed another domain's
+// reads could answer them first, leaving out what it liked.
 func (p *perms) leaf(s Scope) {
 	// The stream's info too: writ audit verify reads what a stream says it
 	// held, to tell messages gone from its start.
-	reads := []string{"$JS.*.API.DIRECT.GET." + s.Stream, "$JS.*.API.DIRECT.GET." + s.Stream + ".>", "$JS.*.API.STREAM.INFO." + s.Stream}
+	reads := func(domain string) []string {
+		return []string{"$JS." + domain + ".API.DIRECT.GET." + s.Stream, "$JS." + domain + ".API.DIRECT.GET." + s.Stream + ".>", "$JS." + domain + ".API.STREAM.INFO." + s.Stream}
+	}
 	p.pub(askSubjects()...)
-	p.pub(events.Prefix+"."+s.Spoke+".>", "_INBOX.*.>")
-	p.pub(reads...)
-	p.sub(events.Prefix+".>", "_INBOX."+s.Spoke+".>")
-	p.sub(reads...)
+	p.pub("_INBOX.*.>")
+	p.pub(reads("*")...)
+	for _, d := range append([]string{s.Spoke}, s.Behind...) {
+		p.pub(events.Prefix + "." + d + ".>")
+		p.sub("_INBOX." + d + ".>")
+		p.sub(reads(d)...)
+	}
+	p.sub(events.Prefix + ".>")
 	// Never the dangerous API, even through the spoke's JetStream domain.
 	p.denyPub(Dangerous...)
 	p.denySub(Dangerous...)

@@ -167,6 +167,8 @@ func TestLeafCarriesCrossDomainApprovals(t *testing.T) {
 		{"_INBOX.gamma.UALICE.x", true, true, "answer another spoke's approver (through the hub)"},
 		{"_INBOX.globex.UALICE.x", false, true, "hear answers for its own approvers"},
 		{"_INBOX.acme.UALICE.x", false, false, "hear the hub's inboxes"},
+		{"$JS.globex.API.DIRECT.GET.WRIT", false, true, "answer reads of its own stream"},
+		{"$JS.gamma.API.DIRECT.GET.WRIT", false, false, "hear (and answer first) reads of another spoke's stream"},
 		{"writ.acme.0195a7a0-0000-7000-8000-000000000000.approved", true, false, "decide in the hub"},
 		{"$JS.acme.API.DIRECT.GET.KV_writ-locks", true, false, "read the hub's buckets"},
 		{"$JS.acme.API.CONSUMER.CREATE.WRIT.x", true, false, "make a consumer on the hub's stream"},
@@ -177,5 +179,43 @@ func TestLeafCarriesCrossDomainApprovals(t *testing.T) {
 			perm = p.Pub
 		}
 		assert.Equal(t, c.ok, access.Allows(perm, c.subject), "%s: %s (pub %v)", c.whatFor, c.subject, c.pub)
+	}
+}
+
+// TestLeafOfHubOfHubs: the link hub acme issues hub globex, which serves
+// spokes of its own (initech, umbrella) and links to acme as a spoke,
+// carries the events, inboxes and reads of globex and its spokes, and of
+// no other domain.
+func TestLeafOfHubOfHubs(t *testing.T) {
+	p, err := access.Permissions(access.Scope{Domain: "acme", Spoke: "globex", Behind: []string{"initech", "umbrella"}}, access.Leaf)
+	require.NoError(t, err)
+	const id = "0195a7a0-0000-7000-8000-000000000000"
+	for _, c := range []struct {
+		subject string
+		pub, ok bool
+		whatFor string
+	}{
+		{"writ.globex." + id + ".granted", true, true, "its own decisions"},
+		{"writ.initech." + id + ".granted", true, true, "a decision of a spoke behind it"},
+		{"writ.umbrella." + id + ".evaluated", true, true, "an evaluation of a spoke behind it"},
+		{"writ.acme." + id + ".requested", true, true, "ask the hub"},
+		{"writ.gamma." + id + ".voted", true, true, "vote in another of the hub's spokes"},
+		{"_INBOX.initech.UALICE.x", false, true, "hear answers for a spoke behind it"},
+		{"$JS.umbrella.API.DIRECT.GET.WRIT", false, true, "answer reads of a spoke behind it"},
+		{"$JS.acme.API.DIRECT.GET.WRIT", true, true, "read the hub"},
+		{"writ.acme." + id + ".granted", true, false, "decide in the hub"},
+		{"writ.gamma." + id + ".approved", true, false, "decide in a domain not behind it"},
+		{"_INBOX.gamma.UALICE.x", false, false, "hear the inboxes of a domain not behind it"},
+		{"$JS.gamma.API.DIRECT.GET.WRIT", false, false, "hear reads of a domain not behind it"},
+	} {
+		perm := p.Sub
+		if c.pub {
+			perm = p.Pub
+		}
+		assert.Equal(t, c.ok, access.Allows(perm, c.subject), "%s: %s (pub %v)", c.whatFor, c.subject, c.pub)
+	}
+	for _, bad := range [][]string{{"acme"}, {"no such"}} {
+		_, err := access.Permissions(access.Scope{Domain: "acme", Spoke: "globex", Behind: bad}, access.Leaf)
+		assert.Error(t, err, "behind %v", bad)
 	}
 }

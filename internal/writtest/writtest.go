@@ -127,7 +127,37 @@ func (e *Env) open() {
 // domain: see FederationOptions).
 func Federation(t testing.TB, o map[string]Options, hub string, spokes ...string) map[string]*Env {
 	t.Helper()
-	names := append([]string{hub}, spokes...)
+	return HubOfHubs(t, o, Hub{Domain: hub, Spokes: spokes})
+}
+
+// Hub is a hub domain and the spokes it serves.
+type Hub struct {
+	Domain string
+	Spokes []string
+}
+
+// HubOfHubs starts the domains of top and of hubs as Federation does, each
+// hub's spokes linked to it, and each of hubs linked to top as one of its
+// spokes, with leaf creds top issued that carry that hub's spokes too
+// (access.Scope.Behind). Every domain trusts every other.
+func HubOfHubs(t testing.TB, o map[string]Options, top Hub, hubs ...Hub) map[string]*Env {
+	t.Helper()
+	all := append([]Hub{top}, hubs...)
+	var names []string
+	upstream := map[string]string{} // a spoke → its hub
+	behind := map[string][]string{} // a hub linked to top → its spokes
+	for i, h := range all {
+		names = append(names, h.Domain)
+		if i > 0 {
+			upstream[h.Domain], behind[h.Domain] = top.Domain, h.Spokes
+		}
+	}
+	for _, h := range all {
+		names = append(names, h.Spokes...)
+		for _, d := range h.Spokes {
+			upstream[d] = h.Domain
+		}
+	}
 	envs := map[string]*Env{}
 	for _, d := range names {
 		envs[d] = setup(t, d, o[d])
@@ -139,19 +169,33 @@ func Federation(t testing.TB, o map[string]Options, hub string, spokes ...string
 		require.NoError(t, err)
 		merged.Domains[d] = b.Domains[d]
 	}
-	port := freePort(t)
-	fed := map[string]*config.Federation{hub: {Listen: fmt.Sprintf("127.0.0.1:%d", port), Spokes: map[string]string{}}}
-	hubCfg, err := config.Load(envs[hub].Dir)
-	require.NoError(t, err)
-	hubAccount, err := identity.LoadSeed(hubCfg.Path(config.AccountSeed))
-	require.NoError(t, err)
-	for _, d := range spokes {
-		fed[hub].Spokes[d] = ""
+	fed := map[string]*config.Federation{}
+	section := func(d string) *config.Federation {
+		if fed[d] == nil {
+			fed[d] = &config.Federation{}
+		}
+		return fed[d]
+	}
+	for _, d := range names {
+		hub, ok := upstream[d]
+		if !ok {
+			continue
+		}
+		h := section(hub)
+		if h.Listen == "" {
+			h.Listen, h.Spokes = fmt.Sprintf("127.0.0.1:%d", freePort(t)), map[string]string{}
+		}
+		h.Spokes[d] = ""
 		// The hub issues each spoke the creds of its leafnode link.
-		creds, err := hubCfg.IssueRole(hubAccount, config.RoleSpec{Roles: []access.Role{access.Leaf}, Name: "leaf-" + d, Spoke: d})
+		hubCfg, err := config.Load(envs[hub].Dir)
+		require.NoError(t, err)
+		hubAccount, err := identity.LoadSeed(hubCfg.Path(config.AccountSeed))
+		require.NoError(t, err)
+		creds, err := hubCfg.IssueRole(hubAccount, config.RoleSpec{Roles: []access.Role{access.Leaf}, Name: "leaf-" + d, Spoke: d, Behind: behind[d]})
 		require.NoError(t, err)
 		require.NoError(t, os.WriteFile(filepath.Join(envs[d].Dir, "leaf-"+hub+".creds"), creds, 0o600))
-		fed[d] = &config.Federation{Remotes: []string{fmt.Sprintf("nats-leaf://127.0.0.1:%d", port)}, Creds: "leaf-" + hub + ".creds"}
+		s := section(d)
+		s.Remotes, s.Creds = []string{"nats-leaf://" + h.Listen}, "leaf-"+hub+".creds"
 	}
 	for _, d := range names {
 		require.NoError(t, merged.Save(filepath.Join(envs[d].Dir, "trust.json")))
