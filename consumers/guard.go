@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -23,13 +24,25 @@ import (
 	"github.com/writ-dev/writ/redeem"
 )
 
-// DefaultGuardInterval is how often a Guard reads back what it watches.
-const DefaultGuardInterval = 2 * time.Second
+// DefaultGuardInterval is how often a Guard reads back what it watches
+// while it cannot tell that the advisories reach it, and while it is shut;
+// DefaultGuardQuietInterval how often while they do and it is open.
+const (
+	DefaultGuardInterval      = 2 * time.Second
+	DefaultGuardQuietInterval = 30 * time.Second
+)
 
 // GuardConfig adjusts a Guard.
 type GuardConfig struct {
 	// Interval between read-backs; default DefaultGuardInterval.
 	Interval time.Duration
+	// Quiet is the interval between read-backs while the guard is open and
+	// hears the advisories (every change made through the JetStream API is
+	// told by one, and starts a read-back at once); default
+	// DefaultGuardQuietInterval. Each read-back's own API requests come
+	// back as API audits: a round that hears none of the previous round's
+	// falls back to Interval.
+	Quiet time.Duration
 	// ReadBackOnly does without the JetStream advisories: for tests of the
 	// read-back alone. (A NATS whose permissions refuse the advisory
 	// subscription gives the same: the read-back still notices, within
@@ -75,6 +88,8 @@ type Guard struct {
 	gate sync.RWMutex
 	shut bool // under gate
 
+	heard atomic.Int64 // when an API audit advisory was last heard (Unix ns)
+
 	mu       sync.Mutex
 	durables []Durable
 	seen     map[string]bool   // durable consumers found on the server since start
@@ -116,6 +131,9 @@ func NewGuard(env Env, key nkeys.KeyPair, cfg GuardConfig) (*Guard, error) {
 	env = env.withDefaults()
 	if cfg.Interval <= 0 {
 		cfg.Interval = DefaultGuardInterval
+	}
+	if cfg.Quiet <= 0 {
+		cfg.Quiet = DefaultGuardQuietInterval
 	}
 	js, err := jetstream.New(env.NC)
 	if err != nil {
@@ -227,11 +245,15 @@ func (g *Guard) Run(ctx context.Context) error {
 		// so that a change made meanwhile is heard.
 		_ = g.env.NC.FlushWithContext(ctx)
 	}
-	t := time.NewTicker(g.cfg.Interval)
+	t := time.NewTimer(g.cfg.Interval)
 	defer t.Stop()
 	why := "read-back"
+	var last time.Time // when the previous round started
 	for {
+		started := time.Now()
 		g.round(ctx, why)
+		t.Reset(g.pause(last))
+		last = started
 		select {
 		case <-ctx.Done():
 			return nil
@@ -251,6 +273,26 @@ func (g *Guard) Run(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// pause is how long until the next read-back: Quiet while the guard is
+// open and has heard an API audit since the round before the last began
+// (that round's own requests are told by then, if anything is), Interval
+// otherwise. An idle domain then asks the server about its streams and
+// consumers twice a minute, not every other second: what they cost the
+// server (an API request each, with its audit) was most of an idle
+// domain's work.
+func (g *Guard) pause(previous time.Time) time.Duration {
+	if previous.IsZero() || g.heard.Load() < previous.UnixNano() {
+		return g.cfg.Interval
+	}
+	g.mu.Lock()
+	open := g.status.Open
+	g.mu.Unlock()
+	if !open {
+		return g.cfg.Interval
+	}
+	return g.cfg.Quiet
 }
 
 // GuardAdvisories are the advisories the guard hears: streams updated, deleted or created,
@@ -301,6 +343,7 @@ func (g *Guard) advisory(m *nats.Msg) {
 // messages or the object itself is noted, with who asked, because no
 // read-back can see it.
 func (g *Guard) apiAudit(data []byte) {
+	g.heard.Store(time.Now().UnixNano())
 	var a struct {
 		Subject string `json:"subject"`
 		Client  *struct {

@@ -14,8 +14,9 @@ import (
 
 // LinkPoll is how often a federated server looks at its leafnode links, so
 // that a link coming up or going down is logged (and counted) even when
-// nobody asks. LeafLinks itself always looks afresh.
-const LinkPoll = 250 * time.Millisecond
+// nobody asks; each look costs the server a Leafz, so it is not often.
+// LeafLinks itself always looks afresh.
+const LinkPoll = time.Second
 
 // LeafLink is one leafnode link as this server sees it.
 type LeafLink struct {

@@ -577,3 +577,27 @@ func TestGuardReadBack(t *testing.T) {
 	}
 	t.Logf("noticed after (read-back every %s):\n  %s", consumers.DefaultGuardInterval, strings.Join(took, "\n  "))
 }
+
+// A guard that hears the advisories reads back only every Quiet while it
+// is open: every change through the JetStream API is told by one, and
+// wakes it at once (TestGuardStopsIssuance). One that cannot tell that they
+// reach it reads back every Interval. Counted in rounds, over the same
+// second, on the same setup.
+func TestGuardReadsBackQuietlyWhileItHearsAdvisories(t *testing.T) {
+	rounds := func(cfg consumers.GuardConfig) uint64 {
+		g := startGuarded(t, cfg)
+		g.waitOpen(10 * time.Second)
+		// Past the first rounds, which cannot yet have heard their own
+		// requests told.
+		require.Eventually(t, func() bool { return g.guard.Status().Rounds >= 2 },
+			10*time.Second, 10*time.Millisecond)
+		time.Sleep(300 * time.Millisecond)
+		from := g.guard.Status().Rounds
+		time.Sleep(time.Second)
+		return g.guard.Status().Rounds - from
+	}
+	quiet := rounds(consumers.GuardConfig{Interval: 50 * time.Millisecond, Quiet: time.Hour})
+	busy := rounds(consumers.GuardConfig{Interval: 50 * time.Millisecond, Quiet: time.Hour, ReadBackOnly: true})
+	assert.Zero(t, quiet, "rounds in a second, hearing the advisories")
+	assert.GreaterOrEqual(t, busy, uint64(5), "rounds in a second, reading back only")
+}
