@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -73,16 +74,67 @@ type Config struct {
 // as its Writ domain. A domain may be both: a hub of its spokes, linked as
 // a spoke of another hub (a hub of hubs), with leaf creds that hub issued
 // listing this hub's spokes (writ identity issue --role leaf --spokes).
+// A link shares no secret: the hub issues each spoke the creds of its link
+// (LeafCredsHint says how), whose JWT carries what the spoke may send and
+// hear, and the hub's server enforces it.
 type Federation struct {
-	// Hub: where spokes connect, and the spoke domains. A spoke connects
-	// with leaf creds this hub issued (writ identity issue --role leaf
-	// --name SPOKE); the values once held secrets and are not used.
-	Listen string            `json:"listen,omitempty"`
-	Spokes map[string]string `json:"spokes,omitempty"`
+	// Hub: where spokes connect, and the spoke domains it serves.
+	Listen string   `json:"listen,omitempty"`
+	Spokes []string `json:"spokes,omitempty"`
 	// Spoke: the hubs to connect to (nats-leaf://host:port), and the leaf
 	// creds the hub issued for this domain.
 	Remotes []string `json:"remotes,omitempty"`
 	Creds   string   `json:"creds,omitempty"`
+
+	// secrets are the spokes an old hub configuration gave a shared
+	// secret (spokes as an object of domain → secret): refused.
+	secrets []string
+	// badSpokes: spokes was neither a list nor such an object.
+	badSpokes bool
+}
+
+// UnmarshalJSON reads spokes as a list of domain names, or as the object
+// of domain → secret that setups federated before leaf creds wrote: one
+// whose secrets are empty reads as its names, and one that holds a secret
+// is refused by Validate, which says what to do instead.
+func (f *Federation) UnmarshalJSON(b []byte) error {
+	type plain Federation
+	var raw struct {
+		plain
+		Spokes json.RawMessage `json:"spokes,omitempty"`
+	}
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	*f = Federation(raw.plain)
+	f.Spokes = nil
+	if len(raw.Spokes) == 0 || string(raw.Spokes) == "null" {
+		return nil
+	}
+	if err := json.Unmarshal(raw.Spokes, &f.Spokes); err == nil {
+		return nil
+	}
+	var old map[string]string
+	if err := json.Unmarshal(raw.Spokes, &old); err != nil {
+		f.badSpokes = true
+		return nil
+	}
+	for d, secret := range old {
+		f.Spokes = append(f.Spokes, d)
+		if secret != "" {
+			f.secrets = append(f.secrets, d)
+		}
+	}
+	sort.Strings(f.Spokes)
+	sort.Strings(f.secrets)
+	return nil
+}
+
+// LeafCredsHint is the command by which hub's operator issues spoke the
+// creds of its link, written into the spoke's setup (hubDir, spokeDir:
+// the two Writ directories, or placeholders where one is not known).
+func LeafCredsHint(hubDir, hub, spokeDir, spoke string) string {
+	return fmt.Sprintf("writ identity issue --dir %s --domain %s --role leaf --name %s --out %s", hubDir, hub, spoke, filepath.Join(spokeDir, "leaf-"+hub+".creds"))
 }
 
 // Stream configures the audit and timer streams.
@@ -241,7 +293,11 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("%w must be 1 to %d (default %d)", Setting("limits.workers"), MaxWorkers, DefaultWorkers))
 	}
 	if f := c.Federation; f != nil {
-		errs = append(errs, f.problems()...)
+		dir := c.dir
+		if dir == "" {
+			dir = "DIR"
+		}
+		errs = append(errs, f.problems(c.Domain, dir)...)
 	}
 	if a := c.Audit; a != nil {
 		if a.CheckpointInterval < 0 || (a.CheckpointInterval > 0 && a.CheckpointInterval < Duration(100*time.Millisecond)) {
@@ -271,8 +327,9 @@ func (c Config) Validate() error {
 	return invalid(errs)
 }
 
-// problems lists what is wrong with the federation section.
-func (f *Federation) problems() []error {
+// problems lists what is wrong with the federation section of domain's
+// configuration, in dir.
+func (f *Federation) problems(domain, dir string) []error {
 	var errs []error
 	bad := func(format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{Setting("federation")}, args...)...))
@@ -280,23 +337,32 @@ func (f *Federation) problems() []error {
 	if f.Listen == "" && len(f.Remotes) == 0 {
 		bad("neither a hub (listen) nor a spoke (remotes)")
 	}
-	if f.Listen != "" && len(f.Spokes) == 0 {
+	if f.badSpokes {
+		bad(`spokes is a list of the spoke domains, such as ["beta"]`)
+	} else if f.Listen != "" && len(f.Spokes) == 0 {
 		bad("a hub needs its spokes' domains")
 	}
-	for d := range f.Spokes {
+	seen := map[string]bool{}
+	for _, d := range f.Spokes {
 		if !identity.ValidDomainName(d) {
 			bad("spoke %q is not a domain name", d)
+		} else if seen[d] {
+			bad("spoke %q is listed twice", d)
 		}
+		seen[d] = true
+	}
+	for _, d := range f.secrets {
+		bad("spoke %q has a shared secret in this file; spokes no longer log in with one: remove it (write spokes as a list of names), and issue the spoke the creds of its link instead ('%s'), which its writ.json names as federation.creds", d, LeafCredsHint(dir, domain, "SPOKE-DIR", d))
 	}
 	for _, r := range f.Remotes {
 		if u, err := url.Parse(r); err != nil || u.Host == "" {
 			bad("remote %q is not a nats-leaf://host:port URL", r)
 		} else if u.User != nil {
-			bad("remote %s carries a user and secret; a spoke now presents the leaf creds its hub issued (federation.creds): drop them from the URL", u.Redacted())
+			bad("remote %s carries a user and secret; a spoke no longer logs in with one: drop them from the URL, and set federation.creds to the leaf creds its hub issues ('%s')", u.Redacted(), LeafCredsHint("HUB-DIR", "HUB", dir, domain))
 		}
 	}
 	if len(f.Remotes) > 0 && f.Creds == "" {
-		bad("a spoke needs creds, the leaf creds its hub issued ('writ identity issue --dir HUB --role leaf --name THIS-DOMAIN')")
+		bad("a spoke needs creds, the leaf creds its hub issued ('%s')", LeafCredsHint("HUB-DIR", "HUB", dir, domain))
 	}
 	return errs
 }

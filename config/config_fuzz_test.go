@@ -26,6 +26,8 @@ func FuzzLoad(f *testing.F) {
 	f.Add([]byte(`{"domain": "acme", "listen": "0.0.0.0:4222"}`))
 	f.Add([]byte(`{"domain": "acme", "grants": {"default_ttl": 5, "max_ttl": "1h"}}`))
 	f.Add([]byte(`{"domain": "acme", "federation": {"listen": "127.0.0.1:7422", "spokes": {"beta": "short"}}}`))
+	f.Add([]byte(`{"domain": "acme", "federation": {"listen": "127.0.0.1:7422", "spokes": {"beta": ""}}}`))
+	f.Add([]byte(`{"domain": "acme", "federation": {"listen": "127.0.0.1:7422", "spokes": ["beta"]}}`))
 	f.Add([]byte(`{"domain": "acme", "notify": {"groups": {"sre-leads": [{"url": "http://x", "format": "json"}]}}}`))
 	dir, out := f.TempDir(), f.TempDir()
 	f.Fuzz(func(t *testing.T, text []byte) {

@@ -220,9 +220,12 @@ func TestValidateSections(t *testing.T) {
 		want []config.Setting // the settings at fault; none means valid
 	}{
 		{"a hub", func(c *config.Config) {
-			c.Federation = &config.Federation{Listen: "127.0.0.1:7422", Spokes: map[string]string{"beta": ""}}
+			c.Federation = &config.Federation{Listen: "127.0.0.1:7422", Spokes: []string{"beta"}}
 		}, nil},
 		{"a hub without spokes", func(c *config.Config) { c.Federation = &config.Federation{Listen: "127.0.0.1:7422"} }, []config.Setting{"federation"}},
+		{"a spoke listed twice", func(c *config.Config) {
+			c.Federation = &config.Federation{Listen: "127.0.0.1:7422", Spokes: []string{"beta", "beta"}}
+		}, []config.Setting{"federation"}},
 		{"a spoke without creds", func(c *config.Config) {
 			c.Federation = &config.Federation{Remotes: []string{"nats-leaf://127.0.0.1:7422"}}
 		}, []config.Setting{"federation"}},
@@ -309,6 +312,56 @@ func TestLoad(t *testing.T) {
 	t.Run("missing", func(t *testing.T) {
 		_, err := config.Load(t.TempDir())
 		assert.ErrorIs(t, err, os.ErrNotExist)
+	})
+}
+
+// A federation shares no secret: a hub's spokes are names, and a spoke
+// presents the leaf creds its hub issued. A file that still holds a
+// secret (as setups federated before leaf creds did) is refused, and the
+// error says how the hub issues the creds, without repeating the secret.
+func TestFederationSharesNoSecret(t *testing.T) {
+	load := func(t *testing.T, domain, federation string) (*config.Config, error) {
+		t.Helper()
+		dir := t.TempDir()
+		body := `{"domain": "` + domain + `", "federation": ` + federation + `}`
+		require.NoError(t, os.WriteFile(filepath.Join(dir, config.FileName), []byte(body), 0o600))
+		return config.Load(dir)
+	}
+	refused := func(t *testing.T, err error, says ...string) {
+		t.Helper()
+		require.ErrorIs(t, err, config.ErrInvalid)
+		assert.ErrorIs(t, err, config.Setting("federation"))
+		assert.NotContains(t, err.Error(), "s3cret", "the error repeats no secret")
+		for _, s := range says {
+			assert.ErrorContains(t, err, s)
+		}
+	}
+	t.Run("a hub with a spoke's secret", func(t *testing.T) {
+		_, err := load(t, "beta", `{"listen": "127.0.0.1:7422", "spokes": {"alpha": "s3cret", "gamma": ""}}`)
+		refused(t, err, `spoke "alpha" has a shared secret`, "--domain beta --role leaf --name alpha")
+		assert.NotContains(t, err.Error(), `spoke "gamma" has`, "only the spoke with a secret")
+	})
+	t.Run("a spoke whose remote holds a user and secret", func(t *testing.T) {
+		_, err := load(t, "alpha", `{"remotes": ["nats-leaf://writ-leaf-alpha:s3cret@127.0.0.1:7422"], "creds": "leaf-beta.creds"}`)
+		refused(t, err, "drop them from the URL", "--role leaf --name alpha")
+	})
+	t.Run("a spoke without creds", func(t *testing.T) {
+		_, err := load(t, "alpha", `{"remotes": ["nats-leaf://127.0.0.1:7422"]}`)
+		refused(t, err, "--role leaf --name alpha")
+	})
+	t.Run("spokes neither a list nor names", func(t *testing.T) {
+		_, err := load(t, "beta", `{"listen": "127.0.0.1:7422", "spokes": "alpha"}`)
+		refused(t, err, "a list of the spoke domains")
+	})
+	t.Run("the old object without secrets reads as its names", func(t *testing.T) {
+		c, err := load(t, "beta", `{"listen": "127.0.0.1:7422", "spokes": {"gamma": "", "alpha": ""}}`)
+		require.NoError(t, err)
+		assert.Equal(t, []string{"alpha", "gamma"}, c.Federation.Spokes)
+		out := t.TempDir()
+		require.NoError(t, c.Save(out))
+		b, err := os.ReadFile(filepath.Join(out, config.FileName))
+		require.NoError(t, err)
+		assert.Contains(t, string(b), `"spokes": [`, "saved as a list")
 	})
 }
 

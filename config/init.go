@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -353,15 +354,15 @@ func (r *Runtime) Leaf() (*embedded.Leaf, error) {
 	}
 	var others []string
 	for d := range r.Bundle.Domains {
-		if _, behind := f.Spokes[d]; d != r.Config.Domain && !behind {
+		if d != r.Config.Domain && !slices.Contains(f.Spokes, d) {
 			others = append(others, d)
 		}
 	}
 	sort.Strings(others)
-	l := &embedded.Leaf{Domain: r.Config.Domain, Listen: f.Listen, Spokes: f.Spokes, Remotes: f.Remotes, Others: others}
+	l := &embedded.Leaf{Domain: r.Config.Domain, Listen: f.Listen, Remotes: f.Remotes, Others: others}
 	if len(f.Remotes) > 0 {
 		if f.Creds == "" {
-			return nil, fmt.Errorf("federation: a spoke connects to its hub with the leaf creds the hub issued: set federation.creds (the hub's operator runs 'writ identity issue --dir HUB --role leaf --name %s')", r.Config.Domain)
+			return nil, fmt.Errorf("federation: a spoke connects to its hub with the leaf creds the hub issued: set federation.creds (the hub's operator runs '%s')", LeafCredsHint("HUB-DIR", "HUB", r.Config.Dir(), r.Config.Domain))
 		}
 		account, err := identity.LoadSeed(r.Config.Path(AccountSeed))
 		if err != nil {

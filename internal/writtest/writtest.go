@@ -183,9 +183,9 @@ func HubOfHubs(t testing.TB, o map[string]Options, top Hub, hubs ...Hub) map[str
 		}
 		h := section(hub)
 		if h.Listen == "" {
-			h.Listen, h.Spokes = fmt.Sprintf("127.0.0.1:%d", freePort(t)), map[string]string{}
+			h.Listen = fmt.Sprintf("127.0.0.1:%d", freePort(t))
 		}
-		h.Spokes[d] = ""
+		h.Spokes = append(h.Spokes, d)
 		// The hub issues each spoke the creds of its leafnode link.
 		hubCfg, err := config.Load(envs[hub].Dir)
 		require.NoError(t, err)
