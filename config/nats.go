@@ -120,6 +120,10 @@ type RoleSpec struct {
 	DurableSuffix string
 }
 
+// ClientConnections are how the creds of every role but a leaf connect:
+// as clients, over TCP, websocket or in-process; never as a leafnode.
+var ClientConnections = []string{jwt.ConnectionTypeStandard, jwt.ConnectionTypeWebsocket, jwt.ConnectionTypeInProcess}
+
 // IssueRole signs creds for a role with the domain's account key.
 func (c *Config) IssueRole(account nkeys.KeyPair, r RoleSpec) ([]byte, error) {
 	token, user, err := c.SignRole(account, r)
@@ -144,7 +148,12 @@ func (c *Config) SignRole(account nkeys.KeyPair, r RoleSpec) (string, nkeys.KeyP
 		// signs (or lists) its system-account users itself.
 		return "", nil, errors.New("a callout-system user belongs to the system account of the server writ callout answers for: create it there with the rights callout.SystemSubjects lists (see package callout)")
 	}
-	spec := identity.UserSpec{Domain: c.Domain, Name: r.Name, Groups: r.Groups, TTL: r.TTL, Now: r.Now, User: r.User}
+	// Creds connect as what they are for: a leaf's link a leafnode and
+	// nothing else, every other role a client. A principal's creds that
+	// linked a server of its holder's as a leafnode would give whoever
+	// connects there the principal's rights, in no one's name.
+	spec := identity.UserSpec{Domain: c.Domain, Name: r.Name, Groups: r.Groups, TTL: r.TTL, Now: r.Now, User: r.User,
+		ConnectionTypes: ClientConnections}
 	for _, role := range r.Roles {
 		spec.Tags = append(spec.Tags, "role:"+string(role))
 		if role == access.Leaf {
