@@ -4,18 +4,75 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/writ-dev/writ/config"
+	"github.com/writ-dev/writ/identity"
+	idconnect "github.com/writ-dev/writ/identity/connect"
+	"github.com/writ-dev/writ/internal/access"
 	"github.com/writ-dev/writ/internal/embedded"
 )
+
+// pair is a hub (beta) and a spoke (alpha) as writ init makes them: each
+// server's authentication, the leaf creds beta issued for alpha, and each
+// domain's operator's connection options.
+type pair struct {
+	hubAuth, spokeAuth         *embedded.Auth
+	spokeAccount, leafCreds    string
+	hubOperator, spokeOperator []nats.Option
+}
+
+func leafPair(t *testing.T) pair {
+	t.Helper()
+	var p pair
+	root := t.TempDir()
+	cfgs := map[string]*config.Config{}
+	for _, d := range []string{"alpha", "beta"} {
+		c, err := config.Init(filepath.Join(root, d), d)
+		require.NoError(t, err)
+		cfgs[d] = c
+	}
+	var err error
+	p.hubAuth, err = cfgs["beta"].ServerAuth()
+	require.NoError(t, err)
+	p.spokeAuth, err = cfgs["alpha"].ServerAuth()
+	require.NoError(t, err)
+	account, err := identity.LoadSeed(cfgs["alpha"].Path(config.AccountSeed))
+	require.NoError(t, err)
+	p.spokeAccount, err = account.PublicKey()
+	require.NoError(t, err)
+	hubAccount, err := identity.LoadSeed(cfgs["beta"].Path(config.AccountSeed))
+	require.NoError(t, err)
+	creds, err := cfgs["beta"].IssueRole(hubAccount, config.RoleSpec{Roles: []access.Role{access.Leaf}, Name: "alpha", Spoke: "alpha"})
+	require.NoError(t, err)
+	p.leafCreds = filepath.Join(root, "alpha", "leaf-beta.creds")
+	require.NoError(t, os.WriteFile(p.leafCreds, creds, 0o600))
+	p.hubOperator, err = idconnect.Creds(cfgs["beta"].Path(config.OperatorCreds))
+	require.NoError(t, err)
+	p.spokeOperator, err = idconnect.Creds(cfgs["alpha"].Path(config.OperatorCreds))
+	require.NoError(t, err)
+	return p
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
 
 // records is a slog handler that keeps what is logged.
 type records struct {
@@ -77,9 +134,10 @@ func TestLeafLinks(t *testing.T) {
 	port := freePort(t)
 	hubAddr := fmt.Sprintf("127.0.0.1:%d", port)
 	log := &records{}
+	p := leafPair(t)
 	spoke, err := embedded.Start(embedded.Options{
-		Port: -1, StoreDir: t.TempDir(), JetStreamDomain: "alpha", Name: "alpha", Logger: slog.New(log),
-		Leaf: &embedded.Leaf{Domain: "alpha", Remotes: []string{fmt.Sprintf("nats-leaf://%s:s3cret@%s", embedded.LeafUser("alpha"), hubAddr)}},
+		Port: -1, StoreDir: t.TempDir(), JetStreamDomain: "alpha", Name: "alpha", Logger: slog.New(log), Auth: p.spokeAuth,
+		Leaf: &embedded.Leaf{Domain: "alpha", Remotes: []string{"nats-leaf://" + hubAddr}, Account: p.spokeAccount, Creds: p.leafCreds},
 	})
 	require.NoError(t, err)
 	t.Cleanup(spoke.Shutdown)
@@ -93,8 +151,21 @@ func TestLeafLinks(t *testing.T) {
 	assert.Empty(t, log.find(slog.LevelError, ""), "nothing logged as an error")
 	assert.Empty(t, log.find(slog.LevelInfo, "federation: linked"))
 
-	startHub := func() node {
-		return start(t, "beta", &embedded.Leaf{Domain: "beta", Listen: hubAddr, Spokes: map[string]string{"alpha": "s3cret"}})
+	hubStore := t.TempDir()
+	startHub := func() *embedded.Server {
+		t.Helper()
+		srv, err := embedded.Start(embedded.Options{Port: -1, StoreDir: hubStore, JetStreamDomain: "beta", Name: "beta", Auth: p.hubAuth,
+			Leaf: &embedded.Leaf{Domain: "beta", Listen: hubAddr}})
+		require.NoError(t, err)
+		t.Cleanup(srv.Shutdown)
+		nc, err := srv.Connect(p.hubOperator...)
+		require.NoError(t, err)
+		defer nc.Close()
+		js, err := jetstream.New(nc)
+		require.NoError(t, err)
+		_, err = js.CreateOrUpdateStream(t.Context(), jetstream.StreamConfig{Name: "WRIT", Subjects: []string{"writ.beta.*.*"}})
+		require.NoError(t, err)
+		return srv
 	}
 	hub := startHub()
 	// The spoke retries every second (with jitter up to another).
@@ -102,22 +173,22 @@ func TestLeafLinks(t *testing.T) {
 	assert.Equal(t, "beta", l.Server)
 	assert.Zero(t, l.Reconnects)
 	log.await(t, slog.LevelInfo, "federation: linked to hub")
-	h := awaitLink(t, hub.srv, false, "alpha", true, 5*time.Second)
+	h := awaitLink(t, hub, false, "alpha", true, 5*time.Second)
 	assert.Equal(t, "alpha", h.Server)
 	assert.False(t, h.Since.IsZero())
 
 	// A request crosses: counted out of the spoke and into the hub.
-	nc, err := spoke.Connect()
+	nc, err := spoke.Connect(p.spokeOperator...)
 	require.NoError(t, err)
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	require.NoError(t, err)
-	before, hubBefore := linkTo(t, spoke, true, hubAddr), linkTo(t, hub.srv, false, "alpha")
+	before, hubBefore := linkTo(t, spoke, true, hubAddr), linkTo(t, hub, false, "alpha")
 	require.Eventually(t, func() bool {
 		_, err := js.Publish(t.Context(), "writ.beta.0195a7a0-0000-7000-8000-000000000001.requested", []byte(`{}`), jetstream.WithExpectStream("WRIT"))
 		return err == nil
 	}, 10*time.Second, 50*time.Millisecond)
-	after, hubAfter := linkTo(t, spoke, true, hubAddr), linkTo(t, hub.srv, false, "alpha")
+	after, hubAfter := linkTo(t, spoke, true, hubAddr), linkTo(t, hub, false, "alpha")
 	assert.Greater(t, after.OutMsgs, before.OutMsgs, "the request went out")
 	assert.Greater(t, after.InMsgs, before.InMsgs, "its acknowledgement came back")
 	assert.Greater(t, after.OutBytes, before.OutBytes)
@@ -125,7 +196,7 @@ func TestLeafLinks(t *testing.T) {
 	assert.Positive(t, hubAfter.Subs, "the spoke's interest, held at the hub")
 
 	// The hub goes away: the spoke's link is down within a second.
-	hub.srv.Shutdown()
+	hub.Shutdown()
 	gone := time.Now()
 	awaitLink(t, spoke, true, hubAddr, false, time.Second)
 	t.Logf("link down seen after %s", time.Since(gone).Round(time.Millisecond))

@@ -1,8 +1,6 @@
 package embedded
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,7 +10,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 )
@@ -95,105 +92,65 @@ func free(host string, port int) error {
 	return l.Close()
 }
 
-// LeafUser is the user a spoke of domain d authenticates as on a hub.
-func LeafUser(domain string) string { return "writ-leaf-" + domain }
-
 // Leaf is the leafnode side of federation: a hub listens for other
 // domains' servers, a spoke connects to hubs. Only what must cross does:
 // requests and votes into any domain, every domain's events out to
 // requesters who wait for them, direct reads of a domain's history, and
 // replies; never timers, and never another domain's component events into
 // this one.
+//
+// A link is authenticated as any connection is (Options.Auth, which a
+// server with leafnodes needs): a spoke presents leaf creds its hub's
+// account issued, whose user JWT carries what the spoke may send into the
+// hub and hear from it (access.Leaf), and the hub's server enforces those
+// permissions. No secret is shared: a hub has no users of its own, and a
+// remote URL carries no user or password.
 type Leaf struct {
-	Domain  string            // this server's Writ domain
-	Listen  string            // hub: leafnode listen address, loopback
-	Spokes  map[string]string // hub: spoke domain → the secret it presents as LeafUser(domain)
-	Remotes []string          // spoke: hub URLs, nats-leaf://writ-leaf-DOMAIN:SECRET@host:port
-	Others  []string          // spoke: the other domains it trusts, whose component events it never forwards
-
-	// With Options.Auth (operator mode) a hub has no users of its own: a
-	// spoke connects with leaf creds the hub's account issued, whose JWT
-	// carries what the spoke may send and hear (access.Leaf), so Spokes'
-	// secrets are not used, and Remotes are plain nats-leaf://host:port.
-	Account string // spoke: its own account's public key, where the link lands
-	Creds   string // spoke: the leaf .creds file the hub issued for it
+	Domain  string   // this server's Writ domain
+	Listen  string   // hub: leafnode listen address, loopback
+	Remotes []string // spoke: hub URLs, nats-leaf://host:port
+	Others  []string // spoke: the other domains it trusts, whose component events it never forwards
+	Account string   // spoke: its own account's public key, where the link lands
+	Creds   string   // spoke: the leaf .creds file the hub issued for it
 }
 
-// leafInbound is what a spoke of domain d may send into a hub: requests,
-// votes, revocation, lock and state asks for any domain, its own domain's events
-// (for requesters waiting on the hub side), direct reads of any domain's
-// history, and replies.
-func leafInbound(d string) []string {
-	return []string{
-		"writ.*.*.requested", "writ.*.*.voted", "writ.*.*.revoke", "writ.*.*.lock", "writ.*.*.state",
-		"writ." + d + ".>", "_INBOX.>", "$JS.*.API.DIRECT.GET.>",
-	}
-}
-
-// leafOutbound is what a hub may send to a spoke: events (only those the
-// spoke's side subscribes to cross), reads and replies.
-var leafOutbound = []string{"writ.>", "_INBOX.>", "$JS.*.API.DIRECT.GET.>"}
-
-const localUser = "writ-local"
-
-func randomSecret() string {
-	b := make([]byte, 24)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
+// ErrLeafAuth is returned for leafnodes that would link without the
+// identities Options.Auth gives: a server without authentication, a spoke
+// without leaf creds, or a remote URL with a user and secret in it.
+var ErrLeafAuth = errors.New("embedded: leafnode authentication")
 
 // componentKinds are the event kinds only a domain's own components emit.
 var componentKinds = []string{"rejected", "evaluated", "approved", "denied", "expired", "granted", "refused", "redeemed", "revoked", "locked", "stated"}
 
-func (l *Leaf) options(o *server.Options, operatorMode bool) error {
-	if operatorMode {
-		return l.operatorOptions(o)
+func (l *Leaf) options(o *server.Options, auth bool) error {
+	if !auth {
+		return fmt.Errorf("%w: a server with leafnodes needs authentication (Options.Auth), so that a spoke links with the leaf creds its hub issued", ErrLeafAuth)
 	}
 	if l.Listen != "" {
 		host, p, err := listenAddr(l.Listen)
 		if err != nil {
 			return err
 		}
-		if len(l.Spokes) == 0 {
-			return errors.New("embedded: a leafnode hub needs its spokes' domains and secrets")
-		}
 		o.LeafNode.Host, o.LeafNode.Port = host, p
-		// Permissions apply to leafnode connections only through server
-		// users (the leafnode block's own users carry none), so spokes log
-		// in as server users limited to leafnode connections, and local
-		// clients, which present no credentials, map to an unlimited user.
-		// The unlimited user is for clients only: a leafnode that presents
-		// no credentials must not become it.
-		o.Users = append(o.Users, &server.User{Username: localUser, Password: randomSecret(),
-			AllowedConnectionTypes: map[string]struct{}{
-				jwt.ConnectionTypeStandard: {}, jwt.ConnectionTypeWebsocket: {}, jwt.ConnectionTypeInProcess: {},
-			}})
-		o.NoAuthUser = localUser
-		for d, secret := range l.Spokes {
-			if secret == "" {
-				return fmt.Errorf("embedded: spoke %q has no secret", d)
-			}
-			o.Users = append(o.Users, &server.User{
-				Username:               LeafUser(d),
-				Password:               secret,
-				AllowedConnectionTypes: map[string]struct{}{jwt.ConnectionTypeLeafnode: {}},
-				Permissions: &server.Permissions{
-					Publish:   &server.SubjectPermission{Allow: leafInbound(d)},
-					Subscribe: &server.SubjectPermission{Allow: leafOutbound},
-				},
-			})
-		}
+	}
+	if len(l.Remotes) == 0 {
+		return nil
+	}
+	if l.Creds == "" || l.Account == "" {
+		return fmt.Errorf("%w: a spoke needs its account and the leaf creds its hub issued", ErrLeafAuth)
 	}
 	for _, r := range l.Remotes {
 		u, err := url.Parse(r)
 		if err != nil {
 			return fmt.Errorf("embedded: leafnode remote %q: %w", r, err)
 		}
+		if u.User != nil {
+			return fmt.Errorf("%w: leafnode remote %q carries a user and secret: a spoke presents the leaf creds its hub issued instead", ErrLeafAuth, u.Redacted())
+		}
 		imports, exports := l.denied()
 		o.LeafNode.Remotes = append(o.LeafNode.Remotes, &server.RemoteLeafOpts{
-			URLs:        []*url.URL{u},
-			DenyImports: imports,
-			DenyExports: exports,
+			URLs: []*url.URL{u}, LocalAccount: l.Account, Credentials: l.Creds,
+			DenyImports: imports, DenyExports: exports,
 		})
 	}
 	return nil
@@ -342,39 +299,6 @@ func Start(o Options) (*Server, error) {
 		go s.watch(s.stop, s.watching)
 	}
 	return s, nil
-}
-
-// operatorOptions: a hub listens and lets the leaf JWTs' permissions speak;
-// a spoke binds each remote to its own account and presents its creds.
-func (l *Leaf) operatorOptions(o *server.Options) error {
-	if l.Listen != "" {
-		host, p, err := listenAddr(l.Listen)
-		if err != nil {
-			return err
-		}
-		o.LeafNode.Host, o.LeafNode.Port = host, p
-	}
-	if len(l.Remotes) == 0 {
-		return nil
-	}
-	if l.Creds == "" || l.Account == "" {
-		return errors.New("embedded: a spoke with authentication needs its account and the leaf creds its hub issued")
-	}
-	for _, r := range l.Remotes {
-		u, err := url.Parse(r)
-		if err != nil {
-			return fmt.Errorf("embedded: leafnode remote %q: %w", r, err)
-		}
-		if u.User != nil {
-			return fmt.Errorf("embedded: leafnode remote %q carries a user and secret: with authentication a spoke presents the leaf creds its hub issued instead", u.Redacted())
-		}
-		imports, exports := l.denied()
-		o.LeafNode.Remotes = append(o.LeafNode.Remotes, &server.RemoteLeafOpts{
-			URLs: []*url.URL{u}, LocalAccount: l.Account, Credentials: l.Creds,
-			DenyImports: imports, DenyExports: exports,
-		})
-	}
-	return nil
 }
 
 // ClientURL is the nats:// URL clients connect to.
