@@ -8,10 +8,13 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/nats-io/nkeys"
 
 	"github.com/writ-dev/writ/consumers"
 	"github.com/writ-dev/writ/identity"
@@ -66,7 +69,12 @@ type Config struct {
 	// HTTP is where `writ serve` answers /healthz, /readyz and /metrics
 	// (host:port); empty: nowhere, unless --http says.
 	HTTP string `json:"http,omitempty"`
-	dir  string
+	// RevokedUsers are user keys (U…) whose creds this domain's NATS
+	// server refuses, whatever their role: a spoke's leaf link, a
+	// principal, a service ('writ identity revoke'). The server's account
+	// JWT carries them (ServerAuth).
+	RevokedUsers []string `json:"revoked_users,omitempty"`
+	dir          string
 }
 
 // Federation links this domain's embedded NATS to other domains' over
@@ -312,6 +320,11 @@ func (c Config) Validate() error {
 			}
 		}
 	}
+	for _, k := range c.RevokedUsers {
+		if !nkeys.IsValidPublicUserKey(k) {
+			errs = append(errs, fmt.Errorf("%w: %q is not a user public key (U…)", Setting("revoked_users"), k))
+		}
+	}
 	if c.Notify != nil {
 		if err := c.Notify.problems(); err != nil {
 			errs = append(errs, fmt.Errorf("%w: %w", Setting("notify"), err))
@@ -365,6 +378,19 @@ func (f *Federation) problems(domain, dir string) []error {
 		bad("a spoke needs creds, the leaf creds its hub issued ('%s')", LeafCredsHint("HUB-DIR", "HUB", dir, domain))
 	}
 	return errs
+}
+
+// RevokeUser adds user key to the revoked users, and reports whether it
+// was not there already. The configuration is not saved.
+func (c *Config) RevokeUser(key string) (bool, error) {
+	if !nkeys.IsValidPublicUserKey(key) {
+		return false, fmt.Errorf("%q is not a user public key (U…)", key)
+	}
+	if slices.Contains(c.RevokedUsers, key) {
+		return false, nil
+	}
+	c.RevokedUsers = append(c.RevokedUsers, key)
+	return true, nil
 }
 
 // Dir is the directory the configuration was loaded from.

@@ -183,6 +183,9 @@ func TestValidate(t *testing.T) {
 		{"no policies", func(c *config.Config) { c.Policies = "" }, "policies"},
 		{"no flows", func(c *config.Config) { c.Flows = "" }, "flows"},
 		{"no store", func(c *config.Config) { c.StoreDir = "" }, "store_dir"},
+		{"a revoked user that is an account key", func(c *config.Config) {
+			c.RevokedUsers = []string{"ABJHLOVMPA4CI6R5KLNGOB4GSLNIY7IOUPAJC4YFNDLQVIOBYQGUWVLA"}
+		}, "revoked_users"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

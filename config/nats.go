@@ -50,10 +50,12 @@ func (c *Config) ServerAuth() (*embedded.Auth, error) {
 		keys[i] = kp
 	}
 	op, sys, account := keys[0], keys[1], keys[2]
-	return serverAuth(op, sys, account, c.Domain)
+	return serverAuth(op, sys, account, c.Domain, c.RevokedUsers, time.Now())
 }
 
-func serverAuth(op, sys, account nkeys.KeyPair, domain string) (*embedded.Auth, error) {
+// serverAuth signs the operator's and the accounts' JWTs; the domain's
+// account revokes the creds of the revoked users issued up to now.
+func serverAuth(op, sys, account nkeys.KeyPair, domain string, revoked []string, now time.Time) (*embedded.Auth, error) {
 	opPub, _ := op.PublicKey()
 	sysPub, _ := sys.PublicKey()
 	accPub, _ := account.PublicKey()
@@ -82,6 +84,11 @@ func serverAuth(op, sys, account nkeys.KeyPair, domain string) (*embedded.Auth, 
 	// A user JWT that carries no permissions (one issued before roles
 	// existed) may do nothing: fail closed until it is re-issued.
 	ac.DefaultPermissions = jwt.Permissions{Pub: jwt.Permission{Deny: []string{">"}}, Sub: jwt.Permission{Deny: []string{">"}}}
+	// A revoked user key is refused on connecting, and a connection of it
+	// that is open when the server takes this JWT is closed.
+	for _, k := range revoked {
+		ac.RevokeAt(k, now)
+	}
 	accJWT, err := ac.Encode(op)
 	if err != nil {
 		return nil, fmt.Errorf("sign the account JWT: %w", err)

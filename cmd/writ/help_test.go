@@ -18,7 +18,7 @@ var helpCommands = [][]string{
 	{"grant"}, {"grant", "show"}, {"grant", "verify"}, {"grant", "redeem"},
 	{"audit"}, {"audit", "replay"}, {"audit", "verify"}, {"audit", "checkpoint"}, {"audit", "export"}, {"audit", "deadletter"},
 	{"trust"}, {"trust", "add"}, {"trust", "list"}, {"trust", "remove"}, {"trust", "revoke"},
-	{"identity"}, {"identity", "issue"}, {"identity", "show"},
+	{"identity"}, {"identity", "issue"}, {"identity", "show"}, {"identity", "revoke"},
 	{"callout"}, {"bench"},
 }
 

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
 
 	"github.com/writ-dev/writ/config"
@@ -22,7 +23,8 @@ import (
 )
 
 const identitySynopsis = `identity issue --domain D --name N [--role R[,R...]] [--group G]... [--spokes D[,D...]] [--ttl 720h] [--out FILE] [--force] [--dir DIR]
-       writ identity show --creds FILE [--dir DIR] [--json]`
+       writ identity show --creds FILE [--dir DIR] [--json]
+       writ identity revoke (--creds FILE | --key U...) [--dir DIR]`
 
 func runIdentity(_ context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
@@ -33,13 +35,16 @@ func runIdentity(_ context.Context, args []string, stdout, stderr io.Writer) err
 		return identityIssue(args[1:], stdout, stderr)
 	case "show":
 		return identityShow(args[1:], stdout, stderr)
+	case "revoke":
+		return identityRevoke(args[1:], stdout, stderr)
 	}
 	if isHelp(args[0]) {
-		return subcommandHelp("writ identity: 'issue' mints a principal's .creds, 'show' describes one.",
+		return subcommandHelp("writ identity: 'issue' mints a principal's .creds, 'show' describes one, 'revoke' has the domain's NATS server refuse one.",
 			func(a []string) error { return identityIssue(a, stdout, stderr) },
-			func(a []string) error { return identityShow(a, stdout, stderr) })
+			func(a []string) error { return identityShow(a, stdout, stderr) },
+			func(a []string) error { return identityRevoke(a, stdout, stderr) })
 	}
-	return usageError("unknown identity command %q: issue or show", args[0])
+	return usageError("unknown identity command %q: issue, show or revoke", args[0])
 }
 
 func identityIssue(args []string, stdout, stderr io.Writer) error {
@@ -291,6 +296,89 @@ func identityShow(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stdout, "trust    %s\n", verdict)
 	}
 	return refused
+}
+
+// identityRevoke has the domain's NATS server refuse an identity's
+// creds: a spoke's leaf link, a principal, a service. The user key goes
+// into the setup's writ.json (revoked_users), and from there into the
+// account JWT the server trusts.
+func identityRevoke(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("identity revoke", "identity revoke (--creds FILE | --key U...) [--dir DIR]", stderr)
+	dir := fs.String("dir", envOr("WRIT_HOME", defaultDir), "Writ directory of the domain whose account issued the identity; env WRIT_HOME")
+	credsPath := fs.String("creds", "", "the identity's .creds file")
+	key := fs.String("key", "", "the identity's user public key (U...), when its creds are not at hand")
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	switch {
+	case len(pos) > 0:
+		return usageError("identity revoke takes no arguments; name the identity with --creds FILE or --key U...")
+	case (*credsPath == "") == (*key == ""):
+		return usageError("identity revoke needs --creds FILE or --key U... (one of them)")
+	case *key != "" && !nkeys.IsValidPublicUserKey(*key):
+		return usageError("identity revoke: %q is not a user public key (U...); 'writ identity show --creds FILE' shows an identity's key", *key)
+	}
+	s, err := loadSetup(*dir)
+	if err != nil {
+		return err
+	}
+	user, what := *key, *key
+	if *credsPath != "" {
+		if user, what, err = revocableUser(s.cfg, *credsPath); err != nil {
+			return err
+		}
+	}
+	added, err := s.cfg.RevokeUser(user)
+	if err != nil {
+		return err
+	}
+	if !added {
+		fmt.Fprintf(stdout, "%s is already revoked in %s.\n", what, filepath.Join(*dir, config.FileName))
+		return nil
+	}
+	if err := s.cfg.Save(s.cfg.Dir()); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "Revoked %s in %s: the NATS server of %q refuses its creds once it starts again. Restart a running 'writ serve --dir %s': that ends the connections it holds, a spoke's leaf link among them, and the revoked one does not come back. A nats-server of your own: write its configuration again ('writ init --dir %s --server-config FILE') and restart it.\n",
+		what, filepath.Join(*dir, config.FileName), s.cfg.Domain, *dir, *dir)
+	return nil
+}
+
+// revocableUser reads the user key of the creds at path, which this
+// setup's account must have issued: revoking another account's user here
+// would refuse nothing.
+func revocableUser(cfg *config.Config, path string) (user, what string, err error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", "", err
+	}
+	token, err := jwt.ParseDecoratedJWT(b)
+	var uc *jwt.UserClaims
+	if err == nil {
+		uc, err = jwt.DecodeUserClaims(token)
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("%s is not a .creds file with a user JWT that reads: revoke its user key with --key U... instead", path)
+	}
+	account, err := identity.LoadSeed(cfg.Path(config.AccountSeed))
+	if err != nil {
+		return "", "", err
+	}
+	accountPub, err := account.PublicKey()
+	if err != nil {
+		return "", "", err
+	}
+	if uc.Issuer != accountPub {
+		return "", "", fmt.Errorf("%s was issued by account %s, not by %q's (%s): revoke it in the setup of the domain that issued it", path, uc.Issuer, cfg.Domain, accountPub)
+	}
+	var roles []string
+	for _, t := range uc.Tags {
+		if r, ok := strings.CutPrefix(t, "role:"); ok {
+			roles = append(roles, r)
+		}
+	}
+	return uc.Subject, fmt.Sprintf("%s (%s, %s)", uc.Subject, uc.Name, strings.Join(roles, ",")), nil
 }
 
 func groupList(groups []string) string {

@@ -9,11 +9,14 @@ import (
 	"time"
 
 	natsjwt "github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/writ-dev/writ/config"
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/internal/access"
+	"github.com/writ-dev/writ/internal/embedded"
 )
 
 func TestIdentityIssue(t *testing.T) {
@@ -190,4 +193,76 @@ func TestIdentityIssueLeafOfHub(t *testing.T) {
 	assert.False(t, access.Allows(uc.Pub, "writ.epsilon"+ev))
 	assert.False(t, access.Allows(uc.Sub, "_INBOX.epsilon.UX.1"))
 	assert.Equal(t, natsjwt.StringList{natsjwt.ConnectionTypeLeafnode}, uc.AllowedConnectionTypes)
+}
+
+// writ identity revoke has the domain's NATS server refuse an identity's
+// creds from its next start: a spoke's leaf link, a principal's.
+func TestIdentityRevoke(t *testing.T) {
+	root := t.TempDir()
+	a := initSetup(t, root, "alpha")
+	b := initSetup(t, root, "beta")
+	leaf := filepath.Join(a, "leaf-beta.creds")
+	_, errOut, err := writ(t, "identity", "issue", "--dir", b, "--domain", "beta", "--role", "leaf", "--name", "alpha", "--out", leaf)
+	require.NoError(t, err, errOut)
+	userOf := func(path string) string {
+		id, err := identity.LoadCreds(path)
+		require.NoError(t, err)
+		return id.Principal.Key
+	}
+	carol := filepath.Join(b, "creds", "carol.creds")
+
+	out, errOut, err := writ(t, "identity", "revoke", "--dir", b, "--creds", leaf)
+	require.NoError(t, err, errOut)
+	assert.Contains(t, out, "Revoked "+userOf(leaf)+" (alpha, leaf)")
+	assert.Contains(t, out, "Restart a running 'writ serve --dir "+b+"'")
+	out, errOut, err = writ(t, "identity", "revoke", "--dir", b, "--key", userOf(carol))
+	require.NoError(t, err, errOut)
+	assert.Contains(t, out, "Revoked "+userOf(carol))
+	cfg, err := config.Load(b)
+	require.NoError(t, err)
+	assert.Equal(t, []string{userOf(leaf), userOf(carol)}, cfg.RevokedUsers)
+	before, err := os.ReadFile(filepath.Join(b, config.FileName))
+	require.NoError(t, err)
+	out, _, err = writ(t, "identity", "revoke", "--dir", b, "--creds", carol)
+	require.NoError(t, err)
+	assert.Contains(t, out, "already revoked")
+	after, err := os.ReadFile(filepath.Join(b, config.FileName))
+	require.NoError(t, err)
+	assert.Equal(t, before, after, "revoking again changes nothing")
+
+	// The server refuses carol, and still lets alice in.
+	auth, err := cfg.ServerAuth()
+	require.NoError(t, err)
+	srv, err := embedded.Start(embedded.Options{Port: -1, StoreDir: t.TempDir(), Auth: auth})
+	require.NoError(t, err)
+	t.Cleanup(srv.Shutdown)
+	_, err = nats.Connect(srv.ClientURL(), nats.UserCredentials(carol), nats.MaxReconnects(0))
+	require.ErrorIs(t, err, nats.ErrAuthorization, "carol's creds are revoked")
+	nc, err := nats.Connect(srv.ClientURL(), nats.UserCredentials(filepath.Join(b, "creds", "alice.creds")), nats.MaxReconnects(0))
+	require.NoError(t, err, "alice's are not")
+	nc.Close()
+
+	for _, tt := range []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"neither", []string{"--dir", b}, exitUsage, "--creds FILE or --key U..."},
+		{"both", []string{"--dir", b, "--creds", carol, "--key", userOf(carol)}, exitUsage, "one of them"},
+		{"not a user key", []string{"--dir", b, "--key", "ABCD"}, exitUsage, "not a user public key"},
+		{"another domain's creds", []string{"--dir", b, "--creds", filepath.Join(a, "creds", "alice.creds")}, 1, "revoke it in the setup of the domain that issued it"},
+		{"not creds", []string{"--dir", b, "--creds", filepath.Join(b, config.FileName)}, 1, "is not a .creds file"},
+		{"no setup", []string{"--dir", filepath.Join(root, "none"), "--key", userOf(carol)}, 1, "no Writ setup in"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, errOut, err := writ(t, append([]string{"identity", "revoke"}, tt.args...)...)
+			require.Error(t, err)
+			assert.Equal(t, tt.code, exitCode(err), "%v", err)
+			assert.Contains(t, err.Error()+errOut, tt.want)
+			now, err := os.ReadFile(filepath.Join(b, config.FileName))
+			require.NoError(t, err)
+			assert.Equal(t, before, now, "nothing was written")
+		})
+	}
 }

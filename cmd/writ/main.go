@@ -75,7 +75,7 @@ func commands() []command {
 		{"grant", "'grant show ID' opens your grant; 'grant verify TOKEN' checks one; 'grant redeem TOKEN' uses it", runGrant},
 		{"audit", "'audit replay' each request's history; 'audit verify' checks the trail end to end; 'audit checkpoint'; 'audit export' for a SIEM, or one request's evidence bundle", runAudit},
 		{"trust", "'trust add|list|remove|revoke': the domains and keys this setup trusts", runTrust},
-		{"identity", "'identity issue' mints a principal's .creds; 'identity show' describes one", runIdentity},
+		{"identity", "'identity issue' mints a principal's .creds; 'identity show' describes one; 'identity revoke' has the server refuse one", runIdentity},
 		{"callout", "answer a NATS server's auth callout with grants: the server enforces them", runCallout},
 		{"bench", "measure the auto-approve path against a bare JetStream relay and its cryptographic floor on the same server", runBench},
 	}

@@ -219,6 +219,42 @@ func TestLeafAuth(t *testing.T) {
 		_, err := nats.Connect(beta.Server.ClientURL(), nats.UserCredentials(leafCreds), nats.MaxReconnects(0), nats.Timeout(5*time.Second))
 		require.ErrorIs(t, err, nats.ErrAuthorization)
 	})
+	// Last: it ends the spoke's link for good.
+	t.Run("revoked leaf creds", func(t *testing.T) {
+		require.Equal(t, 1, obs.leafs(t), "the spoke is linked")
+		// What 'writ identity revoke --dir beta --creds alpha/leaf-beta.creds'
+		// does, then the hub's restart, which ends the link.
+		user := userOf(t, leafCreds)
+		cfg, err := config.Load(beta.Dir)
+		require.NoError(t, err)
+		added, err := cfg.RevokeUser(user)
+		require.NoError(t, err)
+		require.True(t, added)
+		require.NoError(t, cfg.Save(beta.Dir))
+		rt, err := cfg.Open()
+		require.NoError(t, err)
+		beta.StopAll()
+		beta.Runtime = rt
+		beta.StartServer()
+		obs := observe(t, beta)
+		errs := obs.authErrors(t)
+		// The spoke dials again, and is refused: twice, so that it was
+		// not linked in between.
+		obs.awaitAuthError(t, errs, user)
+		obs.awaitAuthError(t, errs, user)
+		assert.Equal(t, 0, obs.leafs(t), "the revoked spoke is linked")
+		// Its other creds still link: the hub refuses the revoked user,
+		// not the spoke's domain (re-issued creds are a new user key).
+		hubCfg := beta.Runtime.Config
+		account, err := identity.LoadSeed(hubCfg.Path(config.AccountSeed))
+		require.NoError(t, err)
+		creds, err := hubCfg.IssueRole(account, config.RoleSpec{Roles: []access.Role{access.Leaf}, Name: spoke, Spoke: spoke})
+		require.NoError(t, err)
+		path := filepath.Join(t.TempDir(), "leaf-beta.creds")
+		require.NoError(t, os.WriteFile(path, creds, 0o600))
+		rogueSpoke(t, leafURL, path)
+		require.Eventually(t, func() bool { return obs.leafs(t) == 1 }, 10*time.Second, 20*time.Millisecond, "re-issued creds link")
+	})
 }
 
 // observer is a user of the hub's system account: it asks the server for
