@@ -171,12 +171,13 @@ func TestLeafAuth(t *testing.T) {
 
 	// refused starts a spoke with creds (none: "") and waits until the hub
 	// refuses them (its auth error event names the user key); it checks
-	// the hub has no more links than before, and that what the spoke sent
-	// in between was not delivered: the hub refuses its next attempt too,
-	// so it was never linked.
+	// the hub holds the real spoke's link alone, and that what the spoke
+	// sent in between was not delivered: the hub refuses its next attempt
+	// too, so it was never linked.
 	refused := func(t *testing.T, creds string) {
 		t.Helper()
-		links := obs.leafs(t)
+		// (The hub hears of a rogue of an earlier subtest gone in a moment.)
+		require.Eventually(t, func() bool { return obs.leafs(t) == 1 }, 10*time.Second, 20*time.Millisecond)
 		user := ""
 		if creds != "" {
 			user = userOf(t, creds)
@@ -193,7 +194,7 @@ func TestLeafAuth(t *testing.T) {
 		obs.awaitAuthError(t, errs, user) // the spoke's next attempt
 		_, err = heard.NextMsg(0)
 		assert.ErrorIs(t, err, nats.ErrTimeout, "a refused spoke's request was delivered")
-		assert.Equal(t, links, obs.leafs(t), "the hub holds a link it refused")
+		assert.Equal(t, 1, obs.leafs(t), "the hub holds a link it refused")
 	}
 	t.Run("no creds", func(t *testing.T) { refused(t, "") })
 	t.Run("leaf creds of another domain's account", func(t *testing.T) {
