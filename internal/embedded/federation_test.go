@@ -20,6 +20,7 @@ import (
 	"github.com/writ-dev/writ/config"
 	"github.com/writ-dev/writ/identity"
 	"github.com/writ-dev/writ/internal/access"
+	"github.com/writ-dev/writ/internal/embedded"
 	"github.com/writ-dev/writ/internal/writtest"
 )
 
@@ -258,9 +259,10 @@ func TestLeafAuth(t *testing.T) {
 	})
 }
 
-// observer is a user of the hub's system account: it asks the server for
-// its leafnode links and hears its authentication errors.
+// observer counts the hub server's leafnode links, and hears its
+// authentication errors as a user of its system account.
 type observer struct {
+	srv    *embedded.Server
 	nc     *nats.Conn
 	server string // the hub server's id
 }
@@ -276,19 +278,15 @@ func observe(t *testing.T, e *writtest.Env) *observer {
 	nc, err := e.Server.Connect(nats.UserJWTAndSeed(token, string(seed)))
 	require.NoError(t, err)
 	t.Cleanup(nc.Close)
-	return &observer{nc: nc, server: nc.ConnectedServerId()}
+	return &observer{srv: e.Server, nc: nc, server: nc.ConnectedServerId()}
 }
 
 // leafs is how many leafnode links the hub's server holds.
 func (o *observer) leafs(t *testing.T) int {
 	t.Helper()
-	m, err := o.nc.Request("$SYS.REQ.SERVER."+o.server+".LEAFZ", nil, 5*time.Second)
+	l, err := o.srv.Leafz()
 	require.NoError(t, err)
-	var resp struct {
-		Data server.Leafz `json:"data"`
-	}
-	require.NoError(t, json.Unmarshal(m.Data, &resp), string(m.Data))
-	return resp.Data.NumLeafs
+	return l.NumLeafs
 }
 
 // authErrors subscribes to the hub server's authentication errors.
