@@ -55,7 +55,7 @@ for d in "${names[@]}"; do
 	jq --arg u "nats-leaf://127.0.0.1:$leafport" '.federation = {remotes: [$u], creds: "leaf-hub.creds"}' \
 		"$dir/$d/writ.json" >"$dir/$d/writ.json.new" && mv "$dir/$d/writ.json.new" "$dir/$d/writ.json"
 done
-jq --arg l "127.0.0.1:$leafport" --args '.federation = {listen: $l, spokes: ($ARGS.positional | map({(.): ""}) | add)}' \
+jq --arg l "127.0.0.1:$leafport" --args '.federation = {listen: $l, spokes: $ARGS.positional}' \
 	"${names[@]}" <"$dir/hub/writ.json" >"$dir/hub/writ.json.new" && mv "$dir/hub/writ.json.new" "$dir/hub/writ.json"
 
 "$writ" serve --dir "$dir/hub" >"$dir/hub.log" 2>&1 &

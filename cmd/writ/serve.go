@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime/pprof"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -164,12 +165,24 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	logFormat := fs.String("log-format", "text", "text, or json: one JSON object a line")
 	httpAddr := fs.String("http", "", "answer /healthz, /readyz and /metrics on this address, e.g. 127.0.0.1:9180 (default: the config's http, else none)")
 	syncAlways := fs.Bool("sync", true, "embedded NATS writes every event to disk before acknowledging it (the config's sync_always, true for new setups); --sync=false for development only: faster, but a power loss can lose acknowledged events")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the server and pipeline, from start until serve stops, to this file (for go tool pprof): where an idle or a busy setup spends")
 	if _, err := parse(fs, args); err != nil {
 		return err
 	}
 	log, err := newLogger(stderr, *logLevel, *logFormat)
 	if err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 
 	if !config.Exists(*dir) {
