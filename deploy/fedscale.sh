@@ -58,7 +58,9 @@ done
 jq --arg l "127.0.0.1:$leafport" --args '.federation = {listen: $l, spokes: $ARGS.positional}' \
 	"${names[@]}" <"$dir/hub/writ.json" >"$dir/hub/writ.json.new" && mv "$dir/hub/writ.json.new" "$dir/hub/writ.json"
 
-"$writ" serve --dir "$dir/hub" >"$dir/hub.log" 2>&1 &
+# The hub's runtime reports each garbage collection on its log (gctrace):
+# the live heap after the last one is printed with its RSS.
+GODEBUG=gctrace=1 "$writ" serve --dir "$dir/hub" ${FEDSCALE_HUB_FLAGS:-} >"$dir/hub.log" 2>&1 &
 pids+=($!)
 hubpid=$!
 for d in "${names[@]}"; do
@@ -106,6 +108,7 @@ awk -v n="$spokes" -v s="$((s1 - s0))" -v r="$((r1 - r0))" -v c="$((c1 - c0))" -
 		n, w, s / n / w, r / n / w, n + 1, 100 * c / hz / w
 }'
 echo "hub RSS (MB, every 10 s): ${samples[*]}"
+echo "hub live heap after its last GC: $(grep '^gc ' "$dir/hub.log" | tail -1 | sed -E 's/.*->([0-9]+) MB, ([0-9]+) MB goal.*/\1 MB (goal \2 MB)/')"
 
 # Every spoke asks the hub once; the hub's own bot asks as often as a
 # tenth of the spokes (at least 3), for the same-domain figure.

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"path/filepath"
 	"strconv"
@@ -166,8 +167,18 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	httpAddr := fs.String("http", "", "answer /healthz, /readyz and /metrics on this address, e.g. 127.0.0.1:9180 (default: the config's http, else none)")
 	syncAlways := fs.Bool("sync", true, "embedded NATS writes every event to disk before acknowledging it (the config's sync_always, true for new setups); --sync=false for development only: faster, but a power loss can lose acknowledged events")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the server and pipeline, from start until serve stops, to this file (for go tool pprof): where an idle or a busy setup spends")
+	memProfile := fs.String("memprofile", "", "write a heap profile to this file when serve stops (for go tool pprof)")
 	if _, err := parse(fs, args); err != nil {
 		return err
+	}
+	if *memProfile != "" {
+		defer func() {
+			if f, err := os.Create(*memProfile); err == nil {
+				runtime.GC()
+				_ = pprof.WriteHeapProfile(f)
+				f.Close()
+			}
+		}()
 	}
 	log, err := newLogger(stderr, *logLevel, *logFormat)
 	if err != nil {

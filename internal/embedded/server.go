@@ -132,6 +132,7 @@ func (l *Leaf) options(o *server.Options, auth bool) error {
 			return err
 		}
 		o.LeafNode.Host, o.LeafNode.Port = host, p
+		o.LeafNode.Compression = noCompression
 	}
 	if len(l.Remotes) == 0 {
 		return nil
@@ -150,11 +151,18 @@ func (l *Leaf) options(o *server.Options, auth bool) error {
 		imports, exports := l.denied()
 		o.LeafNode.Remotes = append(o.LeafNode.Remotes, &server.RemoteLeafOpts{
 			URLs: []*url.URL{u}, LocalAccount: l.Account, Credentials: l.Creds,
-			DenyImports: imports, DenyExports: exports,
+			DenyImports: imports, DenyExports: exports, Compression: noCompression,
 		})
 	}
 	return nil
 }
+
+// noCompression turns off the leafnode links' compression (nats-server's
+// default, s2_auto, keeps an s2 writer of about 5 MB per link, on each
+// side): a hub of 99 spokes held half a gigabyte of them, for links that
+// carry Writ's events, a few hundred bytes each, mostly signatures, which
+// do not compress.
+var noCompression = server.CompressionOpts{Mode: server.CompressionOff}
 
 // denied is what a spoke never takes from or sends to its hub. Timers
 // never cross. Out: never another trusted domain's component events (only

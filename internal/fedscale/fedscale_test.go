@@ -63,6 +63,8 @@ func count(t *testing.T, envs map[string]*writtest.Env, spokes []string) counts 
 	require.NoError(t, err)
 	for _, l := range lz.Leafs {
 		c.linkSubs[l.Name], c.linkIn[l.Name], c.linkOut[l.Name] = l.NumSubs, l.InMsgs, l.OutMsgs
+		// Compressed links cost the hub an s2 writer of about 5 MB each.
+		assert.Equal(t, "off", l.Compression, "compression of %s's link", l.Name)
 	}
 	runtime.GC()
 	var ms runtime.MemStats
