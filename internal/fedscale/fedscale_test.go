@@ -139,7 +139,9 @@ func TestIdleFederationCostsNothingThatGrowsWithDomains(t *testing.T) {
 	})
 	envs, spokes, before := federate(t, n)
 	hub := envs["hub"]
+	cpu0, wall0 := cpuUsed(), time.Now()
 	time.Sleep(idle) // the idle window: nothing is asked of anyone
+	cpu := float64(cpuUsed()-cpu0) / float64(time.Since(wall0))
 	after := count(t, envs, spokes)
 
 	assert.Zero(t, after.hubInserts-before.hubInserts, "subscriptions made on the hub while idle")
@@ -156,6 +158,7 @@ func TestIdleFederationCostsNothingThatGrowsWithDomains(t *testing.T) {
 	own, perLink := interest(t, after)
 	assert.Equal(t, perLinkOne, perLink, "a link's interest, with 1 spoke and with %d", n)
 	assert.Equal(t, ownOne, own, "the hub's own subscriptions, with 1 spoke and with %d", n)
+	t.Logf("idle %s: CPU of the whole test process (%d domains) %.1f %% of one core", idle, n+1, 100*cpu)
 	t.Logf("idle %s: hub %d subscriptions (%d its own, %d per link × %d links; with one spoke %d + %d); heap %d → %d MB",
 		idle, after.hubSubs, own, perLink, n, ownOne, perLinkOne, before.heap>>20, after.heap>>20)
 	assert.LessOrEqual(t, after.heap, before.heap+before.heap/10+16<<20, "memory while idle")
