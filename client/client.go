@@ -40,6 +40,10 @@ type Options struct {
 	// connection's own: "$JS.<domain>.API" from a leaf node whose hub holds
 	// it. Default "$JS.API".
 	APIPrefix string
+	// HoldWait is how long Watch reads a request again for a message it
+	// heard of before showing what the stream holds without it (the
+	// message may be one the stream refused); default one second.
+	HoldWait time.Duration
 }
 
 // Client talks to a Writ pipeline through its audit stream.
@@ -51,6 +55,7 @@ type Client struct {
 	bundle *identity.Bundle
 	trail  *history.Log
 	clock  func() time.Time
+	hold   time.Duration // Options.HoldWait
 }
 
 // clientInspectCache is how many checked events a client remembers: a
@@ -98,6 +103,9 @@ func New(nc *nats.Conn, o Options) (*Client, error) {
 	if o.APIPrefix == "" {
 		o.APIPrefix = "$JS.API"
 	}
+	if o.HoldWait <= 0 {
+		o.HoldWait = holdWait
+	}
 	js, err := jetstream.NewWithAPIPrefix(nc, o.APIPrefix)
 	if err != nil {
 		return nil, err
@@ -110,7 +118,7 @@ func New(nc *nats.Conn, o Options) (*Client, error) {
 		JS: js, Stream: o.Stream, Home: o.Home, Clock: o.Clock, Monotonic: true,
 		Checker: events.Checker{Bundle: o.Bundle, MaxBody: o.MaxBody, Cache: events.NewInspectCache(clientInspectCache)},
 	})
-	return &Client{nc: nc, js: js, stream: o.Stream, home: o.Home, bundle: o.Bundle, trail: trail, clock: o.Clock}, nil
+	return &Client{nc: nc, js: js, stream: o.Stream, home: o.Home, bundle: o.Bundle, trail: trail, clock: o.Clock, hold: o.HoldWait}, nil
 }
 
 // Urgencies a request may carry.

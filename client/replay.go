@@ -336,7 +336,7 @@ func firstRequest(r *Request) uint64 {
 // holds is shown; nor is it held against the request when it has no
 // history yet (ErrNotFound, once holdWait is past).
 func (c *Client) loadHolding(ctx context.Context, domain, id, digest string) (*Request, error) {
-	h, err := c.trail.Load(ctx, domain, id, history.Reach{Digest: digest, Wait: holdWait})
+	h, err := c.trail.Load(ctx, domain, id, history.Reach{Digest: digest, Wait: c.hold})
 	if err != nil {
 		return nil, err
 	}
@@ -346,5 +346,6 @@ func (c *Client) loadHolding(ctx context.Context, domain, id, digest string) (*R
 	return requestOf(h), nil
 }
 
-// holdWait is how long loadHolding reads again for a message noticed.
+// holdWait is how long loadHolding reads again for a message noticed,
+// unless Options.HoldWait says otherwise.
 const holdWait = time.Second
