@@ -1,9 +1,8 @@
 package store
 
 import (
-	"strconv"
+	"crypto/rand"
 	"sync"
-	"sync/atomic"
 
 	"github.com/nats-io/nats.go"
 )
@@ -17,7 +16,6 @@ import (
 type replies struct {
 	sub  *nats.Subscription
 	base string // the inbox, with its trailing dot
-	next atomic.Uint64
 
 	mu    sync.Mutex
 	reads map[string]chan *nats.Msg
@@ -71,8 +69,12 @@ func (r *replies) route(m *nats.Msg) {
 
 // open starts a read: the reply subject to ask with, the channel its
 // answer arrives on (size messages at most), and the function that ends it.
+// The token is random, not a count: whoever sees one read's reply subject
+// (a spoke sees those of every read of its own stream, and may publish
+// into any domain's inbox) must not be able to name the connection's next
+// reads and answer them first, leaving out what it likes.
 func (r *replies) open(size int) (string, <-chan *nats.Msg, func()) {
-	tok := strconv.FormatUint(r.next.Add(1), 36)
+	tok := rand.Text()
 	ch := make(chan *nats.Msg, size)
 	r.mu.Lock()
 	r.reads[tok] = ch
