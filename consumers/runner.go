@@ -198,7 +198,20 @@ func consumeOnce(ctx context.Context, js jetstream.JetStream, stream string, cfg
 // delivered is handled, not dropped.
 func pullWhileOpen(ctx context.Context, cons jetstream.Consumer, g gate, log *slog.Logger, durable string, q *queue) error {
 	problems := make(chan error, 1)
+	// handing is held while the callback hands a message on: cc.Closed()
+	// is closed as soon as the subscription is no longer valid (the
+	// connection closed, the consumer deleted), which can be while the
+	// callback still waits for a credit; pullWhileOpen returns only once it
+	// has handed its message on, so that nothing sends on q.ready after
+	// consume has closed it.
+	var handing sync.Mutex
+	ended := false
 	cc, err := cons.Consume(func(m jetstream.Msg) {
+		handing.Lock()
+		defer handing.Unlock()
+		if ended { // never held: the server delivers it again
+			return
+		}
 		hm := hold(m)
 		<-q.credits
 		q.ready <- hm
@@ -213,15 +226,17 @@ func pullWhileOpen(ctx context.Context, cons jetstream.Consumer, g gate, log *sl
 			}
 		}))
 	if err != nil {
-		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted) {
-			return err
-		}
-		restart.Sleep(ctx, pullBackoff.Pause(1))
-		return nil
+		// Only the subscription can fail here (the connection closed or
+		// draining): the loop's restart logs it and backs off, where a
+		// pause and nil had the loop try again ten times a second, unheard.
+		return fmt.Errorf("consume: %w", err)
 	}
 	defer func() {
 		cc.Drain()
 		<-cc.Closed()
+		handing.Lock()
+		ended = true
+		handing.Unlock()
 	}()
 	// Only a gated loop looks at its gate: an idle process wakes for
 	// nothing else of its own.
