@@ -245,6 +245,12 @@ func (g *Guard) Run(ctx context.Context) error {
 		// so that a change made meanwhile is heard.
 		_ = g.env.NC.FlushWithContext(ctx)
 	}
+	// Advisories sent while the connection was down are lost, and a
+	// change told by nothing else would wait for the next quiet read-back:
+	// a reconnect reads back at once, and often until the advisories are
+	// heard again.
+	reconnected := g.env.NC.StatusChanged(nats.CONNECTED)
+	defer g.env.NC.RemoveStatusListener(reconnected)
 	t := time.NewTimer(g.cfg.Interval)
 	defer t.Stop()
 	why := "read-back"
@@ -259,6 +265,9 @@ func (g *Guard) Run(ctx context.Context) error {
 			return nil
 		case <-t.C:
 			why = "read-back"
+		case <-reconnected:
+			g.heard.Store(0)
+			why = "reconnected"
 		case why = <-g.kick:
 			// An action's advisory and its API audit (which says who)
 			// come moments apart: one round for both.
