@@ -188,14 +188,14 @@ func consumeOnce(ctx context.Context, js jetstream.JetStream, stream string, cfg
 // or the consumer is gone (its error, for the loop to make it again). Each
 // message delivered is held (it tells the server it is in progress from
 // then on) and waits for a credit before it joins the queue, so that the
-// messages in the queue stay bounded. The subscription asks for more only
-// as messages are handed on, at most q's workers outstanding, so while the
-// queue is full at most that many wait in the client library, not yet
-// held: they wait for the first of the busy workers to finish, and only a
-// wait past the ack wait (every worker stuck for seconds) would have one
-// delivered again, which handlers take as they take any redelivery. Once
-// it stops, what the subscription already has is handed on too: a message
-// delivered is handled, not dropped.
+// messages in the queue stay bounded. The subscription asks for one
+// message at a time, and for the next only once the callback has handed
+// the last on: a message the server has delivered is always one the loop
+// holds, never one waiting unheld in the client library behind a full
+// queue (where, with workers busy past the ack wait — a webhook that
+// hangs — it was delivered and handled twice). Once it stops, what the
+// subscription already has is handed on too: a message delivered is
+// handled, not dropped.
 func pullWhileOpen(ctx context.Context, cons jetstream.Consumer, g gate, log *slog.Logger, durable string, q *queue) error {
 	problems := make(chan error, 1)
 	// handing is held while the callback hands a message on: cc.Closed()
@@ -216,7 +216,7 @@ func pullWhileOpen(ctx context.Context, cons jetstream.Consumer, g gate, log *sl
 		<-q.credits
 		q.ready <- hm
 	},
-		jetstream.PullMaxMessages(cap(q.slots)),
+		jetstream.PullMaxMessages(1), // see above: nothing delivered waits unheld
 		jetstream.PullExpiry(pullExpiry),
 		jetstream.PullHeartbeat(pullHeartbeat),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
