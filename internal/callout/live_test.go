@@ -285,7 +285,9 @@ func TestSystemRightsRequired(t *testing.T) {
 			defer cancel()
 			done := make(chan error, 1)
 			go func() { done <- resp.Run(ctx) }()
-			_, err = f.connect(t, f.holder, token)
+			// A dial that outlasts the responder's (and the server's) answer on
+			// a busy machine: the client's own 2 s default timed out once in CI.
+			_, err = f.connect(t, f.holder, token, nats.Timeout(20*time.Second))
 			require.ErrorIs(t, err, nats.ErrAuthorization, "nothing is authorized before the system connection is shown to work")
 			select {
 			case err := <-done:
