@@ -271,7 +271,7 @@ func (c *Client) ScanRequests(ctx context.Context, domain string, o ScanOptions,
 				loads.Go(func() {
 					defer close(it.done)
 					if o.Keep == nil || o.Keep(c.trail.Checker().Inspect(m, c.clock())) {
-						it.r, it.err = c.Load(gctx, it.rec.Domain, it.rec.RequestID)
+						it.r, it.err = c.loadReaching(gctx, it.rec.Domain, it.rec.RequestID, m.Seq)
 					}
 				})
 			}
@@ -317,6 +317,21 @@ func (c *Client) ScanRequests(ctx context.Context, domain string, o ScanOptions,
 		o.Progress(last-base, last-base)
 	}
 	return nil
+}
+
+// loadReaching loads a request's history that is known to hold seq (the
+// scan read it there): a replica of the stream that lags, or one just
+// restarted, may answer with less or with nothing, and is asked again,
+// as Load asks again for what this client wrote or read before.
+func (c *Client) loadReaching(ctx context.Context, domain, id string, seq uint64) (*Request, error) {
+	h, err := c.trail.Load(ctx, domain, id, history.Reach{Seq: seq})
+	if err != nil {
+		return nil, err
+	}
+	if len(h.Records) == 0 {
+		return nil, notFound(domain, id)
+	}
+	return requestOf(h), nil
 }
 
 // firstRequest is the sequence of the first request message of a history.
