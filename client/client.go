@@ -285,7 +285,13 @@ type Request struct {
 // it before (a replicated stream's followers answer reads too, and one may
 // lag behind; its answer is asked for again until ctx ends).
 func (c *Client) Load(ctx context.Context, domain, id string) (*Request, error) {
-	h, err := c.trail.Load(ctx, domain, id, history.Reach{})
+	return c.load(ctx, domain, id, history.Reach{})
+}
+
+// load reads a request's history as far as reach asks; none is
+// ErrNotFound.
+func (c *Client) load(ctx context.Context, domain, id string, reach history.Reach) (*Request, error) {
+	h, err := c.trail.Load(ctx, domain, id, reach)
 	if err != nil {
 		return nil, err
 	}

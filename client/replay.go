@@ -324,14 +324,7 @@ func (c *Client) ScanRequests(ctx context.Context, domain string, o ScanOptions,
 // restarted, may answer with less or with nothing, and is asked again,
 // as Load asks again for what this client wrote or read before.
 func (c *Client) loadReaching(ctx context.Context, domain, id string, seq uint64) (*Request, error) {
-	h, err := c.trail.Load(ctx, domain, id, history.Reach{Seq: seq})
-	if err != nil {
-		return nil, err
-	}
-	if len(h.Records) == 0 {
-		return nil, notFound(domain, id)
-	}
-	return requestOf(h), nil
+	return c.load(ctx, domain, id, history.Reach{Seq: seq})
 }
 
 // firstRequest is the sequence of the first request message of a history.
@@ -351,14 +344,7 @@ func firstRequest(r *Request) uint64 {
 // holds is shown; nor is it held against the request when it has no
 // history yet (ErrNotFound, once holdWait is past).
 func (c *Client) loadHolding(ctx context.Context, domain, id, digest string) (*Request, error) {
-	h, err := c.trail.Load(ctx, domain, id, history.Reach{Digest: digest, Wait: c.hold})
-	if err != nil {
-		return nil, err
-	}
-	if len(h.Records) == 0 {
-		return nil, notFound(domain, id)
-	}
-	return requestOf(h), nil
+	return c.load(ctx, domain, id, history.Reach{Digest: digest, Wait: c.hold})
 }
 
 // holdWait is how long loadHolding reads again for a message noticed,

@@ -8,8 +8,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
-
-	"github.com/writ-dev/writ/internal/embedded"
 )
 
 // shutGate is a gate that stays shut.
@@ -24,16 +22,7 @@ func (g shutGate) Open() <-chan struct{} { return g.never }
 // left to tell it so (the guard and the issuer then waited for each other
 // for good).
 func TestGatedLoopMakesItsDeletedConsumerAgain(t *testing.T) {
-	srv, err := embedded.Start(embedded.Options{Port: -1, StoreDir: t.TempDir()})
-	require.NoError(t, err)
-	t.Cleanup(srv.Shutdown)
-	nc, err := srv.Connect()
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
-	_, err = js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "S", Subjects: []string{"s.>"}})
-	require.NoError(t, err)
+	_, _, js := streamS(t)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -8,8 +8,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
-
-	"github.com/writ-dev/writ/internal/embedded"
 )
 
 // An idle consumer loop keeps one subscription for its life: it neither
@@ -19,16 +17,7 @@ import (
 // each of its spokes spent their idle time on). The message published
 // after the idle window is the barrier: the loop was pulling all along.
 func TestIdleLoopKeepsItsSubscription(t *testing.T) {
-	srv, err := embedded.Start(embedded.Options{Port: -1, StoreDir: t.TempDir()})
-	require.NoError(t, err)
-	t.Cleanup(srv.Shutdown)
-	nc, err := srv.Connect()
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
-	_, err = js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "S", Subjects: []string{"s.>"}})
-	require.NoError(t, err)
+	srv, _, js := streamS(t)
 	got := make(chan string, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -39,7 +28,7 @@ func TestIdleLoopKeepsItsSubscription(t *testing.T) {
 	t.Cleanup(func() { cancel(); <-done })
 
 	// Settled: the loop has made its consumer and handled a first message.
-	_, err = js.Publish(t.Context(), "s.x", []byte("first"))
+	_, err := js.Publish(t.Context(), "s.x", []byte("first"))
 	require.NoError(t, err)
 	require.Equal(t, "first", <-got)
 	before, err := srv.Subsz()

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -39,9 +40,9 @@ func (r *handled) count(body string) int {
 	return r.times[body]
 }
 
-// lookaheadEnv is a stream S (subjects s.>) on an embedded server, and a
-// consume loop over it with workers and h, stopped at the end of the test.
-func lookaheadEnv(t *testing.T, workers int, cfg jetstream.ConsumerConfig, h handlerFunc) (jetstream.JetStream, func(i int)) {
+// streamS is an embedded server holding a stream S (subjects s.>), a
+// connection to it and its JetStream, all stopped at the end of the test.
+func streamS(t *testing.T) (*embedded.Server, *nats.Conn, jetstream.JetStream) {
 	t.Helper()
 	srv, err := embedded.Start(embedded.Options{Port: -1, StoreDir: t.TempDir()})
 	require.NoError(t, err)
@@ -53,6 +54,14 @@ func lookaheadEnv(t *testing.T, workers int, cfg jetstream.ConsumerConfig, h han
 	require.NoError(t, err)
 	_, err = js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "S", Subjects: []string{"s.>"}})
 	require.NoError(t, err)
+	return srv, nc, js
+}
+
+// lookaheadEnv is a stream S (subjects s.>) on an embedded server, and a
+// consume loop over it with workers and h, stopped at the end of the test.
+func lookaheadEnv(t *testing.T, workers int, cfg jetstream.ConsumerConfig, h handlerFunc) (jetstream.JetStream, func(i int)) {
+	t.Helper()
+	_, _, js := streamS(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {

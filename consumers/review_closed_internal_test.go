@@ -9,8 +9,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
-
-	"github.com/writ-dev/writ/internal/embedded"
 )
 
 // The connection closes while the queue is full and the Consume callback
@@ -20,15 +18,7 @@ import (
 // q.ready, and the callback, given a credit by the last worker, sends on
 // the closed channel: the process panics.
 func TestReviewConnectionClosedWhileTheQueueIsFull(t *testing.T) {
-	srv, err := embedded.Start(embedded.Options{Port: -1, StoreDir: t.TempDir()})
-	require.NoError(t, err)
-	t.Cleanup(srv.Shutdown)
-	nc, err := srv.Connect()
-	require.NoError(t, err)
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
-	_, err = js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "S", Subjects: []string{"s.>"}})
-	require.NoError(t, err)
+	_, nc, js := streamS(t)
 	release := make(chan struct{})
 	started := make(chan struct{}, 8)
 	ctx, cancel := context.WithCancel(context.Background())

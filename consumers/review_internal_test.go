@@ -10,10 +10,10 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// With more than one worker, a message the pull subscription brought
-// while the queue was full waits in the client library, not yet held (no
-// in-progress beat): once the busy workers take longer than the ack wait,
-// the server delivers it again, and it is handled twice.
+// With more than one worker, every worker busy past the ack wait, no
+// message is delivered twice: what the loop has been delivered it holds
+// (in-progress beats), none waits unheld in the client library behind a
+// full queue, as a pull of the workers' count had them wait.
 func TestReviewPulledBeyondTheQueueIsNotRedelivered(t *testing.T) {
 	const workers = 2
 	cfg := durableConfig("d", "s.>")

@@ -10,13 +10,11 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/writ-dev/writ/events"
-	"github.com/writ-dev/writ/internal/embedded"
 	"github.com/writ-dev/writ/internal/store"
 )
 
@@ -25,19 +23,10 @@ import (
 // read of its own stream, and may publish into any domain's inbox) must not
 // be able to answer the connection's later reads first.
 func TestReviewReplySubjectsAreNotPredictable(t *testing.T) {
-	srv, err := embedded.Start(embedded.Options{Port: -1, StoreDir: t.TempDir()})
-	require.NoError(t, err)
-	t.Cleanup(srv.Shutdown)
-	nc, err := srv.Connect()
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
+	srv, nc, _ := serveWRIT(t)
 	spy, err := srv.Connect()
 	require.NoError(t, err)
 	t.Cleanup(spy.Close)
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
-	_, err = js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "WRIT", Subjects: []string{"writ.*.*.*"}, AllowDirect: true})
-	require.NoError(t, err)
 	seen := make(chan string, 16)
 	sub, err := spy.Subscribe("$JS.API.DIRECT.GET.WRIT", func(m *nats.Msg) { seen <- m.Reply })
 	require.NoError(t, err)
@@ -51,30 +40,21 @@ func TestReviewReplySubjectsAreNotPredictable(t *testing.T) {
 	second := <-seen
 	_ = sub.Unsubscribe()
 	i := strings.LastIndexByte(first, '.')
-	n, err := strconv.ParseUint(first[i+1:], 36, 64)
-	if err != nil {
-		return // not a count: nothing follows from it
+	token := second[strings.LastIndexByte(second, '.')+1:]
+	assert.GreaterOrEqual(t, len(token), 16, "a reply token long enough not to be guessed: %q", token)
+	if n, err := strconv.ParseUint(first[i+1:], 36, 64); err == nil {
+		assert.NotEqual(t, first[:i+1]+strconv.FormatUint(n+1, 36), second, "the next read's reply subject follows from the last one's")
 	}
-	assert.NotEqual(t, first[:i+1]+strconv.FormatUint(n+1, 36), second, "the next read's reply subject follows from the last one's")
 }
 
 // The consequence: having seen one read's reply subject, a party that may
 // publish into the connection's inbox answers the later reads first with
 // "nothing matches", and the reader believes it.
 func TestReviewForgedAnswerToAPredictedRead(t *testing.T) {
-	srv, err := embedded.Start(embedded.Options{Port: -1, StoreDir: t.TempDir()})
-	require.NoError(t, err)
-	t.Cleanup(srv.Shutdown)
-	nc, err := srv.Connect()
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
+	srv, nc, js := serveWRIT(t)
 	spy, err := srv.Connect()
 	require.NoError(t, err)
 	t.Cleanup(spy.Close)
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
-	_, err = js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "WRIT", Subjects: []string{"writ.*.*.*"}, AllowDirect: true})
-	require.NoError(t, err)
 	kp, _ := nkeys.CreateServer()
 	id := uuid.NewString()
 	var last uint64

@@ -4,13 +4,11 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nkeys"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/writ-dev/writ/events"
-	"github.com/writ-dev/writ/internal/embedded"
 	"github.com/writ-dev/writ/internal/store"
 )
 
@@ -18,16 +16,7 @@ import (
 // drops no interest on the server (which a federation's hub would pass to
 // every spoke), found or not, single or batched, concurrent or not.
 func TestReadsAddNoSubscriptions(t *testing.T) {
-	srv, err := embedded.Start(embedded.Options{Port: -1, StoreDir: t.TempDir()})
-	require.NoError(t, err)
-	t.Cleanup(srv.Shutdown)
-	nc, err := srv.Connect()
-	require.NoError(t, err)
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
-	_, err = js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "WRIT", Subjects: []string{"writ.*.*.*"}, AllowDirect: true})
-	require.NoError(t, err)
+	srv, nc, js := serveWRIT(t)
 	r := store.Reader{NC: nc, Stream: "WRIT", Batch: 3}
 	kp, _ := nkeys.CreateServer()
 	id := uuid.NewString()

@@ -20,7 +20,9 @@ import (
 	"github.com/writ-dev/writ/internal/store"
 )
 
-func setup(t testing.TB) (jetstream.JetStream, store.Reader) {
+// serveWRIT is an embedded server holding a WRIT stream that allows direct
+// gets, a connection to it and its JetStream, stopped at the end of t.
+func serveWRIT(t testing.TB) (*embedded.Server, *nats.Conn, jetstream.JetStream) {
 	t.Helper()
 	srv, err := embedded.Start(embedded.Options{Port: -1, StoreDir: t.TempDir()})
 	require.NoError(t, err)
@@ -32,6 +34,12 @@ func setup(t testing.TB) (jetstream.JetStream, store.Reader) {
 	require.NoError(t, err)
 	_, err = js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "WRIT", Subjects: []string{"writ.*.*.*"}, AllowDirect: true})
 	require.NoError(t, err)
+	return srv, nc, js
+}
+
+func setup(t testing.TB) (jetstream.JetStream, store.Reader) {
+	t.Helper()
+	_, nc, js := serveWRIT(t)
 	return js, store.Reader{NC: nc, Stream: "WRIT", Batch: 7}
 }
 
